@@ -1,0 +1,52 @@
+# Two commands matter: `make demo` and `make test`. Everything installs into .venv at the repo root.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo up down lint bench-upload bench-load bench-deferral bench-e2e bench-api clean
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check uv
+	$(VENV)/bin/uv pip install --python $(PY) -q -r requirements.txt
+	$(VENV)/bin/uv pip install --python $(PY) -q --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(PY) -m aps_devstack demo
+
+up: install
+	$(PY) -m aps_devstack up
+
+down:
+	$(PY) -m aps_devstack down
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench-upload: install
+	$(PY) bench/upload.py
+
+bench-load: install
+	$(PY) bench/load.py
+
+bench-deferral: install
+	$(PY) bench/deferral.py
+
+bench-e2e: install
+	$(PY) bench/e2e.py
+
+bench-api: install
+	$(PY) bench/api.py
+
+clean:
+	rm -rf .stack .pytest_cache
