@@ -1,0 +1,75 @@
+"""The app's long-lived parts (engine, APS client, caches, limiter, metrics), built at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aps_api import queries
+from aps_api.apikeys import APIKeyVerifier, KeyIdentity
+from aps_api.db import create_reader_engine
+from aps_api.metrics import APIMetrics
+from aps_api.ratelimit import RateLimiter
+from aps_api.settings import APISettings
+from aps_api.tokens import ViewerTokenCache
+
+
+@dataclass
+class APIContext:
+    settings: APISettings
+    metrics: APIMetrics = field(default_factory=APIMetrics)
+    engine: AsyncEngine | None = None
+    aps: Any = None  # aps_client.AsyncAPSClient, or None when no APS credentials are configured
+    tokens: ViewerTokenCache | None = None
+    keys: APIKeyVerifier | None = None
+    limiter: RateLimiter | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.engine = create_reader_engine(settings.database_url.get_secret_value(), settings.db_pool_size)
+        self.keys = APIKeyVerifier(self._lookup_key, ttl=settings.api_key_cache_seconds)
+        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        if settings.aps_configured:
+            self.aps = _viewer_aps_client(settings)
+            self.tokens = ViewerTokenCache(
+                self._fetch_token,
+                refresh_margin=settings.token_refresh_margin_seconds,
+                max_entries=settings.token_cache_max_entries,
+                metrics=self.metrics,
+            )
+
+    async def close(self) -> None:
+        if self.aps is not None:
+            await self.aps.aclose()
+        if self.engine is not None:
+            await self.engine.dispose()
+
+    async def _lookup_key(self, key_hash: str) -> KeyIdentity | None:
+        assert self.engine is not None
+        async with self.engine.connect() as conn:
+            return await queries.find_active_key(conn, key_hash)
+
+    async def _fetch_token(self, scopes: list[str]) -> Any:
+        return await self.aps.get_token(scopes=scopes)
+
+
+def _viewer_aps_client(settings: APISettings) -> Any:
+    # Imported here so the rest of the API (and its tests of pure logic) does not need the APS client.
+    from aps_client import APSConfig, AsyncAPSClient
+
+    config = APSConfig(
+        client_id=settings.aps_client_id,
+        client_secret=settings.aps_client_secret,
+        base_url=settings.aps_base_url,
+        scopes=("viewables:read",),
+        # The API's own cache decides freshness; the client's cache must not hand back a token that the
+        # API would consider stale already.
+        token_refresh_margin=settings.token_refresh_margin_seconds,
+        # A viewer waits for its token: fail fast instead of retrying for minutes.
+        timeout=5.0,
+        max_attempts=2,
+        max_retry_seconds=5.0,
+    )
+    return AsyncAPSClient(config)

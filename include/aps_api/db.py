@@ -1,0 +1,29 @@
+"""The async database engine the server uses: the read-only role, read-only transactions, short timeouts."""
+
+from __future__ import annotations
+
+from sqlalchemy import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+# Belt and braces on top of the read-only role: every transaction is READ ONLY, and no query may run long
+# enough to hold a pool connection hostage.
+_SESSION_OPTIONS = "-c default_transaction_read_only=on -c statement_timeout=5000"
+
+
+def async_url(url: str | URL) -> URL:
+    """`url` with the psycopg 3 driver, which SQLAlchemy drives asynchronously."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def create_reader_engine(url: str, pool_size: int) -> AsyncEngine:
+    return create_async_engine(
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=10,
+        pool_recycle=1800,
+        connect_args={"options": _SESSION_OPTIONS, "connect_timeout": 5},
+    )

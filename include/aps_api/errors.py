@@ -1,0 +1,48 @@
+"""Every error leaves the API as JSON `{"detail": ...}` with a clear message and no internals.
+
+FastAPI already answers HTTPException and validation errors (422) that way; this adds the database being
+unreachable (503) and a last-resort handler (500) that logs the exception but never echoes it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+log = logging.getLogger("aps_api")
+
+
+class APSUnavailable(Exception):
+    """APS could not issue a viewer token; the message is safe to show (no secrets, no token)."""
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def database_unavailable(request: Request, exc: DBAPIError) -> JSONResponse:
+        # The driver message can include host names; log the class only, answer with a fixed text.
+        log.warning(
+            "results database unavailable for %s %s: %s",
+            request.method,
+            request.url.path,
+            type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__,
+        )
+        return JSONResponse(
+            {"detail": "the results database is unavailable; try again shortly"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(APSUnavailable)
+    async def aps_unavailable(request: Request, exc: APSUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_502_BAD_GATEWAY)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(
+            {"detail": "internal server error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR
+        )

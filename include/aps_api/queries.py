@@ -1,0 +1,298 @@
+"""The API's reads from the results schema: SQLAlchemy Core queries, one function per question.
+
+All listings use keyset pagination (WHERE sort_key > last_seen ORDER BY sort_key LIMIT n+1): the cost of
+a page does not grow with its depth, and a walk sees each row exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, exists, func, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from aps_api.apikeys import KeyIdentity
+from aps_results.models import (
+    ApiKey,
+    Derivative,
+    File,
+    Model,
+    ModelObject,
+    ModelStatusHistory,
+    ModelView,
+    Property,
+    Thumbnail,
+    Translation,
+)
+
+models_t = Model.__table__
+files_t = File.__table__
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching strings that start with `prefix` literally (%, _ and \\ escaped)."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Row[Any]]
+    has_more: bool
+
+
+async def _page(conn: AsyncConnection, query: Any, limit: int) -> Page:
+    rows = list((await conn.execute(query.limit(limit + 1))).all())
+    return Page(rows=rows[:limit], has_more=len(rows) > limit)
+
+
+# --- API keys ---------------------------------------------------------------------------------------------
+
+
+async def find_active_key(conn: AsyncConnection, key_hash: str) -> KeyIdentity | None:
+    row = (
+        await conn.execute(
+            select(ApiKey.id, ApiKey.name).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+        )
+    ).first()
+    return KeyIdentity(id=row.id, name=row.name) if row is not None else None
+
+
+# --- models -----------------------------------------------------------------------------------------------
+
+_SOURCE_COLUMNS = (
+    files_t.c.id.label("source_id"),
+    files_t.c.pipeline.label("source_pipeline"),
+    files_t.c.s3_bucket.label("source_bucket"),
+    files_t.c.s3_key.label("source_key"),
+    files_t.c.etag.label("source_etag"),
+    files_t.c.size.label("source_size"),
+    files_t.c.content_type.label("source_content_type"),
+    files_t.c.state.label("source_state"),
+    files_t.c.discovered_at.label("source_discovered_at"),
+)
+
+_MODEL_COLUMNS = (
+    models_t.c.id,
+    models_t.c.urn,
+    models_t.c.region,
+    models_t.c.status,
+    models_t.c.reason,
+    models_t.c.created_at,
+    models_t.c.updated_at,
+    models_t.c.loaded_at,
+)
+
+
+def _models_with_source(*extra: Any) -> Any:
+    return select(*_MODEL_COLUMNS, *extra, *_SOURCE_COLUMNS).select_from(
+        models_t.outerjoin(files_t, files_t.c.id == models_t.c.source_file_id)
+    )
+
+
+@dataclass(frozen=True)
+class ModelFilters:
+    status: str | None = None
+    source_prefix: str | None = None
+    region: str | None = None
+    updated_since: datetime | None = None
+    urn: str | None = None
+
+
+async def list_models(conn: AsyncConnection, filters: ModelFilters, after_id: int | None, limit: int) -> Page:
+    query = _models_with_source().order_by(models_t.c.id)
+    if after_id is not None:
+        query = query.where(models_t.c.id > after_id)
+    if filters.status is not None:
+        query = query.where(models_t.c.status == filters.status)
+    if filters.region is not None:
+        query = query.where(models_t.c.region == filters.region)
+    if filters.updated_since is not None:
+        query = query.where(models_t.c.updated_at >= filters.updated_since)
+    if filters.urn is not None:
+        query = query.where(models_t.c.urn == filters.urn)
+    if filters.source_prefix is not None:
+        # Any file that carries the model's content counts as a source, not only the first one.
+        carrier = files_t.alias("carrier")
+        query = query.where(
+            exists().where(
+                or_(carrier.c.model_id == models_t.c.id, carrier.c.id == models_t.c.source_file_id),
+                carrier.c.s3_key.like(_like_prefix(filters.source_prefix), escape="\\"),
+            )
+        )
+    return await _page(conn, query, limit)
+
+
+async def get_model(conn: AsyncConnection, model_id: int) -> Row[Any] | None:
+    has_thumbnail = exists().where(Thumbnail.model_id == models_t.c.id).label("has_thumbnail")
+    extra = (models_t.c.object_id, models_t.c.bucket_key, models_t.c.object_key, has_thumbnail)
+    return (await conn.execute(_models_with_source(*extra).where(models_t.c.id == model_id))).first()
+
+
+async def get_model_for_token(conn: AsyncConnection, model_id: int) -> Row[Any] | None:
+    """Just what the viewer-token route needs (one primary-key lookup)."""
+    query = select(models_t.c.id, models_t.c.urn, models_t.c.region, models_t.c.status)
+    return (await conn.execute(query.where(models_t.c.id == model_id))).first()
+
+
+async def model_exists(conn: AsyncConnection, model_id: int) -> bool:
+    return (await conn.execute(select(models_t.c.id).where(models_t.c.id == model_id))).first() is not None
+
+
+async def status_history(conn: AsyncConnection, model_id: int) -> Sequence[Row[Any]]:
+    query = (
+        select(
+            ModelStatusHistory.status,
+            ModelStatusHistory.reason,
+            ModelStatusHistory.run_id,
+            ModelStatusHistory.changed_at,
+        )
+        .where(ModelStatusHistory.model_id == model_id)
+        .order_by(ModelStatusHistory.changed_at, ModelStatusHistory.id)
+    )
+    return (await conn.execute(query)).all()
+
+
+async def translations(conn: AsyncConnection, model_id: int) -> Sequence[Row[Any]]:
+    query = (
+        select(
+            Translation.attempt,
+            Translation.status,
+            Translation.progress,
+            Translation.output_formats,
+            Translation.forced,
+            Translation.messages,
+            Translation.job_submitted_at,
+            Translation.started_at,
+            Translation.finished_at,
+        )
+        .where(Translation.model_id == model_id)
+        .order_by(Translation.attempt)
+    )
+    return (await conn.execute(query)).all()
+
+
+async def derivatives(conn: AsyncConnection, model_id: int) -> Sequence[Row[Any]]:
+    query = (
+        select(
+            Derivative.guid,
+            Derivative.parent_guid,
+            Derivative.name,
+            Derivative.output_type,
+            Derivative.type,
+            Derivative.role,
+            Derivative.mime,
+            Derivative.urn,
+            Derivative.status,
+            Derivative.progress,
+        )
+        .where(Derivative.model_id == model_id)
+        .order_by(Derivative.id)
+    )
+    return (await conn.execute(query)).all()
+
+
+async def views(conn: AsyncConnection, model_id: int) -> Sequence[Row[Any]]:
+    query = (
+        select(ModelView.guid, ModelView.name, ModelView.role, ModelView.is_master_view)
+        .where(ModelView.model_id == model_id)
+        .order_by(ModelView.is_master_view.desc(), ModelView.guid)
+    )
+    return (await conn.execute(query)).all()
+
+
+async def thumbnail_png(conn: AsyncConnection, model_id: int) -> bytes | None:
+    row = (await conn.execute(select(Thumbnail.png).where(Thumbnail.model_id == model_id))).first()
+    return bytes(row.png) if row is not None else None
+
+
+# --- objects and properties -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectFilters:
+    name: str | None = None
+    name_contains: str | None = None
+    external_id: str | None = None
+    view_guid: str | None = None
+
+
+async def list_objects(
+    conn: AsyncConnection, model_id: int, filters: ObjectFilters, after: tuple[str, int] | None, limit: int
+) -> Page:
+    query = (
+        select(
+            ModelObject.view_guid,
+            ModelObject.object_id,
+            ModelObject.external_id,
+            ModelObject.name,
+            ModelObject.parent_object_id,
+            ModelObject.depth,
+        )
+        .where(ModelObject.model_id == model_id)
+        .order_by(ModelObject.view_guid, ModelObject.object_id)
+    )
+    if after is not None:
+        query = query.where(tuple_(ModelObject.view_guid, ModelObject.object_id) > tuple_(*after))
+    if filters.name is not None:
+        query = query.where(ModelObject.name == filters.name)
+    if filters.name_contains is not None:
+        pattern = "%" + _like_prefix(filters.name_contains)
+        query = query.where(ModelObject.name.ilike(pattern, escape="\\"))
+    if filters.external_id is not None:
+        query = query.where(ModelObject.external_id == filters.external_id)
+    if filters.view_guid is not None:
+        query = query.where(ModelObject.view_guid == filters.view_guid)
+    return await _page(conn, query, limit)
+
+
+@dataclass(frozen=True)
+class PropertyFilters:
+    name: str | None = None
+    value: str | None = None
+    category: str | None = None
+    external_id: str | None = None
+    view_guid: str | None = None
+
+
+# Properties have no primary key; (view, object, category, name) is unique in practice and is the sort key.
+_PROPERTY_CATEGORY_KEY = func.coalesce(Property.category, "")
+
+
+async def list_properties(
+    conn: AsyncConnection,
+    model_id: int,
+    filters: PropertyFilters,
+    after: tuple[str, int, str, str] | None,
+    limit: int,
+) -> Page:
+    sort_key = (Property.view_guid, Property.object_id, _PROPERTY_CATEGORY_KEY, Property.name)
+    query = (
+        select(
+            Property.view_guid,
+            Property.object_id,
+            Property.external_id,
+            Property.category,
+            Property.name,
+            Property.value,
+            Property.value_num,
+            _PROPERTY_CATEGORY_KEY.label("category_key"),
+        )
+        .where(Property.model_id == model_id)
+        .order_by(*sort_key)
+    )
+    if after is not None:
+        query = query.where(tuple_(*sort_key) > tuple_(*after))
+    if filters.name is not None:
+        query = query.where(Property.name == filters.name)
+    if filters.value is not None:
+        query = query.where(Property.value_prefix_matches(filters.value))
+    if filters.category is not None:
+        query = query.where(Property.category == filters.category)
+    if filters.external_id is not None:
+        query = query.where(Property.external_id == filters.external_id)
+    if filters.view_guid is not None:
+        query = query.where(Property.view_guid == filters.view_guid)
+    return await _page(conn, query, limit)

@@ -1,0 +1,145 @@
+"""Response bodies of the API (pydantic), which are also the OpenAPI schema at /docs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class SourceFile(BaseModel):
+    """The S3 object the model was first made from."""
+
+    id: int
+    pipeline: str
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    content_type: str | None
+    state: str
+    discovered_at: datetime
+
+
+class ModelSummary(BaseModel):
+    id: int
+    urn: str | None = Field(description="Model Derivative URN (base64url of the object id)")
+    region: str
+    status: str
+    reason: str | None
+    source: SourceFile | None
+    created_at: datetime
+    updated_at: datetime
+    loaded_at: datetime | None
+
+
+class ModelPage(BaseModel):
+    items: list[ModelSummary]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` to get the next page; null on the last page"
+    )
+
+
+class StatusChange(BaseModel):
+    status: str
+    reason: str | None
+    run_id: str | None
+    changed_at: datetime
+
+
+class TranslationAttempt(BaseModel):
+    attempt: int
+    status: str
+    progress: str | None
+    output_formats: list[Any]
+    forced: bool
+    messages: list[Any]
+    job_submitted_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class DerivativeNode(BaseModel):
+    guid: str | None
+    parent_guid: str | None
+    name: str | None
+    output_type: str | None
+    type: str | None
+    role: str | None
+    mime: str | None
+    urn: str | None
+    status: str | None
+    progress: str | None
+
+
+class ModelViewInfo(BaseModel):
+    guid: str
+    name: str | None
+    role: str | None
+    is_master_view: bool
+
+
+class ModelDetail(ModelSummary):
+    object_id: str | None
+    bucket_key: str | None
+    object_key: str | None
+    has_thumbnail: bool
+    status_history: list[StatusChange]
+    translations: list[TranslationAttempt]
+    derivatives: list[DerivativeNode]
+    views: list[ModelViewInfo]
+
+
+class ViewerToken(BaseModel):
+    access_token: str = Field(description="APS access token for the Viewer; narrow scope, short-lived")
+    token_type: str
+    expires_in: int = Field(description="seconds the token stays valid")
+    urn: str
+    region: str
+    scope: str = Field(description="`viewables:read`, or `data:read:<urn>` in per-model mode")
+
+
+class ModelObjectInfo(BaseModel):
+    view_guid: str
+    object_id: int = Field(description="APS objectid: not stable across re-translations; use external_id")
+    external_id: str | None
+    name: str | None
+    parent_object_id: int | None
+    depth: int
+
+
+class ObjectPage(BaseModel):
+    items: list[ModelObjectInfo]
+    next_cursor: str | None
+
+
+class PropertyValue(BaseModel):
+    view_guid: str
+    object_id: int
+    external_id: str | None
+    category: str | None
+    name: str
+    value: str | None
+    value_num: float | None
+
+
+class PropertyPage(BaseModel):
+    items: list[PropertyValue]
+    next_cursor: str | None
+
+
+class ComponentHealth(BaseModel):
+    ok: bool
+    detail: str
+
+
+class Health(BaseModel):
+    status: str = Field(description="`ok` when the database and APS are both reachable, else `degraded`")
+    version: str
+    database: ComponentHealth
+    aps: ComponentHealth
+
+
+class ErrorBody(BaseModel):
+    detail: Any

@@ -1,0 +1,65 @@
+"""Settings for the API server, read from `APS_API_*` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "APS_API_"
+
+
+class TokenMode(StrEnum):
+    """Which scope the viewer tokens carry."""
+
+    VIEWABLES = "viewables"  # `viewables:read`: one token opens every model's viewables of the app
+    PER_MODEL = "per-model"  # `data:read:<urn>`: a token opens only the one model it was issued for
+
+
+class APISettings(BaseSettings):
+    """Everything the server needs. The secrets are SecretStr so they never show up in reprs or logs."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=None, extra="ignore")
+
+    # The results database, connected as the read-only role (e.g. `aps_reader`). The server never writes.
+    database_url: SecretStr = Field(description="SQLAlchemy URL of the results database (read-only role)")
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+
+    # APS credentials, used ONLY to mint viewer tokens (never the pipeline's own token).
+    aps_base_url: str = "https://developer.api.autodesk.com"  # the emulator: http://127.0.0.1:PORT
+    aps_client_id: str = ""
+    aps_client_secret: SecretStr = SecretStr("")
+    token_mode: TokenMode = TokenMode.VIEWABLES
+    # A cached viewer token is handed out only while it still has more than this many seconds to live.
+    token_refresh_margin_seconds: float = Field(default=300.0, ge=0)
+    # Per-model mode caches one token per model: bound the cache.
+    token_cache_max_entries: int = Field(default=10_000, ge=1)
+
+    # Comma-separated in the environment: APS_API_CORS_ORIGINS="https://a.example,https://b.example"
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Requests per API key per minute, counted per server process (see aps_api.ratelimit).
+    rate_limit_per_minute: int = Field(default=1200, ge=1)
+    # How long a verified API key is trusted before the database is asked again; revocation takes at most
+    # this long to be honoured.
+    api_key_cache_seconds: float = Field(default=30.0, ge=0)
+    # The APS Viewer JS the /viewer page loads.
+    viewer_js_url: str = "https://developer.api.autodesk.com/modelderivative/v2/viewers/7.*/viewer3D.min.js"
+    viewer_css_url: str = "https://developer.api.autodesk.com/modelderivative/v2/viewers/7.*/style.min.css"
+
+    @field_validator("aps_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @property
+    def aps_configured(self) -> bool:
+        return bool(self.aps_client_id and self.aps_client_secret.get_secret_value())
