@@ -1,0 +1,80 @@
+"""Operators for APS Model Derivative."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from aps_provider.hooks.aps import APSHook
+from aps_provider.links import APSManifestLink, APSViewerLink, urn_from_value
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: SVF2 with 2D and 3D views plus a thumbnail: what the viewer and the results loader need.
+DEFAULT_FORMATS: tuple[dict[str, Any], ...] = (
+    {"type": "svf2", "views": ["2d", "3d"]},
+    {"type": "thumbnail"},
+)
+
+
+class APSStartTranslationOperator(BaseOperator):
+    """POST a Model Derivative translation job for a design and return its URN.
+
+    The job is submitted here, on the worker, exactly once per try; wait for it with
+    `APSTranslationSensor` (whose trigger only reads the manifest). If the derivatives already exist APS
+    answers 201 and no new work starts, unless `force` is set (`x-ads-force`: delete the old derivatives
+    and translate again). Returns the URN; nothing else (and nothing secret) is stored.
+
+    :param urn: Design URN (templated), or the dict returned by `APSUploadFromS3Operator`.
+    :param region: APS region of the design (templated); default: the connection's.
+    :param formats: Output formats (templated); default: svf2 with 2d and 3d views, plus a thumbnail.
+    :param force: Re-translate even if derivatives exist.
+    :param workflow: Webhook workflow id (`misc.workflow`) to notify when the job finishes (templated).
+    :param root_filename: For a zipped design: the root file inside the zip (templated).
+    :param aps_conn_id: The `aps` connection.
+    """
+
+    template_fields: Sequence[str] = ("urn", "region", "formats", "workflow", "root_filename")
+    ui_color = "#f2d68a"
+    operator_extra_links = (APSManifestLink(), APSViewerLink())
+
+    def __init__(
+        self,
+        *,
+        urn: str | dict[str, Any],
+        region: str | None = None,
+        formats: Sequence[dict[str, Any]] | None = None,
+        force: bool = False,
+        workflow: str | None = None,
+        root_filename: str | None = None,
+        aps_conn_id: str = APSHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.urn = urn
+        self.region = region
+        self.formats = [dict(f) for f in (formats or DEFAULT_FORMATS)]
+        self.force = force
+        self.workflow = workflow
+        self.root_filename = root_filename
+        self.aps_conn_id = aps_conn_id
+
+    def execute(self, context: Context) -> str:
+        urn = urn_from_value(self.urn)
+        if not urn:
+            raise ValueError(f"APSStartTranslationOperator needs a URN, got {self.urn!r}")
+        hook = APSHook(aps_conn_id=self.aps_conn_id, region=self.region)
+        with hook.get_client() as aps:
+            accepted = aps.derivative.start_job(
+                urn, region=self.region, formats=self.formats, force=self.force,
+                workflow=self.workflow, root_filename=self.root_filename,
+            )
+        if accepted.already_translated:
+            self.log.info("Derivatives of %s already exist (HTTP 201): nothing to translate", urn)
+        else:
+            self.log.info("Translation job accepted for %s (formats: %s, force: %s)", urn,
+                          ", ".join(f["type"] for f in self.formats), self.force)
+        return urn

@@ -1,0 +1,170 @@
+"""Operators for APS Object Storage Service (OSS): make sure a bucket exists, upload a file from S3."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.sdk import BaseOperator
+
+from aps_client import UploadState, to_urn
+from aps_provider.hooks.aps import APSHook
+from aps_provider.links import APSManifestLink, APSViewerLink
+from aps_provider.upload_state import (
+    MemoryUploadStore,
+    TaskStateUploadStore,
+    UploadStateStore,
+    upload_state_key,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class APSCreateBucketOperator(BaseOperator):
+    """Make sure an OSS bucket exists (create it, or accept that this application already owns it).
+
+    Bucket keys are global across all APS applications: a key owned by another application fails the task
+    with APS's 403 explanation. Returns the bucket key.
+
+    :param bucket_key: Bucket key (templated), `[-_.a-z0-9]{3,128}`.
+    :param policy: Retention policy (templated): `transient` (24 h), `temporary` (30 days) or `persistent`.
+    :param region: APS region of the bucket (templated); default: the connection's.
+    :param aps_conn_id: The `aps` connection.
+    """
+
+    template_fields: Sequence[str] = ("bucket_key", "policy", "region")
+    ui_color = "#c9e7f5"
+
+    def __init__(
+        self,
+        *,
+        bucket_key: str,
+        policy: str = "transient",
+        region: str | None = None,
+        aps_conn_id: str = APSHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.bucket_key = bucket_key
+        self.policy = policy
+        self.region = region
+        self.aps_conn_id = aps_conn_id
+
+    def execute(self, context: Context) -> str:
+        hook = APSHook(aps_conn_id=self.aps_conn_id, region=self.region)
+        with hook.get_client() as aps:
+            bucket = aps.oss.ensure_bucket(self.bucket_key, policy=self.policy, region=self.region)
+        self.log.info("APS bucket %s is ready (policy %s)", bucket.bucket_key,
+                      bucket.policy_key or self.policy)
+        return bucket.bucket_key
+
+
+class APSUploadFromS3Operator(BaseOperator):
+    """Stream an S3 object into an APS OSS bucket (signed S3 multipart upload), resumably.
+
+    The object is read through the Amazon provider's S3 hook as a stream, never downloaded whole; memory
+    stays bounded by the APS connection's part size x parallelism. After every finished part the upload's
+    progress (APS `uploadKey`, finished parts, and the S3 ETag it belongs to) is saved in `state_store`; a
+    retried task picks it up, re-reads S3 from the first unfinished byte (ranged GET) and sends only the
+    missing parts. If the S3 object changed in between (another ETag), the upload starts over.
+
+    Returns `{"urn", "object_id", "bucket_key", "object_key", "size", "sha1"}`; feed `["urn"]` to
+    `APSStartTranslationOperator`.
+
+    :param s3_bucket: Source S3 bucket (templated).
+    :param s3_key: Source S3 key (templated).
+    :param bucket_key: Target OSS bucket (templated); it must exist (see `APSCreateBucketOperator`).
+    :param object_key: Target object key (templated); default: the S3 key.
+    :param region: APS region (templated); default: the connection's.
+    :param content_type: Content type recorded by OSS (templated).
+    :param aws_conn_id: The `aws` connection of the S3 source.
+    :param aps_conn_id: The `aps` connection.
+    :param state_store: Where progress is kept between tries (see `aps_provider.upload_state`); default:
+        Airflow's task state store, which survives retries of this task instance.
+    """
+
+    template_fields: Sequence[str] = ("s3_bucket", "s3_key", "bucket_key", "object_key", "region",
+                                      "content_type")
+    ui_color = "#c9e7f5"
+    operator_extra_links = (APSManifestLink(), APSViewerLink())
+
+    def __init__(
+        self,
+        *,
+        s3_bucket: str,
+        s3_key: str,
+        bucket_key: str,
+        object_key: str | None = None,
+        region: str | None = None,
+        content_type: str | None = None,
+        aws_conn_id: str | None = "aws_default",
+        aps_conn_id: str = APSHook.default_conn_name,
+        state_store: UploadStateStore | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.s3_bucket = s3_bucket
+        self.s3_key = s3_key
+        self.bucket_key = bucket_key
+        self.object_key = object_key
+        self.region = region
+        self.content_type = content_type
+        self.aws_conn_id = aws_conn_id
+        self.aps_conn_id = aps_conn_id
+        self.state_store = state_store
+
+    def _state_store(self, context: Context) -> UploadStateStore:
+        if self.state_store is not None:
+            return self.state_store
+        task_state_store = context.get("task_state_store")
+        if task_state_store is not None:
+            return TaskStateUploadStore(task_state_store)
+        self.log.warning("No task state store in the context: an interrupted upload will start over")
+        return MemoryUploadStore()
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        object_key = self.object_key or self.s3_key
+        store = self._state_store(context)
+        state_key = upload_state_key(self.bucket_key, object_key)
+
+        s3_object = S3Hook(aws_conn_id=self.aws_conn_id).get_key(self.s3_key, self.s3_bucket)
+        size, etag = int(s3_object.content_length), s3_object.e_tag
+
+        state = self._saved_state(store.get(state_key), etag, size)
+
+        def open_at(offset: int) -> BinaryIO:
+            # IfMatch: resume only from the very object version the saved parts came from.
+            request: dict[str, Any] = {"IfMatch": etag}
+            if offset:
+                request["Range"] = f"bytes={offset}-"
+            return s3_object.get(**request)["Body"]
+
+        def save_progress(progress: UploadState) -> None:
+            store.set(state_key, {"etag": etag, "size": size, "state": progress.model_dump(mode="json")})
+
+        self.log.info("Uploading s3://%s/%s (%d bytes) to APS %s/%s", self.s3_bucket, self.s3_key, size,
+                      self.bucket_key, object_key)
+        hook = APSHook(aps_conn_id=self.aps_conn_id, region=self.region)
+        with hook.get_client() as aps:
+            details = aps.oss.upload(self.bucket_key, object_key, open_at, size, region=self.region,
+                                     content_type=self.content_type, state=state, on_progress=save_progress)
+        store.delete(state_key)  # done: a later run of this task must start a fresh upload
+        urn = to_urn(details.object_id)
+        self.log.info("Uploaded %s (sha1 %s); URN %s", details.object_id, details.sha1, urn)
+        return {"urn": urn, "object_id": details.object_id, "bucket_key": details.bucket_key,
+                "object_key": details.object_key, "size": details.size if details.size is not None else size,
+                "sha1": details.sha1}
+
+    def _saved_state(self, saved: dict[str, Any] | None, etag: str, size: int) -> UploadState | None:
+        if not saved:
+            return None
+        if saved.get("etag") != etag or saved.get("size") != size:
+            self.log.warning("The S3 object changed since the interrupted upload (ETag %s -> %s): "
+                             "starting over", saved.get("etag"), etag)
+            return None
+        state = UploadState.model_validate(saved["state"])
+        self.log.info("Resuming the upload: %d part(s) already sent (uploadKey known: %s)",
+                      len(state.completed_parts), state.upload_key is not None)
+        return state

@@ -1,0 +1,146 @@
+"""APSTranslationSensor: wait for a Model Derivative translation, on the triggerer or by poking."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
+
+from aps_client.errors import APSRateLimitedError, APSServerError, APSTransportError
+from aps_provider.hooks.aps import APSHook
+from aps_provider.links import APSManifestLink, APSViewerLink
+from aps_provider.triggers.derivative import (
+    DEADLINE_EXCEEDED,
+    FINISHED_STATES,
+    APSTranslationTrigger,
+    summarize_messages,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: Translations take minutes to hours; a sensor that waits longer than this is almost certainly stuck.
+DEFAULT_TIMEOUT = timedelta(hours=4)
+# Grace past the trigger's own deadline before Airflow's deferral timeout fires: the trigger should always
+# report first, with APS's last status, rather than Airflow failing the task with a bare timeout.
+_DEFERRAL_GRACE = timedelta(minutes=2)
+
+
+class APSTranslationSensor(BaseSensorOperator):
+    """Wait until the translation of `urn` finishes; return the URN on success.
+
+    In deferrable mode (the default when `[operators] default_deferrable` is on) the wait runs on the
+    triggerer and holds no worker slot: the trigger GETs the manifest with exponential backoff from
+    `poll_interval` to `max_poll_interval` seconds until it finishes or `timeout` (wall clock, from the
+    moment the sensor first defers) passes. In poke mode each poke is one manifest GET.
+
+    The task fails, without retrying, when APS reports the translation `failed` or `timeout`, with APS's
+    messages in the error; it fails with a sensor timeout when the wall-clock `timeout` passes first.
+
+    :param urn: URN of the source design (templated), as returned by `APSStartTranslationOperator`.
+    :param region: APS region of the model (templated); default: the connection's.
+    :param aps_conn_id: The `aps` connection.
+    :param deferrable: Wait on the triggerer instead of a worker slot.
+    :param poll_interval: Deferrable mode: first delay between manifest GETs (seconds).
+    :param max_poll_interval: Deferrable mode: longest delay between manifest GETs (seconds).
+    :param backoff_factor: Deferrable mode: growth factor of the delay.
+    """
+
+    template_fields: Sequence[str] = ("urn", "region")
+    ui_color = "#f2b04a"
+    operator_extra_links = (APSManifestLink(), APSViewerLink())
+
+    def __init__(
+        self,
+        *,
+        urn: str,
+        region: str | None = None,
+        aps_conn_id: str = APSHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 10.0,
+        max_poll_interval: float = 60.0,
+        backoff_factor: float = 2.0,
+        poke_interval: timedelta | float = 30,
+        timeout: timedelta | float = DEFAULT_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        self.urn = urn
+        self.region = region
+        self.aps_conn_id = aps_conn_id
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.backoff_factor = backoff_factor
+
+    @property
+    def hook(self) -> APSHook:
+        return APSHook(aps_conn_id=self.aps_conn_id, region=self.region)
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        deadline = time.time() + float(self.timeout)
+        self.log.info("Deferring: waiting for translation of %s on the triggerer (deadline in %.0fs)",
+                      self.urn, float(self.timeout))
+        self.defer(
+            trigger=APSTranslationTrigger(
+                urn=self.urn,
+                deadline=deadline,
+                aps_conn_id=self.aps_conn_id,
+                region=self.region,
+                poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval,
+                backoff_factor=self.backoff_factor,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=float(self.timeout)) + _DEFERRAL_GRACE,
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        try:
+            with self.hook.get_client() as aps:
+                manifest = aps.derivative.manifest(self.urn, region=self.region)
+        except (APSRateLimitedError, APSServerError, APSTransportError, httpx.TransportError) as exc:
+            # The client already retried; the next poke tries again. The sensor timeout bounds the wait.
+            self.log.warning("Transient APS trouble reading the manifest of %s (%s)", self.urn, exc)
+            return PokeReturnValue(is_done=False)
+        self.log.info("Translation of %s: status=%s progress=%s", self.urn, manifest.status,
+                      manifest.progress)
+        if manifest.status == "success":
+            return PokeReturnValue(is_done=True, xcom_value=self.urn)
+        if manifest.status in FINISHED_STATES:
+            raise AirflowFailException(self._failure_message(manifest.status, summarize_messages(
+                manifest.messages())))
+        return PokeReturnValue(is_done=False)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
+        """Resume after the trigger fired: validate its event, fail with APS's words, or return the URN."""
+        if not isinstance(event, dict) or "status" not in event:
+            raise AirflowException(f"APS translation trigger sent an unexpected event: {event!r}")
+        status = event["status"]
+        if event.get("urn") not in (None, self.urn):
+            raise AirflowException(f"Event for {event.get('urn')!r} resumed the sensor of {self.urn!r}")
+        messages = [str(m) for m in event.get("messages") or []]
+        if status == "success":
+            for message in messages:  # warnings on a successful translation are worth a line each
+                self.log.warning("APS: %s", message)
+            self.log.info("Translation of %s succeeded", self.urn)
+            return self.urn
+        if status in FINISHED_STATES:
+            raise AirflowFailException(self._failure_message(status, messages))
+        if status == DEADLINE_EXCEEDED:
+            raise AirflowSensorTimeout(
+                f"Translation of {self.urn} did not finish within {float(self.timeout):.0f}s "
+                f"({event.get('reason') or 'no reason given'}; last progress: {event.get('progress')})")
+        reason = event.get("reason") or status
+        raise AirflowException(f"Waiting for translation of {self.urn} failed: {reason}")
+
+    def _failure_message(self, status: str, messages: list[str]) -> str:
+        details = "; ".join(messages) if messages else "APS gave no message"
+        return f"Translation of {self.urn} ended with status {status!r}: {details}"
