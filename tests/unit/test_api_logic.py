@@ -1,0 +1,165 @@
+"""Pure logic of the API: viewer-token cache, rate limiter, cursors, API-key verification."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import pytest
+from fastapi import HTTPException
+
+from aps_api.apikeys import KEY_PREFIX, APIKeyVerifier, KeyIdentity, generate_api_key, hash_api_key
+from aps_api.metrics import APIMetrics
+from aps_api.pagination import decode_cursor, encode_cursor
+from aps_api.ratelimit import RateLimiter
+from aps_api.settings import TokenMode
+from aps_api.tokens import ViewerTokenCache, viewer_scope
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class IssuedToken:
+    access_token: str
+    expires_at: float
+    token_type: str = "Bearer"
+
+
+class CountingTokenService:
+    """Stands in for APS's token endpoint: counts requests and issues tokens valid for `lifetime` seconds."""
+
+    def __init__(self, clock: FakeClock, lifetime: float = 3599.0) -> None:
+        self.clock = clock
+        self.lifetime = lifetime
+        self.requests: list[list[str]] = []
+
+    async def __call__(self, scopes: list[str]) -> IssuedToken:
+        self.requests.append(scopes)
+        await asyncio.sleep(0.01)  # let concurrent callers pile up behind the lock
+        return IssuedToken(f"token-{len(self.requests)}", self.clock.now + self.lifetime)
+
+
+def _metric(metrics: APIMetrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_concurrent_requests_for_one_scope_cause_one_token_request() -> None:
+    clock = FakeClock()
+    service = CountingTokenService(clock)
+    metrics = APIMetrics()
+    cache = ViewerTokenCache(service, refresh_margin=300, max_entries=10, metrics=metrics, clock=clock)
+
+    tokens = await asyncio.gather(*(cache.get("viewables:read") for _ in range(200)))
+
+    assert service.requests == [["viewables:read"]]
+    assert {token.access_token for token in tokens} == {"token-1"}
+    assert _metric(metrics, "aps_api_viewer_token_cache_total", result="miss") == 1
+    assert _metric(metrics, "aps_api_viewer_token_cache_total", result="hit") == 199
+    assert _metric(metrics, "aps_api_aps_calls_total", operation="token", outcome="ok") == 1
+
+
+async def test_token_is_refreshed_once_inside_the_margin() -> None:
+    clock = FakeClock()
+    service = CountingTokenService(clock, lifetime=3600)
+    cache = ViewerTokenCache(service, refresh_margin=300, max_entries=10, metrics=APIMetrics(), clock=clock)
+    first = await cache.get("viewables:read")
+    assert first.expires_in(clock.now) == 3600
+
+    clock.now += 3600 - 301  # still 301 s to live: served from the cache
+    assert (await cache.get("viewables:read")).access_token == "token-1"
+    clock.now += 2  # now inside the margin: a new token
+    second = await cache.get("viewables:read")
+    assert second.access_token == "token-2"
+    assert second.expires_in(clock.now) == 3600
+    assert len(service.requests) == 2
+
+
+async def test_scopes_are_cached_separately_and_the_cache_is_bounded() -> None:
+    clock = FakeClock()
+    service = CountingTokenService(clock)
+    cache = ViewerTokenCache(service, refresh_margin=300, max_entries=2, metrics=APIMetrics(), clock=clock)
+    for scope in ("data:read:a", "data:read:b", "data:read:a", "data:read:c"):
+        await cache.get(scope)
+    assert [s[0] for s in service.requests] == ["data:read:a", "data:read:b", "data:read:c"]
+    assert cache.peek("data:read:b") is None  # least recently used, dropped
+    assert cache.peek("data:read:a") is not None
+
+
+async def test_failed_token_request_is_not_cached() -> None:
+    clock = FakeClock()
+    calls = 0
+
+    async def failing(scopes: list[str]) -> IssuedToken:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("APS down")
+
+    metrics = APIMetrics()
+    cache = ViewerTokenCache(failing, refresh_margin=300, max_entries=2, metrics=metrics, clock=clock)
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            await cache.get("viewables:read")
+    assert calls == 2
+    assert _metric(metrics, "aps_api_aps_calls_total", operation="token", outcome="error") == 2
+
+
+def test_viewer_scope_per_mode() -> None:
+    assert viewer_scope(TokenMode.VIEWABLES, "dXJu") == "viewables:read"
+    assert viewer_scope(TokenMode.PER_MODEL, "dXJu") == "data:read:dXJu"
+
+
+def test_rate_limiter_allows_the_limit_then_asks_to_wait() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(per_minute=60, clock=clock)
+    assert all(limiter.acquire("k1") is None for _ in range(60))
+    wait = limiter.acquire("k1")
+    assert wait == pytest.approx(1.0)
+    assert RateLimiter.retry_after_header(wait) == "1"
+    assert limiter.acquire("k2") is None  # keys are limited separately
+    clock.now += 1.0
+    assert limiter.acquire("k1") is None
+    assert limiter.acquire("k1") is not None
+
+
+def test_cursor_round_trip_and_rejections() -> None:
+    cursor = encode_cursor("objects", ("guid-1", 42))
+    assert decode_cursor(cursor, "objects", (str, int)) == ("guid-1", 42)
+    assert decode_cursor(None, "objects", (str, int)) is None
+    bad = [
+        "not base64 !!",
+        encode_cursor("models", (1,)),  # another listing's cursor
+        encode_cursor("objects", ("guid", "x")),  # wrong type
+        encode_cursor("objects", ("nul\x00", 1)),  # PostgreSQL text cannot hold NUL
+        encode_cursor("objects", ("guid", 2**70)),  # beyond bigint
+    ]
+    for cursor in bad:
+        with pytest.raises(HTTPException) as caught:
+            decode_cursor(cursor, "objects", (str, int))
+        assert caught.value.status_code == 422
+
+
+async def test_key_verifier_caches_answers_and_skips_foreign_keys() -> None:
+    clock = FakeClock()
+    good = generate_api_key()
+    lookups: list[str] = []
+
+    async def lookup(key_hash: str) -> KeyIdentity | None:
+        lookups.append(key_hash)
+        return KeyIdentity(id=1, name="svc") if key_hash == hash_api_key(good) else None
+
+    verifier = APIKeyVerifier(lookup, ttl=30, clock=clock)
+    assert good.startswith(KEY_PREFIX)
+    assert await verifier.verify(good) == KeyIdentity(id=1, name="svc")
+    assert await verifier.verify(good) == KeyIdentity(id=1, name="svc")
+    assert len(lookups) == 1
+    clock.now += 31
+    await verifier.verify(good)
+    assert len(lookups) == 2  # re-checked after the cache time, so a revocation is seen
+    assert await verifier.verify("Bearer-something-else") is None
+    assert len(lookups) == 2  # not our key format: no database round trip
