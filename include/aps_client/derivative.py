@@ -1,0 +1,300 @@
+"""Model Derivative: translation jobs, manifests, model views, object tree, properties, thumbnails, formats
+(aps-api.md §2.8-2.15). Region travels as the `region` header.
+
+The object tree and properties answer 202 while APS is still extracting them: poll with bounded backoff.
+Above 20 MB they answer 413: ask again with `forceget=true`; for properties, if that still says 413, page
+through `properties:query` instead.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from aps_client.config import APSConfig
+from aps_client.errors import APSStillProcessingError
+from aps_client.models import JobAccepted, Manifest, ModelView, ObjectProperties, TreeNode
+from aps_client.transport import AsyncTransport, Flow, RequestSpec, Sleep, SyncTransport, error_from_response
+
+BASE = "/modelderivative/v2/designdata"
+DEFAULT_FORMATS: tuple[dict[str, Any], ...] = ({"type": "svf2", "views": ["2d", "3d"]}, {"type": "thumbnail"})
+QUERY_PAGE_SIZE = 1000  # the maximum properties:query allows
+THUMBNAIL_SIZES = (100, 200, 400)
+
+
+@dataclass(frozen=True)
+class Polling:
+    initial: float
+    maximum: float
+    timeout: float
+
+    @classmethod
+    def from_config(cls, config: APSConfig) -> Polling:
+        return cls(config.poll_initial_delay, config.poll_max_delay, config.poll_timeout)
+
+
+def region_headers(region: str) -> dict[str, str]:
+    return {"region": region.upper()}
+
+
+def job_body(
+    urn: str,
+    formats: list[dict[str, Any]] | None,
+    workflow: str | None,
+    root_filename: str | None,
+    workflow_attribute: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "input": {"urn": urn},
+        "output": {"formats": list(formats) if formats else [dict(f) for f in DEFAULT_FORMATS]},
+    }
+    if root_filename:
+        # A zip with several files: tell APS which one is the main design.
+        body["input"].update({"compressedUrn": True, "rootFilename": root_filename})
+    if workflow:
+        body["misc"] = {"workflow": workflow}
+        if workflow_attribute:
+            body["misc"]["workflowAttribute"] = workflow_attribute
+    return body
+
+
+def start_job_flow(
+    urn: str,
+    region: str,
+    formats: list[dict[str, Any]] | None,
+    force: bool,
+    workflow: str | None,
+    root_filename: str | None,
+) -> Flow[JobAccepted]:
+    headers = region_headers(region)
+    if force:
+        headers["x-ads-force"] = "true"  # wipe existing derivatives and translate again
+    response = yield RequestSpec(
+        "POST",
+        f"{BASE}/job",
+        family="md_job",
+        headers=headers,
+        json=job_body(urn, formats, workflow, root_filename),
+    )
+    body = response.json()
+    return JobAccepted.model_validate({"urn": urn, **body, "already_translated": response.status_code == 201})
+
+
+def manifest_flow(urn: str, region: str) -> Flow[Manifest]:
+    response = yield RequestSpec(
+        "GET", f"{BASE}/{urn}/manifest", family="md_manifest", headers=region_headers(region)
+    )
+    return Manifest.model_validate(response.json())
+
+
+def delete_manifest_flow(urn: str, region: str) -> Flow[None]:
+    yield RequestSpec(
+        "DELETE", f"{BASE}/{urn}/manifest", family="md_manifest", headers=region_headers(region)
+    )
+
+
+def views_flow(urn: str, region: str) -> Flow[list[ModelView]]:
+    response = yield RequestSpec(
+        "GET", f"{BASE}/{urn}/metadata", family="md_views", headers=region_headers(region)
+    )
+    items = (response.json().get("data") or {}).get("metadata") or []
+    return [ModelView.model_validate(item) for item in items]
+
+
+def until_ready(spec: RequestSpec, polling: Polling) -> Flow[httpx.Response]:
+    """Send `spec` until the answer is not 202 (still processing), sleeping with bounded backoff."""
+    deadline = time.monotonic() + polling.timeout
+    delay = polling.initial
+    while True:
+        response = yield spec
+        if response.status_code != 202:
+            return response
+        if time.monotonic() + delay > deadline:
+            raise APSStillProcessingError(
+                f"APS still processing after {polling.timeout:.0f}s (202)",
+                status_code=202,
+                method=spec.method,
+                url=spec.path,
+            )
+        yield Sleep(delay)
+        delay = min(delay * 2, polling.maximum)
+
+
+def _metadata_get(path: str, family: str, region: str, polling: Polling) -> Flow[httpx.Response]:
+    """GET with 202 polling; on 413 the same with forceget=true. Returns the 200, or the forceget 413."""
+    accept = frozenset({202, 413})
+    response = yield from until_ready(
+        RequestSpec("GET", path, family=family, headers=region_headers(region), accept=accept), polling
+    )
+    if response.status_code == 413:
+        response = yield from until_ready(
+            RequestSpec(
+                "GET",
+                path,
+                family="md_forceget",
+                headers=region_headers(region),
+                params={"forceget": "true"},
+                accept=accept,
+            ),
+            polling,
+        )
+    return response
+
+
+def object_tree_flow(urn: str, guid: str, region: str, polling: Polling) -> Flow[list[TreeNode]]:
+    response = yield from _metadata_get(f"{BASE}/{urn}/metadata/{guid}", "md_tree", region, polling)
+    if response.status_code == 413:
+        raise error_from_response(response)  # over the forceget ceiling (800 MB): nothing more to try
+    objects = (response.json().get("data") or {}).get("objects") or []
+    return [TreeNode.model_validate(item) for item in objects]
+
+
+def properties_flow(urn: str, guid: str, region: str, polling: Polling) -> Flow[list[ObjectProperties]]:
+    path = f"{BASE}/{urn}/metadata/{guid}/properties"
+    response = yield from _metadata_get(path, "md_properties", region, polling)
+    if response.status_code == 413:
+        return (yield from properties_query_flow(urn, guid, region, polling))
+    collection = (response.json().get("data") or {}).get("collection") or []
+    return [ObjectProperties.model_validate(item) for item in collection]
+
+
+def properties_query_flow(urn: str, guid: str, region: str, polling: Polling) -> Flow[list[ObjectProperties]]:
+    """Every object's properties, a page (≤ 1000 objects) at a time, via POST properties:query."""
+    found: list[ObjectProperties] = []
+    offset = 0
+    while True:
+        body = {
+            "query": {
+                "$ge": ["objectid", 0]
+            },  # a query is required; objectids are positive, so this is "all"
+            "fields": ["objectid", "name", "externalId", "properties"],
+            "pagination": {"offset": offset, "limit": QUERY_PAGE_SIZE},
+            "payload": "text",
+        }
+        spec = RequestSpec(
+            "POST",
+            f"{BASE}/{urn}/metadata/{guid}/properties:query",
+            family="md_properties_query",
+            headers=region_headers(region),
+            json=body,
+            accept=frozenset({202}),
+        )
+        page = (yield from until_ready(spec, polling)).json()
+        collection = (page.get("data") or {}).get("collection") or []
+        found.extend(ObjectProperties.model_validate(item) for item in collection)
+        offset += len(collection)
+        total = (page.get("pagination") or {}).get("totalResults")
+        if not collection or (total is not None and offset >= int(total)):
+            return found
+
+
+def thumbnail_flow(urn: str, region: str, width: int | None, height: int | None) -> Flow[bytes]:
+    for value in (width, height):
+        if value is not None and value not in THUMBNAIL_SIZES:
+            raise ValueError(f"thumbnail width/height must be one of {THUMBNAIL_SIZES}, got {value}")
+    params = {key: value for key, value in (("width", width), ("height", height)) if value is not None}
+    response = yield RequestSpec(
+        "GET", f"{BASE}/{urn}/thumbnail", family="md_thumbnail", headers=region_headers(region), params=params
+    )
+    return response.content
+
+
+def formats_flow() -> Flow[dict[str, list[str]]]:
+    response = yield RequestSpec("GET", f"{BASE}/formats", family="md_formats")
+    return dict(response.json().get("formats") or {})
+
+
+class DerivativeClient:
+    """Model Derivative with blocking I/O."""
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+        self._region = transport.config.region
+        self._polling = Polling.from_config(transport.config)
+
+    def start_job(
+        self,
+        urn: str,
+        *,
+        region: str | None = None,
+        formats: list[dict[str, Any]] | None = None,
+        force: bool = False,
+        workflow: str | None = None,
+        root_filename: str | None = None,
+    ) -> JobAccepted:
+        """Start a translation (default: SVF2 with 2D and 3D views, plus a thumbnail)."""
+        return self._transport.run(
+            start_job_flow(urn, region or self._region, formats, force, workflow, root_filename)
+        )
+
+    def manifest(self, urn: str, region: str | None = None) -> Manifest:
+        return self._transport.run(manifest_flow(urn, region or self._region))
+
+    def delete_manifest(self, urn: str, region: str | None = None) -> None:
+        self._transport.run(delete_manifest_flow(urn, region or self._region))
+
+    def views(self, urn: str, region: str | None = None) -> list[ModelView]:
+        return self._transport.run(views_flow(urn, region or self._region))
+
+    def object_tree(self, urn: str, guid: str, region: str | None = None) -> list[TreeNode]:
+        return self._transport.run(object_tree_flow(urn, guid, region or self._region, self._polling))
+
+    def properties(self, urn: str, guid: str, region: str | None = None) -> list[ObjectProperties]:
+        return self._transport.run(properties_flow(urn, guid, region or self._region, self._polling))
+
+    def thumbnail(
+        self, urn: str, region: str | None = None, width: int | None = 200, height: int | None = None
+    ) -> bytes:
+        return self._transport.run(thumbnail_flow(urn, region or self._region, width, height))
+
+    def formats(self) -> dict[str, list[str]]:
+        return self._transport.run(formats_flow())
+
+
+class AsyncDerivativeClient:
+    """Model Derivative, awaited: the same flows as DerivativeClient, driven without blocking the loop."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+        self._region = transport.config.region
+        self._polling = Polling.from_config(transport.config)
+
+    async def start_job(
+        self,
+        urn: str,
+        *,
+        region: str | None = None,
+        formats: list[dict[str, Any]] | None = None,
+        force: bool = False,
+        workflow: str | None = None,
+        root_filename: str | None = None,
+    ) -> JobAccepted:
+        return await self._transport.run(
+            start_job_flow(urn, region or self._region, formats, force, workflow, root_filename)
+        )
+
+    async def manifest(self, urn: str, region: str | None = None) -> Manifest:
+        return await self._transport.run(manifest_flow(urn, region or self._region))
+
+    async def delete_manifest(self, urn: str, region: str | None = None) -> None:
+        await self._transport.run(delete_manifest_flow(urn, region or self._region))
+
+    async def views(self, urn: str, region: str | None = None) -> list[ModelView]:
+        return await self._transport.run(views_flow(urn, region or self._region))
+
+    async def object_tree(self, urn: str, guid: str, region: str | None = None) -> list[TreeNode]:
+        return await self._transport.run(object_tree_flow(urn, guid, region or self._region, self._polling))
+
+    async def properties(self, urn: str, guid: str, region: str | None = None) -> list[ObjectProperties]:
+        return await self._transport.run(properties_flow(urn, guid, region or self._region, self._polling))
+
+    async def thumbnail(
+        self, urn: str, region: str | None = None, width: int | None = 200, height: int | None = None
+    ) -> bytes:
+        return await self._transport.run(thumbnail_flow(urn, region or self._region, width, height))
+
+    async def formats(self) -> dict[str, list[str]]:
+        return await self._transport.run(formats_flow())

@@ -1,0 +1,339 @@
+"""Signed-S3 multipart upload to OSS (aps-api.md §2.4-2.6 and §3), kept in its own helper like the APS SDKs.
+
+1. Plan parts: `part_size` bytes each (≥ 5 MiB), numbered from 1; a 0-byte object is one empty part.
+2. Ask OSS for signed PUT URLs lazily, at most 25 per request, reusing the `uploadKey` of the first answer.
+3. Read parts from the source in order (it may be a non-seekable stream such as an S3 body) and PUT them
+   from a small thread pool. At most `parallelism + 1` part buffers exist at any time (one being read, the
+   rest being sent), so memory stays ≤ part_size * (parallelism + 1) whatever the object size.
+4. A 403 from S3 means the URL expired: fetch fresh URLs for the same uploadKey (a bounded number of times).
+   5xx and transport errors are retried by the transport's policy.
+5. Record each finished part in the `UploadState` and call `on_progress(snapshot)`; a caller that persists
+   the snapshot can resume later: finished parts are skipped (the source is reopened at the first unfinished
+   byte when it is an `open_at(offset)` callable, otherwise read and discarded).
+6. POST completion with the expected size; a 200 whose body says `status: "error"` is a failed upload.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from aps_client.errors import APSError, APSUploadError
+from aps_client.models import ObjectDetails, UploadState
+from aps_client.oss import object_details_flow, object_path, region_headers
+from aps_client.transport import RequestSpec, SyncTransport
+
+log = logging.getLogger("aps_client.upload")
+
+Source = Callable[[int], BinaryIO]  # open_at(offset) -> stream positioned at `offset`
+DISCARD_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Part:
+    number: int  # 1-based, as S3 and OSS count
+    offset: int
+    length: int
+
+
+def plan_parts(size: int, part_size: int, max_parts: int = 10_000) -> list[Part]:
+    """Split `size` bytes into parts of `part_size` (the last one shorter). 0 bytes -> one empty part."""
+    if size < 0:
+        raise ValueError(f"size must be >= 0, got {size}")
+    if part_size <= 0:
+        raise ValueError(f"part_size must be > 0, got {part_size}")
+    count = max(1, -(-size // part_size))
+    if count > max_parts:
+        raise ValueError(
+            f"{size} bytes need {count} parts of {part_size} bytes, more than the {max_parts} allowed: "
+            f"raise the part size"
+        )
+    return [Part(n + 1, n * part_size, min(part_size, size - n * part_size)) for n in range(count)]
+
+
+def read_exactly(stream: BinaryIO, length: int) -> bytes:
+    """Read `length` bytes (streams such as S3 bodies may return short reads); fewer only at end of stream."""
+    data = stream.read(length)
+    if len(data) == length or not data:
+        return data
+    chunks = [data]
+    got = len(data)
+    while got < length:
+        more = stream.read(length - got)
+        if not more:
+            break
+        chunks.append(more)
+        got += len(more)
+    return b"".join(chunks)
+
+
+class PartReader:
+    """Reads the parts still to send, in order, from a file-like source or an open_at(offset) callable."""
+
+    def __init__(self, source: BinaryIO | Source, size: int, first_offset: int) -> None:
+        self._size = size
+        if callable(source) and not hasattr(source, "read"):
+            self._stream: BinaryIO = source(first_offset)
+            self._position = first_offset
+            self._owned = True
+        else:
+            self._stream = source  # type: ignore[assignment]
+            self._position = 0
+            self._owned = False
+
+    def read(self, part: Part) -> bytes:
+        self._skip_to(part.offset)
+        data = read_exactly(self._stream, part.length)
+        self._position += len(data)
+        if len(data) != part.length:
+            raise APSUploadError(
+                f"source ended at byte {self._position}, but the upload was declared as {self._size} bytes"
+            )
+        return data
+
+    def check_exhausted(self) -> None:
+        self._skip_to(self._size)
+        if self._stream.read(1):
+            raise APSUploadError(f"source holds more than the declared {self._size} bytes")
+
+    def close(self) -> None:
+        if self._owned and hasattr(self._stream, "close"):
+            self._stream.close()
+
+    def _skip_to(self, offset: int) -> None:
+        # Finished parts are read and dropped a chunk at a time (never held whole).
+        while self._position < offset:
+            chunk = self._stream.read(min(DISCARD_CHUNK, offset - self._position))
+            if not chunk:
+                raise APSUploadError(f"source ended at byte {self._position} while skipping finished parts")
+            self._position += len(chunk)
+
+
+class SignedUrls:
+    """Signed PUT URLs per part, fetched in batches of ≤ 25 and replaced when S3 says one expired (403)."""
+
+    def __init__(self, upload: MultipartUpload) -> None:
+        self._upload = upload
+        self._lock = threading.Lock()
+        self._urls: dict[int, tuple[str, int]] = {}  # part number -> (url, batch number)
+        self._batch = 0
+
+    def get(self, part_number: int) -> tuple[str, int]:
+        with self._lock:
+            if part_number not in self._urls:
+                self._fetch(part_number)
+            return self._urls[part_number]
+
+    def expire(self, batch: int) -> None:
+        """Forget every URL of a batch (they were signed together, so they expire together)."""
+        with self._lock:
+            self._urls = {n: entry for n, entry in self._urls.items() if entry[1] != batch}
+
+    def _fetch(self, first_part: int) -> None:
+        up = self._upload
+        count = min(up.config.upload_url_batch, up.total_parts - first_part + 1)
+        params: dict[str, Any] = {
+            "parts": count,
+            "firstPart": first_part,
+            "minutesExpiration": up.config.upload_url_minutes,
+        }
+        if up.state.upload_key:
+            params["uploadKey"] = up.state.upload_key
+        response = up.transport.send(
+            RequestSpec(
+                "GET", f"{up.path}/signeds3upload", family="oss_upload", params=params, headers=up.headers
+            )
+        )
+        body = response.json()
+        urls = body.get("urls") or []
+        if len(urls) != count or not body.get("uploadKey"):
+            raise APSUploadError(f"OSS returned {len(urls)} upload URLs for {count} parts", body=body)
+        self._batch += 1
+        for index, url in enumerate(urls):
+            self._urls[first_part + index] = (url, self._batch)
+        up.set_upload_key(body["uploadKey"])
+
+
+class MultipartUpload:
+    def __init__(
+        self,
+        transport: SyncTransport,
+        bucket_key: str,
+        object_key: str,
+        source: BinaryIO | Source,
+        size: int,
+        *,
+        region: str,
+        content_type: str | None = None,
+        state: UploadState | None = None,
+        on_progress: Callable[[UploadState], None] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.config = transport.config
+        self.bucket_key, self.object_key, self.region = bucket_key, object_key, region
+        self.path = object_path(bucket_key, object_key)
+        self.headers = region_headers(region)
+        self.source, self.size, self.content_type = source, size, content_type
+        self.on_progress = on_progress
+        # The caller's state object is updated in place, so it is current even if the upload fails.
+        self.state = state or UploadState(part_size=self.config.upload_part_size, size=size)
+        if self.state.size != size:
+            raise ValueError(f"saved upload state is for {self.state.size} bytes, but size is {size}")
+        self.parts = plan_parts(size, self.state.part_size, self.config.upload_max_parts)
+        self.total_parts = len(self.parts)
+        self.urls = SignedUrls(self)
+        self._state_lock = threading.Lock()
+        self._refreshes: dict[int, int] = {}
+
+    # -- progress bookkeeping -------------------------------------------------------------------------------
+
+    def set_upload_key(self, upload_key: str) -> None:
+        with self._state_lock:
+            changed = self.state.upload_key != upload_key
+            self.state.upload_key = upload_key
+            if changed:
+                self._report()
+
+    def _part_done(self, part: Part, etag: str) -> None:
+        with self._state_lock:
+            self.state.completed_parts[part.number] = etag
+            self._report()
+
+    def _report(self) -> None:
+        # Called with _state_lock held, so callbacks run one at a time and in order.
+        if self.on_progress is not None:
+            self.on_progress(self.state.model_copy(deep=True))
+
+    # -- the upload -----------------------------------------------------------------------------------------
+
+    def run(self) -> ObjectDetails:
+        todo = self._start()
+        log.info(
+            "uploading %s/%s: %d bytes, %d parts, %d to send",
+            self.bucket_key,
+            self.object_key,
+            self.size,
+            self.total_parts,
+            len(todo),
+        )
+        if todo:
+            self._send_parts(todo)
+        return self._complete()
+
+    def _start(self) -> list[Part]:
+        """Get the first URLs (and the uploadKey). A saved uploadKey OSS no longer knows (e.g. older than
+        24 h) means starting over."""
+        todo = [p for p in self.parts if p.number not in self.state.completed_parts]
+        first = todo[0].number if todo else 1
+        try:
+            self.urls.get(first)
+        except APSError as error:
+            if not self.state.upload_key or error.status_code not in (400, 404):
+                raise
+            log.warning("saved upload key refused (%s); starting the upload again", error.status_code)
+            with self._state_lock:
+                self.state.upload_key = None
+                self.state.completed_parts.clear()
+            todo = list(self.parts)
+            self.urls.get(1)
+        return todo
+
+    def _send_parts(self, todo: list[Part]) -> None:
+        parallelism = self.config.upload_parallelism
+        slots = threading.Semaphore(parallelism + 1)  # bounds the part buffers alive at once
+        failed = threading.Event()
+
+        def part_finished(future: Future[None]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                failed.set()
+            slots.release()
+
+        reader = PartReader(self.source, self.size, todo[0].offset)
+        pool = ThreadPoolExecutor(parallelism, thread_name_prefix="aps-upload")
+        futures: list[Future[None]] = []
+        try:
+            for part in todo:
+                slots.acquire()
+                if failed.is_set():
+                    slots.release()
+                    break  # a part failed: stop reading; the parts in flight finish below, then we raise
+                try:
+                    data = reader.read(part)
+                except BaseException:
+                    slots.release()
+                    raise
+                future = pool.submit(self._put_part, part, data)
+                del data  # drop our reference: the buffer now lives only in the worker
+                future.add_done_callback(part_finished)
+                futures.append(future)
+            else:
+                reader.check_exhausted()
+        finally:
+            # Parts in flight still finish (and count as done in the state); queued ones are dropped.
+            pool.shutdown(wait=True, cancel_futures=True)
+            reader.close()
+        for future in futures:
+            if not future.cancelled() and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+
+    def _put_part(self, part: Part, data: bytes) -> None:
+        while True:
+            url, batch = self.urls.get(part.number)
+            try:
+                response = self.transport.send(
+                    RequestSpec("PUT", url, content=data, auth=False, accept=frozenset({403}))
+                )
+            except APSError as error:
+                raise APSUploadError(
+                    f"part {part.number} of {self.object_key!r} failed after retries: {error.message}",
+                    status_code=error.status_code,
+                    body=error.body,
+                    request_id=error.request_id,
+                    method=error.method,
+                    url=error.url,
+                ) from error
+            if response.status_code != 403:
+                self._part_done(part, response.headers.get("etag", "").strip('"'))
+                return
+            refreshes = self._refreshes.get(part.number, 0) + 1
+            self._refreshes[part.number] = refreshes
+            if refreshes > self.config.upload_max_url_refreshes:
+                raise APSUploadError(
+                    f"S3 still refuses the signed URL for part {part.number} after {refreshes - 1} refreshes",
+                    status_code=403,
+                    method="PUT",
+                )
+            log.info("signed URL for part %d expired (403); fetching fresh URLs", part.number)
+            self.urls.expire(batch)
+
+    def _complete(self) -> ObjectDetails:
+        headers = dict(self.headers)
+        if self.content_type:
+            headers["x-ads-meta-Content-Type"] = self.content_type
+        response = self.transport.send(
+            RequestSpec(
+                "POST",
+                f"{self.path}/signeds3upload",
+                family="oss_upload",
+                headers=headers,
+                json={"uploadKey": self.state.upload_key, "size": self.size},
+            )
+        )
+        body = response.json()
+        if body.get("status") == "error":
+            bad = [p for p in body.get("parts") or [] if p.get("status") != "Ok"]
+            raise APSUploadError(
+                f"OSS rejected the upload of {self.object_key!r}: {body.get('reason', 'unknown reason')} "
+                f"(size {body.get('size')}, bad parts {[p.get('part') for p in bad]})",
+                status_code=response.status_code,
+                body=body,
+                bad_parts=bad,
+            )
+        details = ObjectDetails.model_validate(body)
+        if details.sha1 is None:
+            details = self.transport.run(object_details_flow(self.bucket_key, self.object_key, self.region))
+        return details

@@ -1,0 +1,162 @@
+"""Webhooks for Model Derivative's `extraction.finished` event (aps-api.md §2.16-2.17), and the check of a
+callback's `x-adsk-signature` header."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from aps_client.transport import AsyncTransport, Flow, RequestSpec, SyncTransport
+
+SYSTEM = "derivative"
+EVENT = "extraction.finished"
+HOOKS_PATH = f"/webhooks/v1/systems/{SYSTEM}/events/{EVENT}/hooks"
+SIGNATURE_PREFIX = "sha1hash="
+_WORKFLOW = re.compile(r"^[A-Za-z0-9-]{1,36}$")
+MAX_PAGES = 100
+
+
+def verify_signature(raw_body: bytes, header_value: str, secret: str) -> bool:
+    """True when `x-adsk-signature` (`sha1hash=<hex HMAC-SHA1 of the raw body>`) matches `secret`."""
+    if not header_value or not secret:
+        return False
+    received = header_value.strip()
+    if received.lower().startswith(SIGNATURE_PREFIX):
+        received = received[len(SIGNATURE_PREFIX) :]
+    expected = hmac.new(secret.encode("utf-8"), raw_body, hashlib.sha1).hexdigest()
+    return hmac.compare_digest(expected.lower(), received.lower())
+
+
+def check_workflow(workflow: str) -> str:
+    if not _WORKFLOW.match(workflow):
+        raise ValueError(f"workflow must be 1-36 letters, digits or hyphens, got {workflow!r}")
+    return workflow
+
+
+def region_headers(region: str) -> dict[str, str]:
+    return {"x-ads-region": region.upper()}  # the header wins over the `region` query (aps-api.md §1)
+
+
+def list_hooks_flow(region: str) -> Flow[list[dict[str, Any]]]:
+    hooks: list[dict[str, Any]] = []
+    params: dict[str, str] = {}
+    for _ in range(MAX_PAGES):
+        response = yield RequestSpec(
+            "GET", HOOKS_PATH, family="hooks_read", headers=region_headers(region), params=params or None
+        )
+        if response.status_code == 204 or not response.content:
+            break  # no hooks at all
+        body = response.json()
+        hooks.extend(body.get("data") or [])
+        next_link = (body.get("links") or {}).get("next")
+        page_state = parse_qs(urlsplit(next_link).query).get("pageState") if next_link else None
+        if not page_state:
+            break
+        params = {"pageState": page_state[0]}
+    return hooks
+
+
+def create_hook_flow(
+    callback_url: str,
+    workflow: str,
+    region: str,
+    secret: str | None,
+    hook_attribute: dict[str, Any] | None,
+) -> Flow[str]:
+    body: dict[str, Any] = {"callbackUrl": callback_url, "scope": {"workflow": check_workflow(workflow)}}
+    if hook_attribute:
+        body["hookAttribute"] = hook_attribute
+    response = yield RequestSpec(
+        "POST", HOOKS_PATH, family="hooks_write", headers=region_headers(region), json=body
+    )
+    hook_id = _hook_id_from(response.headers.get("location"), response.content and response.json())
+    if hook_id is None:
+        # APS documents no body for 201; find our hook by its callback URL and workflow.
+        for hook in (yield from list_hooks_flow(region)):
+            if (
+                hook.get("callbackUrl") == callback_url
+                and (hook.get("scope") or {}).get("workflow") == workflow
+            ):
+                hook_id = hook.get("hookId")
+                break
+    if hook_id is None:
+        raise LookupError(f"hook for {callback_url!r} was created but APS does not list it")
+    if secret:
+        # A per-hook secret token is set by updating the hook (ModifyHookPayload.token).
+        yield RequestSpec(
+            "PATCH",
+            f"{HOOKS_PATH}/{hook_id}",
+            family="hooks_modify",
+            headers=region_headers(region),
+            json={"token": secret},
+        )
+    return hook_id
+
+
+def _hook_id_from(location: str | None, body: Any) -> str | None:
+    if isinstance(body, dict) and body.get("hookId"):
+        return str(body["hookId"])
+    if location:
+        return location.rstrip("/").rsplit("/", 1)[-1]
+    return None
+
+
+def delete_hook_flow(hook_id: str, region: str) -> Flow[None]:
+    yield RequestSpec(
+        "DELETE", f"{HOOKS_PATH}/{hook_id}", family="hooks_modify", headers=region_headers(region)
+    )
+
+
+class WebhooksClient:
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+        self._region = transport.config.region
+
+    def create_hook(
+        self,
+        callback_url: str,
+        workflow: str,
+        *,
+        region: str | None = None,
+        secret: str | None = None,
+        hook_attribute: dict[str, Any] | None = None,
+    ) -> str:
+        """Subscribe `callback_url` to extraction.finished of jobs started with this `misc.workflow`.
+        Returns the hook id."""
+        return self._transport.run(
+            create_hook_flow(callback_url, workflow, region or self._region, secret, hook_attribute)
+        )
+
+    def list_hooks(self, region: str | None = None) -> list[dict[str, Any]]:
+        return self._transport.run(list_hooks_flow(region or self._region))
+
+    def delete_hook(self, hook_id: str, region: str | None = None) -> None:
+        self._transport.run(delete_hook_flow(hook_id, region or self._region))
+
+
+class AsyncWebhooksClient:
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+        self._region = transport.config.region
+
+    async def create_hook(
+        self,
+        callback_url: str,
+        workflow: str,
+        *,
+        region: str | None = None,
+        secret: str | None = None,
+        hook_attribute: dict[str, Any] | None = None,
+    ) -> str:
+        return await self._transport.run(
+            create_hook_flow(callback_url, workflow, region or self._region, secret, hook_attribute)
+        )
+
+    async def list_hooks(self, region: str | None = None) -> list[dict[str, Any]]:
+        return await self._transport.run(list_hooks_flow(region or self._region))
+
+    async def delete_hook(self, hook_id: str, region: str | None = None) -> None:
+        await self._transport.run(delete_hook_flow(hook_id, region or self._region))
