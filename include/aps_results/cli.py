@@ -1,0 +1,75 @@
+"""`aps-db`: manage the results database.
+
+    aps-db upgrade [--url URL]                 apply migrations up to head
+    aps-db current [--url URL]                 print the database's revision and the code's head
+    aps-db create-reader NAME [--url URL]      create/refresh a read-only login role (member of aps_reader)
+
+The URL comes from --url or APS_RESULTS_DB_URL. The reader's password comes from APS_READER_PASSWORD or,
+when that is unset, an interactive prompt; it is never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+
+from pydantic import SecretStr
+from sqlalchemy.exc import SQLAlchemyError
+
+from aps_results import migrate, roles
+from aps_results.db import URL_ENV, url_from_env
+
+PASSWORD_ENV = "APS_READER_PASSWORD"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aps-db", description="Manage the APS results database.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    url_help = f"SQLAlchemy/PostgreSQL URL (default: ${URL_ENV})"
+    for name, help_text in (("upgrade", "apply migrations up to head"),
+                            ("current", "show the current and head revisions")):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--url", help=url_help)
+    reader = commands.add_parser("create-reader", help="create a read-only login role (member of aps_reader)")
+    reader.add_argument("name", help="login role name")
+    reader.add_argument("--url", help=url_help)
+    return parser
+
+
+def _reader_password() -> SecretStr:
+    password = os.environ.get(PASSWORD_ENV)
+    if password is None:
+        if not sys.stdin.isatty():
+            raise RuntimeError(f"no password: set {PASSWORD_ENV} or run interactively")
+        password = getpass.getpass("password for the new reader: ")
+    return SecretStr(password)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        url = args.url or url_from_env()
+        if args.command == "upgrade":
+            print(f"results schema at revision {migrate.upgrade(url)} (head {migrate.head_revision()})")
+        elif args.command == "current":
+            current, head = migrate.current_revision(url), migrate.head_revision()
+            state = "up to date" if current == head else "needs `aps-db upgrade`"
+            print(f"current={current or 'none'} head={head} ({state})")
+            return 0 if current == head else 1
+        elif args.command == "create-reader":
+            roles.create_reader_login(url, args.name, _reader_password())
+            print(f"reader login {args.name} ready (member of {roles.READER_ROLE})")
+    except (RuntimeError, ValueError) as error:
+        print(f"aps-db: {error}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as error:
+        # The driver's own message (e.g. "connection refused"), without SQLAlchemy's statement dump.
+        print(f"aps-db: database error: {getattr(error, 'orig', None) or error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""Engines for the results database: one place that turns a URL into a psycopg 3 SQLAlchemy engine."""
+
+from __future__ import annotations
+
+import os
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import URL, make_url
+
+URL_ENV = "APS_RESULTS_DB_URL"
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Accept `postgresql://...` too: the loader needs psycopg 3, SQLAlchemy's default driver is psycopg2."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername != "postgresql+psycopg":
+        raise ValueError(f"the results database must be PostgreSQL (psycopg 3), not {parsed.drivername!r}")
+    return parsed
+
+
+def url_from_env() -> str:
+    url = os.environ.get(URL_ENV)
+    if not url:
+        raise RuntimeError(f"no results database URL: pass --url or set {URL_ENV}")
+    return url
+
+
+def make_engine(url: str | URL, **kwargs: object) -> Engine:
+    """A SQLAlchemy engine for the results database (pre-ping on: connections may idle for hours)."""
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(normalize_url(url), **kwargs)  # type: ignore[arg-type]
+
+
+def as_engine(url_or_engine: str | URL | Engine) -> tuple[Engine, bool]:
+    """(engine, owned): `owned` is True when we created the engine and must dispose of it."""
+    if isinstance(url_or_engine, Engine):
+        return url_or_engine, False
+    return make_engine(url_or_engine), True

@@ -1,0 +1,428 @@
+"""The results schema: SQLAlchemy 2 models for the files registry, APS models and their loaded results.
+
+Everything lives in one PostgreSQL schema, `aps` (SCHEMA). The Alembic migrations under
+`aps_results/migrations/versions/` are written by hand and must describe exactly these tables; a test
+compares them with autogenerate so the two cannot drift apart.
+
+Key ideas a reader needs:
+- `files` is the registry of S3 objects. A changed object (new etag) is a new row, so history is kept.
+  Every file ends in one terminal state (loaded, rejected, failed) with a reason.
+- `models` is one APS model per (region, content sha256): identical content is uploaded and translated once,
+  however many files carry it.
+- The loaded results (views, objects, properties, derivatives) are replaced per model in one transaction by
+  `aps_results.loader`, so readers never see a half-loaded model. Properties are keyed by `external_id`
+  because APS `objectid`s change when a model is re-translated.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
+
+SCHEMA = "aps"
+READER_ROLE = "aps_reader"
+
+# Btree entries are capped near 2.7 kB and APS property values can be far longer, so the (name, value) index
+# is partial: it covers rows whose name + value fit in this many bytes (nearly all of them). Build queries
+# with `Property.name_value_is()`, which adds the matching condition so PostgreSQL can use the index.
+PROPERTY_INDEXED_BYTES = 2000
+PROPERTY_INDEX_PREDICATE = f"octet_length(name) + octet_length(value) <= {PROPERTY_INDEXED_BYTES}"
+
+# Deterministic constraint names, so migrations can refer to them and autogenerate compares cleanly.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class FileState(StrEnum):
+    """Where a landed S3 object is in the pipeline. LOADED, REJECTED and FAILED are terminal."""
+
+    DISCOVERED = "discovered"
+    VALIDATING = "validating"
+    VALID = "valid"
+    REJECTED = "rejected"
+    UPLOADING = "uploading"
+    UPLOADED = "uploaded"
+    TRANSLATING = "translating"
+    TRANSLATED = "translated"
+    LOADING = "loading"
+    LOADED = "loaded"
+    FAILED = "failed"
+
+
+TERMINAL_FILE_STATES = frozenset({FileState.LOADED, FileState.REJECTED, FileState.FAILED})
+
+
+class ModelStatus(StrEnum):
+    """Lifecycle of one APS model (upload, then translation). SUCCESS, FAILED and TIMEOUT are final."""
+
+    PENDING = "pending"
+    UPLOADING = "uploading"
+    UPLOADED = "uploaded"
+    TRANSLATING = "translating"
+    SUCCESS = "success"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+
+
+class TranslationStatus(StrEnum):
+    """Status of one translation attempt, following the APS manifest's status (plus `submitted`)."""
+
+    SUBMITTED = "submitted"
+    PENDING = "pending"
+    INPROGRESS = "inprogress"
+    SUCCESS = "success"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+
+
+def _one_of(column: str, values: type[StrEnum]) -> str:
+    allowed = ", ".join(f"'{value.value}'" for value in values)
+    return f"{column} IN ({allowed})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(schema=SCHEMA, naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        dict[str, Any]: JSONB,
+        list[Any]: JSONB,
+        datetime: DateTime(timezone=True),
+        str: Text,
+        int: Integer,
+        float: Double,
+        bytes: LargeBinary,
+    }
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(server_default=func.now())
+
+
+def _updated() -> Mapped[datetime]:
+    return mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class File(Base):
+    """One version (etag) of one S3 object seen by one pipeline."""
+
+    __tablename__ = "files"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    pipeline: Mapped[str]
+    s3_bucket: Mapped[str]
+    s3_key: Mapped[str]
+    etag: Mapped[str]
+    version_id: Mapped[str | None]
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(comment="hex digest, set once the content has been hashed")
+    content_type: Mapped[str | None]
+    # `metadata` is reserved on declarative classes, hence the attribute name `meta`.
+    meta: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", server_default=text("'{}'::jsonb"), comment="sidecar <file>.meta.json or S3 user metadata"
+    )
+    state: Mapped[str] = mapped_column(server_default=FileState.DISCOVERED.value)
+    reason: Mapped[str | None] = mapped_column(comment="why the file is in its state (rejection, failure)")
+    quarantine_key: Mapped[str | None] = mapped_column(comment="S3 key of the quarantined copy, if rejected")
+    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    run_id: Mapped[str | None] = mapped_column(comment="the Airflow run that claimed the file")
+    model_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("models.id", ondelete="SET NULL", use_alter=True)
+    )
+    discovered_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+    finished_at: Mapped[datetime | None] = mapped_column(comment="when a terminal state was reached")
+
+    __table_args__ = (
+        UniqueConstraint("pipeline", "s3_bucket", "s3_key", "etag"),
+        CheckConstraint(_one_of("state", FileState), name="state"),
+        CheckConstraint("size >= 0", name="size"),
+        Index(None, "run_id", "state"),
+        Index(None, "state"),
+        Index(None, "sha256"),
+        Index(None, "model_id"),
+    )
+
+
+class ValidationResult(Base):
+    """One check on one file (extension, size, magic bytes, metadata, ...)."""
+
+    __tablename__ = "validation_results"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    file_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("files.id", ondelete="CASCADE"))
+    run_id: Mapped[str | None]
+    check_name: Mapped[str]
+    passed: Mapped[bool]
+    details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _created()
+
+    __table_args__ = (Index(None, "file_id"),)
+
+
+class ValidationRun(Base):
+    """One batch expectation run (Great Expectations) over the files of a DAG run."""
+
+    __tablename__ = "validation_runs"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    run_id: Mapped[str]
+    pipeline: Mapped[str]
+    suite: Mapped[str]
+    success: Mapped[bool]
+    statistics: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    results: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    created_at: Mapped[datetime] = _created()
+
+    __table_args__ = (Index(None, "pipeline", "run_id"),)
+
+
+class Model(Base):
+    """One APS model: an uploaded object and its translation, shared by every file with the same content."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    region: Mapped[str] = mapped_column(comment="APS region (US, EMEA, AUS, ...); travels with every call")
+    sha256: Mapped[str] = mapped_column(comment="content hash: identical content is uploaded once per region")
+    source_file_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("files.id", ondelete="SET NULL"), comment="the first file with this content"
+    )
+    bucket_key: Mapped[str | None]
+    object_key: Mapped[str | None]
+    object_id: Mapped[str | None] = mapped_column(comment="urn:adsk.objects:os.object:<bucket>/<key>")
+    urn: Mapped[str | None] = mapped_column(comment="base64url of object_id, the Model Derivative URN")
+    status: Mapped[str] = mapped_column(server_default=ModelStatus.PENDING.value)
+    reason: Mapped[str | None] = mapped_column(comment="why the upload or translation failed")
+    upload_key: Mapped[str | None] = mapped_column(comment="OSS uploadKey of an unfinished multipart upload")
+    upload_state: Mapped[dict[str, Any]] = mapped_column(
+        server_default=text("'{}'::jsonb"), comment="finished parts etc., so a retried upload resumes"
+    )
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+    loaded_at: Mapped[datetime | None] = mapped_column(comment="when the results were last (re)loaded")
+
+    __table_args__ = (
+        UniqueConstraint("region", "sha256"),
+        UniqueConstraint("region", "urn"),
+        CheckConstraint(_one_of("status", ModelStatus), name="status"),
+        Index(None, "status", "updated_at"),
+        Index(None, "source_file_id"),
+    )
+
+
+class ModelStatusHistory(Base):
+    """Every status change of a model, in order (served by the API as the status history)."""
+
+    __tablename__ = "model_status_history"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    model_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("models.id", ondelete="CASCADE"))
+    status: Mapped[str]
+    reason: Mapped[str | None]
+    run_id: Mapped[str | None]
+    changed_at: Mapped[datetime] = _created()
+
+    __table_args__ = (Index(None, "model_id", "changed_at"),)
+
+
+class Translation(Base):
+    """One translation job submitted for a model (attempt 1, 2, ... when re-translated or retried)."""
+
+    __tablename__ = "translations"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    model_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("models.id", ondelete="CASCADE"))
+    attempt: Mapped[int]
+    status: Mapped[str] = mapped_column(server_default=TranslationStatus.SUBMITTED.value)
+    progress: Mapped[str | None] = mapped_column(comment="APS progress text; cosmetic (may stay at 99%)")
+    output_formats: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    forced: Mapped[bool] = mapped_column(server_default=text("false"), comment="x-ads-force re-translation")
+    messages: Mapped[list[Any]] = mapped_column(
+        server_default=text("'[]'::jsonb"), comment="APS error/warning messages from the manifest"
+    )
+    manifest: Mapped[dict[str, Any] | None]
+    run_id: Mapped[str | None]
+    job_submitted_at: Mapped[datetime] = _created()
+    started_at: Mapped[datetime | None] = mapped_column(comment="first seen in progress")
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("model_id", "attempt"),
+        CheckConstraint(_one_of("status", TranslationStatus), name="status"),
+    )
+
+
+# --- Loaded results: replaced per model, in one transaction, by aps_results.loader -------------------------
+# `objects` and `properties` (millions of rows per big model) carry no foreign key to `models`: PostgreSQL
+# checks a foreign key with one trigger call per inserted row, which doubled the load time in bench/load.py.
+# The loader only writes rows for a model it has just locked, and `registry.delete_model()` removes them.
+
+
+class Derivative(Base):
+    """One node of the manifest's derivative tree (derivatives and their children), flattened."""
+
+    __tablename__ = "derivatives"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    model_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("models.id", ondelete="CASCADE"))
+    guid: Mapped[str | None]
+    parent_guid: Mapped[str | None]
+    name: Mapped[str | None]
+    output_type: Mapped[str | None] = mapped_column(comment="svf2, thumbnail, obj, ... (top-level nodes)")
+    type: Mapped[str | None] = mapped_column(comment="geometry, view, resource (children)")
+    role: Mapped[str | None]
+    mime: Mapped[str | None]
+    urn: Mapped[str | None]
+    status: Mapped[str | None]
+    progress: Mapped[str | None]
+
+    __table_args__ = (Index(None, "model_id"),)
+
+
+class ModelView(Base):
+    """A viewable (2D sheet or 3D view) of a model, from the metadata endpoint."""
+
+    __tablename__ = "model_views"
+
+    model_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
+    guid: Mapped[str] = mapped_column(primary_key=True)
+    name: Mapped[str | None]
+    role: Mapped[str | None] = mapped_column(comment="2d or 3d")
+    is_master_view: Mapped[bool] = mapped_column(server_default=text("false"))
+
+
+class ModelObject(Base):
+    """One node of a view's object tree; `parent_object_id` links it to its parent (NULL for roots)."""
+
+    __tablename__ = "objects"
+
+    model_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # no FK: see the note above
+    view_guid: Mapped[str] = mapped_column(primary_key=True)
+    object_id: Mapped[int] = mapped_column(
+        primary_key=True, comment="APS objectid: not stable across translations"
+    )
+    external_id: Mapped[str | None] = mapped_column(comment="stable id from the authoring tool")
+    name: Mapped[str | None]
+    parent_object_id: Mapped[int | None]
+    depth: Mapped[int] = mapped_column(server_default=text("0"))
+
+    __table_args__ = (
+        Index(None, "model_id", "external_id"),
+        Index(None, "model_id", "name"),
+    )
+
+
+class Property(Base):
+    """One property value of one object: APS's nested {category: {name: value}} flattened to rows.
+
+    No primary key: rows are only ever replaced per model, and an extra unique index would slow every load.
+    """
+
+    __tablename__ = "properties"
+    # The ORM needs an identity; these columns are unique in practice but deliberately not enforced.
+    __mapper_args__ = {"primary_key": ["model_id", "view_guid", "object_id", "category", "name"]}
+
+    model_id: Mapped[int] = mapped_column(BigInteger)  # no FK: see the note above the loaded-results tables
+    view_guid: Mapped[str]
+    object_id: Mapped[int]
+    external_id: Mapped[str | None]
+    category: Mapped[str | None] = mapped_column(comment="NULL for top-level (uncategorised) properties")
+    name: Mapped[str]
+    value: Mapped[str | None]
+    value_num: Mapped[float | None] = mapped_column(comment="value parsed as a number, when it is one")
+
+    __table_args__ = (
+        Index(None, "model_id", "external_id"),
+        Index(None, "name", "value", postgresql_where=text(PROPERTY_INDEX_PREDICATE)),
+    )
+
+    @classmethod
+    def name_value_is(cls, name: str, value: str) -> ColumnElement[bool]:
+        """`name = :name AND value = :value`, phrased so PostgreSQL can use the (name, value) index."""
+        condition = (cls.name == name) & (cls.value == value)
+        if len(name.encode()) + len(value.encode()) <= PROPERTY_INDEXED_BYTES:
+            condition = condition & text(PROPERTY_INDEX_PREDICATE)
+        return condition
+
+
+class Thumbnail(Base):
+    """The model's PNG thumbnail as APS rendered it."""
+
+    __tablename__ = "thumbnails"
+
+    model_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
+    png: Mapped[bytes]
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    fetched_at: Mapped[datetime] = _created()
+
+
+class RunSummary(Base):
+    """Counts per terminal state for one DAG run; `lost` is files left without a terminal state."""
+
+    __tablename__ = "run_summaries"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    pipeline: Mapped[str]
+    run_id: Mapped[str]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime] = _created()
+    discovered: Mapped[int] = mapped_column(server_default=text("0"))
+    loaded: Mapped[int] = mapped_column(server_default=text("0"))
+    rejected: Mapped[int] = mapped_column(server_default=text("0"))
+    failed: Mapped[int] = mapped_column(server_default=text("0"))
+    lost: Mapped[int] = mapped_column(server_default=text("0"))
+    details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+
+    __table_args__ = (UniqueConstraint("pipeline", "run_id"),)
+
+
+class ApiKey(Base):
+    """A bearer key for the read-only API. Only a hash is stored; the key itself is shown once at creation.
+
+    `key_hash` is a hex SHA-256 of the full (high-entropy, random) key: fast enough to check on every request
+    and useless to whoever reads the table. `key_prefix` (first characters) lets humans tell keys apart.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    name: Mapped[str]
+    key_prefix: Mapped[str]
+    key_hash: Mapped[str]
+    created_at: Mapped[datetime] = _created()
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None] = mapped_column(
+        comment="not updated by the API (it connects read-only); set by admin tooling if at all"
+    )
+
+    __table_args__ = (UniqueConstraint("key_hash"), Index(None, "key_prefix"))
