@@ -17,7 +17,7 @@ def from_urn(urn: str) -> str:
     """The inverse of to_urn. Also accepts the standard alphabet and padding, as some samples send those."""
     text = urn.strip().replace("+", "-").replace("/", "_").rstrip("=")
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
         return raw.decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise ValueError(f"not a base64 URN: {urn[:80]!r}") from exc

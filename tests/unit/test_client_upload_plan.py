@@ -1,0 +1,156 @@
+"""aps_client upload planning and source reading, webhook signatures and the 202/413 flows (pure logic)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+
+import httpx
+import pytest
+
+from aps_client.derivative import Polling, properties_flow
+from aps_client.errors import APSStillProcessingError, APSUploadError
+from aps_client.transport import RequestSpec, Sleep
+from aps_client.upload import Part, PartReader, plan_parts, read_exactly
+from aps_client.webhooks import check_workflow, verify_signature
+
+MIB = 1024 * 1024
+
+
+def test_plan_parts_splits_on_part_size_with_one_based_numbers() -> None:
+    parts = plan_parts(12 * MIB, 5 * MIB)
+    assert parts == [Part(1, 0, 5 * MIB), Part(2, 5 * MIB, 5 * MIB), Part(3, 10 * MIB, 2 * MIB)]
+    assert plan_parts(10 * MIB, 5 * MIB)[-1] == Part(2, 5 * MIB, 5 * MIB)  # exact multiple: no empty tail
+
+
+def test_plan_parts_zero_bytes_is_one_empty_part() -> None:
+    assert plan_parts(0, 5 * MIB) == [Part(1, 0, 0)]
+
+
+def test_plan_parts_refuses_too_many_parts_before_any_network_call() -> None:
+    with pytest.raises(ValueError, match="raise the part size"):
+        plan_parts(10_001 * 5 * MIB, 5 * MIB)
+    with pytest.raises(ValueError, match="size must be >= 0"):
+        plan_parts(-1, 5 * MIB)
+
+
+class Trickle(io.RawIOBase):
+    """A stream that returns at most 7 bytes per read, like a network body can."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+        self.reads = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        self.reads += 1
+        return self._data.read(min(n, 7) if n >= 0 else 7)
+
+
+def test_read_exactly_collects_short_reads() -> None:
+    stream = Trickle(bytes(range(50)))
+    assert read_exactly(stream, 30) == bytes(range(30))
+    assert read_exactly(stream, 30) == bytes(range(30, 50))  # end of stream: what is left
+
+
+def test_part_reader_skips_finished_parts_by_reading_and_discarding() -> None:
+    data = bytes(range(256)) * 4
+    parts = plan_parts(len(data), 100)
+    reader = PartReader(Trickle(data), len(data), first_offset=parts[3].offset)
+    assert reader.read(parts[3]) == data[300:400]
+    assert reader.read(parts[7]) == data[700:800]  # parts 5-7 skipped
+    assert reader.read(parts[10]) == data[1000:1024]
+    reader.check_exhausted()
+
+
+def test_part_reader_reopens_a_callable_source_at_the_first_unfinished_byte() -> None:
+    data = b"abcdefghij" * 10
+    opened: list[int] = []
+
+    def open_at(offset: int) -> io.BytesIO:
+        opened.append(offset)
+        return io.BytesIO(data[offset:])
+
+    reader = PartReader(open_at, len(data), first_offset=40)
+    assert reader.read(Part(5, 40, 20)) == data[40:60]
+    assert opened == [40]
+    reader.check_exhausted()
+
+
+def test_part_reader_reports_a_source_shorter_or_longer_than_declared() -> None:
+    reader = PartReader(io.BytesIO(b"x" * 10), 20, 0)
+    with pytest.raises(APSUploadError, match="source ended at byte 10"):
+        reader.read(Part(1, 0, 20))
+    longer = PartReader(io.BytesIO(b"x" * 30), 20, 0)
+    longer.read(Part(1, 0, 20))
+    with pytest.raises(APSUploadError, match="more than the declared 20 bytes"):
+        longer.check_exhausted()
+
+
+def test_verify_signature() -> None:
+    body = b'{"version":"1.0","payload":{}}'
+    digest = hmac.new(b"hook-secret", body, hashlib.sha1).hexdigest()
+    assert verify_signature(body, f"sha1hash={digest}", "hook-secret")
+    assert verify_signature(body, digest.upper(), "hook-secret")
+    assert not verify_signature(body + b" ", f"sha1hash={digest}", "hook-secret")
+    assert not verify_signature(body, f"sha1hash={digest}", "other-secret")
+    assert not verify_signature(body, "", "hook-secret")
+
+
+def test_workflow_ids_are_checked() -> None:
+    assert check_workflow("aps-pipeline-1") == "aps-pipeline-1"
+    with pytest.raises(ValueError, match="workflow must be"):
+        check_workflow("has space")
+    with pytest.raises(ValueError, match="workflow must be"):
+        check_workflow("x" * 37)
+
+
+def _answer(status: int, body: dict | None = None) -> httpx.Response:
+    return httpx.Response(status, json=body or {}, request=httpx.Request("GET", "http://aps.test/"))
+
+
+POLL = Polling(initial=1.0, maximum=3.0, timeout=3600)
+
+
+def test_properties_flow_polls_202_then_falls_back_to_forceget_then_query() -> None:
+    flow = properties_flow("URN", "guid", "EMEA", POLL)
+    step = next(flow)
+    assert isinstance(step, RequestSpec)
+    assert step.headers == {"region": "EMEA"}
+    assert not step.params
+    assert flow.send(_answer(202, {"result": "success"})) == Sleep(1.0)
+    assert isinstance(flow.send(None), RequestSpec)
+    assert flow.send(_answer(202)) == Sleep(2.0)
+    flow.send(None)
+    assert flow.send(_answer(202)) == Sleep(3.0)  # capped
+    flow.send(None)
+    forceget = flow.send(_answer(413, {"diagnostic": "Please use the 'forceget' parameter"}))
+    assert forceget.params == {"forceget": "true"}
+    assert forceget.family == "md_forceget"
+    query = flow.send(_answer(413, {"diagnostic": "too large"}))
+    assert query.method == "POST"
+    assert query.path.endswith("/properties:query")
+    assert query.json["pagination"] == {"offset": 0, "limit": 1000}
+    page = {
+        "data": {"collection": [{"objectid": i, "name": f"o{i}"} for i in range(1000)]},
+        "pagination": {"offset": 0, "limit": 1000, "totalResults": 1500},
+    }
+    second = flow.send(_answer(200, page))
+    assert second.json["pagination"] == {"offset": 1000, "limit": 1000}
+    last = {
+        "data": {"collection": [{"objectid": i, "name": f"o{i}"} for i in range(1000, 1500)]},
+        "pagination": {"offset": 1000, "limit": 1000, "totalResults": 1500},
+    }
+    with pytest.raises(StopIteration) as done:
+        flow.send(_answer(200, last))
+    assert [p.objectid for p in done.value.value] == list(range(1500))
+
+
+def test_polling_gives_up_after_the_timeout() -> None:
+    flow = properties_flow("URN", "guid", "US", Polling(initial=1.0, maximum=1.0, timeout=0.5))
+    next(flow)
+    with pytest.raises(APSStillProcessingError):
+        flow.send(_answer(202))
