@@ -1,0 +1,267 @@
+"""The APS provider's pure logic: registration metadata, connection -> client config, trigger serialization,
+sensor event handling, links and macros. No services needed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from importlib.metadata import entry_points
+
+import pytest
+from airflow.sdk import Connection
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
+
+from aps_client import APSConfig
+from aps_provider.get_provider_info import get_provider_info
+from aps_provider.hooks.aps import APSHook, config_from_connection
+from aps_provider.links import APSManifestLink, APSViewerLink, manifest_url, urn_from_value, viewer_url
+from aps_provider.operators.derivative import APSStartTranslationOperator
+from aps_provider.plugin import APSPlugin, urn_for
+from aps_provider.sensors.derivative import APSTranslationSensor
+from aps_provider.triggers.derivative import APSTranslationTrigger, summarize_messages
+from aps_provider.upload_state import MemoryUploadStore, upload_state_key
+
+SECRET = "s3cr3t-value-that-must-not-leak"
+
+
+def aps_connection(**extra: object) -> Connection:
+    return Connection(conn_id="aps_test", conn_type="aps", login="my-client", password=SECRET,
+                      extra=json.dumps(extra) if extra else None)
+
+
+# -- registration -------------------------------------------------------------------------------------------
+
+
+def test_entry_point_declares_the_aps_connection_type_with_its_form() -> None:
+    providers = entry_points(group="apache_airflow_provider")
+    (entry_point,) = [ep for ep in providers if ep.value.startswith("aps_")]
+    info = entry_point.load()()
+    assert info == get_provider_info()
+    (conn_type,) = [c for c in info["connection-types"] if c["connection-type"] == "aps"]
+    assert conn_type["hook-class-name"] == "aps_provider.hooks.aps.APSHook"
+    assert set(conn_type["conn-fields"]) == {"region", "base_url", "scopes"}
+    behaviour = conn_type["ui-field-behaviour"]
+    assert behaviour["relabeling"] == {"login": "Client ID", "password": "Client Secret"}
+    assert {"host", "schema", "port"} <= set(behaviour["hidden-fields"])
+    assert behaviour["placeholders"]["base_url"] == "https://developer.api.autodesk.com"
+
+
+def test_providers_manager_sees_the_connection_form() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    hook = manager.hooks["aps"]
+    assert hook is not None
+    assert hook.hook_class_name == "aps_provider.hooks.aps.APSHook"
+    assert hook.connection_id_attribute_name == "aps_conn_id"
+    assert hook.connection_testable
+    widgets = manager.connection_form_widgets
+    assert {"extra__aps__region", "extra__aps__base_url", "extra__aps__scopes"} <= set(widgets)
+    assert manager.field_behaviours["aps"]["relabeling"]["password"] == "Client Secret"
+
+
+def test_plugin_entry_point_names_the_plugin() -> None:
+    (entry_point,) = [ep for ep in entry_points(group="airflow.plugins") if ep.name == "aps"]
+    plugin = entry_point.load()
+    assert plugin is APSPlugin
+    assert {link.name for link in plugin.operator_extra_links} == {"APS Manifest", "APS Viewer"}
+    assert urn_for in plugin.macros
+
+
+# -- connection -> config -----------------------------------------------------------------------------------
+
+
+def test_config_from_connection_reads_every_form_field() -> None:
+    conn = aps_connection(region="emea", base_url="http://127.0.0.1:9999/", scopes="data:read bucket:read",
+                          timeout=7, upload_parallelism=2, unrelated="ignored")
+    config = config_from_connection(conn)
+    assert isinstance(config, APSConfig)
+    assert config.client_id == "my-client"
+    assert config.client_secret.get_secret_value() == SECRET
+    assert (config.region, config.base_url, config.scopes) == ("EMEA", "http://127.0.0.1:9999",
+                                                               ("data:read", "bucket:read"))
+    assert (config.timeout, config.upload_parallelism) == (7, 2)
+
+
+def test_config_defaults_and_task_region_override() -> None:
+    config = config_from_connection(aps_connection(), region="AUS")
+    assert config.base_url == "https://developer.api.autodesk.com"
+    assert config.region == "AUS"
+    legacy = config_from_connection(aps_connection(extra__aps__region="JPN"))
+    assert legacy.region == "JPN"
+
+
+def test_incomplete_connection_fails_clearly_without_the_secret() -> None:
+    with pytest.raises(ValueError, match="client id") as missing:
+        config_from_connection(Connection(conn_id="aps_test", conn_type="aps", password=SECRET))
+    assert SECRET not in str(missing.value)
+    with pytest.raises(ValueError, match="invalid") as invalid:
+        config_from_connection(aps_connection(timeout="not-a-number"))
+    assert SECRET not in str(invalid.value)
+
+
+def test_hook_builds_a_client_from_an_env_connection_without_leaking_the_secret(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_APS_TEST", json.dumps({
+        "conn_type": "aps", "login": "my-client", "password": SECRET,
+        "extra": {"base_url": "http://127.0.0.1:1", "region": "US"},
+    }))
+    caplog.set_level(logging.DEBUG)
+    hook = APSHook(aps_conn_id="aps_test", region="EMEA")
+    with hook.get_client() as aps:
+        assert aps.config.client_id == "my-client"
+        assert aps.config.region == "EMEA"
+        rendered = " ".join([repr(hook), str(hook.config), repr(hook.config), repr(aps)])
+    assert SECRET not in rendered
+    assert SECRET not in caplog.text
+
+
+def test_test_connection_reports_failure_without_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nothing listens on port 1: the token request fails, and the message must not carry the secret.
+    monkeypatch.setenv("AIRFLOW_CONN_APS_TEST", json.dumps({
+        "conn_type": "aps", "login": "my-client", "password": SECRET,
+        "extra": {"base_url": "http://127.0.0.1:1", "max_attempts": 1, "timeout": 2},
+    }))
+    ok, message = APSHook(aps_conn_id="aps_test").test_connection()
+    assert not ok
+    assert message
+    assert SECRET not in message
+
+
+# -- trigger ------------------------------------------------------------------------------------------------
+
+
+def test_trigger_serialize_round_trip_keeps_primitives_only() -> None:
+    trigger = APSTranslationTrigger(urn="dXJuOmE", deadline=1_900_000_000.5, aps_conn_id="aps_x",
+                                    region="EMEA", poll_interval=3, max_poll_interval=30,
+                                    backoff_factor=1.5, not_found_grace=40)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "aps_provider.triggers.derivative.APSTranslationTrigger"
+    # What the triggerer stores must be plain JSON (it is written to the metadata database).
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    module, _, name = classpath.rpartition(".")
+    rebuilt = getattr(__import__(module, fromlist=[name]), name)(**kwargs)
+    assert rebuilt.serialize() == (classpath, kwargs)
+    assert (rebuilt.urn, rebuilt.deadline, rebuilt.region, rebuilt.poll_interval) == (
+        "dXJuOmE", 1_900_000_000.5, "EMEA", 3.0)
+
+
+def test_trigger_serialization_through_airflow_encoder() -> None:
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    trigger = APSTranslationTrigger(urn="dXJuOmE", deadline=time.time() + 60)
+    _, kwargs = trigger.serialize()
+    encoded = BaseSerialization.serialize(kwargs)
+    decoded = BaseSerialization.deserialize(json.loads(json.dumps(encoded)))
+    assert decoded == kwargs
+
+
+def test_message_summary_is_bounded() -> None:
+    from aps_client import ManifestMessage
+
+    messages = [ManifestMessage(type="error", code=f"E{i}", message="x" * 1000) for i in range(15)]
+    summary = summarize_messages(messages)
+    assert len(summary) == 11
+    assert summary[0].startswith("error E0: xxx")
+    assert all(len(line) <= 300 for line in summary)
+    assert summary[-1] == "... and 5 more messages"
+
+
+# -- sensor -------------------------------------------------------------------------------------------------
+
+
+def make_sensor(**kwargs: object) -> APSTranslationSensor:
+    return APSTranslationSensor(task_id="wait", urn="dXJuOmE", **kwargs)
+
+
+def test_sensor_deferrable_default_follows_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    import inspect
+
+    default = inspect.signature(APSTranslationSensor.__init__).parameters["deferrable"].default
+    from airflow.sdk import conf
+
+    assert default == conf.getboolean("operators", "default_deferrable", fallback=False)
+    assert make_sensor(deferrable=True).deferrable
+    assert not make_sensor(deferrable=False).deferrable
+
+
+def test_sensor_defers_with_an_absolute_deadline() -> None:
+    from airflow.sdk.exceptions import TaskDeferred
+
+    sensor = make_sensor(deferrable=True, timeout=600, poll_interval=5, max_poll_interval=20, region="EMEA")
+    before = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context={})
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, APSTranslationTrigger)
+    assert before + 600 <= trigger.deadline <= time.time() + 600
+    assert (trigger.urn, trigger.region, trigger.poll_interval, trigger.max_poll_interval) == (
+        "dXJuOmE", "EMEA", 5.0, 20.0)
+    assert deferred.value.method_name == "execute_complete"
+    assert deferred.value.timeout.total_seconds() > 600  # Airflow's own timeout only backs ours up
+
+
+def test_execute_complete_returns_the_urn_on_success() -> None:
+    event = {"status": "success", "progress": "complete", "urn": "dXJuOmE", "messages": ["warning W1: meh"]}
+    assert make_sensor().execute_complete(context={}, event=event) == "dXJuOmE"
+
+
+@pytest.mark.parametrize("status", ["failed", "timeout"])
+def test_execute_complete_fails_with_aps_messages(status: str) -> None:
+    event = {"status": status, "progress": "complete", "urn": "dXJuOmE",
+             "messages": ["error TranslationWorker-InternalFailure: Unrecoverable exit code"]}
+    with pytest.raises(AirflowFailException, match="TranslationWorker-InternalFailure") as failure:
+        make_sensor().execute_complete(context={}, event=event)
+    assert status in str(failure.value)
+
+
+def test_execute_complete_deadline_is_a_sensor_timeout() -> None:
+    event = {"status": "deadline_exceeded", "progress": "40% complete", "urn": "dXJuOmE", "messages": [],
+             "reason": "translation still inprogress at the deadline"}
+    with pytest.raises(AirflowSensorTimeout, match="inprogress"):
+        make_sensor().execute_complete(context={}, event=event)
+
+
+@pytest.mark.parametrize("event", [None, {}, "success", {"status": "success", "urn": "other"},
+                                   {"status": "error", "urn": "dXJuOmE", "reason": "APSAuthError: bad"}])
+def test_execute_complete_rejects_bad_or_error_events(event: object) -> None:
+    with pytest.raises(AirflowException):
+        make_sensor().execute_complete(context={}, event=event)  # type: ignore[arg-type]
+
+
+# -- operators, links, macros, upload state ---------------------------------------------------------
+
+
+def test_start_translation_defaults_and_templates() -> None:
+    operator = APSStartTranslationOperator(task_id="translate", urn="{{ ti.xcom_pull('upload')['urn'] }}")
+    assert operator.formats == [{"type": "svf2", "views": ["2d", "3d"]}, {"type": "thumbnail"}]
+    assert not operator.force
+    assert {"urn", "region", "formats"} <= set(operator.template_fields)
+    assert {link.name for link in operator.operator_extra_links} == {"APS Manifest", "APS Viewer"}
+
+
+def test_links_and_macros_use_the_results_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("APS_RESULTS_API_URL", raising=False)
+    assert manifest_url("dXJu") == "http://localhost:8000/v1/models?urn=dXJu"
+    monkeypatch.setenv("APS_RESULTS_API_URL", "https://results.example.com/")
+    assert viewer_url("dXJu") == "https://results.example.com/viewer?urn=dXJu"
+    assert (APSManifestLink().name, APSViewerLink().name) == ("APS Manifest", "APS Viewer")
+    assert urn_from_value("dXJu") == "dXJu"
+    assert urn_from_value({"urn": "dXJu", "size": 3}) == "dXJu"
+    assert urn_from_value(None) is None
+    # urn:adsk.objects:os.object:my-bucket/my-file.dwg, the example of aps-api.md §1
+    expected = "dXJuOmFkc2sub2JqZWN0czpvcy5vYmplY3Q6bXktYnVja2V0L215LWZpbGUuZHdn"
+    assert urn_for("my-bucket", "my-file.dwg") == expected
+
+
+def test_memory_upload_store_round_trip() -> None:
+    store = MemoryUploadStore()
+    key = upload_state_key("bucket", "a/b.ifc")
+    assert key == "aps_upload:bucket/a/b.ifc"
+    assert store.get(key) is None
+    store.set(key, {"etag": "x", "state": {"completed_parts": {"1": "e1"}}})
+    assert store.get(key) == {"etag": "x", "state": {"completed_parts": {"1": "e1"}}}
+    store.delete(key)
+    assert store.get(key) is None
