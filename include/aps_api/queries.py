@@ -285,10 +285,12 @@ async def list_properties(
     )
     if after is not None:
         query = query.where(tuple_(*sort_key) > tuple_(*after))
-    if filters.name is not None:
+    if filters.name is not None and filters.value is not None:
+        query = query.where(Property.name_value_is(filters.name, filters.value))  # uses the (name, value) index
+    elif filters.name is not None:
         query = query.where(Property.name == filters.name)
-    if filters.value is not None:
-        query = query.where(Property.value_prefix_matches(filters.value))
+    elif filters.value is not None:
+        query = query.where(Property.value == filters.value)
     if filters.category is not None:
         query = query.where(Property.category == filters.category)
     if filters.external_id is not None:

@@ -1,0 +1,221 @@
+"""Viewer tokens, rate limits and the `aps-api` command, over real HTTP against the APS emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from aps_devstack import EmulatorServer, ManagedProcess, free_port, wait_for_http
+from tests.fixtures.api import ResultsDB, RunningAPI
+
+
+def _token_requests(emulator: EmulatorServer) -> int:
+    return emulator.stats()["requests"].get("token", 0)
+
+
+def _manifest_status(emulator: EmulatorServer, urn: str, access_token: str) -> int:
+    response = httpx.get(
+        f"{emulator.base_url}/modelderivative/v2/designdata/{urn}/manifest",
+        headers={"Authorization": f"Bearer {access_token}"},
+        timeout=10,
+    )
+    return response.status_code
+
+
+def _metric(api: RunningAPI, name: str, **labels: str) -> float:
+    return api.app.state.context.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def _get_many(base_url: str, path: str, key: str, calls: int, concurrency: int) -> list[httpx.Response]:
+    async with httpx.AsyncClient(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+        limits=httpx.Limits(max_connections=concurrency),
+    ) as client:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one() -> httpx.Response:
+            async with gate:
+                return await client.get(path)
+
+        return await asyncio.gather(*(one() for _ in range(calls)))
+
+
+def test_thousand_viewer_token_calls_make_one_aps_token_request(
+    results_db: ResultsDB,
+    emulator: EmulatorServer,
+    api: RunningAPI,
+    translate_in_emulator: Callable[[str], str],
+):
+    urn = translate_in_emulator("house.obj")
+    model_id = results_db.add_model(urn=urn, region="US")
+    key = results_db.key()
+    before = _token_requests(emulator)  # the upload above used the emulator's token endpoint too
+
+    responses = asyncio.run(_get_many(api.base_url, f"/v1/models/{model_id}/viewer-token", key, 1000, 50))
+
+    assert [r.status_code for r in responses] == [200] * 1000
+    bodies = [r.json() for r in responses]
+    assert len({body["access_token"] for body in bodies}) == 1
+    assert _token_requests(emulator) - before == 1
+    body = bodies[0]
+    assert body["token_type"] == "Bearer"
+    assert body["scope"] == "viewables:read"
+    assert (body["urn"], body["region"]) == (urn, "US")
+    assert 300 < body["expires_in"] <= 3599
+    assert responses[0].headers["cache-control"] == "no-store"
+    assert _metric(api, "aps_api_viewer_token_cache_total", result="miss") == 1
+    assert _metric(api, "aps_api_viewer_token_cache_total", result="hit") == 999
+    # The token really opens the model's viewables in (emulated) APS.
+    assert _manifest_status(emulator, urn, body["access_token"]) == 200
+
+
+def test_per_model_token_opens_only_its_own_model(
+    results_db: ResultsDB,
+    emulator: EmulatorServer,
+    start_api: Callable[..., RunningAPI],
+    translate_in_emulator: Callable[[str], str],
+):
+    urn_a, urn_b = translate_in_emulator("a.obj"), translate_in_emulator("b.obj")
+    model_a, model_b = results_db.add_model(urn=urn_a), results_db.add_model(urn=urn_b)
+    api = start_api(token_mode="per-model")
+    before = _token_requests(emulator)
+
+    with api.client(results_db.key()) as client:
+        token_a = client.get(f"/v1/models/{model_a}/viewer-token").json()
+        again_a = client.get(f"/v1/models/{model_a}/viewer-token").json()
+        token_b = client.get(f"/v1/models/{model_b}/viewer-token").json()
+
+    assert token_a["scope"] == f"data:read:{urn_a}"
+    assert token_b["scope"] == f"data:read:{urn_b}"
+    assert again_a["access_token"] == token_a["access_token"]  # cached per scope
+    assert token_b["access_token"] != token_a["access_token"]
+    assert _token_requests(emulator) - before == 2
+    assert _manifest_status(emulator, urn_a, token_a["access_token"]) == 200
+    assert _manifest_status(emulator, urn_b, token_a["access_token"]) in (401, 403)
+    assert _manifest_status(emulator, urn_b, token_b["access_token"]) == 200
+    assert _manifest_status(emulator, urn_a, token_b["access_token"]) in (401, 403)
+
+
+def test_viewer_token_refused_for_untranslated_and_unknown_models(
+    results_db: ResultsDB, emulator: EmulatorServer, api: RunningAPI
+):
+    translating = results_db.add_model(status="translating")
+    failed = results_db.add_model(status="failed", reason="corrupt file")
+    no_urn = results_db.add_model(status="success", urn="")
+    with api.client(results_db.key()) as client:
+        for model_id, status in ((translating, "translating"), (failed, "failed"), (no_urn, "success")):
+            response = client.get(f"/v1/models/{model_id}/viewer-token")
+            assert response.status_code == 409
+            assert response.json()["detail"] == (
+                f"model {model_id} is not translated (status: {status}); viewer tokens are issued only once "
+                "its translation has succeeded"
+            )
+        unknown = client.get("/v1/models/777777/viewer-token")
+    assert unknown.status_code == 404
+    assert unknown.json() == {"detail": "model 777777 not found"}
+    assert _token_requests(emulator) == 0
+
+
+def test_aps_failure_is_a_clear_502_and_not_cached(
+    results_db: ResultsDB, emulator: EmulatorServer, api: RunningAPI
+):
+    model_id = results_db.add_model()
+    emulator.configure(fault_5xx_burst=50)
+    with api.client(results_db.key()) as client:
+        response = client.get(f"/v1/models/{model_id}/viewer-token")
+        assert response.status_code == 502
+        assert response.json()["detail"].startswith("APS did not issue a viewer token")
+        assert emulator.client_secret not in response.text
+        emulator.configure(fault_5xx_burst=0)
+        assert client.get(f"/v1/models/{model_id}/viewer-token").status_code == 200
+
+
+def test_rate_limit_per_key_answers_429_with_retry_after(
+    results_db: ResultsDB, start_api: Callable[..., RunningAPI]
+):
+    api = start_api(rate_limit_per_minute=5)
+    busy, other = results_db.key("busy"), results_db.key("other")
+    with api.client(busy) as client:
+        assert [client.get("/v1/models").status_code for _ in range(5)] == [200] * 5
+        refused = client.get("/v1/models")
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert "rate limit of 5 requests per minute" in refused.json()["detail"]
+    with api.client(other) as client:
+        assert client.get("/v1/models").status_code == 200
+    with api.client() as client:
+        assert client.get("/health").status_code == 200  # unauthenticated routes are not limited per key
+    assert _metric(api, "aps_api_rate_limited_total") == 1
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aps_api", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_aps_api_command_serves_and_manages_keys(
+    results_db: ResultsDB,
+    emulator: EmulatorServer,
+    tmp_path: Path,
+    translate_in_emulator: Callable[[str], str],
+):
+    model_id = results_db.add_model(urn=translate_in_emulator("cli.obj"))
+    missing_url = _cli("keys", "list", env={"APS_API_ADMIN_DATABASE_URL": ""})
+    assert missing_url.returncode == 2
+    assert "APS_API_ADMIN_DATABASE_URL" in missing_url.stderr
+
+    created = _cli("keys", "create", "demo", "--db-url", results_db.admin_url)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert created.stdout == key + "\n"  # the key alone on its line
+    assert key.startswith("apsk_")
+    listed = _cli("keys", "list", env={"APS_API_ADMIN_DATABASE_URL": results_db.admin_url})
+    assert "demo" in listed.stdout
+    assert key not in listed.stdout
+    assert key[:11] in listed.stdout  # the prefix tells keys apart
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "APS_API_DATABASE_URL": results_db.reader_url,
+        "APS_API_APS_BASE_URL": emulator.base_url,
+        "APS_API_APS_CLIENT_ID": emulator.client_id,
+        "APS_API_APS_CLIENT_SECRET": emulator.client_secret,
+        "APS_API_API_KEY_CACHE_SECONDS": "0",
+    }
+    server = ManagedProcess(
+        "aps-api",
+        [sys.executable, "-m", "aps_api", "--host", "127.0.0.1", "--port", str(port)],
+        tmp_path / "aps-api.log",
+        env=env,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{base}/health", timeout=60, process=server)
+        token_path = f"{base}/v1/models/{model_id}/viewer-token"
+        assert httpx.get(token_path, headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        assert httpx.get(token_path).status_code == 401
+        key_id = listed.stdout.splitlines()[1].split()[0]
+        revoked = _cli("keys", "revoke", key_id, "--db-url", results_db.admin_url)
+        assert revoked.returncode == 0, revoked.stderr
+        assert httpx.get(token_path, headers={"Authorization": f"Bearer {key}"}).status_code == 401
+        assert _cli("keys", "revoke", key_id, "--db-url", results_db.admin_url).returncode == 1
+    finally:
+        server.stop()
+    log = (tmp_path / "aps-api.log").read_text()
+    assert "viewer-token" in log  # access log is on ...
+    assert key not in log  # ... and never shows a key
+    assert emulator.client_secret not in log
