@@ -286,7 +286,8 @@ async def list_properties(
     if after is not None:
         query = query.where(tuple_(*sort_key) > tuple_(*after))
     if filters.name is not None and filters.value is not None:
-        query = query.where(Property.name_value_is(filters.name, filters.value))  # uses the (name, value) index
+        # name_value_is lets PostgreSQL use the (name, value) index.
+        query = query.where(Property.name_value_is(filters.name, filters.value))
     elif filters.name is not None:
         query = query.where(Property.name == filters.name)
     elif filters.value is not None:
