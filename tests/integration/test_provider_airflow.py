@@ -1,0 +1,68 @@
+"""The APS sensor through a real Airflow: scheduler (LocalExecutor), dag-processor, triggerer, api-server.
+
+`dag.test()` never serializes a trigger nor hands it between triggerers; this does both. DAGs are in
+tests/dags/aps_sensor_dag.py (upload from S3 -> start translation -> wait).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from aps_devstack import EmulatorServer, S3Server
+from aps_devstack.airflow import AirflowStack
+from tests.integration.test_provider_aps import IFC
+
+pytestmark = pytest.mark.airflow_stack
+
+SENSOR = "wait_for_translation"
+
+
+def start_run(stack: AirflowStack, dag_id: str, s3_server: S3Server, s3_bucket: str) -> str:
+    s3_server.client().put_object(Bucket=s3_bucket, Key="models/wall.ifc", Body=IFC)
+    stack.wait_for_dag(dag_id)
+    return stack.trigger(dag_id, conf={"s3_bucket": s3_bucket, "s3_key": "models/wall.ifc",
+                                       "aps_bucket": f"it-{uuid.uuid4().hex[:12]}"})
+
+
+def test_deferred_sensor_survives_a_killed_triggerer(
+    airflow_stack: AirflowStack, emulator: EmulatorServer, s3_server: S3Server, s3_bucket: str
+) -> None:
+    dag_id = "aps_sensor_deferrable"
+    emulator.configure(translation_seconds=30)
+    run_id = start_run(airflow_stack, dag_id, s3_server, s3_bucket)
+
+    airflow_stack.wait_for_task_state(dag_id, run_id, SENSOR, {"deferred"}, timeout=300)
+    killed_at = time.time()
+    airflow_stack.restart_triggerer(kill=True)  # SIGKILL: no clean hand-over
+    airflow_stack.wait_for_triggerer(started_after=killed_at)
+    state = airflow_stack.wait_for_run(dag_id, run_id, timeout=400)
+
+    assert state == "success", airflow_stack.failure_report(dag_id, run_id)
+    assert airflow_stack.task_states(dag_id, run_id)[(SENSOR, -1)] == "success"
+    # Exactly one translation job: the trigger only reads manifests, before and after the restart.
+    assert emulator.stats()["requests"]["job"] == 1
+    # Both triggerers ran the trigger: each writes its own `.log.trigger.<job id>.log` for the attempt.
+    logs = airflow_stack.task_logs(dag_id, run_id, SENSOR)
+    trigger_logs = [path for path in logs if ".log.trigger." in path.name]
+    assert len(trigger_logs) >= 2, sorted(str(p) for p in logs)
+    assert any("status=success" in content for content in logs.values())
+
+
+def test_poke_mode_sensor_through_the_scheduler(
+    airflow_stack: AirflowStack, emulator: EmulatorServer, s3_server: S3Server, s3_bucket: str
+) -> None:
+    dag_id = "aps_sensor_poke"
+    emulator.configure(translation_seconds=8)
+    run_id = start_run(airflow_stack, dag_id, s3_server, s3_bucket)
+
+    state = airflow_stack.wait_for_run(dag_id, run_id, timeout=300)
+
+    assert state == "success", airflow_stack.failure_report(dag_id, run_id)
+    logs = airflow_stack.task_logs(dag_id, run_id, SENSOR)
+    assert not [path for path in logs if ".log.trigger." in path.name]  # never deferred
+    assert sum(content.count("status=inprogress") + content.count("status=pending")
+               for content in logs.values()) >= 1  # it poked while the translation ran
+    assert emulator.stats()["requests"]["job"] == 1

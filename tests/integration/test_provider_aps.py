@@ -1,0 +1,323 @@
+"""The APS provider against real parts: the APS emulator over HTTP and the S3 server.
+
+Operators and the sensor are called directly with a context (unit level); the trigger runs on asyncio
+exactly as the triggerer would run it. The end-to-end run through a real scheduler and triggerer is in
+test_provider_airflow.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from aps_client import APSClient, clear_token_cache
+from aps_devstack import EmulatorServer, S3Server
+from aps_provider.hooks.aps import APSHook
+from aps_provider.operators.derivative import APSStartTranslationOperator
+from aps_provider.operators.oss import APSCreateBucketOperator, APSUploadFromS3Operator
+from aps_provider.sensors.derivative import APSTranslationSensor
+from aps_provider.triggers.derivative import APSTranslationTrigger
+from aps_provider.upload_state import MemoryUploadStore
+
+MIB = 1024 * 1024
+# Short client back-offs so fault tests finish quickly; the policy itself is the production one.
+FAST_CLIENT = {"backoff_initial": 0.05, "backoff_max": 0.5, "max_retry_seconds": 30.0}
+IFC = (b"ISO-10303-21;\nHEADER;\nFILE_DESCRIPTION((''),'2;1');\n"
+       b"FILE_NAME('wall.ifc','',(''),(''),'','','');\nFILE_SCHEMA(('IFC4'));\nENDSEC;\nDATA;\n"
+       b"#1=IFCPROJECT('0YvctVUKr0kugbFTf53O9L',$,'Demo',$,$,$,$,$,$);\nENDSEC;\nEND-ISO-10303-21;\n")
+
+
+@pytest.fixture
+def aps_conn(emulator: EmulatorServer, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """`aps_default` -> the emulator (fresh state), `aws_default` -> the S3 server, empty token cache."""
+    clear_token_cache()
+    monkeypatch.setenv("AIRFLOW_CONN_APS_DEFAULT", json.dumps({
+        "conn_type": "aps", "login": emulator.client_id, "password": emulator.client_secret,
+        "extra": {"base_url": emulator.base_url, "region": "US", **FAST_CLIENT},
+    }))
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.airflow_conn_uri())
+    yield "aps_default"
+    clear_token_cache()
+
+
+def start_translation(object_key: str, content: bytes = IFC, bucket: str = "provider-tests") -> str:
+    """Upload `content` and POST its translation job directly with the client; returns the URN."""
+    with APSHook().get_client() as aps:
+        aps.oss.ensure_bucket(bucket)
+        details = aps.oss.upload(bucket, object_key, io.BytesIO(content), len(content))
+        from aps_client import to_urn
+
+        urn = to_urn(details.object_id)
+        aps.derivative.start_job(urn)
+    return urn
+
+
+async def first_event(trigger: APSTranslationTrigger, limit: float = 120) -> dict[str, Any]:
+    async with asyncio.timeout(limit):
+        async for event in trigger.run():
+            return event.payload
+    raise AssertionError("the trigger ended without an event")
+
+
+def fast_trigger(urn: str, deadline_in: float = 120, **kwargs: Any) -> APSTranslationTrigger:
+    return APSTranslationTrigger(urn=urn, deadline=time.time() + deadline_in, poll_interval=0.2,
+                                 max_poll_interval=1.0, **kwargs)
+
+
+# -- trigger ------------------------------------------------------------------------------------------------
+
+
+async def test_trigger_reports_success_and_only_reads_the_manifest(
+    aps_conn: str, emulator: EmulatorServer
+) -> None:
+    emulator.configure(translation_seconds=3)
+    urn = start_translation("wall-ok.ifc")
+    jobs_before = emulator.stats()["requests"].get("job", 0)
+
+    event = await first_event(fast_trigger(urn))
+
+    assert event["status"] == "success"
+    assert event["urn"] == urn
+    assert event["progress"] == "complete"
+    assert isinstance(event["messages"], list)
+    assert len(json.dumps(event)) < 4096  # small enough for the trigger event table
+    requests = emulator.stats()["requests"]
+    assert requests.get("job", 0) == jobs_before == 1  # the trigger never POSTs a job
+    assert requests["manifest"] >= 2  # it polled while the job ran
+
+
+async def test_trigger_reports_a_failed_translation_with_aps_messages(
+    aps_conn: str, emulator: EmulatorServer
+) -> None:
+    emulator.configure(translation_seconds=1, fail_keys=["*broken*"])
+    urn = start_translation("broken-model.ifc")
+
+    event = await first_event(fast_trigger(urn))
+
+    assert event["status"] == "failed"
+    assert any("TranslationWorker-InternalFailure" in message for message in event["messages"])
+    with pytest.raises(AirflowFailException, match="TranslationWorker-InternalFailure"):
+        APSTranslationSensor(task_id="wait", urn=urn).execute_complete(context={}, event=event)
+
+
+async def test_trigger_reports_an_aps_timeout(aps_conn: str, emulator: EmulatorServer) -> None:
+    emulator.configure(translation_seconds=1, timeout_keys=["*slow*"])
+    urn = start_translation("slow-model.ifc")
+
+    event = await first_event(fast_trigger(urn))
+
+    assert event["status"] == "timeout"
+
+
+async def test_trigger_gives_up_at_its_wall_clock_deadline(aps_conn: str, emulator: EmulatorServer) -> None:
+    emulator.configure(translation_seconds=600)
+    urn = start_translation("big-model.ifc")
+
+    event = await first_event(fast_trigger(urn, deadline_in=3))
+
+    assert event["status"] == "deadline_exceeded"
+    assert "inprogress" in event["reason"] or "pending" in event["reason"]
+
+
+async def test_trigger_restarted_after_its_deadline_does_not_wait_again(
+    aps_conn: str, emulator: EmulatorServer
+) -> None:
+    # A restarted triggerer re-runs the trigger with its serialized deadline: the clock must not restart.
+    emulator.configure(translation_seconds=600)
+    urn = start_translation("restarted.ifc")
+    _, kwargs = fast_trigger(urn, deadline_in=-1).serialize()
+
+    event = await first_event(APSTranslationTrigger(**kwargs), limit=10)
+
+    assert event["status"] == "deadline_exceeded"
+    assert emulator.stats()["requests"]["manifest"] == 1  # one last look, then done
+
+
+async def test_trigger_survives_a_429_storm(aps_conn: str, emulator: EmulatorServer) -> None:
+    emulator.configure(translation_seconds=3)
+    urn = start_translation("storm.ifc")
+    # Nine in ten manifest GETs answer 429: many exhaust the client's retries, and the trigger polls on.
+    emulator.configure(fault_429_rate=0.9, fault_429_operations=["manifest"], retry_after_seconds=0)
+
+    event = await first_event(fast_trigger(urn, deadline_in=240), limit=300)
+
+    assert event["status"] == "success"
+    stats = emulator.stats()
+    assert stats["responses"].get("manifest 429", 0) >= 5
+    assert stats["requests"].get("job", 0) == 1
+
+
+async def test_trigger_survives_token_expiry_during_the_wait(aps_conn: str, emulator: EmulatorServer) -> None:
+    emulator.configure(translation_seconds=60)
+    urn = start_translation("long-wait.ifc")
+    trigger = fast_trigger(urn, deadline_in=240)
+    waiting = asyncio.create_task(first_event(trigger, limit=240))
+    deadline = time.monotonic() + 60
+    while emulator.stats()["requests"].get("manifest", 0) < 2:  # the trigger is polling with its token
+        assert time.monotonic() < deadline, "the trigger never polled"
+        await asyncio.sleep(0.2)
+    tokens_before = emulator.stats()["requests"]["token"]
+
+    # Two hours later on APS's clock: every issued token has expired (and the translation has finished).
+    emulator.advance_clock(7200)
+    event = await waiting
+
+    assert event["status"] == "success"
+    stats = emulator.stats()
+    assert stats["requests"]["token"] == tokens_before + 1  # one refresh after the 401
+    assert stats["responses"].get("manifest 401", 0) >= 1
+
+
+# -- sensor in poke mode -------------------------------------------------------------------------
+
+
+def test_sensor_poke_mode(aps_conn: str, emulator: EmulatorServer) -> None:
+    emulator.configure(translation_seconds=4)
+    urn = start_translation("poked.ifc")
+    sensor = APSTranslationSensor(task_id="wait", urn=urn, deferrable=False)
+
+    assert not sensor.poke(context={})  # still running
+    deadline = time.monotonic() + 60
+    while not (result := sensor.poke(context={})):
+        assert time.monotonic() < deadline, "translation never finished"
+        time.sleep(0.5)
+    assert result.xcom_value == urn
+
+    emulator.configure(translation_seconds=0.5, fail_keys=["*poked-bad*"])
+    bad = start_translation("poked-bad.ifc")
+    time.sleep(1.5)
+    with pytest.raises(AirflowFailException, match="TranslationWorker-InternalFailure"):
+        APSTranslationSensor(task_id="wait", urn=bad, deferrable=False).poke(context={})
+
+
+# -- operators -----------------------------------------------------------------------------------
+
+
+def test_operators_upload_from_s3_and_start_translation(
+    aps_conn: str, emulator: EmulatorServer, s3_server: S3Server, s3_bucket: str
+) -> None:
+    content = IFC * 1000
+    s3_server.client().put_object(Bucket=s3_bucket, Key="landing/wall.ifc", Body=content)
+
+    bucket_key = APSCreateBucketOperator(task_id="bucket", bucket_key="provider-ops").execute(context={})
+    uploaded = APSUploadFromS3Operator(
+        task_id="upload", s3_bucket=s3_bucket, s3_key="landing/wall.ifc", bucket_key=bucket_key,
+        object_key="wall.ifc", state_store=MemoryUploadStore(),
+    ).execute(context={})
+    urn = APSStartTranslationOperator(task_id="translate", urn=uploaded).execute(context={})
+
+    assert bucket_key == "provider-ops"
+    assert uploaded["object_key"] == "wall.ifc"
+    assert uploaded["size"] == len(content)
+    assert uploaded["sha1"] == hashlib.sha1(content).hexdigest()
+    assert urn == uploaded["urn"]
+    assert emulator.stats()["requests"]["job"] == 1
+    with APSHook().get_client() as aps:
+        assert aps.derivative.manifest(urn).status in ("pending", "inprogress", "success")
+
+
+class CrashAfterParts(MemoryUploadStore):
+    """Saves progress like the real store, then 'kills the worker' once `parts` parts are recorded."""
+
+    def __init__(self, parts: int) -> None:
+        super().__init__()
+        self.parts = parts
+        self.armed = True
+
+    def set(self, key: str, value: dict[str, Any]) -> None:
+        super().set(key, value)
+        if self.armed and len(value["state"]["completed_parts"]) >= self.parts:
+            self.armed = False
+            raise RuntimeError("simulated worker crash")
+
+
+def test_upload_resumes_after_an_interrupted_try(
+    aps_conn: str, emulator: EmulatorServer, s3_server: S3Server, s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One part at a time, so "finished parts" is exactly what APS received before the crash.
+    monkeypatch.setenv("AIRFLOW_CONN_APS_DEFAULT", json.dumps({
+        "conn_type": "aps", "login": emulator.client_id, "password": emulator.client_secret,
+        "extra": {"base_url": emulator.base_url, "upload_parallelism": 1, **FAST_CLIENT},
+    }))
+    content = bytes(range(256)) * (12 * MIB // 256)  # 12 MiB: parts of 5 + 5 + 2 MiB
+    s3_server.client().put_object(Bucket=s3_bucket, Key="big.ifc", Body=content)
+    with APSHook().get_client() as aps:
+        aps.oss.ensure_bucket("provider-resume")
+    store = CrashAfterParts(parts=2)
+
+    def operator() -> APSUploadFromS3Operator:
+        return APSUploadFromS3Operator(task_id="upload", s3_bucket=s3_bucket, s3_key="big.ifc",
+                                       bucket_key="provider-resume", state_store=store)
+
+    with pytest.raises(RuntimeError, match="simulated worker crash"):
+        operator().execute(context={})
+    saved = store.get("aps_upload:provider-resume/big.ifc")
+    assert saved is not None
+    assert len(saved["state"]["completed_parts"]) == 2
+
+    uploaded = operator().execute(context={})  # the retry
+
+    assert uploaded["sha1"] == hashlib.sha1(content).hexdigest()
+    assert uploaded["size"] == len(content)
+    requests = emulator.stats()["requests"]
+    assert requests["upload_part"] == 3  # parts 1 and 2 were not sent again
+    assert requests["upload_complete"] == 1
+    assert store.get("aps_upload:provider-resume/big.ifc") is None  # cleaned up on success
+
+
+def test_upload_starts_over_when_the_s3_object_changed(
+    aps_conn: str, emulator: EmulatorServer, s3_server: S3Server, s3_bucket: str
+) -> None:
+    s3_server.client().put_object(Bucket=s3_bucket, Key="m.ifc", Body=IFC)
+    with APSHook().get_client() as aps:
+        aps.oss.ensure_bucket("provider-changed")
+    store = MemoryUploadStore()
+    store.set("aps_upload:provider-changed/m.ifc", {
+        "etag": '"stale-etag"', "size": len(IFC),
+        "state": {"upload_key": "bogus", "part_size": 5 * MIB, "size": len(IFC),
+                  "completed_parts": {"1": "x"}},
+    })
+
+    uploaded = APSUploadFromS3Operator(task_id="upload", s3_bucket=s3_bucket, s3_key="m.ifc",
+                                       bucket_key="provider-changed", state_store=store).execute(context={})
+
+    assert uploaded["sha1"] == hashlib.sha1(IFC).hexdigest()
+    assert store.get("aps_upload:provider-changed/m.ifc") is None
+
+
+def test_test_connection_fetches_a_token(aps_conn: str, emulator: EmulatorServer) -> None:
+    ok, message = APSHook().test_connection()
+    assert ok, message
+    assert emulator.client_secret not in message
+    assert emulator.stats()["requests"]["token"] == 1
+
+
+def test_test_connection_rejects_a_wrong_secret(
+    emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clear_token_cache()
+    monkeypatch.setenv("AIRFLOW_CONN_APS_WRONG", json.dumps({
+        "conn_type": "aps", "login": emulator.client_id, "password": "definitely-wrong-secret",
+        "extra": {"base_url": emulator.base_url, **FAST_CLIENT},
+    }))
+    ok, message = APSHook(aps_conn_id="aps_wrong").test_connection()
+    assert not ok
+    assert "APSAuthError" in message
+    assert "definitely-wrong-secret" not in message
+
+
+def test_hook_clients_share_the_process_token_cache(aps_conn: str, emulator: EmulatorServer) -> None:
+    for _ in range(3):
+        with APSHook().get_client() as aps:
+            aps.get_token()
+    assert isinstance(APSHook().get_client(), APSClient)
+    assert emulator.stats()["requests"]["token"] == 1
