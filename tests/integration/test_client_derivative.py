@@ -1,0 +1,156 @@
+"""aps_client Model Derivative against the emulator over HTTP: jobs, manifests, metadata, thumbnails."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from aps_client import APSClient, AsyncAPSClient
+from aps_client.errors import APSNotFoundError
+from aps_devstack import EmulatorServer
+from tests.fixtures.client import CUBE_OBJ, stat, upload_bytes, wait_for_manifest
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def fast_translation(emulator: EmulatorServer) -> EmulatorServer:
+    emulator.configure(translation_seconds=0.5)
+    return emulator
+
+
+def translated(aps: APSClient, key: str = "cube.obj", region: str | None = None) -> str:
+    urn = upload_bytes(aps, "md-bucket", key, CUBE_OBJ)
+    accepted = aps.derivative.start_job(urn, region=region)
+    assert accepted.urn == urn
+    manifest = wait_for_manifest(aps, urn, region=region)
+    assert manifest.status == "success", manifest.messages()
+    return urn
+
+
+def test_job_and_manifest_until_success(aps: APSClient, fast_translation: EmulatorServer) -> None:
+    urn = upload_bytes(aps, "md-bucket", "cube.obj", CUBE_OBJ)
+    accepted = aps.derivative.start_job(urn)
+    assert not accepted.already_translated
+    assert accepted.result == "success"
+    first = aps.derivative.manifest(urn)
+    assert first.status in ("pending", "inprogress", "success")
+    manifest = wait_for_manifest(aps, urn)
+    assert manifest.status == "success"
+    assert manifest.progress_percent == 100
+    assert manifest.has_thumbnail
+    assert {d.output_type for d in manifest.derivatives} >= {"svf2"}
+    assert manifest.messages() == [] or all(m.type != "error" for m in manifest.messages())
+    again = aps.derivative.start_job(urn)
+    assert again.already_translated  # HTTP 201: derivatives exist, no new work
+    forced = aps.derivative.start_job(urn, force=True)
+    assert not forced.already_translated
+
+
+def test_failed_translation_surfaces_messages(aps: APSClient, fast_translation: EmulatorServer) -> None:
+    fast_translation.configure(fail_keys=["*broken*"])
+    urn = upload_bytes(aps, "md-bucket", "broken-model.obj", CUBE_OBJ)
+    aps.derivative.start_job(urn)
+    manifest = wait_for_manifest(aps, urn)
+    assert manifest.status == "failed"
+    errors = [m for m in manifest.messages() if m.type == "error"]
+    assert errors
+    assert errors[0].code == "TranslationWorker-InternalFailure"
+    assert errors[0].message
+
+
+def test_file_that_is_not_what_it_says_fails(aps: APSClient, fast_translation: EmulatorServer) -> None:
+    urn = upload_bytes(aps, "md-bucket", "garbage.ifc", b"\x00\x01 this is not IFC at all \xff" * 50)
+    aps.derivative.start_job(urn)
+    manifest = wait_for_manifest(aps, urn)
+    assert manifest.status == "failed"
+    assert any(m.type == "error" for m in manifest.messages())
+
+
+def test_views_tree_and_properties_poll_202_then_200(
+    aps: APSClient, fast_translation: EmulatorServer
+) -> None:
+    fast_translation.configure(properties_202_count=2)
+    urn = translated(aps)
+    views = aps.derivative.views(urn)
+    assert views
+    guid = next(v for v in views if v.role == "3d").guid
+    tree = aps.derivative.object_tree(urn, guid)
+    assert tree
+    assert tree[0].objects  # the cube's groups/objects hang below the root
+    props = aps.derivative.properties(urn, guid)
+    assert props
+    assert all(p.objectid > 0 for p in props)
+    assert any(p.name == "Cube" or "Cube" in str(p.properties) for p in props)
+    assert stat(fast_translation, "tree 202", "responses") == 2
+    assert stat(fast_translation, "properties 202", "responses") >= 1
+
+
+def test_too_large_answers_use_forceget(aps: APSClient, fast_translation: EmulatorServer) -> None:
+    fast_translation.configure(properties_202_count=0, large_response_bytes=10)
+    urn = translated(aps)
+    guid = aps.derivative.views(urn)[0].guid
+    assert aps.derivative.object_tree(urn, guid)
+    assert aps.derivative.properties(urn, guid)
+    assert stat(fast_translation, "tree 413", "responses") == 1
+    assert stat(fast_translation, "properties 413", "responses") == 1
+    assert stat(fast_translation, "tree 200", "responses") == 1
+
+
+def test_region_mismatch_is_not_found(aps: APSClient, fast_translation: EmulatorServer) -> None:
+    urn = translated(aps, "eu-cube.obj", region="EMEA")
+    assert aps.derivative.manifest(urn, region="EMEA").region in (None, "EMEA")
+    with pytest.raises(APSNotFoundError):
+        aps.derivative.manifest(urn, region="US")
+    with pytest.raises(APSNotFoundError):
+        aps.derivative.manifest(urn)  # the config's default region is US
+
+
+def test_thumbnail_is_a_png(aps: APSClient, fast_translation: EmulatorServer) -> None:
+    urn = translated(aps)
+    small = aps.derivative.thumbnail(urn, width=100)
+    assert small.startswith(PNG_SIGNATURE)
+    assert aps.derivative.thumbnail(urn).startswith(PNG_SIGNATURE)
+
+
+def test_formats(aps: APSClient) -> None:
+    formats = aps.derivative.formats()
+    assert "ifc" in formats["svf2"]
+    assert "rvt" in formats["ifc"]
+
+
+def test_delete_manifest_then_not_found(aps: APSClient, fast_translation: EmulatorServer) -> None:
+    urn = translated(aps)
+    aps.derivative.delete_manifest(urn)
+    aps.derivative.delete_manifest(urn)  # idempotent
+    with pytest.raises(APSNotFoundError):
+        aps.derivative.manifest(urn)
+
+
+def test_never_translated_design_is_not_found(aps: APSClient) -> None:
+    urn = upload_bytes(aps, "md-bucket", "untouched.obj", CUBE_OBJ)
+    with pytest.raises(APSNotFoundError):
+        aps.derivative.manifest(urn)
+
+
+async def test_async_client_polls_the_manifest(aps: APSClient, fast_translation: EmulatorServer) -> None:
+    urn = upload_bytes(aps, "md-bucket", "async-cube.obj", CUBE_OBJ)
+    async with AsyncAPSClient(aps.config) as aps_async:
+        accepted = await aps_async.derivative.start_job(urn)
+        assert not accepted.already_translated
+        deadline = time.monotonic() + 60
+        seen: list[str] = []
+        while True:
+            manifest = await aps_async.derivative.manifest(urn)
+            seen.append(manifest.status)
+            if manifest.is_finished or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert manifest.status == "success"
+        guid = (await aps_async.derivative.views(urn))[0].guid
+        assert await aps_async.derivative.properties(urn, guid)
+        assert (await aps_async.derivative.thumbnail(urn)).startswith(PNG_SIGNATURE)
+        with pytest.raises(APSNotFoundError):
+            await aps_async.derivative.manifest(urn, region="EMEA")
