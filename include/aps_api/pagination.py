@@ -2,7 +2,8 @@
 
 A cursor holds the sort key of the last row of a page; the next page starts strictly after it, so a
 walk sees every row exactly once even while rows are added. Clients must treat cursors as opaque strings.
-A cursor that does not decode, or belongs to another listing, is the client's error (422).
+A cursor that does not decode, or belongs to another listing, is the client's error: 422 with the same body
+shape as every other invalid parameter.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import HTTPException, status
+from fastapi.exceptions import RequestValidationError
 
 CURSOR_VERSION = 1
 _MAX_INT = 2**63 - 1
@@ -51,5 +52,6 @@ def decode_cursor(cursor: str | None, kind: str, shape: Sequence[type]) -> tuple
     except (ValueError, KeyError, TypeError, AttributeError, UnicodeError, binascii.Error):
         valid = False
     if not valid:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=_INVALID)
+        error = {"type": "value_error", "loc": ("query", "cursor"), "msg": _INVALID, "input": cursor}
+        raise RequestValidationError([error])
     return tuple(key)
