@@ -1,0 +1,3 @@
+from aps_emulator.cli import main
+
+main()
