@@ -1,0 +1,278 @@
+"""The pipelines file: one YAML entry per ingest DAG, so a data engineer adds a pipeline by adding an entry.
+
+    pipelines:                       # each entry becomes a DAG whose dag_id is `name`
+      - name: aps_ingest
+        landing: {bucket: "${APS_LANDING_BUCKET:-landing}", prefix: incoming/}
+        aps: {bucket_key: "${APS_BUCKET_KEY:-aps-ingest}", region: US}
+    defaults: {...}                  # optional: merged under every entry (entries win)
+
+The file is `include/aps_pipeline/pipelines.yaml` (shipped in the package) unless `APS_PIPELINES_FILE` names
+another one. String values may reference environment variables as `${NAME}` or `${NAME:-default}`, so the
+same file serves a laptop and production. Errors name the file and the entry, e.g.
+
+    pipelines.yaml: pipeline 'aps_ingest' (entry 1): landing.bucket: Field required
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PIPELINES_FILE_ENV = "APS_PIPELINES_FILE"
+DEFAULT_PIPELINES_FILE = Path(__file__).with_name("pipelines.yaml")
+
+_ENV_REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+_DAG_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
+_BUCKET_KEY = re.compile(r"^[-_.a-z0-9]{3,128}$")  # APS OSS bucket keys (aps-api.md §2.2)
+
+
+class PipelineConfigError(ValueError):
+    """The pipelines file is missing, unreadable or invalid; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    # Unknown keys are typos in a hand-written file: refuse them rather than silently ignore them.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LandingConfig(_Strict):
+    bucket: str = Field(min_length=3, max_length=63)
+    prefix: str = Field(default="", description="only keys under this prefix are ingested")
+    quarantine_prefix: str = Field(default="quarantine/", min_length=1)
+
+    @field_validator("prefix", "quarantine_prefix")
+    @classmethod
+    def _folder(cls, value: str) -> str:
+        # Stored as "a/b/" (or "" for the whole bucket) so prefix tests are plain startswith().
+        value = value.strip("/")
+        return f"{value}/" if value else ""
+
+    @model_validator(mode="after")
+    def _quarantine_apart(self) -> LandingConfig:
+        if not self.quarantine_prefix:
+            raise ValueError("quarantine_prefix must not be empty (it would be the whole bucket)")
+        if self.prefix and self.prefix.startswith(self.quarantine_prefix):
+            raise ValueError("prefix must not lie inside quarantine_prefix")
+        return self
+
+
+class APSTarget(_Strict):
+    bucket_key: str
+    policy: Literal["transient", "temporary", "persistent"] = "transient"
+    region: str = "US"
+
+    @field_validator("bucket_key")
+    @classmethod
+    def _bucket_key(cls, value: str) -> str:
+        if not _BUCKET_KEY.match(value):
+            raise ValueError(
+                "APS bucket keys are 3-128 characters of lower-case letters, digits, '-', '_', '.'"
+            )
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return value.upper()
+
+
+class OutputFormat(_Strict):
+    type: str
+    views: list[Literal["2d", "3d"]] | None = None
+
+    def as_aps(self) -> dict[str, Any]:
+        """The entry of the Model Derivative job's `output.formats`."""
+        return self.model_dump(exclude_none=True)
+
+
+def _default_formats() -> list[OutputFormat]:
+    return [OutputFormat(type="svf2", views=["2d", "3d"]), OutputFormat(type="thumbnail")]
+
+
+class PoolConfig(_Strict):
+    name: str = "aps_translation"
+    slots: int = Field(default=8, ge=1)
+
+
+class PipelineConfig(_Strict):
+    """One ingest pipeline (one DAG)."""
+
+    name: str = Field(description="the DAG id")
+    description: str = ""
+    schedule: str | None = "@hourly"
+    start_date: date = date(2025, 1, 1)
+    owner: str = "data-engineering"
+    tags: list[str] = Field(default_factory=lambda: ["aps"])
+
+    landing: LandingConfig
+    aps: APSTarget
+
+    aws_conn_id: str = "aws_default"
+    aps_conn_id: str = "aps_default"
+    results_conn_id: str = "aps_results"
+
+    output_formats: list[OutputFormat] = Field(default_factory=_default_formats, min_length=1)
+    translation_timeout: float = Field(
+        default=2 * 3600, gt=0, description="wall-clock seconds per translation"
+    )
+    poll_interval: float = Field(default=10, gt=0, description="first manifest poll delay, seconds")
+    poll_max_interval: float = Field(default=60, gt=0, description="backoff ceiling between polls, seconds")
+    max_file_size: ByteSize = Field(
+        default=ByteSize(2 * 1024**3), gt=0, description="bytes, or '500MB', '2GiB'"
+    )
+    allowed_extensions: list[str] | None = Field(
+        default=None, description="narrow APS's supported inputs to these extensions (None: all APS supports)"
+    )
+    max_files_per_run: int = Field(default=500, ge=1)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
+    retries: int = Field(default=2, ge=0)
+    retry_delay_seconds: float = Field(default=60, ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _dag_id(cls, value: str) -> str:
+        if not _DAG_ID.match(value):
+            raise ValueError("must be a valid DAG id: letters, digits, '_', '-', '.' (at most 200)")
+        return value
+
+    @field_validator("allowed_extensions")
+    @classmethod
+    def _extensions(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        cleaned = [ext.lower().lstrip(".") for ext in value]
+        if not cleaned or not all(cleaned):
+            raise ValueError(
+                "list at least one non-empty extension, or leave it out to accept all APS inputs"
+            )
+        return cleaned
+
+    @model_validator(mode="after")
+    def _poll_bounds(self) -> PipelineConfig:
+        if self.poll_max_interval < self.poll_interval:
+            raise ValueError("poll_max_interval must be at least poll_interval")
+        return self
+
+    def job_formats(self) -> list[dict[str, Any]]:
+        return [fmt.as_aps() for fmt in self.output_formats]
+
+
+class PipelinesFile(_Strict):
+    pipelines: list[PipelineConfig]
+
+
+# --- loading ------------------------------------------------------------------------------------------
+
+
+def pipelines_file(env: Mapping[str, str] | None = None) -> Path:
+    """The pipelines file in use: $APS_PIPELINES_FILE, else the one shipped in this package."""
+    env = os.environ if env is None else env
+    override = env.get(PIPELINES_FILE_ENV)
+    return Path(override) if override else DEFAULT_PIPELINES_FILE
+
+
+def expand_env(value: Any, env: Mapping[str, str], where: str = "") -> Any:
+    """Replace `${NAME}` / `${NAME:-default}` in every string of a parsed YAML tree."""
+    if isinstance(value, dict):
+        return {k: expand_env(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match["name"], match["default"]
+        if name in env and (env[name] != "" or default is None):
+            return env[name]
+        if default is not None:
+            return default
+        raise PipelineConfigError(f"{where}: environment variable {name} is not set and has no default")
+
+    return _ENV_REFERENCE.sub(substitute, value)
+
+
+def _merge(defaults: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(defaults)
+    for key, value in entry.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(p) for p in item["loc"]) or "(entry)"
+        parts.append(f"{location}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def parse_pipelines(
+    document: Any, *, source: str, env: Mapping[str, str] | None = None
+) -> list[PipelineConfig]:
+    """Validate an already-parsed pipelines document; `source` names it in error messages."""
+    env = os.environ if env is None else env
+    if not isinstance(document, dict) or not isinstance(document.get("pipelines"), list):
+        raise PipelineConfigError(f"{source}: expected a mapping with a `pipelines:` list")
+    unknown = set(document) - {"pipelines", "defaults"}
+    if unknown:
+        raise PipelineConfigError(f"{source}: unknown top-level keys {sorted(unknown)}")
+    defaults = document.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise PipelineConfigError(f"{source}: `defaults:` must be a mapping")
+
+    pipelines: list[PipelineConfig] = []
+    for index, raw in enumerate(document["pipelines"], start=1):
+        label = f"entry {index}"
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+            label = f"pipeline {raw['name']!r} ({label})"
+        if not isinstance(raw, dict):
+            raise PipelineConfigError(f"{source}: {label}: expected a mapping, got {type(raw).__name__}")
+        try:
+            expanded = expand_env(_merge(defaults, raw), env)
+            pipelines.append(PipelineConfig.model_validate(expanded))
+        except PipelineConfigError as exc:
+            raise PipelineConfigError(f"{source}: {label}: {exc}") from None
+        except ValidationError as exc:
+            raise PipelineConfigError(f"{source}: {label}: {_describe(exc)}") from None
+
+    names = [p.name for p in pipelines]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise PipelineConfigError(f"{source}: pipeline names must be unique (they are DAG ids): {duplicates}")
+    return pipelines
+
+
+def load_pipelines(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> list[PipelineConfig]:
+    """Read and validate the pipelines file (default: `pipelines_file()`)."""
+    file = Path(path) if path is not None else pipelines_file(env)
+    try:
+        document = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PipelineConfigError(f"{file}: cannot read the pipelines file: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise PipelineConfigError(f"{file}: not valid YAML: {exc}") from None
+    return parse_pipelines(document, source=str(file), env=env)
+
+
+def get_pipeline(
+    name: str, path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> PipelineConfig:
+    """The entry called `name`, or a PipelineConfigError listing the names there are."""
+    pipelines = load_pipelines(path, env)
+    for pipeline in pipelines:
+        if pipeline.name == name:
+            return pipeline
+    source = path if path is not None else pipelines_file(env)
+    raise PipelineConfigError(f"{source}: no pipeline named {name!r} (have {[p.name for p in pipelines]})")

@@ -1,0 +1,110 @@
+"""The metadata that travels with a landed file: a sidecar `<file>.meta.json`, or S3 user metadata.
+
+    {"project": "tower-b", "discipline": "structural", "author": "ana", "revision": "R3", "tags": ["ifc"]}
+
+`project` is required; the other known fields are optional. Extra fields are ALLOWED (kept as they are, in
+the registry's `metadata` column): producers attach their own keys, and rejecting a file for an extra
+key would push them to strip useful context. Extras must be JSON scalars or lists of scalars, so the
+document stays flat and small (at most MAX_METADATA_BYTES as JSON), and their names must not start with "_"
+(reserved for the pipeline's own annotations, e.g. `_source`).
+
+A sidecar wins over S3 user metadata. S3 user metadata is flat strings, so there `tags` is a
+comma-separated list.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SIDECAR_SUFFIX = ".meta.json"
+MAX_METADATA_BYTES = 8 * 1024
+MAX_SIDECAR_BYTES = 64 * 1024  # read at most this much of a sidecar; a bigger one is rejected unread
+
+# Annotations the pipeline adds to the stored metadata document (never part of the producer's metadata).
+SOURCE_KEY = "_source"  # "sidecar", "s3" or "none"
+ERROR_KEY = "_error"  # why a sidecar could not be read as a JSON object
+
+_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
+
+
+class MetadataError(ValueError):
+    """The file's metadata is missing, unreadable or invalid; the message says which field and why."""
+
+
+class FileMetadata(BaseModel):
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True, frozen=True)
+
+    project: str = Field(min_length=1, max_length=200)
+    discipline: str | None = Field(default=None, max_length=100)
+    author: str | None = Field(default=None, max_length=200)
+    revision: str | None = Field(default=None, max_length=50)
+    description: str | None = Field(default=None, max_length=2000)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _split_tags(cls, value: Any) -> Any:
+        if isinstance(value, str):  # S3 user metadata: "a,b,c"
+            return [tag.strip() for tag in value.split(",") if tag.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_extras(self) -> FileMetadata:
+        for name, value in (self.model_extra or {}).items():
+            if not _FIELD_NAME.match(name):
+                raise ValueError(
+                    f"extra field name {name!r} must start with a letter ([A-Za-z0-9_.-], <= 64)"
+                )
+            scalars = value if isinstance(value, list) else [value]
+            if not all(v is None or isinstance(v, str | int | float | bool) for v in scalars):
+                raise ValueError(f"extra field {name!r} must be a string, number, boolean or list of them")
+        if len(json.dumps(self.model_dump(mode="json"))) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON")
+        return self
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(p) for p in item["loc"]) or "(document)"
+        parts.append(f"{location}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def read_sidecar_document(raw: bytes) -> dict[str, Any]:
+    """A sidecar's bytes as a JSON object, or MetadataError saying why it is not one."""
+    if len(raw) > MAX_SIDECAR_BYTES:
+        raise MetadataError(f"sidecar is larger than {MAX_SIDECAR_BYTES} bytes")
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise MetadataError("sidecar is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise MetadataError(
+            f"sidecar is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(document, dict):
+        raise MetadataError(f"sidecar must hold a JSON object, found {type(document).__name__}")
+    return document
+
+
+def validate_metadata(document: dict[str, Any]) -> FileMetadata:
+    """Validate a stored metadata document (annotations like `_source` are ignored; `_error` is reported)."""
+    if document.get(ERROR_KEY):
+        raise MetadataError(str(document[ERROR_KEY]))
+    if document.get(SOURCE_KEY) == "none":
+        raise MetadataError(f"no metadata: add a sidecar <file>{SIDECAR_SUFFIX} or S3 user metadata")
+    fields = {k: v for k, v in document.items() if not str(k).startswith("_")}
+    try:
+        return FileMetadata.model_validate(fields)
+    except ValidationError as exc:
+        raise MetadataError(f"invalid metadata: {describe_validation_error(exc)}") from None
+
+
+def stored_document(metadata: FileMetadata, source: str) -> dict[str, Any]:
+    """What the registry keeps for a validated file: the normalised metadata plus where it came from."""
+    return {**metadata.model_dump(mode="json", exclude_none=True), SOURCE_KEY: source}

@@ -1,0 +1,150 @@
+"""The pipelines file: parsing, defaults, environment references and error messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aps_pipeline.config import (
+    DEFAULT_PIPELINES_FILE,
+    PIPELINES_FILE_ENV,
+    PipelineConfigError,
+    get_pipeline,
+    load_pipelines,
+    pipelines_file,
+)
+
+MINIMAL = """
+pipelines:
+  - name: {name}
+    landing: {{bucket: my-landing, prefix: /in/coming}}
+    aps: {{bucket_key: my-aps-bucket}}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_file_has_aps_ingest_with_local_defaults() -> None:
+    (pipeline,) = load_pipelines(DEFAULT_PIPELINES_FILE, env={})
+    assert pipeline.name == "aps_ingest"
+    assert pipeline.schedule == "@hourly"
+    assert pipeline.landing.bucket == "landing"
+    assert pipeline.landing.prefix == "incoming/"
+    assert pipeline.landing.quarantine_prefix == "quarantine/"
+    assert pipeline.aps.region == "US"
+    assert pipeline.max_file_size == 2 * 1024**3
+    assert pipeline.job_formats() == [{"type": "svf2", "views": ["2d", "3d"]}, {"type": "thumbnail"}]
+    assert pipeline.results_conn_id == "aps_results"
+
+
+def test_environment_overrides_the_shipped_values() -> None:
+    env = {
+        "APS_LANDING_BUCKET": "prod-landing",
+        "APS_REGION": "emea",
+        "APS_MAX_FILE_SIZE": "500MB",
+        "APS_INGEST_SCHEDULE": "@daily",
+    }
+    pipeline = get_pipeline("aps_ingest", DEFAULT_PIPELINES_FILE, env=env)
+    assert pipeline.landing.bucket == "prod-landing"
+    assert pipeline.aps.region == "EMEA"
+    assert pipeline.max_file_size == 500 * 1000**2
+    assert pipeline.schedule == "@daily"
+
+
+def test_env_var_selects_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL.format(name="other_ingest"))
+    assert pipelines_file({PIPELINES_FILE_ENV: str(path)}) == path
+    assert pipelines_file({}) == DEFAULT_PIPELINES_FILE
+    (pipeline,) = load_pipelines(env={PIPELINES_FILE_ENV: str(path)})
+    assert pipeline.name == "other_ingest"
+    assert pipeline.landing.prefix == "in/coming/"  # normalised folder form
+    assert pipeline.schedule == "@hourly"
+
+
+def test_defaults_merge_under_entries(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+defaults:
+  owner: team-a
+  aps: {region: AUS, policy: persistent}
+pipelines:
+  - name: one
+    landing: {bucket: bucket-one}
+    aps: {bucket_key: one-bucket}
+  - name: two
+    owner: team-b
+    landing: {bucket: bucket-two}
+    aps: {bucket_key: two-bucket, region: EMEA}
+""",
+    )
+    one, two = load_pipelines(path, env={})
+    assert (one.owner, one.aps.region, one.aps.policy) == ("team-a", "AUS", "persistent")
+    assert (two.owner, two.aps.region, two.aps.policy) == ("team-b", "EMEA", "persistent")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "pipelines:\n  - name: broken\n    aps: {bucket_key: abc}\n",
+            "pipeline 'broken' (entry 1): landing: Field",
+        ),
+        (
+            "pipelines:\n  - name: typo\n    landing: {bucket: abc}\n    aps: {bucket_key: abc}\n"
+            "    shedule: x\n",
+            "pipeline 'typo' (entry 1): shedule: Extra inputs are not permitted",
+        ),
+        (
+            "pipelines:\n  - name: bad key\n    landing: {bucket: abc}\n    aps: {bucket_key: abc}\n",
+            "name: Value error, must be a valid DAG id",
+        ),
+        (
+            "pipelines:\n  - name: upper\n    landing: {bucket: abc}\n    aps: {bucket_key: UPPER}\n",
+            "aps.bucket_key",
+        ),
+        (
+            "pipelines:\n  - name: q\n    landing: {bucket: abc, prefix: q/in, quarantine_prefix: q}\n"
+            "    aps: {bucket_key: abc}\n",
+            "prefix must not lie inside quarantine_prefix",
+        ),
+        (
+            "pipelines:\n  - name: poll\n    landing: {bucket: abc}\n    aps: {bucket_key: abc}\n"
+            "    poll_interval: 30\n    poll_max_interval: 5\n",
+            "poll_max_interval must be at least poll_interval",
+        ),
+        (
+            'pipelines:\n  - name: env\n    landing: {bucket: "${NOPE_NOT_SET}"}\n'
+            "    aps: {bucket_key: abc}\n",
+            "landing.bucket: environment variable NOPE_NOT_SET is not set",
+        ),
+        ("pipelines: {}\n", "expected a mapping with a `pipelines:` list"),
+        ("pipelines: [}\n", "not valid YAML"),
+        (MINIMAL.format(name="dup") + MINIMAL.format(name="dup").split("pipelines:")[1], "must be unique"),
+    ],
+)
+def test_errors_name_the_file_and_the_entry(tmp_path: Path, body: str, message: str) -> None:
+    path = write(tmp_path, body)
+    with pytest.raises(PipelineConfigError) as caught:
+        load_pipelines(path, env={})
+    assert str(path) in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_missing_file_and_unknown_pipeline(tmp_path: Path) -> None:
+    with pytest.raises(PipelineConfigError, match="cannot read the pipelines file"):
+        load_pipelines(tmp_path / "absent.yaml")
+    path = write(tmp_path, MINIMAL.format(name="only_one"))
+    with pytest.raises(PipelineConfigError, match=r"no pipeline named 'other' \(have \['only_one'\]\)"):
+        get_pipeline("other", path, env={})
+
+
+def test_allowed_extensions_are_normalised(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL.format(name="x") + "    allowed_extensions: ['.IFC', obj]\n")
+    (pipeline,) = load_pipelines(path, env={})
+    assert pipeline.allowed_extensions == ["ifc", "obj"]
