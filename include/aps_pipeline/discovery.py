@@ -1,0 +1,244 @@
+"""Discover new or changed objects under a pipeline's prefix and claim them in the files registry.
+
+    result = discover_files(s3, engine, pipeline, run_id, limit=None, prefix=None)
+    result["file_ids"]   # the files this run now owns
+
+What is claimed, in ONE transaction:
+- an object version (key, ETag) never seen by this pipeline: a new `files` row (state `discovered`);
+- a row left unfinished (not loaded/rejected/failed) by an earlier run that crashed or was stopped: its
+  `run_id` moves to this run and `attempts` goes up, so nothing is lost; its state is kept, and the later
+  steps carry on from there (a file already validated is not validated again);
+- a row this run already claimed (the task is retried): claimed again, unchanged.
+An object whose (key, ETag) already reached a terminal state is not claimed again: a changed object has a
+new ETag, so it gets a new row and the history stays.
+
+Skipped: sidecars (`*.meta.json`), "directory" keys ending in `/`, anything under the quarantine prefix.
+Sidecar or S3 user metadata is read here (HEAD + one small GET per new object) and stored as found; the
+validation step judges it. A sidecar that is not a JSON object is recorded as such (`_error`), so the file is
+rejected with that reason instead of disappearing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+
+from aps_pipeline.config import PipelineConfig
+from aps_pipeline.metadata import (
+    ERROR_KEY,
+    MAX_SIDECAR_BYTES,
+    SIDECAR_SUFFIX,
+    SOURCE_KEY,
+    MetadataError,
+    read_sidecar_document,
+)
+from aps_pipeline.s3io import ListedObject, ObjectChanged, head_object, list_objects, read_small_object
+from aps_results.models import TERMINAL_FILE_STATES, File, FileState
+
+logger = logging.getLogger(__name__)
+
+# Keys are looked up in the registry this many at a time (one round trip each), not one query per key.
+_LOOKUP_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A listed object with what discovery read about it."""
+
+    listed: ListedObject
+    version_id: str | None
+    content_type: str | None
+    metadata: dict[str, Any]
+
+
+def is_ingestible_key(key: str, quarantine_prefix: str) -> bool:
+    """False for sidecars, folder markers and quarantined copies: they are never files to ingest."""
+    if key.endswith("/") or key.endswith(SIDECAR_SUFFIX):
+        return False
+    return not (quarantine_prefix and key.startswith(quarantine_prefix))
+
+
+def read_metadata(s3: Any, bucket: str, key: str, user_metadata: dict[str, str]) -> dict[str, Any]:
+    """The sidecar's JSON object if there is a sidecar, else S3 user metadata, annotated with `_source`."""
+    raw = read_small_object(s3, bucket, key + SIDECAR_SUFFIX, MAX_SIDECAR_BYTES)
+    if raw is not None:
+        try:
+            return {**read_sidecar_document(raw), SOURCE_KEY: "sidecar"}
+        except MetadataError as exc:
+            return {SOURCE_KEY: "sidecar", ERROR_KEY: f"{key}{SIDECAR_SUFFIX}: {exc}"}
+    if user_metadata:
+        return {**user_metadata, SOURCE_KEY: "s3"}
+    return {SOURCE_KEY: "none"}
+
+
+def _known_versions(
+    engine: Engine, pipeline: str, bucket: str, objects: list[ListedObject]
+) -> set[tuple[str, str]]:
+    """The (key, etag) pairs among `objects` that the registry already has, in whatever state."""
+    known: set[tuple[str, str]] = set()
+    with engine.connect() as connection:
+        for start in range(0, len(objects), _LOOKUP_CHUNK):
+            chunk = [(o.key, o.etag) for o in objects[start : start + _LOOKUP_CHUNK]]
+            rows = connection.execute(
+                select(File.s3_key, File.etag).where(
+                    File.pipeline == pipeline,
+                    File.s3_bucket == bucket,
+                    tuple_(File.s3_key, File.etag).in_(chunk),
+                )
+            )
+            known.update((key, etag) for key, etag in rows)
+    return known
+
+
+def _unfinished(
+    engine: Engine, pipeline: str, bucket: str, prefix: str, run_id: str
+) -> tuple[list[int], list[int]]:
+    """(files this run already owns, unfinished files owned by other runs), ids in claim order."""
+    unfinished = File.state.not_in([s.value for s in TERMINAL_FILE_STATES])
+    with engine.connect() as connection:
+        mine = list(
+            connection.scalars(
+                select(File.id).where(File.pipeline == pipeline, File.run_id == run_id).order_by(File.id)
+            )
+        )
+        orphans = list(
+            connection.scalars(
+                select(File.id)
+                .where(
+                    File.pipeline == pipeline,
+                    File.s3_bucket == bucket,
+                    File.s3_key.startswith(prefix, autoescape=True),
+                    or_(File.run_id.is_(None), File.run_id != run_id),
+                    unfinished,
+                )
+                .order_by(File.id)
+            )
+        )
+    return mine, orphans
+
+
+def _inspect(s3: Any, bucket: str, listed: ListedObject) -> Candidate | None:
+    try:
+        head = head_object(s3, bucket, listed.key)
+    except ObjectChanged:
+        logger.info("s3://%s/%s vanished between listing and inspection; skipped", bucket, listed.key)
+        return None
+    user_metadata = {str(k): str(v) for k, v in (head.get("Metadata") or {}).items()}
+    return Candidate(
+        listed=listed,
+        version_id=head.get("VersionId") if head.get("VersionId") not in (None, "null") else None,
+        content_type=head.get("ContentType"),
+        metadata=read_metadata(s3, bucket, listed.key, user_metadata),
+    )
+
+
+def discover_files(
+    s3: Any,
+    engine: Engine,
+    pipeline: PipelineConfig,
+    run_id: str,
+    *,
+    limit: int | None = None,
+    prefix: str | None = None,
+) -> dict[str, Any]:
+    """List the landing prefix and claim new, changed and unfinished files for `run_id`.
+
+    `limit` (default: the pipeline's max_files_per_run) bounds how many files this run takes; the rest wait
+    for the next run (oldest first, so nothing starves). `prefix` narrows the pipeline's landing prefix (a
+    manual run's param) and must lie inside it.
+    """
+    bucket = pipeline.landing.bucket
+    base_prefix = pipeline.landing.prefix
+    listing_prefix = base_prefix if prefix is None else prefix
+    if not listing_prefix.startswith(base_prefix):
+        raise ValueError(f"prefix {prefix!r} is outside the pipeline's landing prefix {base_prefix!r}")
+    limit = pipeline.max_files_per_run if limit is None else limit
+    if limit < 0:
+        raise ValueError("limit must be >= 0")
+
+    listed = [
+        o
+        for o in list_objects(s3, bucket, listing_prefix)
+        if is_ingestible_key(o.key, pipeline.landing.quarantine_prefix)
+    ]
+    listed.sort(key=lambda o: (o.last_modified is None, o.last_modified, o.key))
+    known = _known_versions(engine, pipeline.name, bucket, listed)
+    mine, orphans = _unfinished(engine, pipeline.name, bucket, listing_prefix, run_id)
+
+    room = max(0, limit - len(mine))
+    orphans = orphans[:room]
+    room -= len(orphans)
+    new_objects = [o for o in listed if (o.key, o.etag) not in known]
+    waiting = max(0, len(new_objects) - room)
+    candidates = [c for c in (_inspect(s3, bucket, o) for o in new_objects[:room]) if c is not None]
+
+    with engine.begin() as connection:
+        new_ids: list[int] = []
+        if candidates:
+            statement = (
+                insert(File)
+                .values([_row(pipeline.name, bucket, run_id, c) for c in candidates])
+                .on_conflict_do_nothing(index_elements=["pipeline", "s3_bucket", "s3_key", "etag"])
+                .returning(File.id)
+            )
+            new_ids = list(connection.scalars(statement))
+        reclaimed: list[int] = []
+        if orphans:
+            # Re-check the state under lock: another run may have finished the file since we looked.
+            reclaimed = list(
+                connection.scalars(
+                    update(File)
+                    .where(File.id.in_(orphans), File.state.not_in([s.value for s in TERMINAL_FILE_STATES]))
+                    .where(or_(File.run_id.is_(None), File.run_id != run_id))
+                    .values(run_id=run_id, attempts=File.attempts + 1, updated_at=func.now())
+                    .returning(File.id)
+                )
+            )
+
+    file_ids = sorted([*mine, *reclaimed, *new_ids])
+    result = {
+        "run_id": run_id,
+        "listed": len(listed),
+        "new": len(new_ids),
+        "reclaimed": len(reclaimed),
+        "already_claimed": len(mine),
+        "waiting": waiting,
+        "file_ids": file_ids,
+    }
+    logger.info(
+        "s3://%s/%s: %d listed, %d new, %d re-claimed from earlier runs, %d left for later runs",
+        bucket, listing_prefix, result["listed"], result["new"], result["reclaimed"], result["waiting"],
+    )  # fmt: skip
+    return result
+
+
+def _row(pipeline: str, bucket: str, run_id: str, candidate: Candidate) -> dict[str, Any]:
+    return {
+        "pipeline": pipeline,
+        "s3_bucket": bucket,
+        "s3_key": candidate.listed.key,
+        "etag": candidate.listed.etag,
+        "version_id": candidate.version_id,
+        "size": candidate.listed.size,
+        "content_type": candidate.content_type,
+        "meta": candidate.metadata,
+        "state": FileState.DISCOVERED.value,
+        "run_id": run_id,
+        "attempts": 1,
+    }
+
+
+def run_file_ids(
+    engine: Engine, pipeline: str, run_id: str, states: Iterable[str] | None = None
+) -> list[int]:
+    """Ids of the files `run_id` owns, optionally only those in `states`."""
+    condition = and_(File.pipeline == pipeline, File.run_id == run_id)
+    if states is not None:
+        condition = and_(condition, or_(*(File.state == s for s in states)))
+    with engine.connect() as connection:
+        return list(connection.scalars(select(File.id).where(condition).order_by(File.id)))
