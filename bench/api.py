@@ -5,7 +5,8 @@ PostgreSQL and the APS emulator, hit by concurrent httpx clients.
 
 Each route is measured in its own phase: `--clients` clients, each with its own connection, send requests
 back to back for `--seconds`. Latencies are measured by the clients (so they include client overhead on the
-same machine). Prints requests/s and p50/p95/p99 per route and the APS token requests the server made.
+same machine, and any other load on it). Prints requests/s, p50/p95/p99 per route, the server's CPU time per
+request (a figure that other load on the machine hardly changes) and the APS token requests the server made.
 Goal (issue 5): viewer-token p95 < 50 ms at 50 concurrent clients on a 2-core machine.
 """
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 from pydantic import SecretStr
 from sqlalchemy import create_engine, insert, make_url
 
@@ -40,6 +42,7 @@ class PhaseResult:
     seconds: float
     latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
+    server_cpu_seconds: float | None = None
 
     def percentile(self, p: float) -> float:
         if len(self.latencies) < 2:
@@ -54,6 +57,11 @@ class PhaseResult:
             f"{self.route:<34} {count / self.seconds:>8.0f} req/s  n={count:<7} "
             f"p50={self.percentile(50):6.1f} ms  p95={self.percentile(95):6.1f} ms  "
             f"p99={self.percentile(99):6.1f} ms  mean={statistics.fmean(self.latencies) * 1000:6.1f} ms"
+            + (
+                f"  server CPU/request={self.server_cpu_seconds / count * 1000:.2f} ms"
+                if self.server_cpu_seconds is not None
+                else ""
+            )
             + (f"  errors={self.errors}" if self.errors else "")
         )
 
@@ -136,7 +144,7 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-api-"))
-    postgres = LocalPostgres.start(base_dir=work / "pg")
+    postgres = LocalPostgres.start()
     emulator = start_emulator(work / "logs")
     server: ManagedProcess | None = None
     try:
@@ -188,12 +196,14 @@ def main() -> int:
             f"{len(model_ids)} models, {os.cpu_count()} CPUs"
         )
         asyncio.run(run_phase(base_url, key, "warm-up", ["/v1/models"], 4, 1.0))  # fill the pools
-        results = [
-            asyncio.run(run_phase(base_url, key, route, paths, args.clients, args.seconds))
-            for route, paths in phases.items()
-        ]
-        for result in results:
-            print(result.line())
+        server_process = psutil.Process(server.pid)
+        results = []
+        for route, paths in phases.items():
+            cpu_before = sum(server_process.cpu_times()[:2])
+            result = asyncio.run(run_phase(base_url, key, route, paths, args.clients, args.seconds))
+            result.server_cpu_seconds = sum(server_process.cpu_times()[:2]) - cpu_before
+            results.append(result)
+            print(result.line(), flush=True)
         token_requests = emulator.stats()["requests"].get("token", 0) - tokens_before
         viewer = results[0]
         print(

@@ -14,6 +14,7 @@ from aps_api.metrics import APIMetrics
 from aps_api.ratelimit import RateLimiter
 from aps_api.settings import APISettings
 from aps_api.tokens import ViewerTokenCache
+from aps_api.ttlcache import TTLCache
 
 
 @dataclass
@@ -25,12 +26,15 @@ class APIContext:
     tokens: ViewerTokenCache | None = None
     keys: APIKeyVerifier | None = None
     limiter: RateLimiter | None = None
+    # Translated models by id (urn, region) for the viewer-token hot path; see settings.model_cache_seconds.
+    translated_models: TTLCache[int, tuple[str, str]] | None = None
 
     async def start(self) -> None:
         settings = self.settings
         self.engine = create_reader_engine(settings.database_url.get_secret_value(), settings.db_pool_size)
         self.keys = APIKeyVerifier(self._lookup_key, ttl=settings.api_key_cache_seconds)
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.translated_models = TTLCache(settings.model_cache_seconds, max_entries=100_000)
         if settings.aps_configured:
             self.aps = _viewer_aps_client(settings)
             self.tokens = ViewerTokenCache(

@@ -22,7 +22,8 @@ def create_reader_engine(url: str, pool_size: int) -> AsyncEngine:
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
-        max_overflow=pool_size,
+        # No overflow: connections opened and closed per burst cost more than a short wait for a pooled one.
+        max_overflow=0,
         pool_timeout=10,
         pool_recycle=1800,
         connect_args={"options": _SESSION_OPTIONS, "connect_timeout": 5},

@@ -44,6 +44,10 @@ class APISettings(BaseSettings):
     # How long a verified API key is trusted before the database is asked again; revocation takes at most
     # this long to be honoured.
     api_key_cache_seconds: float = Field(default=30.0, ge=0)
+    # How long the viewer-token route remembers that a model is translated (its URN and region), sparing a
+    # database round trip per token. Untranslated or unknown models are never remembered, so a model that
+    # finishes translating gets tokens at once; one that stops being translated may get them this long.
+    model_cache_seconds: float = Field(default=10.0, ge=0)
     # The APS Viewer JS the /viewer page loads.
     viewer_js_url: str = "https://developer.api.autodesk.com/modelderivative/v2/viewers/7.*/viewer3D.min.js"
     viewer_css_url: str = "https://developer.api.autodesk.com/modelderivative/v2/viewers/7.*/style.min.css"

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from sqlalchemy import text
 
 from aps_devstack import EmulatorServer, ManagedProcess, free_port, wait_for_http
 from tests.fixtures.api import ResultsDB, RunningAPI
@@ -122,6 +123,11 @@ def test_viewer_token_refused_for_untranslated_and_unknown_models(
     assert unknown.status_code == 404
     assert unknown.json() == {"detail": "model 777777 not found"}
     assert _token_requests(emulator) == 0
+    # Refusals are not cached: once the translation succeeds, tokens are issued straight away.
+    with results_db.admin.begin() as conn:
+        conn.execute(text("UPDATE aps.models SET status = 'success' WHERE id = :id"), {"id": translating})
+    with api.client(results_db.key()) as client:
+        assert client.get(f"/v1/models/{translating}/viewer-token").status_code == 200
 
 
 def test_aps_failure_is_a_clear_502_and_not_cached(
