@@ -188,6 +188,7 @@ class MultipartUpload:
         self.urls = SignedUrls(self)
         self._state_lock = threading.Lock()
         self._refreshes: dict[int, int] = {}
+        self._failed = threading.Event()  # set when any part fails, so queued parts are not started
 
     # -- progress bookkeeping -------------------------------------------------------------------------------
 
@@ -245,7 +246,7 @@ class MultipartUpload:
     def _send_parts(self, todo: list[Part]) -> None:
         parallelism = self.config.upload_parallelism
         slots = threading.Semaphore(parallelism + 1)  # bounds the part buffers alive at once
-        failed = threading.Event()
+        failed = self._failed
 
         def part_finished(future: Future[None]) -> None:
             if future.cancelled() or future.exception() is not None:
@@ -272,15 +273,23 @@ class MultipartUpload:
                 futures.append(future)
             else:
                 reader.check_exhausted()
+        except BaseException:
+            failed.set()
+            raise
         finally:
-            # Parts in flight still finish (and count as done in the state); queued ones are dropped.
-            pool.shutdown(wait=True, cancel_futures=True)
+            # Parts in flight finish (and count in the state); after a failure, queued ones are dropped.
+            pool.shutdown(wait=True, cancel_futures=failed.is_set())
             reader.close()
         for future in futures:
             if not future.cancelled() and future.exception() is not None:
                 raise future.exception()  # type: ignore[misc]
+        missing = [p.number for p in todo if p.number not in self.state.completed_parts]
+        if missing:  # cannot happen without an error above; never complete an upload with holes
+            raise APSUploadError(f"parts {missing[:10]} of {self.object_key!r} were not uploaded")
 
     def _put_part(self, part: Part, data: bytes) -> None:
+        if self._failed.is_set():
+            return  # another part failed: do not start new work (this part stays unfinished in the state)
         while True:
             url, batch = self.urls.get(part.number)
             try:

@@ -129,20 +129,16 @@ def test_expired_signed_urls_are_refreshed(aps: APSClient, emulator: EmulatorSer
 
 def test_urls_that_never_work_give_an_upload_error(emulator: EmulatorServer) -> None:
     clear_token_cache()
-    config = client_config(emulator, upload_max_url_refreshes=2)
-    with APSClient(config) as aps:
+    # Every URL expires a millisecond after it is signed and every request takes 5 ms: always stale.
+    emulator.configure(url_lifetime_seconds=0.001, latency_ms=5)
+    with APSClient(client_config(emulator, upload_max_url_refreshes=2)) as aps:
         aps.oss.ensure_bucket("doomed-bucket")
-
-        def expire_everything(state: UploadState) -> None:
-            emulator.advance_clock(7200)
-
         with pytest.raises(APSUploadError) as caught:
-            aps.oss.upload(
-                "doomed-bucket", "x.bin", io.BytesIO(b"x" * 100), 100, on_progress=expire_everything
-            )
+            aps.oss.upload("doomed-bucket", "x.bin", io.BytesIO(b"x" * 100), 100)
     assert caught.value.status_code == 403
     assert "refreshes" in str(caught.value)
     assert stat(emulator, "upload_part 403", "responses") == 3  # first try + 2 refreshes
+    assert stat(emulator, "upload_urls") == 3
 
 
 def test_interrupted_upload_resumes_without_resending_finished_parts(
