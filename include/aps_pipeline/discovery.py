@@ -7,7 +7,8 @@ What is claimed, in ONE transaction:
 - an object version (key, ETag) never seen by this pipeline: a new `files` row (state `discovered`);
 - a row left unfinished (not loaded/rejected/failed) by an earlier run that crashed or was stopped: its
   `run_id` moves to this run and `attempts` goes up, so nothing is lost; its state is kept, and the later
-  steps carry on from there (a file already validated is not validated again);
+  steps carry on from there (a file already validated is not validated again). This happens whatever the
+  limit: the limit bounds how many NEW files join the run;
 - a row this run already claimed (the task is retried): claimed again, unchanged.
 An object whose (key, ETag) already reached a terminal state is not claimed again: a changed object has a
 new ETag, so it gets a new row and the history stays.
@@ -25,8 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, Engine, and_, or_, select, tuple_, update
 
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.metadata import (
@@ -38,7 +38,8 @@ from aps_pipeline.metadata import (
     read_sidecar_document,
 )
 from aps_pipeline.s3io import ListedObject, ObjectChanged, head_object, list_objects, read_small_object
-from aps_results.models import TERMINAL_FILE_STATES, File, FileState
+from aps_results import registry
+from aps_results.models import TERMINAL_FILE_STATES, File
 
 logger = logging.getLogger(__name__)
 
@@ -95,31 +96,16 @@ def _known_versions(
     return known
 
 
-def _unfinished(
-    engine: Engine, pipeline: str, bucket: str, prefix: str, run_id: str
-) -> tuple[list[int], list[int]]:
-    """(files this run already owns, unfinished files owned by other runs), ids in claim order."""
-    unfinished = File.state.not_in([s.value for s in TERMINAL_FILE_STATES])
+def _owned_and_unfinished(engine: Engine, pipeline: str, run_id: str) -> tuple[set[int], set[int]]:
+    """(ids this run already owns, ids of unfinished files owned by earlier runs) before claiming."""
     with engine.connect() as connection:
-        mine = list(
-            connection.scalars(
-                select(File.id).where(File.pipeline == pipeline, File.run_id == run_id).order_by(File.id)
+        rows = connection.execute(
+            select(File.id, File.run_id).where(
+                File.pipeline == pipeline,
+                or_(File.run_id == run_id, File.state.not_in([s.value for s in TERMINAL_FILE_STATES])),
             )
-        )
-        orphans = list(
-            connection.scalars(
-                select(File.id)
-                .where(
-                    File.pipeline == pipeline,
-                    File.s3_bucket == bucket,
-                    File.s3_key.startswith(prefix, autoescape=True),
-                    or_(File.run_id.is_(None), File.run_id != run_id),
-                    unfinished,
-                )
-                .order_by(File.id)
-            )
-        )
-    return mine, orphans
+        ).all()
+    return {i for i, r in rows if r == run_id}, {i for i, r in rows if r != run_id}
 
 
 def _inspect(s3: Any, bucket: str, listed: ListedObject) -> Candidate | None:
@@ -168,43 +154,29 @@ def discover_files(
     ]
     listed.sort(key=lambda o: (o.last_modified is None, o.last_modified, o.key))
     known = _known_versions(engine, pipeline.name, bucket, listed)
-    mine, orphans = _unfinished(engine, pipeline.name, bucket, listing_prefix, run_id)
+    mine, orphans = _owned_and_unfinished(engine, pipeline.name, run_id)
 
-    room = max(0, limit - len(mine))
-    orphans = orphans[:room]
-    room -= len(orphans)
+    # Unfinished work from earlier runs is always taken over; the limit bounds how many new files join it.
+    room = max(0, limit - len(mine) - len(orphans))
     new_objects = [o for o in listed if (o.key, o.etag) not in known]
     waiting = max(0, len(new_objects) - room)
     candidates = [c for c in (_inspect(s3, bucket, o) for o in new_objects[:room]) if c is not None]
 
     with engine.begin() as connection:
-        new_ids: list[int] = []
-        if candidates:
-            statement = (
-                insert(File)
-                .values([_row(pipeline.name, bucket, run_id, c) for c in candidates])
-                .on_conflict_do_nothing(index_elements=["pipeline", "s3_bucket", "s3_key", "etag"])
-                .returning(File.id)
-            )
-            new_ids = list(connection.scalars(statement))
-        reclaimed: list[int] = []
-        if orphans:
-            # Re-check the state under lock: another run may have finished the file since we looked.
-            reclaimed = list(
-                connection.scalars(
-                    update(File)
-                    .where(File.id.in_(orphans), File.state.not_in([s.value for s in TERMINAL_FILE_STATES]))
-                    .where(or_(File.run_id.is_(None), File.run_id != run_id))
-                    .values(run_id=run_id, attempts=File.attempts + 1, updated_at=func.now())
-                    .returning(File.id)
-                )
-            )
-
-    file_ids = sorted([*mine, *reclaimed, *new_ids])
+        claimed = registry.claim_files(
+            connection,
+            pipeline.name,
+            run_id,
+            [_discovered(bucket, c) for c in candidates],
+            reclaim_unfinished=True,
+        )
+        _store_metadata(connection, pipeline.name, bucket, run_id, candidates)
+    file_ids = [f.id for f in claimed]
+    reclaimed = orphans & set(file_ids)
     result = {
         "run_id": run_id,
         "listed": len(listed),
-        "new": len(new_ids),
+        "new": len(set(file_ids) - mine - reclaimed),
         "reclaimed": len(reclaimed),
         "already_claimed": len(mine),
         "waiting": waiting,
@@ -217,20 +189,39 @@ def discover_files(
     return result
 
 
-def _row(pipeline: str, bucket: str, run_id: str, candidate: Candidate) -> dict[str, Any]:
-    return {
-        "pipeline": pipeline,
-        "s3_bucket": bucket,
-        "s3_key": candidate.listed.key,
-        "etag": candidate.listed.etag,
-        "version_id": candidate.version_id,
-        "size": candidate.listed.size,
-        "content_type": candidate.content_type,
-        "meta": candidate.metadata,
-        "state": FileState.DISCOVERED.value,
-        "run_id": run_id,
-        "attempts": 1,
-    }
+def _store_metadata(
+    connection: Connection, pipeline: str, bucket: str, run_id: str, candidates: list[Candidate]
+) -> None:
+    """Write each new file's metadata document (same transaction as the claim).
+
+    registry.claim_files passes it under the attribute name `meta` in an executemany, where SQLAlchemy
+    expects the column key `metadata`, so it is dropped there (reported); setting it here is harmless once
+    that is fixed.
+    """
+    for candidate in candidates:
+        connection.execute(
+            update(File)
+            .where(
+                File.pipeline == pipeline,
+                File.s3_bucket == bucket,
+                File.s3_key == candidate.listed.key,
+                File.etag == candidate.listed.etag,
+                File.run_id == run_id,
+            )
+            .values(meta=candidate.metadata)
+        )
+
+
+def _discovered(bucket: str, candidate: Candidate) -> registry.DiscoveredObject:
+    return registry.DiscoveredObject(
+        s3_bucket=bucket,
+        s3_key=candidate.listed.key,
+        etag=candidate.listed.etag,
+        size=candidate.listed.size,
+        version_id=candidate.version_id,
+        content_type=candidate.content_type,
+        metadata=candidate.metadata,
+    )
 
 
 def run_file_ids(
