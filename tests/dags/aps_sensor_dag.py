@@ -35,7 +35,8 @@ def build(dag_id: str, deferrable: bool) -> DAG:
             s3_key="{{ dag_run.conf['s3_key'] }}",
             bucket_key="{{ dag_run.conf['aps_bucket'] }}",
         )
-        translate = APSStartTranslationOperator(task_id="start_translation", urn=upload.output["urn"])
+        # The upload returns {"urn": ..., ...}; the operator takes that dict or a plain URN.
+        translate = APSStartTranslationOperator(task_id="start_translation", urn=upload.output)
         wait = APSTranslationSensor(
             task_id="wait_for_translation",
             urn=translate.output,

@@ -27,6 +27,19 @@ def start_run(stack: AirflowStack, dag_id: str, s3_server: S3Server, s3_bucket: 
                                        "aps_bucket": f"it-{uuid.uuid4().hex[:12]}"})
 
 
+def trigger_logs(stack: AirflowStack, dag_id: str, run_id: str) -> list[str]:
+    return [path.name for path in stack.task_logs(dag_id, run_id, SENSOR) if ".log.trigger." in path.name]
+
+
+def wait_until_the_trigger_polls(stack: AirflowStack, emulator: EmulatorServer, dag_id: str, run_id: str,
+                                 timeout: float = 120) -> None:
+    """The first triggerer has picked the trigger up: it logged and GOT the manifest at least once."""
+    deadline = time.monotonic() + timeout
+    while not (trigger_logs(stack, dag_id, run_id) and emulator.stats()["requests"].get("manifest", 0)):
+        assert time.monotonic() < deadline, "no triggerer picked the trigger up"
+        time.sleep(0.5)
+
+
 def test_deferred_sensor_survives_a_killed_triggerer(
     airflow_stack: AirflowStack, emulator: EmulatorServer, s3_server: S3Server, s3_bucket: str
 ) -> None:
@@ -35,6 +48,7 @@ def test_deferred_sensor_survives_a_killed_triggerer(
     run_id = start_run(airflow_stack, dag_id, s3_server, s3_bucket)
 
     airflow_stack.wait_for_task_state(dag_id, run_id, SENSOR, {"deferred"}, timeout=300)
+    wait_until_the_trigger_polls(airflow_stack, emulator, dag_id, run_id)
     killed_at = time.time()
     airflow_stack.restart_triggerer(kill=True)  # SIGKILL: no clean hand-over
     airflow_stack.wait_for_triggerer(started_after=killed_at)
@@ -45,9 +59,8 @@ def test_deferred_sensor_survives_a_killed_triggerer(
     # Exactly one translation job: the trigger only reads manifests, before and after the restart.
     assert emulator.stats()["requests"]["job"] == 1
     # Both triggerers ran the trigger: each writes its own `.log.trigger.<job id>.log` for the attempt.
+    assert len(trigger_logs(airflow_stack, dag_id, run_id)) >= 2
     logs = airflow_stack.task_logs(dag_id, run_id, SENSOR)
-    trigger_logs = [path for path in logs if ".log.trigger." in path.name]
-    assert len(trigger_logs) >= 2, sorted(str(p) for p in logs)
     assert any("status=success" in content for content in logs.values())
 
 

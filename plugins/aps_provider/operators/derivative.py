@@ -28,7 +28,8 @@ class APSStartTranslationOperator(BaseOperator):
     answers 201 and no new work starts, unless `force` is set (`x-ads-force`: delete the old derivatives
     and translate again). Returns the URN; nothing else (and nothing secret) is stored.
 
-    :param urn: Design URN (templated), or the dict returned by `APSUploadFromS3Operator`.
+    :param urn: Design URN (templated), or the dict returned by `APSUploadFromS3Operator` (pass
+        `upload.output`; note that `upload.output["urn"]` would mean the XCom *key* "urn").
     :param region: APS region of the design (templated); default: the connection's.
     :param formats: Output formats (templated); default: svf2 with 2d and 3d views, plus a thumbnail.
     :param force: Re-translate even if derivatives exist.

@@ -70,7 +70,7 @@ class APSUploadFromS3Operator(BaseOperator):
     retried task picks it up, re-reads S3 from the first unfinished byte (ranged GET) and sends only the
     missing parts. If the S3 object changed in between (another ETag), the upload starts over.
 
-    Returns `{"urn", "object_id", "bucket_key", "object_key", "size", "sha1"}`; feed `["urn"]` to
+    Returns `{"urn", "object_id", "bucket_key", "object_key", "size", "sha1"}`; pass `.output` as is to
     `APSStartTranslationOperator`.
 
     :param s3_bucket: Source S3 bucket (templated).
