@@ -116,7 +116,7 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-deferral-"))
-    postgres = LocalPostgres.start(work / "pg")
+    postgres = LocalPostgres.start()  # its own temp dir, owned by the unprivileged postgres user
     emulator = None
     try:
         emulator = start_emulator(work / "logs", env={"APS_EMULATOR_TRANSLATION_SECONDS":
