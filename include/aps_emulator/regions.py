@@ -26,8 +26,8 @@ def oss_region(request: Request) -> str | None:
 
 
 def md_region(request: Request) -> str:
-    """Model Derivative: header `region`; default US."""
-    value = request.headers.get("region") or request.headers.get("x-ads-region")
+    """Model Derivative: header `region` only (x-ads-region is not read here, as in APS); default US."""
+    value = request.headers.get("region")
     return _normalise(request, value) if value else DEFAULT_REGION
 
 

@@ -76,6 +76,7 @@ class WebhookDispatcher:
         while True:
             try:
                 self.dispatch_due()
+                self.context.store.save_if_dirty()
             except Exception:  # keep the loop alive whatever one bad record does
                 log.exception("webhook dispatch failed")
             await asyncio.sleep(self.context.settings.webhook_poll_seconds)
