@@ -93,9 +93,11 @@ def read_head(
     if size <= 0:
         return b""  # a Range on an empty object is answered 416
     end = min(size, limit) - 1
-    response = _get(s3, bucket, key, Range=f"bytes=0-{end}", **_pin(etag, version_id))
-    with response["Body"] as body:
+    body = _get(s3, bucket, key, Range=f"bytes=0-{end}", **_pin(etag, version_id))["Body"]
+    try:
         return body.read(limit)
+    finally:
+        body.close()
 
 
 def read_small_object(s3: Any, bucket: str, key: str, limit: int) -> bytes | None:
@@ -111,8 +113,11 @@ def read_small_object(s3: Any, bucket: str, key: str, limit: int) -> bytes | Non
         if _is(exc, "InvalidRange", "416"):
             return b""  # an empty object
         raise
-    with response["Body"] as body:
+    body = response["Body"]
+    try:
         return body.read(limit + 1)
+    finally:
+        body.close()
 
 
 def sha256_of_object(
@@ -121,9 +126,12 @@ def sha256_of_object(
     """(hex sha256, bytes read), streaming the object in 1 MiB chunks: memory stays flat whatever its size."""
     digest = hashlib.sha256()
     total = 0
-    response = _get(s3, bucket, key, **_pin(etag, version_id))
-    with response["Body"] as body:
+    # Not `with body:`: botocore's StreamingBody.__enter__ returns the raw urllib3 stream.
+    body = _get(s3, bucket, key, **_pin(etag, version_id))["Body"]
+    try:
         for chunk in body.iter_chunks(HASH_CHUNK_BYTES):
             digest.update(chunk)
             total += len(chunk)
+    finally:
+        body.close()
     return digest.hexdigest(), total

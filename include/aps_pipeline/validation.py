@@ -1,0 +1,228 @@
+"""Validate the files a run has claimed: every one ends `valid` (with its sha256) or `rejected` with a reason.
+
+    result = validate_files(s3, engine, pipeline, run_id, supported=SupportedInputs | formats dict | None,
+                            aps=None)
+
+Per file (checks.py): safe key, extension among APS's inputs (the formats endpoint, cached; or the
+`supported` argument), size in (0, max_file_size], magic bytes (one ranged GET of the first 4 KiB),
+metadata (metadata.py). A file that passes all of them is hashed by streaming it (sha256, bounded memory).
+Then the batch expectations (expectations.py, Great Expectations) run over the passing files; their results
+go to `validation_runs`, every per-file check to `validation_results`.
+
+A file replaced or deleted since discovery is rejected (check `object`): its new version is a new file for
+the next run. An unexpected error on one file (S3 unreachable, ...) leaves that file as it was and is
+raised after the others are done, so a task retry picks up only what is left.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from aps_pipeline.checks import (
+    CHECK_METADATA,
+    HEAD_BYTES,
+    CheckResult,
+    SupportedInputs,
+    check_extension,
+    check_key,
+    check_magic,
+    check_size,
+    extension_of,
+    failed,
+    passed,
+)
+from aps_pipeline.config import PipelineConfig
+from aps_pipeline.expectations import ENFORCED_SUITE, run_batch_expectations
+from aps_pipeline.formats import supported_inputs
+from aps_pipeline.metadata import SOURCE_KEY, MetadataError, stored_document, validate_metadata
+from aps_pipeline.s3io import ObjectChanged, read_head, sha256_of_object
+from aps_results import registry
+from aps_results.models import File, FileState
+
+logger = logging.getLogger(__name__)
+
+CHECK_OBJECT = "object"  # the object is still the version that was discovered
+CHECK_EXPECTATIONS = "expectations"  # the batch expectations (Great Expectations)
+TO_VALIDATE = (FileState.DISCOVERED.value, FileState.VALIDATING.value)
+
+
+class ValidationIncomplete(RuntimeError):
+    """Some files could not be validated because of unexpected errors; the others are done."""
+
+
+@dataclass
+class _Checked:
+    file: File
+    results: list[CheckResult]
+    sha256: str | None = None
+    metadata: dict[str, Any] | None = None
+
+    @property
+    def failure(self) -> CheckResult | None:
+        return next((r for r in self.results if not r.passed), None)
+
+
+def rejection_reason(result: CheckResult) -> str:
+    return f"{result.name}: {result.message}"
+
+
+def check_file(
+    s3: Any, row: File, supported: SupportedInputs, pipeline: PipelineConfig
+) -> tuple[list[CheckResult], str | None, dict[str, Any] | None]:
+    """Run every per-file check on one registry row: (results, sha256 if all passed, normalised metadata)."""
+    results = [
+        check_key(row.s3_key),
+        check_extension(row.s3_key, supported, pipeline.allowed_extensions),
+        check_size(row.size, pipeline.max_file_size),
+    ]
+    try:
+        if row.size > 0:
+            head = read_head(
+                s3, row.s3_bucket, row.s3_key, row.size, HEAD_BYTES, etag=row.etag, version_id=row.version_id
+            )
+            results.append(check_magic(extension_of(row.s3_key), head))
+        metadata = None
+        try:
+            parsed = validate_metadata(dict(row.meta or {}))
+            metadata = stored_document(parsed, str((row.meta or {}).get(SOURCE_KEY, "unknown")))
+            results.append(passed(CHECK_METADATA))
+        except MetadataError as exc:
+            results.append(failed(CHECK_METADATA, str(exc)))
+        if all(r.passed for r in results):
+            sha256, read = sha256_of_object(
+                s3, row.s3_bucket, row.s3_key, etag=row.etag, version_id=row.version_id
+            )
+            if read != row.size:
+                results.append(failed(CHECK_OBJECT, f"read {read} bytes, the listing said {row.size}"))
+                return results, None, metadata
+            results.append(passed(CHECK_OBJECT, sha256=sha256))
+            return results, sha256, metadata
+    except ObjectChanged as exc:
+        results.append(failed(CHECK_OBJECT, str(exc)))
+    return results, None, None
+
+
+def _as_registry(results: list[CheckResult]) -> list[registry.CheckResult]:
+    return [
+        registry.CheckResult(
+            r.name, r.passed, {"message": r.message, **r.details} if r.message else r.details
+        )
+        for r in results
+    ]
+
+
+def validate_files(
+    s3: Any,
+    engine: Engine,
+    pipeline: PipelineConfig,
+    run_id: str,
+    *,
+    supported: SupportedInputs | Mapping[str, list[str]] | None = None,
+    aps: Any | None = None,
+) -> dict[str, Any]:
+    """Validate the run's files still to validate. `supported` (or the APS formats endpoint via `aps`)."""
+    if supported is None:
+        if aps is None:
+            raise ValueError("pass `supported` (APS formats) or `aps` (an APSClient to ask for them)")
+        supported = supported_inputs(aps)
+    elif not isinstance(supported, SupportedInputs):
+        supported = SupportedInputs.from_formats(supported)
+
+    with Session(engine, expire_on_commit=False) as session:
+        rows = list(
+            session.scalars(
+                select(File)
+                .where(File.pipeline == pipeline.name, File.run_id == run_id, File.state.in_(TO_VALIDATE))
+                .order_by(File.id)
+            )
+        )
+    if rows:
+        with engine.begin() as connection:
+            registry.set_file_state(connection, [r.id for r in rows], FileState.VALIDATING)
+
+    checked: list[_Checked] = []
+    errors: dict[int, str] = {}
+    for row in rows:
+        try:
+            results, sha256, metadata = check_file(s3, row, supported, pipeline)
+        except Exception as exc:  # one file's trouble must not sink the batch
+            logger.exception("could not validate s3://%s/%s", row.s3_bucket, row.s3_key)
+            errors[row.id] = f"{type(exc).__name__}: {exc}"
+            continue
+        item = _Checked(row, results, sha256, metadata)
+        checked.append(item)
+        failure = item.failure
+        with engine.begin() as connection:
+            registry.record_validation(connection, row.id, run_id, _as_registry(results))
+            if failure is not None:
+                registry.set_file_state(connection, row.id, FileState.REJECTED, rejection_reason(failure))
+                logger.info("rejected s3://%s/%s: %s", row.s3_bucket, row.s3_key, rejection_reason(failure))
+
+    passing = [c for c in checked if c.failure is None]
+    gx_rows = [
+        {
+            "file_id": c.file.id,
+            "key": c.file.s3_key,
+            "project": (c.metadata or {}).get("project"),
+            "sha256": c.sha256,
+            "size": c.file.size,
+        }
+        for c in passing
+    ]
+    outcomes = run_batch_expectations(gx_rows, int(pipeline.max_file_size))
+    enforced_failures: dict[int, list[str]] = {}
+    with engine.begin() as connection:
+        for outcome in outcomes:
+            registry.record_validation_run(
+                connection,
+                pipeline.name,
+                run_id,
+                outcome.suite,
+                outcome.success,
+                outcome.statistics,
+                outcome.results,
+            )
+            if outcome.suite == ENFORCED_SUITE:
+                enforced_failures = outcome.failing_file_ids
+        for item in passing:
+            file_id = item.file.id
+            if file_id in enforced_failures:
+                reason = f"{CHECK_EXPECTATIONS}: failed {', '.join(sorted(set(enforced_failures[file_id])))}"
+                registry.set_file_state(connection, file_id, FileState.REJECTED, reason, sha256=item.sha256)
+            else:
+                registry.set_file_state(
+                    connection, file_id, FileState.VALID, sha256=item.sha256, meta=item.metadata
+                )
+
+    if errors:
+        with engine.begin() as connection:  # back to `discovered`, so a retry validates them again
+            registry.set_file_state(connection, list(errors), FileState.DISCOVERED)
+
+    valid = [c.file.id for c in passing if c.file.id not in enforced_failures]
+    rejected = [c.file.id for c in checked if c.file.id not in valid]
+    duplicates = len(valid) - len({c.sha256 for c in passing if c.file.id in valid})
+    result = {
+        "run_id": run_id,
+        "validated": len(checked),
+        "valid": valid,
+        "rejected": rejected,
+        "duplicate_content": duplicates,
+        "expectations": {o.suite: o.success for o in outcomes},
+        "errors": len(errors),
+    }
+    logger.info(
+        "validated %d files: %d valid (%d with duplicate content), %d rejected, %d errors",
+        len(checked), len(valid), duplicates, len(rejected), len(errors),
+    )  # fmt: skip
+    if errors:
+        listed = "; ".join(f"file {i}: {e}" for i, e in sorted(errors.items())[:10])
+        raise ValidationIncomplete(
+            f"{len(errors)} files could not be validated (retry picks them up): {listed}"
+        )
+    return result

@@ -1,0 +1,153 @@
+"""Validation and quarantine of the sample batch against a real S3 server and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from aps_pipeline.config import PipelineConfig
+from aps_pipeline.discovery import discover_files
+from aps_pipeline.expectations import ENFORCED_SUITE, REPORT_SUITE
+from aps_pipeline.quarantine import REASON_SUFFIX, quarantine_key, quarantine_rejected
+from aps_pipeline.validation import validate_files
+from aps_results.models import File, FileState, ValidationResult, ValidationRun
+from aps_samples import SampleFile, put_sample_batch
+
+# The shape of GET .../formats (aps-api.md §2.15), trimmed to what the batch needs.
+FORMATS = {"svf2": ["ifc", "obj", "rvt", "dwg", "nwd", "prt\\.\\d+$"], "thumbnail": ["ifc", "rvt"]}
+
+
+@pytest.fixture
+def validated_batch(
+    s3: Any, s3_bucket: str, results_engine: Engine, landing_pipeline: PipelineConfig
+) -> tuple[list[SampleFile], dict[str, Any]]:
+    batch = put_sample_batch(s3, s3_bucket, "incoming", seed=4)
+    discover_files(s3, results_engine, landing_pipeline, "run-v")
+    result = validate_files(s3, results_engine, landing_pipeline, "run-v", supported=FORMATS)
+    return batch, result
+
+
+def files(engine: Engine) -> dict[str, File]:
+    with Session(engine) as session:
+        return {f.s3_key: f for f in session.scalars(select(File))}
+
+
+def test_sample_batch_yields_the_expected_outcomes(
+    validated_batch: tuple[list[SampleFile], dict[str, Any]], results_engine: Engine
+) -> None:
+    batch, result = validated_batch
+    rows = files(results_engine)
+    for sample in batch:
+        row = rows[sample.key]
+        if sample.expected.valid:
+            assert row.state == FileState.VALID, (sample.key, row.reason)
+            assert row.sha256 == hashlib.sha256(sample.data).hexdigest()
+            assert row.meta["project"] == "project-4"
+            assert row.finished_at is None
+        else:
+            assert row.state == FileState.REJECTED, sample.key
+            assert row.reason.startswith(f"{sample.expected.check}: "), (sample.key, row.reason)
+            assert row.finished_at is not None
+    assert sorted(result["valid"]) == sorted(rows[s.key].id for s in batch if s.expected.valid)
+    assert result["duplicate_content"] == 1
+    assert result["errors"] == 0
+    # The reasons say what is wrong in words an operator understands.
+    assert "empty" in rows["incoming/bad/empty.ifc"].reason
+    assert "ISO-10303-21;" in rows["incoming/bad/no-header.ifc"].reason
+    assert "'.xyz' is not an input APS can translate" in rows["incoming/bad/notes.xyz"].reason
+    assert "'..'" in rows["incoming/bad/a/../escape.ifc"].reason
+    assert "not valid JSON" in rows["incoming/bad/broken-meta.ifc"].reason
+
+
+def test_check_results_and_expectations_are_stored(
+    validated_batch: tuple[list[SampleFile], dict[str, Any]], results_engine: Engine
+) -> None:
+    _batch, result = validated_batch
+    rows = files(results_engine)
+    with Session(results_engine) as session:
+        checks = list(session.scalars(select(ValidationResult)))
+        runs = {r.suite: r for r in session.scalars(select(ValidationRun))}
+    by_file: dict[int, dict[str, bool]] = {}
+    for check in checks:
+        by_file.setdefault(check.file_id, {})[check.check_name] = check.passed
+    valid = rows["incoming/ifc/building-1.ifc"]
+    assert by_file[valid.id] == {
+        "key": True, "extension": True, "size": True, "magic": True, "metadata": True, "object": True
+    }  # fmt: skip
+    assert by_file[rows["incoming/bad/junk.obj"].id]["magic"] is False
+
+    assert set(runs) == {ENFORCED_SUITE, REPORT_SUITE}
+    assert runs[ENFORCED_SUITE].success is True
+    assert runs[ENFORCED_SUITE].run_id == "run-v"
+    assert runs[ENFORCED_SUITE].statistics["evaluated_expectations"] == 5
+    # Duplicate content is reported by GX, not rejected: the pipeline dedupes it.
+    assert runs[REPORT_SUITE].success is False
+    (unique,) = runs[REPORT_SUITE].results
+    assert unique["expectation"] == "expect_column_values_to_be_unique"
+    assert unique["unexpected_count"] == 2
+    assert result["expectations"] == {ENFORCED_SUITE: True, REPORT_SUITE: False}
+
+
+def test_rejected_files_are_quarantined_with_a_reason_and_originals_intact(
+    validated_batch: tuple[list[SampleFile], dict[str, Any]],
+    s3: Any,
+    s3_bucket: str,
+    results_engine: Engine,
+    landing_pipeline: PipelineConfig,
+) -> None:
+    batch, _ = validated_batch
+    result = quarantine_rejected(s3, results_engine, landing_pipeline, "run-v")
+    rejected = [s for s in batch if not s.expected.valid]
+    assert len(result["quarantined"]) == len(rejected)
+    rows = files(results_engine)
+    for sample in rejected:
+        target = quarantine_key(landing_pipeline, "run-v", sample.key)
+        assert target.startswith("quarantine/run-v/incoming/bad/")
+        assert "/../" not in target
+        assert rows[sample.key].quarantine_key == target
+        copy = s3.get_object(Bucket=s3_bucket, Key=target)["Body"].read()
+        assert copy == sample.data
+        reason = json.loads(s3.get_object(Bucket=s3_bucket, Key=target + REASON_SUFFIX)["Body"].read())
+        assert reason["key"] == sample.key
+        assert reason["etag"] == rows[sample.key].etag
+        assert reason["run_id"] == "run-v"
+        assert reason["reason"] == rows[sample.key].reason
+        assert any(c["check"] == sample.expected.check and c["passed"] is False for c in reason["checks"])
+        assert reason["at"]
+        # The original is untouched.
+        assert s3.get_object(Bucket=s3_bucket, Key=sample.key)["Body"].read() == sample.data
+
+    # Idempotent: a retried task copies nothing twice; a later run does not re-claim quarantined copies.
+    assert quarantine_rejected(s3, results_engine, landing_pipeline, "run-v")["quarantined"] == []
+    later = discover_files(s3, results_engine, landing_pipeline, "run-later")
+    assert later["new"] == 0
+
+
+def test_a_file_changed_after_discovery_is_rejected_as_changed(
+    s3: Any, s3_bucket: str, results_engine: Engine, landing_pipeline: PipelineConfig
+) -> None:
+    key = "incoming/moving.obj"
+    s3.put_object(Bucket=s3_bucket, Key=key, Body=b"v 0 0 0\n", Metadata={"project": "p"})
+    discover_files(s3, results_engine, landing_pipeline, "run-c")
+    s3.put_object(Bucket=s3_bucket, Key=key, Body=b"v 1 1 1\nv 2 2 2\n", Metadata={"project": "p"})
+    result = validate_files(s3, results_engine, landing_pipeline, "run-c", supported=FORMATS)
+    assert result["valid"] == []
+    row = files(results_engine)[key]
+    assert row.state == FileState.REJECTED
+    assert row.reason.startswith("object: ")
+    assert "changed since it was discovered" in row.reason
+    quarantined = quarantine_rejected(s3, results_engine, landing_pipeline, "run-c")
+    assert quarantined["reason_only"] == [row.id]
+    reason = json.loads(
+        s3.get_object(Bucket=s3_bucket, Key=quarantine_key(landing_pipeline, "run-c", key) + REASON_SUFFIX)[
+            "Body"
+        ].read()
+    )
+    assert reason["quarantined_copy"] is None
+    # The new version is claimed by the next run.
+    assert discover_files(s3, results_engine, landing_pipeline, "run-d")["new"] == 1
