@@ -1,0 +1,126 @@
+"""Group the run's valid files by content: one APS model per (region, sha256), uploaded and translated once.
+
+    result = assign_models(engine, pipeline, run_id, force=False)
+    result["models"]   # the models this run must upload and/or translate (the DAG maps over these)
+
+For each content hash among the run's `valid` files, `aps_results.registry.get_or_create_model` finds or
+creates the model, and every file with that content is linked to it (`files.model_id`). Then, by the
+model's status:
+- new, or left pending/uploading/uploaded by an earlier run: in `models` with `needs_upload` as needed;
+- already translated AND loaded by an earlier run: its files are marked `loaded` at once (no upload, no job);
+- translating (an earlier run submitted the job): in `models` without upload, to be waited on;
+- failed or timed out before: its files are marked `failed` with the model's reason, unless `force`
+  (the manual run's "force re-translate" param), which queues it again for translation.
+The APS object key is content-addressed, `<sha256>.<ext>`: APS picks the translator from the extension, and
+the same content always lands on the same object.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from aps_pipeline.checks import extension_of
+from aps_pipeline.config import PipelineConfig
+from aps_results import registry
+from aps_results.models import File, FileState, ModelStatus
+
+logger = logging.getLogger(__name__)
+
+_NEEDS_UPLOAD = {ModelStatus.PENDING.value, ModelStatus.UPLOADING.value}
+_FINISHED_BADLY = {ModelStatus.FAILED.value, ModelStatus.TIMEOUT.value}
+
+
+def object_key_for(sha256: str, s3_key: str) -> str:
+    extension = extension_of(s3_key)
+    return f"{sha256}.{extension}" if extension else sha256
+
+
+def assign_models(
+    engine: Engine, pipeline: PipelineConfig, run_id: str, *, force: bool = False
+) -> dict[str, Any]:
+    """Link the run's valid files to models (one per content); return the models that need APS work."""
+    region = pipeline.aps.region
+    with Session(engine, expire_on_commit=False) as session:
+        valid = list(
+            session.scalars(
+                select(File)
+                .where(
+                    File.pipeline == pipeline.name, File.run_id == run_id, File.state == FileState.VALID.value
+                )
+                .order_by(File.id)
+            )
+        )
+    groups: dict[str, list[File]] = {}
+    for file in valid:
+        if file.sha256 is None:  # cannot happen after validation; guard against a hand-edited row
+            raise ValueError(f"file {file.id} is valid but has no sha256")
+        groups.setdefault(file.sha256, []).append(file)
+
+    work: list[dict[str, Any]] = []
+    already_loaded: list[int] = []
+    failed_before: list[int] = []
+    with engine.begin() as connection:
+        for sha256, group in groups.items():
+            first = group[0]
+            model = registry.get_or_create_model(
+                connection, region, sha256, source_file_id=first.id, run_id=run_id
+            )
+            ids = [f.id for f in group]
+            registry.set_file_state(connection, ids, FileState.VALID, model_id=model.id)
+            if model.object_key is None:
+                registry.update_model(
+                    connection,
+                    model.id,
+                    bucket_key=pipeline.aps.bucket_key,
+                    object_key=object_key_for(sha256, first.s3_key),
+                )
+            status = model.status
+            if status == ModelStatus.SUCCESS.value and model.loaded_at is not None and not force:
+                reason = f"content already loaded as model {model.id} (urn {model.urn})"
+                registry.set_file_state(connection, ids, FileState.LOADED, reason)
+                already_loaded.extend(ids)
+                continue
+            if status in _FINISHED_BADLY and not force:
+                reason = f"content failed translation before (model {model.id}): {model.reason or status}"
+                registry.set_file_state(connection, ids, FileState.FAILED, reason)
+                failed_before.extend(ids)
+                continue
+            work.append(
+                {
+                    "model_id": model.id,
+                    "sha256": sha256,
+                    "region": region,
+                    "status": status,
+                    "created": model.created,
+                    "needs_upload": status in _NEEDS_UPLOAD or model.urn is None,
+                    "needs_translation": status != ModelStatus.TRANSLATING.value or force,
+                    "bucket_key": model.bucket_key or pipeline.aps.bucket_key,
+                    "object_key": model.object_key or object_key_for(sha256, first.s3_key),
+                    "urn": model.urn,
+                    "file_ids": ids,
+                    "source": {
+                        "bucket": first.s3_bucket,
+                        "key": first.s3_key,
+                        "etag": first.etag,
+                        "version_id": first.version_id,
+                        "size": first.size,
+                    },
+                }
+            )
+    result = {
+        "run_id": run_id,
+        "valid_files": len(valid),
+        "contents": len(groups),
+        "models": work,
+        "already_loaded": already_loaded,
+        "failed_before": failed_before,
+    }
+    logger.info(
+        "%d valid files, %d contents: %d models to process, %d files already loaded, %d failed before",
+        len(valid), len(groups), len(work), len(already_loaded), len(failed_before),
+    )  # fmt: skip
+    return result

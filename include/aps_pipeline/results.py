@@ -1,0 +1,184 @@
+"""After a translation: record its outcome, fetch its results from APS and load them into PostgreSQL.
+
+    fetch_and_load(aps, engine, model_id, run_id)            # manifest, views, tree, properties, thumbnail
+    record_translation_outcome(engine, model_id, manifest, run_id)
+    mark_model_failed(engine, model_id, run_id, reason)      # the DAG's last resort when APS work failed
+
+The load goes through `aps_results.loader.load_model_results` (COPY into staging, swap in one transaction);
+the translation's final status and the files' `loaded` state are written in that same transaction, so a
+reader never sees files marked loaded without their results. A failed or timed-out translation is recorded
+with APS's own messages, and the files with that content end `failed` with those messages as the reason.
+Properties are keyed by `externalId` (for IFC, the GlobalId): APS objectids change between translations.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from aps_client import Manifest
+from aps_client.errors import APSNotFoundError
+from aps_results import records, registry
+from aps_results.loader import load_model_results
+from aps_results.models import TERMINAL_FILE_STATES, File, FileState, TranslationStatus
+
+logger = logging.getLogger(__name__)
+
+THUMBNAIL_WIDTH = 200
+
+
+class ModelNotReady(RuntimeError):
+    """The model has no URN yet (not uploaded) or its translation has not finished."""
+
+
+def _model(engine: Engine, model_id: int) -> registry.ModelRecord:
+    with engine.connect() as connection:
+        model = registry.get_model(connection, model_id)
+    if model is None:
+        raise LookupError(f"model {model_id} does not exist")
+    if not model.urn:
+        raise ModelNotReady(f"model {model_id} has no URN: it was not uploaded yet")
+    return model
+
+
+def _unfinished_file_ids(connection: Connection, model_id: int, run_id: str) -> list[int]:
+    terminal = [s.value for s in TERMINAL_FILE_STATES]
+    return list(
+        connection.scalars(
+            select(File.id).where(
+                File.model_id == model_id, File.run_id == run_id, File.state.not_in(terminal)
+            )
+        )
+    )
+
+
+def messages_of(manifest: Manifest) -> list[dict[str, str]]:
+    return [m.model_dump(include={"type", "code", "message"}) for m in manifest.messages()]
+
+
+def _record(connection: Connection, model_id: int, manifest: Manifest) -> None:
+    translation = registry.latest_translation(connection, model_id)
+    if translation is None:
+        # The job was submitted outside the pipeline (or its record was lost): keep the outcome anyway.
+        translation = registry.start_translation(connection, model_id)
+    registry.update_translation(
+        connection,
+        translation.id,
+        TranslationStatus(manifest.status),
+        progress=manifest.progress,
+        messages=messages_of(manifest),
+        manifest=manifest.model_dump(mode="json", by_alias=True),
+    )
+
+
+def record_translation_outcome(
+    engine: Engine, model_id: int, manifest: Manifest, run_id: str
+) -> dict[str, Any]:
+    """Store a finished manifest's outcome; for failed/timeout, end the run's files of this model `failed`."""
+    if not manifest.is_finished:
+        raise ModelNotReady(f"model {model_id}: translation is still {manifest.status} ({manifest.progress})")
+    failed_files: list[int] = []
+    with engine.begin() as connection:
+        _record(connection, model_id, manifest)
+        if manifest.status != "success":
+            text = "; ".join(f"{m['code']}: {m['message']}".strip(": ") for m in messages_of(manifest))
+            reason = f"translation {manifest.status}: {text or 'APS gave no message'}"
+            failed_files = _unfinished_file_ids(connection, model_id, run_id)
+            registry.set_file_state(connection, failed_files, FileState.FAILED, reason)
+            logger.warning("model %d: %s", model_id, reason)
+    return {"model_id": model_id, "status": manifest.status, "failed_files": failed_files}
+
+
+def _tree(view_guid: str, nodes: list[Any]) -> Iterator[records.TreeNode]:
+    return records.tree_from_aps(view_guid, [n.model_dump(mode="json", by_alias=True) for n in nodes])
+
+
+def _properties(view_guid: str, items: list[Any]) -> Iterator[records.ObjectProperties]:
+    for item in items:
+        yield records.ObjectProperties(
+            view_guid=view_guid,
+            object_id=item.objectid,
+            external_id=item.external_id,
+            name=item.name or None,
+            properties=item.properties,
+        )
+
+
+def fetch_and_load(aps: Any, engine: Engine, model_id: int, run_id: str) -> dict[str, Any]:
+    """Fetch a translated model's results and load them; returns small stats for XCom.
+
+    A failed or timed-out translation is recorded (files end `failed`) instead of loaded. A translation
+    still running raises ModelNotReady (the sensor should not have let the task start).
+    """
+    model = _model(engine, model_id)
+    manifest = aps.derivative.manifest(model.urn, region=model.region)
+    if not manifest.is_finished:
+        raise ModelNotReady(f"model {model_id}: translation is still {manifest.status} ({manifest.progress})")
+    if manifest.status != "success":
+        return record_translation_outcome(engine, model_id, manifest, run_id)
+
+    views = aps.derivative.views(model.urn, region=model.region)
+    tree: list[records.TreeNode] = []
+    properties: list[records.ObjectProperties] = []
+    for view in views:
+        try:
+            tree.extend(
+                _tree(view.guid, aps.derivative.object_tree(model.urn, view.guid, region=model.region))
+            )
+            properties.extend(
+                _properties(view.guid, aps.derivative.properties(model.urn, view.guid, region=model.region))
+            )
+        except APSNotFoundError:
+            # 2D sheets may have no object tree or properties; the view itself is still recorded.
+            logger.info("model %d: view %s has no object tree or properties", model_id, view.guid)
+    thumbnail = None
+    if manifest.has_thumbnail:
+        try:
+            png = aps.derivative.thumbnail(model.urn, region=model.region, width=THUMBNAIL_WIDTH)
+            thumbnail = records.ThumbnailImage(png, THUMBNAIL_WIDTH, THUMBNAIL_WIDTH)
+        except APSNotFoundError:
+            logger.info("model %d: manifest says there is a thumbnail, APS says 404", model_id)
+
+    loaded_files: list[int] = []
+
+    def finish(connection: Connection) -> None:
+        # Same transaction as the swap: the files are `loaded` exactly when their results are visible.
+        _record(connection, model_id, manifest)
+        loaded_files.extend(_unfinished_file_ids(connection, model_id, run_id))
+        registry.set_file_state(connection, loaded_files, FileState.LOADED)
+
+    stats = load_model_results(
+        engine,
+        model_id,
+        views=(records.ViewRecord(v.guid, v.name or None, v.role or None, v.is_master_view) for v in views),
+        tree=tree,
+        properties=properties,
+        thumbnail=thumbnail,
+        manifest=manifest.model_dump(mode="json", by_alias=True),
+        before_commit=finish,
+    )
+    logger.info(
+        "model %d loaded: %d views, %d objects, %d properties, thumbnail=%s, files %s",
+        model_id, stats.views, stats.objects, stats.properties, stats.thumbnail, loaded_files,
+    )  # fmt: skip
+    return {
+        "model_id": model_id,
+        "status": "success",
+        "urn": model.urn,
+        "views": stats.views,
+        "objects": stats.objects,
+        "properties": stats.properties,
+        "thumbnail": stats.thumbnail,
+        "loaded_files": loaded_files,
+    }
+
+
+def mark_model_failed(engine: Engine, model_id: int, run_id: str, reason: str) -> list[int]:
+    """End the run's unfinished files of a model `failed` (e.g. its upload or fetch gave up after retries)."""
+    with engine.begin() as connection:
+        ids = _unfinished_file_ids(connection, model_id, run_id)
+        registry.set_file_state(connection, ids, FileState.FAILED, reason)
+    return ids

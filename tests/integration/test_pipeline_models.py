@@ -1,0 +1,244 @@
+"""Dedupe, translation results and the run summary, against PostgreSQL, the S3 server and the APS emulator."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from aps_client import APSClient, APSConfig, to_urn
+from aps_pipeline.config import PipelineConfig
+from aps_pipeline.dedupe import assign_models
+from aps_pipeline.discovery import discover_files
+from aps_pipeline.formats import aps_formats, clear_memory_cache, supported_inputs
+from aps_pipeline.results import fetch_and_load, mark_model_failed
+from aps_pipeline.summary import FilesWithoutTerminalState, summarize_run
+from aps_pipeline.validation import validate_files
+from aps_results import registry
+from aps_results.models import File, FileState, Model, ModelStatus, Property, RunSummary, Translation
+from aps_samples import generate_ifc, put_sample_batch
+
+FORMATS = {"svf2": ["ifc", "obj", "rvt"]}
+
+
+@pytest.fixture
+def aps(emulator: Any) -> Iterator[APSClient]:
+    config = APSConfig(
+        client_id=emulator.client_id,
+        client_secret=SecretStr(emulator.client_secret),
+        base_url=emulator.base_url,
+        poll_initial_delay=0.1,
+        poll_max_delay=0.5,
+    )
+    with APSClient(config) as client:
+        yield client
+
+
+def run_to_valid(
+    s3: Any, bucket: str, engine: Engine, pipeline: PipelineConfig, run_id: str
+) -> dict[str, Any]:
+    batch = put_sample_batch(s3, bucket, "incoming", seed=5)
+    discover_files(s3, engine, pipeline, run_id)
+    validate_files(s3, engine, pipeline, run_id, supported=FORMATS)
+    return {s.key: s for s in batch}
+
+
+def file_rows(engine: Engine) -> dict[str, File]:
+    with Session(engine) as session:
+        return {f.s3_key: f for f in session.scalars(select(File))}
+
+
+def test_duplicates_share_one_model_and_earlier_loads_are_reused(
+    s3: Any, s3_bucket: str, results_engine: Engine, landing_pipeline: PipelineConfig
+) -> None:
+    run_to_valid(s3, s3_bucket, results_engine, landing_pipeline, "run-1")
+    result = assign_models(results_engine, landing_pipeline, "run-1")
+    assert result["valid_files"] == 6
+    assert result["contents"] == 5  # building-1 and its copy share one
+    assert len(result["models"]) == 5
+    rows = file_rows(results_engine)
+    original, copy = rows["incoming/ifc/building-1.ifc"], rows["incoming/copies/building-1-copy.ifc"]
+    assert original.model_id is not None
+    assert original.model_id == copy.model_id
+    shared = next(m for m in result["models"] if m["model_id"] == original.model_id)
+    assert sorted(shared["file_ids"]) == sorted([original.id, copy.id])
+    assert shared["needs_upload"] is True
+    assert shared["object_key"] == f"{original.sha256}.ifc"
+    assert shared["source"]["key"] in (original.s3_key, copy.s3_key)  # the first claimed is the source
+
+    # Re-running the step changes nothing.
+    again = assign_models(results_engine, landing_pipeline, "run-1")
+    assert [m["model_id"] for m in again["models"]] == [m["model_id"] for m in result["models"]]
+    with Session(results_engine) as session:
+        assert len(session.scalars(select(Model)).all()) == 5
+
+    # The models get loaded; the same content under a new key in a later run links to the loaded model.
+    with results_engine.begin() as connection:
+        connection.execute(
+            update(Model).values(
+                status=ModelStatus.SUCCESS.value, urn="urn-" + Model.sha256, loaded_at=Model.created_at
+            )
+        )
+        connection.execute(update(File).values(state=FileState.LOADED.value))
+    s3.put_object(
+        Bucket=s3_bucket,
+        Key="incoming/again/building-1-again.ifc",
+        Body=s3.get_object(Bucket=s3_bucket, Key=original.s3_key)["Body"].read(),
+        Metadata={"project": "p"},
+    )
+    discover_files(s3, results_engine, landing_pipeline, "run-2")
+    validate_files(s3, results_engine, landing_pipeline, "run-2", supported=FORMATS)
+    later = assign_models(results_engine, landing_pipeline, "run-2")
+    assert later["models"] == []  # no upload, no job
+    again_row = file_rows(results_engine)["incoming/again/building-1-again.ifc"]
+    assert later["already_loaded"] == [again_row.id]
+    assert again_row.state == FileState.LOADED
+    assert again_row.model_id == original.model_id
+    assert f"model {original.model_id}" in again_row.reason
+
+
+def test_summary_counts_and_fails_on_files_without_terminal_state(
+    s3: Any, s3_bucket: str, results_engine: Engine, landing_pipeline: PipelineConfig
+) -> None:
+    run_to_valid(s3, s3_bucket, results_engine, landing_pipeline, "run-s")
+    with pytest.raises(FilesWithoutTerminalState) as caught:
+        summarize_run(results_engine, landing_pipeline.name, "run-s")
+    message = str(caught.value)
+    assert "6 files of run run-s have no terminal state" in message
+    assert "'incoming/ifc/building-1.ifc' (valid)" in message
+    assert "discovered=13 loaded=0 rejected=7 failed=0 lost=6" in message
+    with Session(results_engine) as session:  # the summary is stored even so
+        (summary,) = session.scalars(select(RunSummary)).all()
+        assert (summary.discovered, summary.rejected, summary.lost) == (13, 7, 6)
+
+    ids = [f.id for f in file_rows(results_engine).values() if f.state == FileState.VALID]
+    with results_engine.begin() as connection:
+        registry.set_file_state(connection, ids[:4], FileState.LOADED)
+        registry.set_file_state(connection, ids[4:], FileState.FAILED, "translation failed")
+    result = summarize_run(results_engine, landing_pipeline.name, "run-s")
+    assert result["line"] == "summary: discovered=13 loaded=4 rejected=7 failed=2 lost=0"
+    assert (result["loaded"], result["failed"], result["lost"]) == (4, 2, 0)
+
+
+def test_formats_come_from_aps_and_are_cached(aps: APSClient, emulator: Any, tmp_path: Any) -> None:
+    clear_memory_cache()
+    formats = aps_formats(aps, cache_dir=tmp_path)
+    assert "ifc" in formats["svf2"]
+    supported = supported_inputs(aps, cache_dir=tmp_path)
+    assert supported.accepts("a/b.IFC")
+    assert not supported.accepts("a/b.xyz")
+    assert supported.accepts("a/part.prt.12")
+    calls = emulator.stats()
+    clear_memory_cache()  # a new process: the file cache answers
+    aps_formats(aps, cache_dir=tmp_path)
+    assert emulator.stats() == calls
+    assert list(tmp_path.glob("aps-formats-*.json"))
+
+
+def wait_for_manifest(aps: APSClient, urn: str, deadline_seconds: float = 120) -> Any:
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        manifest = aps.derivative.manifest(urn)
+        if manifest.is_finished or time.monotonic() > deadline:
+            return manifest
+        time.sleep(0.5)
+
+
+def upload_and_translate(aps: APSClient, engine: Engine, model: dict[str, Any], data: bytes) -> str:
+    """What the DAG's upload and translate operators do, done directly with the client."""
+    import io
+
+    aps.oss.ensure_bucket(model["bucket_key"])
+    details = aps.oss.upload(model["bucket_key"], model["object_key"], io.BytesIO(data), size=len(data))
+    urn = to_urn(details.object_id)
+    aps.derivative.start_job(urn)
+    with engine.begin() as connection:
+        registry.update_model(connection, model["model_id"], object_id=details.object_id, urn=urn)
+        registry.start_translation(connection, model["model_id"], run_id="run-t")
+    return urn
+
+
+def test_translated_ifc_is_fetched_and_loaded_with_global_ids(
+    aps: APSClient,
+    emulator: Any,
+    s3: Any,
+    s3_bucket: str,
+    results_engine: Engine,
+    landing_pipeline: PipelineConfig,
+) -> None:
+    emulator.configure(translation_seconds=0.5, properties_202_count=1)
+    sample = generate_ifc(42, name="tower", walls=3, doors=1, windows=2)
+    s3.put_object(Bucket=s3_bucket, Key="incoming/tower.ifc", Body=sample.data, Metadata={"project": "p"})
+    s3.put_object(
+        Bucket=s3_bucket, Key="incoming/tower-copy.ifc", Body=sample.data, Metadata={"project": "p"}
+    )
+    discover_files(s3, results_engine, landing_pipeline, "run-t")
+    validate_files(s3, results_engine, landing_pipeline, "run-t", supported=FORMATS)
+    (model,) = assign_models(results_engine, landing_pipeline, "run-t")["models"]
+    urn = upload_and_translate(aps, results_engine, model, sample.data)
+    assert wait_for_manifest(aps, urn).status == "success"
+
+    result = fetch_and_load(aps, results_engine, model["model_id"], "run-t")
+    assert result["status"] == "success"
+    assert sorted(result["loaded_files"]) == sorted(model["file_ids"])
+    assert result["properties"] > 0
+    with Session(results_engine) as session:
+        external_ids = set(
+            session.scalars(select(Property.external_id).where(Property.model_id == model["model_id"]))
+        )
+        for element in sample.elements:
+            assert element.global_id in external_ids, element.name
+            values = dict(
+                session.execute(
+                    select(Property.name, Property.value).where(
+                        Property.model_id == model["model_id"], Property.external_id == element.global_id
+                    )
+                ).all()
+            )
+            assert values.get("FireRating") == element.properties["FireRating"]
+        states = {f.state for f in session.scalars(select(File))}
+        assert states == {FileState.LOADED.value}
+        stored = session.get(Model, model["model_id"])
+        assert stored.status == ModelStatus.SUCCESS
+        assert stored.loaded_at is not None
+        (translation,) = session.scalars(select(Translation)).all()
+        assert translation.status == "success"
+    assert summarize_run(results_engine, landing_pipeline.name, "run-t")["loaded"] == 2
+
+
+def test_failed_translation_is_recorded_with_aps_messages(
+    aps: APSClient,
+    emulator: Any,
+    s3: Any,
+    s3_bucket: str,
+    results_engine: Engine,
+    landing_pipeline: PipelineConfig,
+) -> None:
+    sample = generate_ifc(43, name="doomed")
+    s3.put_object(Bucket=s3_bucket, Key="incoming/doomed.ifc", Body=sample.data, Metadata={"project": "p"})
+    discover_files(s3, results_engine, landing_pipeline, "run-t")
+    validate_files(s3, results_engine, landing_pipeline, "run-t", supported=FORMATS)
+    (model,) = assign_models(results_engine, landing_pipeline, "run-t")["models"]
+    emulator.configure(translation_seconds=0.5, fail_keys=[model["object_key"]])
+    urn = upload_and_translate(aps, results_engine, model, sample.data)
+    manifest = wait_for_manifest(aps, urn)
+    assert manifest.status == "failed"
+
+    result = fetch_and_load(aps, results_engine, model["model_id"], "run-t")
+    assert result["status"] == "failed"
+    with Session(results_engine) as session:
+        (file,) = session.scalars(select(File)).all()
+        assert file.state == FileState.FAILED
+        assert file.reason.startswith("translation failed: ")
+        assert manifest.messages()[0].message in file.reason
+        (translation,) = session.scalars(select(Translation)).all()
+        assert translation.status == "failed"
+        assert translation.messages
+        assert session.get(Model, model["model_id"]).status == ModelStatus.FAILED
+    # The same content in a later run is not sent to APS again.
+    assert mark_model_failed(results_engine, model["model_id"], "run-t", "unused") == []
