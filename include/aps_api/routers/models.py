@@ -13,19 +13,11 @@ from aps_api.deps import Connection, Context, ModelId, require_api_key
 from aps_api.errors import APSUnavailable
 from aps_api.pagination import decode_cursor, encode_cursor
 from aps_api.schemas import (
-    DerivativeNode,
     ErrorBody,
     ModelDetail,
-    ModelObjectInfo,
     ModelPage,
-    ModelSummary,
-    ModelViewInfo,
     ObjectPage,
     PropertyPage,
-    PropertyValue,
-    SourceFile,
-    StatusChange,
-    TranslationAttempt,
     ViewerToken,
 )
 from aps_api.tokens import viewer_scope
@@ -54,32 +46,37 @@ def _not_found(model_id: int) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"model {model_id} not found")
 
 
-def _summary(row: Any, model: type[ModelSummary] = ModelSummary, **extra: Any) -> Any:
-    source = None
-    if row.source_id is not None:
-        source = SourceFile(
-            id=row.source_id,
-            pipeline=row.source_pipeline,
-            bucket=row.source_bucket,
-            key=row.source_key,
-            etag=row.source_etag,
-            size=row.source_size,
-            content_type=row.source_content_type,
-            state=row.source_state,
-            discovered_at=row.source_discovered_at,
-        )
-    return model(
-        id=row.id,
-        urn=row.urn,
-        region=row.region,
-        status=row.status,
-        reason=row.reason,
-        source=source,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        loaded_at=row.loaded_at,
-        **extra,
+# Routes return plain dicts shaped like their response_model: FastAPI validates and serialises them once,
+# where building the pydantic objects here would have them validated twice.
+
+_SOURCE_FIELDS = {
+    "id": "source_id",
+    "pipeline": "source_pipeline",
+    "bucket": "source_bucket",
+    "key": "source_key",
+    "etag": "source_etag",
+    "size": "source_size",
+    "content_type": "source_content_type",
+    "state": "source_state",
+    "discovered_at": "source_discovered_at",
+}
+_SUMMARY_FIELDS = ("id", "urn", "region", "status", "reason", "created_at", "updated_at", "loaded_at")
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    """A ModelSummary from a row of queries._models_with_source()."""
+    mapping = row._mapping
+    summary = {name: mapping[name] for name in _SUMMARY_FIELDS}
+    summary["source"] = (
+        {name: mapping[column] for name, column in _SOURCE_FIELDS.items()}
+        if mapping["source_id"] is not None
+        else None
     )
+    return summary
+
+
+def _dicts(rows: Any) -> list[dict[str, Any]]:
+    return [dict(row._mapping) for row in rows]
 
 
 @router.get("", response_model=ModelPage, summary="List models")
@@ -95,7 +92,7 @@ async def list_models(
     urn: TextFilter = None,
     cursor: Cursor = None,
     limit: Limit = 50,
-) -> ModelPage:
+) -> dict[str, Any]:
     after = decode_cursor(cursor, "models", (int,))
     filters = queries.ModelFilters(
         status=status_.value if status_ is not None else None,
@@ -106,26 +103,25 @@ async def list_models(
     )
     page = await queries.list_models(conn, filters, after[0] if after else None, limit)
     next_cursor = encode_cursor("models", (page.rows[-1].id,)) if page.has_more else None
-    return ModelPage(items=[_summary(row) for row in page.rows], next_cursor=next_cursor)
+    return {"items": [_summary(row) for row in page.rows], "next_cursor": next_cursor}
 
 
 @router.get("/{model_id}", response_model=ModelDetail, responses=_NOT_FOUND, summary="One model in full")
-async def get_model(model_id: ModelId, conn: Connection) -> ModelDetail:
+async def get_model(model_id: ModelId, conn: Connection) -> dict[str, Any]:
     row = await queries.get_model(conn, model_id)
     if row is None:
         raise _not_found(model_id)
-    return _summary(
-        row,
-        ModelDetail,
-        object_id=row.object_id,
-        bucket_key=row.bucket_key,
-        object_key=row.object_key,
-        has_thumbnail=row.has_thumbnail,
-        status_history=[StatusChange(**r._mapping) for r in await queries.status_history(conn, model_id)],
-        translations=[TranslationAttempt(**r._mapping) for r in await queries.translations(conn, model_id)],
-        derivatives=[DerivativeNode(**r._mapping) for r in await queries.derivatives(conn, model_id)],
-        views=[ModelViewInfo(**r._mapping) for r in await queries.views(conn, model_id)],
-    )
+    return {
+        **_summary(row),
+        "object_id": row.object_id,
+        "bucket_key": row.bucket_key,
+        "object_key": row.object_key,
+        "has_thumbnail": row.has_thumbnail,
+        "status_history": _dicts(await queries.status_history(conn, model_id)),
+        "translations": _dicts(await queries.translations(conn, model_id)),
+        "derivatives": _dicts(await queries.derivatives(conn, model_id)),
+        "views": _dicts(await queries.views(conn, model_id)),
+    }
 
 
 @router.get(
@@ -139,7 +135,7 @@ async def get_model(model_id: ModelId, conn: Connection) -> ModelDetail:
         503: {"model": ErrorBody, "description": "viewer tokens are not configured on this server"},
     },
 )
-async def viewer_token(model_id: ModelId, context: Context, response: Response) -> ViewerToken:
+async def viewer_token(model_id: ModelId, context: Context, response: Response) -> dict[str, Any]:
     # Hot path: the model usually comes from a short-lived cache and the token from the token cache, so a
     # request costs no I/O at all.
     assert context.engine is not None
@@ -177,14 +173,14 @@ async def viewer_token(model_id: ModelId, context: Context, response: Response) 
             + "); try again shortly"
         ) from None
     response.headers["Cache-Control"] = "no-store"
-    return ViewerToken(
-        access_token=token.access_token,
-        token_type=token.token_type,
-        expires_in=token.expires_in(context.tokens.now()),
-        urn=urn,
-        region=region,
-        scope=scope,
-    )
+    return {
+        "access_token": token.access_token,
+        "token_type": token.token_type,
+        "expires_in": token.expires_in(context.tokens.now()),
+        "urn": urn,
+        "region": region,
+        "scope": scope,
+    }
 
 
 @router.get(
@@ -223,7 +219,7 @@ async def list_objects(
     view_guid: TextFilter = None,
     cursor: Cursor = None,
     limit: Limit = 100,
-) -> ObjectPage:
+) -> dict[str, Any]:
     after = decode_cursor(cursor, "objects", (str, int))
     if not await queries.model_exists(conn, model_id):
         raise _not_found(model_id)
@@ -235,7 +231,7 @@ async def list_objects(
     next_cursor = (
         encode_cursor("objects", (last.view_guid, last.object_id)) if page.has_more and last else None
     )
-    return ObjectPage(items=[ModelObjectInfo(**row._mapping) for row in page.rows], next_cursor=next_cursor)
+    return {"items": _dicts(page.rows), "next_cursor": next_cursor}
 
 
 @router.get(
@@ -254,7 +250,7 @@ async def list_properties(
     view_guid: TextFilter = None,
     cursor: Cursor = None,
     limit: Limit = 100,
-) -> PropertyPage:
+) -> dict[str, Any]:
     after = decode_cursor(cursor, "properties", (str, int, str, str))
     if not await queries.model_exists(conn, model_id):
         raise _not_found(model_id)
@@ -268,16 +264,6 @@ async def list_properties(
         next_cursor = encode_cursor(
             "properties", (last.view_guid, last.object_id, last.category_key, last.name)
         )
-    items = [
-        PropertyValue(
-            view_guid=r.view_guid,
-            object_id=r.object_id,
-            external_id=r.external_id,
-            category=r.category,
-            name=r.name,
-            value=r.value,
-            value_num=r.value_num,
-        )
-        for r in page.rows
-    ]
-    return PropertyPage(items=items, next_cursor=next_cursor)
+    # category_key is the sort key's NULL-free category, needed for the cursor only.
+    items = [{k: v for k, v in row._mapping.items() if k != "category_key"} for row in page.rows]
+    return {"items": items, "next_cursor": next_cursor}
