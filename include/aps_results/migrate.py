@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -21,6 +22,10 @@ from aps_results.db import as_engine
 from aps_results.models import SCHEMA
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# Alembic keeps its running migration context in a module-level proxy, so two threads of one process must
+# not run migrations at once. Across processes, env.py serialises runs with a PostgreSQL advisory lock.
+_IN_PROCESS = threading.Lock()
 
 
 class SchemaNotCurrent(RuntimeError):
@@ -44,7 +49,7 @@ def upgrade(url: str | URL | Engine, revision: str = "head") -> str | None:
     engine, owned = as_engine(url)
     try:
         config = alembic_config()
-        with engine.begin() as connection:
+        with _IN_PROCESS, engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
         return current_revision(engine)
@@ -57,7 +62,7 @@ def downgrade(url: str | URL | Engine, revision: str) -> None:
     engine, owned = as_engine(url)
     try:
         config = alembic_config()
-        with engine.begin() as connection:
+        with _IN_PROCESS, engine.begin() as connection:
             config.attributes["connection"] = connection
             command.downgrade(config, revision)
     finally:

@@ -1,0 +1,431 @@
+"""Registry helpers: the small writes the pipeline makes as files and models move through their states.
+
+Every function takes a SQLAlchemy `Connection` and runs inside the caller's transaction (from a Session,
+pass `session.connection()`), so a step's writes commit together:
+
+    with engine.begin() as conn:
+        claimed = registry.claim_files(conn, "aps_ingest", run_id, discovered)
+
+All writes are safe to repeat: a retried Airflow task calling them again creates no duplicates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from aps_results.models import (
+    TERMINAL_FILE_STATES,
+    File,
+    FileState,
+    Model,
+    ModelObject,
+    ModelStatus,
+    ModelStatusHistory,
+    Property,
+    RunSummary,
+    Translation,
+    TranslationStatus,
+    ValidationResult,
+    ValidationRun,
+)
+
+# Plain strings for SQL parameters: psycopg would send an Enum member's name, not its value.
+_TERMINAL = sorted(state.value for state in TERMINAL_FILE_STATES)
+
+FINAL_TRANSLATION_STATUSES = frozenset(
+    {TranslationStatus.SUCCESS, TranslationStatus.FAILED, TranslationStatus.TIMEOUT}
+)
+
+
+# --- Files -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiscoveredObject:
+    """An S3 object seen under a pipeline's prefix (from a paginated listing plus HEAD)."""
+
+    s3_bucket: str
+    s3_key: str
+    etag: str
+    size: int
+    version_id: str | None = None
+    content_type: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClaimedFile:
+    id: int
+    s3_bucket: str
+    s3_key: str
+    etag: str
+    size: int
+    state: str
+
+
+def claim_files(
+    conn: Connection,
+    pipeline: str,
+    run_id: str,
+    objects: Iterable[DiscoveredObject],
+    *,
+    reclaim_unfinished: bool = False,
+) -> list[ClaimedFile]:
+    """Register new objects for `run_id` and return every file this run has claimed.
+
+    New (bucket, key, etag) rows are inserted with ON CONFLICT DO NOTHING, so an object already known to
+    the pipeline (same etag) is not claimed again, while a changed object (new etag) is a new file. The
+    result also holds files this same run claimed earlier, so a retried discover task gets the same list.
+    `reclaim_unfinished` takes over files left in a non-terminal state by earlier runs (e.g. a crashed run)
+    and counts an attempt for each.
+    """
+    rows = [
+        {
+            "pipeline": pipeline,
+            "s3_bucket": obj.s3_bucket,
+            "s3_key": obj.s3_key,
+            "etag": obj.etag,
+            "version_id": obj.version_id,
+            "size": obj.size,
+            "content_type": obj.content_type,
+            "meta": dict(obj.metadata),
+            "run_id": run_id,
+        }
+        for obj in objects
+    ]
+    if rows:
+        conn.execute(pg_insert(File).on_conflict_do_nothing(), rows)
+    if reclaim_unfinished:
+        conn.execute(
+            update(File)
+            .where(File.pipeline == pipeline, File.run_id != run_id, File.state.not_in(_TERMINAL))
+            .values(run_id=run_id, attempts=File.attempts + 1, updated_at=func.now())
+        )
+    claimed = conn.execute(
+        select(File.id, File.s3_bucket, File.s3_key, File.etag, File.size, File.state)
+        .where(File.pipeline == pipeline, File.run_id == run_id)
+        .order_by(File.id)
+    )
+    return [ClaimedFile(*row) for row in claimed]
+
+
+def set_file_state(
+    conn: Connection,
+    file_ids: int | Sequence[int],
+    state: FileState | str,
+    reason: str | None = None,
+    *,
+    count_attempt: bool = False,
+    **fields: Any,
+) -> int:
+    """Move files to `state` (with a reason); terminal states also set `finished_at`. Returns rows changed.
+
+    `fields` sets other File columns at the same time, e.g. sha256=..., model_id=..., quarantine_key=...
+    """
+    state = FileState(state)  # ValueError for an unknown state, before touching the database
+    ids = [file_ids] if isinstance(file_ids, int) else list(file_ids)
+    unknown = set(fields) - set(File.__table__.columns.keys()) - {"meta"}
+    if unknown:
+        raise ValueError(f"unknown file columns: {sorted(unknown)}")
+    values: dict[str, Any] = {"state": state.value, "reason": reason, "updated_at": func.now(), **fields}
+    values["finished_at"] = func.now() if state in TERMINAL_FILE_STATES else None
+    if count_attempt:
+        values["attempts"] = File.attempts + 1
+    return conn.execute(update(File).where(File.id.in_(ids)).values(values)).rowcount
+
+
+def count_unfinished_files(conn: Connection, pipeline: str, run_id: str) -> int:
+    """Files claimed by the run that have no terminal state (the run summary's `lost`)."""
+    return conn.execute(
+        select(func.count())
+        .select_from(File)
+        .where(File.pipeline == pipeline, File.run_id == run_id, File.state.not_in(_TERMINAL))
+    ).scalar_one()
+
+
+# --- Validation --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check_name: str
+    passed: bool
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+def record_validation(conn: Connection, file_id: int, run_id: str, results: Iterable[CheckResult]) -> None:
+    """Store one file's check results for a run, replacing any stored by an earlier try of the same run."""
+    conn.execute(delete(ValidationResult).where(ValidationResult.file_id == file_id,
+                                                ValidationResult.run_id == run_id))
+    rows = [{"file_id": file_id, "run_id": run_id, "check_name": r.check_name, "passed": r.passed,
+             "details": dict(r.details)} for r in results]
+    if rows:
+        conn.execute(insert(ValidationResult), rows)
+
+
+def record_validation_run(
+    conn: Connection,
+    pipeline: str,
+    run_id: str,
+    suite: str,
+    success: bool,
+    statistics: Mapping[str, Any],
+    results: Sequence[Any],
+) -> int:
+    """Store a batch expectation run (Great Expectations), replacing an earlier try of the same suite."""
+    conn.execute(delete(ValidationRun).where(
+        ValidationRun.pipeline == pipeline, ValidationRun.run_id == run_id, ValidationRun.suite == suite
+    ))
+    return conn.execute(
+        insert(ValidationRun)
+        .values(pipeline=pipeline, run_id=run_id, suite=suite, success=success, statistics=dict(statistics),
+                results=list(results))
+        .returning(ValidationRun.id)
+    ).scalar_one()
+
+
+# --- Models ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    id: int
+    region: str
+    sha256: str
+    status: str
+    bucket_key: str | None
+    object_key: str | None
+    object_id: str | None
+    urn: str | None
+    upload_key: str | None
+    upload_state: dict[str, Any]
+    loaded_at: datetime | None
+    created: bool  # True when this call created the model (the caller should upload it)
+
+
+_MODEL_COLUMNS = (Model.id, Model.region, Model.sha256, Model.status, Model.bucket_key, Model.object_key,
+                  Model.object_id, Model.urn, Model.upload_key, Model.upload_state, Model.loaded_at)
+
+
+def get_or_create_model(
+    conn: Connection, region: str, sha256: str, source_file_id: int | None = None, run_id: str | None = None
+) -> ModelRecord:
+    """The model for this content in this region, created (status pending) if new.
+
+    Identical content is uploaded and translated once: files with the same sha256 share the model. When
+    `source_file_id` is given, that file is linked to the model.
+    """
+    created_id = conn.execute(
+        pg_insert(Model)
+        .values(region=region, sha256=sha256, source_file_id=source_file_id)
+        .on_conflict_do_nothing(index_elements=[Model.region, Model.sha256])
+        .returning(Model.id)
+    ).scalar()
+    if created_id is not None:
+        conn.execute(insert(ModelStatusHistory).values(model_id=created_id, status=ModelStatus.PENDING.value,
+                                                       run_id=run_id))
+    row = conn.execute(select(*_MODEL_COLUMNS).where(Model.region == region, Model.sha256 == sha256)).one()
+    if source_file_id is not None:
+        conn.execute(
+            update(File).where(File.id == source_file_id).values(model_id=row.id, updated_at=func.now())
+        )
+    return ModelRecord(*row, created=created_id is not None)
+
+
+def get_model(conn: Connection, model_id: int) -> ModelRecord | None:
+    row = conn.execute(select(*_MODEL_COLUMNS).where(Model.id == model_id)).one_or_none()
+    return None if row is None else ModelRecord(*row, created=False)
+
+
+_MODEL_FIELDS = frozenset({"bucket_key", "object_key", "object_id", "urn", "upload_key", "upload_state"})
+
+
+def update_model(conn: Connection, model_id: int, **fields: Any) -> None:
+    """Set upload details: bucket_key, object_key, object_id, urn, upload_key, upload_state."""
+    unknown = set(fields) - _MODEL_FIELDS
+    if unknown:
+        raise ValueError(f"update_model cannot set {sorted(unknown)}; use set_model_status for the status")
+    conn.execute(update(Model).where(Model.id == model_id).values(**fields, updated_at=func.now()))
+
+
+def set_model_status(
+    conn: Connection, model_id: int, status: ModelStatus | str, reason: str | None = None,
+    run_id: str | None = None,
+) -> bool:
+    """Change a model's status and append it to its history; False (and no history row) if unchanged."""
+    status = ModelStatus(status)
+    changed = conn.execute(
+        update(Model)
+        .where(Model.id == model_id, Model.status != status.value)
+        .values(status=status.value, reason=reason, updated_at=func.now())
+        .returning(Model.id)
+    ).scalar()
+    if changed is None:
+        return False
+    conn.execute(insert(ModelStatusHistory).values(model_id=model_id, status=status.value, reason=reason,
+                                                   run_id=run_id))
+    return True
+
+
+def delete_model(conn: Connection, model_id: int) -> None:
+    """Delete a model and everything loaded for it (objects and properties have no cascading foreign key)."""
+    conn.execute(delete(Property).where(Property.model_id == model_id))
+    conn.execute(delete(ModelObject).where(ModelObject.model_id == model_id))
+    conn.execute(delete(Model).where(Model.id == model_id))
+
+
+# --- Translations ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TranslationRecord:
+    id: int
+    model_id: int
+    attempt: int
+    status: str
+
+
+def start_translation(
+    conn: Connection, model_id: int, *, run_id: str | None = None, output_formats: Sequence[str] = (),
+    forced: bool = False,
+) -> TranslationRecord:
+    """Record a submitted translation job as the model's next attempt, and mark the model translating.
+
+    Call it in the same transaction that persists the job (right after APS accepted it), before deferring.
+    """
+    # Lock the model row so two submitters cannot pick the same attempt number.
+    conn.execute(select(Model.id).where(Model.id == model_id).with_for_update())
+    attempt = conn.execute(
+        select(func.coalesce(func.max(Translation.attempt), 0) + 1).where(Translation.model_id == model_id)
+    ).scalar_one()
+    translation_id = conn.execute(
+        insert(Translation)
+        .values(model_id=model_id, attempt=attempt, run_id=run_id, output_formats=list(output_formats),
+                forced=forced)
+        .returning(Translation.id)
+    ).scalar_one()
+    set_model_status(conn, model_id, ModelStatus.TRANSLATING, run_id=run_id)
+    return TranslationRecord(translation_id, model_id, attempt, TranslationStatus.SUBMITTED.value)
+
+
+def latest_translation(conn: Connection, model_id: int) -> TranslationRecord | None:
+    row = conn.execute(
+        select(Translation.id, Translation.model_id, Translation.attempt, Translation.status)
+        .where(Translation.model_id == model_id)
+        .order_by(Translation.attempt.desc())
+        .limit(1)
+    ).one_or_none()
+    return None if row is None else TranslationRecord(*row)
+
+
+def update_translation(
+    conn: Connection,
+    translation_id: int,
+    status: TranslationStatus | str,
+    *,
+    progress: str | None = None,
+    messages: Sequence[Any] | None = None,
+    manifest: Mapping[str, Any] | None = None,
+) -> None:
+    """Record what the manifest says. Final statuses set `finished_at`; the first progress sets `started_at`.
+
+    The model's status follows a final translation status (success, failed, timeout), with the APS error
+    messages as the reason on failure.
+    """
+    status = TranslationStatus(status)
+    values: dict[str, Any] = {"status": status.value}
+    if progress is not None:
+        values["progress"] = progress
+    if messages is not None:
+        values["messages"] = list(messages)
+    if manifest is not None:
+        values["manifest"] = dict(manifest)
+    if status != TranslationStatus.SUBMITTED:
+        values["started_at"] = func.coalesce(Translation.started_at, func.now())
+    if status in FINAL_TRANSLATION_STATUSES:
+        values["finished_at"] = func.coalesce(Translation.finished_at, func.now())
+    model_id = conn.execute(
+        update(Translation)
+        .where(Translation.id == translation_id)
+        .values(values)
+        .returning(Translation.model_id)
+    ).scalar()
+    if model_id is None:
+        raise LookupError(f"translation {translation_id} does not exist")
+    if status in FINAL_TRANSLATION_STATUSES:
+        reason = None if status == TranslationStatus.SUCCESS else _messages_text(messages) or status.value
+        set_model_status(conn, model_id, ModelStatus(status.value), reason)
+
+
+def _messages_text(messages: Sequence[Any] | None) -> str:
+    parts = []
+    for message in messages or ():
+        if isinstance(message, Mapping):
+            text = message.get("message")
+            text = " ".join(map(str, text)) if isinstance(text, list) else text
+            parts.append(f"{message.get('code', '')}: {text}".strip(": "))
+        else:
+            parts.append(str(message))
+    return "; ".join(parts)
+
+
+# --- Run summaries -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    discovered: int
+    loaded: int
+    rejected: int
+    failed: int
+    lost: int
+
+    def line(self, prefix: str = "summary") -> str:
+        return (f"{prefix}: discovered={self.discovered} loaded={self.loaded} rejected={self.rejected} "
+                f"failed={self.failed} lost={self.lost}")
+
+
+def run_counts(conn: Connection, pipeline: str, run_id: str) -> RunCounts:
+    states = dict(conn.execute(
+        select(File.state, func.count()).where(File.pipeline == pipeline, File.run_id == run_id)
+        .group_by(File.state)
+    ).all())
+    terminal = {state.value for state in TERMINAL_FILE_STATES}
+    return RunCounts(
+        discovered=sum(states.values()),
+        loaded=states.get(FileState.LOADED.value, 0),
+        rejected=states.get(FileState.REJECTED.value, 0),
+        failed=states.get(FileState.FAILED.value, 0),
+        lost=sum(count for state, count in states.items() if state not in terminal),
+    )
+
+
+def write_run_summary(
+    conn: Connection, pipeline: str, run_id: str, *, started_at: datetime | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> RunCounts:
+    """Count the run's files per terminal state and store (or refresh) the run's summary row."""
+    counts = run_counts(conn, pipeline, run_id)
+    values = {"pipeline": pipeline, "run_id": run_id, "started_at": started_at,
+              "details": dict(details or {}), **counts.__dict__}
+    statement = pg_insert(RunSummary).values(values)
+    conn.execute(statement.on_conflict_do_update(
+        index_elements=[RunSummary.pipeline, RunSummary.run_id],
+        set_={**{key: statement.excluded[key] for key in values if key not in ("pipeline", "run_id")},
+              "finished_at": func.now()},
+    ))
+    return counts
+
+
+__all__ = [
+    "CheckResult", "ClaimedFile", "DiscoveredObject", "ModelRecord", "RunCounts", "TranslationRecord",
+    "claim_files", "count_unfinished_files", "delete_model", "get_model", "get_or_create_model",
+    "latest_translation", "record_validation", "record_validation_run", "run_counts", "set_file_state",
+    "set_model_status", "start_translation", "update_model", "update_translation", "write_run_summary",
+]

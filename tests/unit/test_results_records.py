@@ -1,0 +1,121 @@
+"""Flattening APS property dicts and walking APS trees into loader records."""
+
+from __future__ import annotations
+
+import pytest
+
+from aps_results.records import (
+    DerivativeNode,
+    TreeNode,
+    ViewRecord,
+    derivatives_from_manifest,
+    flatten_properties,
+    parse_number,
+    properties_from_aps,
+    property_value,
+    tree_from_aps,
+    views_from_aps,
+)
+
+
+def test_flatten_categories_and_top_level_names() -> None:
+    props = {
+        "Constraints": {"Base Offset": "0.000 mm", "Level": "Level 1"},
+        "Dimensions": {"Length": "12.5", "Area": 3},
+        "Comments": "fire door",
+    }
+    assert list(flatten_properties(props)) == [
+        ("Constraints", "Base Offset", "0.000 mm", None),
+        ("Constraints", "Level", "Level 1", None),
+        ("Dimensions", "Length", "12.5", 12.5),
+        ("Dimensions", "Area", "3", 3.0),
+        (None, "Comments", "fire door", None),
+    ]
+
+
+def test_flatten_empty_category_gives_no_rows() -> None:
+    assert list(flatten_properties({"Empty": {}})) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, (None, None)),
+        (True, ("true", None)),
+        (False, ("false", None)),
+        (7, ("7", 7.0)),
+        (2.5, ("2.5", 2.5)),
+        (float("nan"), ("nan", None)),
+        ("a\x00b", ("ab", None)),
+        (["x", 1], ('["x", 1]', None)),
+        ({"deeper": {"b": 1, "a": 2}}, ('{"deeper": {"a": 2, "b": 1}}', None)),
+    ],
+)
+def test_property_value_types(value: object, expected: tuple[str | None, float | None]) -> None:
+    assert property_value(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("12", 12.0), (" -3.5 ", -3.5), ("1e-3", 0.001), (".5", 0.5), ("+4.", 4.0),
+        ("12 mm", None), ("1,234", None), ("1_000", None), ("inf", None), ("nan", None), ("", None),
+        ("3'-6\"", None), ("0x10", None), ("1" * 70, None), ("1e999", None),
+    ],
+)
+def test_parse_number_accepts_plain_decimals_only(text: str, number: float | None) -> None:
+    assert parse_number(text) == number
+
+
+def test_tree_from_aps_links_parents_and_depths_in_preorder() -> None:
+    objects = [{"objectid": 1, "name": "Model", "objects": [
+        {"objectid": 2, "name": "Walls", "objects": [{"objectid": 3, "name": "Wall [1]"}]},
+        {"objectid": 4, "name": "Doors"},
+    ]}]
+    assert list(tree_from_aps("v1", objects)) == [
+        TreeNode("v1", 1, "Model", None, 0),
+        TreeNode("v1", 2, "Walls", 1, 1),
+        TreeNode("v1", 3, "Wall [1]", 2, 2),
+        TreeNode("v1", 4, "Doors", 1, 1),
+    ]
+
+
+def test_tree_from_aps_handles_trees_deeper_than_the_recursion_limit() -> None:
+    root: dict = {"objectid": 0, "name": "n0"}
+    node = root
+    for i in range(1, 5000):
+        child = {"objectid": i, "name": f"n{i}"}
+        node["objects"] = [child]
+        node = child
+    nodes = list(tree_from_aps("v", [root]))
+    assert len(nodes) == 5000
+    assert nodes[-1] == TreeNode("v", 4999, "n4999", 4998, 4999)
+
+
+def test_properties_and_views_from_aps() -> None:
+    collection = [{"objectid": 5, "name": "Door", "externalId": "abc-1", "properties": {"Cat": {"A": "1"}}},
+                  {"objectid": 6, "name": "NoProps", "externalId": "abc-2"}]
+    items = list(properties_from_aps("v", collection))
+    assert [(i.object_id, i.external_id, dict(i.properties)) for i in items] == [
+        (5, "abc-1", {"Cat": {"A": "1"}}), (6, "abc-2", {})
+    ]
+    views = [{"name": "3D", "role": "3d", "guid": "g1", "isMasterView": True},
+             {"name": "Sheet", "role": "2d", "guid": "g2"}]
+    assert list(views_from_aps(views)) == [ViewRecord("g1", "3D", "3d", True),
+                                           ViewRecord("g2", "Sheet", "2d")]
+
+
+def test_derivatives_from_manifest_flattens_children_with_their_output_type() -> None:
+    manifest = {"derivatives": [{
+        "name": "house.ifc", "outputType": "svf2", "status": "success", "progress": "complete",
+        "children": [{"guid": "g-3d", "type": "geometry", "role": "3d", "name": "3D", "children": [
+            {"guid": "g-gfx", "type": "resource", "role": "graphics", "mime": "application/autodesk-svf2"},
+        ]}],
+    }]}
+    nodes = list(derivatives_from_manifest(manifest))
+    assert nodes[0] == DerivativeNode(None, None, "house.ifc", "svf2", None, None, None, None, "success",
+                                      "complete")
+    assert [(n.guid, n.parent_guid, n.output_type, n.role) for n in nodes[1:]] == [
+        ("g-3d", None, "svf2", "3d"), ("g-gfx", "g-3d", "svf2", "graphics"),
+    ]
+    assert list(derivatives_from_manifest({})) == []
