@@ -63,6 +63,15 @@ def generate_object(endpoint: str, size: int) -> None:
 
 
 def peak_rss_mib() -> float:
+    """This process's peak RSS. On Linux read VmHWM: ru_maxrss would also count the parent's RSS at the
+    moment of fork/exec (the kernel carries it over), which is the bench driver's, not the uploader's."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 

@@ -17,7 +17,7 @@ import email.utils
 import logging
 import random
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -53,7 +53,7 @@ class RequestSpec:
     headers: dict[str, str] | None = field(default=None, repr=False)  # may hold Basic credentials
     json: Any = None
     form: dict[str, str] | None = None
-    content: bytes | None = field(default=None, repr=False)
+    content: bytes | Iterable[bytes | memoryview] | None = field(default=None, repr=False)  # re-iterable
     auth: bool = True  # send "Authorization: Bearer <token>"
     scopes: tuple[str, ...] | None = None  # token scopes; None = config.scopes
     accept: frozenset[int] = frozenset()  # non-2xx statuses handed back to the caller instead of raised

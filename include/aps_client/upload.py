@@ -2,9 +2,9 @@
 
 1. Plan parts: `part_size` bytes each (≥ 5 MiB), numbered from 1; a 0-byte object is one empty part.
 2. Ask OSS for signed PUT URLs lazily, at most 25 per request, reusing the `uploadKey` of the first answer.
-3. Read parts from the source in order (it may be a non-seekable stream such as an S3 body) and PUT them
-   from a small thread pool. At most `parallelism + 1` part buffers exist at any time (one being read, the
-   rest being sent), so memory stays ≤ part_size * (parallelism + 1) whatever the object size.
+3. Read parts from the source in order (it may be a non-seekable stream such as an S3 body) into reused
+   part buffers and PUT them from a small thread pool. There are `parallelism + 1` buffers (one being
+   filled, the rest being sent), so memory stays ≈ part_size * (parallelism + 1) whatever the object size.
 4. A 403 from S3 means the URL expired: fetch fresh URLs for the same uploadKey (a bounded number of times).
    5xx and transport errors are retried by the transport's policy.
 5. Record each finished part in the `UploadState` and call `on_progress(snapshot)`; a caller that persists
@@ -16,8 +16,9 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -30,7 +31,7 @@ from aps_client.transport import RequestSpec, SyncTransport
 log = logging.getLogger("aps_client.upload")
 
 Source = Callable[[int], BinaryIO]  # open_at(offset) -> stream positioned at `offset`
-DISCARD_CHUNK = 1024 * 1024
+IO_CHUNK = 1024 * 1024  # reads from the source and writes to the socket go in pieces of at most this
 
 
 @dataclass(frozen=True)
@@ -55,20 +56,48 @@ def plan_parts(size: int, part_size: int, max_parts: int = 10_000) -> list[Part]
     return [Part(n + 1, n * part_size, min(part_size, size - n * part_size)) for n in range(count)]
 
 
-def read_exactly(stream: BinaryIO, length: int) -> bytes:
-    """Read `length` bytes (streams such as S3 bodies may return short reads); fewer only at end of stream."""
-    data = stream.read(length)
-    if len(data) == length or not data:
-        return data
-    chunks = [data]
-    got = len(data)
-    while got < length:
-        more = stream.read(length - got)
-        if not more:
+def read_into(stream: BinaryIO, buffer: memoryview) -> int:
+    """Fill `buffer` from `stream`, at most 1 MiB per read (network bodies return short reads, and small
+    reads keep temporary allocations small); returns the bytes read, fewer only at end of stream."""
+    filled = 0
+    while filled < len(buffer):
+        chunk = stream.read(min(IO_CHUNK, len(buffer) - filled))
+        if not chunk:
             break
-        chunks.append(more)
-        got += len(more)
-    return b"".join(chunks)
+        buffer[filled : filled + len(chunk)] = chunk
+        filled += len(chunk)
+    return filled
+
+
+class PartBody:
+    """A part's bytes for httpx: re-iterable slices of a reused buffer (a retry re-sends from the start),
+    never copied whole. The caller sets Content-Length so httpx does not switch to chunked encoding."""
+
+    def __init__(self, view: memoryview) -> None:
+        self.view = view
+
+    def __iter__(self) -> Iterator[memoryview]:
+        for start in range(0, len(self.view), IO_CHUNK):
+            yield self.view[start : start + IO_CHUNK]
+
+
+class BufferPool:
+    """At most `count` part-sized buffers, allocated on first need and then reused. Taking one blocks
+    until a sent part gives its buffer back, which is what bounds the upload's memory. Reusing them (rather
+    than allocating a fresh `bytes` per part) also keeps the heap from fragmenting over thousands of parts."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self._count, self._size, self._made = count, size, 0
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+
+    def take(self) -> bytearray:  # called from one thread only (the reader)
+        if self._made < self._count:
+            self._made += 1
+            return bytearray(self._size)
+        return self._free.get()
+
+    def give(self, buffer: bytearray) -> None:
+        self._free.put(buffer)
 
 
 class PartReader:
@@ -85,15 +114,17 @@ class PartReader:
             self._position = 0
             self._owned = False
 
-    def read(self, part: Part) -> bytes:
+    def read_into(self, part: Part, buffer: bytearray) -> memoryview:
+        """The part's bytes, read into `buffer`; returns the filled view."""
         self._skip_to(part.offset)
-        data = read_exactly(self._stream, part.length)
-        self._position += len(data)
-        if len(data) != part.length:
+        view = memoryview(buffer)[: part.length]
+        got = read_into(self._stream, view)
+        self._position += got
+        if got != part.length:
             raise APSUploadError(
                 f"source ended at byte {self._position}, but the upload was declared as {self._size} bytes"
             )
-        return data
+        return view
 
     def check_exhausted(self) -> None:
         self._skip_to(self._size)
@@ -107,7 +138,7 @@ class PartReader:
     def _skip_to(self, offset: int) -> None:
         # Finished parts are read and dropped a chunk at a time (never held whole).
         while self._position < offset:
-            chunk = self._stream.read(min(DISCARD_CHUNK, offset - self._position))
+            chunk = self._stream.read(min(IO_CHUNK, offset - self._position))
             if not chunk:
                 raise APSUploadError(f"source ended at byte {self._position} while skipping finished parts")
             self._position += len(chunk)
@@ -245,32 +276,22 @@ class MultipartUpload:
 
     def _send_parts(self, todo: list[Part]) -> None:
         parallelism = self.config.upload_parallelism
-        slots = threading.Semaphore(parallelism + 1)  # bounds the part buffers alive at once
+        # One buffer per sending thread plus one being filled: memory <= part_size * (parallelism + 1).
+        buffers = BufferPool(min(parallelism + 1, len(todo)), self.state.part_size)
         failed = self._failed
-
-        def part_finished(future: Future[None]) -> None:
-            if future.cancelled() or future.exception() is not None:
-                failed.set()
-            slots.release()
-
         reader = PartReader(self.source, self.size, todo[0].offset)
         pool = ThreadPoolExecutor(parallelism, thread_name_prefix="aps-upload")
         futures: list[Future[None]] = []
         try:
             for part in todo:
-                slots.acquire()
+                buffer = buffers.take()
                 if failed.is_set():
-                    slots.release()
                     break  # a part failed: stop reading; the parts in flight finish below, then we raise
-                try:
-                    data = reader.read(part)
-                except BaseException:
-                    slots.release()
-                    raise
-                future = pool.submit(self._put_part, part, data)
-                del data  # drop our reference: the buffer now lives only in the worker
-                future.add_done_callback(part_finished)
+                view = reader.read_into(part, buffer)
+                future = pool.submit(self._put_part, part, view)
+                future.add_done_callback(lambda f, b=buffer: self._part_finished(f, b, buffers))
                 futures.append(future)
+                del view, buffer  # the buffer now belongs to the sending thread until it gives it back
             else:
                 reader.check_exhausted()
         except BaseException:
@@ -287,14 +308,26 @@ class MultipartUpload:
         if missing:  # cannot happen without an error above; never complete an upload with holes
             raise APSUploadError(f"parts {missing[:10]} of {self.object_key!r} were not uploaded")
 
-    def _put_part(self, part: Part, data: bytes) -> None:
+    def _part_finished(self, future: Future[None], buffer: bytearray, buffers: BufferPool) -> None:
+        if future.cancelled() or future.exception() is not None:
+            self._failed.set()
+        buffers.give(buffer)
+
+    def _put_part(self, part: Part, data: memoryview) -> None:
         if self._failed.is_set():
             return  # another part failed: do not start new work (this part stays unfinished in the state)
         while True:
             url, batch = self.urls.get(part.number)
             try:
                 response = self.transport.send(
-                    RequestSpec("PUT", url, content=data, auth=False, accept=frozenset({403}))
+                    RequestSpec(
+                        "PUT",
+                        url,
+                        content=PartBody(data),
+                        headers={"Content-Length": str(len(data))},
+                        auth=False,
+                        accept=frozenset({403}),
+                    )
                 )
             except APSError as error:
                 raise APSUploadError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import os
 
 import httpx
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from aps_client.derivative import Polling, properties_flow
 from aps_client.errors import APSStillProcessingError, APSUploadError
 from aps_client.transport import RequestSpec, Sleep
-from aps_client.upload import Part, PartReader, plan_parts, read_exactly
+from aps_client.upload import BufferPool, Part, PartBody, PartReader, plan_parts, read_into
 from aps_client.webhooks import check_workflow, verify_signature
 
 MIB = 1024 * 1024
@@ -50,20 +51,45 @@ class Trickle(io.RawIOBase):
         return self._data.read(min(n, 7) if n >= 0 else 7)
 
 
-def test_read_exactly_collects_short_reads() -> None:
+def test_read_into_collects_short_reads() -> None:
     stream = Trickle(bytes(range(50)))
-    assert read_exactly(stream, 30) == bytes(range(30))
-    assert read_exactly(stream, 30) == bytes(range(30, 50))  # end of stream: what is left
+    buffer = bytearray(30)
+    assert read_into(stream, memoryview(buffer)) == 30
+    assert buffer == bytes(range(30))
+    assert read_into(stream, memoryview(buffer)) == 20  # end of stream: what is left
+    assert buffer[:20] == bytes(range(30, 50))
+
+
+def _read(reader: PartReader, part: Part) -> bytes:
+    return bytes(reader.read_into(part, bytearray(100)))
 
 
 def test_part_reader_skips_finished_parts_by_reading_and_discarding() -> None:
     data = bytes(range(256)) * 4
     parts = plan_parts(len(data), 100)
     reader = PartReader(Trickle(data), len(data), first_offset=parts[3].offset)
-    assert reader.read(parts[3]) == data[300:400]
-    assert reader.read(parts[7]) == data[700:800]  # parts 5-7 skipped
-    assert reader.read(parts[10]) == data[1000:1024]
+    assert _read(reader, parts[3]) == data[300:400]
+    assert _read(reader, parts[7]) == data[700:800]  # parts 5-7 skipped
+    assert _read(reader, parts[10]) == data[1000:1024]
     reader.check_exhausted()
+
+
+def test_part_body_is_re_iterable_and_never_copies_the_part() -> None:
+    buffer = bytearray(os.urandom(3 * 1024 * 1024 + 5))
+    body = PartBody(memoryview(buffer))
+    first = list(body)
+    assert [len(c) for c in first] == [1024 * 1024] * 3 + [5]
+    assert all(isinstance(c, memoryview) and c.obj is buffer for c in first)
+    assert b"".join(body) == buffer  # a retry iterates again from the start
+
+
+def test_buffer_pool_reuses_at_most_count_buffers() -> None:
+    pool = BufferPool(count=2, size=10)
+    a, b = pool.take(), pool.take()
+    assert a is not b
+    assert len(a) == 10
+    pool.give(a)
+    assert pool.take() is a  # no third buffer: the given-back one is reused
 
 
 def test_part_reader_reopens_a_callable_source_at_the_first_unfinished_byte() -> None:
@@ -75,7 +101,7 @@ def test_part_reader_reopens_a_callable_source_at_the_first_unfinished_byte() ->
         return io.BytesIO(data[offset:])
 
     reader = PartReader(open_at, len(data), first_offset=40)
-    assert reader.read(Part(5, 40, 20)) == data[40:60]
+    assert _read(reader, Part(5, 40, 20)) == data[40:60]
     assert opened == [40]
     reader.check_exhausted()
 
@@ -83,9 +109,9 @@ def test_part_reader_reopens_a_callable_source_at_the_first_unfinished_byte() ->
 def test_part_reader_reports_a_source_shorter_or_longer_than_declared() -> None:
     reader = PartReader(io.BytesIO(b"x" * 10), 20, 0)
     with pytest.raises(APSUploadError, match="source ended at byte 10"):
-        reader.read(Part(1, 0, 20))
+        _read(reader, Part(1, 0, 20))
     longer = PartReader(io.BytesIO(b"x" * 30), 20, 0)
-    longer.read(Part(1, 0, 20))
+    _read(longer, Part(1, 0, 20))
     with pytest.raises(APSUploadError, match="more than the declared 20 bytes"):
         longer.check_exhausted()
 
