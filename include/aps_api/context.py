@@ -28,6 +28,8 @@ class APIContext:
     limiter: RateLimiter | None = None
     # Translated models by id (urn, region) for the viewer-token hot path; see settings.model_cache_seconds.
     translated_models: TTLCache[int, tuple[str, str]] | None = None
+    # (monotonic time, message) of the last failed APS check in /health, to answer repeats from memory.
+    aps_health_failure: tuple[float, str] | None = None
 
     async def start(self) -> None:
         settings = self.settings

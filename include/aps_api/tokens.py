@@ -31,6 +31,7 @@ class CachedToken:
     token_type: str
     expires_at: float  # epoch seconds
     scope: str
+    refresh_at: float  # epoch seconds after which the cache fetches a new token
 
     def expires_in(self, now: float) -> int:
         return max(0, int(self.expires_at - now))
@@ -66,7 +67,7 @@ class ViewerTokenCache:
 
     def _fresh(self, scope: str) -> CachedToken | None:
         token = self._tokens.get(scope)
-        if token is not None and token.expires_at - self._clock() > self._margin:
+        if token is not None and self._clock() < token.refresh_at:
             self._tokens.move_to_end(scope)
             return token
         return None
@@ -101,12 +102,17 @@ class ViewerTokenCache:
             self._metrics.aps_calls.labels("token", "error").inc()
             raise
         self._metrics.aps_calls.labels("token", "ok").inc()
-        expires_at = getattr(raw, "expires_at", None) or self._clock() + float(raw.expires_in)
+        now = self._clock()
+        expires_at = float(getattr(raw, "expires_at", None) or now + float(raw.expires_in))
+        # A token that lives shorter than the margin is still used for half its life, rather than being
+        # fetched anew for every request.
+        margin = min(self._margin, (expires_at - now) / 2)
         return CachedToken(
             access_token=_secret_text(raw.access_token),
             token_type=getattr(raw, "token_type", None) or "Bearer",
-            expires_at=float(expires_at),
+            expires_at=expires_at,
             scope=scope,
+            refresh_at=expires_at - margin,
         )
 
     def _store(self, token: CachedToken) -> None:

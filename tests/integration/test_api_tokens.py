@@ -225,3 +225,20 @@ def test_aps_api_command_serves_and_manages_keys(
     assert "viewer-token" in log  # access log is on ...
     assert key not in log  # ... and never shows a key
     assert emulator.client_secret not in log
+
+
+def test_health_reports_aps_down_without_hammering_it(emulator: EmulatorServer, api: RunningAPI):
+    emulator.configure(fault_5xx_burst=1000)
+    with api.client() as client:
+        first = client.get("/health")
+        attempts = _token_requests(emulator)
+        repeats = [client.get("/health").json() for _ in range(5)]
+    assert first.status_code == 200  # the database is fine: still serving, but degraded
+    body = first.json()
+    assert body["status"] == "degraded"
+    assert body["database"]["ok"] is True
+    assert body["aps"]["ok"] is False
+    assert "HTTP 503" in body["aps"]["detail"]
+    assert attempts >= 1
+    assert all(r["aps"] == body["aps"] for r in repeats)
+    assert _token_requests(emulator) == attempts  # the failure is answered from memory

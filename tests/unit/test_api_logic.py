@@ -80,6 +80,19 @@ async def test_token_is_refreshed_once_inside_the_margin() -> None:
     assert len(service.requests) == 2
 
 
+async def test_short_lived_tokens_are_used_for_half_their_life() -> None:
+    clock = FakeClock()
+    service = CountingTokenService(clock, lifetime=100)  # shorter than the 300 s margin
+    cache = ViewerTokenCache(service, refresh_margin=300, max_entries=10, metrics=APIMetrics(), clock=clock)
+    await cache.get("viewables:read")
+    clock.now += 49
+    await cache.get("viewables:read")
+    assert len(service.requests) == 1
+    clock.now += 2
+    await cache.get("viewables:read")
+    assert len(service.requests) == 2
+
+
 async def test_scopes_are_cached_separately_and_the_cache_is_bounded() -> None:
     clock = FakeClock()
     service = CountingTokenService(clock)

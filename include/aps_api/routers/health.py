@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from fastapi import APIRouter, Response, status
 from sqlalchemy import text
@@ -15,6 +16,7 @@ from aps_api.tokens import VIEWABLES_SCOPE
 router = APIRouter(tags=["health"])
 
 CHECK_TIMEOUT_SECONDS = 5.0
+APS_FAILURE_MEMO_SECONDS = 10.0
 
 
 async def _database(context: Context) -> ComponentHealth:
@@ -29,18 +31,22 @@ async def _database(context: Context) -> ComponentHealth:
 
 async def _aps(context: Context) -> ComponentHealth:
     """APS counts as reachable when a viewer-scoped token can be had. A token already in the cache proves
-    that without a call, so an unauthenticated caller cannot make the server hammer APS."""
+    that without a call, and a failure is remembered for a few seconds, so unauthenticated callers cannot
+    make the server hammer APS."""
     if context.tokens is None:
         return ComponentHealth(ok=False, detail="not configured (no APS client id/secret)")
+    failed = context.aps_health_failure
+    if failed is not None and time.monotonic() - failed[0] < APS_FAILURE_MEMO_SECONDS:
+        return ComponentHealth(ok=False, detail=failed[1])
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
             await context.tokens.get(VIEWABLES_SCOPE)
     except Exception as exc:
         code = getattr(exc, "status_code", None)
-        return ComponentHealth(
-            ok=False,
-            detail=f"token request failed ({type(exc).__name__}" + (f", HTTP {code})" if code else ")"),
-        )
+        detail = f"token request failed ({type(exc).__name__}" + (f", HTTP {code})" if code else ")")
+        context.aps_health_failure = (time.monotonic(), detail)
+        return ComponentHealth(ok=False, detail=detail)
+    context.aps_health_failure = None
     return ComponentHealth(ok=True, detail="token service reachable")
 
 
