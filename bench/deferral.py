@@ -6,9 +6,10 @@ Starts PostgreSQL, the APS emulator and a local Airflow (scheduler with LocalExe
 triggerer, api-server). For each mode it uploads N small objects and POSTs their translation jobs directly
 with aps_client (one process, one token), then runs a DAG whose one mapped sensor task waits on the N URNs
 (bench/dags/aps_deferral_bench.py). While the run lasts it samples the task instance states and the
-triggerer's memory. Printed per mode: wall time from the first job POST to the end of the run, the most
-worker slots held by waiting sensors (task instances `running`), the most sensors `deferred`, manifest
-GETs and token requests seen by the emulator during the run, and the triggerer process tree's peak RSS.
+triggerer's memory. Printed per mode: wall time from the job POSTs to the end of the run, the most worker
+slots held by sensors (task instances `running`, overall and on average while the translations still run),
+the most sensors `deferred`, manifest GETs and token requests seen by the emulator during the run, and the
+triggerer process tree's peak RSS.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Result:
     state: str
     wall_seconds: float
     max_running: int
+    mean_running_while_translating: float
     max_deferred: int
     manifest_gets: int
     token_requests: int
@@ -73,7 +75,8 @@ def start_jobs(config: APSConfig, n: int, prefix: str) -> list[str]:
     return urns
 
 
-def run_mode(stack: AirflowStack, emulator, config: APSConfig, mode: str, n: int, timeout: float) -> Result:
+def run_mode(stack: AirflowStack, emulator, config: APSConfig, mode: str, n: int, translation_seconds: float,
+             timeout: float) -> Result:
     dag_id = f"aps_deferral_{mode}"
     stack.wait_for_dag(dag_id)
     urns = start_jobs(config, n, prefix=f"{mode}-{int(time.time())}")
@@ -81,6 +84,9 @@ def run_mode(stack: AirflowStack, emulator, config: APSConfig, mode: str, n: int
     before = emulator.stats()["requests"]
     run_id = stack.trigger(dag_id, conf={"urns": urns})
     max_running = max_deferred = 0
+    # Slots held while the translations are still running on APS: the cost of waiting.
+    translating_samples: list[int] = []
+    translations_end = started + translation_seconds
     peak_rss = 0
     deadline = started + timeout
     state = None
@@ -88,6 +94,8 @@ def run_mode(stack: AirflowStack, emulator, config: APSConfig, mode: str, n: int
         states = stack.task_states(dag_id, run_id)
         sensors = [s for (task_id, _), s in states.items() if task_id == SENSOR]
         max_running = max(max_running, sensors.count("running"))
+        if time.monotonic() < translations_end:
+            translating_samples.append(sensors.count("running"))
         max_deferred = max(max_deferred, sensors.count("deferred"))
         peak_rss = max(peak_rss, tree_rss(stack.processes["triggerer"].pid))
         state = stack.run_state(dag_id, run_id)
@@ -100,6 +108,7 @@ def run_mode(stack: AirflowStack, emulator, config: APSConfig, mode: str, n: int
         print(stack.failure_report(dag_id, run_id, lines=15)[:5000], file=sys.stderr)
     return Result(
         mode=mode, state=str(state), wall_seconds=wall, max_running=max_running, max_deferred=max_deferred,
+        mean_running_while_translating=sum(translating_samples) / max(len(translating_samples), 1),
         manifest_gets=after.get("manifest", 0) - before.get("manifest", 0),
         token_requests=after.get("token", 0) - before.get("token", 0),
         triggerer_peak_rss_mib=peak_rss / 2**20,
@@ -134,18 +143,22 @@ def main() -> int:
             for mode in ("deferrable", "poke"):
                 print(f"{mode}: waiting on {args.n} translations of {args.translation_seconds:.0f}s ...",
                       flush=True)
-                results.append(run_mode(stack, emulator, config, mode, args.n, args.timeout))
+                results.append(run_mode(stack, emulator, config, mode, args.n, args.translation_seconds,
+                                        args.timeout))
     finally:
         if emulator is not None:
             emulator.stop()
         postgres.destroy()
 
     print(f"\nN={args.n} translation_seconds={args.translation_seconds:.0f} parallelism={args.parallelism}")
-    print(f"{'mode':<11} {'state':<8} {'wall s':>8} {'max slots':>9} {'max defer':>9} {'manifest GETs':>13} "
-          f"{'tokens':>6} {'triggerer RSS MiB':>17}")
+    print("slots = sensor task instances `running` (each holds a worker slot); 'mean slots translating' "
+          "averages them over the samples taken before the translations finish")
+    print(f"{'mode':<11} {'state':<8} {'wall s':>8} {'max slots':>9} {'mean slots translating':>22} "
+          f"{'max defer':>9} {'manifest GETs':>13} {'tokens':>6} {'triggerer RSS MiB':>17}")
     for r in results:
-        print(f"{r.mode:<11} {r.state:<8} {r.wall_seconds:>8.1f} {r.max_running:>9} {r.max_deferred:>9} "
-              f"{r.manifest_gets:>13} {r.token_requests:>6} {r.triggerer_peak_rss_mib:>17.1f}")
+        print(f"{r.mode:<11} {r.state:<8} {r.wall_seconds:>8.1f} {r.max_running:>9} "
+              f"{r.mean_running_while_translating:>22.1f} {r.max_deferred:>9} {r.manifest_gets:>13} "
+              f"{r.token_requests:>6} {r.triggerer_peak_rss_mib:>17.1f}")
     return 0 if all(r.state == "success" for r in results) else 1
 
 
