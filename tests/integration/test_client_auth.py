@@ -108,3 +108,23 @@ def test_5xx_that_outlasts_the_attempts_is_a_server_error(emulator: EmulatorServ
             aps.derivative.formats()
     assert caught.value.status_code == 503
     assert stat(emulator, "formats") == 2
+
+
+async def test_async_client_refreshes_an_expired_token(
+    aps_config: APSConfig, emulator: EmulatorServer
+) -> None:
+    async with AsyncAPSClient(aps_config) as aps_async:
+        first = await aps_async.get_token()
+        emulator.advance_clock(4000)
+        assert "svf2" in await aps_async.derivative.formats()
+        assert (await aps_async.get_token()).access_token != first.access_token
+    assert stat(emulator, "formats 401", "responses") == 1
+    assert stat(emulator, "token") == 2
+
+
+async def test_async_client_retries_5xx(aps_config: APSConfig, emulator: EmulatorServer) -> None:
+    async with AsyncAPSClient(aps_config) as aps_async:
+        await aps_async.get_token()
+        emulator.configure(fault_5xx_burst=2)
+        assert "svf2" in await aps_async.derivative.formats()
+    assert stat(emulator, "formats 503", "responses") == 2

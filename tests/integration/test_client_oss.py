@@ -221,3 +221,14 @@ def test_region_mismatch_is_not_found(aps: APSClient) -> None:
 def test_upload_bytes_helper_gives_a_urn(aps: APSClient) -> None:
     urn = upload_bytes(aps, "helper-bucket", "cube.obj", b"o Cube\n")
     assert from_urn(urn) == "urn:adsk.objects:os.object:helper-bucket/cube.obj"
+
+
+def test_token_without_the_needed_scope_is_forbidden(emulator: EmulatorServer) -> None:
+    clear_token_cache()
+    with (
+        APSClient(client_config(emulator, scopes=("data:read",))) as aps,
+        pytest.raises(APSForbiddenError) as caught,
+    ):
+        aps.oss.ensure_bucket("scope-bucket")
+    assert caught.value.status_code == 403
+    assert "bucket:create" in str(caught.value)
