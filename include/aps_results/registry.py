@@ -94,7 +94,7 @@ def claim_files(
             "version_id": obj.version_id,
             "size": obj.size,
             "content_type": obj.content_type,
-            "meta": dict(obj.metadata),
+            "metadata": dict(obj.metadata),  # the column's name (File.meta in Python)
             "run_id": run_id,
         }
         for obj in objects
@@ -126,11 +126,12 @@ def set_file_state(
 ) -> int:
     """Move files to `state` (with a reason); terminal states also set `finished_at`. Returns rows changed.
 
-    `fields` sets other File columns at the same time, e.g. sha256=..., model_id=..., quarantine_key=...
+    `fields` sets other columns (by column name) at the same time, e.g. sha256=..., model_id=...,
+    quarantine_key=..., metadata=...
     """
     state = FileState(state)  # ValueError for an unknown state, before touching the database
     ids = [file_ids] if isinstance(file_ids, int) else list(file_ids)
-    unknown = set(fields) - set(File.__table__.columns.keys()) - {"meta"}
+    unknown = set(fields) - set(File.__table__.columns.keys())
     if unknown:
         raise ValueError(f"unknown file columns: {sorted(unknown)}")
     values: dict[str, Any] = {"state": state.value, "reason": reason, "updated_at": func.now(), **fields}

@@ -1,0 +1,158 @@
+"""Registry helpers on real PostgreSQL: claiming files, states, models, translations, run summaries."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from aps_results import registry
+from aps_results.models import File, Model, ModelStatusHistory, RunSummary, Translation, ValidationResult
+from aps_results.registry import CheckResult, DiscoveredObject
+
+PIPELINE = "aps_ingest"
+
+
+def landed(*names: str, etag: str = "e1") -> list[DiscoveredObject]:
+    return [DiscoveredObject("landing", f"in/{name}", etag, 100 + i, metadata={"project": "p1"})
+            for i, name in enumerate(names)]
+
+
+def test_claim_is_idempotent_and_a_changed_object_is_a_new_file(results_engine: Engine) -> None:
+    with results_engine.begin() as conn:
+        first = registry.claim_files(conn, PIPELINE, "run-1", landed("a.ifc", "b.obj"))
+    assert [(f.s3_key, f.state) for f in first] == [("in/a.ifc", "discovered"), ("in/b.obj", "discovered")]
+
+    with results_engine.begin() as conn:  # a retried discover task of the same run gets the same files
+        assert registry.claim_files(conn, PIPELINE, "run-1", landed("a.ifc", "b.obj")) == first
+    with results_engine.begin() as conn:  # the next run does not claim what is already known
+        assert registry.claim_files(conn, PIPELINE, "run-2", landed("a.ifc", "b.obj")) == []
+    with results_engine.begin() as conn:  # a.ifc was overwritten: new etag, new file
+        changed = registry.claim_files(conn, PIPELINE, "run-3", landed("a.ifc", etag="e2"))
+    assert [(f.s3_key, f.etag) for f in changed] == [("in/a.ifc", "e2")]
+    with results_engine.begin() as conn:  # another pipeline on the same bucket tracks its own files
+        assert len(registry.claim_files(conn, "other", "run-1", landed("a.ifc"))) == 1
+        rows = conn.execute(select(File.s3_key, File.etag, File.meta).where(File.pipeline == PIPELINE)
+                            .order_by(File.id)).all()
+    assert rows == [("in/a.ifc", "e1", {"project": "p1"}), ("in/b.obj", "e1", {"project": "p1"}),
+                    ("in/a.ifc", "e2", {"project": "p1"})]
+
+
+def test_states_reasons_and_unfinished_files(results_engine: Engine) -> None:
+    with results_engine.begin() as conn:
+        a, b, c = registry.claim_files(conn, PIPELINE, "run-1", landed("a.ifc", "b.obj", "c.exe"))
+        registry.set_file_state(conn, c.id, "rejected", "extension .exe is not supported",
+                                quarantine_key="quarantine/c.exe")
+        registry.set_file_state(conn, [a.id, b.id], "validating", count_attempt=True)
+        assert registry.count_unfinished_files(conn, PIPELINE, "run-1") == 2
+        registry.set_file_state(conn, a.id, "loaded", sha256="f" * 64)
+        registry.set_file_state(conn, b.id, "failed", "translation failed: corrupt file")
+        assert registry.count_unfinished_files(conn, PIPELINE, "run-1") == 0
+    with Session(results_engine) as session:
+        rows = {f.s3_key: f for f in session.scalars(select(File).where(File.pipeline == PIPELINE))}
+    rejected, loaded = rows["in/c.exe"], rows["in/a.ifc"]
+    assert rejected.reason == "extension .exe is not supported"
+    assert rejected.quarantine_key == "quarantine/c.exe"
+    assert rejected.finished_at is not None
+    assert (loaded.state, loaded.sha256, loaded.attempts) == ("loaded", "f" * 64, 1)
+
+    with results_engine.begin() as conn, pytest.raises(ValueError, match="lost"):
+        registry.set_file_state(conn, a.id, "lost")
+    with results_engine.begin() as conn, pytest.raises(ValueError, match="unknown file columns"):
+        registry.set_file_state(conn, a.id, "loaded", colour="red")
+
+
+def test_reclaim_takes_over_files_a_crashed_run_left_unfinished(results_engine: Engine) -> None:
+    with results_engine.begin() as conn:
+        a, b = registry.claim_files(conn, PIPELINE, "run-1", landed("a.ifc", "b.obj"))
+        registry.set_file_state(conn, a.id, "loaded")
+        registry.set_file_state(conn, b.id, "uploading")
+    with results_engine.begin() as conn:
+        taken = registry.claim_files(conn, PIPELINE, "run-2", [], reclaim_unfinished=True)
+    assert [(f.id, f.state) for f in taken] == [(b.id, "uploading")]
+
+
+def test_validation_results_replace_an_earlier_try(results_engine: Engine) -> None:
+    with results_engine.begin() as conn:
+        (a,) = registry.claim_files(conn, PIPELINE, "run-1", landed("a.ifc"))
+        for _ in range(2):  # a retried validate task
+            registry.record_validation(conn, a.id, "run-1", [
+                CheckResult("extension", True),
+                CheckResult("magic_bytes", False, {"expected": "ISO-10303-21"}),
+            ])
+        registry.record_validation_run(conn, PIPELINE, "run-1", "batch", False, {"evaluated": 3}, [{"x": 1}])
+        run_id = registry.record_validation_run(conn, PIPELINE, "run-1", "batch", True, {"evaluated": 3}, [])
+        results = conn.execute(select(ValidationResult.check_name, ValidationResult.passed,
+                                      ValidationResult.details).order_by(ValidationResult.id)).all()
+    assert results == [("extension", True, {}), ("magic_bytes", False, {"expected": "ISO-10303-21"})]
+    assert isinstance(run_id, int)
+
+
+def test_identical_content_shares_one_model_per_region(results_engine: Engine) -> None:
+    with results_engine.begin() as conn:
+        a, b = registry.claim_files(conn, PIPELINE, "run-1", landed("a.ifc", "copy-of-a.ifc"))
+        first = registry.get_or_create_model(conn, "US", "d" * 64, source_file_id=a.id, run_id="run-1")
+        second = registry.get_or_create_model(conn, "US", "d" * 64, source_file_id=b.id, run_id="run-1")
+        emea = registry.get_or_create_model(conn, "EMEA", "d" * 64)
+        links = conn.execute(select(File.model_id).order_by(File.id)).scalars().all()
+    assert first.created
+    assert not second.created
+    assert emea.created
+    assert first.id == second.id != emea.id
+    assert links == [first.id, first.id]
+
+
+def test_translation_attempts_and_model_status_history(results_engine: Engine) -> None:
+    with results_engine.begin() as conn:
+        model = registry.get_or_create_model(conn, "US", "e" * 64)
+        registry.update_model(conn, model.id, bucket_key="bucket", object_key="e.ifc",
+                              object_id="urn:adsk.objects:os.object:bucket/e.ifc", urn="dXJu",
+                              upload_state={"parts": [1, 2]})
+        one = registry.start_translation(conn, model.id, run_id="run-1", output_formats=["svf2"])
+        registry.update_translation(conn, one.id, "inprogress", progress="40% complete")
+        registry.update_translation(conn, one.id, "failed", messages=[
+            {"type": "error", "code": "TranslationWorker-InternalFailure",
+             "message": ["Unrecoverable", "exit"]},
+        ], manifest={"status": "failed"})
+        two = registry.start_translation(conn, model.id, run_id="run-2", forced=True)
+        registry.update_translation(conn, two.id, "success", progress="complete",
+                                    manifest={"status": "success"})
+        latest = registry.latest_translation(conn, model.id)
+        assert latest is not None
+        assert (latest.id, latest.attempt, latest.status) == (two.id, 2, "success")
+        stored = conn.execute(
+            select(Model.status, Model.urn, Model.upload_state).where(Model.id == model.id)
+        ).one()
+        history = conn.execute(select(ModelStatusHistory.status, ModelStatusHistory.reason)
+                               .order_by(ModelStatusHistory.id)).all()
+        attempts = conn.execute(
+            select(Translation.attempt, Translation.status, Translation.started_at.is_not(None),
+                   Translation.finished_at.is_not(None)).order_by(Translation.attempt)
+        ).all()
+    assert (one.attempt, two.attempt) == (1, 2)
+    assert tuple(stored) == ("success", "dXJu", {"parts": [1, 2]})
+    assert history == [
+        ("pending", None), ("translating", None),
+        ("failed", "TranslationWorker-InternalFailure: Unrecoverable exit"),
+        ("translating", None), ("success", None),
+    ]
+    assert attempts == [(1, "failed", True, True), (2, "success", True, True)]
+    with results_engine.begin() as conn:
+        assert registry.set_model_status(conn, model.id, "success") is False  # unchanged: no history row
+        with pytest.raises(ValueError, match="cannot set"):
+            registry.update_model(conn, model.id, status="success")
+
+
+def test_run_summary_counts_terminal_states_and_is_refreshed(results_engine: Engine) -> None:
+    with results_engine.begin() as conn:
+        a, b, c, d = registry.claim_files(conn, PIPELINE, "run-1", landed("a", "b", "c", "d"))
+        registry.set_file_state(conn, a.id, "loaded")
+        registry.set_file_state(conn, b.id, "rejected", "bad magic bytes")
+        registry.set_file_state(conn, c.id, "failed", "timeout")
+        counts = registry.write_run_summary(conn, PIPELINE, "run-1", details={"note": "first"})
+    assert counts.line("demo summary") == "demo summary: discovered=4 loaded=1 rejected=1 failed=1 lost=1"
+    with results_engine.begin() as conn:
+        registry.set_file_state(conn, d.id, "loaded")
+        registry.write_run_summary(conn, PIPELINE, "run-1")
+        rows = conn.execute(select(RunSummary.discovered, RunSummary.loaded, RunSummary.lost)).all()
+    assert rows == [(4, 2, 0)]
