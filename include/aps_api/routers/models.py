@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 
 from aps_api import queries
+from aps_api.db import snapshot
 from aps_api.deps import Connection, Context, ModelId, require_api_key
 from aps_api.errors import APSUnavailable
 from aps_api.pagination import decode_cursor, encode_cursor
@@ -108,20 +109,21 @@ async def list_models(
 
 @router.get("/{model_id}", response_model=ModelDetail, responses=_NOT_FOUND, summary="One model in full")
 async def get_model(model_id: ModelId, conn: Connection) -> dict[str, Any]:
-    row = await queries.get_model(conn, model_id)
-    if row is None:
-        raise _not_found(model_id)
-    return {
-        **_summary(row),
-        "object_id": row.object_id,
-        "bucket_key": row.bucket_key,
-        "object_key": row.object_key,
-        "has_thumbnail": row.has_thumbnail,
-        "status_history": _dicts(await queries.status_history(conn, model_id)),
-        "translations": _dicts(await queries.translations(conn, model_id)),
-        "derivatives": _dicts(await queries.derivatives(conn, model_id)),
-        "views": _dicts(await queries.views(conn, model_id)),
-    }
+    async with snapshot(conn):  # five reads, one consistent state
+        row = await queries.get_model(conn, model_id)
+        if row is None:
+            raise _not_found(model_id)
+        return {
+            **_summary(row),
+            "object_id": row.object_id,
+            "bucket_key": row.bucket_key,
+            "object_key": row.object_key,
+            "has_thumbnail": row.has_thumbnail,
+            "status_history": _dicts(await queries.status_history(conn, model_id)),
+            "translations": _dicts(await queries.translations(conn, model_id)),
+            "derivatives": _dicts(await queries.derivatives(conn, model_id)),
+            "views": _dicts(await queries.views(conn, model_id)),
+        }
 
 
 @router.get(
