@@ -74,10 +74,11 @@ _STAGING: dict[str, tuple[str, list[str]]] = {
     ),
     # One row per object that has properties: its external id, to complete tree nodes that lack one.
     "stage_external_ids": ("view_guid text, object_id int4, external_id text", ["text", "int4", "text"]),
+    # The same columns as aps.properties, so one row generator feeds either.
     "stage_properties": (
-        "view_guid text, object_id int4, external_id text, category text, name text, value text, "
-        "value_num float8",
-        ["text", "int4", "text", "text", "text", "text", "float8"],
+        "model_id int8, view_guid text, object_id int4, external_id text, category text, name text, "
+        "value text, value_num float8",
+        ["int8", "text", "int4", "text", "text", "text", "text", "float8"],
     ),
     "stage_derivatives": (
         "guid text, parent_guid text, name text, output_type text, type text, role text, mime text, "
@@ -85,8 +86,6 @@ _STAGING: dict[str, tuple[str, list[str]]] = {
         ["text"] * 10,
     ),
 }
-
-_PROPERTIES_COPY = ["int8", *_STAGING["stage_properties"][1]]
 
 _SWAP = [
     f"DELETE FROM {SCHEMA}.objects WHERE model_id = %(model_id)s",
@@ -110,7 +109,7 @@ _SWAP_STAGED_PROPERTIES = [
     f"DELETE FROM {SCHEMA}.properties WHERE model_id = %(model_id)s",
     f"""INSERT INTO {SCHEMA}.properties
             (model_id, view_guid, object_id, external_id, category, name, value, value_num)
-        SELECT %(model_id)s, view_guid, object_id, external_id, category, name, value, value_num
+        SELECT model_id, view_guid, object_id, external_id, category, name, value, value_num
         FROM stage_properties""",
 ]
 
@@ -168,7 +167,7 @@ def _load(connection: Connection, model_id: int, inputs: _Inputs) -> LoadStats:
     phases: dict[str, float] = {}
     step = time.perf_counter()
     external_ids: list[tuple[str, int, str]] = []
-    rows = _property_rows(inputs.properties, external_ids)
+    rows = _property_rows(model_id, inputs.properties, external_ids)
     if inputs.properties_via_staging:
         _copy(pg, "stage_properties", rows)
         phases["copy properties to staging"] = time.perf_counter() - step
@@ -177,7 +176,7 @@ def _load(connection: Connection, model_id: int, inputs: _Inputs) -> LoadStats:
         pg.execute(f"DELETE FROM {SCHEMA}.properties WHERE model_id = %s", (model_id,))
         phases["delete old properties"] = time.perf_counter() - step
         step = time.perf_counter()
-        _copy(pg, f"{SCHEMA}.properties", ((model_id, *row) for row in rows), _PROPERTIES_COPY)
+        _copy(pg, f"{SCHEMA}.properties", rows, _STAGING["stage_properties"][1])
         phases["copy properties"] = time.perf_counter() - step
         swap = _SWAP
 
@@ -249,7 +248,7 @@ def _copy(
 
 
 def _property_rows(
-    objects: Iterable[ObjectProperties], external_ids: list[tuple[str, int, str]]
+    model_id: int, objects: Iterable[ObjectProperties], external_ids: list[tuple[str, int, str]]
 ) -> Iterator[tuple[Any, ...]]:
     """Flattened property rows; notes each object's external id on the side (one small tuple per object)."""
     for item in objects:
@@ -257,4 +256,4 @@ def _property_rows(
         if external_id is not None:
             external_ids.append((view_guid, object_id, external_id))
         for category, name, value, number in flatten_properties(item.properties):
-            yield view_guid, object_id, external_id, category, name, value, number
+            yield model_id, view_guid, object_id, external_id, category, name, value, number
