@@ -1,7 +1,8 @@
 """Every error leaves the API as JSON `{"detail": ...}` with a clear message and no internals.
 
 FastAPI already answers HTTPException and validation errors (422) that way; this adds the database being
-unreachable (503) and a last-resort handler (500) that logs the exception but never echoes it.
+unreachable or its connection pool exhausted (503) and a last-resort handler (500) that logs the exception
+but never echoes it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import logging
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 log = logging.getLogger("aps_api")
 
@@ -22,13 +24,15 @@ class APSUnavailable(Exception):
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
-    async def database_unavailable(request: Request, exc: DBAPIError) -> JSONResponse:
+    @app.exception_handler(PoolTimeout)
+    async def database_unavailable(request: Request, exc: SQLAlchemyError) -> JSONResponse:
         # The driver message can include host names; log the class only, answer with a fixed text.
+        orig = getattr(exc, "orig", None)
         log.warning(
             "results database unavailable for %s %s: %s",
             request.method,
             request.url.path,
-            type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__,
+            type(orig or exc).__name__,
         )
         return JSONResponse(
             {"detail": "the results database is unavailable; try again shortly"},

@@ -9,10 +9,13 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import ProgrammingError
 
+from aps_api.apikeys import generate_api_key
 from aps_api.keys import create_key, revoke_key
+from aps_devstack import free_port
 from tests.fixtures.api import ResultsDB, RunningAPI
 
 V1_ROUTES = [
@@ -254,3 +257,17 @@ def test_api_is_read_only(results_db: ResultsDB, api: RunningAPI):
         reader.dispose()
     engine = api.app.state.context.engine
     assert engine.url.username == create_engine(results_db.reader_url).url.username
+
+
+def test_database_down_is_a_clear_503(start_api: Callable[..., RunningAPI]):
+    dead = f"postgresql+psycopg://nobody:secret-pw@127.0.0.1:{free_port()}/results"
+    api = start_api(database_url=SecretStr(dead))
+    with api.client() as client:
+        health = client.get("/health")
+    assert health.status_code == 503
+    assert health.json()["database"]["ok"] is False
+    with api.client(generate_api_key()) as client:
+        response = client.get("/v1/models")
+    assert response.status_code == 503
+    assert response.json() == {"detail": "the results database is unavailable; try again shortly"}
+    assert "secret-pw" not in health.text + response.text
