@@ -77,4 +77,6 @@ def start_emulator(
     base_url = f"http://127.0.0.1:{port}"
     wait_for_http(f"{base_url}/", timeout=60, process=process)
     client_id, _, client_secret = child_env["APS_EMULATOR_CLIENTS"].split(",")[0].partition(":")
-    return EmulatorServer(base_url=base_url, client_id=client_id, client_secret=client_secret, process=process)
+    return EmulatorServer(
+        base_url=base_url, client_id=client_id, client_secret=client_secret, process=process
+    )

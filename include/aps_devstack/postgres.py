@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -51,7 +52,17 @@ def _drop_root() -> tuple[Callable[[], None] | None, int | None, int | None]:
             os.setuid(uid)
 
         return demote, uid, gid
-    raise MissingPrerequisite("running as root and no unprivileged user (postgres or nobody) to run PostgreSQL")
+    raise MissingPrerequisite(
+        "running as root and no unprivileged user (postgres or nobody) to run PostgreSQL"
+    )
+
+
+def _traversable_by_others(path: Path) -> bool:
+    """True when every existing ancestor of `path` lets other users through (o+x)."""
+    for parent in path.resolve().parents:
+        if parent.exists() and not parent.stat().st_mode & stat.S_IXOTH:
+            return False
+    return True
 
 
 @dataclass
@@ -70,7 +81,11 @@ class LocalPostgres:
         initdb, pg_ctl = _find_binary("initdb"), _find_binary("pg_ctl")
         demote, uid, gid = _drop_root()
         # A short path keeps the Unix socket name under its length limit.
-        base = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="apspg-"))
+        if base_dir is None or (uid is not None and not _traversable_by_others(Path(base_dir))):
+            # As root the cluster runs as another user, who must be able to reach its directory.
+            base = Path(tempfile.mkdtemp(prefix="apspg-"))
+        else:
+            base = Path(base_dir)
         base.mkdir(parents=True, exist_ok=True)
         data_dir, socket_dir = base / "data", base / "sock"
         socket_dir.mkdir(exist_ok=True)
@@ -80,25 +95,56 @@ class LocalPostgres:
         port = port or free_port()
         if not (data_dir / "PG_VERSION").exists():
             subprocess.run(
-                [initdb, "-D", str(data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync",
-                 "--locale=C"],
-                check=True, capture_output=True, preexec_fn=demote,
+                [
+                    initdb,
+                    "-D",
+                    str(data_dir),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                    "--locale=C",
+                ],
+                check=True,
+                capture_output=True,
+                preexec_fn=demote,
             )
         options = (
             f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
         result = subprocess.run(
-            [pg_ctl, "-D", str(data_dir), "-o", options, "-l", str(base / "postgres.log"), "-w", "-t", "60",
-             "start"],
-            capture_output=True, text=True, preexec_fn=demote,
+            [
+                pg_ctl,
+                "-D",
+                str(data_dir),
+                "-o",
+                options,
+                "-l",
+                str(base / "postgres.log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            capture_output=True,
+            text=True,
+            preexec_fn=demote,
         )
         if result.returncode != 0:
-            log = (base / "postgres.log").read_text(errors="replace") if (base / "postgres.log").exists() else ""
+            log = (
+                (base / "postgres.log").read_text(errors="replace")
+                if (base / "postgres.log").exists()
+                else ""
+            )
             raise RuntimeError(f"pg_ctl start failed: {result.stderr.strip()}\n{log[-2000:]}")
         return cls(data_dir=data_dir, port=port)
 
-    def url(self, database: str = "postgres", user: str | None = None, driver: str = "postgresql+psycopg") -> str:
+    def url(
+        self, database: str = "postgres", user: str | None = None, driver: str = "postgresql+psycopg"
+    ) -> str:
         return f"{driver}://{user or self.superuser}@127.0.0.1:{self.port}/{database}"
 
     def dsn(self, database: str = "postgres") -> str:
@@ -114,8 +160,11 @@ class LocalPostgres:
     def stop(self) -> None:
         pg_ctl = _find_binary("pg_ctl")
         demote, _, _ = _drop_root()
-        subprocess.run([pg_ctl, "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
-                       capture_output=True, preexec_fn=demote)
+        subprocess.run(
+            [pg_ctl, "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            preexec_fn=demote,
+        )
 
     def destroy(self) -> None:
         self.stop()

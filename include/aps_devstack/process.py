@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -26,8 +27,10 @@ def wait_for_http(url: str, timeout: float = 60.0, process: ManagedProcess | Non
     last_error = "no answer"
     while time.monotonic() < deadline:
         if process is not None and not process.alive():
-            raise RuntimeError(f"{process.name} exited with {process.returncode()} before {url} answered; "
-                               f"log tail:\n{process.log_tail()}")
+            raise RuntimeError(
+                f"{process.name} exited with {process.returncode()} before {url} answered; "
+                f"log tail:\n{process.log_tail()}"
+            )
         try:
             response = httpx.get(url, timeout=2.0)
             if response.status_code < 500:
@@ -81,24 +84,18 @@ class ManagedProcess:
             return ""
 
     def signal_group(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self._popen.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM the whole group, then SIGKILL what is left after `timeout` seconds."""
         self.signal_group(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self._popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
         # Children (e.g. a log server) may outlive the leader: kill the group unconditionally.
         self.signal_group(signal.SIGKILL)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self._popen.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
         self._log.close()
 
     def kill(self) -> None:
