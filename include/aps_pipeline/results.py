@@ -182,3 +182,32 @@ def mark_model_failed(engine: Engine, model_id: int, run_id: str, reason: str) -
         ids = _unfinished_file_ids(connection, model_id, run_id)
         registry.set_file_state(connection, ids, FileState.FAILED, reason)
     return ids
+
+
+def settle_model(
+    aps: Any, engine: Engine, model_id: int, run_id: str, *, last_attempt: bool
+) -> dict[str, Any]:
+    """Bring a model's files of this run to a terminal state, whatever happened upstream.
+
+    Runs after the wait whether it succeeded or not: loads a successful translation, records a failed or
+    timed-out one with APS's messages, and ends the files `failed` when the model was never uploaded or
+    its translation did not finish in time. Transient errors propagate so the task retries; on the
+    `last_attempt` the files are ended `failed` with the error before it propagates, so none is lost.
+    """
+    with engine.connect() as connection:
+        model = registry.get_model(connection, model_id)
+    if model is None:
+        raise LookupError(f"model {model_id} does not exist")
+    if not model.urn:
+        failed = mark_model_failed(engine, model_id, run_id, "upload to APS or job submission failed")
+        return {"model_id": model_id, "status": "failed", "failed_files": failed}
+    try:
+        return fetch_and_load(aps, engine, model_id, run_id)
+    except ModelNotReady as exc:
+        failed = mark_model_failed(engine, model_id, run_id, f"translation did not finish in time: {exc}")
+        return {"model_id": model_id, "status": "timeout", "failed_files": failed}
+    except Exception as exc:
+        if last_attempt:
+            reason = f"loading results failed: {type(exc).__name__}: {exc}"
+            mark_model_failed(engine, model_id, run_id, reason)
+        raise

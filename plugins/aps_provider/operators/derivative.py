@@ -32,13 +32,13 @@ class APSStartTranslationOperator(BaseOperator):
         `upload.output`; note that `upload.output["urn"]` would mean the XCom *key* "urn").
     :param region: APS region of the design (templated); default: the connection's.
     :param formats: Output formats (templated); default: svf2 with 2d and 3d views, plus a thumbnail.
-    :param force: Re-translate even if derivatives exist.
+    :param force: Re-translate even if derivatives exist (templated, e.g. "{{ params.force }}").
     :param workflow: Webhook workflow id (`misc.workflow`) to notify when the job finishes (templated).
     :param root_filename: For a zipped design: the root file inside the zip (templated).
     :param aps_conn_id: The `aps` connection.
     """
 
-    template_fields: Sequence[str] = ("urn", "region", "formats", "workflow", "root_filename")
+    template_fields: Sequence[str] = ("urn", "region", "formats", "force", "workflow", "root_filename")
     ui_color = "#f2d68a"
     operator_extra_links = (APSManifestLink(), APSViewerLink())
 
@@ -64,6 +64,8 @@ class APSStartTranslationOperator(BaseOperator):
         self.aps_conn_id = aps_conn_id
 
     def execute(self, context: Context) -> str:
+        # `force` may arrive templated ("{{ params.force }}"), i.e. as text.
+        self.force = str(self.force).strip().lower() in ("true", "1", "yes")
         urn = urn_from_value(self.urn)
         if not urn:
             raise ValueError(f"APSStartTranslationOperator needs a URN, got {self.urn!r}")

@@ -1,0 +1,96 @@
+"""
+### CAD/BIM ingest: S3 landing bucket → validation → APS translation → PostgreSQL results
+
+One DAG per entry of the pipelines file (`include/aps_pipeline/pipelines.yaml`, or `$APS_PIPELINES_FILE`).
+Every run:
+
+1. **check_results_schema**: the results database is at the schema version this code expects.
+2. **discover_files**: claims new or changed objects under the landing prefix (params `prefix`, `limit`).
+3. **validate_files**: extension, size, magic bytes, safe key, metadata, batch expectations.
+4. **quarantine_rejected**: copies each rejected object beside a JSON reason; originals are never touched.
+5. **plan_models**: one model per distinct content (identical files are uploaded and translated once).
+6. **ensure_aps_bucket**, then per model (**model** group, mapped): upload from S3 → start translation →
+   record the job → wait on the triggerer (deferrable) → load views, object tree, properties, thumbnail.
+7. **write_run_summary**: counts per terminal state (loaded, rejected, failed); fails if any file has none,
+   otherwise emits the results asset for downstream DAGs.
+
+Manual runs take `prefix`, `limit` and `force` (re-translate content that was translated before).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Asset, Param, task_group
+
+from aps_ingest_tasks import tasks
+from aps_pipeline.config import PipelineConfig, load_pipelines
+from aps_provider.operators.derivative import APSStartTranslationOperator
+from aps_provider.operators.oss import APSCreateBucketOperator, APSUploadFromS3Operator
+from aps_provider.sensors.derivative import APSTranslationSensor
+
+
+def ingest_dag(pipeline: PipelineConfig) -> DAG:
+    with DAG(
+        dag_id=pipeline.name,
+        description=pipeline.description or None,
+        doc_md=__doc__,
+        schedule=pipeline.schedule,
+        start_date=datetime.combine(pipeline.start_date, datetime.min.time()),
+        catchup=False,
+        max_active_runs=1,
+        tags=pipeline.tags,
+        render_template_as_native_obj=True,
+        default_args={
+            "owner": pipeline.owner,
+            "retries": pipeline.retries,
+            "retry_delay": timedelta(seconds=pipeline.retry_delay_seconds),
+            "retry_exponential_backoff": True,
+            "max_retry_delay": timedelta(minutes=30),
+        },
+        params={
+            "prefix": Param(None, type=["null", "string"], description="only keys under this prefix"),
+            "limit": Param(None, type=["null", "integer"], minimum=1, description="at most this many files"),
+            "force": Param(False, type="boolean", description="re-translate content translated before"),
+        },
+    ) as dag:
+        aps = {"aps_conn_id": pipeline.aps_conn_id, "pool": pipeline.pool.name}
+
+        @task_group(group_id="model")
+        def process_model(model_id, file_ids, s3_bucket, s3_key, bucket_key, object_key, region):
+            upload = APSUploadFromS3Operator(
+                task_id="upload_to_aps", s3_bucket=s3_bucket, s3_key=s3_key, bucket_key=bucket_key,
+                object_key=object_key, region=region, aws_conn_id=pipeline.aws_conn_id, **aps,
+            )
+            translate = APSStartTranslationOperator(
+                task_id="start_translation", urn=upload.output, region=region,
+                formats=pipeline.job_formats(), force="{{ params.force }}", **aps,
+            )
+            recorded = tasks.record_submission(model_id, file_ids, upload.output, translate.output)
+            wait = APSTranslationSensor(
+                task_id="wait_for_translation", urn=translate.output, region=region,
+                aps_conn_id=pipeline.aps_conn_id, timeout=pipeline.translation_timeout,
+                poll_interval=pipeline.poll_interval, max_poll_interval=pipeline.poll_max_interval,
+                retries=0,
+            )
+            loaded = tasks.load_results.override(pool=pipeline.pool.name)(model_id)
+            recorded >> wait >> loaded
+
+        validated = tasks.check_results_schema() >> tasks.discover_files() >> tasks.validate_files()
+        planned = tasks.plan_models()
+        bucket = APSCreateBucketOperator(
+            task_id="ensure_aps_bucket", bucket_key=pipeline.aps.bucket_key, policy=pipeline.aps.policy,
+            region=pipeline.aps.region, aps_conn_id=pipeline.aps_conn_id,
+        )
+        models = process_model.expand_kwargs(planned)
+        summary = tasks.write_run_summary.override(outlets=[Asset(name=f"{pipeline.name}_results")])()
+
+        validated >> [tasks.quarantine_rejected(), planned]
+        planned >> bucket >> models >> summary
+        validated >> summary
+
+    return dag
+
+
+for pipeline in load_pipelines():
+    globals()[pipeline.name] = ingest_dag(pipeline)

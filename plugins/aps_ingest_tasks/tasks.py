@@ -1,0 +1,137 @@
+"""Tasks of the ingest DAG. Each one resolves its pipeline entry by name and delegates to `aps_pipeline`.
+
+Task arguments are the pipeline's name and small JSON values (they are stored in the serialized DAG and in
+XCom); engines and clients are built inside the task from the pipeline's Airflow connections.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.sdk import BaseHook, get_current_context, task
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+
+from aps_pipeline.config import PipelineConfig, get_pipeline
+from aps_provider.hooks.aps import APSHook
+
+
+@cache
+def results_engine(conn_id: str) -> Engine:
+    """One small pool per worker process for the results database named by an Airflow connection."""
+    from aps_results.db import make_engine
+
+    conn = BaseHook.get_connection(conn_id)
+    url = URL.create("postgresql+psycopg", username=conn.login, password=conn.password or None,
+                     host=conn.host, port=conn.port, database=conn.schema or None)
+    return make_engine(url, pool_size=2, max_overflow=2)
+
+
+def _run() -> tuple[PipelineConfig, str, dict[str, Any]]:
+    context = get_current_context()
+    config = get_pipeline(context["dag"].dag_id)
+    return config, context["run_id"], dict(context["params"])
+
+
+def _s3(config: PipelineConfig) -> Any:
+    return S3Hook(aws_conn_id=config.aws_conn_id).get_conn()
+
+
+@task
+def check_results_schema() -> str:
+    """Stop the run early when the results database is not at the schema version this code expects."""
+    from aps_results.migrate import assert_schema_current
+
+    config, _, _ = _run()
+    return assert_schema_current(results_engine(config.results_conn_id))
+
+
+@task
+def discover_files() -> dict[str, Any]:
+    """Claim new and changed objects under the landing prefix for this run."""
+    from aps_pipeline.discovery import discover_files as discover
+
+    config, run_id, params = _run()
+    return discover(_s3(config), results_engine(config.results_conn_id), config, run_id,
+                    limit=params.get("limit"), prefix=params.get("prefix"))
+
+
+@task
+def validate_files() -> dict[str, Any]:
+    """Per-file checks and the batch expectations; every claimed file ends `valid` or `rejected`."""
+    from aps_pipeline.validation import validate_files as validate
+
+    config, run_id, _ = _run()
+    with APSHook(aps_conn_id=config.aps_conn_id, region=config.aps.region).get_client() as aps:
+        return validate(_s3(config), results_engine(config.results_conn_id), config, run_id, aps=aps)
+
+
+@task
+def quarantine_rejected() -> dict[str, Any]:
+    """Copy each rejected object beside a JSON reason under the quarantine prefix (originals untouched)."""
+    from aps_pipeline.quarantine import quarantine_rejected as quarantine
+
+    config, run_id, _ = _run()
+    return quarantine(_s3(config), results_engine(config.results_conn_id), config, run_id)
+
+
+@task
+def plan_models() -> list[dict[str, Any]]:
+    """One entry per distinct content that needs APS work: the mapped model group's arguments."""
+    from aps_pipeline.dedupe import assign_models
+
+    config, run_id, params = _run()
+    plan = assign_models(results_engine(config.results_conn_id), config, run_id,
+                         force=bool(params.get("force")))
+    return [
+        {
+            "model_id": model["model_id"],
+            "file_ids": model["file_ids"],
+            "s3_bucket": model["source"]["bucket"],
+            "s3_key": model["source"]["key"],
+            "bucket_key": model["bucket_key"],
+            "object_key": model["object_key"],
+            "region": model["region"],
+        }
+        for model in plan["models"]
+    ]
+
+
+@task
+def record_submission(model_id: int, file_ids: list[int], upload: dict[str, Any], urn: str) -> dict[str, Any]:
+    """Persist the URN and the submitted job before the sensor defers (no resubmission after a restart)."""
+    from aps_pipeline.submission import record_submission as record
+
+    config, run_id, params = _run()
+    return record(results_engine(config.results_conn_id), model_id, run_id, upload=upload, urn=urn,
+                  file_ids=file_ids, output_formats=[f.type for f in config.output_formats],
+                  forced=bool(params.get("force")))
+
+
+@task(trigger_rule="all_done")
+def load_results(model_id: int) -> dict[str, Any]:
+    """Load a translated model, or record why it failed: its files always end in a terminal state."""
+    from aps_pipeline.results import settle_model
+
+    config, run_id, _ = _run()
+    ti = get_current_context()["ti"]
+    last_attempt = ti.try_number > ti.max_tries
+    with APSHook(aps_conn_id=config.aps_conn_id, region=config.aps.region).get_client() as aps:
+        return settle_model(aps, results_engine(config.results_conn_id), model_id, run_id,
+                            last_attempt=last_attempt)
+
+
+@task(trigger_rule="all_done")
+def write_run_summary() -> dict[str, Any]:
+    """Count the run's files per terminal state; fail loudly if any file has none."""
+    from aps_pipeline.summary import summarize_run
+
+    config, run_id, params = _run()
+    context = get_current_context()
+    started_at = context["dag_run"].start_date
+    summary = summarize_run(results_engine(config.results_conn_id), config.name, run_id,
+                            started_at=started_at, details={"params": params})
+    print(summary["line"])  # the one-line answer an operator looks for in the task log
+    return summary
