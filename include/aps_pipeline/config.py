@@ -142,6 +142,12 @@ class PipelineConfig(_Strict):
             raise ValueError("must be a valid DAG id: letters, digits, '_', '-', '.' (at most 200)")
         return value
 
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        # "none" (e.g. APS_INGEST_SCHEDULE=none) means manual runs only.
+        return None if value is None or value.strip().lower() in ("", "none", "null") else value
+
     @field_validator("allowed_extensions")
     @classmethod
     def _extensions(cls, value: list[str] | None) -> list[str] | None:

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, or_, select, tuple_, update
+from sqlalchemy import Engine, and_, or_, select, tuple_
 
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.metadata import (
@@ -170,7 +170,6 @@ def discover_files(
             [_discovered(bucket, c) for c in candidates],
             reclaim_unfinished=True,
         )
-        _store_metadata(connection, pipeline.name, bucket, run_id, candidates)
     file_ids = [f.id for f in claimed]
     reclaimed = orphans & set(file_ids)
     result = {
@@ -187,29 +186,6 @@ def discover_files(
         bucket, listing_prefix, result["listed"], result["new"], result["reclaimed"], result["waiting"],
     )  # fmt: skip
     return result
-
-
-def _store_metadata(
-    connection: Connection, pipeline: str, bucket: str, run_id: str, candidates: list[Candidate]
-) -> None:
-    """Write each new file's metadata document (same transaction as the claim).
-
-    registry.claim_files passes it under the attribute name `meta` in an executemany, where SQLAlchemy
-    expects the column key `metadata`, so it is dropped there (reported); setting it here is harmless once
-    that is fixed.
-    """
-    for candidate in candidates:
-        connection.execute(
-            update(File)
-            .where(
-                File.pipeline == pipeline,
-                File.s3_bucket == bucket,
-                File.s3_key == candidate.listed.key,
-                File.etag == candidate.listed.etag,
-                File.run_id == run_id,
-            )
-            .values(meta=candidate.metadata)
-        )
 
 
 def _discovered(bucket: str, candidate: Candidate) -> registry.DiscoveredObject:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 logger = logging.getLogger(__name__)
+# GX logs every decorator it registers at INFO on import: hundreds of lines in each task log.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 ENFORCED_SUITE = "aps_files.enforced"
 REPORT_SUITE = "aps_files.report"

@@ -197,7 +197,7 @@ def validate_files(
                 registry.set_file_state(connection, file_id, FileState.REJECTED, reason, sha256=item.sha256)
             else:
                 registry.set_file_state(
-                    connection, file_id, FileState.VALID, sha256=item.sha256, meta=item.metadata
+                    connection, file_id, FileState.VALID, sha256=item.sha256, metadata=item.metadata
                 )
 
     if errors:

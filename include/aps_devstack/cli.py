@@ -1,0 +1,86 @@
+"""`aps-stack demo|up|down` (and `python -m aps_devstack ...`): the local stack behind `make demo/up/down`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aps_devstack.postgres import LocalPostgres, MissingPrerequisite
+from aps_devstack.stack import LANDING_BUCKET, LANDING_PREFIX, REPO_ROOT, LocalStack
+
+UP_DIR = REPO_ROOT / ".stack" / "up"
+STATE_FILE = UP_DIR / "state.json"
+
+
+def up() -> int:
+    """Start the stack in the background (Airflow UI on localhost:8080) and print how to use it."""
+    if STATE_FILE.exists():
+        print(f"a stack is already up (see {STATE_FILE}); run `make down` first", file=sys.stderr)
+        return 1
+    from aps_devstack.demo import create_pools
+
+    os.environ.setdefault("APS_INGEST_SCHEDULE", "@hourly")  # a kept-running stack runs on schedule
+    try:
+        stack = LocalStack.start(UP_DIR)
+    except MissingPrerequisite as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 2
+    stack.start_api()
+    stack.start_airflow(api_port=int(os.environ.get("AIRFLOW_UI_PORT", "8080")))
+    create_pools(stack)
+    processes = [stack.s3.process, stack.emulator.process, stack.api, *stack.airflow.processes.values()]
+    STATE_FILE.write_text(
+        json.dumps(
+            {
+                "process_groups": [p.pid for p in processes if p is not None],
+                "postgres_data_dir": str(stack.postgres.data_dir),
+                "postgres_port": stack.postgres.port,
+            },
+            indent=2,
+        )
+    )
+    print(f"""
+Local stack is up (stop it with `make down`).
+  Airflow UI        {stack.airflow.api_url}   (simple auth manager: every visitor is admin, no login)
+  S3 endpoint       {stack.s3.endpoint_url}   (any access key)
+  landing           s3://{LANDING_BUCKET}/{LANDING_PREFIX}
+  APS emulator      {stack.emulator.base_url}
+  results database  {stack.postgres.url("aps_results")}
+  results API       {stack.api_url}
+  API key           .venv/bin/aps-api keys create me --db-url {stack.results_url}
+Drop files with e.g.
+  aws --endpoint-url {stack.s3.endpoint_url} s3 cp model.ifc s3://{LANDING_BUCKET}/{LANDING_PREFIX}
+and trigger `aps_ingest` in the UI.""")
+    return 0
+
+
+def down() -> int:
+    if not STATE_FILE.exists():
+        print("no stack is up")
+        return 0
+    state = json.loads(STATE_FILE.read_text())
+    for pgid in state["process_groups"]:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+    LocalPostgres(data_dir=Path(state["postgres_data_dir"]), port=state["postgres_port"]).stop()
+    STATE_FILE.unlink()
+    print("local stack stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aps-stack", description=__doc__)
+    parser.add_argument("command", choices=["demo", "up", "down"])
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from aps_devstack.demo import main as demo
+
+        return demo()
+    return up() if args.command == "up" else down()

@@ -1,0 +1,164 @@
+"""The whole local deployment in one object: PostgreSQL, S3 server, APS emulator, Airflow, results API.
+
+`make demo`, `make up`, the end-to-end tests and the benchmarks all build their world with `LocalStack`, so
+they exercise the same wiring: the Airflow connections the pipelines file names (`aws_default`,
+`aps_default`, `aps_results`) point at the local services exactly as they would at S3, APS and a managed
+PostgreSQL in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aps_devstack.airflow import AirflowStack
+from aps_devstack.emulator import EmulatorServer, start_emulator
+from aps_devstack.postgres import LocalPostgres
+from aps_devstack.process import ManagedProcess, free_port, wait_for_http
+from aps_devstack.s3 import S3Server, start_s3_server
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DAGS_FOLDER = REPO_ROOT / "dags"
+LANDING_BUCKET = "aps-landing"
+LANDING_PREFIX = "incoming/"
+RESULTS_DB = "aps_results"
+READER_LOGIN = "aps_api"
+
+
+@dataclass
+class LocalStack:
+    """Start with `LocalStack.start(workdir)`; `stop()` stops everything it started."""
+
+    workdir: Path
+    postgres: LocalPostgres
+    s3: S3Server
+    emulator: EmulatorServer
+    results_url: str
+    airflow: AirflowStack | None = None
+    api: ManagedProcess | None = None
+    api_url: str | None = None
+    reader_password: str = field(default_factory=lambda: secrets.token_urlsafe(16), repr=False)
+
+    @classmethod
+    def start(
+        cls,
+        workdir: Path,
+        *,
+        emulator_env: dict[str, str] | None = None,
+        postgres_port: int | None = None,
+    ) -> LocalStack:
+        from aps_results.migrate import upgrade
+        from aps_results.roles import create_reader_login
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        postgres = LocalPostgres.start(base_dir=workdir / "pg", port=postgres_port)
+        s3 = emulator = None
+        try:
+            results_url = postgres.create_database(RESULTS_DB)
+            upgrade(results_url)
+            s3 = start_s3_server(workdir / "logs")
+            s3.make_bucket(LANDING_BUCKET)
+            emulator = start_emulator(workdir / "logs", env=emulator_env)
+            stack = cls(workdir=workdir, postgres=postgres, s3=s3, emulator=emulator, results_url=results_url)
+            create_reader_login(results_url, READER_LOGIN, stack.reader_password)
+            return stack
+        except BaseException:
+            for part in (emulator, s3):
+                if part is not None:
+                    part.stop()
+            postgres.stop()
+            raise
+
+    # -- configuration shared by Airflow and the API ----------------------------------------------------
+
+    def airflow_env(self) -> dict[str, str]:
+        """Connections and pipeline settings, exactly as a production deployment would set them."""
+        aps_connection = {
+            "conn_type": "aps",
+            "login": self.emulator.client_id,
+            "password": self.emulator.client_secret,
+            "extra": {"base_url": self.emulator.base_url, "region": "US"},
+        }
+        results_connection = {
+            "conn_type": "postgres",
+            "host": "127.0.0.1",
+            "port": self.postgres.port,
+            "login": self.postgres.superuser,
+            "schema": RESULTS_DB,
+        }
+        return {
+            "AIRFLOW_CONN_AWS_DEFAULT": self.s3.airflow_conn_uri(),
+            "AIRFLOW_CONN_APS_DEFAULT": json.dumps(aps_connection),
+            "AIRFLOW_CONN_APS_RESULTS": json.dumps(results_connection),
+            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
+            "APS_LANDING_BUCKET": LANDING_BUCKET,
+            # Runs start when someone triggers them (the demo, a test, an operator in the UI).
+            "APS_INGEST_SCHEDULE": os.environ.get("APS_INGEST_SCHEDULE", "none"),
+            "APS_LANDING_PREFIX": LANDING_PREFIX,
+            "APS_RESULTS_API_URL": self.api_url or "http://127.0.0.1:8000",
+            # Short waits on the emulator: translations take seconds there, not minutes.
+            "APS_POLL_INTERVAL": os.environ.get("APS_POLL_INTERVAL", "2"),
+            "APS_POLL_MAX_INTERVAL": os.environ.get("APS_POLL_MAX_INTERVAL", "5"),
+        }
+
+    def reader_url(self) -> str:
+        return (
+            f"postgresql+psycopg://{READER_LOGIN}:{self.reader_password}@127.0.0.1:{self.postgres.port}/"
+            f"{RESULTS_DB}"
+        )
+
+    def api_env(self) -> dict[str, str]:
+        return {
+            "APS_API_DATABASE_URL": self.reader_url(),
+            "APS_API_APS_BASE_URL": self.emulator.base_url,
+            "APS_API_APS_CLIENT_ID": self.emulator.client_id,
+            "APS_API_APS_CLIENT_SECRET": self.emulator.client_secret,
+        }
+
+    # -- optional parts ---------------------------------------------------------------------------------
+
+    def start_airflow(
+        self, *, api_port: int | None = None, parallelism: int = 8, extra_env: dict[str, str] | None = None
+    ) -> AirflowStack:
+        airflow_db = self.postgres.create_database("airflow")
+        self.airflow = AirflowStack(
+            self.workdir / "airflow",
+            dags_folders=[DAGS_FOLDER],
+            database_url=airflow_db,
+            env={**self.airflow_env(), **(extra_env or {})},
+            parallelism=parallelism,
+            api_port=api_port,
+        )
+        self.airflow.start()
+        return self.airflow
+
+    def start_api(self, port: int | None = None) -> str:
+        port = port or free_port()
+        self.api = ManagedProcess(
+            "aps-api",
+            [sys.executable, "-m", "aps_api", "--host", "127.0.0.1", "--port", str(port)],
+            self.workdir / "logs" / "aps-api.log",
+            env={**os.environ, **self.api_env()},
+        )
+        self.api_url = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{self.api_url}/health", timeout=60, process=self.api)
+        return self.api_url
+
+    def put_sample_batch(self, seed: int = 1) -> list[Any]:
+        from aps_samples.batch import put_sample_batch
+
+        return put_sample_batch(self.s3.client(), LANDING_BUCKET, LANDING_PREFIX, seed=seed)
+
+    def stop(self) -> None:
+        if self.api is not None:
+            self.api.stop()
+        if self.airflow is not None:
+            self.airflow.stop()
+        self.emulator.stop()
+        self.s3.stop()
+        self.postgres.stop()
