@@ -54,9 +54,11 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
             "force": Param(False, type="boolean", description="re-translate content translated before"),
         },
     ) as dag:
-        aps = {"aps_conn_id": pipeline.aps_conn_id, "pool": pipeline.pool.name}
+        aps = {"aps_conn_id": pipeline.aps_conn_id}
 
-        @task_group(group_id="model")
+        # Every task of a model, the sensor included (poke mode calls APS from a worker slot), takes a slot
+        # of the pipeline's pool: the pool bounds concurrent APS work. A deferred sensor holds no slot.
+        @task_group(group_id="model", default_args={"pool": pipeline.pool.name})
         def process_model(model_id, file_ids, s3_bucket, s3_key, bucket_key, object_key, region):
             upload = APSUploadFromS3Operator(
                 task_id="upload_to_aps", s3_bucket=s3_bucket, s3_key=s3_key, bucket_key=bucket_key,
@@ -73,7 +75,7 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
                 poll_interval=pipeline.poll_interval, max_poll_interval=pipeline.poll_max_interval,
                 retries=0,
             )
-            loaded = tasks.load_results.override(pool=pipeline.pool.name)(model_id)
+            loaded = tasks.load_results(model_id)
             recorded >> wait >> loaded
 
         validated = tasks.check_results_schema() >> tasks.discover_files() >> tasks.validate_files()
