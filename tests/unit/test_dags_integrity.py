@@ -1,0 +1,232 @@
+"""DAG integrity: dags/ parses without errors and every pipeline entry becomes a DAG with the agreed shape.
+
+The DagBag is filled in a subprocess with AIRFLOW_HOME in a temporary directory (Airflow writes its config and
+logs there on import, never to ~/airflow), which reports what it parsed as JSON for the tests to judge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aps_pipeline.config import DEFAULT_PIPELINES_FILE, PIPELINES_FILE_ENV, load_pipelines
+
+DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
+SENSOR_TASK = "model.wait_for_translation"
+SUMMARY_TASK = "write_run_summary"
+
+# Runs in the subprocess: fill a DagBag from argv[1], write what the tests need to know to argv[2].
+_DESCRIBE_DAGBAG = r"""
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.definitions.taskgroup import MappedTaskGroup
+
+bag = DagBag(dag_folder=sys.argv[1])
+
+def describe_task(task):
+    group = task.task_group
+    return {
+        "operator": type(task).__name__,
+        "retries": task.retries,
+        "exponential_backoff": bool(task.retry_exponential_backoff),
+        "retry_delay_seconds": task.retry_delay.total_seconds(),
+        "pool": task.pool,
+        "trigger_rule": str(task.trigger_rule.value),
+        "outlets": [getattr(outlet, "name", str(outlet)) for outlet in task.outlets],
+        "deferrable": getattr(task, "deferrable", None),
+        "group": group.group_id if group is not None else None,
+        "mapped_group": isinstance(group, MappedTaskGroup),
+    }
+
+report = {"import_errors": {str(k): v for k, v in bag.import_errors.items()}, "dags": {}}
+for dag_id, dag in bag.dags.items():
+    report["dags"][dag_id] = {
+        "fileloc": dag.fileloc,
+        "description": dag.description,
+        "schedule": dag.schedule if isinstance(dag.schedule, (str, type(None))) else str(dag.schedule),
+        "catchup": dag.catchup,
+        "max_active_runs": dag.max_active_runs,
+        "tags": sorted(dag.tags),
+        "doc_md": dag.doc_md or "",
+        "owner": dag.owner,
+        "params": dag.params.dump(),
+        "param_schemas": {name: dag.params.get_param(name).schema for name in dag.params},
+        "tasks": {task.task_id: describe_task(task) for task in dag.tasks},
+    }
+with open(sys.argv[2], "w") as out:
+    json.dump(report, out)
+"""
+
+
+def describe_dagbag(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Parse dags/ in a fresh interpreter with AIRFLOW_HOME under `tmp_path` and the given extra `env`."""
+    home = tmp_path / "airflow-home"
+    home.mkdir(parents=True, exist_ok=True)
+    report_file = tmp_path / "dagbag.json"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != PIPELINES_FILE_ENV}
+    clean.update({"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", **env})
+    result = subprocess.run(
+        [sys.executable, "-c", _DESCRIBE_DAGBAG, str(DAGS_FOLDER), str(report_file)],
+        env=clean, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report: dict[str, Any] = json.loads(report_file.read_text())
+    return report
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The DagBag of dags/ with the shipped pipelines file and deferrable operators on by default."""
+    return describe_dagbag(
+        tmp_path_factory.mktemp("dagbag"), {"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"}
+    )
+
+
+def model_tasks(dag: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {task_id: task for task_id, task in dag["tasks"].items() if task["group"] == "model"}
+
+
+# -- the shipped pipelines file ----------------------------------------------------------------------------
+
+
+def test_dags_folder_imports_without_errors(shipped: dict[str, Any]) -> None:
+    assert shipped["import_errors"] == {}
+    assert shipped["dags"], "no DAG was parsed from dags/"
+
+
+def test_every_pipeline_entry_is_a_dag(shipped: dict[str, Any]) -> None:
+    names = {pipeline.name for pipeline in load_pipelines(DEFAULT_PIPELINES_FILE, env={})}
+    assert names == set(shipped["dags"])
+    assert "aps_ingest" in names
+    for dag in shipped["dags"].values():
+        assert Path(dag["fileloc"]).name == "aps_ingest.py"
+
+
+def test_dag_runs_one_at_a_time_without_catchup_and_is_documented(shipped: dict[str, Any]) -> None:
+    for dag_id, dag in shipped["dags"].items():
+        assert dag["max_active_runs"] == 1, dag_id
+        assert dag["catchup"] is False, dag_id
+        assert dag["tags"], dag_id
+        # The docs an operator sees in the UI name the steps of the run.
+        assert "discover_files" in dag["doc_md"], dag_id
+        assert "write_run_summary" in dag["doc_md"], dag_id
+    ingest = shipped["dags"]["aps_ingest"]
+    assert ingest["tags"] == ["aps", "ingest"]
+    assert ingest["schedule"] == "@hourly"
+    assert ingest["owner"] == "data-engineering"
+
+
+def test_manual_runs_take_prefix_limit_and_force(shipped: dict[str, Any]) -> None:
+    dag = shipped["dags"]["aps_ingest"]
+    assert dag["params"] == {"prefix": None, "limit": None, "force": False}
+    schemas = dag["param_schemas"]
+    assert schemas["force"]["type"] == "boolean"
+    assert "integer" in schemas["limit"]["type"]
+    assert schemas["limit"]["minimum"] == 1
+    assert "string" in schemas["prefix"]["type"]
+
+
+def test_tasks_retry_with_exponential_backoff_except_the_sensor(shipped: dict[str, Any]) -> None:
+    tasks = shipped["dags"]["aps_ingest"]["tasks"]
+    for task_id, task in tasks.items():
+        assert task["exponential_backoff"], task_id
+        if task_id == SENSOR_TASK:
+            # A failed or timed-out translation is an answer, not a glitch: retrying the wait changes nothing
+            # (the trigger already survives 429s and 5xx), and load_results records the outcome.
+            assert task["retries"] == 0
+        else:
+            assert task["retries"] >= 1, task_id
+            assert task["retry_delay_seconds"] > 0, task_id
+
+
+def test_the_model_group_is_mapped_and_bounded_by_the_pipeline_pool(shipped: dict[str, Any]) -> None:
+    (pipeline,) = load_pipelines(DEFAULT_PIPELINES_FILE, env={})
+    tasks = model_tasks(shipped["dags"]["aps_ingest"])
+    assert set(tasks) == {
+        "model.upload_to_aps", "model.start_translation", "model.record_submission", SENSOR_TASK,
+        "model.load_results",
+    }
+    for task_id, task in tasks.items():
+        assert task["mapped_group"], task_id
+        assert task["pool"] == pipeline.pool.name, task_id
+    all_tasks = shipped["dags"]["aps_ingest"]["tasks"]
+    # Discovery, validation and the summary never wait for a slot of the APS pool.
+    outside_pools = {task["pool"] for task_id, task in all_tasks.items() if task_id not in tasks}
+    assert pipeline.pool.name not in outside_pools
+
+
+def test_the_sensor_defers_when_operators_default_deferrable_is_on(shipped: dict[str, Any]) -> None:
+    sensor = shipped["dags"]["aps_ingest"]["tasks"][SENSOR_TASK]
+    assert sensor["operator"] == "APSTranslationSensor"
+    assert sensor["deferrable"] is True
+
+
+def test_results_are_loaded_and_summarised_whatever_happened_upstream(shipped: dict[str, Any]) -> None:
+    tasks = shipped["dags"]["aps_ingest"]["tasks"]
+    summary = tasks[SUMMARY_TASK]
+    assert summary["trigger_rule"] == "all_done"
+    assert summary["outlets"] == ["aps_ingest_results"]
+    # A failed translation must still reach load_results, which records it: every file ends terminal.
+    assert tasks["model.load_results"]["trigger_rule"] == "all_done"
+
+
+# -- adding a pipeline is configuration ----------------------------------------------------------------------
+
+TWO_PIPELINES = """
+defaults:
+  retries: 2
+  retry_delay_seconds: 30
+pipelines:
+  - name: aps_ingest
+    tags: [aps, ingest]
+    landing: {bucket: landing, prefix: incoming/}
+    aps: {bucket_key: aps-ingest-landing}
+  - name: aps_ingest_drawings
+    description: Drawings from the design team's bucket.
+    schedule: "@daily"
+    tags: [aps, drawings]
+    owner: design-data
+    landing: {bucket: drawings, prefix: dwg/, quarantine_prefix: rejected/}
+    aps: {bucket_key: aps-drawings, region: EMEA}
+    pool: {name: aps_drawings, slots: 2}
+    retries: 4
+    retry_delay_seconds: 5
+"""
+
+
+def test_a_second_pipeline_entry_is_a_second_dag_with_its_own_settings(tmp_path: Path) -> None:
+    pipelines = tmp_path / "pipelines.yaml"
+    pipelines.write_text(TWO_PIPELINES)
+    # Deferrable off by default this time: the sensor follows the setting rather than hard-coding it.
+    report = describe_dagbag(
+        tmp_path, {PIPELINES_FILE_ENV: str(pipelines), "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "False"}
+    )
+    assert report["import_errors"] == {}
+    assert set(report["dags"]) == {"aps_ingest", "aps_ingest_drawings"}
+
+    ingest, drawings = report["dags"]["aps_ingest"], report["dags"]["aps_ingest_drawings"]
+    assert drawings["tags"] == ["aps", "drawings"]
+    assert ingest["tags"] == ["aps", "ingest"]
+    assert drawings["schedule"] == "@daily"
+    assert ingest["schedule"] == "@hourly"
+    assert drawings["owner"] == "design-data"
+    assert drawings["description"] == "Drawings from the design team's bucket."
+    assert drawings["max_active_runs"] == 1
+    assert drawings["catchup"] is False
+
+    assert {t["pool"] for t in model_tasks(drawings).values()} == {"aps_drawings"}
+    assert {t["pool"] for t in model_tasks(ingest).values()} == {"aps_translation"}
+    assert drawings["tasks"][SUMMARY_TASK]["outlets"] == ["aps_ingest_drawings_results"]
+    assert ingest["tasks"][SUMMARY_TASK]["outlets"] == ["aps_ingest_results"]
+    assert drawings["tasks"]["discover_files"]["retries"] == 4
+    assert drawings["tasks"]["discover_files"]["retry_delay_seconds"] == 5
+    assert ingest["tasks"]["discover_files"]["retries"] == 2
+    assert ingest["tasks"]["discover_files"]["retry_delay_seconds"] == 30
+    for dag in (ingest, drawings):
+        assert dag["tasks"][SENSOR_TASK]["deferrable"] is False
