@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from aps_results.db import as_engine
-from aps_results.models import SCHEMA
+from aps_results.models import SCHEMA, is_property_partition
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -30,6 +30,13 @@ _IN_PROCESS = threading.Lock()
 
 class SchemaNotCurrent(RuntimeError):
     """The results database is not at the revision this code was written for."""
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic's filter: compare only our schema, and leave `properties`' partitions to the loader."""
+    if type_ == "schema":
+        return name == SCHEMA
+    return not (type_ == "table" and is_property_partition(name))
 
 
 def alembic_config() -> Config:

@@ -16,6 +16,7 @@ Key ideas a reader needs:
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -48,6 +49,20 @@ READER_ROLE = "aps_reader"
 # with `Property.name_value_is()`, which adds the matching condition so PostgreSQL can use the index.
 PROPERTY_INDEXED_BYTES = 2000
 PROPERTY_INDEX_PREDICATE = f"octet_length(name) + octet_length(value) <= {PROPERTY_INDEXED_BYTES}"
+
+# `properties` is partitioned per model (see Property); the partitions are tables of their own, named here.
+PROPERTY_DEFAULT_PARTITION = "properties_default"
+_PROPERTY_PARTITION = re.compile(r"properties_(default|m\d+(_new)?)")
+
+
+def property_partition(model_id: int) -> str:
+    """The name (in SCHEMA) of the partition that holds one model's properties."""
+    return f"properties_m{int(model_id)}"
+
+
+def is_property_partition(table_name: str | None) -> bool:
+    """True for the partitions of `properties`, which Alembic's autogenerate must leave alone."""
+    return table_name is not None and _PROPERTY_PARTITION.fullmatch(table_name) is not None
 
 # Deterministic constraint names, so migrations can refer to them and autogenerate compares cleanly.
 NAMING_CONVENTION = {
@@ -343,6 +358,13 @@ class Property(Base):
     """One property value of one object: APS's nested {category: {name: value}} flattened to rows.
 
     No primary key: rows are only ever replaced per model, and an extra unique index would slow every load.
+
+    Partitioned by model (LIST on model_id): the loader builds each model's rows as a new table
+    (`property_partition(model_id)`), indexes it in bulk and swaps it in, so a re-load costs the same as a
+    first load and leaves no dead rows behind. Rows written for a model without its own partition land in
+    `PROPERTY_DEFAULT_PARTITION`. Partitions are not in this metadata: the loader owns them.
+    Queries should filter on `model_id`, which reads one partition; a query over all models visits every
+    partition (and locks each one), so keep such queries rare on databases with thousands of models.
     """
 
     __tablename__ = "properties"
@@ -361,6 +383,7 @@ class Property(Base):
     __table_args__ = (
         Index(None, "model_id", "external_id"),
         Index(None, "name", "value", postgresql_where=text(PROPERTY_INDEX_PREDICATE)),
+        {"postgresql_partition_by": "LIST (model_id)"},
     )
 
     @classmethod

@@ -9,14 +9,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, text
 
+from aps_results.migrate import include_name
 from aps_results.models import SCHEMA, Base
 
 MIGRATION_LOCK = "aps_results.migrate"
-
-
-def include_name(name: str | None, type_: str, parent_names: object) -> bool:
-    # Autogenerate compares only our schema, whatever else lives in the database.
-    return name == SCHEMA if type_ == "schema" else True
 
 
 def run_migrations(connection: Connection) -> None:
