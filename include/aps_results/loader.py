@@ -5,21 +5,16 @@
 
 How it works, and why:
 1. Lock the model's row (SELECT ... FOR UPDATE): two loads of one model run one after the other.
-2. Stream the inputs with binary COPY (psycopg 3). Inputs are iterables consumed once; only one small
-   tuple per object (its external id) is kept in memory, never the property rows.
-3. Swap: DELETE the model's rows, INSERT ... SELECT from TEMP staging tables, set `models.loaded_at`.
-4. Commit. Readers use MVCC snapshots, so until the commit they keep seeing the old rows, and after it all
-   new rows: never a half-loaded model. Loading the same inputs again gives the same rows (idempotent).
-
-Properties, by far the biggest input, are COPYed straight into `aps.properties` after the DELETE, inside the
-same transaction, rather than into a staging table first: that gives readers exactly the same guarantee
-(nothing is visible before the commit) and, measured by bench/load.py, nearly halves the load time, because
-the rows are written once and PostgreSQL updates the indexes while Python is still flattening the next
-objects. `properties_via_staging=True` takes the textbook route (stage, then INSERT ... SELECT) for
-comparison. The smaller inputs are staged, because SQL completes and deduplicates them on the way in.
-
-Staging tables are temporary (no WAL, dropped at commit); the swap never drops or rebuilds the shared
-indexes, so readers of other models keep their query plans.
+2. Properties, by far the biggest input, go into a new table of their own (aps_results.partitions): binary
+   COPY, then one bulk build per index. Only one small tuple per object (its external id) is kept in memory,
+   never the property rows.
+3. The smaller inputs are COPYed into TEMP staging tables (no WAL, dropped at commit), because SQL completes
+   and deduplicates them on the way in; then DELETE the model's rows and INSERT ... SELECT from staging,
+   set `models.loaded_at`, and run the caller's `before_commit`.
+4. Swap the new properties table in as the model's partition of `aps.properties` (the old one is dropped),
+   then commit. Readers use MVCC snapshots and the swap is a few catalog updates under a lock, so they see
+   all the old rows until the commit and all the new rows after it: never a half-loaded model. Loading the
+   same inputs again gives the same rows (idempotent), at the same speed as the first load.
 """
 
 from __future__ import annotations
@@ -34,6 +29,7 @@ import psycopg
 from sqlalchemy import Connection, Engine, text
 
 from aps_results.models import SCHEMA
+from aps_results.partitions import PartitionSwapTimeout, build_partition, swap_in_partition
 from aps_results.records import (
     ObjectProperties,
     ThumbnailImage,
@@ -48,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 class ModelNotFound(LookupError):
     pass
+
+
+__all__ = ["LoadStats", "ModelNotFound", "PartitionSwapTimeout", "load_model_results"]
 
 
 @dataclass(frozen=True)
@@ -74,12 +73,6 @@ _STAGING: dict[str, tuple[str, list[str]]] = {
     ),
     # One row per object that has properties: its external id, to complete tree nodes that lack one.
     "stage_external_ids": ("view_guid text, object_id int4, external_id text", ["text", "int4", "text"]),
-    # The same columns as aps.properties, so one row generator feeds either.
-    "stage_properties": (
-        "model_id int8, view_guid text, object_id int4, external_id text, category text, name text, "
-        "value text, value_num float8",
-        ["int8", "text", "int4", "text", "text", "text", "text", "float8"],
-    ),
     "stage_derivatives": (
         "guid text, parent_guid text, name text, output_type text, type text, role text, mime text, "
         "urn text, status text, progress text",
@@ -105,15 +98,6 @@ _SWAP = [
         SELECT %(model_id)s, * FROM stage_derivatives""",
 ]
 
-_SWAP_STAGED_PROPERTIES = [
-    f"DELETE FROM {SCHEMA}.properties WHERE model_id = %(model_id)s",
-    f"""INSERT INTO {SCHEMA}.properties
-            (model_id, view_guid, object_id, external_id, category, name, value, value_num)
-        SELECT model_id, view_guid, object_id, external_id, category, name, value, value_num
-        FROM stage_properties""",
-]
-
-
 def load_model_results(
     bind: Engine | Connection,
     model_id: int,
@@ -124,16 +108,19 @@ def load_model_results(
     thumbnail: ThumbnailImage | None = None,
     manifest: Mapping[str, Any] | None = None,
     before_commit: Callable[[Connection], None] | None = None,
-    properties_via_staging: bool = False,
+    lock_wait: float = 300.0,
 ) -> LoadStats:
     """Replace everything loaded for `model_id` with these inputs, atomically.
 
     `bind`: an Engine (we open and commit a transaction) or a Connection (we work inside its transaction,
     beginning one if needed; the caller's commit publishes the rows). `manifest` is APS's manifest JSON; its
     derivative tree becomes `derivatives` rows. A thumbnail of None keeps the stored one. `before_commit`
-    runs after the swap, before the commit (tests use it to look at the database mid-load).
+    runs once views, objects, derivatives and the thumbnail are replaced, just before the properties are
+    swapped in and the transaction commits (the pipeline marks its files loaded there; tests pause there).
+    `lock_wait`: seconds the swap may keep retrying while readers hold `aps.properties`, before
+    PartitionSwapTimeout.
     """
-    inputs = _Inputs(views, tree, properties, thumbnail, manifest, before_commit, properties_via_staging)
+    inputs = _Inputs(views, tree, properties, thumbnail, manifest, before_commit, lock_wait)
     if isinstance(bind, Engine):
         with bind.begin() as connection:
             return _load(connection, model_id, inputs)
@@ -151,7 +138,7 @@ class _Inputs:
     thumbnail: ThumbnailImage | None
     manifest: Mapping[str, Any] | None
     before_commit: Callable[[Connection], None] | None
-    properties_via_staging: bool
+    lock_wait: float
 
 
 def _load(connection: Connection, model_id: int, inputs: _Inputs) -> LoadStats:
@@ -163,24 +150,13 @@ def _load(connection: Connection, model_id: int, inputs: _Inputs) -> LoadStats:
         raise ModelNotFound(f"model {model_id} does not exist: create it (registry) before loading results")
 
     pg: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
-    _create_staging(pg)
     phases: dict[str, float] = {}
-    step = time.perf_counter()
     external_ids: list[tuple[str, int, str]] = []
-    rows = _property_rows(model_id, inputs.properties, external_ids)
-    if inputs.properties_via_staging:
-        _copy(pg, "stage_properties", rows)
-        phases["copy properties to staging"] = time.perf_counter() - step
-        swap = [*_SWAP, *_SWAP_STAGED_PROPERTIES]
-    else:
-        pg.execute(f"DELETE FROM {SCHEMA}.properties WHERE model_id = %s", (model_id,))
-        phases["delete old properties"] = time.perf_counter() - step
-        step = time.perf_counter()
-        _copy(pg, f"{SCHEMA}.properties", rows, _STAGING["stage_properties"][1])
-        phases["copy properties"] = time.perf_counter() - step
-        swap = _SWAP
+    properties_n = build_partition(pg, model_id, _property_rows(model_id, inputs.properties, external_ids),
+                                   phases)
 
     step = time.perf_counter()
+    _create_staging(pg)
     _copy(pg, "stage_external_ids", external_ids)
     del external_ids
     _copy(pg, "stage_views", ((v.guid, v.name, v.role, v.is_master_view) for v in inputs.views))
@@ -195,7 +171,7 @@ def _load(connection: Connection, model_id: int, inputs: _Inputs) -> LoadStats:
 
     counts: dict[str, int] = {}
     with pg.cursor() as cursor:
-        for statement in swap:
+        for statement in _SWAP:
             step = time.perf_counter()
             cursor.execute(statement, {"model_id": model_id})
             label = " ".join(statement.split()[:3]).lower()
@@ -212,14 +188,13 @@ def _load(connection: Connection, model_id: int, inputs: _Inputs) -> LoadStats:
         cursor.execute(
             f"UPDATE {SCHEMA}.models SET loaded_at = now(), updated_at = now() WHERE id = %s", (model_id,)
         )
-        properties_n = cursor.execute(
-            f"SELECT count(*) FROM {SCHEMA}.properties WHERE model_id = %s", (model_id,)
-        ).fetchone()[0]  # type: ignore[index]
     views_n = counts[f"insert into {SCHEMA}.model_views"]
     objects_n = counts[f"insert into {SCHEMA}.objects"]
     derivatives_n = counts[f"insert into {SCHEMA}.derivatives"]
     if inputs.before_commit is not None:
         inputs.before_commit(connection)
+    # Last, so the lock it takes on aps.properties is held only until the commit that follows.
+    swap_in_partition(pg, model_id, inputs.lock_wait, phases)
     seconds = time.perf_counter() - started
     logger.info("loaded model %s: %s views, %s objects, %s properties, %s derivatives in %.2f s (%s)",
                 model_id, views_n, objects_n, properties_n, derivatives_n, seconds,
@@ -235,22 +210,17 @@ def _create_staging(pg: psycopg.Connection[Any]) -> None:
         pg.execute(f"CREATE TEMP TABLE {name} ({columns}) ON COMMIT DROP")
 
 
-def _copy(
-    pg: psycopg.Connection[Any], table: str, rows: Iterable[tuple[Any, ...]], types: list[str] | None = None
-) -> int:
-    count = 0
+def _copy(pg: psycopg.Connection[Any], table: str, rows: Iterable[tuple[Any, ...]]) -> None:
     with pg.cursor() as cursor, cursor.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(types or _STAGING[table][1])
+        copy.set_types(_STAGING[table][1])
         for row in rows:
             copy.write_row(row)
-            count += 1
-    return count
 
 
 def _property_rows(
     model_id: int, objects: Iterable[ObjectProperties], external_ids: list[tuple[str, int, str]]
 ) -> Iterator[tuple[Any, ...]]:
-    """Flattened property rows; notes each object's external id on the side (one small tuple per object)."""
+    """Flattened property rows (PROPERTY_COLUMNS order); notes each object's external id on the side."""
     for item in objects:
         view_guid, object_id, external_id = item.view_guid, item.object_id, item.external_id
         if external_id is not None:

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, Select, func, select, text
 
 from aps_results.loader import LoadStats, ModelNotFound, load_model_results
-from aps_results.models import SCHEMA, Model, ModelObject, Property, Thumbnail
+from aps_results.models import SCHEMA, Model, ModelObject, Property, Thumbnail, property_partition
 from aps_results.records import ObjectProperties, ThumbnailImage, TreeNode, ViewRecord
 
 VIEW = "view-3d"
@@ -81,16 +81,15 @@ def test_load_counts_and_values(results_engine: Engine) -> None:
         assert conn.execute(select(Model.loaded_at).where(Model.id == model_id)).scalar_one() is not None
 
 
-@pytest.mark.parametrize("staged", [False, True], ids=["direct", "staged"])
-def test_reload_is_idempotent_and_replaces_only_that_model(results_engine: Engine, staged: bool) -> None:
+def test_reload_is_idempotent_and_replaces_only_that_model(results_engine: Engine) -> None:
     model_id, other_id = make_model(results_engine), make_model(results_engine, "b" * 64)
     load(results_engine, other_id, 5)
-    load(results_engine, model_id, 30, properties_via_staging=staged)
+    load(results_engine, model_id, 30)
     with results_engine.connect() as conn:
         first = conn.execute(text(f"SELECT * FROM {SCHEMA}.properties WHERE model_id = :m ORDER BY 3, 5, 6"),
                              {"m": model_id}).all()
 
-    again = load(results_engine, model_id, 30, properties_via_staging=staged)
+    again = load(results_engine, model_id, 30)
     assert (again.objects, again.properties, again.derivatives) == (31, 120, 3)
     with results_engine.connect() as conn:
         assert conn.execute(text(f"SELECT * FROM {SCHEMA}.properties WHERE model_id = :m ORDER BY 3, 5, 6"),
@@ -100,7 +99,7 @@ def test_reload_is_idempotent_and_replaces_only_that_model(results_engine: Engin
         assert conn.execute(text(f"SELECT count(*) FROM {SCHEMA}.derivatives WHERE model_id = :m"),
                             {"m": model_id}).scalar() == 3
 
-    smaller = load(results_engine, model_id, 10, tag="v2", properties_via_staging=staged)
+    smaller = load(results_engine, model_id, 10, tag="v2")
     assert (smaller.objects, smaller.properties) == (11, 40)
     with results_engine.connect() as conn:
         assert counts(conn, model_id) == (11, 40)
@@ -179,18 +178,51 @@ def test_readers_see_the_old_rows_or_the_new_rows_never_a_mix(results_engine: En
         assert counts(reader, model_id) == (101, 400)
 
 
-def test_property_query_by_name_and_value_uses_the_index(results_engine: Engine) -> None:
-    model_id = make_model(results_engine)
-    load(results_engine, model_id, 300)
-    query = select(Property.external_id).where(Property.model_id == model_id,
-                                               Property.name_value_is("Mark", "v1-42"))
+def plan_of(conn: Connection, query: Select[Any]) -> str:
+    compiled = query.compile(conn, compile_kwargs={"literal_binds": True})
+    return "\n".join(conn.execute(text(f"EXPLAIN {compiled}")).scalars())
+
+
+def parent_index(conn: Connection, index: str) -> str | None:
+    """The partitioned index of aps.properties that a partition's index belongs to."""
+    return conn.execute(text(
+        "SELECT parent.relname FROM pg_inherits JOIN pg_class child ON child.oid = inhrelid "
+        "JOIN pg_class parent ON parent.oid = inhparent WHERE child.relname = :index"), {"index": index},
+    ).scalar()
+
+
+@pytest.mark.parametrize("reloads", [0, 1], ids=["first load", "re-load"])
+def test_property_queries_use_the_indexes(results_engine: Engine, reloads: int) -> None:
+    model_id, other_id = make_model(results_engine), make_model(results_engine, "b" * 64)
+    load(results_engine, other_id, 50)
+    for _ in range(reloads + 1):
+        load(results_engine, model_id, 300)
+    partition = property_partition(model_id)
+    by_name_value = select(Property.external_id).where(Property.model_id == model_id,
+                                                       Property.name_value_is("Mark", "v1-42"))
+    by_external_id = select(Property.name).where(Property.model_id == model_id,
+                                                 Property.external_id == "ext-42")
+    across_models = select(Property.model_id).where(Property.name_value_is("Mark", "v1-42"))
     with results_engine.connect() as conn:
         conn.execute(text(f"ANALYZE {SCHEMA}.properties"))
         conn.execute(text("SET enable_seqscan = off"))
-        compiled = query.compile(conn, compile_kwargs={"literal_binds": True})
-        plan = "\n".join(conn.execute(text(f"EXPLAIN {compiled}")).scalars())
-        assert "ix_properties_name_value" in plan, plan
-        assert conn.execute(query).scalars().all() == ["ext-42"]
+        # Each partition's indexes are the parent's indexes (attached, not extra ones).
+        assert parent_index(conn, f"{partition}_name_value") == "ix_properties_name_value"
+        assert parent_index(conn, f"{partition}_external_id") == "ix_properties_model_id_external_id"
+        assert conn.execute(text("SELECT count(*) FROM pg_indexes WHERE schemaname = :s AND tablename = :t"),
+                            {"s": SCHEMA, "t": partition}).scalar() == 2
+
+        plan = plan_of(conn, by_name_value)
+        assert f"{partition}_name_value" in plan, plan
+        assert property_partition(other_id) not in plan, plan  # pruned: one model, one partition
+        assert conn.execute(by_name_value).scalars().all() == ["ext-42"]
+        plan = plan_of(conn, by_external_id)
+        assert f"{partition}_external_id" in plan, plan
+        assert sorted(conn.execute(by_external_id).scalars()) == ["Comments", "Length", "Mark", "Width"]
+        plan = plan_of(conn, across_models)
+        for loaded in (model_id, other_id):
+            assert f"{property_partition(loaded)}_name_value" in plan, plan
+        assert sorted(conn.execute(across_models).scalars()) == sorted([model_id, other_id])
 
 
 def test_values_too_long_for_the_index_still_load_and_match(results_engine: Engine) -> None:

@@ -1,0 +1,163 @@
+"""Per-model partitions of `aps.properties`: build one model's rows as a new table, then swap it in.
+
+    count = build_partition(pg, model_id, rows)     # CREATE TABLE, COPY, CREATE INDEX: invisible to others
+    swap_in_partition(pg, model_id, lock_wait=300)  # DETACH + DROP the old partition, ATTACH the new one
+
+Both run inside the caller's transaction; nothing is visible to other sessions before it commits.
+
+Why a new table rather than DELETE + COPY into the shared one: rows COPYed into a table created in the same
+transaction are written once (FREEZE: no hint-bit or visibility-map rewrites later), the indexes are built in
+one sort after the COPY rather than entry by entry, and the old rows are dropped as a file instead of being
+deleted row by row and vacuumed later. bench/load.py measures the difference.
+
+Locks: until the swap, the loader holds no lock on `aps.properties` at all (that is why the new table is
+not created with `LIKE aps.properties`: that would take a lock on the parent and two loaders upgrading it
+could deadlock). The swap then needs an ACCESS EXCLUSIVE lock on the parent (DETACH) or on the default
+partition (ATTACH), for a few catalog updates. Waiting for that lock behind a long reader would queue every
+new reader behind us, so each attempt waits at most SWAP_LOCK_TIMEOUT, rolls back to a savepoint and tries
+again until `lock_wait` seconds have passed; then PartitionSwapTimeout (the old rows stay in place).
+
+Visibility: a READ COMMITTED statement sees the old partition or the new one. Because the new rows are
+frozen, a REPEATABLE READ transaction that started before the commit but reads the model's properties only
+after it sees the new rows (it cannot see the dropped old partition any more); either way never a mix.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from aps_results.models import (
+    PROPERTY_DEFAULT_PARTITION,
+    PROPERTY_INDEX_PREDICATE,
+    SCHEMA,
+    property_partition,
+)
+
+logger = logging.getLogger(__name__)
+
+# The columns of aps.properties, in order: (name, SQL type, psycopg binary COPY type). A partition must
+# match its parent exactly (names, types, NOT NULL), which the ATTACH checks.
+PROPERTY_COLUMNS: list[tuple[str, str, str]] = [
+    ("model_id", "bigint NOT NULL", "int8"),
+    ("view_guid", "text NOT NULL", "text"),
+    ("object_id", "integer NOT NULL", "int4"),
+    ("external_id", "text", "text"),
+    ("category", "text", "text"),
+    ("name", "text NOT NULL", "text"),
+    ("value", "text", "text"),
+    ("value_num", "double precision", "float8"),
+]
+# The parent's indexes, by suffix: an identical index on the new table is attached instead of rebuilt.
+_INDEXES = {
+    "external_id": "(model_id, external_id)",
+    "name_value": f"(name, value) WHERE {PROPERTY_INDEX_PREDICATE}",
+}
+SWAP_LOCK_TIMEOUT = "500ms"
+SWAP_RETRY_PAUSE = 0.2  # seconds between attempts, so the readers we let through can finish
+# Index builds sort in memory up to this much (PostgreSQL's default, 64 MB, spills 1M rows to disk).
+INDEX_BUILD_MEMORY = "256MB"
+
+
+class PartitionSwapTimeout(RuntimeError):
+    """Readers held `aps.properties` longer than the loader may wait; the previous rows are unchanged."""
+
+
+def _table(name: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(name))
+
+
+def build_partition(pg: psycopg.Connection[Any], model_id: int, rows: Iterable[tuple[Any, ...]],
+                    phases: dict[str, float]) -> int:
+    """Create `properties_m<id>_new`, COPY `rows` (PROPERTY_COLUMNS order) into it, index it; row count."""
+    new = property_partition(model_id) + "_new"
+    columns = sql.SQL(", ").join(sql.SQL(f"{name} {ddl}") for name, ddl, _ in PROPERTY_COLUMNS)
+    # A second load of the model in the same transaction renamed the first one's table: the name is free.
+    # The CHECK lets ATTACH skip scanning the rows to prove they belong to this model.
+    pg.execute(sql.SQL("CREATE TABLE {} ({}, CONSTRAINT loaded_model CHECK (model_id = {}))").format(
+        _table(new), columns, sql.Literal(int(model_id))))
+
+    step = time.perf_counter()
+    count = 0
+    with pg.cursor() as cursor, cursor.copy(
+        sql.SQL("COPY {} FROM STDIN (FORMAT BINARY, FREEZE)").format(_table(new))
+    ) as copy:
+        copy.set_types([copy_type for _, _, copy_type in PROPERTY_COLUMNS])
+        for row in rows:
+            copy.write_row(row)
+            count += 1
+    phases["copy properties"] = time.perf_counter() - step
+
+    step = time.perf_counter()
+    with _local_setting(pg, "maintenance_work_mem", INDEX_BUILD_MEMORY):
+        for suffix, definition in _INDEXES.items():
+            pg.execute(sql.SQL("CREATE INDEX {} ON {} " + definition).format(
+                sql.Identifier(f"{new}_{suffix}"), _table(new)))
+    phases["index properties"] = time.perf_counter() - step
+    return count
+
+
+def swap_in_partition(pg: psycopg.Connection[Any], model_id: int, lock_wait: float,
+                      phases: dict[str, float]) -> None:
+    """Replace the model's partition (or its rows in the default partition) by the one just built."""
+    step = time.perf_counter()
+    deadline = time.monotonic() + lock_wait
+    attempts = 0
+    with _local_setting(pg, "lock_timeout", SWAP_LOCK_TIMEOUT):
+        while True:
+            attempts += 1
+            pg.execute("SAVEPOINT swap_partition")  # a lock timeout undoes this attempt only
+            try:
+                _swap(pg, model_id)
+            except psycopg.errors.LockNotAvailable:
+                pg.execute("ROLLBACK TO SAVEPOINT swap_partition")
+                if time.monotonic() >= deadline:
+                    raise PartitionSwapTimeout(
+                        f"model {model_id}: readers held {SCHEMA}.properties for more than {lock_wait:g} s "
+                        f"({attempts} attempts); the previous results are unchanged, try the load again"
+                    ) from None
+                time.sleep(SWAP_RETRY_PAUSE)
+                continue
+            pg.execute("RELEASE SAVEPOINT swap_partition")
+            break
+    if attempts > 1:
+        logger.info("model %s: swapped the properties partition after %d attempts", model_id, attempts)
+    phases["swap properties partition"] = time.perf_counter() - step
+
+
+@contextmanager
+def _local_setting(pg: psycopg.Connection[Any], name: str, value: str) -> Iterator[None]:
+    """Set a server setting for a few statements, then give the caller's transaction its value back."""
+    previous = pg.execute("SELECT current_setting(%s)", (name,)).fetchone()[0]  # type: ignore[index]
+    pg.execute("SELECT set_config(%s, %s, true)", (name, value))
+    try:
+        yield
+    finally:
+        if pg.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:  # not after an error
+            pg.execute("SELECT set_config(%s, %s, true)", (name, previous))
+
+
+def _swap(pg: psycopg.Connection[Any], model_id: int) -> None:
+    parent, current = _table("properties"), property_partition(model_id)
+    new = current + "_new"
+    exists = pg.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.{current}",)).fetchone()[0]  # type: ignore[index]
+    if exists:
+        pg.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(parent, _table(current)))
+        pg.execute(sql.SQL("DROP TABLE {}").format(_table(current)))
+    else:
+        # Rows written for this model by anything but the loader sit in the default partition; ATTACH
+        # would refuse to run while they are there.
+        pg.execute(sql.SQL("DELETE FROM {} WHERE model_id = %s").format(_table(PROPERTY_DEFAULT_PARTITION)),
+                   (model_id,))
+    pg.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
+        parent, _table(new), sql.Literal(int(model_id))))
+    pg.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(_table(new), sql.Identifier(current)))
+    for suffix in _INDEXES:
+        pg.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+            _table(f"{new}_{suffix}"), sql.Identifier(f"{current}_{suffix}")))
