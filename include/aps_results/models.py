@@ -362,7 +362,8 @@ class Property(Base):
     Partitioned by model (LIST on model_id): the loader builds each model's rows as a new table
     (`property_partition(model_id)`), indexes it in bulk and swaps it in, so a re-load costs the same as a
     first load and leaves no dead rows behind. Rows written for a model without its own partition land in
-    `PROPERTY_DEFAULT_PARTITION`. Partitions are not in this metadata: the loader owns them.
+    `PROPERTY_DEFAULT_PARTITION` (the loader moves them out on the model's first load; keep it small: each
+    swap scans it). Partitions are not in this metadata: the loader (aps_results.partitions) owns them.
     Queries should filter on `model_id`, which reads one partition; a query over all models visits every
     partition (and locks each one), so keep such queries rare on databases with thousands of models.
     """

@@ -1,9 +1,10 @@
 """Per-model partitions of `aps.properties`: build one model's rows as a new table, then swap it in.
 
-    count = build_partition(pg, model_id, rows)     # CREATE TABLE, COPY, CREATE INDEX: invisible to others
-    swap_in_partition(pg, model_id, lock_wait=300)  # DETACH + DROP the old partition, ATTACH the new one
+    count = build_partition(pg, model_id, rows, phases)        # CREATE TABLE, COPY, CREATE INDEX
+    swap_in_partition(pg, model_id, lock_wait=300, phases)     # DETACH + DROP the old one, ATTACH the new
 
-Both run inside the caller's transaction; nothing is visible to other sessions before it commits.
+Both run inside the caller's transaction (psycopg connection `pg`); nothing is visible to other sessions
+before it commits. `phases` collects seconds per step for logs and bench/load.py.
 
 Why a new table rather than DELETE + COPY into the shared one: rows COPYed into a table created in the same
 transaction are written once (FREEZE: no hint-bit or visibility-map rewrites later), the indexes are built in
@@ -19,7 +20,9 @@ again until `lock_wait` seconds have passed; then PartitionSwapTimeout (the old 
 
 Visibility: a READ COMMITTED statement sees the old partition or the new one. Because the new rows are
 frozen, a REPEATABLE READ transaction that started before the commit but reads the model's properties only
-after it sees the new rows (it cannot see the dropped old partition any more); either way never a mix.
+after it sees the new rows (the old partition is gone), not an empty model; either way never a mix.
+The default partition should stay empty (only writers other than the loader put rows there): every ATTACH
+scans it.
 """
 
 from __future__ import annotations

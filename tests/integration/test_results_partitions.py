@@ -162,6 +162,20 @@ def test_a_swap_waits_for_a_reader_who_keeps_seeing_the_old_rows(results_engine:
         assert marks(conn.connection.driver_connection, model_id) == {"v2": 50}
 
 
+def test_a_snapshot_taken_before_a_reload_sees_the_new_rows_not_none(results_engine: Engine) -> None:
+    """A REPEATABLE READ reader that first reads the properties after the swap (one that read them before
+    holds a lock the swap waits for: see above) finds the model complete, not empty."""
+    model_id = make_model(results_engine, "a" * 64)
+    load_model_results(results_engine, model_id, properties=properties(20, "v1"))
+    dsn = results_engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn) as reader:
+        reader.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        reader.execute(f"SELECT count(*) FROM {SCHEMA}.models").fetchone()  # takes the snapshot
+        load_model_results(results_engine, model_id, properties=properties(30, "v2"))
+        # Its snapshot predates the swap, but the old partition is gone; the frozen new rows are visible.
+        assert marks(reader, model_id) == {"v2": 30}
+
+
 def test_load_inside_a_savepoint_of_the_callers_transaction(results_engine: Engine) -> None:
     model_id = make_model(results_engine, "a" * 64)
 
