@@ -56,7 +56,12 @@ def _unfinished_file_ids(connection: Connection, model_id: int, run_id: str) -> 
 
 
 def messages_of(manifest: Manifest) -> list[dict[str, str]]:
-    return [m.model_dump(include={"type", "code", "message"}) for m in manifest.messages()]
+    """APS's messages, each once: a failed job repeats its error under every derivative (svf2, thumbnail)."""
+    unique: dict[tuple[str, str, str], dict[str, str]] = {}
+    for message in manifest.messages():
+        key = (message.type, message.code, message.message)
+        unique.setdefault(key, message.model_dump(include={"type", "code", "message"}))
+    return list(unique.values())
 
 
 def _record(connection: Connection, model_id: int, manifest: Manifest) -> None:
