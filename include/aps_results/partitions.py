@@ -2,6 +2,7 @@
 
     count = build_partition(pg, model_id, rows, phases)        # CREATE TABLE, COPY, CREATE INDEX
     swap_in_partition(pg, model_id, lock_wait=300, phases)     # DETACH + DROP the old one, ATTACH the new
+    drop_partition(pg, model_id)                               # DETACH + DROP (registry.delete_model)
 
 Both run inside the caller's transaction (psycopg connection `pg`); nothing is visible to other sessions
 before it commits. `phases` collects seconds per step for logs and bench/load.py.
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -110,28 +111,39 @@ def swap_in_partition(pg: psycopg.Connection[Any], model_id: int, lock_wait: flo
                       phases: dict[str, float]) -> None:
     """Replace the model's partition (or its rows in the default partition) by the one just built."""
     step = time.perf_counter()
+    _with_lock_retries(pg, model_id, lock_wait, _swap)
+    phases["swap properties partition"] = time.perf_counter() - step
+
+
+def drop_partition(pg: psycopg.Connection[Any], model_id: int, lock_wait: float = 300.0) -> None:
+    """Remove the model's properties: its partition if it has one, else its rows in the default one."""
+    _with_lock_retries(pg, model_id, lock_wait, _drop)
+
+
+def _with_lock_retries(pg: psycopg.Connection[Any], model_id: int, lock_wait: float,
+                       change: Callable[[psycopg.Connection[Any], int], None]) -> None:
+    """Run `change` (catalog updates under a strong lock) in a savepoint, retrying while readers block it."""
     deadline = time.monotonic() + lock_wait
     attempts = 0
     with _local_setting(pg, "lock_timeout", SWAP_LOCK_TIMEOUT):
         while True:
             attempts += 1
-            pg.execute("SAVEPOINT swap_partition")  # a lock timeout undoes this attempt only
+            pg.execute("SAVEPOINT partition_change")  # a lock timeout undoes this attempt only
             try:
-                _swap(pg, model_id)
+                change(pg, model_id)
             except psycopg.errors.LockNotAvailable:
-                pg.execute("ROLLBACK TO SAVEPOINT swap_partition")
+                pg.execute("ROLLBACK TO SAVEPOINT partition_change")
                 if time.monotonic() >= deadline:
                     raise PartitionSwapTimeout(
                         f"model {model_id}: readers held {SCHEMA}.properties for more than {lock_wait:g} s "
-                        f"({attempts} attempts); the previous results are unchanged, try the load again"
+                        f"({attempts} attempts); the previous results are unchanged, try again"
                     ) from None
                 time.sleep(SWAP_RETRY_PAUSE)
                 continue
-            pg.execute("RELEASE SAVEPOINT swap_partition")
+            pg.execute("RELEASE SAVEPOINT partition_change")
             break
     if attempts > 1:
-        logger.info("model %s: swapped the properties partition after %d attempts", model_id, attempts)
-    phases["swap properties partition"] = time.perf_counter() - step
+        logger.info("model %s: changed its properties partition after %d attempts", model_id, attempts)
 
 
 @contextmanager
@@ -146,18 +158,23 @@ def _local_setting(pg: psycopg.Connection[Any], name: str, value: str) -> Iterat
             pg.execute("SELECT set_config(%s, %s, true)", (name, previous))
 
 
-def _swap(pg: psycopg.Connection[Any], model_id: int) -> None:
+def _drop(pg: psycopg.Connection[Any], model_id: int) -> None:
     parent, current = _table("properties"), property_partition(model_id)
-    new = current + "_new"
-    exists = pg.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.{current}",)).fetchone()[0]  # type: ignore[index]
-    if exists:
+    exists = pg.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.{current}",)).fetchone()
+    if exists and exists[0]:
         pg.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(parent, _table(current)))
         pg.execute(sql.SQL("DROP TABLE {}").format(_table(current)))
     else:
-        # Rows written for this model by anything but the loader sit in the default partition; ATTACH
-        # would refuse to run while they are there.
+        # Rows written for this model by anything but the loader sit in the default partition (and ATTACH
+        # would refuse to run while they are there).
         pg.execute(sql.SQL("DELETE FROM {} WHERE model_id = %s").format(_table(PROPERTY_DEFAULT_PARTITION)),
                    (model_id,))
+
+
+def _swap(pg: psycopg.Connection[Any], model_id: int) -> None:
+    parent, current = _table("properties"), property_partition(model_id)
+    new = current + "_new"
+    _drop(pg, model_id)
     pg.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
         parent, _table(new), sql.Literal(int(model_id))))
     pg.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(_table(new), sql.Identifier(current)))

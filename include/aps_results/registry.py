@@ -27,13 +27,13 @@ from aps_results.models import (
     ModelObject,
     ModelStatus,
     ModelStatusHistory,
-    Property,
     RunSummary,
     Translation,
     TranslationStatus,
     ValidationResult,
     ValidationRun,
 )
+from aps_results.partitions import drop_partition
 
 # Plain strings for SQL parameters: psycopg would send an Enum member's name, not its value.
 _TERMINAL = sorted(state.value for state in TERMINAL_FILE_STATES)
@@ -276,7 +276,7 @@ def set_model_status(
 
 def delete_model(conn: Connection, model_id: int) -> None:
     """Delete a model and everything loaded for it (objects and properties have no cascading foreign key)."""
-    conn.execute(delete(Property).where(Property.model_id == model_id))
+    drop_partition(conn.connection.driver_connection, model_id)  # type: ignore[arg-type]
     conn.execute(delete(ModelObject).where(ModelObject.model_id == model_id))
     conn.execute(delete(Model).where(Model.id == model_id))
 

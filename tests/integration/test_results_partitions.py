@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Connection, Engine, create_engine, inspect, text
 
 from aps_devstack import LocalPostgres
-from aps_results import migrate
+from aps_results import migrate, registry
 from aps_results.db import make_engine
 from aps_results.loader import PartitionSwapTimeout, load_model_results
 from aps_results.models import PROPERTY_DEFAULT_PARTITION, SCHEMA, property_partition
@@ -215,3 +215,17 @@ def test_the_read_only_role_reads_partitions_the_loader_created(results_engine: 
         assert marks(reader, model_id) == {"v2": 8}
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             reader.execute(f"DELETE FROM {SCHEMA}.properties WHERE model_id = %s", (model_id,))
+
+
+def test_delete_model_drops_its_partition(results_engine: Engine) -> None:
+    model_id, other_id = make_model(results_engine, "a" * 64), make_model(results_engine, "b" * 64)
+    for loaded in (model_id, other_id):
+        load_model_results(results_engine, loaded, properties=properties(4, "v1"))
+    with results_engine.begin() as conn:
+        registry.delete_model(conn, model_id)
+    with results_engine.connect() as conn:
+        pg = conn.connection.driver_connection
+        assert (marks(pg, model_id), marks(pg, other_id)) == ({}, {"v1": 4})
+        tables = set(inspect(conn).get_table_names(schema=SCHEMA))
+        assert property_partition(model_id) not in tables
+        assert property_partition(other_id) in tables
