@@ -131,7 +131,7 @@ def _with_lock_retries(pg: psycopg.Connection[Any], model_id: int, lock_wait: fl
             pg.execute("SAVEPOINT partition_change")  # a lock timeout undoes this attempt only
             try:
                 change(pg, model_id)
-            except psycopg.errors.LockNotAvailable:
+            except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
                 pg.execute("ROLLBACK TO SAVEPOINT partition_change")
                 if time.monotonic() >= deadline:
                     raise PartitionSwapTimeout(
