@@ -193,7 +193,7 @@ def test_sensor_poke_mode(aps_conn: str, emulator: EmulatorServer) -> None:
 
     emulator.configure(translation_seconds=0.5, fail_keys=["*poked-bad*"])
     bad = start_translation("poked-bad.ifc")
-    time.sleep(1.5)
+    emulator.advance_clock(5)  # past the translation time: the manifest is final
     with pytest.raises(AirflowFailException, match="TranslationWorker-InternalFailure"):
         APSTranslationSensor(task_id="wait", urn=bad, deferrable=False).poke(context={})
 
