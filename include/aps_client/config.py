@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -44,6 +45,8 @@ class APSConfig(BaseModel):
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     token_refresh_margin: float = 300.0
+    # Share tokens between processes through files in this directory (token_file.py); None = per process.
+    token_cache_dir: Path | None = None
     rate_limits: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
 
     # Polling of 202 answers (object tree, properties).

@@ -4,7 +4,9 @@ A call is described by a `RequestSpec` (pure data). `RequestPolicy` turns it int
 URL, bearer token, JSON/form body), decides what an answer means (typed error or result), and configures
 tenacity: retry 429 after `Retry-After`, retry 408/5xx/transport errors with exponential backoff and
 jitter, bounded by attempts and total time. A 401 on an authenticated call drops the cached token, fetches
-a new one and retries once. `SyncTransport` and `AsyncTransport` differ only in how they do I/O.
+a new one and retries once. Tokens come from the process-wide cache (auth.py), then, if
+`config.token_cache_dir` is set, from the cross-process token files (token_file.py). `SyncTransport` and
+`AsyncTransport` differ only in how they do I/O.
 
 Multi-step operations (poll on 202, fall back on 413) are written once as generators ("flows") that yield
 `RequestSpec`s or `Sleep`s and receive responses; `run()` drives a flow with blocking or awaited I/O.
@@ -24,7 +26,7 @@ from typing import Any, TypeVar
 import httpx
 import tenacity
 
-from aps_client import auth
+from aps_client import auth, token_file
 from aps_client.config import APSConfig
 from aps_client.errors import (
     RETRYABLE_STATUSES,
@@ -217,6 +219,14 @@ class RequestPolicy:
         error.retryable = False
         return error
 
+    def forget_token(self, spec: RequestSpec, token: Token) -> None:
+        """APS refused `token` (401): drop it from the process cache and from the token file, if any."""
+        scopes = self.scopes(spec)
+        auth.TOKENS.invalidate(auth.cache_key(self.config, scopes), token)
+        files = token_file.file_cache(self.config)
+        if files is not None:
+            files.discard(token_file.file_key(self.config, scopes), token)
+
     def token_spec(self, scopes: tuple[str, ...]) -> RequestSpec:
         return RequestSpec(
             "POST",
@@ -250,13 +260,28 @@ class SyncTransport:
             cached = auth.TOKENS.get(key, margin)
             if cached is not None:
                 return cached
-            try:
-                response = self.send(self.policy.token_spec(scopes))
-            except APSError as error:
-                raise self.policy.token_error(error) from None
-            token = auth.parse_token(response, scopes, self.config)
+            files = token_file.file_cache(self.config)
+            if files is None:
+                token = self._fetch_token(scopes)
+            else:
+                # One process at a time per key does "check file -> fetch -> write"; the others then
+                # find the fresh token in the file.
+                file_key = token_file.file_key(self.config, scopes)
+                with files.locked(file_key) as usable:
+                    token = files.read(file_key, margin) if usable else None
+                    if token is None:
+                        token = self._fetch_token(scopes)
+                        if usable:
+                            files.write(file_key, token)
             auth.TOKENS.put(key, token)
             return token
+
+    def _fetch_token(self, scopes: tuple[str, ...]) -> Token:
+        try:
+            response = self.send(self.policy.token_spec(scopes))
+        except APSError as error:
+            raise self.policy.token_error(error) from None
+        return auth.parse_token(response, scopes, self.config)
 
     def send(self, spec: RequestSpec) -> httpx.Response:
         """One call with the full policy: rate limit, token, retries, 401 refresh, typed errors."""
@@ -269,8 +294,7 @@ class SyncTransport:
         token = self.token(spec.scopes) if spec.auth else None
         response = self._send_once(spec, token)
         if response.status_code == 401 and token is not None:
-            key = auth.cache_key(self.config, self.policy.scopes(spec))
-            auth.TOKENS.invalidate(key, token)
+            self.policy.forget_token(spec, token)
             response = self._send_once(spec, self.token(spec.scopes))
         return self.policy.check(spec, response)
 
@@ -318,13 +342,27 @@ class AsyncTransport:
             cached = auth.TOKENS.get(key, margin)
             if cached is not None:
                 return cached
-            try:
-                response = await self.send(self.policy.token_spec(scopes))
-            except APSError as error:
-                raise self.policy.token_error(error) from None
-            token = auth.parse_token(response, scopes, self.config)
+            files = token_file.file_cache(self.config)
+            if files is None:
+                token = await self._fetch_token(scopes)
+            else:
+                # As in SyncTransport.token; the small file I/O runs in a thread.
+                file_key = token_file.file_key(self.config, scopes)
+                async with files.alocked(file_key) as usable:
+                    token = await asyncio.to_thread(files.read, file_key, margin) if usable else None
+                    if token is None:
+                        token = await self._fetch_token(scopes)
+                        if usable:
+                            await asyncio.to_thread(files.write, file_key, token)
             auth.TOKENS.put(key, token)
             return token
+
+    async def _fetch_token(self, scopes: tuple[str, ...]) -> Token:
+        try:
+            response = await self.send(self.policy.token_spec(scopes))
+        except APSError as error:
+            raise self.policy.token_error(error) from None
+        return auth.parse_token(response, scopes, self.config)
 
     async def send(self, spec: RequestSpec) -> httpx.Response:
         return await tenacity.AsyncRetrying(**self.policy.retry_arguments())(self._attempt, spec)
@@ -336,8 +374,7 @@ class AsyncTransport:
         token = await self.token(spec.scopes) if spec.auth else None
         response = await self._send_once(spec, token)
         if response.status_code == 401 and token is not None:
-            key = auth.cache_key(self.config, self.policy.scopes(spec))
-            auth.TOKENS.invalidate(key, token)
+            await asyncio.to_thread(self.policy.forget_token, spec, token)
             response = await self._send_once(spec, await self.token(spec.scopes))
         return self.policy.check(spec, response)
 
