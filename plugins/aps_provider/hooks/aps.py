@@ -10,12 +10,22 @@ Connection fields (type `aps`):
     extra     -> {"region": "US", "base_url": "https://developer.api.autodesk.com",
                   "scopes": "data:read data:write ...", and optionally any other `APSConfig` field such as
                   "timeout", "max_attempts", "upload_part_size", "upload_parallelism"}
+
+Token cache shared by task processes: Airflow runs every task instance in its own process, so by default the
+hook sets `APSConfig.token_cache_dir` to a per-user directory on the worker
+(`$APS_TOKEN_CACHE_DIR` if set, else `<tempdir>/aps-token-cache-<uid>`, created 0700, files 0600, keyed by a
+hash of the credentials). All tasks on a worker then share one token per client and scope set instead of
+fetching one each. Set `"token_cache_dir": "/some/dir"` in extra to choose the directory, or
+`"token_cache_dir": null` (or false) to keep tokens per process.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
@@ -29,7 +39,25 @@ if TYPE_CHECKING:
 CONN_TYPE = "aps"
 # Extra keys the form manages; everything else in extra that names an APSConfig field is passed through.
 _FORM_EXTRAS = ("region", "base_url", "scopes")
-_PASS_THROUGH = frozenset(APSConfig.model_fields) - {"client_id", "client_secret", *_FORM_EXTRAS}
+_PASS_THROUGH = frozenset(APSConfig.model_fields) - {
+    "client_id", "client_secret", "token_cache_dir", *_FORM_EXTRAS
+}
+TOKEN_CACHE_DIR_ENV = "APS_TOKEN_CACHE_DIR"
+
+
+def default_token_cache_dir() -> Path:
+    """Per user and local to the worker: tokens must not be shared across users or network file systems."""
+    configured = os.environ.get(TOKEN_CACHE_DIR_ENV)
+    if configured:
+        return Path(configured)
+    return Path(tempfile.gettempdir()) / f"aps-token-cache-{os.getuid()}"
+
+
+def _token_cache_dir(extra: dict[str, Any]) -> Any:
+    if "token_cache_dir" not in extra:
+        return default_token_cache_dir()
+    # null / false / "" switch the shared cache off; anything else is validated by APSConfig.
+    return extra["token_cache_dir"] or None
 
 
 def _extra_value(extra: dict[str, Any], name: str) -> Any:
@@ -61,6 +89,7 @@ def config_from_connection(conn: Connection, region: str | None = None) -> APSCo
     if scopes:
         values["scopes"] = tuple(scopes.replace(",", " ").split() if isinstance(scopes, str) else scopes)
     values.update({key: value for key, value in extra.items() if key in _PASS_THROUGH})
+    values["token_cache_dir"] = _token_cache_dir(extra)
     try:
         return APSConfig(**values)
     except ValidationError as exc:
