@@ -54,19 +54,18 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
             "force": Param(False, type="boolean", description="re-translate content translated before"),
         },
     ) as dag:
-        aps = {"aps_conn_id": pipeline.aps_conn_id}
-
         # Every task of a model, the sensor included (poke mode calls APS from a worker slot), takes a slot
         # of the pipeline's pool: the pool bounds concurrent APS work. A deferred sensor holds no slot.
         @task_group(group_id="model", default_args={"pool": pipeline.pool.name})
         def process_model(model_id, file_ids, s3_bucket, s3_key, bucket_key, object_key, region):
             upload = APSUploadFromS3Operator(
                 task_id="upload_to_aps", s3_bucket=s3_bucket, s3_key=s3_key, bucket_key=bucket_key,
-                object_key=object_key, region=region, aws_conn_id=pipeline.aws_conn_id, **aps,
+                object_key=object_key, region=region, aws_conn_id=pipeline.aws_conn_id,
+                aps_conn_id=pipeline.aps_conn_id,
             )
             translate = APSStartTranslationOperator(
                 task_id="start_translation", urn=upload.output, region=region,
-                formats=pipeline.job_formats(), force="{{ params.force }}", **aps,
+                formats=pipeline.job_formats(), force="{{ params.force }}", aps_conn_id=pipeline.aps_conn_id,
             )
             recorded = tasks.record_submission(model_id, file_ids, upload.output, translate.output)
             wait = APSTranslationSensor(
