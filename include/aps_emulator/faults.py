@@ -1,7 +1,7 @@
 """Per-request plumbing in one ASGI middleware: operation stats, injected faults, APS rate limits, MD headers.
 
 Every request that matches an APS route (not `/`, not `/_emulator/*`) gets an *operation* name, which is
-the route's `name` (token, bucket_create, upload_part, manifest, ...; see notes/emulator_control.md).
+the route's `name` (token, bucket_create, upload_part, manifest, ...; listed in README.md, "Control API").
 In order: count the request, add `latency_ms`, answer 503 while `fault_5xx_burst` lasts, answer 429 with
 probability `fault_429_rate` (optionally only for `fault_429_operations`), enforce the per-client,
 per-minute limits of aps-api.md §5 when `rate_limits_enabled`; then run the route and count its status.

@@ -1,7 +1,7 @@
 """Emulator settings: start-up values from the environment (APS_EMULATOR_*), some changeable at run time.
 
 `Tunables` are the knobs tests and benchmarks turn through PUT /_emulator/config (names are a contract, see
-notes/emulator_control.md). `EmulatorSettings` adds the start-up-only values (client pairs, state directory).
+README.md, "Settings"). `EmulatorSettings` adds the start-up-only values (client pairs, state directory).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Run-time control for tests and benchmarks, no auth (contract: notes/emulator_control.md)."""
+"""Run-time control for tests and benchmarks, no auth (contract: README.md, "Control API")."""
 
 from __future__ import annotations
 
