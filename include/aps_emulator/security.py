@@ -2,7 +2,8 @@
 
 Scope rule (aps-api.md §4.2 leaves it open): a route lists one or more *alternatives*; the token must hold
 ALL scopes of at least one alternative. E.g. signed upload requires ("data:write", "data:create") together,
-the manifest accepts ("data:read",) or ("viewables:read",).
+the manifest accepts ("data:read",) or ("viewables:read",), while metadata, tree, properties and the
+thumbnail accept only ("data:read",) (aps-api.md §4.2).
 URN-scoped viewer tokens: a `data:read:<urn>` scope counts as `data:read` only for the design/object it names
 (base64 URN or raw objectId); for any other URN it does not, so the request gets 403.
 Missing/invalid/expired token -> 401, valid token without the scopes -> 403 (both with an AUTH-style body).

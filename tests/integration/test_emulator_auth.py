@@ -180,3 +180,22 @@ def test_urn_scoped_viewer_token_reads_only_its_design(emu: EmulatorHTTP) -> Non
         == 200
     )
     assert to_urn("urn:adsk.objects:os.object:scoped-bucket/other.obj") == other
+
+
+def test_viewables_read_opens_the_manifest_but_not_properties_or_thumbnail(emu: EmulatorHTTP) -> None:
+    assert emu.create_bucket("viewer-bucket").status_code == 200
+    urn = emu.translated("viewer-bucket", "viewer.obj", b"o Cube\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    guid = emu.view_guid(urn)  # with the all-scopes token
+    viewer = emu.headers(emu.token("viewables:read"))
+    base = f"/modelderivative/v2/designdata/{urn}"
+    assert emu.http.get(f"{base}/manifest", headers=viewer).status_code == 200
+    for tail in ("metadata", f"metadata/{guid}", f"metadata/{guid}/properties", "thumbnail"):
+        refused = emu.http.get(f"{base}/{tail}", headers=viewer)
+        assert refused.status_code == 403, tail
+        assert refused.json()["errorCode"] == "AUTH-010"
+    query = emu.http.post(f"{base}/metadata/{guid}/properties:query", json={}, headers=viewer)
+    assert query.status_code == 403
+    # A per-model data:read:<urn> token still reads that model's properties and thumbnail.
+    scoped = emu.headers(emu.token(f"data:read:{urn}"))
+    assert emu.http.get(f"{base}/metadata/{guid}/properties", headers=scoped).status_code in (200, 202)
+    assert emu.http.get(f"{base}/thumbnail", headers=scoped).status_code == 200

@@ -37,7 +37,10 @@ from aps_emulator.urns import decode_urn, encode_urn, split_object_id
 
 router = APIRouter()
 
-READ = (("data:read",), ("viewables:read",))
+# aps-api.md §4.2: the manifest takes data:read or viewables:read; metadata, tree, properties(:query) and
+# the thumbnail need data:read (a data:read:<urn> scope counts for its own design, see security.py).
+MANIFEST_READ = (("data:read",), ("viewables:read",))
+DATA_READ = (("data:read",),)
 OUTPUT_TYPES = ("svf", "svf2", "thumbnail", "stl", "step", "iges", "obj", "ifc", "dwg", "fbx")
 THUMBNAIL_SIZES = (100, 200, 400)
 FORCEGET_CEILING_BYTES = 800 * 1024 * 1024
@@ -192,7 +195,7 @@ async def start_job(request: Request, caller: Annotated[Caller, Depends(authenti
 async def get_manifest(request: Request, urn: str,
                        caller: Annotated[Caller, Depends(authenticated)]) -> JSONResponse:
     context = get_context(request)
-    job = _job(context, request, urn, caller, *READ)
+    job = _job(context, request, urn, caller, *MANIFEST_READ)
     return JSONResponse(manifest_body(job, context.clock.now()))
 
 
@@ -213,7 +216,7 @@ async def delete_manifest(request: Request, urn: str,
 async def list_views(request: Request, urn: str,
                      caller: Annotated[Caller, Depends(authenticated)]) -> JSONResponse:
     context = get_context(request)
-    job = _job(context, request, urn, caller, *READ)
+    job = _job(context, request, urn, caller, *DATA_READ)
     status, _ = status_of(job, context.clock.now())
     found = views(job) if status == "success" else []
     metadata = [{"name": v.name, "role": v.role, "guid": v.guid, "isMasterView": v.is_master} for v in found]
@@ -223,7 +226,7 @@ async def list_views(request: Request, urn: str,
 async def _model(context: EmulatorContext, request: Request, urn: str, guid: str,
                  caller: Caller) -> ModelContent:
     """The design's content once extraction is 'done'; raises 404, or 202 for the first calls."""
-    job = _job(context, request, urn, caller, *READ)
+    job = _job(context, request, urn, caller, *DATA_READ)
     status, _ = status_of(job, context.clock.now())
     if guid not in {v.guid for v in views(job)}:
         raise md_error(404, f"Model view '{guid}' was not found.")
@@ -367,7 +370,7 @@ async def properties_query(request: Request, urn: str, guid: str,
 async def thumbnail(request: Request, urn: str, caller: Annotated[Caller, Depends(authenticated)],
                     width: int | None = None, height: int | None = None) -> Response:
     context = get_context(request)
-    job = _job(context, request, urn, caller, *READ)
+    job = _job(context, request, urn, caller, *DATA_READ)
     width = width or height or 200
     height = height or width
     if width not in THUMBNAIL_SIZES or height not in THUMBNAIL_SIZES:
