@@ -35,6 +35,7 @@ class Tunables(BaseModel):
     rate_limits_enabled: bool = False
     properties_202_count: int = Field(1, ge=0)
     large_response_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    forceget_ceiling_bytes: int = Field(800 * 1024 * 1024, ge=1)  # 413 even with forceget above this
     min_part_bytes: int = Field(5 * 1024 * 1024, ge=0)
     # Emulator-specific extras (not in APS): limits and webhook delivery behaviour.
     max_urls_per_request: int = Field(25, ge=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import pytest
 
 from aps_client import APSClient, AsyncAPSClient
@@ -97,6 +98,39 @@ def test_too_large_answers_use_forceget(aps: APSClient, fast_translation: Emulat
     assert stat(fast_translation, "tree 413", "responses") == 1
     assert stat(fast_translation, "properties 413", "responses") == 1
     assert stat(fast_translation, "tree 200", "responses") == 1
+
+
+def test_properties_past_the_forceget_ceiling_are_paged_through_properties_query(
+    aps: APSClient, fast_translation: EmulatorServer
+) -> None:
+    """properties -> 413 -> forceget -> 413 -> properties:query pages, over real HTTP."""
+    fast_translation.configure(properties_202_count=0, synthetic_object_count=2500)
+    urn = translated(aps, "big-model.rvt")  # RVT: a synthetic tree of 2500 objects (+ root, categories)
+    guid = next(v for v in aps.derivative.views(urn) if v.role == "3d").guid
+    url = f"{aps.config.base_url}/modelderivative/v2/designdata/{urn}/metadata/{guid}/properties"
+    bearer = {"Authorization": f"Bearer {aps.get_token().access_token}"}
+    full = httpx.get(url, params={"forceget": "true"}, headers=bearer, timeout=60)
+    assert full.status_code == 200
+    expected = {item["objectid"]: item for item in full.json()["data"]["collection"]}
+    assert len(expected) > 2000  # so the client needs three pages of 1000
+    # Plain properties are "too large" and so is everything past 60 % of the full answer; a page of 1000
+    # objects is ~40 % of it, so only properties:query gets through.
+    ceiling = int(full.headers["x-ads-size"]) * 6 // 10
+    fast_translation.configure(large_response_bytes=1, forceget_ceiling_bytes=ceiling)
+    keys = ("properties 413", "properties_query 200")
+    before = {key: stat(fast_translation, key, "responses") for key in keys}
+
+    props = aps.derivative.properties(urn, guid)
+
+    assert stat(fast_translation, "properties 413", "responses") - before["properties 413"] == 2
+    assert stat(fast_translation, "properties_query 200", "responses") - before["properties_query 200"] == 3
+    ids = [p.objectid for p in props]
+    assert len(ids) == len(set(ids)) == len(expected)  # every object exactly once
+    assert set(ids) == set(expected)
+    for prop in props:
+        assert prop.name == expected[prop.objectid]["name"]
+        assert prop.external_id == expected[prop.objectid]["externalId"]
+        assert prop.properties == expected[prop.objectid]["properties"]
 
 
 def test_region_mismatch_is_not_found(aps: APSClient, fast_translation: EmulatorServer) -> None:

@@ -188,6 +188,13 @@ def test_large_answers_need_forceget(emu: EmulatorHTTP, emulator: EmulatorServer
     forced = emu.md_get(urn, f"metadata/{guid}/properties", forceget="true")
     assert forced.status_code == 200
     assert len(forced.json()["data"]["collection"]) > 5
+    # Past forceget_ceiling_bytes even forceget is refused; properties:query pages below it still answer.
+    emulator.configure(forceget_ceiling_bytes=len(forced.content) - 1)
+    assert emu.md_get(urn, f"metadata/{guid}/properties", forceget="true").status_code == 413
+    path = f"/modelderivative/v2/designdata/{urn}/metadata/{guid}/properties:query"
+    page = emu.http.post(path, json={"pagination": {"limit": 2}}, headers=emu.headers())
+    assert page.status_code == 200
+    assert len(page.json()["data"]["collection"]) == 2
 
 
 def test_properties_query_paginates(emu: EmulatorHTTP, bucket: str) -> None:

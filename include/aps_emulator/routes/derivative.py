@@ -43,7 +43,6 @@ MANIFEST_READ = (("data:read",), ("viewables:read",))
 DATA_READ = (("data:read",),)
 OUTPUT_TYPES = ("svf", "svf2", "thumbnail", "stl", "step", "iges", "obj", "ifc", "dwg", "fbx")
 THUMBNAIL_SIZES = (100, 200, 400)
-FORCEGET_CEILING_BYTES = 800 * 1024 * 1024
 FORMATS_LAST_MODIFIED = 1_704_067_200  # 2024-01-01, the date the served formats list "changed"
 WORKFLOW = re.compile(r"^[A-Za-z0-9-]{1,36}$")
 
@@ -256,11 +255,13 @@ async def _model(context: EmulatorContext, request: Request, urn: str, guid: str
 
 
 def _sized_json(context: EmulatorContext, body: dict[str, Any], forceget: bool) -> Response:
-    """413 past large_response_bytes unless forceget (and past 800 MB even then), as APS does."""
+    """413 past large_response_bytes unless forceget, and past forceget_ceiling_bytes (APS: 800 MB) even
+    then, as APS does."""
     data = json.dumps(body, separators=(",", ":")).encode()
     size_header = {"x-ads-size": str(len(data))}
-    too_large = len(data) > context.tunables.large_response_bytes
-    if len(data) > FORCEGET_CEILING_BYTES or (too_large and not forceget):
+    tunables = context.tunables
+    too_large = len(data) > tunables.large_response_bytes
+    if len(data) > tunables.forceget_ceiling_bytes or (too_large and not forceget):
         diagnostic = ("Please use the 'forceget' parameter to force querying the data." if not forceget
                       else "The requested data exceeds the maximum size that can be returned.")
         raise APSHTTPError(413, {"diagnostic": diagnostic}, size_header)
@@ -362,7 +363,9 @@ async def properties_query(request: Request, urn: str, guid: str,
                        "totalResults": len(matching)},
         "data": {"type": "properties", "collection": [_select(item, body.fields) for item in page]},
     }
-    return _sized_json(context, answer, forceget=False)
+    # A page is bounded by its limit, so like forceget it is refused only past forceget_ceiling_bytes:
+    # this is the way to read properties that are too large even for forceget.
+    return _sized_json(context, answer, forceget=True)
 
 
 # -- thumbnail and formats ----------------------------------------------------------------------------------
