@@ -3,7 +3,8 @@
     result = assign_models(engine, pipeline, run_id, force=False)
     result["models"]   # the models this run must upload and/or translate (the DAG maps over these)
 
-For each content hash among the run's `valid` files, `aps_results.registry.get_or_create_model` finds or
+For each content hash among the run's validated, unfinished files (`valid`, or further along when an earlier
+run crashed and discovery handed its files to this run), `aps_results.registry.get_or_create_model` finds or
 creates the model, and every file with that content is linked to it (`files.model_id`). Then, by the
 model's status:
 - new, or left pending/uploading/uploaded by an earlier run: in `models` with `needs_upload` as needed;
@@ -31,6 +32,18 @@ from aps_results.models import File, FileState, ModelStatus
 logger = logging.getLogger(__name__)
 
 _NEEDS_UPLOAD = {ModelStatus.PENDING.value, ModelStatus.UPLOADING.value}
+# Validated but not finished: `valid`, or a later state left behind by a run that crashed or was stopped.
+_TO_PLAN = [
+    s.value
+    for s in (
+        FileState.VALID,
+        FileState.UPLOADING,
+        FileState.UPLOADED,
+        FileState.TRANSLATING,
+        FileState.TRANSLATED,
+        FileState.LOADING,
+    )
+]
 _FINISHED_BADLY = {ModelStatus.FAILED.value, ModelStatus.TIMEOUT.value}
 
 
@@ -48,9 +61,7 @@ def assign_models(
         valid = list(
             session.scalars(
                 select(File)
-                .where(
-                    File.pipeline == pipeline.name, File.run_id == run_id, File.state == FileState.VALID.value
-                )
+                .where(File.pipeline == pipeline.name, File.run_id == run_id, File.state.in_(_TO_PLAN))
                 .order_by(File.id)
             )
         )

@@ -3,6 +3,7 @@
     fetch_and_load(aps, engine, model_id, run_id)            # manifest, views, tree, properties, thumbnail
     record_translation_outcome(engine, model_id, manifest, run_id)
     mark_model_failed(engine, model_id, run_id, reason)      # the DAG's last resort when APS work failed
+    record_wait_ended(engine, model_id, run_id, manifest)    # the deadline passed before APS finished
 
 The load goes through `aps_results.loader.load_model_results` (COPY into staging, swap in one transaction);
 the translation's final status and the files' `loaded` state are written in that same transaction, so a
@@ -31,7 +32,11 @@ THUMBNAIL_WIDTH = 200
 
 
 class ModelNotReady(RuntimeError):
-    """The model has no URN yet (not uploaded) or its translation has not finished."""
+    """The model has no URN yet (not uploaded) or its translation has not finished (see `manifest`)."""
+
+    def __init__(self, message: str, manifest: Manifest | None = None) -> None:
+        super().__init__(message)
+        self.manifest = manifest
 
 
 def _model(engine: Engine, model_id: int) -> registry.ModelRecord:
@@ -121,7 +126,9 @@ def fetch_and_load(aps: Any, engine: Engine, model_id: int, run_id: str) -> dict
     model = _model(engine, model_id)
     manifest = aps.derivative.manifest(model.urn, region=model.region)
     if not manifest.is_finished:
-        raise ModelNotReady(f"model {model_id}: translation is still {manifest.status} ({manifest.progress})")
+        raise ModelNotReady(
+            f"model {model_id}: translation is still {manifest.status} ({manifest.progress})", manifest
+        )
     if manifest.status != "success":
         return record_translation_outcome(engine, model_id, manifest, run_id)
 
@@ -189,6 +196,39 @@ def mark_model_failed(engine: Engine, model_id: int, run_id: str, reason: str) -
     return ids
 
 
+def record_wait_ended(engine: Engine, model_id: int, run_id: str, manifest: Manifest | None) -> list[int]:
+    """The wait ended (wall-clock timeout) before APS finished: the attempt and the model end `timeout`.
+
+    APS's progress is cosmetic, so the pipeline's deadline decides. The last manifest is kept with the
+    attempt; later runs treat the content as timed out until a manual run forces a re-translation.
+    """
+    status = manifest.status if manifest else "unknown"
+    progress = manifest.progress if manifest else None
+    note = {
+        "type": "error",
+        "code": "wait-ended",
+        "message": f"translation still {status} ({progress or 'no progress'}) when the wait ended",
+    }
+    messages = [*(messages_of(manifest) if manifest else []), note]
+    with engine.begin() as connection:
+        translation = registry.latest_translation(connection, model_id)
+        if translation is None:
+            translation = registry.start_translation(connection, model_id, run_id=run_id)
+        registry.update_translation(
+            connection,
+            translation.id,
+            TranslationStatus.TIMEOUT,
+            progress=progress,
+            messages=messages,
+            manifest=manifest.model_dump(mode="json", by_alias=True) if manifest else None,
+        )
+        ids = _unfinished_file_ids(connection, model_id, run_id)
+        registry.set_file_state(connection, ids, FileState.FAILED, f"translation did not finish in time: "
+                                f"{note['message']}")
+    logger.warning("model %d: %s", model_id, note["message"])
+    return ids
+
+
 def settle_model(
     aps: Any, engine: Engine, model_id: int, run_id: str, *, last_attempt: bool
 ) -> dict[str, Any]:
@@ -209,7 +249,7 @@ def settle_model(
     try:
         return fetch_and_load(aps, engine, model_id, run_id)
     except ModelNotReady as exc:
-        failed = mark_model_failed(engine, model_id, run_id, f"translation did not finish in time: {exc}")
+        failed = record_wait_ended(engine, model_id, run_id, exc.manifest)
         return {"model_id": model_id, "status": "timeout", "failed_files": failed}
     except Exception as exc:
         if last_attempt:

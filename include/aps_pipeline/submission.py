@@ -3,7 +3,9 @@
 The provider's operators upload the file and POST the translation job; this step writes the URN, the OSS
 object and a new translation attempt to the results database in one transaction, and moves the model's files
 to `translating`. A triggerer restart or a retried sensor then finds the job recorded and never submits it
-again; a crashed run leaves the model `translating`, which the next run waits on instead of re-translating.
+again; a crashed run leaves the model `translating`, which the next run waits on instead of re-translating
+(the start-translation operator finds the job in the manifest and does not POST it again, and the attempt
+recorded for it here is reused rather than counted twice).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import Any
 from sqlalchemy import Engine
 
 from aps_results import registry
-from aps_results.models import FileState, ModelStatus
+from aps_results.models import FileState, ModelStatus, TranslationStatus
 
 logger = logging.getLogger(__name__)
+
+_FINAL = {TranslationStatus.SUCCESS.value, TranslationStatus.FAILED.value, TranslationStatus.TIMEOUT.value}
 
 
 def record_submission(
@@ -35,9 +39,14 @@ def record_submission(
     with engine.begin() as connection:
         registry.update_model(connection, model_id, object_id=upload.get("object_id"), urn=urn,
                               bucket_key=upload.get("bucket_key"), object_key=upload.get("object_key"))
-        registry.set_model_status(connection, model_id, ModelStatus.UPLOADED, run_id=run_id)
-        translation = registry.start_translation(connection, model_id, run_id=run_id,
-                                                 output_formats=output_formats, forced=forced)
+        latest = registry.latest_translation(connection, model_id)
+        if latest is not None and not forced and latest.status not in _FINAL:
+            translation = latest  # the job an earlier (crashed) run submitted: still the one APS works on
+            registry.set_model_status(connection, model_id, ModelStatus.TRANSLATING, run_id=run_id)
+        else:
+            registry.set_model_status(connection, model_id, ModelStatus.UPLOADED, run_id=run_id)
+            translation = registry.start_translation(connection, model_id, run_id=run_id,
+                                                     output_formats=output_formats, forced=forced)
         if file_ids:
             registry.set_file_state(connection, list(file_ids), FileState.TRANSLATING)
     logger.info("model %d: %s uploaded, translation attempt %d submitted", model_id, urn, translation.attempt)

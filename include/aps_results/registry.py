@@ -200,6 +200,7 @@ class ModelRecord:
     region: str
     sha256: str
     status: str
+    reason: str | None
     bucket_key: str | None
     object_key: str | None
     object_id: str | None
@@ -210,8 +211,9 @@ class ModelRecord:
     created: bool  # True when this call created the model (the caller should upload it)
 
 
-_MODEL_COLUMNS = (Model.id, Model.region, Model.sha256, Model.status, Model.bucket_key, Model.object_key,
-                  Model.object_id, Model.urn, Model.upload_key, Model.upload_state, Model.loaded_at)
+_MODEL_COLUMNS = (Model.id, Model.region, Model.sha256, Model.status, Model.reason, Model.bucket_key,
+                  Model.object_key, Model.object_id, Model.urn, Model.upload_key, Model.upload_state,
+                  Model.loaded_at)
 
 
 def get_or_create_model(

@@ -16,7 +16,8 @@ from aps_pipeline.config import PipelineConfig
 from aps_pipeline.dedupe import assign_models
 from aps_pipeline.discovery import discover_files
 from aps_pipeline.formats import aps_formats, clear_memory_cache, supported_inputs
-from aps_pipeline.results import fetch_and_load, mark_model_failed
+from aps_pipeline.results import fetch_and_load, mark_model_failed, settle_model
+from aps_pipeline.submission import record_submission
 from aps_pipeline.summary import FilesWithoutTerminalState, summarize_run
 from aps_pipeline.validation import validate_files
 from aps_results import registry
@@ -240,5 +241,91 @@ def test_failed_translation_is_recorded_with_aps_messages(
         assert translation.status == "failed"
         assert translation.messages
         assert session.get(Model, model["model_id"]).status == ModelStatus.FAILED
-    # The same content in a later run is not sent to APS again.
-    assert mark_model_failed(results_engine, model["model_id"], "run-t", "unused") == []
+    assert mark_model_failed(results_engine, model["model_id"], "run-t", "unused") == []  # nothing left
+
+    # The same content under another key in a later run is not sent to APS again.
+    s3.put_object(
+        Bucket=s3_bucket, Key="incoming/doomed-again.ifc", Body=sample.data, Metadata={"project": "p"}
+    )
+    discover_files(s3, results_engine, landing_pipeline, "run-u")
+    validate_files(s3, results_engine, landing_pipeline, "run-u", supported=FORMATS)
+    later = assign_models(results_engine, landing_pipeline, "run-u")
+    assert later["models"] == []
+    assert len(later["failed_before"]) == 1
+    assert "failed translation before" in file_rows(results_engine)["incoming/doomed-again.ifc"].reason
+
+
+def test_files_left_mid_translation_by_a_crashed_run_are_carried_on(
+    aps: APSClient,
+    emulator: Any,
+    s3: Any,
+    s3_bucket: str,
+    results_engine: Engine,
+    landing_pipeline: PipelineConfig,
+) -> None:
+    emulator.configure(translation_seconds=0.5)
+    sample = generate_ifc(44, name="interrupted")
+    s3.put_object(
+        Bucket=s3_bucket, Key="incoming/interrupted.ifc", Body=sample.data, Metadata={"project": "p"}
+    )
+    discover_files(s3, results_engine, landing_pipeline, "crashed")
+    validate_files(s3, results_engine, landing_pipeline, "crashed", supported=FORMATS)
+    (model,) = assign_models(results_engine, landing_pipeline, "crashed")["models"]
+    urn = upload_and_translate(aps, results_engine, model, sample.data)
+    upload = {"object_id": f"urn:adsk.objects:os.object:{model['bucket_key']}/{model['object_key']}"}
+    record_submission(results_engine, model["model_id"], "crashed", upload=upload, urn=urn,
+                      file_ids=model["file_ids"])
+    # ... and the run dies while the sensor waits. The next run takes the file over where it was.
+    taken = discover_files(s3, results_engine, landing_pipeline, "next")
+    assert taken["reclaimed"] == 1
+    assert file_rows(results_engine)["incoming/interrupted.ifc"].state == FileState.TRANSLATING
+
+    (again,) = assign_models(results_engine, landing_pipeline, "next")["models"]
+    assert again["model_id"] == model["model_id"]
+    assert again["file_ids"] == model["file_ids"]
+    assert again["needs_translation"] is False
+    record_submission(results_engine, model["model_id"], "next", upload=upload, urn=urn,
+                      file_ids=again["file_ids"])
+    assert wait_for_manifest(aps, urn).status == "success"
+    assert fetch_and_load(aps, results_engine, model["model_id"], "next")["status"] == "success"
+
+    with Session(results_engine) as session:
+        (translation,) = session.scalars(select(Translation)).all()  # the one job, recorded once
+        assert translation.status == "success"
+    assert emulator.stats()["requests"]["job"] == 1
+    summary = summarize_run(results_engine, landing_pipeline.name, "next")
+    assert (summary["loaded"], summary["lost"]) == (1, 0)
+
+
+def test_wait_that_ends_before_aps_finishes_records_a_timeout(
+    aps: APSClient,
+    emulator: Any,
+    s3: Any,
+    s3_bucket: str,
+    results_engine: Engine,
+    landing_pipeline: PipelineConfig,
+) -> None:
+    emulator.configure(translation_seconds=600)
+    sample = generate_ifc(45, name="slow")
+    s3.put_object(Bucket=s3_bucket, Key="incoming/slow.ifc", Body=sample.data, Metadata={"project": "p"})
+    discover_files(s3, results_engine, landing_pipeline, "run-w")
+    validate_files(s3, results_engine, landing_pipeline, "run-w", supported=FORMATS)
+    (model,) = assign_models(results_engine, landing_pipeline, "run-w")["models"]
+    upload_and_translate(aps, results_engine, model, sample.data)
+
+    # The sensor's wall-clock deadline passed; the DAG's load task settles the model anyway.
+    result = settle_model(aps, results_engine, model["model_id"], "run-w", last_attempt=False)
+    assert result["status"] == "timeout"
+    with Session(results_engine) as session:
+        (file,) = session.scalars(select(File)).all()
+        assert file.state == FileState.FAILED
+        assert "did not finish in time" in file.reason
+        (translation,) = session.scalars(select(Translation)).all()
+        assert translation.status == "timeout"
+        assert translation.finished_at is not None
+        assert translation.manifest["status"] in ("pending", "inprogress")
+        assert any(m["code"] == "wait-ended" for m in translation.messages)
+        stored = session.get(Model, model["model_id"])
+        assert stored.status == ModelStatus.TIMEOUT
+        assert "when the wait ended" in stored.reason
+    assert summarize_run(results_engine, landing_pipeline.name, "run-w")["failed"] == 1
