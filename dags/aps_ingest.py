@@ -60,7 +60,7 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
         def process_model(model_id, file_ids, s3_bucket, s3_key, bucket_key, object_key, region):
             upload = APSUploadFromS3Operator(
                 task_id="upload_to_aps", s3_bucket=s3_bucket, s3_key=s3_key, bucket_key=bucket_key,
-                object_key=object_key, region=region, aws_conn_id=pipeline.aws_conn_id,
+                object_key=object_key, region=region, skip_existing=True, aws_conn_id=pipeline.aws_conn_id,
                 aps_conn_id=pipeline.aps_conn_id,
             )
             translate = APSStartTranslationOperator(

@@ -26,6 +26,7 @@ from aps_provider.operators.oss import APSCreateBucketOperator, APSUploadFromS3O
 from aps_provider.sensors.derivative import APSTranslationSensor
 from aps_provider.triggers.derivative import APSTranslationTrigger
 from aps_provider.upload_state import MemoryUploadStore
+from tests.fixtures.client import TWO_APPS
 
 MIB = 1024 * 1024
 # Short client back-offs so fault tests finish quickly; the policy itself is the production one.
@@ -222,6 +223,59 @@ def test_operators_upload_from_s3_and_start_translation(
     assert emulator.stats()["requests"]["job"] == 1
     with APSHook().get_client() as aps:
         assert aps.derivative.manifest(urn).status in ("pending", "inprogress", "success")
+
+
+def test_rerun_after_a_crash_neither_uploads_nor_submits_again(
+    aps_conn: str, emulator: EmulatorServer, s3_server: S3Server, s3_bucket: str
+) -> None:
+    """The ingest DAG's re-run of a model whose job was submitted: same key and size, job in the manifest."""
+    content = IFC * 500
+    s3_server.client().put_object(Bucket=s3_bucket, Key="landing/again.ifc", Body=content)
+    APSCreateBucketOperator(task_id="bucket", bucket_key="provider-rerun").execute(context={})
+
+    def run_once() -> tuple[dict[str, Any], str]:
+        uploaded = APSUploadFromS3Operator(
+            task_id="upload", s3_bucket=s3_bucket, s3_key="landing/again.ifc", bucket_key="provider-rerun",
+            object_key="content-addressed.ifc", skip_existing=True, state_store=MemoryUploadStore(),
+        ).execute(context={})
+        return uploaded, APSStartTranslationOperator(task_id="translate", urn=uploaded).execute(context={})
+
+    first_upload, first_urn = run_once()
+    second_upload, second_urn = run_once()  # the crashed run's successor
+
+    requests = emulator.stats()["requests"]
+    assert requests["upload_complete"] == 1
+    assert requests["job"] == 1
+    assert second_urn == first_urn
+    assert second_upload["sha1"] == first_upload["sha1"] == hashlib.sha1(content).hexdigest()
+
+    # Different bytes under the same key are not mistaken for the stored object; force always POSTs.
+    s3_server.client().put_object(Bucket=s3_bucket, Key="landing/again.ifc", Body=content + b"\n")
+    APSUploadFromS3Operator(
+        task_id="upload", s3_bucket=s3_bucket, s3_key="landing/again.ifc", bucket_key="provider-rerun",
+        object_key="content-addressed.ifc", skip_existing=True, state_store=MemoryUploadStore(),
+    ).execute(context={})
+    APSStartTranslationOperator(task_id="translate", urn=first_urn, force=True).execute(context={})
+    requests = emulator.stats()["requests"]
+    assert requests["upload_complete"] == 2
+    assert requests["job"] == 2
+
+
+def test_bucket_owned_by_another_application_fails_without_retry(
+    two_app_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    two_app_emulator.reset()
+    clear_token_cache()
+    (a_id, a_secret), (b_id, b_secret) = TWO_APPS.items()
+    for conn_id, (client_id, secret) in {"aps_a": (a_id, a_secret), "aps_b": (b_id, b_secret)}.items():
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({
+            "conn_type": "aps", "login": client_id, "password": secret,
+            "extra": {"base_url": two_app_emulator.base_url, **FAST_CLIENT}}))
+    APSCreateBucketOperator(task_id="a", bucket_key="taken-key", aps_conn_id="aps_a").execute(context={})
+    with pytest.raises(AirflowFailException, match="taken-key") as caught:
+        APSCreateBucketOperator(task_id="b", bucket_key="taken-key", aps_conn_id="aps_b").execute(context={})
+    assert b_secret not in str(caught.value)
+    clear_token_cache()
 
 
 class CrashAfterParts(MemoryUploadStore):

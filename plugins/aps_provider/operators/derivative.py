@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from aps_client.errors import APSNotFoundError
 from aps_provider.hooks.aps import APSHook
 from aps_provider.links import APSManifestLink, APSViewerLink, urn_from_value
 
@@ -19,6 +20,9 @@ DEFAULT_FORMATS: tuple[dict[str, Any], ...] = (
     {"type": "thumbnail"},
 )
 
+#: Manifest statuses that mean "a job is already there": waiting on it beats submitting it again.
+REUSABLE_STATUSES = frozenset({"pending", "inprogress", "success"})
+
 
 class APSStartTranslationOperator(BaseOperator):
     """POST a Model Derivative translation job for a design and return its URN.
@@ -26,7 +30,9 @@ class APSStartTranslationOperator(BaseOperator):
     The job is submitted here, on the worker, exactly once per try; wait for it with
     `APSTranslationSensor` (whose trigger only reads the manifest). If the derivatives already exist APS
     answers 201 and no new work starts, unless `force` is set (`x-ads-force`: delete the old derivatives
-    and translate again). Returns the URN; nothing else (and nothing secret) is stored.
+    and translate again). With `reuse_existing_job` (the default) the manifest is read first: a translation
+    already pending, in progress or successful is waited on as it is, so a re-run after a crash never
+    submits the same job twice. Returns the URN; nothing else (and nothing secret) is stored.
 
     :param urn: Design URN (templated), or the dict returned by `APSUploadFromS3Operator` (pass
         `upload.output`; note that `upload.output["urn"]` would mean the XCom *key* "urn").
@@ -35,6 +41,8 @@ class APSStartTranslationOperator(BaseOperator):
     :param force: Re-translate even if derivatives exist (templated, e.g. "{{ params.force }}").
     :param workflow: Webhook workflow id (`misc.workflow`) to notify when the job finishes (templated).
     :param root_filename: For a zipped design: the root file inside the zip (templated).
+    :param reuse_existing_job: Without `force`, do not POST when the manifest shows a job that is pending,
+        in progress or successful.
     :param aps_conn_id: The `aps` connection.
     """
 
@@ -51,6 +59,7 @@ class APSStartTranslationOperator(BaseOperator):
         force: bool = False,
         workflow: str | None = None,
         root_filename: str | None = None,
+        reuse_existing_job: bool = True,
         aps_conn_id: str = APSHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -61,6 +70,7 @@ class APSStartTranslationOperator(BaseOperator):
         self.force = force
         self.workflow = workflow
         self.root_filename = root_filename
+        self.reuse_existing_job = reuse_existing_job
         self.aps_conn_id = aps_conn_id
 
     def execute(self, context: Context) -> str:
@@ -71,6 +81,8 @@ class APSStartTranslationOperator(BaseOperator):
             raise ValueError(f"APSStartTranslationOperator needs a URN, got {self.urn!r}")
         hook = APSHook(aps_conn_id=self.aps_conn_id, region=self.region)
         with hook.get_client() as aps:
+            if self.reuse_existing_job and not self.force and self._job_exists(aps, urn):
+                return urn
             accepted = aps.derivative.start_job(
                 urn, region=self.region, formats=self.formats, force=self.force,
                 workflow=self.workflow, root_filename=self.root_filename,
@@ -81,3 +93,14 @@ class APSStartTranslationOperator(BaseOperator):
             self.log.info("Translation job accepted for %s (formats: %s, force: %s)", urn,
                           ", ".join(f["type"] for f in self.formats), self.force)
         return urn
+
+    def _job_exists(self, aps: Any, urn: str) -> bool:
+        try:
+            manifest = aps.derivative.manifest(urn, region=self.region)
+        except APSNotFoundError:
+            return False
+        if manifest.status not in REUSABLE_STATUSES:
+            return False
+        self.log.info("A translation of %s is already %s (%s): waiting on it, not submitting again", urn,
+                      manifest.status, manifest.progress)
+        return True

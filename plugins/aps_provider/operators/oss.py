@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from aps_client import UploadState, to_urn
+from aps_client.errors import APSForbiddenError, APSNotFoundError
 from aps_provider.hooks.aps import APSHook
 from aps_provider.links import APSManifestLink, APSViewerLink
 from aps_provider.upload_state import (
@@ -55,7 +57,11 @@ class APSCreateBucketOperator(BaseOperator):
     def execute(self, context: Context) -> str:
         hook = APSHook(aps_conn_id=self.aps_conn_id, region=self.region)
         with hook.get_client() as aps:
-            bucket = aps.oss.ensure_bucket(self.bucket_key, policy=self.policy, region=self.region)
+            try:
+                bucket = aps.oss.ensure_bucket(self.bucket_key, policy=self.policy, region=self.region)
+            except APSForbiddenError as exc:
+                # Another application owns the key (or the credentials lack a scope): retrying cannot help.
+                raise AirflowFailException(str(exc)) from exc
         self.log.info("APS bucket %s is ready (policy %s)", bucket.bucket_key,
                       bucket.policy_key or self.policy)
         return bucket.bucket_key
@@ -70,6 +76,10 @@ class APSUploadFromS3Operator(BaseOperator):
     retried task picks it up, re-reads S3 from the first unfinished byte (ranged GET) and sends only the
     missing parts. If the S3 object changed in between (another ETag), the upload starts over.
 
+    With `skip_existing`, an OSS object of the same key and size is taken as already uploaded and nothing is
+    sent: use it when object keys are content-addressed (the ingest DAG names objects by sha256), so a
+    re-run never uploads the same content twice.
+
     Returns `{"urn", "object_id", "bucket_key", "object_key", "size", "sha1"}`; pass `.output` as is to
     `APSStartTranslationOperator`.
 
@@ -81,6 +91,7 @@ class APSUploadFromS3Operator(BaseOperator):
     :param content_type: Content type recorded by OSS (templated).
     :param aws_conn_id: The `aws` connection of the S3 source.
     :param aps_conn_id: The `aps` connection.
+    :param skip_existing: Do not upload when OSS already holds `object_key` with the S3 object's size.
     :param state_store: Where progress is kept between tries (see `aps_provider.upload_state`); default:
         Airflow's task state store, which survives retries of this task instance.
     """
@@ -101,6 +112,7 @@ class APSUploadFromS3Operator(BaseOperator):
         content_type: str | None = None,
         aws_conn_id: str | None = "aws_default",
         aps_conn_id: str = APSHook.default_conn_name,
+        skip_existing: bool = False,
         state_store: UploadStateStore | None = None,
         **kwargs: Any,
     ) -> None:
@@ -113,6 +125,7 @@ class APSUploadFromS3Operator(BaseOperator):
         self.content_type = content_type
         self.aws_conn_id = aws_conn_id
         self.aps_conn_id = aps_conn_id
+        self.skip_existing = skip_existing
         self.state_store = state_store
 
     def _state_store(self, context: Context) -> UploadStateStore:
@@ -144,18 +157,36 @@ class APSUploadFromS3Operator(BaseOperator):
         def save_progress(progress: UploadState) -> None:
             store.set(state_key, {"etag": etag, "size": size, "state": progress.model_dump(mode="json")})
 
-        self.log.info("Uploading s3://%s/%s (%d bytes) to APS %s/%s", self.s3_bucket, self.s3_key, size,
-                      self.bucket_key, object_key)
         hook = APSHook(aps_conn_id=self.aps_conn_id, region=self.region)
         with hook.get_client() as aps:
-            details = aps.oss.upload(self.bucket_key, object_key, open_at, size, region=self.region,
-                                     content_type=self.content_type, state=state, on_progress=save_progress)
+            details = self._existing(aps, object_key, size) if self.skip_existing else None
+            if details is None:
+                self.log.info("Uploading s3://%s/%s (%d bytes) to APS %s/%s", self.s3_bucket, self.s3_key,
+                              size, self.bucket_key, object_key)
+                details = aps.oss.upload(self.bucket_key, object_key, open_at, size, region=self.region,
+                                         content_type=self.content_type, state=state,
+                                         on_progress=save_progress)
+                self.log.info("Uploaded %s (sha1 %s)", details.object_id, details.sha1)
         store.delete(state_key)  # done: a later run of this task must start a fresh upload
         urn = to_urn(details.object_id)
-        self.log.info("Uploaded %s (sha1 %s); URN %s", details.object_id, details.sha1, urn)
+        self.log.info("URN %s", urn)
         return {"urn": urn, "object_id": details.object_id, "bucket_key": details.bucket_key,
                 "object_key": details.object_key, "size": details.size if details.size is not None else size,
                 "sha1": details.sha1}
+
+    def _existing(self, aps: Any, object_key: str, size: int) -> Any | None:
+        """The OSS object's details when it is already there with this size, else None."""
+        try:
+            details = aps.oss.object_details(self.bucket_key, object_key, region=self.region)
+        except APSNotFoundError:
+            return None
+        if details.size != size:
+            self.log.warning("APS %s/%s exists with %s bytes, the S3 object has %d: uploading again",
+                             self.bucket_key, object_key, details.size, size)
+            return None
+        self.log.info("APS %s/%s already holds these %d bytes: not uploading again", self.bucket_key,
+                      object_key, size)
+        return details
 
     def _saved_state(self, saved: dict[str, Any] | None, etag: str, size: int) -> UploadState | None:
         if not saved:
