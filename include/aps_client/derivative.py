@@ -166,10 +166,9 @@ def properties_query_flow(urn: str, guid: str, region: str, polling: Polling) ->
     found: list[ObjectProperties] = []
     offset = 0
     while True:
+        # No `query`: it is an optional filter (aps-api.md §2.13 documents only the pagination), and
+        # without one every object matches.
         body = {
-            "query": {
-                "$ge": ["objectid", 0]
-            },  # a query is required; objectids are positive, so this is "all"
             "fields": ["objectid", "name", "externalId", "properties"],
             "pagination": {"offset": offset, "limit": QUERY_PAGE_SIZE},
             "payload": "text",

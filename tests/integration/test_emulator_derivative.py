@@ -222,6 +222,11 @@ def test_properties_query_paginates(emu: EmulatorHTTP, bucket: str) -> None:
     filtered = emu.http.post(path, json={"query": {"$in": ["objectid", 2, 3]}}, headers=emu.headers()).json()
     assert [item["objectid"] for item in filtered["data"]["collection"]] == [2, 3]
     assert emu.http.post(path, json={"pagination": {"limit": 1001}}, headers=emu.headers()).status_code == 400
+    # An operator the emulator does not implement is refused, not treated as "match everything".
+    unknown = emu.http.post(path, json={"query": {"$ge": ["objectid", 0]}}, headers=emu.headers())
+    assert unknown.status_code == 400
+    assert "$ge" in unknown.json()["diagnostic"]
+    assert emu.http.post(path, json={"query": {"$in": []}}, headers=emu.headers()).status_code == 400
 
 
 def test_synthetic_tree_is_deterministic(emu: EmulatorHTTP, bucket: str) -> None:

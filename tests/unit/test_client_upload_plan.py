@@ -160,6 +160,7 @@ def test_properties_flow_polls_202_then_falls_back_to_forceget_then_query() -> N
     assert query.method == "POST"
     assert query.path.endswith("/properties:query")
     assert query.json["pagination"] == {"offset": 0, "limit": 1000}
+    assert "query" not in query.json  # no filter: every object
     page = {
         "data": {"collection": [{"objectid": i, "name": f"o{i}"} for i in range(1000)]},
         "pagination": {"offset": 0, "limit": 1000, "totalResults": 1500},

@@ -311,13 +311,24 @@ class PropertiesQuery(BaseModel):
     pagination: Pagination = Field(default_factory=Pagination)
 
 
+QUERY_OPERATORS = ("$in", "$eq", "$prefix", "$like")
+
+
+def _check_query(query: dict[str, list[Any]] | None) -> None:
+    """400 for an operator the emulator does not implement (rather than silently matching everything)."""
+    for operator, operands in (query or {}).items():
+        if operator not in QUERY_OPERATORS:
+            raise md_error(400, f"Invalid query: unsupported operator '{operator}' (the emulator supports "
+                                f"{', '.join(QUERY_OPERATORS)}).")
+        if not operands:
+            raise md_error(400, f"Invalid query: '{operator}' needs [<attribute>, <value>...].")
+
+
 def _matches(item: dict[str, Any], query: dict[str, list[Any]] | None) -> bool:
-    """Supports $in, $eq, $prefix and $like (with % wildcards) on objectid, name and externalId."""
+    """All operators must match; $in, $eq, $prefix and $like (% wildcards) on objectid, name, externalId."""
     if not query:
         return True
     for operator, operands in query.items():
-        if not operands:
-            continue
         value, wanted = item.get(str(operands[0])), operands[1:]
         text = "" if value is None else str(value)
         if operator == "$in" and value not in wanted:
@@ -355,6 +366,7 @@ async def properties_query(request: Request, urn: str, guid: str,
         body = PropertiesQuery.model_validate(await request.json())
     except (ValueError, ValidationError) as exc:
         raise md_error(400, f"Invalid query: {exc}") from exc
+    _check_query(body.query)
     content = await _model(context, request, urn, guid, caller)
     matching = [item for item in content.collection() if _matches(item, body.query)]
     page = matching[body.pagination.offset: body.pagination.offset + body.pagination.limit]
