@@ -9,7 +9,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from aps_client.transport import AsyncTransport, Flow, RequestSpec, SyncTransport
+from aps_client.transport import AsyncTransport, Flow, RequestSpec, SyncTransport, error_from_response
 
 SYSTEM = "derivative"
 EVENT = "extraction.finished"
@@ -70,20 +70,26 @@ def create_hook_flow(
     if hook_attribute:
         body["hookAttribute"] = hook_attribute
     response = yield RequestSpec(
-        "POST", HOOKS_PATH, family="hooks_write", headers=region_headers(region), json=body
+        "POST",
+        HOOKS_PATH,
+        family="hooks_write",
+        headers=region_headers(region),
+        json=body,
+        accept=frozenset({409}),
     )
-    hook_id = _hook_id_from(response.headers.get("location"), response.content and response.json())
-    if hook_id is None:
-        # APS documents no body for 201; find our hook by its callback URL and workflow.
-        for hook in (yield from list_hooks_flow(region)):
-            if (
-                hook.get("callbackUrl") == callback_url
-                and (hook.get("scope") or {}).get("workflow") == workflow
-            ):
-                hook_id = hook.get("hookId")
-                break
-    if hook_id is None:
-        raise LookupError(f"hook for {callback_url!r} was created but APS does not list it")
+    if response.status_code == 409:
+        # The hook exists already, e.g. an earlier attempt of this POST created it but its answer was lost
+        # and the transport retried: that hook is the one we want.
+        hook_id = _find_hook((yield from list_hooks_flow(region)), callback_url, workflow)
+        if hook_id is None:
+            raise error_from_response(response)
+    else:
+        hook_id = _hook_id_from(response.headers.get("location"), response.content and response.json())
+        if hook_id is None:
+            # APS documents no body for 201; find our hook by its callback URL and workflow.
+            hook_id = _find_hook((yield from list_hooks_flow(region)), callback_url, workflow)
+        if hook_id is None:
+            raise LookupError(f"hook for {callback_url!r} was created but APS does not list it")
     if secret:
         # A per-hook secret token is set by updating the hook (ModifyHookPayload.token).
         yield RequestSpec(
@@ -94,6 +100,15 @@ def create_hook_flow(
             json={"token": secret},
         )
     return hook_id
+
+
+def _find_hook(hooks: list[dict[str, Any]], callback_url: str, workflow: str) -> str | None:
+    """The id of the hook with this callback URL and workflow scope, if listed."""
+    for hook in hooks:
+        if hook.get("callbackUrl") == callback_url and (hook.get("scope") or {}).get("workflow") == workflow:
+            hook_id = hook.get("hookId")
+            return str(hook_id) if hook_id else None
+    return None
 
 
 def _hook_id_from(location: str | None, body: Any) -> str | None:
@@ -125,7 +140,7 @@ class WebhooksClient:
         hook_attribute: dict[str, Any] | None = None,
     ) -> str:
         """Subscribe `callback_url` to extraction.finished of jobs started with this `misc.workflow`.
-        Returns the hook id."""
+        Returns the hook id; if that hook exists already (APS answers 409), the existing hook's id."""
         return self._transport.run(
             create_hook_flow(callback_url, workflow, region or self._region, secret, hook_attribute)
         )

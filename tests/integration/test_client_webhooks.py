@@ -12,7 +12,7 @@ import pytest
 from aps_client import APSClient, verify_signature
 from aps_client.errors import APSNotFoundError
 from aps_devstack import EmulatorServer
-from tests.fixtures.client import CUBE_OBJ, upload_bytes, wait_until
+from tests.fixtures.client import CUBE_OBJ, stat, upload_bytes, wait_until
 
 HOOK_SECRET = "hook-signing-secret"
 
@@ -65,6 +65,17 @@ def test_create_list_delete_hook(aps: APSClient) -> None:
     assert all(h.get("hookId") != hook_id for h in aps.webhooks.list_hooks())
     with pytest.raises(APSNotFoundError):
         aps.webhooks.delete_hook(hook_id)
+
+
+def test_create_hook_again_returns_the_existing_hook(aps: APSClient, emulator: EmulatorServer) -> None:
+    """As after a retry whose first attempt created the hook: APS says 409, the client returns that hook."""
+    first = aps.webhooks.create_hook("http://127.0.0.1:9/again", "wf-again")
+    again = aps.webhooks.create_hook("http://127.0.0.1:9/again", "wf-again")
+    assert again == first
+    assert stat(emulator, "hooks_create 409", "responses") == 1
+    assert [h["hookId"] for h in aps.webhooks.list_hooks() if h["callbackUrl"].endswith("/again")] == [first]
+    other = aps.webhooks.create_hook("http://127.0.0.1:9/again", "wf-other")  # another scope: a new hook
+    assert other != first
 
 
 def test_extraction_finished_callback_is_signed(

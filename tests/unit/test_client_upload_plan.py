@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from aps_client.derivative import Polling, properties_flow
-from aps_client.errors import APSStillProcessingError, APSUploadError
+from aps_client.errors import APSConflictError, APSStillProcessingError, APSUploadError
 from aps_client.transport import RequestSpec, Sleep
 from aps_client.upload import BufferPool, Part, PartBody, PartReader, plan_parts, read_into
-from aps_client.webhooks import check_workflow, verify_signature
+from aps_client.webhooks import check_workflow, create_hook_flow, verify_signature
 
 MIB = 1024 * 1024
 
@@ -181,3 +181,30 @@ def test_polling_gives_up_after_the_timeout() -> None:
     next(flow)
     with pytest.raises(APSStillProcessingError):
         flow.send(_answer(202))
+
+
+def _hooks_page(*hooks: dict) -> httpx.Response:
+    return _answer(200, {"links": {"next": None}, "data": list(hooks)})
+
+
+def test_create_hook_409_returns_the_existing_hook() -> None:
+    """A retried POST whose first attempt created the hook gets 409: the existing hook is the answer."""
+    flow = create_hook_flow("http://cb.test/hook", "wf-1", "US", None, None)
+    post = next(flow)
+    assert (post.method, post.json["callbackUrl"]) == ("POST", "http://cb.test/hook")
+    assert 409 in post.accept
+    listing = flow.send(_answer(409, {"id": "x", "status": 409, "code": "CONFLICT_ERROR"}))
+    assert listing.method == "GET"
+    other = {"hookId": "h-other", "callbackUrl": "http://cb.test/hook", "scope": {"workflow": "wf-2"}}
+    mine = {"hookId": "h-mine", "callbackUrl": "http://cb.test/hook", "scope": {"workflow": "wf-1"}}
+    with pytest.raises(StopIteration) as done:
+        flow.send(_hooks_page(other, mine))
+    assert done.value.value == "h-mine"
+
+
+def test_create_hook_409_without_a_matching_hook_is_a_conflict() -> None:
+    flow = create_hook_flow("http://cb.test/hook", "wf-1", "US", None, None)
+    next(flow)
+    flow.send(_answer(409, {"code": "CONFLICT_ERROR"}))
+    with pytest.raises(APSConflictError):
+        flow.send(_hooks_page())
