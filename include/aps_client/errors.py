@@ -8,9 +8,11 @@ from typing import Any
 
 
 class APSError(Exception):
-    """Any failed APS call. `retryable` tells the transport whether another attempt may succeed."""
+    """Any failed APS call. `retryable` tells the transport whether another attempt may succeed;
+    `retry_after` is the server's Retry-After in seconds (sent with 429 and sometimes 503), if any."""
 
     retryable = False
+    retry_after: float | None = None
 
     def __init__(
         self,

@@ -2,11 +2,11 @@
 
 A call is described by a `RequestSpec` (pure data). `RequestPolicy` turns it into an httpx.Request (base
 URL, bearer token, JSON/form body), decides what an answer means (typed error or result), and configures
-tenacity: retry 429 after `Retry-After`, retry 408/5xx/transport errors with exponential backoff and
-jitter, bounded by attempts and total time. A 401 on an authenticated call drops the cached token, fetches
-a new one and retries once. Tokens come from the process-wide cache (auth.py), then, if
-`config.token_cache_dir` is set, from the cross-process token files (token_file.py). `SyncTransport` and
-`AsyncTransport` differ only in how they do I/O.
+tenacity: retry 429 (and 503 when it sends one) after `Retry-After`, retry 408/5xx/transport errors with
+exponential backoff and jitter, bounded by attempts and total time. A 401 on an authenticated call drops
+the cached token, fetches a new one and retries once. Tokens come from the process-wide cache (auth.py),
+then, if `config.token_cache_dir` is set, from the cross-process token files (token_file.py).
+`SyncTransport` and `AsyncTransport` differ only in how they do I/O.
 
 Multi-step operations (poll on 202, fall back on 413) are written once as generators ("flows") that yield
 `RequestSpec`s or `Sleep`s and receive responses; `run()` drives a flow with blocking or awaited I/O.
@@ -122,6 +122,8 @@ def error_from_response(response: httpx.Response) -> APSError:
         )
     else:
         error = cls(message, **kwargs)
+        if status == 503:  # "Service Unavailable" may say when to come back, as 429 does
+            error.retry_after = parse_retry_after(response.headers.get("retry-after"))
     error.retryable = status in RETRYABLE_STATUSES  # 408, 429, 500, 502, 503, 504
     return error
 

@@ -97,6 +97,22 @@ def test_rate_limited_error_carries_retry_after_and_gateway_text() -> None:
     assert "Quota limit exceeded." in str(error)
 
 
+def test_503_retry_after_is_honoured_when_present() -> None:
+    unavailable = error_from_response(
+        _response(503, {"diagnostic": "Service Unavailable"}, {"Retry-After": "4"})
+    )
+    assert isinstance(unavailable, APSServerError)
+    assert unavailable.retryable
+    assert unavailable.retry_after == 4.0
+    wait = _RetryWait(initial=0.01, maximum=0.02)
+    assert 4.0 <= wait(_retry_state(unavailable)) <= 4.4  # Retry-After, not the (tiny) backoff
+    plain = error_from_response(_response(503, {"diagnostic": "Service Unavailable"}))
+    assert plain.retry_after is None
+    assert wait(_retry_state(plain)) <= 1.02  # backoff plus jitter
+    other = error_from_response(_response(500, {"diagnostic": "boom"}, {"Retry-After": "4"}))
+    assert other.retry_after is None  # only 429 and 503 carry it
+
+
 def test_non_json_error_body_is_kept_as_text() -> None:
     error = error_from_response(_response(503, "<Error>SlowDown</Error>"))
     assert error.body == "<Error>SlowDown</Error>"
