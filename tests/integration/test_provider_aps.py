@@ -199,6 +199,20 @@ def test_sensor_poke_mode(aps_conn: str, emulator: EmulatorServer) -> None:
         APSTranslationSensor(task_id="wait", urn=bad, deferrable=False).poke(context={})
 
 
+def test_sensor_poke_mode_gives_a_missing_manifest_a_grace_period(
+    aps_conn: str, emulator: EmulatorServer
+) -> None:
+    """Like the trigger: a 404 right after the POST is "not there yet"; a lasting one fails the task."""
+    from aps_client import to_urn
+
+    never_submitted = to_urn("urn:adsk.objects:os.object:provider-tests/never-submitted.ifc")
+    sensor = APSTranslationSensor(task_id="wait", urn=never_submitted, deferrable=False, not_found_grace=1)
+    assert not sensor.poke(context={})
+    time.sleep(1.2)
+    with pytest.raises(AirflowFailException, match="No manifest"):
+        sensor.poke(context={})
+
+
 # -- operators -----------------------------------------------------------------------------------
 
 

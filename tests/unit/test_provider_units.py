@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from importlib.metadata import entry_points
 
@@ -176,13 +179,14 @@ def make_sensor(**kwargs: object) -> APSTranslationSensor:
     return APSTranslationSensor(task_id="wait", urn="dXJuOmE", **kwargs)
 
 
-def test_sensor_deferrable_default_follows_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    import inspect
-
-    default = inspect.signature(APSTranslationSensor.__init__).parameters["deferrable"].default
-    from airflow.sdk import conf
-
-    assert default == conf.getboolean("operators", "default_deferrable", fallback=False)
+@pytest.mark.parametrize("setting", ["true", "false"])
+def test_sensor_deferrable_default_follows_config(setting: str) -> None:
+    """`[operators] default_deferrable` decides when the DAG author does not (read in a fresh process)."""
+    code = ("from aps_provider.sensors.derivative import APSTranslationSensor as S; "
+            "print(S(task_id='w', urn='dXJuOmE').deferrable)")
+    env = {**os.environ, "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": setting}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == str(setting == "true")
     assert make_sensor(deferrable=True).deferrable
     assert not make_sensor(deferrable=False).deferrable
 

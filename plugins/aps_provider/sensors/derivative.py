@@ -11,7 +11,7 @@ import httpx
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
-from aps_client.errors import APSRateLimitedError, APSServerError, APSTransportError
+from aps_client.errors import APSNotFoundError, APSRateLimitedError, APSServerError, APSTransportError
 from aps_provider.hooks.aps import APSHook
 from aps_provider.links import APSManifestLink, APSViewerLink
 from aps_provider.triggers.derivative import (
@@ -49,6 +49,8 @@ class APSTranslationSensor(BaseSensorOperator):
     :param poll_interval: Deferrable mode: first delay between manifest GETs (seconds).
     :param max_poll_interval: Deferrable mode: longest delay between manifest GETs (seconds).
     :param backoff_factor: Deferrable mode: growth factor of the delay.
+    :param not_found_grace: Seconds a missing manifest (404, which APS may answer right after the job POST)
+        counts as "not there yet" before the task fails; both modes.
     """
 
     template_fields: Sequence[str] = ("urn", "region")
@@ -65,6 +67,7 @@ class APSTranslationSensor(BaseSensorOperator):
         poll_interval: float = 10.0,
         max_poll_interval: float = 60.0,
         backoff_factor: float = 2.0,
+        not_found_grace: float = 120.0,
         poke_interval: timedelta | float = 30,
         timeout: timedelta | float = DEFAULT_TIMEOUT,
         **kwargs: Any,
@@ -77,6 +80,8 @@ class APSTranslationSensor(BaseSensorOperator):
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.backoff_factor = backoff_factor
+        self.not_found_grace = not_found_grace
+        self._first_not_found: float | None = None
 
     @property
     def hook(self) -> APSHook:
@@ -97,6 +102,7 @@ class APSTranslationSensor(BaseSensorOperator):
                 poll_interval=self.poll_interval,
                 max_poll_interval=self.max_poll_interval,
                 backoff_factor=self.backoff_factor,
+                not_found_grace=self.not_found_grace,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout)) + _DEFERRAL_GRACE,
@@ -106,6 +112,13 @@ class APSTranslationSensor(BaseSensorOperator):
         try:
             with self.hook.get_client() as aps:
                 manifest = aps.derivative.manifest(self.urn, region=self.region)
+        except APSNotFoundError as exc:
+            self._first_not_found = self._first_not_found or time.monotonic()
+            if time.monotonic() - self._first_not_found > self.not_found_grace:
+                raise AirflowFailException(f"No manifest for {self.urn} after {self.not_found_grace:.0f}s "
+                                           "(was the job submitted?)") from exc
+            self.log.info("Manifest of %s not found yet; poking again", self.urn)
+            return PokeReturnValue(is_done=False)
         except (APSRateLimitedError, APSServerError, APSTransportError, httpx.TransportError) as exc:
             # The client already retried; the next poke tries again. The sensor timeout bounds the wait.
             self.log.warning("Transient APS trouble reading the manifest of %s (%s)", self.urn, exc)
