@@ -86,9 +86,10 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
         models = process_model.expand_kwargs(planned)
         summary = tasks.write_run_summary.override(outlets=[Asset(name=f"{pipeline.name}_results")])()
 
-        validated >> [tasks.quarantine_rejected(), planned]
+        quarantined = tasks.quarantine_rejected()
+        validated >> [quarantined, planned]
         planned >> bucket >> models >> summary
-        validated >> summary
+        [validated, quarantined] >> summary
 
     return dag
 

@@ -42,6 +42,7 @@ def describe_task(task):
         "deferrable": getattr(task, "deferrable", None),
         "group": group.group_id if group is not None else None,
         "mapped_group": isinstance(group, MappedTaskGroup),
+        "upstream": sorted(task.upstream_task_ids),
     }
 
 report = {"import_errors": {str(k): v for k, v in bag.import_errors.items()}, "dags": {}}
@@ -174,6 +175,8 @@ def test_results_are_loaded_and_summarised_whatever_happened_upstream(shipped: d
     assert summary["outlets"] == ["aps_ingest_results"]
     # A failed translation must still reach load_results, which records it: every file ends terminal.
     assert tasks["model.load_results"]["trigger_rule"] == "all_done"
+    # The summary (and its asset event) comes after every step that moves files: quarantine included.
+    assert {"validate_files", "quarantine_rejected", "model.load_results"} <= set(summary["upstream"])
 
 
 # -- adding a pipeline is configuration ----------------------------------------------------------------------
