@@ -53,8 +53,8 @@ class RequestSpec:
     family: str | None = None  # rate-limit family (config.DEFAULT_RATE_LIMITS)
     params: dict[str, Any] | None = None
     headers: dict[str, str] | None = field(default=None, repr=False)  # may hold Basic credentials
-    json: Any = None
-    form: dict[str, str] | None = None
+    json: Any = field(default=None, repr=False)  # may hold a hook secret or an uploadKey
+    form: dict[str, str] | None = field(default=None, repr=False)
     content: bytes | Iterable[bytes | memoryview] | None = field(default=None, repr=False)  # re-iterable
     auth: bool = True  # send "Authorization: Bearer <token>"
     scopes: tuple[str, ...] | None = None  # token scopes; None = config.scopes

@@ -182,7 +182,15 @@ class SignedUrls:
         body = response.json()
         urls = body.get("urls") or []
         if len(urls) != count or not body.get("uploadKey"):
-            raise APSUploadError(f"OSS returned {len(urls)} upload URLs for {count} parts", body=body)
+            # The URLs carry their signatures: keep them (and the uploadKey) out of the error.
+            summary = {k: v for k, v in body.items() if k not in ("urls", "uploadKey")}
+            raise APSUploadError(
+                f"OSS returned {len(urls)} upload URLs for {count} parts",
+                body=summary,
+                status_code=response.status_code,
+                method="GET",
+                url=f"{up.path}/signeds3upload",
+            )
         self._batch += 1
         for index, url in enumerate(urls):
             self._urls[first_part + index] = (url, self._batch)

@@ -9,11 +9,21 @@ import os
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from aps_client import APSConfig
 from aps_client.derivative import Polling, properties_flow
 from aps_client.errors import APSConflictError, APSStillProcessingError, APSUploadError
 from aps_client.transport import RequestSpec, Sleep
-from aps_client.upload import BufferPool, Part, PartBody, PartReader, plan_parts, read_into
+from aps_client.upload import (
+    BufferPool,
+    MultipartUpload,
+    Part,
+    PartBody,
+    PartReader,
+    plan_parts,
+    read_into,
+)
 from aps_client.webhooks import check_workflow, create_hook_flow, verify_signature
 
 MIB = 1024 * 1024
@@ -208,3 +218,46 @@ def test_create_hook_409_without_a_matching_hook_is_a_conflict() -> None:
     flow.send(_answer(409, {"code": "CONFLICT_ERROR"}))
     with pytest.raises(APSConflictError):
         flow.send(_hooks_page())
+
+
+SIGNED = "https://s3.test/part?uploadId=u1&partNumber=1&X-Amz-Signature=SECRETSIGNATURE"
+
+
+class _OneAnswer:
+    """A transport stand-in whose every call gets the same answer."""
+
+    def __init__(self, body: dict) -> None:
+        self.config = APSConfig(client_id="cid", client_secret=SecretStr("s"), base_url="http://aps.test")
+        self.body = body
+
+    def send(self, spec: RequestSpec) -> httpx.Response:
+        return httpx.Response(200, json=self.body, request=httpx.Request(spec.method, "http://aps.test/"))
+
+
+def test_upload_url_error_does_not_carry_the_signed_urls() -> None:
+    # Two parts wanted, one URL returned: an error, but it must not show the signed URL it got.
+    transport = _OneAnswer({"uploadKey": "UPLOADKEY", "urls": [SIGNED], "urlExpiration": "2030-01-01"})
+    upload = MultipartUpload(
+        transport,  # type: ignore[arg-type]
+        "bucket",
+        "big.bin",
+        io.BytesIO(),
+        10 * MIB,
+        region="US",
+    )
+    with pytest.raises(APSUploadError) as caught:
+        upload.urls.get(1)
+    error = caught.value
+    shown = f"{error} {error!r} {error.body} {error.args} {error.url}"
+    assert "OSS returned 1 upload URLs for 2 parts" in str(error)
+    assert "SECRETSIGNATURE" not in shown
+    assert "s3.test" not in shown
+    assert "UPLOADKEY" not in shown
+    assert error.body == {"urlExpiration": "2030-01-01"}
+
+
+def test_request_bodies_stay_out_of_the_request_repr() -> None:
+    spec = RequestSpec("PATCH", "/webhooks/v1/hooks/h1", json={"token": "HOOK-SECRET"}, form={"k": "FORMVAL"})
+    assert "HOOK-SECRET" not in repr(spec)
+    assert "FORMVAL" not in repr(spec)
+    assert spec.json == {"token": "HOOK-SECRET"}  # still sent, only not shown
