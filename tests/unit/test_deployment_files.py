@@ -34,9 +34,72 @@ def pinned() -> dict[str, str]:
     return pins
 
 
-def _substitute(value: str) -> str:
-    """Resolve compose's ${VAR}, ${VAR:-default} and ${VAR:?message} as if every variable were unset."""
-    return re.sub(r"\$\{(\w+)(?::-([^}]*)|:\?[^}]*)?\}", lambda m: m.group(2) or f"<{m.group(1)}>", value)
+def _closing_brace(text: str, start: int) -> int:
+    """Index of the `}` closing the `${` at `start`, counting every `{` as Compose does."""
+    depth = 0
+    for index in range(start + 1, len(text)):
+        if text[index] == "{":
+            depth += 1
+        elif text[index] == "}":
+            depth -= 1
+            if depth == 0:
+                return index
+    raise ValueError(f"unclosed ${{ in {text!r}")
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's interpolation of one string: $$, $VAR, ${VAR}, ${VAR:-d}, ${VAR-d}, ${VAR:?e}, ${VAR?e},
+    ${VAR:+r}, ${VAR+r}, with nested operands (docs.docker.com/reference/compose-file/interpolation)."""
+    out: list[str] = []
+    index = 0
+    while index < len(value):
+        if value.startswith("$$", index):
+            out.append("$")
+            index += 2
+        elif value.startswith("${", index):
+            end = _closing_brace(value, index)
+            match = re.fullmatch(r"([A-Za-z_]\w*)(?:(:?)([-+?])(.*))?", value[index + 2:end], flags=re.S)
+            assert match is not None, f"invalid interpolation in {value!r}"
+            name, colon, operator, operand = match.groups()
+            present = name in env and (env[name] != "" or not colon)
+            if operator == "-":
+                out.append(env[name] if present else _interpolate(operand, env))
+            elif operator == "+":
+                out.append(_interpolate(operand, env) if present else "")
+            elif operator == "?":
+                if not present:
+                    raise ValueError(f"required variable {name} is missing a value: {operand}")
+                out.append(env[name])
+            else:
+                out.append(env.get(name, ""))
+            index = end + 1
+        elif (named := re.match(r"\$([A-Za-z_]\w*)", value[index:])) is not None:
+            out.append(env.get(named.group(1), ""))
+            index += named.end()
+        else:
+            out.append(value[index])
+            index += 1
+    return "".join(out)
+
+
+def _resolve(node: Any, env: dict[str, str]) -> Any:
+    """Every string of a parsed compose file interpolated (values only; keys are not, as in Compose)."""
+    if isinstance(node, dict):
+        return {key: _resolve(value, env) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_resolve(value, env) for value in node]
+    return _interpolate(node, env) if isinstance(node, str) else node
+
+
+@pytest.fixture(scope="module")
+def env_example() -> dict[str, str]:
+    """.env.example as Compose would read it as .env (no quoting is used there)."""
+    values = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
 
 
 def test_dockerfile_uses_the_pinned_airflow_for_python_311(pinned: dict[str, str]) -> None:
@@ -90,7 +153,7 @@ def test_compose_defines_the_connections_the_pipelines_use(
     for pipeline in load_pipelines():
         for conn_id in (pipeline.aws_conn_id, pipeline.aps_conn_id, pipeline.results_conn_id):
             assert f"AIRFLOW_CONN_{conn_id.upper()}" in env, f"compose lacks connection {conn_id}"
-    aps = json.loads(_substitute(env["AIRFLOW_CONN_APS_DEFAULT"]))
+    aps = json.loads(_interpolate(env["AIRFLOW_CONN_APS_DEFAULT"], {}))
     assert aps["conn_type"] == "aps"
     config = config_from_connection(
         Connection(conn_id="aps_default", conn_type="aps", login="id", password="secret",
@@ -98,7 +161,7 @@ def test_compose_defines_the_connections_the_pipelines_use(
     )
     assert str(config.base_url).rstrip("/") == "https://developer.api.autodesk.com"
     assert config.region == "US"
-    assert json.loads(_substitute(env["AIRFLOW_CONN_AWS_DEFAULT"]))["conn_type"] == "aws"
+    assert json.loads(_interpolate(env["AIRFLOW_CONN_AWS_DEFAULT"], {}))["conn_type"] == "aws"
 
 
 def test_compose_api_settings_are_known_to_the_api(compose: dict[str, Any]) -> None:
@@ -116,3 +179,36 @@ def test_compose_secrets_come_from_the_environment(compose: dict[str, Any]) -> N
     env_example = (ROOT / ".env.example").read_text()
     for variable in re.findall(r"\$\{(\w+):\?", text):
         assert f"{variable}=" in env_example, f".env.example does not mention {variable}"
+
+
+def test_the_test_interpolation_follows_compose() -> None:
+    env = {"SET": "x", "EMPTY": ""}
+    assert _interpolate("${SET:-d}${EMPTY:-d}${UNSET:-d}${EMPTY-d}${UNSET-d}", env) == "xddd"
+    assert _interpolate("${SET:+[${SET}]}${EMPTY:+r}${UNSET:+r}${EMPTY+r}", env) == "[x]r"
+    assert _interpolate("$$SET $SET ${UNSET:-${SET}}", env) == "$SET x x"
+    with pytest.raises(ValueError, match="EMPTY"):
+        _interpolate("${EMPTY:?set it}", env)
+
+
+@pytest.mark.parametrize(("endpoint", "expected"), [
+    (None, None),  # not in .env at all
+    ("", None),  # as in .env.example: AWS itself
+    ("http://s3:5000", "http://s3:5000"),  # the local profile's S3 server
+])
+def test_aws_connection_has_an_endpoint_only_when_s3_endpoint_url_is_set(
+    compose: dict[str, Any], env_example: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    endpoint: str | None, expected: str | None,
+) -> None:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    env = {k: v for k, v in env_example.items() if k != "S3_ENDPOINT_URL"}
+    if endpoint is not None:
+        env["S3_ENDPOINT_URL"] = endpoint
+    connection = _resolve(compose, env)["x-airflow-env"]["AIRFLOW_CONN_AWS_DEFAULT"]
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", connection)
+    hook = S3Hook(aws_conn_id="aws_default")
+    client = hook.get_conn()  # an empty endpoint_url fails here: "ValueError: Invalid endpoint: "
+    assert client.meta.endpoint_url == (expected or "https://s3.amazonaws.com")
+    assert hook.conn_config.endpoint_url == expected
+    assert hook.conn_config.get_service_endpoint_url("s3") == expected
+    assert ("endpoint_url" in json.loads(connection)["extra"]) is (expected is not None)
