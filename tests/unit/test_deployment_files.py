@@ -91,6 +91,18 @@ def _resolve(node: Any, env: dict[str, str]) -> Any:
     return _interpolate(node, env) if isinstance(node, str) else node
 
 
+def _variables(node: Any) -> set[str]:
+    """The variables the strings of a parsed YAML document refer to (comments do not count)."""
+    if isinstance(node, dict):
+        return set().union(*map(_variables, node.values()))
+    if isinstance(node, list):
+        return set().union(*map(_variables, node))
+    if isinstance(node, str):
+        return set(re.findall(r"\$\{(\w+)", node.replace("$$", ""))) | set(
+            re.findall(r"\$([A-Za-z_]\w*)", node.replace("$$", "")))
+    return set()
+
+
 @pytest.fixture(scope="module")
 def env_example() -> dict[str, str]:
     """.env.example as Compose would read it as .env (no quoting is used there)."""
@@ -100,6 +112,10 @@ def env_example() -> dict[str, str]:
             name, _, value = line.partition("=")
             values[name.strip()] = value.strip()
     return values
+
+
+def _with(env_example: dict[str, str], **overrides: str) -> dict[str, str]:
+    return {**env_example, **overrides}
 
 
 def test_dockerfile_uses_the_pinned_airflow_for_python_311(pinned: dict[str, str]) -> None:
@@ -190,6 +206,53 @@ def test_the_test_interpolation_follows_compose() -> None:
         _interpolate("${EMPTY:?set it}", env)
 
 
+def test_compose_resolves_with_env_example(compose: dict[str, Any], env_example: dict[str, str]) -> None:
+    resolved = _resolve(compose, env_example)
+    assert "${" not in json.dumps(resolved)
+    for name, value in resolved["x-airflow-env"].items():
+        if name.startswith("AIRFLOW_CONN_") and value.startswith("{"):
+            json.loads(value)  # the JSON connections stay JSON once interpolated
+    # Every variable the compose file reads is documented (set or commented out) in .env.example.
+    example = (ROOT / ".env.example").read_text()
+    undocumented = {v for v in _variables(compose) if not re.search(rf"^#?\s*{v}=", example, flags=re.M)}
+    assert not undocumented, f".env.example does not mention {sorted(undocumented)}"
+
+
+def _airflow_bool(value: str) -> bool:
+    from airflow.configuration import AirflowConfigParser
+
+    parser = AirflowConfigParser()
+    parser.read_dict({"operators": {"default_deferrable": value}})
+    return parser.getboolean("operators", "default_deferrable")
+
+
+def test_every_airflow_component_defers_like_the_local_stack(compose: dict[str, Any]) -> None:
+    from types import SimpleNamespace
+
+    from aps_devstack.s3 import S3Server
+    from aps_devstack.stack import LocalStack
+
+    services = compose["services"]
+    for name in AIRFLOW_SERVICES | {"airflow-init"}:
+        value = services[name]["environment"].get("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE")
+        assert value is not None, f"{name}: sensors would poll from a worker slot instead of deferring"
+        assert _airflow_bool(value) is True, name
+
+    # What the local stack sets for its Airflow, compose sets too.
+    local = LocalStack(
+        workdir=ROOT,
+        postgres=SimpleNamespace(port=5432, superuser="postgres"),  # type: ignore[arg-type]
+        s3=S3Server(endpoint_url="http://127.0.0.1:5000"),
+        emulator=SimpleNamespace(client_id="id", client_secret="secret",  # type: ignore[arg-type]
+                                 base_url="http://127.0.0.1:8090"),
+        results_url="postgresql://unused",
+    ).airflow_env()
+    env = compose["x-airflow-env"]
+    assert set(local) <= set(env), f"set by the local stack, not by compose: {sorted(set(local) - set(env))}"
+    assert _airflow_bool(env["AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"]) is _airflow_bool(
+        local["AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"])
+
+
 @pytest.mark.parametrize(("endpoint", "expected"), [
     (None, None),  # not in .env at all
     ("", None),  # as in .env.example: AWS itself
@@ -212,3 +275,29 @@ def test_aws_connection_has_an_endpoint_only_when_s3_endpoint_url_is_set(
     assert hook.conn_config.endpoint_url == expected
     assert hook.conn_config.get_service_endpoint_url("s3") == expected
     assert ("endpoint_url" in json.loads(connection)["extra"]) is (expected is not None)
+
+
+def test_compose_passes_every_variable_the_pipelines_file_reads(
+    compose: dict[str, Any], env_example: dict[str, str]
+) -> None:
+    document = yaml.safe_load((ROOT / "include" / "aps_pipeline" / "pipelines.yaml").read_text())
+    # The connection ids stay at their defaults: compose defines the connections under those ids.
+    read = _variables(document) - {"APS_AWS_CONN_ID", "APS_CONN_ID", "APS_RESULTS_CONN_ID"}
+    assert read
+    env = compose["x-airflow-env"]
+    for name in read:
+        assert name in env, f"compose does not pass {name} from .env"
+        assert f"${{{name}" in env[name], f"compose sets {name} instead of passing it from .env"
+
+    # Unset in .env: the pipelines file's own defaults.
+    resolved = _resolve(compose, env_example)["x-airflow-env"]
+    assert load_pipelines(env=resolved) == load_pipelines(env={})
+    # Set in .env: the DAGs see them, and the region agrees with the aps_default connection's.
+    custom = _with(env_example, APS_REGION="EMEA", APS_BUCKET_KEY="acme-ingest", APS_INGEST_SCHEDULE="none",
+                   APS_LANDING_BUCKET="acme-landing", APS_POLL_INTERVAL="30", APS_POLL_MAX_INTERVAL="300")
+    resolved = _resolve(compose, custom)["x-airflow-env"]
+    (pipeline,) = load_pipelines(env=resolved)
+    assert (pipeline.aps.region, pipeline.aps.bucket_key, pipeline.schedule) == ("EMEA", "acme-ingest", None)
+    assert (pipeline.landing.bucket, pipeline.poll_interval, pipeline.poll_max_interval) == (
+        "acme-landing", 30, 300)
+    assert json.loads(resolved["AIRFLOW_CONN_APS_DEFAULT"])["extra"]["region"] == "EMEA"
