@@ -301,3 +301,20 @@ def test_compose_passes_every_variable_the_pipelines_file_reads(
     assert (pipeline.landing.bucket, pipeline.poll_interval, pipeline.poll_max_interval) == (
         "acme-landing", 30, 300)
     assert json.loads(resolved["AIRFLOW_CONN_APS_DEFAULT"])["extra"]["region"] == "EMEA"
+
+
+def test_services_outside_airflow_bypass_the_airflow_entrypoint(compose: dict[str, Any]) -> None:
+    # The image's /entrypoint runs anything but `bash`, `python` and `airflow ...` as `airflow <command>`.
+    image = compose["x-aps-image"]["image"]
+    for name, service in compose["services"].items():
+        if service.get("image") != image:
+            continue
+        command = service["command"]
+        first = (command if isinstance(command, list) else command.split())[0]
+        entrypoint = service.get("entrypoint")
+        if entrypoint is None:
+            assert first in ("airflow", "bash", "python"), f"{name}: the image would run `airflow {first}`"
+        else:
+            assert "/entrypoint" not in str(entrypoint), name
+        if name not in AIRFLOW_SERVICES | {"airflow-init"}:
+            assert entrypoint == ["/usr/bin/dumb-init", "--"], f"{name} is not an Airflow component"
