@@ -277,6 +277,40 @@ def test_aws_connection_has_an_endpoint_only_when_s3_endpoint_url_is_set(
     assert ("endpoint_url" in json.loads(connection)["extra"]) is (expected is not None)
 
 
+def test_local_profile_creates_the_landing_buckets(
+    compose: dict[str, Any], env_example: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.server import ThreadedMotoServer
+
+    from aps_devstack.process import free_port
+    from aps_devstack.s3 import S3Server
+
+    services = _resolve(compose, _with(env_example, APS_LANDING_BUCKET="acme-landing"))["services"]
+    s3, init = services["s3"], services["s3-init"]
+    assert init["profiles"] == s3["profiles"] == ["local"]
+    assert init["depends_on"] == {"s3": {"condition": "service_healthy"}}
+    port = int(s3["command"].split("-p ")[1].split()[0])
+    assert f"localhost:{port}/moto-api/" in " ".join(s3["healthcheck"]["test"])
+    assert re.search(rf"^#.*S3_ENDPOINT_URL=http://s3:{port}\b", (ROOT / ".env.example").read_text(), re.M)
+    assert init["command"][:2] == ["python", "-c"]
+    code = init["command"][2]
+    assert f'"http://s3:{port}"' in code
+
+    # Run the job's code against an in-process S3 server, with the job's environment.
+    local_port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=local_port)
+    server.start()
+    try:
+        for name, value in init["environment"].items():
+            monkeypatch.setenv(name, value)
+        code = code.replace(f"http://s3:{port}", f"http://127.0.0.1:{local_port}")
+        exec(compile(code, "s3-init", "exec"), {})
+        buckets = S3Server(endpoint_url=f"http://127.0.0.1:{local_port}").client().list_buckets()["Buckets"]
+    finally:
+        server.stop()
+    assert {b["Name"] for b in buckets} == {"acme-landing"}
+
+
 def test_compose_passes_every_variable_the_pipelines_file_reads(
     compose: dict[str, Any], env_example: dict[str, str]
 ) -> None:
