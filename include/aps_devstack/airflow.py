@@ -65,6 +65,8 @@ class AirflowStack:
     :param api_port: Port of the api-server (default: a free one).
     :param triggerer_health_threshold: Seconds without a heartbeat after which a triggerer counts as dead
         and its triggers move to another triggerer.
+    :param admin_password: Require a login: user `admin` with this password (default: no login, every
+        visitor is admin, which suits throwaway stacks that nobody browses).
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class AirflowStack:
         plugins_folder: Path | None = None,
         api_port: int | None = None,
         triggerer_health_threshold: int = 15,
+        admin_password: str | None = None,
     ) -> None:
         self.home = Path(home).resolve()
         folders = [dags_folders] if isinstance(dags_folders, (str, Path)) else list(dags_folders)
@@ -88,6 +91,7 @@ class AirflowStack:
         self._restarts = 0
         self._engine: Engine | None = None
         self._token: str | None = None
+        self.admin_password = admin_password
         self.home.mkdir(parents=True, exist_ok=True)
         self.plugins_folder = Path(plugins_folder) if plugins_folder else self.home / "plugins"
         self.plugins_folder.mkdir(parents=True, exist_ok=True)
@@ -118,7 +122,7 @@ class AirflowStack:
             "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
             "AIRFLOW__CORE__AUTH_MANAGER":
                 "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            **self._login_settings(),
             "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
             "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "5",
@@ -260,12 +264,28 @@ class AirflowStack:
     def _tails(self) -> str:
         return "\n".join(f"--- {name} ---\n{proc.log_tail(25)}" for name, proc in self.processes.items())
 
-    # -- REST (simple auth manager, all users are admins) ----------------------------------------------------
+    def _login_settings(self) -> dict[str, str]:
+        if self.admin_password is None:
+            return {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}
+        passwords = self.home / "simple_auth_manager_passwords.json"
+        passwords.write_text(json.dumps({"admin": self.admin_password}))
+        passwords.chmod(0o600)
+        return {
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        }
+
+    # -- REST (simple auth manager) ------------------------------------------------------------------------
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Call the public REST API (`/api/v2/...`) with a token from the simple auth manager."""
         if self._token is None:
-            response = httpx.get(f"{self.api_url}/auth/token", timeout=30)
+            if self.admin_password is None:
+                response = httpx.get(f"{self.api_url}/auth/token", timeout=30)
+            else:
+                response = httpx.post(f"{self.api_url}/auth/token", timeout=30,
+                                      json={"username": "admin", "password": self.admin_password})
             response.raise_for_status()
             self._token = response.json()["access_token"]
         headers = {"Authorization": f"Bearer {self._token}"}

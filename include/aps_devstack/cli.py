@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import secrets
 import signal
 import sys
+import time
 from pathlib import Path
 
 from aps_devstack.postgres import LocalPostgres, MissingPrerequisite
 from aps_devstack.stack import LANDING_BUCKET, LANDING_PREFIX, REPO_ROOT, LocalStack
 
-UP_DIR = REPO_ROOT / ".stack" / "up"
+# Where `up` keeps the stack and the state `down` reads; APS_STACK_DIR moves it (tests use their own).
+UP_DIR = Path(os.environ.get("APS_STACK_DIR") or REPO_ROOT / ".stack" / "up")
 STATE_FILE = UP_DIR / "state.json"
 
 
@@ -29,9 +33,14 @@ def up() -> int:
     except MissingPrerequisite as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 2
-    stack.start_api()
-    stack.start_airflow(api_port=int(os.environ.get("AIRFLOW_UI_PORT", "8080")))
-    create_pools(stack)
+    password = secrets.token_urlsafe(12)
+    try:
+        stack.start_api()
+        stack.start_airflow(api_port=int(os.environ.get("AIRFLOW_UI_PORT", "8080")), admin_password=password)
+        create_pools(stack)
+    except BaseException:
+        stack.stop()  # nothing half-started is left behind for `make down` to miss
+        raise
     processes = [stack.s3.process, stack.emulator.process, stack.api, *stack.airflow.processes.values()]
     STATE_FILE.write_text(
         json.dumps(
@@ -43,9 +52,10 @@ def up() -> int:
             indent=2,
         )
     )
+    STATE_FILE.chmod(0o600)
     print(f"""
 Local stack is up (stop it with `make down`).
-  Airflow UI        {stack.airflow.api_url}   (simple auth manager: every visitor is admin, no login)
+  Airflow UI        {stack.airflow.api_url}   user admin, password {password}
   S3 endpoint       {stack.s3.endpoint_url}   (any access key)
   landing           s3://{LANDING_BUCKET}/{LANDING_PREFIX}
   APS emulator      {stack.emulator.base_url}
@@ -58,17 +68,36 @@ and trigger `aps_ingest` in the UI.""")
     return 0
 
 
+def _stop_groups(pgids: list[int], grace: float = 15.0) -> None:
+    """SIGTERM every process group, wait up to `grace` seconds for them to go, then SIGKILL the rest."""
+    alive = []
+    for pgid in pgids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+            alive.append(pgid)
+    deadline = time.monotonic() + grace
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pgid for pgid in alive if _group_exists(pgid)]
+    for pgid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def down() -> int:
     if not STATE_FILE.exists():
         print("no stack is up")
         return 0
     state = json.loads(STATE_FILE.read_text())
-    for pgid in state["process_groups"]:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
+    _stop_groups(state["process_groups"])
     LocalPostgres(data_dir=Path(state["postgres_data_dir"]), port=state["postgres_port"]).stop()
     STATE_FILE.unlink()
     print("local stack stopped")

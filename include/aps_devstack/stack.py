@@ -123,7 +123,8 @@ class LocalStack:
     # -- optional parts ---------------------------------------------------------------------------------
 
     def start_airflow(
-        self, *, api_port: int | None = None, parallelism: int = 8, extra_env: dict[str, str] | None = None
+        self, *, api_port: int | None = None, parallelism: int = 8, extra_env: dict[str, str] | None = None,
+        admin_password: str | None = None,
     ) -> AirflowStack:
         airflow_db = self.postgres.create_database("airflow")
         self.airflow = AirflowStack(
@@ -133,6 +134,7 @@ class LocalStack:
             env={**self.airflow_env(), **(extra_env or {})},
             parallelism=parallelism,
             api_port=api_port,
+            admin_password=admin_password,
         )
         self.airflow.start()
         return self.airflow
