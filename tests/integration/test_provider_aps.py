@@ -199,6 +199,36 @@ def test_sensor_poke_mode(aps_conn: str, emulator: EmulatorServer) -> None:
         APSTranslationSensor(task_id="wait", urn=bad, deferrable=False).poke(context={})
 
 
+def test_deferrable_sensor_looks_once_then_defers_with_an_absolute_deadline(
+    aps_conn: str, emulator: EmulatorServer
+) -> None:
+    from airflow.sdk.exceptions import TaskDeferred
+
+    emulator.configure(translation_seconds=60)
+    urn = start_translation("deferred.ifc")
+    sensor = APSTranslationSensor(task_id="wait", urn=urn, deferrable=True, timeout=600, poll_interval=5,
+                                  max_poll_interval=20, region="US")
+    before = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context={})
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, APSTranslationTrigger)
+    assert before + 600 <= trigger.deadline <= time.time() + 600
+    assert (trigger.urn, trigger.region, trigger.poll_interval, trigger.max_poll_interval) == (
+        urn, "US", 5.0, 20.0)
+    assert deferred.value.method_name == "execute_complete"
+    assert deferred.value.timeout.total_seconds() > 600  # Airflow's own timeout only backs ours up
+
+    # Finished already (a re-run, or derivatives APS had): no deferral at all.
+    emulator.advance_clock(61)
+    assert sensor.execute(context={}) == urn
+    emulator.configure(translation_seconds=0.5, fail_keys=["*deferred-bad*"])
+    bad = start_translation("deferred-bad.ifc")
+    emulator.advance_clock(5)
+    with pytest.raises(AirflowFailException, match="TranslationWorker-InternalFailure"):
+        APSTranslationSensor(task_id="wait", urn=bad, deferrable=True).execute(context={})
+
+
 def test_sensor_poke_mode_gives_a_missing_manifest_a_grace_period(
     aps_conn: str, emulator: EmulatorServer
 ) -> None:

@@ -191,22 +191,6 @@ def test_sensor_deferrable_default_follows_config(setting: str) -> None:
     assert not make_sensor(deferrable=False).deferrable
 
 
-def test_sensor_defers_with_an_absolute_deadline() -> None:
-    from airflow.sdk.exceptions import TaskDeferred
-
-    sensor = make_sensor(deferrable=True, timeout=600, poll_interval=5, max_poll_interval=20, region="EMEA")
-    before = time.time()
-    with pytest.raises(TaskDeferred) as deferred:
-        sensor.execute(context={})
-    trigger = deferred.value.trigger
-    assert isinstance(trigger, APSTranslationTrigger)
-    assert before + 600 <= trigger.deadline <= time.time() + 600
-    assert (trigger.urn, trigger.region, trigger.poll_interval, trigger.max_poll_interval) == (
-        "dXJuOmE", "EMEA", 5.0, 20.0)
-    assert deferred.value.method_name == "execute_complete"
-    assert deferred.value.timeout.total_seconds() > 600  # Airflow's own timeout only backs ours up
-
-
 def test_execute_complete_returns_the_urn_on_success() -> None:
     event = {"status": "success", "progress": "complete", "urn": "dXJuOmE", "messages": ["warning W1: meh"]}
     assert make_sensor().execute_complete(context={}, event=event) == "dXJuOmE"

@@ -37,7 +37,8 @@ class APSTranslationSensor(BaseSensorOperator):
     In deferrable mode (the default when `[operators] default_deferrable` is on) the wait runs on the
     triggerer and holds no worker slot: the trigger GETs the manifest with exponential backoff from
     `poll_interval` to `max_poll_interval` seconds until it finishes or `timeout` (wall clock, from the
-    moment the sensor first defers) passes. In poke mode each poke is one manifest GET.
+    moment the sensor first defers) passes. It reads the manifest once on the worker before deferring, so a
+    translation that has already finished costs no deferral. In poke mode each poke is one manifest GET.
 
     The task fails, without retrying, when APS reports the translation `failed` or `timeout`, with APS's
     messages in the error; it fails with a sensor timeout when the wall-clock `timeout` passes first.
@@ -90,6 +91,11 @@ class APSTranslationSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
+        # One look before deferring: a translation that already finished (a re-run, a cached derivative)
+        # ends here, without a round trip through the triggerer.
+        checked = self.poke(context)
+        if checked.is_done:
+            return checked.xcom_value
         deadline = time.time() + float(self.timeout)
         self.log.info("Deferring: waiting for translation of %s on the triggerer (deadline in %.0fs)",
                       self.urn, float(self.timeout))

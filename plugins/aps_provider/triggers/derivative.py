@@ -118,6 +118,10 @@ class APSTranslationTrigger(BaseTrigger):
         delay = self.poll_interval
         last_seen: tuple[str, str] | None = None
         first_not_found: float | None = None
+        # The sensor read the manifest just before deferring, so the first GET waits one interval. It also
+        # keeps a trigger from firing within a second of the deferral: Airflow 3.3's scheduler can then see
+        # the deferring try's exit after the task was queued again, and fail it ("state changed externally").
+        await asyncio.sleep(max(0.0, min(self.poll_interval, self.deadline - time.time())))
         async with client as aps:
             while True:
                 try:
