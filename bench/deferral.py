@@ -8,7 +8,7 @@ with aps_client (one process, one token), then runs a DAG whose one mapped senso
 (bench/dags/aps_deferral_bench.py). While the run lasts it samples the task instance states and the
 triggerer's memory. Printed per mode: wall time from the job POSTs to the end of the run, the most worker
 slots held by sensors (task instances `running`, overall and on average while the translations still run),
-the most sensors `deferred`, manifest GETs and token requests seen by the emulator during the run, and the
+the most sensors `deferred`, the worker slot-seconds sensors used per translation, manifest GETs and token requests seen by the emulator during the run, and the
 triggerer process tree's peak RSS.
 """
 
@@ -45,6 +45,7 @@ class Result:
     mean_running_while_translating: float
     max_running_late_in_wait: int
     max_deferred: int
+    slot_seconds: float
     manifest_gets: int
     token_requests: int
     triggerer_peak_rss_mib: float
@@ -93,9 +94,16 @@ def run_mode(stack: AirflowStack, emulator, config: APSConfig, mode: str, n: int
     peak_rss = 0
     deadline = started + timeout
     state = None
+    # Worker slot-seconds used by sensors: the integral of `running` sensors over the run. A deferrable
+    # sensor only holds a slot to start (look once, defer) and to resume; a poking one for its whole wait.
+    slot_seconds = 0.0
+    last_sample = time.monotonic()
     while time.monotonic() < deadline:
         states = stack.task_states(dag_id, run_id)
         sensors = [s for (task_id, _), s in states.items() if task_id == SENSOR]
+        now = time.monotonic()
+        slot_seconds += sensors.count("running") * (now - last_sample)
+        last_sample = now
         max_running = max(max_running, sensors.count("running"))
         if time.monotonic() < translations_end:
             translating_samples.append(sensors.count("running"))
@@ -114,7 +122,7 @@ def run_mode(stack: AirflowStack, emulator, config: APSConfig, mode: str, n: int
     return Result(
         mode=mode, state=str(state), wall_seconds=wall, max_running=max_running, max_deferred=max_deferred,
         mean_running_while_translating=sum(translating_samples) / max(len(translating_samples), 1),
-        max_running_late_in_wait=max(late_samples),
+        max_running_late_in_wait=max(late_samples), slot_seconds=slot_seconds,
         manifest_gets=after.get("manifest", 0) - before.get("manifest", 0),
         token_requests=after.get("token", 0) - before.get("token", 0),
         triggerer_peak_rss_mib=peak_rss / 2**20,
@@ -159,14 +167,15 @@ def main() -> int:
     print(f"\nN={args.n} translation_seconds={args.translation_seconds:.0f} parallelism={args.parallelism}")
     print("slots = sensor task instances `running` (each holds a worker slot); 'mean slots translating' "
           "averages them over the samples taken before the translations finish;\n'late slots' is the most "
-          "held in the last half of the translation time, when every sensor has had time to start")
+          "held in the last half of the translation time; 'slot-s/transl.' is worker slot-seconds per "
+          "translation (a deferrable sensor holds a slot only to start and to resume)")
     print(f"{'mode':<11} {'state':<8} {'wall s':>8} {'max slots':>9} {'mean slots translating':>22} "
-          f"{'late slots':>10} {'max defer':>9} {'manifest GETs':>13} {'tokens':>6} "
+          f"{'late slots':>10} {'max defer':>9} {'slot-s/transl.':>14} {'manifest GETs':>13} {'tokens':>6} "
           f"{'triggerer RSS MiB':>17}")
     for r in results:
         print(f"{r.mode:<11} {r.state:<8} {r.wall_seconds:>8.1f} {r.max_running:>9} "
               f"{r.mean_running_while_translating:>22.1f} {r.max_running_late_in_wait:>10} "
-              f"{r.max_deferred:>9} {r.manifest_gets:>13} "
+              f"{r.max_deferred:>9} {r.slot_seconds / args.n:>14.1f} {r.manifest_gets:>13} "
               f"{r.token_requests:>6} {r.triggerer_peak_rss_mib:>17.1f}")
     return 0 if all(r.state == "success" for r in results) else 1
 
