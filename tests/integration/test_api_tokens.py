@@ -74,6 +74,14 @@ def test_thousand_viewer_token_calls_make_one_aps_token_request(
     assert responses[0].headers["cache-control"] == "no-store"
     assert _metric(api, "aps_api_viewer_token_cache_total", result="miss") == 1
     assert _metric(api, "aps_api_viewer_token_cache_total", result="hit") == 999
+    route = "/v1/models/{model_id}/viewer-token"  # labelled by template: one series, not one per model
+    assert _metric(api, "aps_api_requests_total", method="GET", route=route, status="200") == 1000
+    assert _metric(api, "aps_api_request_duration_seconds_count", method="GET", route=route) == 1000
+    assert _metric(api, "aps_api_request_duration_seconds_sum", method="GET", route=route) > 0
+    assert _metric(api, "aps_api_aps_calls_total", operation="token", outcome="ok") == 1
+    exposed = httpx.get(f"{api.base_url}/metrics", timeout=10).text
+    assert 'aps_api_aps_calls_total{operation="token",outcome="ok"} 1.0' in exposed
+    assert f'aps_api_request_duration_seconds_bucket{{le="0.05",method="GET",route="{route}"}}' in exposed
     # The token really opens the model's viewables in (emulated) APS.
     assert _manifest_status(emulator, urn, body["access_token"]) == 200
 
