@@ -8,8 +8,8 @@ with aps_client (one process, one token), then runs a DAG whose one mapped senso
 (bench/dags/aps_deferral_bench.py). While the run lasts it samples the task instance states and the
 triggerer's memory. Printed per mode: wall time from the job POSTs to the end of the run, the most worker
 slots held by sensors (task instances `running`, overall and on average while the translations still run),
-the most sensors `deferred`, the worker slot-seconds sensors used per translation, manifest GETs and token requests seen by the emulator during the run, and the
-triggerer process tree's peak RSS.
+the most sensors `deferred`, the worker slot-seconds sensors used per translation, manifest GETs and token
+requests seen by the emulator during the run, and the triggerer process tree's peak RSS.
 """
 
 from __future__ import annotations
