@@ -9,7 +9,6 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import BaseHook, get_current_context, task
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
@@ -36,6 +35,9 @@ def _run() -> tuple[PipelineConfig, str, dict[str, Any]]:
 
 
 def _s3(config: PipelineConfig) -> Any:
+    # Imported here: boto3 and the Amazon provider cost ~1 s per task process, and most tasks need no S3.
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
     return S3Hook(aws_conn_id=config.aws_conn_id).get_conn()
 
 

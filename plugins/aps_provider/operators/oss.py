@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -141,6 +140,9 @@ class APSUploadFromS3Operator(BaseOperator):
         object_key = self.object_key or self.s3_key
         store = self._state_store(context)
         state_key = upload_state_key(self.bucket_key, object_key)
+
+        # Imported here so that parsing a DAG (every task process does) does not load boto3.
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         s3_object = S3Hook(aws_conn_id=self.aws_conn_id).get_key(self.s3_key, self.s3_bucket)
         size, etag = int(s3_object.content_length), s3_object.e_tag
