@@ -1,10 +1,11 @@
-"""`make up` / `make down`: the kept-running local stack asks for a login, prints it, and stops cleanly."""
+"""`make demo`, `make up` and `make down` as a user runs them (the same entry points, in subprocesses)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +54,28 @@ def test_up_prints_a_working_login_and_down_stops_everything(tmp_path: Path) -> 
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/api/v2/version", timeout=5)
     assert not (tmp_path / "up" / "state.json").exists()
+
+
+@pytest.mark.airflow_stack
+def test_demo_ingests_the_sample_batch_and_checks_the_api(tmp_path: Path) -> None:
+    script = "import sys; from pathlib import Path; from aps_devstack import demo; " \
+             "sys.exit(demo.run_demo(Path(sys.argv[1])))"
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "demo")], capture_output=True,
+                            text=True, timeout=1200)
+    output = result.stdout
+    assert result.returncode == 0, output[-4000:] + result.stderr[-2000:]
+    summaries = re.findall(r"^demo summary: .*$", output, re.MULTILINE)
+    # The sample batch: 6 valid files (one a duplicate of another) and 7 bad ones; nothing lost.
+    assert summaries[-1] == "demo summary: discovered=13 loaded=6 rejected=7 failed=0 lost=0"
+    api = re.search(r"^demo api: viewer-token=(\S+) scope=(\S+) expires_in=(\d+) unauthenticated=(\d+)$",
+                    output, re.MULTILINE)
+    assert api, output[-3000:]
+    assert api.groups()[0:2] == ("ok", "viewables:read")
+    assert 0 < int(api[3]) <= 3600
+    assert api[4] == "401"
+    assert "demo: stopping everything it started" in output
+    port = re.search(r"PostgreSQL on port (\d+)", output)
+    assert port
+    address = ("127.0.0.1", int(port[1]))
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(address, timeout=2):
+        pass  # the demo's PostgreSQL is gone

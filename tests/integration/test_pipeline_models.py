@@ -150,6 +150,16 @@ def wait_for_manifest(aps: APSClient, urn: str, deadline_seconds: float = 120) -
         time.sleep(0.5)
 
 
+def land_one(s3: Any, bucket: str, engine: Engine, pipeline: PipelineConfig, run_id: str, key: str,
+             data: bytes) -> dict[str, Any]:
+    """Put one valid file in the landing prefix and take it through discovery, validation and dedupe."""
+    s3.put_object(Bucket=bucket, Key=key, Body=data, Metadata={"project": "p"})
+    discover_files(s3, engine, pipeline, run_id)
+    validate_files(s3, engine, pipeline, run_id, supported=FORMATS)
+    (model,) = assign_models(engine, pipeline, run_id)["models"]
+    return model
+
+
 def upload_and_translate(aps: APSClient, engine: Engine, model: dict[str, Any], data: bytes) -> str:
     """What the DAG's upload and translate operators do, done directly with the client."""
     import io
@@ -221,10 +231,8 @@ def test_failed_translation_is_recorded_with_aps_messages(
     landing_pipeline: PipelineConfig,
 ) -> None:
     sample = generate_ifc(43, name="doomed")
-    s3.put_object(Bucket=s3_bucket, Key="incoming/doomed.ifc", Body=sample.data, Metadata={"project": "p"})
-    discover_files(s3, results_engine, landing_pipeline, "run-t")
-    validate_files(s3, results_engine, landing_pipeline, "run-t", supported=FORMATS)
-    (model,) = assign_models(results_engine, landing_pipeline, "run-t")["models"]
+    model = land_one(s3, s3_bucket, results_engine, landing_pipeline, "run-t", "incoming/doomed.ifc",
+                     sample.data)
     emulator.configure(translation_seconds=0.5, fail_keys=[model["object_key"]])
     urn = upload_and_translate(aps, results_engine, model, sample.data)
     manifest = wait_for_manifest(aps, urn)
@@ -265,12 +273,8 @@ def test_files_left_mid_translation_by_a_crashed_run_are_carried_on(
 ) -> None:
     emulator.configure(translation_seconds=0.5)
     sample = generate_ifc(44, name="interrupted")
-    s3.put_object(
-        Bucket=s3_bucket, Key="incoming/interrupted.ifc", Body=sample.data, Metadata={"project": "p"}
-    )
-    discover_files(s3, results_engine, landing_pipeline, "crashed")
-    validate_files(s3, results_engine, landing_pipeline, "crashed", supported=FORMATS)
-    (model,) = assign_models(results_engine, landing_pipeline, "crashed")["models"]
+    model = land_one(s3, s3_bucket, results_engine, landing_pipeline, "crashed", "incoming/interrupted.ifc",
+                     sample.data)
     urn = upload_and_translate(aps, results_engine, model, sample.data)
     upload = {"object_id": f"urn:adsk.objects:os.object:{model['bucket_key']}/{model['object_key']}"}
     record_submission(results_engine, model["model_id"], "crashed", upload=upload, urn=urn,
@@ -307,10 +311,8 @@ def test_wait_that_ends_before_aps_finishes_records_a_timeout(
 ) -> None:
     emulator.configure(translation_seconds=600)
     sample = generate_ifc(45, name="slow")
-    s3.put_object(Bucket=s3_bucket, Key="incoming/slow.ifc", Body=sample.data, Metadata={"project": "p"})
-    discover_files(s3, results_engine, landing_pipeline, "run-w")
-    validate_files(s3, results_engine, landing_pipeline, "run-w", supported=FORMATS)
-    (model,) = assign_models(results_engine, landing_pipeline, "run-w")["models"]
+    model = land_one(s3, s3_bucket, results_engine, landing_pipeline, "run-w", "incoming/slow.ifc",
+                     sample.data)
     upload_and_translate(aps, results_engine, model, sample.data)
 
     # The sensor's wall-clock deadline passed; the DAG's load task settles the model anyway.
