@@ -1,4 +1,4 @@
-"""The emulator's IFC reader against ifcopenshell: every IfcProduct, whatever places it, and every property value.
+"""The emulator's IFC reader against ifcopenshell: every IfcProduct, whatever places it, and every property.
 
 The files come from tests/fixtures/ifc_coverage.py (written by ifcopenshell for IFC2X3, IFC4 and IFC4X3); the
 emulator reads the STEP text with its own dependency-free parser, ifcopenshell reads the same file back.
@@ -6,7 +6,6 @@ emulator reads the STEP text with its own dependency-free parser, ifcopenshell r
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import ifcopenshell
@@ -103,7 +102,9 @@ def test_every_product_is_in_the_tree_and_properties(coverage: dict, schema: str
 
 
 @pytest.mark.parametrize(("schema", "relationship"), CASES)
-def test_relationship_places_the_product_under_its_parent(coverage: dict, schema: str, relationship: str) -> None:
+def test_relationship_places_the_product_under_its_parent(
+    coverage: dict, schema: str, relationship: str
+) -> None:
     file, content = coverage[schema]
     parents = _parents(content)
     root = f"file:{file.path.name}"
@@ -132,11 +133,15 @@ def test_property_and_quantity_sets_match_ifcopenshell(coverage: dict, schema: s
     assert wall["Pset_WallCommon"]["AcousticRating"] == "Rw 52"  # from the type
     assert wall["Qto_WallBaseQuantities"]["NetSideArea"] == "14.5 m2"
     assert wall["Qto_WallBaseQuantities"]["NetWeight"] == "6960.5 kg"
+    slab = items[next(p for p in model.by_type("IfcSlab") if p.Name == "Slab 1").GlobalId]["properties"]
+    assert slab["Pset_SlabCommon"] == {"PitchAngle": "2.5 °", "LayerThicknesses": "12.5, 150.0 mm"}
 
 
 @pytest.mark.parametrize("schema", SCHEMAS)
 def test_product_table_holds_every_product_entity_of_the_schema(schema: str) -> None:
-    declaration = ifcopenshell.ifcopenshell_wrapper.schema_by_name(ifcopenshell.file(schema=schema).schema_identifier)
+    declaration = ifcopenshell.ifcopenshell_wrapper.schema_by_name(
+        ifcopenshell.file(schema=schema).schema_identifier
+    )
     product = declaration.declaration_by_name("IfcProduct")
 
     def subtypes(entity: Any) -> set[str]:
@@ -152,8 +157,10 @@ def test_product_table_holds_every_product_entity_of_the_schema(schema: str) -> 
 
 @pytest.mark.parametrize("schema", SCHEMAS)
 def test_placing_relationship_attributes_are_object_references(schema: str) -> None:
-    """The attribute positions the reader uses for each relationship hold objects in every schema that has it."""
-    declaration = ifcopenshell.ifcopenshell_wrapper.schema_by_name(ifcopenshell.file(schema=schema).schema_identifier)
+    """The attribute positions the reader uses for each relationship hold objects in every schema with it."""
+    declaration = ifcopenshell.ifcopenshell_wrapper.schema_by_name(
+        ifcopenshell.file(schema=schema).schema_identifier
+    )
     names = {d.name().upper(): d for d in declaration.entities()}
     for relationship in PLACING_RELATIONSHIPS:
         if relationship.entity not in names:
