@@ -180,3 +180,24 @@ def test_placing_relationship_attributes_are_object_references(schema: str) -> N
         for index in (relationship.parent_index, relationship.child_index):
             kind = str(attributes[index].type_of_attribute())
             assert "<entity" in kind or "select" in kind.lower(), f"{relationship.entity}[{index}]: {kind}"
+
+
+def test_property_set_definition_set_attaches_every_set() -> None:
+    """IFC4's IfcPropertySetDefinitionSet: one relationship, several sets (ifcopenshell 0.9 crashes on it)."""
+    text = """ISO-10303-21;
+HEADER;
+FILE_SCHEMA(('IFC4'));
+ENDSEC;
+DATA;
+#1=IFCWALL('0wallGlobalId000000001',$,'W',$,$,$,$,$,$);
+#2=IFCPROPERTYSINGLEVALUE('A',$,IFCLABEL('a'),$);
+#3=IFCPROPERTYSET('0psetGlobalId000000001',$,'First',$,(#2));
+#4=IFCQUANTITYCOUNT('B',$,$,2.,$);
+#5=IFCELEMENTQUANTITY('0qtoGlobalId0000000001',$,'Second',$,$,(#4));
+#6=IFCRELDEFINESBYPROPERTIES('0relGlobalId0000000001',$,$,$,(#1),IFCPROPERTYSETDEFINITIONSET((#3,#5)));
+ENDSEC;
+END-ISO-10303-21;
+"""
+    items = {item["externalId"]: item for item in parse_ifc(text, "set.ifc").collection()}
+    properties = items["0wallGlobalId000000001"]["properties"]
+    assert (properties["First"], properties["Second"]) == ({"A": "a"}, {"B": "2.0"})

@@ -135,6 +135,8 @@ def _arg(args: list[Any], index: int) -> Any:
 
 
 def _refs(value: Any) -> list[int]:
+    if isinstance(value, Typed):  # a defined type of references, e.g. IFCPROPERTYSETDEFINITIONSET((#1,#2))
+        return _refs(value.value)
     if isinstance(value, Ref):
         return [value.id]
     if isinstance(value, list):
