@@ -16,13 +16,14 @@ from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from aps_client import APSConfig
+from aps_client.derivative import summarize_messages
 from aps_provider.get_provider_info import get_provider_info
 from aps_provider.hooks.aps import APSHook, config_from_connection
 from aps_provider.links import APSManifestLink, APSViewerLink, manifest_url, urn_from_value, viewer_url
 from aps_provider.operators.derivative import APSStartTranslationOperator
 from aps_provider.plugin import APSPlugin, urn_for
 from aps_provider.sensors.derivative import APSTranslationSensor
-from aps_provider.triggers.derivative import APSTranslationTrigger, summarize_messages
+from aps_provider.triggers.derivative import APSTranslationTrigger
 from aps_provider.upload_state import MemoryUploadStore, upload_state_key
 
 SECRET = "s3cr3t-value-that-must-not-leak"
