@@ -39,7 +39,8 @@ class APSStartTranslationOperator(APSBaseOperator):
     :param aps_conn_id: The `aps` connection.
     """
 
-    template_fields: Sequence[str] = aps_template_fields("urn", "formats", "force", "workflow", "root_filename")
+    template_fields: Sequence[str] = aps_template_fields("urn", "formats", "force", "workflow",
+                                                         "root_filename")
     ui_color = "#f2d68a"
     operator_extra_links = (APSManifestLink(), APSViewerLink())
 
