@@ -72,14 +72,6 @@ class APSBaseOperator(APSHookMixin, BaseOperator):
         self.region = region
 
 
-class APSBaseSensor(APSHookMixin, BaseSensorOperator):
-    """Base of the APS sensors (see `APSHookMixin` for the parameters)."""
-
-    template_fields: Sequence[str] = APS_TEMPLATE_FIELDS
-
-    def __init__(
-        self, *, aps_conn_id: str = APSHook.default_conn_name, region: str | None = None, **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
-        self.aps_conn_id = aps_conn_id
-        self.region = region
+class APSBaseSensor(APSBaseOperator, BaseSensorOperator):
+    """Base of the APS sensors: an APS operator that is also a sensor (`APSBaseOperator.__init__` passes
+    the sensor's own arguments on to `BaseSensorOperator`)."""

@@ -287,6 +287,20 @@ def test_every_aps_task_shares_the_base_connection_region_and_cached_hook(build:
     assert (task.hook.aps_conn_id, task.hook.region) == ("aps_x", "EMEA")
 
 
+def test_default_args_name_the_connection_and_region_of_every_aps_task() -> None:
+    from datetime import datetime
+
+    from airflow.sdk import DAG
+
+    with DAG("defaults", schedule=None, start_date=datetime(2024, 1, 1),
+             default_args={"aps_conn_id": "aps_x", "region": "AUS"}):
+        sensor = APSTranslationSensor(task_id="w", urn="dXJu", poke_interval=7, mode="reschedule")
+        translate = APSStartTranslationOperator(task_id="t", urn="dXJu")
+    for task in (sensor, translate):
+        assert (task.hook.aps_conn_id, task.hook.region) == ("aps_x", "AUS")
+    assert (sensor.poke_interval, sensor.mode) == (7, "reschedule")  # the sensor's own arguments still arrive
+
+
 def test_default_formats_have_one_home() -> None:
     from aps_client.derivative import default_formats
     from aps_pipeline.config import OutputFormat, PipelineConfig
