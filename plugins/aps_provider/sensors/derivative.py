@@ -39,7 +39,10 @@ class APSTranslationSensor(APSBaseSensor):
 
     Both modes judge each manifest GET with `aps_client.derivative.manifest_verdict`. The task fails,
     without retrying, when APS reports the translation `failed` or `timeout`, with APS's messages in the
-    error; it fails with a sensor timeout when the wall-clock `timeout` passes first. The hook (and so the
+    error, and when there is still no manifest after `not_found_grace`; it fails with a sensor timeout when
+    the wall-clock `timeout` passes first. A manifest that cannot be read at all (refused credentials, no
+    permission) fails it at once, retryably (the connection may be fixed meanwhile); passing trouble (429,
+    5xx, no answer) that outlasts the client's retries only means "poke again". The hook (and so the
     connection lookup) is built once per task try, not once per poke.
 
     :param urn: URN of the source design (templated), as returned by `APSStartTranslationOperator`.
