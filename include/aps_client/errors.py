@@ -8,11 +8,14 @@ from typing import Any
 
 
 class APSError(Exception):
-    """Any failed APS call. `retryable` tells the transport whether another attempt may succeed;
-    `retry_after` is the server's Retry-After in seconds (sent with 429 and sometimes 503), if any."""
+    """Any failed APS call. `retryable` tells whether another attempt (now, or at the next poll) may
+    succeed; `retry_after` is the server's Retry-After in seconds (sent with 429 and sometimes 503), if any.
+    `retries_spent` marks an error that already went through a full retry loop (a token fetch inside a
+    request): an enclosing retry loop must not multiply those attempts."""
 
     retryable = False
     retry_after: float | None = None
+    retries_spent = False
 
     def __init__(
         self,

@@ -143,6 +143,10 @@ class _RetryWait(tenacity.wait.wait_base):
         return self._backoff(retry_state)
 
 
+def _worth_another_attempt(exc: BaseException) -> bool:
+    return getattr(exc, "retryable", False) and not getattr(exc, "retries_spent", False)
+
+
 def _log_retry(retry_state: tenacity.RetryCallState) -> None:
     error = retry_state.outcome.exception() if retry_state.outcome else None
     sleep = retry_state.next_action.sleep if retry_state.next_action else 0.0
@@ -201,14 +205,15 @@ class RequestPolicy:
             "stop": tenacity.stop_after_attempt(cfg.max_attempts)
             | tenacity.stop_before_delay(cfg.max_retry_seconds),
             "wait": _RetryWait(cfg.backoff_initial, cfg.backoff_max),
-            "retry": tenacity.retry_if_exception(lambda exc: getattr(exc, "retryable", False)),
+            "retry": tenacity.retry_if_exception(_worth_another_attempt),
             "before_sleep": _log_retry,
             "reraise": True,  # callers get the last typed error, not tenacity.RetryError
         }
 
     def token_error(self, error: APSError) -> APSError:
         """The token endpoint says 400/401 for bad credentials: make that an APSAuthError naming the client
-        id. Either way the token fetch already had its own retries, so the calling request must not retry."""
+        id. Either way the token fetch already had its own retries, so the calling request must not retry;
+        a 5xx or 429 stays `retryable`, so a poller may try again later."""
         if error.status_code in (400, 401):
             error = APSAuthError(
                 auth.auth_failure(error.body, error.status_code, self.config.client_id),
@@ -218,7 +223,7 @@ class RequestPolicy:
                 method=error.method,
                 url=error.url,
             )
-        error.retryable = False
+        error.retries_spent = True
         return error
 
     def forget_token(self, spec: RequestSpec, token: Token) -> None:

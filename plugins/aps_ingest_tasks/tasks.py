@@ -7,14 +7,17 @@ XCom); engines and clients are built inside the task from the pipeline's Airflow
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, get_current_context, task
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from aps_pipeline.config import PipelineConfig, get_pipeline
-from aps_provider.hooks.aps import APSHook
+from aps_provider.base import APSConnection
+
+if TYPE_CHECKING:
+    from aps_client import APSClient
 
 
 @cache
@@ -32,6 +35,11 @@ def _run() -> tuple[PipelineConfig, str, dict[str, Any]]:
     context = get_current_context()
     config = get_pipeline(context["dag"].dag_id)
     return config, context["run_id"], dict(context["params"])
+
+
+def _aps(config: PipelineConfig) -> APSClient:
+    """A client for the pipeline's APS connection and region (use it as a context manager)."""
+    return APSConnection(config.aps_conn_id, config.aps.region).hook.get_client()
 
 
 def _s3(config: PipelineConfig) -> Any:
@@ -66,7 +74,7 @@ def validate_files() -> dict[str, Any]:
     from aps_pipeline.validation import validate_files as validate
 
     config, run_id, _ = _run()
-    with APSHook(aps_conn_id=config.aps_conn_id, region=config.aps.region).get_client() as aps:
+    with _aps(config) as aps:
         return validate(_s3(config), results_engine(config.results_conn_id), config, run_id, aps=aps)
 
 
@@ -120,7 +128,7 @@ def load_results(model_id: int) -> dict[str, Any]:
     config, run_id, _ = _run()
     ti = get_current_context()["ti"]
     last_attempt = ti.try_number > ti.max_tries
-    with APSHook(aps_conn_id=config.aps_conn_id, region=config.aps.region).get_client() as aps:
+    with _aps(config) as aps:
         return settle_model(aps, results_engine(config.results_conn_id), model_id, run_id,
                             last_attempt=last_attempt)
 
