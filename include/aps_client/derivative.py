@@ -88,6 +88,12 @@ def job_body(
     return body
 
 
+#: How often an ambiguous POST /job (APS may have taken it) is followed by a look and another POST.
+JOB_POST_ATTEMPTS = 3
+#: Manifest states that mean a job is there: POSTing again would duplicate it (or, forced, restart it).
+_JOB_RUNNING = frozenset({"pending", "inprogress"})
+
+
 def start_job_flow(
     urn: str,
     region: str,
@@ -99,15 +105,41 @@ def start_job_flow(
     headers = region_headers(region)
     if force:
         headers["x-ads-force"] = "true"  # wipe existing derivatives and translate again
-    response = yield RequestSpec(
+    post = RequestSpec(
         "POST",
         f"{BASE}/job",
         family="md_job",
         headers=headers,
         json=job_body(urn, formats, workflow, root_filename),
+        idempotent=False,
     )
-    body = response.json()
-    return JobAccepted.model_validate({"urn": urn, **body, "already_translated": response.status_code == 201})
+    for attempt in range(1, JOB_POST_ATTEMPTS + 1):
+        try:
+            response = yield post
+        except APSError as error:
+            # A 5xx or a lost connection: APS may have taken the job. Look before POSTing again, because a
+            # second POST is a second job, and with x-ads-force it restarts the one just started.
+            if not error.ambiguous or attempt == JOB_POST_ATTEMPTS:
+                raise
+            yield Sleep(1.0)  # let APS register a job it did take before reading the manifest
+            status = yield from _manifest_status(urn, region)
+            if status in _JOB_RUNNING or (status == "success" and not force):
+                return JobAccepted(urn=urn, result=status, already_translated=status == "success")
+            continue
+        accepted = {"urn": urn, **response.json(), "already_translated": response.status_code == 201}
+        return JobAccepted.model_validate(accepted)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _manifest_status(urn: str, region: str) -> Flow[str | None]:
+    """The manifest's status, or None when there is none (APS has no job for the design)."""
+    response = yield RequestSpec(
+        "GET", f"{BASE}/{urn}/manifest", family="md_manifest", headers=region_headers(region),
+        accept=frozenset({404}),
+    )
+    if response.status_code == 404:
+        return None
+    return Manifest.model_validate(response.json()).status
 
 
 def manifest_flow(urn: str, region: str) -> Flow[Manifest]:

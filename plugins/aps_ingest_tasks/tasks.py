@@ -10,6 +10,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
@@ -52,10 +53,13 @@ def _s3(config: PipelineConfig) -> Any:
 @task
 def check_results_schema() -> str:
     """Stop the run early when the results database is not at the schema version this code expects."""
-    from aps_results.migrate import assert_schema_current
+    from aps_results.migrate import SchemaNotCurrent, assert_schema_current
 
     config, _, _ = _run()
-    return assert_schema_current(results_engine(config.results_conn_id))
+    try:
+        return assert_schema_current(results_engine(config.results_conn_id))
+    except SchemaNotCurrent as exc:  # needs `aps-db upgrade` by a human: retrying only delays the news
+        raise AirflowFailException(str(exc)) from exc
 
 
 @task
@@ -145,3 +149,17 @@ def write_run_summary() -> dict[str, Any]:
                             started_at=started_at, details={"params": params})
     print(summary["line"])  # the one-line answer an operator looks for in the task log
     return summary
+
+
+@task(trigger_rule="none_failed")
+def publish_results(summary: dict[str, Any]) -> dict[str, Any]:
+    """Tell downstream DAGs about the run's results (the task's outlet), only when no step failed.
+
+    The summary runs whatever happened upstream, so it cannot be the gate: this task's upstream is every step,
+    and a failed one leaves it upstream_failed, which fails the run and emits no asset event.
+    """
+    context = get_current_context()
+    counts = {key: summary[key] for key in ("run_id", "discovered", "loaded", "rejected", "failed", "lost")}
+    for outlet in context["outlets"]:
+        context["outlet_events"][outlet].extra = counts
+    return counts
