@@ -1,111 +1,77 @@
-"""`GET /viewer?urn=<urn>`: a minimal page that shows a model in the APS Viewer.
+"""`/viewer`: a page that shows a model in the APS Viewer, its sign-in page, and the key-for-cookie trade.
 
-The page is static: it reads the URN from its own address and asks the API for the model and a viewer
-token from the browser. The API key is typed into the page (or passed as `#key=...`, a fragment browsers
-never send to servers) and kept in the tab's sessionStorage, so it never appears in a URL the server logs.
-The Airflow provider's extra link points here.
+The API key never reaches the viewer page, where the Viewer's third-party script runs. `/viewer/sign-in`
+(scripts from this server only) sends the key once to `/viewer/session`, which answers with an HttpOnly
+session cookie (see aps_api.viewer_sessions); the viewer page then gets its viewer tokens from
+`/viewer/viewer-token` with that cookie. Both pages carry a strict Content-Security-Policy; the viewer's
+allows scripts only from this server and the pinned Viewer version's folder. The Airflow provider's extra
+link points at `/viewer?urn=...`.
 """
 
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import HTMLResponse
 
-from aps_api.deps import Context
+from aps_api.api_keys import hash_api_key
+from aps_api.deps import BearerCredentials, Context, require_api_key
+from aps_api.errors import VIEWER_TOKENS_NOT_CONFIGURED
+from aps_api.schemas import ErrorBody
+from aps_api.settings import APISettings
+from aps_api.viewer_sessions import COOKIE_NAME
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "viewer_assets"
+ASSETS_PATH = "/viewer/assets"  # where app.py mounts ASSETS_DIR
 
 router = APIRouter(tags=["viewer"])
 
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>APS model viewer</title>
-<link rel="stylesheet" href="{css}">
-<script src="{js}"></script>
-<style>
-  html, body {{ margin: 0; height: 100%; font-family: sans-serif; }}
-  #bar {{ padding: 6px 10px; background: #f3f3f3; border-bottom: 1px solid #ccc; }}
-  #viewer {{ position: absolute; top: 40px; bottom: 0; left: 0; right: 0; }}
-  #message.error {{ color: #b00020; }}
-</style>
-</head>
-<body>
-<div id="bar">
-  <form id="key-form" hidden>API key: <input id="key" type="password" size="50" autocomplete="off">
-    <button>Open model</button></form>
-  <span id="message"></span>
-</div>
-<div id="viewer"></div>
-<script>
-"use strict";
-const urn = new URLSearchParams(location.search).get("urn");
-const say = (text, error) => {{
-  const el = document.getElementById("message");
-  el.textContent = text; el.className = error ? "error" : "";
-}};
-const keyFromFragment = location.hash.startsWith("#key=") ? decodeURIComponent(location.hash.slice(5)) : null;
-if (keyFromFragment) {{
-  sessionStorage.setItem("aps-api-key", keyFromFragment);
-  history.replaceState(null, "", location.pathname + location.search);  // drop the key from the address bar
-}}
+_VIEWER_PAGE = (ASSETS_DIR / "viewer.html").read_text(encoding="utf-8")
+_SIGN_IN_PAGE = (ASSETS_DIR / "sign-in.html").read_text(encoding="utf-8")
+# Hosts the APS Viewer talks to once loaded: the Model Derivative API and the SVF2 streaming CDN.
+_APS_API = "https://developer.api.autodesk.com"
+_APS_CDN = "cdn.derivative.autodesk.com"
+_APS_FONTS = "https://fonts.autodesk.com"
 
-async function api(path) {{
-  const key = sessionStorage.getItem("aps-api-key");
-  const response = await fetch(path, {{headers: {{Authorization: "Bearer " + key}}}});
-  const body = await response.json().catch(() => ({{}}));
-  if (!response.ok) {{
-    if (response.status === 401) sessionStorage.removeItem("aps-api-key");
-    throw new Error(typeof body.detail === "string" ? body.detail : "HTTP " + response.status);
-  }}
-  return body;
-}}
+# Headers of both pages: never cached, never framed, nothing leaks through the Referer header.
+_PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+_SIGN_IN_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'; object-src 'none'"
+)
 
-async function open() {{
-  if (!urn) {{ say("add ?urn=<model urn> to the address", true); return; }}
-  if (!sessionStorage.getItem("aps-api-key")) {{
-    document.getElementById("key-form").hidden = false;
-    return;
-  }}
-  document.getElementById("key-form").hidden = true;
-  try {{
-    const page = await api("v1/models?limit=1&urn=" + encodeURIComponent(urn));
-    if (page.items.length === 0) {{ say("no model with this URN in the results database", true); return; }}
-    const model = page.items[0];
-    const tokenPath = "v1/models/" + model.id + "/viewer-token";
-    const first = await api(tokenPath);
-    say("model " + model.id + " (" + (model.source ? model.source.key : urn) + ")");
-    const options = {{
-      env: "AutodeskProduction2",
-      api: first.region === "EMEA" ? "streamingV2_EU" : "streamingV2",
-      getAccessToken: (done) => api(tokenPath).then((t) => done(t.access_token, t.expires_in))
-                                              .catch((e) => say(e.message, true)),
-    }};
-    Autodesk.Viewing.Initializer(options, () => {{
-      const viewer = new Autodesk.Viewing.GuiViewer3D(document.getElementById("viewer"));
-      viewer.start();
-      Autodesk.Viewing.Document.load("urn:" + urn,
-        (doc) => viewer.loadDocumentNode(doc, doc.getRoot().getDefaultGeometry()),
-        (code, text) => say("the Viewer could not load the model: " + (text || code), true));
-    }});
-  }} catch (error) {{
-    say(error.message, true);
-    if (!sessionStorage.getItem("aps-api-key")) document.getElementById("key-form").hidden = false;
-  }}
-}}
 
-document.getElementById("key-form").addEventListener("submit", (event) => {{
-  event.preventDefault();
-  sessionStorage.setItem("aps-api-key", document.getElementById("key").value.trim());
-  open();
-}});
-open();
-</script>
-</body>
-</html>
-"""
+def _folder(url: str) -> str:
+    return url.rsplit("/", 1)[0] + "/"
+
+
+def viewer_csp(settings: APISettings) -> str:
+    """The viewer page's policy: its own script, and the pinned Viewer's folder (the Viewer loads its worker
+    and extensions from there); the Viewer injects styles, fetches from APS and decodes into blobs."""
+    viewer = _folder(settings.viewer_js_url)
+    styles = _folder(settings.viewer_css_url)
+    return "; ".join(
+        (
+            "default-src 'none'",
+            f"script-src 'self' {viewer}",
+            f"worker-src blob: {viewer}",
+            f"style-src 'self' 'unsafe-inline' {styles}",
+            f"font-src {styles} {_APS_FONTS}",
+            f"img-src 'self' data: blob: {_APS_API}",
+            f"connect-src 'self' {_APS_API} https://{_APS_CDN} wss://{_APS_CDN}",
+            "form-action 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+        )
+    )
 
 
 @router.get("/viewer", response_class=HTMLResponse, summary="Show a model in the APS Viewer (HTML page)")
@@ -116,6 +82,48 @@ async def viewer_page(
     ] = None,
 ) -> HTMLResponse:
     settings = context.settings
-    html = _PAGE.format(css=escape(settings.viewer_css_url), js=escape(settings.viewer_js_url))
-    # The page only talks to this API and the Viewer's host.
-    return HTMLResponse(html, headers={"Cache-Control": "no-cache", "Referrer-Policy": "no-referrer"})
+    html = _VIEWER_PAGE.format(css=escape(settings.viewer_css_url), js=escape(settings.viewer_js_url))
+    return HTMLResponse(html, headers={**_PAGE_HEADERS, "Content-Security-Policy": viewer_csp(settings)})
+
+
+@router.get(
+    "/viewer/sign-in",
+    response_class=HTMLResponse,
+    summary="Sign in to the viewer page with an API key (HTML page)",
+)
+async def sign_in_page(
+    urn: Annotated[str | None, Query(max_length=1024, description="passed on to the viewer page")] = None,
+) -> HTMLResponse:
+    return HTMLResponse(_SIGN_IN_PAGE, headers={**_PAGE_HEADERS, "Content-Security-Policy": _SIGN_IN_CSP})
+
+
+@router.get(
+    "/viewer/session",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Trade an API key for the viewer page's session cookie",
+    dependencies=[Depends(require_api_key)],
+    description="Sets an HttpOnly, SameSite=Strict cookie that lets the viewer page fetch viewer tokens "
+    "(nothing else) until it expires or the key is revoked. The key itself is never stored in the browser.",
+    responses={
+        204: {"description": "session cookie set"},
+        401: {"model": ErrorBody, "description": "missing, invalid or revoked API key"},
+        429: {"model": ErrorBody, "description": "rate limit reached; see `Retry-After`"},
+        503: {"model": ErrorBody, "description": "viewer tokens are not configured on this server"},
+    },
+)
+async def viewer_session(credentials: BearerCredentials, context: Context, request: Request) -> Response:
+    if context.sessions is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=VIEWER_TOKENS_NOT_CONFIGURED)
+    assert credentials is not None  # require_api_key has checked it
+    response = Response(status_code=status.HTTP_204_NO_CONTENT, headers={"Cache-Control": "no-store"})
+    response.set_cookie(
+        COOKIE_NAME,
+        context.sessions.issue(hash_api_key(credentials.credentials)),
+        max_age=context.sessions.lifetime_seconds,
+        path=request.scope.get("root_path", "") + "/viewer",
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
+    return response
