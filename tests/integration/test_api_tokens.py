@@ -14,20 +14,11 @@ from sqlalchemy import event, text
 
 from aps_api.api_keys import generate_api_key
 from aps_devstack import EmulatorServer, ManagedProcess, free_port, wait_for_http
-from tests.fixtures.api import ResultsDB, RunningAPI
+from tests.fixtures.api import ResultsDB, RunningAPI, manifest_status
 
 
 def _token_requests(emulator: EmulatorServer) -> int:
     return emulator.stats()["requests"].get("token", 0)
-
-
-def _manifest_status(emulator: EmulatorServer, urn: str, access_token: str) -> int:
-    response = httpx.get(
-        f"{emulator.base_url}/modelderivative/v2/designdata/{urn}/manifest",
-        headers={"Authorization": f"Bearer {access_token}"},
-        timeout=10,
-    )
-    return response.status_code
 
 
 def _metric(api: RunningAPI, name: str, **labels: str) -> float:
@@ -97,7 +88,7 @@ def test_thousand_viewer_token_calls_make_one_aps_token_request(
     assert 'aps_api_aps_calls_total{operation="token",outcome="ok"} 1.0' in exposed
     assert f'aps_api_request_duration_seconds_bucket{{le="0.05",method="GET",route="{route}"}}' in exposed
     # The token really opens the model's viewables in (emulated) APS.
-    assert _manifest_status(emulator, urn, body["access_token"]) == 200
+    assert manifest_status(emulator, urn, body["access_token"]) == 200
 
 
 def test_per_model_token_opens_only_its_own_model(
@@ -121,10 +112,10 @@ def test_per_model_token_opens_only_its_own_model(
     assert again_a["access_token"] == token_a["access_token"]  # cached per scope
     assert token_b["access_token"] != token_a["access_token"]
     assert _token_requests(emulator) - before == 2
-    assert _manifest_status(emulator, urn_a, token_a["access_token"]) == 200
-    assert _manifest_status(emulator, urn_b, token_a["access_token"]) in (401, 403)
-    assert _manifest_status(emulator, urn_b, token_b["access_token"]) == 200
-    assert _manifest_status(emulator, urn_a, token_b["access_token"]) in (401, 403)
+    assert manifest_status(emulator, urn_a, token_a["access_token"]) == 200
+    assert manifest_status(emulator, urn_b, token_a["access_token"]) in (401, 403)
+    assert manifest_status(emulator, urn_b, token_b["access_token"]) == 200
+    assert manifest_status(emulator, urn_a, token_b["access_token"]) in (401, 403)
 
 
 def test_viewer_tokens_are_scoped_to_their_model_by_default(
@@ -138,8 +129,8 @@ def test_viewer_tokens_are_scoped_to_their_model_by_default(
     with api.client(results_db.key()) as client:
         body = client.get(f"/v1/models/{model_id}/viewer-token").json()
     assert body["scope"] == f"data:read:{urn}"
-    assert _manifest_status(emulator, urn, body["access_token"]) == 200
-    assert _manifest_status(emulator, other_urn, body["access_token"]) in (401, 403)
+    assert manifest_status(emulator, urn, body["access_token"]) == 200
+    assert manifest_status(emulator, other_urn, body["access_token"]) in (401, 403)
 
 
 def test_viewer_token_refused_for_untranslated_and_unknown_models(

@@ -12,7 +12,7 @@ import httpx
 
 from aps_api.api_keys import generate_api_key, list_keys, revoke_key
 from aps_devstack import EmulatorServer
-from tests.fixtures.api import ResultsDB, RunningAPI
+from tests.fixtures.api import ResultsDB, RunningAPI, manifest_status
 
 PINNED_VIEWER = "https://developer.api.autodesk.com/modelderivative/v2/viewers/7.109.0/"
 SESSION_COOKIE = "aps_viewer_session"
@@ -64,15 +64,6 @@ def _own_scripts(client: httpx.Client, page: httpx.Response) -> list[str]:
         assert response.headers["content-type"].startswith("text/javascript")
         texts.append(response.text)
     return texts
-
-
-def _manifest_status(emulator: EmulatorServer, urn: str, access_token: str) -> int:
-    response = httpx.get(
-        f"{emulator.base_url}/modelderivative/v2/designdata/{urn}/manifest",
-        headers={"Authorization": f"Bearer {access_token}"},
-        timeout=10,
-    )
-    return response.status_code
 
 
 def test_viewer_page_has_a_csp_with_the_pinned_viewer_and_no_inline_script(api: RunningAPI):
@@ -139,7 +130,7 @@ def test_sign_in_trades_the_key_for_an_http_only_session_cookie(
         body = token.json()
         assert (body["urn"], body["scope"]) == (urn, f"data:read:{urn}")
         assert token.headers["cache-control"] == "no-store"
-        assert _manifest_status(emulator, urn, body["access_token"]) == 200
+        assert manifest_status(emulator, urn, body["access_token"]) == 200
         page = browser.get("/viewer", params={"urn": urn})
         page_scripts = _own_scripts(browser, page)
         unknown = browser.get("/viewer/viewer-token", params={"urn": "dW5rbm93bg"})
