@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Cookie, Depends, HTTPException, Path, Request, status
@@ -52,20 +53,14 @@ def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def _verified(context: APIContext, request: Request, *, key: str | None = None,
-                    key_hash: str | None = None) -> KeyIdentity | None:
-    """The identity of an API key (or of its hash, from a viewer session); 429 when the caller's address
-    has sent too many invalid keys."""
-    assert context.keys is not None
-    address = _client_address(request)
+@contextmanager
+def _invalid_key_floods_refused(context: APIContext, address: str) -> Iterator[None]:
+    """Turns the verifier's refusal of an address that sent too many invalid keys into a 429."""
     try:
-        if key is not None:
-            return await context.keys.verify(key, address)
-        assert key_hash is not None
-        return await context.keys.verify_hash(key_hash, address)
+        yield
     except TooManyInvalidKeys as refused:
         context.metrics.invalid_keys_refused.inc()
-        log.info("refused an unknown API key from %s: too many invalid keys", address)
+        log.debug("refused an unknown API key from %s: too many invalid keys", address)
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             detail=f"too many invalid API keys from this address: at most {refused.per_minute} per minute; "
@@ -96,13 +91,14 @@ async def require_api_key(
     """A valid, unrevoked API key within its rate limit; 401 or 429 otherwise. The key is never logged."""
     if credentials is None:
         raise _unauthorized("missing API key: send `Authorization: Bearer <key>`")
-    identity = await _verified(context, request, key=credentials.credentials)
+    assert context.keys is not None
+    address = _client_address(request)
+    with _invalid_key_floods_refused(context, address):
+        identity = await context.keys.verify(credentials.credentials, address)
     if identity is None:
         raise _unauthorized("invalid or revoked API key")
     return _within_rate_limit(context, identity)
 
-
-Caller = Annotated[KeyIdentity, Depends(require_api_key)]
 
 _NO_SESSION = "no viewer session or it has expired: sign in again"
 
@@ -119,7 +115,10 @@ async def require_viewer_session(
     key_hash = context.sessions.key_hash(session)
     if key_hash is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=_NO_SESSION)
-    identity = await _verified(context, request, key_hash=key_hash)
+    assert context.keys is not None
+    address = _client_address(request)
+    with _invalid_key_floods_refused(context, address):
+        identity = await context.keys.verify_hash(key_hash, address)
     if identity is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=_NO_SESSION)
     return _within_rate_limit(context, identity)
