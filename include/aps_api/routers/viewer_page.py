@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse
 from aps_api.api_keys import hash_api_key
 from aps_api.deps import BearerCredentials, Context, require_api_key
 from aps_api.errors import VIEWER_TOKENS_NOT_CONFIGURED
-from aps_api.schemas import ErrorBody
+from aps_api.schemas import AUTH_ERRORS, ErrorBody
 from aps_api.settings import APISettings
 from aps_api.viewer_sessions import COOKIE_NAME
 
@@ -107,8 +107,7 @@ async def sign_in_page(
     "(nothing else) until it expires or the key is revoked. The key itself is never stored in the browser.",
     responses={
         204: {"description": "session cookie set"},
-        401: {"model": ErrorBody, "description": "missing, invalid or revoked API key"},
-        429: {"model": ErrorBody, "description": "rate limit reached; see `Retry-After`"},
+        **AUTH_ERRORS,
         503: {"model": ErrorBody, "description": "viewer tokens are not configured on this server"},
     },
 )
