@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from aps_pipeline.config import DEFAULT_PIPELINES_FILE, PIPELINES_FILE_ENV, load_pipelines
+from aps_pipeline.dedupe import ModelPlan
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 SENSOR_TASK = "model.wait_for_translation"
@@ -25,9 +26,19 @@ SUMMARY_TASK = "write_run_summary"
 _DESCRIBE_DAGBAG = r"""
 import json, sys
 from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.definitions._internal.expandinput import MappedArgument
 from airflow.sdk.definitions.taskgroup import MappedTaskGroup
 
 bag = DagBag(dag_folder=sys.argv[1])
+
+def mapped_keys(value):  # the keys of the mapped group's input that a task argument refers to
+    if isinstance(value, MappedArgument):
+        return {value._key}
+    if isinstance(value, dict):
+        return set().union(*(mapped_keys(v) for v in value.values()))
+    if isinstance(value, (list, tuple)):
+        return set().union(*(mapped_keys(v) for v in value))
+    return set()
 
 def describe_task(task):
     group = task.task_group
@@ -43,6 +54,9 @@ def describe_task(task):
         "group": group.group_id if group is not None else None,
         "mapped_group": isinstance(group, MappedTaskGroup),
         "upstream": sorted(task.upstream_task_ids),
+        "mapped_arguments": sorted(
+            set().union(*(mapped_keys(getattr(task, f, None)) for f in task.template_fields))
+        ),
     }
 
 report = {"import_errors": {str(k): v for k, v in bag.import_errors.items()}, "dags": {}}
@@ -160,6 +174,17 @@ def test_the_model_group_is_mapped_and_bounded_by_the_pipeline_pool(shipped: dic
     # Discovery, validation and the summary never wait for a slot of the APS pool.
     outside_pools = {task["pool"] for task_id, task in all_tasks.items() if task_id not in tasks}
     assert pipeline.pool.name not in outside_pools
+
+
+def test_the_model_group_takes_the_model_plan_as_plan_models_returns_it(shipped: dict[str, Any]) -> None:
+    tasks = model_tasks(shipped["dags"]["aps_ingest"])
+    used = set().union(*(task["mapped_arguments"] for task in tasks.values()))
+    # Every argument the group's tasks take is a ModelPlan key (no renaming between the step and the DAG) ...
+    assert used <= ModelPlan.__required_keys__
+    # ... and they take what the upload, the submission record and the load need.
+    assert {"model_id", "file_ids", "source_key", "bucket_key", "object_key", "region"} <= used
+    assert "source_key" in tasks["model.upload_to_aps"]["mapped_arguments"]
+    assert "file_ids" in tasks["model.record_submission"]["mapped_arguments"]
 
 
 def test_the_sensor_defers_when_operators_default_deferrable_is_on(shipped: dict[str, Any]) -> None:
