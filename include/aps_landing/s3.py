@@ -42,8 +42,11 @@ def _code(error: ClientError) -> str:
 
 
 def _is(error: ClientError, codes: tuple[str, ...]) -> bool:
+    # By the error code when S3 sent one (NoSuchBucket is a 404 too, but no missing object); a HEAD has no
+    # body, and botocore gives the status as its code.
+    code = _code(error)
     status = str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-    return _code(error) in codes or status in codes
+    return code in codes if code else status in codes
 
 
 def _pin(etag: str | None, version_id: str | None, *, copy: bool = False) -> dict[str, str]:
