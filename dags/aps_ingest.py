@@ -24,13 +24,18 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Asset, Param, task_group
 
 from aps_ingest_tasks import tasks
-from aps_pipeline.config import PipelineConfig, load_pipelines
+from aps_pipeline.config import PipelineConfig, PipelineConfigError, load_pipelines
 from aps_provider.operators.derivative import APSStartTranslationOperator
 from aps_provider.operators.oss import APSCreateBucketOperator, APSUploadFromS3Operator
 from aps_provider.sensors.derivative import APSTranslationSensor
 
 
 def ingest_dag(pipeline: PipelineConfig) -> DAG:
+    if pipeline.landing.bucket is None:
+        raise PipelineConfigError(
+            f"pipeline {pipeline.name!r}: the DAG's upload step reads an S3 bucket; a local-folder landing "
+            "(landing.path) works with the aps_pipeline steps, not yet with this DAG"
+        )
     with DAG(
         dag_id=pipeline.name,
         description=pipeline.description or None,

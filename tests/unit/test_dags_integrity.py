@@ -258,3 +258,15 @@ def test_a_second_pipeline_entry_is_a_second_dag_with_its_own_settings(tmp_path:
     assert ingest["tasks"]["discover_files"]["retry_delay_seconds"] == 30
     for dag in (ingest, drawings):
         assert dag["tasks"][SENSOR_TASK]["deferrable"] is False
+
+
+def test_a_local_folder_landing_is_refused_by_the_dag_with_a_clear_reason(tmp_path: Path) -> None:
+    pipelines = tmp_path / "pipelines.yaml"
+    pipelines.write_text(
+        "pipelines:\n  - name: from_folder\n    landing: {path: /data/landing}\n"
+        "    aps: {bucket_key: aps-folder}\n"
+    )
+    report = describe_dagbag(tmp_path, {PIPELINES_FILE_ENV: str(pipelines)})
+    assert report["dags"] == {}
+    (error,) = report["import_errors"].values()
+    assert "pipeline 'from_folder': the DAG's upload step reads an S3 bucket" in error
