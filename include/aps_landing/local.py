@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from stat import S_ISREG
 from typing import BinaryIO
 
 from aps_landing.base import (
@@ -37,7 +38,7 @@ from aps_landing.base import (
 )
 
 _XATTR = "user.landing."
-_ETAG_XATTR = _XATTR + "etag"  # "<mtime_ns>:<size>:<md5>"
+_ETAG_XATTR = _XATTR + "etag"  # "<inode>:<mtime_ns>:<size>:<md5>"
 _TYPE_XATTR = _XATTR + "content-type"
 _META_XATTR = _XATTR + "meta."
 _TEMP_MARK = ".landing-tmp-"  # temporary files of an unfinished put or copy; never listed
@@ -64,6 +65,17 @@ class _Window(io.RawIOBase):
     def close(self) -> None:
         self._file.close()
         super().close()
+
+
+def _open_file(path: Path) -> BinaryIO:
+    # O_NOFOLLOW: a link put in place after the key was checked is refused, not followed; O_NONBLOCK: a pipe
+    # put there cannot hang the reader.
+    return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb")
+
+
+def _stamp(stat: os.stat_result) -> str:
+    """What a cached ETag is valid for: this file (inode) with this mtime and size."""
+    return f"{stat.st_ino}:{stat.st_mtime_ns}:{stat.st_size}:"
 
 
 def _code(error: OSError) -> str:
@@ -125,7 +137,7 @@ class LocalLanding:
     @staticmethod
     def _etag(fd: int, stat: os.stat_result) -> str:
         """The MD5 of the open file's content, from the cache when mtime and size still match."""
-        stamp = f"{stat.st_mtime_ns}:{stat.st_size}:"
+        stamp = _stamp(stat)
         try:
             cached = os.getxattr(fd, _ETAG_XATTR).decode()
         except OSError:
@@ -147,13 +159,18 @@ class LocalLanding:
         """The open file of `key`, checked against the pinned version."""
         path = self._path(key)
         try:
-            file = open(path, "rb")  # noqa: SIM115 - handed to the caller, who closes it
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            file = _open_file(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafeKey(f"{key!r} is a symbolic link") from None
+            if not isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError):
+                raise LandingError(f"{self.url(key)}: {exc.strerror or exc}", _code(exc)) from exc
             since = " (deleted since discovery)" if etag or version_id else ""
             raise ObjectGone(f"{self.url(key)} no longer exists{since}", "404") from None
-        except OSError as exc:
-            raise LandingError(f"{self.url(key)}: {exc.strerror or exc}", _code(exc)) from exc
         stat = os.fstat(file.fileno())
+        if not S_ISREG(stat.st_mode):
+            file.close()
+            raise ObjectGone(f"{self.url(key)} is not a file", "404")
         changed = version_id is not None or (etag and self._etag(file.fileno(), stat) != etag)
         if changed:
             file.close()
@@ -166,22 +183,20 @@ class LocalLanding:
         folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         top = self._path(folder + "/") if folder else self._root
         found: list[Path] = []
-        for directory, subdirectories, names in os.walk(top):  # does not follow symbolic links
-            subdirectories.sort()
-            base = Path(directory)
-            found.extend(
-                base / n for n in names if _TEMP_MARK not in n and not (base / n).is_symlink()
-            )
+        for directory, _, names in os.walk(top):  # does not follow symbolic links
+            found.extend(Path(directory, n) for n in names if _TEMP_MARK not in n)
         for path in sorted(found, key=self._key):  # S3 lists in key order
             key = self._key(path)
             if not key.startswith(prefix):
                 continue
             try:
-                with open(path, "rb") as file:
+                if not S_ISREG(os.lstat(path).st_mode):
+                    continue  # links, pipes, sockets: not objects
+                with _open_file(path) as file:
                     stat = os.fstat(file.fileno())
                     etag = self._etag(file.fileno(), stat)
-            except FileNotFoundError:
-                continue  # deleted while listing
+            except OSError:
+                continue  # deleted (or replaced by a link) while listing
             yield ListedObject(key, etag, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
 
     def head(self, key: str) -> ObjectHead:
@@ -263,8 +278,7 @@ class LocalLanding:
                     for name, value in attributes.items():
                         os.setxattr(out.fileno(), name, value)
                     if etag is not None:
-                        stat = os.fstat(out.fileno())
-                        stamp = f"{stat.st_mtime_ns}:{stat.st_size}:{etag}"
+                        stamp = _stamp(os.fstat(out.fileno())) + etag
                         os.setxattr(out.fileno(), _ETAG_XATTR, stamp.encode())
                 os.replace(temporary, path)
             except BaseException:

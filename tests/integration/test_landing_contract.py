@@ -204,7 +204,7 @@ def test_a_local_folder_refuses_keys_that_could_leave_it(tmp_path: Path, key: st
     assert [p.name for p in tmp_path.iterdir()] == ["landing"]  # nothing was written outside
 
 
-def test_a_local_folder_does_not_follow_links_out_of_it(tmp_path: Path) -> None:
+def test_a_local_folder_does_not_follow_links_out_of_it_or_read_pipes(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.mkdir()
     (secret / "key.pem").write_bytes(b"private")
@@ -212,10 +212,13 @@ def test_a_local_folder_does_not_follow_links_out_of_it(tmp_path: Path) -> None:
     (root / "in").mkdir(parents=True)
     (root / "in" / "linked").symlink_to(secret, target_is_directory=True)
     (root / "in" / "pem.ifc").symlink_to(secret / "key.pem")
+    os.mkfifo(root / "in" / "pipe.ifc")  # reading a pipe would hang: it is no object
     landing = LocalLanding(root)
     landing.put("in/a.ifc", b"x")
 
     assert [o.key for o in landing.list("")] == ["in/a.ifc"]
+    with pytest.raises(ObjectGone):
+        landing.read_range("in/pipe.ifc")
     for key in ("in/linked/key.pem", "in/pem.ifc"):
         with pytest.raises(UnsafeKey):
             landing.read_range(key)
