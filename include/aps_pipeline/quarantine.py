@@ -6,9 +6,8 @@ For each file of the run that was rejected and is not yet quarantined:
     <quarantine prefix><run id>/<key>               a copy of exactly the rejected version (Landing.copy)
     <quarantine prefix><run id>/<key>.reason.json   {key, etag, size, reason, checks, run_id, at, ...}
 The copy happens inside the landing (in S3, server-side: no bytes through the worker). The file's
-`quarantine_key` is recorded in the registry. A file that changed or
-vanished since discovery cannot be copied: its reason file is written alone, and `quarantine_key` points at
-the reason file.
+`quarantine_key` is recorded in the registry. A file that changed or vanished since discovery cannot be
+copied: its reason file is written alone, and `quarantine_key` points at the reason file.
 
 Keys are made safe for the quarantine prefix: control characters, '%' and '\\' are percent-encoded and
 '.'/'..' segments escaped, so a hostile key cannot escape the prefix; the reason file keeps the original key.
@@ -92,7 +91,7 @@ def quarantine_rejected(
             copied = False  # changed or deleted since discovery: keep the reason alone
         except LandingError as exc:
             logger.exception("could not quarantine %s", landing.url(file.s3_key))
-            errors[file.id] = f"{exc.code or type(exc).__name__}: {exc}"
+            errors[file.id] = str(exc)  # names the object and the landing's error code
             continue
         reason = {
             "pipeline": pipeline.name,
