@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from aps_landing import Landing
+from aps_landing.local import LocalLanding
 from aps_landing.s3 import S3Landing
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.discovery import discover_files
@@ -155,3 +157,29 @@ def test_a_file_changed_after_discovery_is_rejected_as_changed(
     assert reason["quarantined_copy"] is None
     # The new version is claimed by the next run.
     assert discover_files(landing, results_engine, landing_pipeline, "run-d")["new"] == 1
+
+
+def test_a_quarantine_the_landing_cannot_write_is_left_for_the_retry(
+    tmp_path: Path, results_engine: Engine
+) -> None:
+    root = tmp_path / "folder"
+    root.mkdir()
+    landing = LocalLanding(root)
+    pipeline = PipelineConfig.model_validate(
+        {"name": "folder_ingest", "landing": {"path": str(root), "prefix": "incoming/"},
+         "aps": {"bucket_key": "folder-ingest"}}
+    )  # fmt: skip
+    landing.put("incoming/notes.xyz", b"just some text\n", metadata={"project": "p"})
+    discover_files(landing, results_engine, pipeline, "run-q")
+    (rejected,) = validate_files(landing, results_engine, pipeline, "run-q", supported=FORMATS)["rejected"]
+    (root / "quarantine").write_bytes(b"in the way")  # a file where the quarantine folder must go
+
+    with pytest.raises(RuntimeError, match="1 rejected files could not be quarantined"):
+        quarantine_rejected(landing, results_engine, pipeline, "run-q")
+    assert files(results_engine)["incoming/notes.xyz"].quarantine_key is None
+
+    (root / "quarantine").unlink()
+    assert quarantine_rejected(landing, results_engine, pipeline, "run-q")["quarantined"] == [rejected]
+    target = quarantine_key(pipeline, "run-q", "incoming/notes.xyz")
+    assert files(results_engine)["incoming/notes.xyz"].quarantine_key == target
+    assert read_object(landing, target) == b"just some text\n"
