@@ -152,9 +152,10 @@ class LocalStack:
         return self.api_url
 
     def put_sample_batch(self, seed: int = 1) -> list[Any]:
+        from aps_landing.s3 import S3Landing
         from aps_samples.batch import put_sample_batch
 
-        return put_sample_batch(self.s3.client(), LANDING_BUCKET, LANDING_PREFIX, seed=seed)
+        return put_sample_batch(S3Landing(self.s3.client(), LANDING_BUCKET), LANDING_PREFIX, seed=seed)
 
     def stop(self) -> None:
         if self.api is not None:

@@ -19,6 +19,8 @@ from aps_provider.base import APSConnection
 
 if TYPE_CHECKING:
     from aps_client import APSClient
+    from aps_landing import Landing
+    from aps_pipeline.dedupe import ModelPlan
 
 
 @cache
@@ -43,11 +45,16 @@ def _aps(config: PipelineConfig) -> APSClient:
     return APSConnection(config.aps_conn_id, config.aps.region).hook.get_client()
 
 
-def _s3(config: PipelineConfig) -> Any:
-    # Imported here: boto3 and the Amazon provider cost ~1 s per task process, and most tasks need no S3.
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+def _landing(config: PipelineConfig) -> Landing:
+    """The pipeline's landing; for a bucket, S3 is reached with the client of its `aws_conn_id` S3Hook."""
 
-    return S3Hook(aws_conn_id=config.aws_conn_id).get_conn()
+    def s3_client() -> Any:
+        # Imported here: boto3 and the Amazon provider cost ~1 s per task process, and most tasks need no S3.
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        return S3Hook(aws_conn_id=config.aws_conn_id).get_conn()
+
+    return config.landing.open(s3_client)
 
 
 @task
@@ -68,7 +75,7 @@ def discover_files() -> dict[str, Any]:
     from aps_pipeline.discovery import discover_files as discover
 
     config, run_id, params = _run()
-    return discover(_s3(config), results_engine(config.results_conn_id), config, run_id,
+    return discover(_landing(config), results_engine(config.results_conn_id), config, run_id,
                     limit=params.get("limit"), prefix=params.get("prefix"))
 
 
@@ -79,7 +86,7 @@ def validate_files() -> dict[str, Any]:
 
     config, run_id, _ = _run()
     with _aps(config) as aps:
-        return validate(_s3(config), results_engine(config.results_conn_id), config, run_id, aps=aps)
+        return validate(_landing(config), results_engine(config.results_conn_id), config, run_id, aps=aps)
 
 
 @task
@@ -88,29 +95,18 @@ def quarantine_rejected() -> dict[str, Any]:
     from aps_pipeline.quarantine import quarantine_rejected as quarantine
 
     config, run_id, _ = _run()
-    return quarantine(_s3(config), results_engine(config.results_conn_id), config, run_id)
+    return quarantine(_landing(config), results_engine(config.results_conn_id), config, run_id)
 
 
 @task
-def plan_models() -> list[dict[str, Any]]:
-    """One entry per distinct content that needs APS work: the mapped model group's arguments."""
+def plan_models() -> list[ModelPlan]:
+    """One ModelPlan per distinct content that needs APS work: the mapped model group's arguments, as is."""
     from aps_pipeline.dedupe import assign_models
 
     config, run_id, params = _run()
     plan = assign_models(results_engine(config.results_conn_id), config, run_id,
                          force=bool(params.get("force")))
-    return [
-        {
-            "model_id": model["model_id"],
-            "file_ids": model["file_ids"],
-            "s3_bucket": model["source"]["bucket"],
-            "s3_key": model["source"]["key"],
-            "bucket_key": model["bucket_key"],
-            "object_key": model["object_key"],
-            "region": model["region"],
-        }
-        for model in plan["models"]
-    ]
+    return plan["models"]
 
 
 @task
