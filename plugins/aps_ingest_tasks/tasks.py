@@ -115,7 +115,7 @@ def record_submission(model_id: int, file_ids: list[int], upload: dict[str, Any]
 @task(trigger_rule="all_done")
 def load_results(model_id: int) -> dict[str, Any]:
     """Load a translated model, or record why it failed: its files always end in a terminal state."""
-    from aps_pipeline.results import settle_model
+    from aps_pipeline.settle import settle_model
 
     config, run_id, _ = _run()
     ti = get_current_context()["ti"]

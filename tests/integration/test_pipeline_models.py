@@ -16,7 +16,7 @@ from aps_pipeline.config import PipelineConfig
 from aps_pipeline.dedupe import assign_models
 from aps_pipeline.discovery import discover_files
 from aps_pipeline.formats import aps_formats, clear_memory_cache, supported_inputs
-from aps_pipeline.results import fetch_and_load, mark_model_failed, settle_model
+from aps_pipeline.settle import fetch_and_load, mark_model_failed, settle_model
 from aps_pipeline.submission import record_submission
 from aps_pipeline.summary import FilesWithoutTerminalState, summarize_run
 from aps_pipeline.validation import validate_files
