@@ -59,6 +59,9 @@ class RequestSpec:
     auth: bool = True  # send "Authorization: Bearer <token>"
     scopes: tuple[str, ...] | None = None  # token scopes; None = config.scopes
     accept: frozenset[int] = frozenset()  # non-2xx statuses handed back to the caller instead of raised
+    # SyncTransport leaves a 200's body unread: the caller iterates it (response.iter_bytes()) and closes
+    # the response. Other answers, and every answer of AsyncTransport, are read as usual.
+    stream: bool = False
 
 
 @dataclass(frozen=True)
@@ -303,7 +306,10 @@ class SyncTransport:
     def _send_once(self, spec: RequestSpec, token: Token | None) -> httpx.Response:
         request = self.policy.build(self.http, spec, token)
         try:
-            return self.http.send(request)
+            response = self.http.send(request, stream=spec.stream)
+            if spec.stream and response.status_code != 200:
+                response.read()  # the policy reads error bodies; reading closes the stream
+            return response
         except httpx.TransportError as exc:
             raise self.policy.transport_error(request, exc) from None
 

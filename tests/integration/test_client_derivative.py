@@ -168,8 +168,8 @@ def test_streaming_readers_give_what_the_list_readers_give_on_every_path(
     }
     keys = ("properties 413", "properties 200", "properties_query 200")
     for path, (limits, answers) in paths.items():
-        fast_translation.configure(large_response_bytes=20 * 2**20, forceget_ceiling_bytes=800 * 2**20,
-                                   **limits)
+        fast_translation.configure(**{"large_response_bytes": 20 * 2**20,
+                                      "forceget_ceiling_bytes": 800 * 2**20, **limits})
         before = [stat(fast_translation, key, "responses") for key in keys]
         streamed = aps.derivative.iter_properties(urn, guid)
         assert [p.model_dump() for p in streamed] == props, path
