@@ -122,7 +122,7 @@ def load_results(model_id: int) -> dict[str, Any]:
     last_attempt = ti.try_number > ti.max_tries
     with APSHook(aps_conn_id=config.aps_conn_id, region=config.aps.region).get_client() as aps:
         return settle_model(aps, results_engine(config.results_conn_id), model_id, run_id,
-                            last_attempt=last_attempt)
+                            last_attempt=last_attempt, max_load_attempts=config.max_load_attempts)
 
 
 @task(trigger_rule="all_done")
