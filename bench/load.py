@@ -31,7 +31,6 @@ import argparse
 import io
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from typing import Any
 import httpx
 import psycopg
 from sqlalchemy import text
+from upload import peak_rss_mib  # bench/upload.py (this directory): VmHWM, a child process's own peak
 
 from aps_devstack import LocalPostgres
 from aps_results import migrate
@@ -105,19 +105,6 @@ def raw_copy(dsn: str, rows: int, per_object: int, indexed: bool) -> float:
         conn.execute(f"DROP TABLE {table}")
         conn.commit()
         return seconds
-
-
-def peak_rss_mib() -> float:
-    """This process's peak RSS. On Linux VmHWM: ru_maxrss of a child also counts its parent's RSS at the
-    fork (the kernel carries it over)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 # --- The settle path on a big model, against the emulator ---------------------------------------------------

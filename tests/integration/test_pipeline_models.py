@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -340,15 +340,22 @@ def test_wait_that_ends_before_aps_finishes_records_a_timeout(
     assert summarize_run(results_engine, landing_pipeline.name, "run-w")["failed"] == 1
 
 
-def land_translated_rvt(aps: APSClient, emulator: Any, s3: Any, bucket: str, engine: Engine,
-                        pipeline: PipelineConfig, run_id: str, name: str, objects: int) -> dict[str, Any]:
-    """A Revit file (which the emulator answers with a synthetic tree of `objects` objects), translated."""
-    emulator.configure(translation_seconds=0.2, properties_202_count=0, synthetic_object_count=objects)
-    data = OLE_SIGNATURE + name.encode() * 64
-    model = land_one(s3, bucket, engine, pipeline, run_id, f"incoming/{name}.rvt", data)
-    urn = upload_and_translate(aps, engine, model, data)
-    assert wait_for_manifest(aps, urn).status == "success"
-    return model
+@pytest.fixture
+def translated_rvt(aps: APSClient, emulator: Any, s3: Any, s3_bucket: str, results_engine: Engine,
+                   landing_pipeline: PipelineConfig) -> Callable[[str, str, int], dict[str, Any]]:
+    """land(run_id, name, objects): a Revit file landed and translated; the emulator answers it with a
+    synthetic tree of `objects` objects."""
+
+    def land(run_id: str, name: str, objects: int) -> dict[str, Any]:
+        emulator.configure(translation_seconds=0.2, properties_202_count=0, synthetic_object_count=objects)
+        data = OLE_SIGNATURE + name.encode() * 64
+        key = f"incoming/{name}.rvt"
+        model = land_one(s3, s3_bucket, results_engine, landing_pipeline, run_id, key, data)
+        urn = upload_and_translate(aps, results_engine, model, data)
+        assert wait_for_manifest(aps, urn).status == "success"
+        return model
+
+    return land
 
 
 def set_unfinished_loads(engine: Engine, model_id: int, count: int) -> None:
@@ -360,6 +367,16 @@ def set_unfinished_loads(engine: Engine, model_id: int, count: int) -> None:
 def unfinished_loads(engine: Engine, model_id: int) -> int:
     with engine.connect() as connection:
         return connection.scalar(select(Translation.unfinished_loads).where(Translation.model_id == model_id))
+
+
+def assert_failed_unloaded(engine: Engine, model_id: int, reason: str) -> None:
+    """The model's one file failed with `reason`, and none of its results were loaded."""
+    with Session(engine) as session:
+        (file,) = session.scalars(select(File)).all()
+        assert file.state == FileState.FAILED
+        assert file.reason == reason
+        assert session.get(Model, model_id).loaded_at is None
+        assert session.scalar(select(func.count()).select_from(Property)) == 0
 
 
 class LiveItems:
@@ -402,12 +419,10 @@ def flatten_tree(nodes: list[Any]) -> Iterator[Any]:
 
 
 def test_settle_streams_tree_and_properties_into_the_load(
-    aps: APSClient, emulator: Any, s3: Any, s3_bucket: str, results_engine: Engine,
-    landing_pipeline: PipelineConfig,
+    aps: APSClient, results_engine: Engine, translated_rvt: Callable[[str, str, int], dict[str, Any]]
 ) -> None:
     """Items from APS are written as they arrive: never more than a few of them are alive at once."""
-    model = land_translated_rvt(aps, emulator, s3, s3_bucket, results_engine, landing_pipeline, "run-l",
-                                "streamed", objects=3000)
+    model = translated_rvt("run-l", "streamed", 3000)
     set_unfinished_loads(results_engine, model["model_id"], 2)  # two loads killed: one more is allowed
     live = LiveItems(aps.derivative)
 
@@ -427,11 +442,10 @@ def test_settle_streams_tree_and_properties_into_the_load(
 
 
 def test_a_model_whose_loads_were_killed_too_often_fails_instead_of_loading_again(
-    aps: APSClient, emulator: Any, s3: Any, s3_bucket: str, results_engine: Engine,
-    landing_pipeline: PipelineConfig,
+    aps: APSClient, emulator: Any, results_engine: Engine,
+    translated_rvt: Callable[[str, str, int], dict[str, Any]],
 ) -> None:
-    model = land_translated_rvt(aps, emulator, s3, s3_bucket, results_engine, landing_pipeline, "run-o",
-                                "oom", objects=50)
+    model = translated_rvt("run-o", "oom", 50)
     set_unfinished_loads(results_engine, model["model_id"], 3)  # three loads begun, none ended
     before = emulator.stats()["requests"]
 
@@ -442,12 +456,7 @@ def test_a_model_whose_loads_were_killed_too_often_fails_instead_of_loading_agai
     after = emulator.stats()["requests"]
     assert after.get("properties", 0) == before.get("properties", 0)  # not fetched again
     assert after.get("tree", 0) == before.get("tree", 0)
-    with Session(results_engine) as session:
-        (file,) = session.scalars(select(File)).all()
-        assert file.state == FileState.FAILED
-        assert file.reason == "load killed 3 times (out of memory?)"
-        assert session.get(Model, model["model_id"]).loaded_at is None
-        assert session.scalar(select(func.count()).select_from(Property)) == 0
+    assert_failed_unloaded(results_engine, model["model_id"], "load killed 3 times (out of memory?)")
     assert unfinished_loads(results_engine, model["model_id"]) == 3
 
 
@@ -466,11 +475,10 @@ with APSClient(config) as aps:
 
 
 def test_a_load_killed_by_the_kernel_is_counted_and_the_cap_then_fails_the_files(
-    aps: APSClient, emulator: Any, s3: Any, s3_bucket: str, results_engine: Engine,
-    landing_pipeline: PipelineConfig,
+    aps: APSClient, emulator: Any, results_engine: Engine,
+    translated_rvt: Callable[[str, str, int], dict[str, Any]],
 ) -> None:
-    model = land_translated_rvt(aps, emulator, s3, s3_bucket, results_engine, landing_pipeline, "run-k",
-                                "killed", objects=50)
+    model = translated_rvt("run-k", "killed", 50)
     model_id = model["model_id"]
     env = {**os.environ, "APS_CLIENT_ID": emulator.client_id, "APS_SECRET": emulator.client_secret,
            "APS_URL": emulator.base_url,
@@ -495,8 +503,4 @@ def test_a_load_killed_by_the_kernel_is_counted_and_the_cap_then_fails_the_files
     assert unfinished_loads(results_engine, model_id) == 1
     result = settle_model(aps, results_engine, model_id, "run-k", last_attempt=False, max_load_attempts=1)
     assert result["status"] == "failed"
-    with Session(results_engine) as session:
-        (file,) = session.scalars(select(File)).all()
-        assert file.state == FileState.FAILED
-        assert file.reason == "load killed 1 time (out of memory?)"
-        assert session.scalar(select(func.count()).select_from(Property)) == 0
+    assert_failed_unloaded(results_engine, model_id, "load killed 1 time (out of memory?)")
