@@ -199,7 +199,8 @@ def run_phase(name: str, model_id: int, env: dict[str, str]) -> dict[str, Any]:
 def settle_bench(url: str, properties: int) -> None:
     from aps_devstack import start_emulator
 
-    objects = max(1, (properties // 2 - 2) // SYNTHETIC_PROPERTIES)  # 2 views of the same objects
+    # At least `properties`: 2 views of the same objects, each with the root's 2.
+    objects = max(1, -(-(properties // 2 - 2) // SYNTHETIC_PROPERTIES))
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         emulator = start_emulator(Path(tmp))
         try:
