@@ -3,7 +3,8 @@
 
 The object tree and properties answer 202 while APS is still extracting them: poll with bounded backoff.
 Above 20 MB they answer 413: ask again with `forceget=true`; for properties, if that still says 413, page
-through `properties:query` instead.
+through `properties:query` instead. A forceget answer can be hundreds of MB: the blocking client's
+`iter_object_tree` / `iter_properties` parse it while it arrives (ijson) and yield one object at a time.
 """
 
 from __future__ import annotations
