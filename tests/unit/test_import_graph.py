@@ -147,7 +147,8 @@ def test_graph_covers_every_package_and_sees_hidden_imports(tmp_path: Path) -> N
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "a.py").write_text("def f():\n    from aps_demo import b\n    return b\n")
-    (package / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import f\n")
+    (package / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import f\n")
     modules = {"aps_demo": package / "__init__.py", "aps_demo.a": package / "a.py",
                "aps_demo.b": package / "b.py"}
     demo = {name: imports_of(name, path, modules) for name, path in modules.items()}
