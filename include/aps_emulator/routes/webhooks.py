@@ -109,10 +109,10 @@ def _list(context: EmulatorContext, request: Request, caller: Caller, system: st
     except ValueError:
         start = 0
     page = hooks[start:start + PAGE_SIZE]
-    next_link = None
+    links: dict[str, str] = {}  # the spec's `next` is a string, not nullable: left out on the last page
     if start + PAGE_SIZE < len(hooks):
-        next_link = f"{request.url.path}?pageState={start + PAGE_SIZE}"
-    return JSONResponse({"links": {"next": next_link}, "data": [hook_body(h) for h in page]})
+        links["next"] = f"{request.url.path}?pageState={start + PAGE_SIZE}"
+    return JSONResponse({"links": links, "data": [hook_body(h) for h in page]})
 
 
 @router.get("/webhooks/v1/hooks", name="hooks_list")
