@@ -27,56 +27,15 @@ from aps_samples import generate_obj
 from tests.fixtures.aps_spec import (
     SPEC_ERRATA,
     APSSpecs,
-    Exchange,
     SpecRecorder,
-    Verdict,
+    checked,
     load_spec,
+    problems,
     spec_dir,
+    without_schema,
 )
 from tests.fixtures.client import wait_for_manifest
 from tests.fixtures.emulator_http import EmulatorHTTP
-
-# aps-api.md §1 "Error body shapes": the keys each service's error bodies carry.
-ERROR_SHAPES = {
-    "/oss/": {"reason"},
-    "/modelderivative/": {"diagnostic"},
-    "/webhooks/": {"id", "status", "code", "detail"},
-    "gateway": {"developerMessage", "errorCode", "more info"},  # auth and token errors, any service
-    "quota": {"developerMessage"},  # 429
-}
-
-
-def error_shape_of(exchange: Exchange) -> set[str]:
-    status, path = exchange.response.status_code, exchange.request.url.path
-    if status == 429:
-        return ERROR_SHAPES["quota"]
-    if status == 401 or path.startswith("/authentication/"):
-        return ERROR_SHAPES["gateway"]
-    if status == 403 and "errorCode" in exchange.response.json():  # a missing scope, from the gateway
-        return ERROR_SHAPES["gateway"]
-    return next(keys for prefix, keys in ERROR_SHAPES.items() if path.startswith(prefix))
-
-
-def checked(specs: APSSpecs, exchanges: list[Exchange], *, check_requests: bool) -> list[Verdict]:
-    verdicts = []
-    for exchange in exchanges:
-        verdict = specs.check(exchange, check_request=check_requests)
-        if verdict.coverage != "schema" and exchange.response.status_code >= 400:
-            keys = set(exchange.response.json())
-            if not error_shape_of(exchange) <= keys:
-                verdict.response_problems.append(f"error body {sorted(keys)} is not the aps-api.md shape "
-                                                 f"{sorted(error_shape_of(exchange))}")
-        verdicts.append(verdict)
-    return verdicts
-
-
-def problems(verdicts: list[Verdict]) -> list[str]:
-    return [f"{v.operation} -> {v.status}: {problem}"
-            for v in verdicts for problem in v.request_problems + v.response_problems]
-
-
-def without_schema(verdicts: list[Verdict]) -> set[tuple[str, int, str]]:
-    return {(v.operation, v.status, v.coverage) for v in verdicts if v.coverage != "schema"}
 
 
 @pytest.fixture
@@ -240,6 +199,8 @@ def test_error_paths_answer_as_the_specs_declare(
     hooks_url = "/webhooks/v1/systems/derivative/events/extraction.finished/hooks"
     assert http.post(hooks_url, json=hook, headers=emu.headers()).status_code == 201
     assert http.post(hooks_url, json=hook, headers=emu.headers()).status_code == 409
+    assert http.get(f"{hooks_url}/no-such-hook", headers=emu.headers()).status_code == 404
+    assert http.get(hooks_url).status_code == 401
 
     exchanges = [e for e in recorder.aps_exchanges() if e.response is not report
                  and (e.response.status_code != 200 or e.request.url.path.endswith("signeds3upload"))]
