@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from aps_client import APSClient, clear_token_cache
+from aps_client import APSClient, APSConfig, clear_token_cache
 from aps_devstack import EmulatorServer, S3Server
 from aps_provider.hooks.aps import APSHook
 from aps_provider.operators.derivative import APSStartTranslationOperator
@@ -243,6 +243,83 @@ def test_sensor_poke_mode_gives_a_missing_manifest_a_grace_period(
         sensor.poke(context={})
 
 
+def test_sensor_builds_its_hook_and_looks_the_connection_up_once_across_pokes(
+    aps_conn: str, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lookups: list[str] = []
+    real_lookup = APSHook.get_connection
+
+    def counted_lookup(conn_id: str) -> Any:
+        lookups.append(conn_id)
+        return real_lookup(conn_id)
+
+    monkeypatch.setattr(APSHook, "get_connection", staticmethod(counted_lookup))
+    emulator.configure(translation_seconds=60)
+    urn = start_translation("poked-often.ifc")
+    lookups.clear()  # start_translation used a hook of its own
+    sensor = APSTranslationSensor(task_id="wait", urn=urn, deferrable=False)
+
+    for _ in range(3):
+        assert not sensor.poke(context={})
+    emulator.advance_clock(61)
+    assert sensor.poke(context={}).xcom_value == urn
+
+    assert lookups == ["aps_default"]
+    assert emulator.stats()["requests"]["manifest"] == 4
+
+
+def test_a_refused_credential_ends_the_wait_the_same_way_in_both_modes(
+    emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waiting cannot fix a wrong secret: poke and trigger both stop at once, with APS's reason, and the
+    task may be retried (the connection may be fixed meanwhile)."""
+    clear_token_cache()
+    monkeypatch.setenv("AIRFLOW_CONN_APS_WRONG", json.dumps({
+        "conn_type": "aps", "login": emulator.client_id, "password": "definitely-wrong-secret",
+        "extra": {"base_url": emulator.base_url, **FAST_CLIENT},
+    }))
+    sensor = APSTranslationSensor(task_id="wait", urn="dXJuOmE", aps_conn_id="aps_wrong", deferrable=False)
+    with pytest.raises(AirflowException, match="APSAuthError") as poked:
+        sensor.poke(context={})
+    assert not isinstance(poked.value, AirflowFailException)
+
+    event = asyncio.run(first_event(fast_trigger("dXJuOmE", aps_conn_id="aps_wrong"), limit=30))
+    assert (event["status"], event["urn"]) == ("error", "dXJuOmE")
+    assert "APSAuthError" in event["reason"]
+    assert "definitely-wrong-secret" not in json.dumps(event) + str(poked.value)
+    with pytest.raises(AirflowException, match="APSAuthError"):
+        sensor.execute_complete(context={}, event=event)
+    assert emulator.stats()["requests"].get("manifest", 0) == 0  # no token, so no manifest GET either
+
+
+async def test_trigger_polls_on_while_the_token_endpoint_is_rate_limited(
+    aps_conn: str, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token fetch that outlasts its retries is passing trouble (the next poll tries again), not an end."""
+    emulator.configure(translation_seconds=3)
+    urn = start_translation("token-storm.ifc")
+    # The trigger must fetch a token of its own, into the storm: no process cache, no token file.
+    clear_token_cache()
+    monkeypatch.setenv("AIRFLOW_CONN_APS_NO_TOKEN_FILE", json.dumps({
+        "conn_type": "aps", "login": emulator.client_id, "password": emulator.client_secret,
+        "extra": {"base_url": emulator.base_url, "token_cache_dir": None, **FAST_CLIENT},
+    }))
+    emulator.configure(fault_429_rate=1.0, fault_429_operations=["token"], retry_after_seconds=0)
+    trigger = fast_trigger(urn, deadline_in=120, aps_conn_id="aps_no_token_file")
+    waiting = asyncio.create_task(first_event(trigger, limit=150))
+    deadline = time.monotonic() + 60
+    one_fetch = APSConfig.model_fields["max_attempts"].default  # the attempts of one token fetch
+    while emulator.stats()["responses"].get("token 429", 0) <= one_fetch:  # a later poll asked again
+        assert not waiting.done(), await waiting
+        assert time.monotonic() < deadline, "the trigger stopped asking for a token"
+        await asyncio.sleep(0.2)
+    emulator.configure(fault_429_rate=0.0)
+
+    event = await waiting
+
+    assert event["status"] == "success"
+
+
 # -- operators -----------------------------------------------------------------------------------
 
 
@@ -419,3 +496,23 @@ def test_hook_clients_share_the_process_token_cache(aps_conn: str, emulator: Emu
             aps.get_token()
     assert isinstance(APSHook().get_client(), APSClient)
     assert emulator.stats()["requests"]["token"] == 1
+
+
+def test_a_retried_forced_submission_waits_on_the_job_its_first_try_started(
+    aps_conn: str, emulator: EmulatorServer, s3_server: S3Server, s3_bucket: str
+) -> None:
+    """`force` restarts a translation; the retry of a forced try that did POST must not restart it again."""
+    from types import SimpleNamespace
+
+    s3_server.client().put_object(Bucket=s3_bucket, Key="landing/forced.ifc", Body=IFC * 200)
+    APSCreateBucketOperator(task_id="bucket", bucket_key="provider-forced").execute(context={})
+    uploaded = APSUploadFromS3Operator(
+        task_id="upload", s3_bucket=s3_bucket, s3_key="landing/forced.ifc", bucket_key="provider-forced",
+        object_key="forced.ifc", state_store=MemoryUploadStore(),
+    ).execute(context={})
+    emulator.configure(translation_seconds=60)
+    translate = APSStartTranslationOperator(task_id="translate", urn=uploaded, force=True)
+    urn = translate.execute(context={"ti": SimpleNamespace(try_number=1)})  # POSTs, forced
+    # The try died after the POST (before its XCom): Airflow runs try 2 of the same task.
+    assert translate.execute(context={"ti": SimpleNamespace(try_number=2)}) == urn
+    assert emulator.stats()["requests"]["job"] == 1

@@ -5,26 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-
+from aps_client.derivative import default_formats
 from aps_client.errors import APSNotFoundError
-from aps_provider.hooks.aps import APSHook
+from aps_provider.base import APSBaseOperator, aps_template_fields
 from aps_provider.links import APSManifestLink, APSViewerLink, urn_from_value
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-#: SVF2 with 2D and 3D views plus a thumbnail: what the viewer and the results loader need.
-DEFAULT_FORMATS: tuple[dict[str, Any], ...] = (
-    {"type": "svf2", "views": ["2d", "3d"]},
-    {"type": "thumbnail"},
-)
-
 #: Manifest statuses that mean "a job is already there": waiting on it beats submitting it again.
 REUSABLE_STATUSES = frozenset({"pending", "inprogress", "success"})
+#: Of those, the ones where the job is still running (a forced retry waits on these, and only these).
+RUNNING_STATUSES = frozenset({"pending", "inprogress"})
 
 
-class APSStartTranslationOperator(BaseOperator):
+class APSStartTranslationOperator(APSBaseOperator):
     """POST a Model Derivative translation job for a design and return its URN.
 
     The job is submitted here, on the worker, exactly once per try; wait for it with
@@ -46,7 +41,8 @@ class APSStartTranslationOperator(BaseOperator):
     :param aps_conn_id: The `aps` connection.
     """
 
-    template_fields: Sequence[str] = ("urn", "region", "formats", "force", "workflow", "root_filename")
+    template_fields: Sequence[str] = aps_template_fields("urn", "formats", "force", "workflow",
+                                                         "root_filename")
     ui_color = "#f2d68a"
     operator_extra_links = (APSManifestLink(), APSViewerLink())
 
@@ -54,24 +50,20 @@ class APSStartTranslationOperator(BaseOperator):
         self,
         *,
         urn: str | dict[str, Any],
-        region: str | None = None,
         formats: Sequence[dict[str, Any]] | None = None,
         force: bool = False,
         workflow: str | None = None,
         root_filename: str | None = None,
         reuse_existing_job: bool = True,
-        aps_conn_id: str = APSHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.urn = urn
-        self.region = region
-        self.formats = [dict(f) for f in (formats or DEFAULT_FORMATS)]
+        self.formats = [dict(f) for f in formats] if formats else default_formats()
         self.force = force
         self.workflow = workflow
         self.root_filename = root_filename
         self.reuse_existing_job = reuse_existing_job
-        self.aps_conn_id = aps_conn_id
 
     def execute(self, context: Context) -> str:
         # `force` may arrive templated ("{{ params.force }}"), i.e. as text.
@@ -79,9 +71,14 @@ class APSStartTranslationOperator(BaseOperator):
         urn = urn_from_value(self.urn)
         if not urn:
             raise ValueError(f"APSStartTranslationOperator needs a URN, got {self.urn!r}")
-        hook = APSHook(aps_conn_id=self.aps_conn_id, region=self.region)
-        with hook.get_client() as aps:
-            if self.reuse_existing_job and not self.force and self._job_exists(aps, urn):
+        # A retry of a forced try may follow that try's POST: a job running now is the one it started, and
+        # POSTing with x-ads-force again would restart it (a second billed translation).
+        ti = context.get("ti")
+        retried = ti is not None and ti.try_number > 1
+        reusable = RUNNING_STATUSES if self.force else REUSABLE_STATUSES
+        look_first = self.reuse_existing_job and (retried or not self.force)
+        with self.hook.get_client() as aps:
+            if look_first and self._job_exists(aps, urn, reusable):
                 return urn
             accepted = aps.derivative.start_job(
                 urn, region=self.region, formats=self.formats, force=self.force,
@@ -94,12 +91,12 @@ class APSStartTranslationOperator(BaseOperator):
                           ", ".join(f["type"] for f in self.formats), self.force)
         return urn
 
-    def _job_exists(self, aps: Any, urn: str) -> bool:
+    def _job_exists(self, aps: Any, urn: str, statuses: frozenset[str]) -> bool:
         try:
             manifest = aps.derivative.manifest(urn, region=self.region)
         except APSNotFoundError:
             return False
-        if manifest.status not in REUSABLE_STATUSES:
+        if manifest.status not in statuses:
             return False
         self.log.info("A translation of %s is already %s (%s): waiting on it, not submitting again", urn,
                       manifest.status, manifest.progress)
