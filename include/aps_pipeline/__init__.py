@@ -10,7 +10,7 @@ JSON-able dict the DAG can pass through XCom. In DAG order:
     quarantine.quarantine_rejected(landing, engine, pipeline, run_id)
     dedupe.assign_models(engine, pipeline, run_id, force=False)       -> the ModelPlan of each model to do
     (upload + translate + wait: the provider's operators and sensor)
-    results.fetch_and_load(aps, engine, model_id, run_id)             (records failed/timeout too)
+    settle.settle_model(aps, engine, model_id, run_id, last_attempt=...)  load it, or record why not
     summary.summarize_run(engine, pipeline.name, run_id, started_at=None)
 
 Import the modules themselves (`from aps_pipeline.discovery import discover_files`): this package imports

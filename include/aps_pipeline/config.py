@@ -36,6 +36,7 @@ DEFAULT_PIPELINES_FILE = Path(__file__).with_name("pipelines.yaml")
 _ENV_REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 _DAG_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 _BUCKET_KEY = re.compile(r"^[-_.a-z0-9]{3,128}$")  # APS OSS bucket keys (aps-api.md §2.2)
+MAX_LOAD_ATTEMPTS = 3  # the default of PipelineConfig.max_load_attempts
 
 
 class PipelineConfigError(ValueError):
@@ -170,6 +171,10 @@ class PipelineConfig(_Strict):
     pool: PoolConfig = Field(default_factory=PoolConfig)
     retries: int = Field(default=2, ge=0)
     retry_delay_seconds: float = Field(default=60, ge=0)
+    max_load_attempts: int = Field(
+        default=MAX_LOAD_ATTEMPTS, ge=1,
+        description="loads of a model killed mid-way (out of memory?) before its files fail instead",
+    )
 
     @field_validator("name")
     @classmethod

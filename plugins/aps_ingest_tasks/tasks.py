@@ -123,14 +123,14 @@ def record_submission(model_id: int, file_ids: list[int], upload: dict[str, Any]
 @task(trigger_rule="all_done")
 def load_results(model_id: int) -> dict[str, Any]:
     """Load a translated model, or record why it failed: its files always end in a terminal state."""
-    from aps_pipeline.results import settle_model
+    from aps_pipeline.settle import settle_model
 
     config, run_id, _ = _run()
     ti = get_current_context()["ti"]
     last_attempt = ti.try_number > ti.max_tries
     with _aps(config) as aps:
         return settle_model(aps, results_engine(config.results_conn_id), model_id, run_id,
-                            last_attempt=last_attempt)
+                            last_attempt=last_attempt, max_load_attempts=config.max_load_attempts)
 
 
 @task(trigger_rule="all_done")

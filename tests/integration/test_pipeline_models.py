@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from aps_client import APSClient, APSConfig, to_urn
 from aps_landing import Landing
 from aps_landing.s3 import S3Landing
+from aps_pipeline.checks import OLE_SIGNATURE
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.dedupe import assign_models
 from aps_pipeline.discovery import discover_files
 from aps_pipeline.formats import aps_formats, clear_memory_cache, supported_inputs
-from aps_pipeline.results import fetch_and_load, mark_model_failed, settle_model
+from aps_pipeline.settle import fetch_and_load, mark_model_failed, settle_model
 from aps_pipeline.submission import record_submission
 from aps_pipeline.summary import FilesWithoutTerminalState, summarize_run
 from aps_pipeline.validation import validate_files
@@ -329,3 +336,169 @@ def test_wait_that_ends_before_aps_finishes_records_a_timeout(
         assert stored.status == ModelStatus.TIMEOUT
         assert "when the wait ended" in stored.reason
     assert summarize_run(results_engine, landing_pipeline.name, "run-w")["failed"] == 1
+
+
+@pytest.fixture
+def translated_rvt(aps: APSClient, emulator: Any, landing: Landing, results_engine: Engine,
+                   landing_pipeline: PipelineConfig) -> Callable[[str, str, int], dict[str, Any]]:
+    """land(run_id, name, objects): a Revit file landed and translated; the emulator answers it with a
+    synthetic tree of `objects` objects."""
+
+    def land(run_id: str, name: str, objects: int) -> dict[str, Any]:
+        emulator.configure(translation_seconds=0.2, properties_202_count=0, synthetic_object_count=objects)
+        data = OLE_SIGNATURE + name.encode() * 64
+        key = f"incoming/{name}.rvt"
+        model = land_one(landing, results_engine, landing_pipeline, run_id, key, data)
+        urn = upload_and_translate(aps, results_engine, model, data)
+        assert wait_for_manifest(aps, urn).status == "success"
+        return model
+
+    return land
+
+
+def set_unfinished_loads(engine: Engine, model_id: int, count: int) -> None:
+    with engine.begin() as connection:
+        connection.execute(update(Translation).where(Translation.model_id == model_id)
+                           .values(unfinished_loads=count))
+
+
+def unfinished_loads(engine: Engine, model_id: int) -> int:
+    with engine.connect() as connection:
+        return connection.scalar(select(Translation.unfinished_loads).where(Translation.model_id == model_id))
+
+
+def assert_failed_unloaded(engine: Engine, model_id: int, reason: str) -> None:
+    """The model's one file failed with `reason`, and none of its results were loaded."""
+    with Session(engine) as session:
+        (file,) = session.scalars(select(File)).all()
+        assert file.state == FileState.FAILED
+        assert file.reason == reason
+        assert session.get(Model, model_id).loaded_at is None
+        assert session.scalar(select(func.count()).select_from(Property)) == 0
+
+
+class LiveItems:
+    """Stands in for `aps.derivative`: passes every call through, and counts the tree nodes and property
+    objects it handed out that are still alive (a list answer hands out all of its items at once)."""
+
+    def __init__(self, derivative: Any) -> None:
+        self._derivative = derivative
+        self.handed_out = self.alive = self.peak = 0
+
+    def _release(self) -> None:
+        self.alive -= 1
+
+    def _track(self, item: Any) -> Any:
+        for node in [item, *flatten_tree(getattr(item, "objects", None) or [])]:
+            self.handed_out += 1
+            self.alive += 1
+            self.peak = max(self.peak, self.alive)
+            weakref.finalize(node, self._release)
+        return item
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._derivative, name)
+        if "tree" not in name and "properties" not in name:
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            answer = method(*args, **kwargs)
+            if isinstance(answer, list):
+                return [self._track(item) for item in answer]
+            return (self._track(item) for item in answer)
+
+        return call
+
+
+def flatten_tree(nodes: list[Any]) -> Iterator[Any]:
+    for node in nodes:
+        yield node
+        yield from flatten_tree(node.objects)
+
+
+def test_settle_streams_tree_and_properties_into_the_load(
+    aps: APSClient, results_engine: Engine, translated_rvt: Callable[[str, str, int], dict[str, Any]]
+) -> None:
+    """Items from APS are written as they arrive: never more than a few of them are alive at once."""
+    model = translated_rvt("run-l", "streamed", 3000)
+    set_unfinished_loads(results_engine, model["model_id"], 2)  # two loads killed: one more is allowed
+    live = LiveItems(aps.derivative)
+
+    result = settle_model(SimpleNamespace(derivative=live), results_engine, model["model_id"], "run-l",
+                          last_attempt=False)
+
+    assert result["status"] == "success"
+    assert result["views"] == 2  # the emulator gives the 3D and the 2D view the same objects
+    assert result["properties"] == 2 * (3000 * 7 + 2)  # 7 per object, 2 on the root (the file)
+    assert result["objects"] > 2 * 3000
+    assert live.handed_out > 4 * 3000  # the tree's nodes and the objects with properties, per view
+    assert live.peak <= 10
+    assert unfinished_loads(results_engine, model["model_id"]) == 0  # it finished: the count starts over
+    with Session(results_engine) as session:
+        assert session.scalar(select(func.count()).select_from(Property)
+                              .where(Property.model_id == model["model_id"])) == result["properties"]
+
+
+def test_a_model_whose_loads_were_killed_too_often_fails_instead_of_loading_again(
+    aps: APSClient, emulator: Any, results_engine: Engine,
+    translated_rvt: Callable[[str, str, int], dict[str, Any]],
+) -> None:
+    model = translated_rvt("run-o", "oom", 50)
+    set_unfinished_loads(results_engine, model["model_id"], 3)  # three loads begun, none ended
+    before = emulator.stats()["requests"]
+
+    result = settle_model(aps, results_engine, model["model_id"], "run-o", last_attempt=False)
+
+    assert result["status"] == "failed"
+    assert sorted(result["failed_files"]) == sorted(model["file_ids"])
+    after = emulator.stats()["requests"]
+    assert after.get("properties", 0) == before.get("properties", 0)  # not fetched again
+    assert after.get("tree", 0) == before.get("tree", 0)
+    assert_failed_unloaded(results_engine, model["model_id"], "load killed 3 times (out of memory?)")
+    assert unfinished_loads(results_engine, model["model_id"]) == 3
+
+
+KILLED_LOAD = """
+import os, sys
+from pydantic import SecretStr
+from aps_client import APSClient, APSConfig
+from aps_pipeline.settle import settle_model
+from aps_results.db import make_engine
+config = APSConfig(client_id=os.environ["APS_CLIENT_ID"], client_secret=SecretStr(os.environ["APS_SECRET"]),
+                   base_url=os.environ["APS_URL"])
+with APSClient(config) as aps:
+    settle_model(aps, make_engine(os.environ["RESULTS_URL"]), int(sys.argv[1]), sys.argv[2],
+                 last_attempt=False)
+"""
+
+
+def test_a_load_killed_by_the_kernel_is_counted_and_the_cap_then_fails_the_files(
+    aps: APSClient, emulator: Any, results_engine: Engine,
+    translated_rvt: Callable[[str, str, int], dict[str, Any]],
+) -> None:
+    model = translated_rvt("run-k", "killed", 50)
+    model_id = model["model_id"]
+    env = {**os.environ, "APS_CLIENT_ID": emulator.client_id, "APS_SECRET": emulator.client_secret,
+           "APS_URL": emulator.base_url,
+           "RESULTS_URL": results_engine.url.render_as_string(hide_password=False)}
+    with results_engine.connect() as blocker:
+        # Holding the model's row makes the load wait inside its transaction: the kill lands mid-load.
+        blocker.execute(select(Model.id).where(Model.id == model_id).with_for_update())
+        process = subprocess.Popen([sys.executable, "-c", KILLED_LOAD, str(model_id), "run-k"], env=env)
+        try:
+            deadline = time.monotonic() + 60
+            while unfinished_loads(results_engine, model_id) == 0:
+                assert process.poll() is None, "the load ended before it was killed"
+                assert time.monotonic() < deadline, "the load never began"
+                time.sleep(0.1)
+            process.send_signal(signal.SIGKILL)
+            assert process.wait(30) == -signal.SIGKILL
+        finally:
+            if process.poll() is None:
+                process.kill()
+        blocker.rollback()
+
+    assert unfinished_loads(results_engine, model_id) == 1
+    result = settle_model(aps, results_engine, model_id, "run-k", last_attempt=False, max_load_attempts=1)
+    assert result["status"] == "failed"
+    assert_failed_unloaded(results_engine, model_id, "load killed 1 time (out of memory?)")

@@ -189,3 +189,15 @@ def test_allowed_extensions_are_normalised(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL.format(name="x") + "    allowed_extensions: ['.IFC', obj]\n")
     (pipeline,) = load_pipelines(path, env={})
     assert pipeline.allowed_extensions == ["ifc", "obj"]
+
+
+def test_load_attempts_default_to_three_and_can_be_set(tmp_path: Path) -> None:
+    (default,) = load_pipelines(write(tmp_path, MINIMAL.format(name="plain")), env={})
+    assert default.max_load_attempts == 3
+    (shipped,) = load_pipelines(DEFAULT_PIPELINES_FILE, env={})
+    assert shipped.max_load_attempts == 3
+    (tight,) = load_pipelines(write(tmp_path, MINIMAL.format(name="tight") + "    max_load_attempts: 1\n"),
+                              env={})
+    assert tight.max_load_attempts == 1
+    with pytest.raises(PipelineConfigError, match="max_load_attempts"):
+        load_pipelines(write(tmp_path, MINIMAL.format(name="never") + "    max_load_attempts: 0\n"), env={})
