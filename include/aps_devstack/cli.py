@@ -40,6 +40,10 @@ def up(executor: str = "local", workers: int = 1, triggerers: int = 1) -> int:
         stack.start_airflow(api_port=int(os.environ.get("AIRFLOW_UI_PORT", "8080")), admin_password=password,
                             executor=EXECUTORS[executor], celery_workers=workers, triggerers=triggerers)
         create_pools(stack)
+    except MissingPrerequisite as exc:  # e.g. no redis-server and no apt-get to install it
+        stack.stop()
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 2
     except BaseException:
         stack.stop()  # nothing half-started is left behind for `make down` to miss
         raise
