@@ -228,12 +228,15 @@ class AirflowStack:
             return [*airflow, name, "--host", "127.0.0.1", "--port", str(self.api_port)], {}
         if name in ("scheduler", "dag-processor"):
             return [*airflow, name], {}
-        # Triggerers and workers run side by side here, so each serves its logs on a port of its own.
+        # Triggerers and workers run side by side on one machine: the first of each serves its logs on the
+        # port the stack configures (where the api-server looks), every other one on a port of its own.
         if name == "triggerer" or name.startswith("triggerer-"):
-            return [*airflow, "triggerer"], {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
-        # On one machine the workers need distinct Celery node names; they serve the default queue.
+            own_port = {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
+            return [*airflow, "triggerer"], own_port if name != "triggerer" else {}
+        # The workers also need distinct Celery node names; they serve the default queue.
+        own_port = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
         return ([*airflow, "celery", "worker", "--celery-hostname", f"{name}@%h"],
-                {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())})
+                own_port if name != "celery-worker-1" else {})
 
     def start_component(self, name: str) -> ManagedProcess:
         if name not in self.components:
