@@ -3,7 +3,8 @@
 `up --executor celery` starts it from the command line and `down` leaves no process behind (Redis
 included). Then the demo batch runs through `aps_ingest` on the Celery workers: every file must end in a
 terminal state with the demo's exact counts, APS must see each distinct content uploaded and translated
-once, and every task must have run exactly once, on one of the two workers, with both workers used.
+once, every task must have run exactly once, on one of the two workers, with both workers used, and every
+translation sensor must have deferred to one of the two triggerers and resumed on a worker.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ pytestmark = pytest.mark.airflow_stack
 WORKERS = ("celery-worker-1", "celery-worker-2")
 # Celery's worker log line for each task message it takes from the broker.
 RECEIVED = re.compile(r"Task \S+\[([0-9a-f-]{36})\] received")
+SENSOR = "model.wait_for_translation"
+# Long enough that every sensor finds its translation unfinished and defers (seconds, emulator time).
+TRANSLATION_SECONDS = "30"
 
 
 def _processes_in_groups(groups: set[int]) -> list[psutil.Process]:
@@ -96,12 +100,14 @@ class CeleryRun:
     stats: dict[str, Any]
     task_instances: list[Any]  # task_instance rows of the run
     worker_logs: dict[str, str]  # worker name -> its output
+    triggerer_jobs: set[int]  # ids of the triggerers' jobs
+    trigger_logs: list[Path]  # the logs triggerers wrote for the run's deferred tasks
 
 
 @pytest.fixture(scope="module")
 def celery_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CeleryRun]:
     workdir: Path = tmp_path_factory.mktemp("celery-stack")
-    stack = LocalStack.start(workdir, emulator_env={"APS_EMULATOR_TRANSLATION_SECONDS": "3"})
+    stack = LocalStack.start(workdir, emulator_env={"APS_EMULATOR_TRANSLATION_SECONDS": TRANSLATION_SECONDS})
     try:
         files = stack.put_sample_batch()
         airflow = stack.start_airflow(executor="CeleryExecutor", celery_workers=len(WORKERS), triggerers=2,
@@ -115,12 +121,16 @@ def celery_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CeleryRun]:
             task_instances = list(conn.execute(
                 text("SELECT task_id, map_index, state, try_number, hostname, pid, external_executor_id "
                      "FROM task_instance WHERE dag_id = :d AND run_id = :r"), {"d": DAG_ID, "r": run_id}))
+            triggerer_jobs = set(conn.scalars(text("SELECT id FROM job WHERE job_type = 'TriggererJob'")))
         yield CeleryRun(
             stack=stack, files=files, run_id=run_id, state=state,
             report=airflow.failure_report(DAG_ID, run_id), summary=print_results(stack, run_id),
             stats=stack.emulator.stats(), task_instances=task_instances,
             worker_logs={name: airflow.processes[name].log_path.read_text(errors="replace")
                          for name in WORKERS},
+            triggerer_jobs=triggerer_jobs,
+            trigger_logs=[path for path in airflow.task_logs(DAG_ID, run_id, SENSOR)
+                          if ".trigger." in path.name],
         )
     finally:
         stack.stop()
@@ -172,5 +182,17 @@ def test_every_task_ran_once_on_one_of_the_two_workers_and_both_worked(celery_ru
         assert ti.pid is not None, (ti.task_id, ti.map_index)
         used[worker_of[ti.external_executor_id]] += 1
     assert set(used) == set(WORKERS), f"tasks per worker: {dict(used)}"
-    # No task instance was retried to get there.
-    assert {ti.try_number for ti in ran} == {1}, [(ti.task_id, ti.try_number) for ti in ran]
+
+
+def test_every_sensor_deferred_to_one_of_the_two_triggerers(celery_run: CeleryRun) -> None:
+    assert len(celery_run.triggerer_jobs) == 2
+    sensors = [ti for ti in celery_run.task_instances if ti.task_id == SENSOR]
+    models = {hashlib.sha256(f.data).digest() for f in celery_run.files if f.expected.valid}
+    assert len(sensors) == len(models)  # one sensor per distinct valid content
+    assert {ti.state for ti in sensors} == {"success"}
+    # The triggerer writes `<attempt log>.trigger.<triggerer job id>.log` beside the task's own log.
+    deferred = {path.parent.name for path in celery_run.trigger_logs}
+    assert deferred == {f"map_index={ti.map_index}" for ti in sensors}, celery_run.trigger_logs
+    ran_on = {int(path.name.rsplit(".trigger.", 1)[1].removesuffix(".log"))
+              for path in celery_run.trigger_logs}
+    assert ran_on <= celery_run.triggerer_jobs, (ran_on, celery_run.triggerer_jobs)
