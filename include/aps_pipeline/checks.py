@@ -18,7 +18,6 @@ CHECK_EXTENSION = "extension"
 CHECK_SIZE = "size"
 CHECK_MAGIC = "magic"
 CHECK_METADATA = "metadata"
-CHECK_ORDER = (CHECK_KEY, CHECK_EXTENSION, CHECK_SIZE, CHECK_MAGIC, CHECK_METADATA)
 
 MAX_KEY_BYTES = 1024  # S3's own limit on key length
 HEAD_BYTES = 4096  # how much of an object the magic-bytes check reads (one ranged GET)
@@ -31,8 +30,9 @@ class CheckResult:
     message: str = ""
     details: dict[str, Any] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"check": self.name, "passed": self.passed, "message": self.message, **self.details}
+    def stored_details(self) -> dict[str, Any]:
+        """What the registry keeps beside the name and verdict: the details, and the message if any."""
+        return {"message": self.message, **self.details} if self.message else dict(self.details)
 
 
 def passed(name: str, message: str = "", **details: Any) -> CheckResult:

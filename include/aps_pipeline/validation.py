@@ -106,15 +106,6 @@ def check_file(
     return results, None, None
 
 
-def _as_registry(results: list[CheckResult]) -> list[registry.CheckResult]:
-    return [
-        registry.CheckResult(
-            r.name, r.passed, {"message": r.message, **r.details} if r.message else r.details
-        )
-        for r in results
-    ]
-
-
 def validate_files(
     landing: Landing,
     engine: Engine,
@@ -157,7 +148,7 @@ def validate_files(
         checked.append(item)
         failure = item.failure
         with engine.begin() as connection:
-            registry.record_validation(connection, row.id, run_id, _as_registry(results))
+            registry.record_validation(connection, row.id, run_id, results)
             if failure is not None:
                 registry.set_file_state(connection, row.id, FileState.REJECTED, rejection_reason(failure))
                 logger.info("rejected %s: %s", landing.url(row.s3_key), rejection_reason(failure))

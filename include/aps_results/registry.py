@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -153,19 +153,22 @@ def count_unfinished_files(conn: Connection, pipeline: str, run_id: str) -> int:
 # --- Validation --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CheckResult:
-    check_name: str
-    passed: bool
-    details: Mapping[str, Any] = field(default_factory=dict)
+class CheckOutcome(Protocol):
+    """One per-file check's result as the registry stores it (aps_pipeline.checks.CheckResult is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def passed(self) -> bool: ...
+    def stored_details(self) -> Mapping[str, Any]: ...
 
 
-def record_validation(conn: Connection, file_id: int, run_id: str, results: Iterable[CheckResult]) -> None:
+def record_validation(conn: Connection, file_id: int, run_id: str, results: Iterable[CheckOutcome]) -> None:
     """Store one file's check results for a run, replacing any stored by an earlier try of the same run."""
     conn.execute(delete(ValidationResult).where(ValidationResult.file_id == file_id,
                                                 ValidationResult.run_id == run_id))
-    rows = [{"file_id": file_id, "run_id": run_id, "check_name": r.check_name, "passed": r.passed,
-             "details": dict(r.details)} for r in results]
+    rows = [{"file_id": file_id, "run_id": run_id, "check_name": r.name, "passed": r.passed,
+             "details": dict(r.stored_details())} for r in results]
     if rows:
         conn.execute(insert(ValidationResult), rows)
 
@@ -448,7 +451,7 @@ def write_run_summary(
 
 
 __all__ = [
-    "CheckResult", "ClaimedFile", "DiscoveredObject", "ModelRecord", "RunCounts", "TranslationRecord",
+    "CheckOutcome", "ClaimedFile", "DiscoveredObject", "ModelRecord", "RunCounts", "TranslationRecord",
     "claim_files", "count_unfinished_files", "delete_model", "get_model", "get_or_create_model",
     "latest_translation", "record_validation", "record_validation_run", "run_counts", "set_file_state",
     "set_model_status", "start_translation", "update_model", "update_translation", "write_run_summary",

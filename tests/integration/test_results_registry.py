@@ -6,9 +6,10 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from aps_pipeline.checks import CheckResult
 from aps_results import registry
 from aps_results.models import File, Model, ModelStatusHistory, RunSummary, Translation, ValidationResult
-from aps_results.registry import CheckResult, DiscoveredObject
+from aps_results.registry import DiscoveredObject
 
 PIPELINE = "aps_ingest"
 
@@ -78,7 +79,7 @@ def test_validation_results_replace_an_earlier_try(results_engine: Engine) -> No
         for _ in range(2):  # a retried validate task
             registry.record_validation(conn, a.id, "run-1", [
                 CheckResult("extension", True),
-                CheckResult("magic_bytes", False, {"expected": "ISO-10303-21"}),
+                CheckResult("magic_bytes", False, details={"expected": "ISO-10303-21"}),
             ])
         registry.record_validation_run(conn, PIPELINE, "run-1", "batch", False, {"evaluated": 3}, [{"x": 1}])
         run_id = registry.record_validation_run(conn, PIPELINE, "run-1", "batch", True, {"evaluated": 3}, [])
