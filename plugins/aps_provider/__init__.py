@@ -1,0 +1,1 @@
+"""The Autodesk Platform Services provider for Airflow: hooks, operators, sensors, triggers, links, plugin."""

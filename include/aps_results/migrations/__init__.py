@@ -1,0 +1,1 @@
+"""Alembic migrations of the results schema (run them with `aps-db upgrade`)."""

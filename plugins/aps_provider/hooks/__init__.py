@@ -1,0 +1,1 @@
+"""Hooks: the `aps` connection turned into APS clients."""

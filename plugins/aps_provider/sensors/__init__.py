@@ -1,0 +1,1 @@
+"""Sensors: waiting on Model Derivative translations (poke or deferred to a trigger)."""

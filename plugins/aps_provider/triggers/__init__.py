@@ -1,0 +1,1 @@
+"""Triggers: the deferred side of the sensors; they only read APS (GET), never submit work."""
