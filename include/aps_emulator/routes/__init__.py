@@ -1,1 +1,1 @@
-"""The emulator's HTTP routes, one module per APS service (auth, OSS, Model Derivative, webhooks) plus control."""
+"""The emulator's HTTP routes: one module per APS service (auth, OSS, Model Derivative, webhooks)."""
