@@ -56,34 +56,41 @@ def quarantine_key(pipeline: PipelineConfig, run_id: str, key: str) -> str:
 def quarantine_rejected(
     landing: Landing, engine: Engine, pipeline: PipelineConfig, run_id: str
 ) -> dict[str, Any]:
-    """Copy the run's rejected, not yet quarantined files to the quarantine prefix with a reason file."""
+    """Copy rejected, not yet quarantined files to the quarantine prefix with a reason file.
+
+    That is this run's rejected files and those an earlier run could not quarantine (that run ended failed;
+    this one finishes its work). Each file is filed under the run that rejected it, with that run's checks.
+    """
     with Session(engine, expire_on_commit=False) as session:
         files = list(
             session.scalars(
                 select(File)
                 .where(
                     File.pipeline == pipeline.name,
-                    File.run_id == run_id,
                     File.state == FileState.REJECTED.value,
                     File.quarantine_key.is_(None),
                 )
                 .order_by(File.id)
+                .limit(pipeline.max_files_per_run)
             )
         )
         checks: dict[int, list[dict[str, Any]]] = {}
+        rejected_in = {f.id: f.run_id for f in files}
         if files:
             for result in session.scalars(
                 select(ValidationResult)
-                .where(ValidationResult.file_id.in_([f.id for f in files]), ValidationResult.run_id == run_id)
+                .where(ValidationResult.file_id.in_([f.id for f in files]))
                 .order_by(ValidationResult.id)
             ):
+                if result.run_id != rejected_in[result.file_id]:
+                    continue  # only the checks of the run that rejected the file
                 checks.setdefault(result.file_id, []).append(
                     {"check": result.check_name, "passed": result.passed, **result.details}
                 )
 
     quarantined, reason_only, errors = [], [], {}
     for file in files:
-        target = quarantine_key(pipeline, run_id, file.s3_key)
+        target = quarantine_key(pipeline, file.run_id, file.s3_key)
         try:
             landing.copy(file.s3_key, target, etag=file.etag, version_id=file.version_id, size=file.size)
             copied = True
@@ -95,7 +102,7 @@ def quarantine_rejected(
             continue
         reason = {
             "pipeline": pipeline.name,
-            "run_id": run_id,
+            "run_id": file.run_id,
             "bucket": file.s3_bucket,
             "key": file.s3_key,
             "etag": file.etag,

@@ -183,3 +183,33 @@ def test_a_quarantine_the_landing_cannot_write_is_left_for_the_retry(
     target = quarantine_key(pipeline, "run-q", "incoming/notes.xyz")
     assert files(results_engine)["incoming/notes.xyz"].quarantine_key == target
     assert read_object(landing, target) == b"just some text\n"
+
+
+def test_a_quarantine_that_failed_in_its_run_is_done_by_a_later_run(
+    tmp_path: Path, results_engine: Engine
+) -> None:
+    """The run whose quarantine failed ends failed; its rejected files are copied by the next run."""
+    root = tmp_path / "folder"
+    root.mkdir()
+    landing = LocalLanding(root)
+    pipeline = PipelineConfig.model_validate(
+        {"name": "folder_ingest", "landing": {"path": str(root), "prefix": "incoming/"},
+         "aps": {"bucket_key": "folder-ingest"}}
+    )  # fmt: skip
+    landing.put("incoming/notes.xyz", b"just some text\n", metadata={"project": "p"})
+    discover_files(landing, results_engine, pipeline, "run-1")
+    (rejected,) = validate_files(landing, results_engine, pipeline, "run-1", supported=FORMATS)["rejected"]
+    (root / "quarantine").write_bytes(b"in the way")
+    with pytest.raises(RuntimeError, match="could not be quarantined"):
+        quarantine_rejected(landing, results_engine, pipeline, "run-1")
+    (root / "quarantine").unlink()
+
+    discover_files(landing, results_engine, pipeline, "run-2")  # nothing new lands
+    assert quarantine_rejected(landing, results_engine, pipeline, "run-2")["quarantined"] == [rejected]
+    target = quarantine_key(pipeline, "run-1", "incoming/notes.xyz")  # filed under the run that rejected it
+    row = files(results_engine)["incoming/notes.xyz"]
+    assert (row.quarantine_key, row.run_id) == (target, "run-1")
+    assert read_object(landing, target) == b"just some text\n"
+    reason = json.loads(read_object(landing, target + REASON_SUFFIX))
+    assert reason["run_id"] == "run-1"
+    assert any(c["passed"] is False for c in reason["checks"])  # the checks of the run that rejected it
