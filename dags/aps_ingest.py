@@ -14,6 +14,9 @@ Every run:
 7. **write_run_summary**: counts per terminal state (loaded, rejected, failed); fails if any file has none,
    otherwise emits the results asset for downstream DAGs.
 
+Every file of a run, with its reason, views, counts and thumbnail, is on the run's **APS files** tab. The
+pipeline's `notify:` recipients hear about failed runs and runs that end with failed or rejected files.
+
 Manual runs take `prefix`, `limit` and `force` (re-translate content that was translated before).
 """
 
@@ -24,6 +27,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Asset, Param, task_group
 
 from aps_ingest_tasks import tasks
+from aps_ingest_tasks.notifications import notify_run_failed
 from aps_pipeline.config import PipelineConfig, load_pipelines
 from aps_provider.operators.derivative import APSStartTranslationOperator
 from aps_provider.operators.oss import APSCreateBucketOperator, APSUploadFromS3Operator
@@ -41,6 +45,8 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
         max_active_runs=1,
         tags=pipeline.tags,
         render_template_as_native_obj=True,
+        user_defined_macros={"model_label": tasks.model_label},
+        on_failure_callback=notify_run_failed,
         default_args={
             "owner": pipeline.owner,
             "retries": pipeline.retries,
@@ -56,7 +62,12 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
     ) as dag:
         # Every task of a model, the sensor included (poke mode calls APS from a worker slot), takes a slot
         # of the pipeline's pool: the pool bounds concurrent APS work. A deferred sensor holds no slot.
-        @task_group(group_id="model", default_args={"pool": pipeline.pool.name})
+        # Each mapped instance is labelled with its files' names, and its log starts with the S3 keys and APS
+        # object it works on.
+        @task_group(group_id="model", default_args={
+            "pool": pipeline.pool.name, "map_index_template": "{{ model_label(ti) }}",
+            "on_execute_callback": tasks.log_model_files,
+        })
         def process_model(model_id, file_ids, s3_bucket, s3_key, bucket_key, object_key, region):
             upload = APSUploadFromS3Operator(
                 task_id="upload_to_aps", s3_bucket=s3_bucket, s3_key=s3_key, bucket_key=bucket_key,

@@ -20,6 +20,14 @@ def normalize_url(url: str | URL) -> URL:
     return parsed
 
 
+def connection_url(
+    *, login: str | None, password: str | None, host: str | None, port: int | None, database: str | None
+) -> URL:
+    """The URL of the results database from the parts of a connection (an Airflow one, say)."""
+    return URL.create("postgresql+psycopg", username=login, password=password or None, host=host, port=port,
+                      database=database or None)
+
+
 def url_from_env() -> str:
     url = os.environ.get(URL_ENV)
     if not url:

@@ -6,25 +6,30 @@ XCom); engines and clients are built inside the task from the pipeline's Airflow
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from typing import Any
 
 from airflow.sdk import BaseHook, get_current_context, task
 from sqlalchemy import Engine
-from sqlalchemy.engine import URL
 
 from aps_pipeline.config import PipelineConfig, get_pipeline
+from aps_pipeline.labels import files_label, plan_entry_keys
 from aps_provider.hooks.aps import APSHook
+from aps_provider.links import run_page_url
+
+logger = logging.getLogger(__name__)
+PLAN_TASK_ID = "plan_models"  # the task whose list the model group maps over
 
 
 @cache
 def results_engine(conn_id: str) -> Engine:
     """One small pool per worker process for the results database named by an Airflow connection."""
-    from aps_results.db import make_engine
+    from aps_results.db import connection_url, make_engine
 
     conn = BaseHook.get_connection(conn_id)
-    url = URL.create("postgresql+psycopg", username=conn.login, password=conn.password or None,
-                     host=conn.host, port=conn.port, database=conn.schema or None)
+    url = connection_url(login=conn.login, password=conn.password, host=conn.host, port=conn.port,
+                         database=conn.schema)
     return make_engine(url, pool_size=2, max_overflow=2)
 
 
@@ -39,6 +44,30 @@ def _s3(config: PipelineConfig) -> Any:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     return S3Hook(aws_conn_id=config.aws_conn_id).get_conn()
+
+
+def _plan_entry(ti: Any) -> dict[str, Any] | None:
+    """The plan entry a mapped task of the model group works on (the plan's item at its map index)."""
+    plan = ti.xcom_pull(task_ids=PLAN_TASK_ID)
+    if isinstance(plan, list) and 0 <= ti.map_index < len(plan) and isinstance(plan[ti.map_index], dict):
+        return plan[ti.map_index]
+    return None
+
+
+def model_label(ti: Any) -> str:
+    """The model group's map index label: its files' names, e.g. "a.ifc" or "a.ifc, b.ifc +3 more"."""
+    entry = _plan_entry(ti)
+    return (files_label(plan_entry_keys(entry)) if entry else "") or str(ti.map_index)
+
+
+def log_model_files(context: Any) -> None:
+    """At the top of every model task's log: the S3 files and the APS object this task works on."""
+    entry = _plan_entry(context["ti"])
+    if entry is None:
+        return
+    sources = ", ".join(f"s3://{entry.get('s3_bucket')}/{key}" for key in plan_entry_keys(entry))
+    logger.info("model %s: %s -> APS object %s/%s (region %s)", entry.get("model_id"), sources,
+                entry.get("bucket_key"), entry.get("object_key"), entry.get("region"))
 
 
 @task
@@ -128,6 +157,7 @@ def load_results(model_id: int) -> dict[str, Any]:
 @task(trigger_rule="all_done")
 def write_run_summary() -> dict[str, Any]:
     """Count the run's files per terminal state; fail loudly if any file has none."""
+    from aps_ingest_tasks.notifications import notify_run_ended
     from aps_pipeline.summary import summarize_run
 
     config, run_id, params = _run()
@@ -136,4 +166,6 @@ def write_run_summary() -> dict[str, Any]:
     summary = summarize_run(results_engine(config.results_conn_id), config.name, run_id,
                             started_at=started_at, details={"params": params})
     print(summary["line"])  # the one-line answer an operator looks for in the task log
+    print(f"run page: {run_page_url(config.name, run_id)}")
+    notify_run_ended(config, summary, context)
     return summary

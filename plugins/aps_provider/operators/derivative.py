@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from aps_client.errors import APSNotFoundError
+from aps_client.urn import urn_in
 from aps_provider.hooks.aps import APSHook
-from aps_provider.links import APSManifestLink, APSViewerLink, urn_from_value
+from aps_provider.links import APSManifestLink, APSViewerLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -76,7 +77,7 @@ class APSStartTranslationOperator(BaseOperator):
     def execute(self, context: Context) -> str:
         # `force` may arrive templated ("{{ params.force }}"), i.e. as text.
         self.force = str(self.force).strip().lower() in ("true", "1", "yes")
-        urn = urn_from_value(self.urn)
+        urn = urn_in(self.urn)
         if not urn:
             raise ValueError(f"APSStartTranslationOperator needs a URN, got {self.urn!r}")
         hook = APSHook(aps_conn_id=self.aps_conn_id, region=self.region)
