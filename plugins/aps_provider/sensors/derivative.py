@@ -12,6 +12,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from aps_client.errors import APSNotFoundError, APSRateLimitedError, APSServerError, APSTransportError
+from aps_client.urn import describe_urn
 from aps_provider.hooks.aps import APSHook
 from aps_provider.links import APSManifestLink, APSViewerLink
 from aps_provider.triggers.derivative import (
@@ -98,7 +99,7 @@ class APSTranslationSensor(BaseSensorOperator):
             return checked.xcom_value
         deadline = time.time() + float(self.timeout)
         self.log.info("Deferring: waiting for translation of %s on the triggerer (deadline in %.0fs)",
-                      self.urn, float(self.timeout))
+                      describe_urn(self.urn), float(self.timeout))
         self.defer(
             trigger=APSTranslationTrigger(
                 urn=self.urn,
@@ -129,7 +130,7 @@ class APSTranslationSensor(BaseSensorOperator):
             # The client already retried; the next poke tries again. The sensor timeout bounds the wait.
             self.log.warning("Transient APS trouble reading the manifest of %s (%s)", self.urn, exc)
             return PokeReturnValue(is_done=False)
-        self.log.info("Translation of %s: status=%s progress=%s", self.urn, manifest.status,
+        self.log.info("Translation of %s: status=%s progress=%s", describe_urn(self.urn), manifest.status,
                       manifest.progress)
         if manifest.status == "success":
             return PokeReturnValue(is_done=True, xcom_value=self.urn)

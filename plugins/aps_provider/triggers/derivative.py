@@ -27,6 +27,7 @@ from aps_client.errors import (
     APSServerError,
     APSTransportError,
 )
+from aps_client.urn import describe_urn
 from aps_provider.hooks.aps import APSHook
 
 #: Manifest states after which nothing changes any more (APS's own words).
@@ -144,7 +145,8 @@ class APSTranslationTrigger(BaseTrigger):
                     first_not_found = None
                     status, progress = manifest.status, manifest.progress
                     if (status, progress) != last_seen:
-                        self.log.info("Translation of %s: status=%s progress=%s", self.urn, status, progress)
+                        self.log.info("Translation of %s: status=%s progress=%s",
+                                      describe_urn(self.urn), status, progress)
                         last_seen = (status, progress)
                     if status in FINISHED_STATES:
                         yield self._event(status, progress, summarize_messages(manifest.messages()))
