@@ -33,7 +33,7 @@ class _Inbox:
         self.messages: list[EmailMessage] = []
         self.envelopes: list[Any] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd API)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # the name aiosmtpd calls
         self.envelopes.append(envelope)
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
         return "250 OK"
@@ -56,7 +56,7 @@ def webhook_server() -> Iterator[tuple[list[dict[str, Any]], int]]:
     received: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server API)
+        def do_POST(self) -> None:  # the name http.server calls
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append({"path": self.path, "body": body.decode(),
                              "authorization": self.headers.get("Authorization")})
