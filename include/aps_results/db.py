@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
@@ -20,12 +21,11 @@ def normalize_url(url: str | URL) -> URL:
     return parsed
 
 
-def connection_url(
-    *, login: str | None, password: str | None, host: str | None, port: int | None, database: str | None
-) -> URL:
-    """The URL of the results database from the parts of a connection (an Airflow one, say)."""
-    return URL.create("postgresql+psycopg", username=login, password=password or None, host=host, port=port,
-                      database=database or None)
+def engine_from_connection(conn: Any, **kwargs: Any) -> Engine:
+    """An engine for the database an Airflow-style connection names (login, password, host, port, schema)."""
+    url = URL.create("postgresql+psycopg", username=conn.login, password=conn.password or None,
+                     host=conn.host, port=conn.port, database=conn.schema or None)
+    return make_engine(url, **kwargs)
 
 
 def url_from_env() -> str:

@@ -25,12 +25,9 @@ PLAN_TASK_ID = "plan_models"  # the task whose list the model group maps over
 @cache
 def results_engine(conn_id: str) -> Engine:
     """One small pool per worker process for the results database named by an Airflow connection."""
-    from aps_results.db import connection_url, make_engine
+    from aps_results.db import engine_from_connection
 
-    conn = BaseHook.get_connection(conn_id)
-    url = connection_url(login=conn.login, password=conn.password, host=conn.host, port=conn.port,
-                         database=conn.schema)
-    return make_engine(url, pool_size=2, max_overflow=2)
+    return engine_from_connection(BaseHook.get_connection(conn_id), pool_size=2, max_overflow=2)
 
 
 def _run() -> tuple[PipelineConfig, str, dict[str, Any]]:

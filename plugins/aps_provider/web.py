@@ -54,12 +54,10 @@ def reader_engine(conn_id: str) -> Engine:
     """One small pool per api-server process for the read-only login an Airflow connection holds."""
     from airflow.models.connection import Connection
 
-    from aps_results.db import connection_url, make_engine
+    from aps_results.db import engine_from_connection
 
     conn = Connection.get_connection_from_secrets(conn_id)
-    url = connection_url(login=conn.login, password=conn.password, host=conn.host, port=conn.port,
-                         database=conn.schema)
-    return make_engine(url, pool_size=2, max_overflow=2)
+    return engine_from_connection(conn, pool_size=2, max_overflow=2)
 
 
 def _pipeline(dag_id: str) -> PipelineConfig:

@@ -16,9 +16,9 @@ from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from aps_client import APSConfig
+from aps_client.urn import describe_urn, urn_in
 from aps_provider.get_provider_info import get_provider_info
 from aps_provider.hooks.aps import APSHook, config_from_connection
-from aps_client.urn import describe_urn, urn_in
 from aps_provider.links import APSManifestLink, APSViewerLink, manifest_url, run_page_url, viewer_url
 from aps_provider.operators.derivative import APSStartTranslationOperator
 from aps_provider.plugin import APSPlugin, urn_for
