@@ -54,7 +54,8 @@ def _plan_entry(ti: Any) -> dict[str, Any] | None:
 def model_label(ti: Any) -> str:
     """The model group's map index label: its files' names, e.g. "a.ifc" or "a.ifc, b.ifc +3 more"."""
     entry = _plan_entry(ti)
-    return (files_label(plan_entry_keys(entry)) if entry else "") or str(ti.map_index)
+    # Never a bare number: the DAG renders templates as native objects, and "3" would become the int 3.
+    return (files_label(plan_entry_keys(entry)) if entry else "") or f"model #{ti.map_index}"
 
 
 def log_model_files(context: Any) -> None:
