@@ -169,7 +169,8 @@ def test_extra_links_open_pages_that_work_when_logged_in(stack: Stack) -> None:
     links = stack.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{stack.run_id}/taskInstances/"
                       "model.wait_for_translation/links", params={"map_index": 0})
     assert links.status_code == 200, links.text
-    manifest, viewer = links.json()["APS Manifest"], links.json()["APS Viewer"]
+    extra_links = links.json()["extra_links"]
+    manifest, viewer = extra_links["APS Manifest"], extra_links["APS Viewer"]
     assert manifest.startswith(f"{stack.ui}/aps/dags/{DAG_ID}/manifest?urn=")
     assert viewer.startswith(f"{stack.ui}/aps/dags/{DAG_ID}/viewer?urn=")
     assert httpx.get(manifest, timeout=120).status_code == 401
