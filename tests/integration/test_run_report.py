@@ -20,7 +20,8 @@ FAILURE = {"type": "error", "code": "TranslationWorker-InternalFailure", "messag
 def _seed(engine: Engine) -> dict[str, int]:
     with Session(engine) as session:
         good = Model(region="US", sha256="a" * 64, urn="dXJuOmdvb2Q", status="success")
-        bad = Model(region="US", sha256="b" * 64, urn="dXJuOmJhZA", status="failed", reason="translation failed")
+        bad = Model(region="US", sha256="b" * 64, urn="dXJuOmJhZA", status="failed",
+                    reason="translation failed")
         session.add_all([good, bad])
         session.flush()
         session.add_all([
