@@ -11,8 +11,10 @@ Every run:
 5. **plan_models**: one model per distinct content (identical files are uploaded and translated once).
 6. **ensure_aps_bucket**, then per model (**model** group, mapped): upload from S3 → start translation →
    record the job → wait on the triggerer (deferrable) → load views, object tree, properties, thumbnail.
-7. **write_run_summary**: counts per terminal state (loaded, rejected, failed); fails if any file has none,
-   otherwise emits the results asset for downstream DAGs.
+7. **write_run_summary**: counts per terminal state (loaded, rejected, failed), whatever happened upstream;
+   fails if any file has none.
+8. **publish_results**: emits the results asset for downstream DAGs, only when no step of the run failed;
+   a run whose schema check, discovery, validation, quarantine or planning failed ends failed.
 
 Every file of a run, with its reason, views, counts and thumbnail, is on the run's **APS files** tab. The
 pipeline's `notify:` recipients hear about failed runs and runs that end with failed or rejected files.
@@ -88,19 +90,23 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
             loaded = tasks.load_results(model_id)
             recorded >> wait >> loaded
 
-        validated = tasks.check_results_schema() >> tasks.discover_files() >> tasks.validate_files()
+        schema, discovered, validated = (
+            tasks.check_results_schema(), tasks.discover_files(), tasks.validate_files()
+        )
         planned = tasks.plan_models()
         bucket = APSCreateBucketOperator(
             task_id="ensure_aps_bucket", bucket_key=pipeline.aps.bucket_key, policy=pipeline.aps.policy,
             region=pipeline.aps.region, aps_conn_id=pipeline.aps_conn_id,
         )
         models = process_model.expand_kwargs(planned)
-        summary = tasks.write_run_summary.override(outlets=[Asset(name=f"{pipeline.name}_results")])()
+        summary = tasks.write_run_summary()
+        published = tasks.publish_results.override(outlets=[Asset(name=f"{pipeline.name}_results")])(summary)
 
         quarantined = tasks.quarantine_rejected()
-        validated >> [quarantined, planned]
+        schema >> discovered >> validated >> [quarantined, planned]
         planned >> bucket >> models >> summary
         [validated, quarantined] >> summary
+        [schema, discovered, validated, quarantined, planned, bucket, models] >> published
 
     return dag
 

@@ -4,25 +4,52 @@
 The object tree and properties answer 202 while APS is still extracting them: poll with bounded backoff.
 Above 20 MB they answer 413: ask again with `forceget=true`; for properties, if that still says 413, page
 through `properties:query` instead.
+
+Waiting on a translation is one decision, `manifest_verdict`: given what one manifest GET gave (the
+manifest, or the error it raised) and the URN's `ManifestPoll` state, is the translation done, failed, not
+there at all, or not finished yet? Every waiter (the provider's sensor and trigger) asks it; none of them
+interprets a manifest or an error class itself.
 """
 
 from __future__ import annotations
 
+import copy
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import httpx
 
 from aps_client.config import APSConfig
-from aps_client.errors import APSStillProcessingError
-from aps_client.models import JobAccepted, Manifest, ModelView, ObjectProperties, TreeNode
+from aps_client.errors import APSError, APSNotFoundError, APSStillProcessingError
+from aps_client.models import (
+    FINISHED_STATUSES,
+    JobAccepted,
+    Manifest,
+    ManifestMessage,
+    ModelView,
+    ObjectProperties,
+    TreeNode,
+)
 from aps_client.transport import AsyncTransport, Flow, RequestSpec, Sleep, SyncTransport, error_from_response
 
 BASE = "/modelderivative/v2/designdata"
+#: The output formats a translation asks for unless told otherwise: SVF2 with 2D and 3D views (what the
+#: viewer needs) plus a thumbnail. The one definition: the provider's operator and the pipelines file's
+#: default read it from here (through `default_formats()`, which hands out a copy).
 DEFAULT_FORMATS: tuple[dict[str, Any], ...] = ({"type": "svf2", "views": ["2d", "3d"]}, {"type": "thumbnail"})
 QUERY_PAGE_SIZE = 1000  # the maximum properties:query allows
 THUMBNAIL_SIZES = (100, 200, 400)
+#: Bounds of the messages a verdict carries (they end up in a trigger event row and in a task's error).
+MAX_VERDICT_MESSAGES = 10
+MAX_MESSAGE_CHARS = 300
+
+
+def default_formats() -> list[dict[str, Any]]:
+    """A fresh copy of DEFAULT_FORMATS, safe to change."""
+    return copy.deepcopy(list(DEFAULT_FORMATS))
 
 
 @dataclass(frozen=True)
@@ -49,7 +76,7 @@ def job_body(
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "input": {"urn": urn},
-        "output": {"formats": list(formats) if formats else [dict(f) for f in DEFAULT_FORMATS]},
+        "output": {"formats": list(formats) if formats else default_formats()},
     }
     if root_filename:
         # A zip with several files: tell APS which one is the main design.
@@ -59,6 +86,12 @@ def job_body(
         if workflow_attribute:
             body["misc"]["workflowAttribute"] = workflow_attribute
     return body
+
+
+#: How often an ambiguous POST /job (APS may have taken it) is followed by a look and another POST.
+JOB_POST_ATTEMPTS = 3
+#: Manifest states that mean a job is there: POSTing again would duplicate it (or, forced, restart it).
+_JOB_RUNNING = frozenset({"pending", "inprogress"})
 
 
 def start_job_flow(
@@ -72,15 +105,41 @@ def start_job_flow(
     headers = region_headers(region)
     if force:
         headers["x-ads-force"] = "true"  # wipe existing derivatives and translate again
-    response = yield RequestSpec(
+    post = RequestSpec(
         "POST",
         f"{BASE}/job",
         family="md_job",
         headers=headers,
         json=job_body(urn, formats, workflow, root_filename),
+        idempotent=False,
     )
-    body = response.json()
-    return JobAccepted.model_validate({"urn": urn, **body, "already_translated": response.status_code == 201})
+    for attempt in range(1, JOB_POST_ATTEMPTS + 1):
+        try:
+            response = yield post
+        except APSError as error:
+            # A 5xx or a lost connection: APS may have taken the job. Look before POSTing again, because a
+            # second POST is a second job, and with x-ads-force it restarts the one just started.
+            if not error.ambiguous or attempt == JOB_POST_ATTEMPTS:
+                raise
+            yield Sleep(1.0)  # let APS register a job it did take before reading the manifest
+            status = yield from _manifest_status(urn, region)
+            if status in _JOB_RUNNING or (status == "success" and not force):
+                return JobAccepted(urn=urn, result=status, already_translated=status == "success")
+            continue
+        accepted = {"urn": urn, **response.json(), "already_translated": response.status_code == 201}
+        return JobAccepted.model_validate(accepted)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _manifest_status(urn: str, region: str) -> Flow[str | None]:
+    """The manifest's status, or None when there is none (APS has no job for the design)."""
+    response = yield RequestSpec(
+        "GET", f"{BASE}/{urn}/manifest", family="md_manifest", headers=region_headers(region),
+        accept=frozenset({404}),
+    )
+    if response.status_code == 404:
+        return None
+    return Manifest.model_validate(response.json()).status
 
 
 def manifest_flow(urn: str, region: str) -> Flow[Manifest]:
@@ -204,6 +263,102 @@ def thumbnail_flow(urn: str, region: str, width: int | None, height: int | None)
 def formats_flow() -> Flow[dict[str, list[str]]]:
     response = yield RequestSpec("GET", f"{BASE}/formats", family="md_formats")
     return dict(response.json().get("formats") or {})
+
+
+# -- waiting on a translation ------------------------------------------------------------------------------
+
+
+class PollState(StrEnum):
+    """What one manifest poll says about a translation."""
+
+    PENDING = "pending"  # not finished, not there yet (a 404 within the grace), or passing trouble: poll on
+    DONE = "done"  # APS finished with status `success`
+    FAILED = "failed"  # APS finished without derivatives (`failed`, `timeout`); messages say why
+    MISSING = "missing"  # still no manifest after the 404 grace: the job was most likely never submitted
+    ERROR = "error"  # the manifest cannot be read (auth, permission, bad request): waiting will not fix it
+
+
+@dataclass
+class ManifestPoll:
+    """The poll state of one URN, kept by its waiter between manifest GETs.
+
+    :param urn: The URN waited on.
+    :param not_found_grace: Seconds a 404 (APS may answer one right after the job POST) counts as "not
+        there yet" before the verdict is `missing`.
+    """
+
+    urn: str
+    not_found_grace: float = 120.0
+    first_not_found: float | None = None  # when the current run of 404s began (the waiter's clock)
+    last_status: str | None = None  # the last manifest's status and progress
+    last_progress: str | None = None
+
+
+@dataclass(frozen=True)
+class PollVerdict:
+    """The answer of `manifest_verdict`: small, plain and bounded (a waiter may put it in an event).
+
+    `status` and `progress` are the manifest's when one was read; `changed` says they differ from the
+    previous manifest's (worth a log line). `reason` says why for every state but a plain pending; `error`
+    names the error the GET raised, if any ("APSServerError: ...").
+    """
+
+    state: PollState
+    status: str | None = None
+    progress: str | None = None
+    messages: tuple[str, ...] = ()
+    reason: str = ""
+    error: str | None = None
+    changed: bool = False
+
+    @property
+    def finished(self) -> bool:
+        """The waiter is done with this URN: no further GET can change the verdict."""
+        return self.state is not PollState.PENDING
+
+
+def summarize_messages(messages: Sequence[ManifestMessage]) -> list[str]:
+    """APS's manifest messages as short strings ("error TranslationWorker-InternalFailure: ..."), bounded."""
+    summary = []
+    for message in messages[:MAX_VERDICT_MESSAGES]:
+        line = f"{message.type} {message.code}: {message.message}".strip()
+        summary.append(line if len(line) <= MAX_MESSAGE_CHARS else line[: MAX_MESSAGE_CHARS - 1] + "…")
+    if len(messages) > MAX_VERDICT_MESSAGES:
+        summary.append(f"... and {len(messages) - MAX_VERDICT_MESSAGES} more messages")
+    return summary
+
+
+def manifest_verdict(poll: ManifestPoll, outcome: Manifest | APSError, now: float) -> PollVerdict:
+    """Judge one manifest GET of `poll.urn`: `outcome` is the manifest, or the APS error the GET raised.
+
+    Updates `poll` (the 404 clock, the last status seen). `now` is the waiter's clock in seconds (any
+    monotonic-enough clock, as long as the waiter always passes the same one).
+    """
+    if isinstance(outcome, APSNotFoundError):
+        # APS may answer 404 for a moment right after the job POST; only a lasting 404 ends the wait.
+        if poll.first_not_found is None:
+            poll.first_not_found = now
+        if now - poll.first_not_found > poll.not_found_grace:
+            return PollVerdict(PollState.MISSING, reason=f"No manifest for {poll.urn} after "
+                               f"{poll.not_found_grace:.0f}s (was the job submitted?)")
+        return PollVerdict(PollState.PENDING, reason="manifest not found yet")
+    if isinstance(outcome, APSError):
+        error = f"{type(outcome).__name__}: {outcome}"
+        if outcome.retryable:  # the client already retried: the next poll tries again
+            return PollVerdict(PollState.PENDING, reason="transient APS trouble", error=error)
+        return PollVerdict(PollState.ERROR, reason=error, error=error)
+
+    poll.first_not_found = None
+    status, progress = outcome.status, outcome.progress
+    changed = (status, progress) != (poll.last_status, poll.last_progress)
+    poll.last_status, poll.last_progress = status, progress
+    if status not in FINISHED_STATUSES:
+        return PollVerdict(PollState.PENDING, status, progress, changed=changed)
+    messages = tuple(summarize_messages(outcome.messages()))
+    if status == "success":
+        return PollVerdict(PollState.DONE, status, progress, messages, changed=changed)
+    return PollVerdict(PollState.FAILED, status, progress, messages,
+                       reason=f"translation ended with status {status!r}", changed=changed)
 
 
 class DerivativeClient:

@@ -8,11 +8,17 @@ from typing import Any
 
 
 class APSError(Exception):
-    """Any failed APS call. `retryable` tells the transport whether another attempt may succeed;
-    `retry_after` is the server's Retry-After in seconds (sent with 429 and sometimes 503), if any."""
+    """Any failed APS call. `retryable` tells whether another attempt (now, or at the next poll) may
+    succeed; `retry_after` is the server's Retry-After in seconds (sent with 429 and sometimes 503), if any.
+    `retries_spent` marks an error that already went through a full retry loop (a token fetch inside a
+    request): an enclosing retry loop must not multiply those attempts. `ambiguous` says APS may have
+    acted on the request although no success came back (a 5xx, or a connection lost after the request was
+    sent), which matters for calls that are not idempotent."""
 
     retryable = False
+    ambiguous = False
     retry_after: float | None = None
+    retries_spent = False
 
     def __init__(
         self,
@@ -96,6 +102,8 @@ _BY_STATUS: dict[int, type[APSError]] = {
     429: APSRateLimitedError,
 }
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Of those, the answers after which APS may have done the work: 429 and 408 say it did not.
+AMBIGUOUS_STATUSES = frozenset({500, 502, 503, 504})
 
 
 def error_class_for(status_code: int) -> type[APSError]:

@@ -116,6 +116,7 @@ class Derivative(ManifestNode):
     output_type: str | None = None
 
 
+#: Manifest statuses after which nothing changes any more (APS's words); the one definition of "finished".
 FINISHED_STATUSES = frozenset({"success", "failed", "timeout"})
 _PERCENT = re.compile(r"(\d+)\s*%")
 

@@ -29,6 +29,7 @@ import tenacity
 from aps_client import auth, token_file
 from aps_client.config import APSConfig
 from aps_client.errors import (
+    AMBIGUOUS_STATUSES,
     RETRYABLE_STATUSES,
     APSAuthError,
     APSError,
@@ -59,6 +60,9 @@ class RequestSpec:
     auth: bool = True  # send "Authorization: Bearer <token>"
     scopes: tuple[str, ...] | None = None  # token scopes; None = config.scopes
     accept: frozenset[int] = frozenset()  # non-2xx statuses handed back to the caller instead of raised
+    # False for calls that must not happen twice (POST /job): the transport then retries only failures
+    # after which APS surely did nothing, and hands ambiguous ones to the flow, which looks before resending.
+    idempotent: bool = True
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ def error_from_response(response: httpx.Response) -> APSError:
         if status == 503:  # "Service Unavailable" may say when to come back, as 429 does
             error.retry_after = parse_retry_after(response.headers.get("retry-after"))
     error.retryable = status in RETRYABLE_STATUSES  # 408, 429, 500, 502, 503, 504
+    error.ambiguous = status in AMBIGUOUS_STATUSES
     return error
 
 
@@ -141,6 +146,13 @@ class _RetryWait(tenacity.wait.wait_base):
         if retry_after is not None:
             return retry_after + random.uniform(0, min(1.0, 0.1 * retry_after))
         return self._backoff(retry_state)
+
+
+def _worth_another_attempt(exc: BaseException, spec: RequestSpec | None) -> bool:
+    if not getattr(exc, "retryable", False) or getattr(exc, "retries_spent", False):
+        return False
+    # A call that must not happen twice is retried only when APS surely did not act on it.
+    return spec is None or spec.idempotent or not getattr(exc, "ambiguous", False)
 
 
 def _log_retry(retry_state: tenacity.RetryCallState) -> None:
@@ -181,11 +193,14 @@ class RequestPolicy:
         )
 
     def transport_error(self, request: httpx.Request, exc: httpx.TransportError) -> APSTransportError:
-        return APSTransportError(
+        error = APSTransportError(
             f"no answer from APS: {type(exc).__name__}: {exc}",
             method=request.method,
             url=redact_url(request.url),
         )
+        # A request that never left (no connection) cannot have been acted on; any later loss may have been.
+        error.ambiguous = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        return error
 
     def check(self, spec: RequestSpec, response: httpx.Response) -> httpx.Response:
         """Return the response if it is a success or an accepted status, else raise the typed error."""
@@ -195,20 +210,21 @@ class RequestPolicy:
             return response
         raise error_from_response(response)
 
-    def retry_arguments(self) -> dict[str, Any]:
+    def retry_arguments(self, spec: RequestSpec | None = None) -> dict[str, Any]:
         cfg = self.config
         return {
             "stop": tenacity.stop_after_attempt(cfg.max_attempts)
             | tenacity.stop_before_delay(cfg.max_retry_seconds),
             "wait": _RetryWait(cfg.backoff_initial, cfg.backoff_max),
-            "retry": tenacity.retry_if_exception(lambda exc: getattr(exc, "retryable", False)),
+            "retry": tenacity.retry_if_exception(lambda exc: _worth_another_attempt(exc, spec)),
             "before_sleep": _log_retry,
             "reraise": True,  # callers get the last typed error, not tenacity.RetryError
         }
 
     def token_error(self, error: APSError) -> APSError:
         """The token endpoint says 400/401 for bad credentials: make that an APSAuthError naming the client
-        id. Either way the token fetch already had its own retries, so the calling request must not retry."""
+        id. Either way the token fetch already had its own retries, so the calling request must not retry;
+        a 5xx or 429 stays `retryable`, so a poller may try again later."""
         if error.status_code in (400, 401):
             error = APSAuthError(
                 auth.auth_failure(error.body, error.status_code, self.config.client_id),
@@ -218,7 +234,7 @@ class RequestPolicy:
                 method=error.method,
                 url=error.url,
             )
-        error.retryable = False
+        error.retries_spent = True
         return error
 
     def forget_token(self, spec: RequestSpec, token: Token) -> None:
@@ -287,7 +303,7 @@ class SyncTransport:
 
     def send(self, spec: RequestSpec) -> httpx.Response:
         """One call with the full policy: rate limit, token, retries, 401 refresh, typed errors."""
-        return tenacity.Retrying(**self.policy.retry_arguments())(self._attempt, spec)
+        return tenacity.Retrying(**self.policy.retry_arguments(spec))(self._attempt, spec)
 
     def _attempt(self, spec: RequestSpec) -> httpx.Response:
         delay = self.policy.rate_limit_delay(spec)
@@ -308,16 +324,19 @@ class SyncTransport:
             raise self.policy.transport_error(request, exc) from None
 
     def run(self, flow: Flow[T]) -> T:
-        """Drive a flow with blocking I/O."""
+        """Drive a flow with blocking I/O. A failed request is raised inside the flow, which may handle it."""
         reply: Any = None
         try:
             while True:
-                step = flow.send(reply)
+                step = flow.throw(reply) if isinstance(reply, APSError) else flow.send(reply)
                 if isinstance(step, Sleep):
                     time.sleep(step.seconds)
                     reply = None
                 else:
-                    reply = self.send(step)
+                    try:
+                        reply = self.send(step)
+                    except APSError as error:
+                        reply = error
         except StopIteration as done:
             return done.value
 
@@ -367,7 +386,7 @@ class AsyncTransport:
         return auth.parse_token(response, scopes, self.config)
 
     async def send(self, spec: RequestSpec) -> httpx.Response:
-        return await tenacity.AsyncRetrying(**self.policy.retry_arguments())(self._attempt, spec)
+        return await tenacity.AsyncRetrying(**self.policy.retry_arguments(spec))(self._attempt, spec)
 
     async def _attempt(self, spec: RequestSpec) -> httpx.Response:
         delay = self.policy.rate_limit_delay(spec)
@@ -388,15 +407,18 @@ class AsyncTransport:
             raise self.policy.transport_error(request, exc) from None
 
     async def run(self, flow: Flow[T]) -> T:
-        """Drive a flow with awaited I/O (never blocks the event loop)."""
+        """Drive a flow with awaited I/O (never blocks the event loop); failures are raised in the flow."""
         reply: Any = None
         try:
             while True:
-                step = flow.send(reply)
+                step = flow.throw(reply) if isinstance(reply, APSError) else flow.send(reply)
                 if isinstance(step, Sleep):
                     await asyncio.sleep(step.seconds)
                     reply = None
                 else:
-                    reply = await self.send(step)
+                    try:
+                        reply = await self.send(step)
+                    except APSError as error:
+                        reply = error
         except StopIteration as done:
             return done.value

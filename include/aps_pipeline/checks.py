@@ -74,9 +74,20 @@ def file_name(key: str) -> str:
     return key.rsplit("/", 1)[-1]
 
 
+# Creo and NX number saved versions after the extension (`bracket.prt.3`, `top.asm.12`).
+_VERSIONED_NAME = re.compile(r"\.([A-Za-z][A-Za-z0-9_]*)\.\d+$")
+
+
 def extension_of(key: str) -> str:
-    """The lower-case extension of the key's last segment, without the dot ('' if none)."""
+    """The translator's extension of the key's last segment: lower case, without the dot ('' if none).
+
+    A version number after an extension (`bracket.prt.3`) is not the extension: APS translates that file as
+    `.prt`, and the content-addressed object key must keep `.prt` for APS to pick the translator.
+    """
     name = file_name(key)
+    versioned = _VERSIONED_NAME.search(name)
+    if versioned:
+        return versioned.group(1).lower()
     return name.rsplit(".", 1)[1].lower() if "." in name.strip(".") else ""
 
 

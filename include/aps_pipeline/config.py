@@ -25,6 +25,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from aps_client.derivative import default_formats
+
 PIPELINES_FILE_ENV = "APS_PIPELINES_FILE"
 DEFAULT_PIPELINES_FILE = Path(__file__).with_name("pipelines.yaml")
 
@@ -93,7 +95,7 @@ class OutputFormat(_Strict):
 
 
 def _default_formats() -> list[OutputFormat]:
-    return [OutputFormat(type="svf2", views=["2d", "3d"]), OutputFormat(type="thumbnail")]
+    return [OutputFormat.model_validate(fmt) for fmt in default_formats()]
 
 
 class PoolConfig(_Strict):

@@ -16,12 +16,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from aps_client.models import FINISHED_STATUSES
 from aps_results import registry
-from aps_results.models import FileState, ModelStatus, TranslationStatus
+from aps_results.models import FileState, ModelStatus
 
 logger = logging.getLogger(__name__)
-
-_FINAL = {TranslationStatus.SUCCESS.value, TranslationStatus.FAILED.value, TranslationStatus.TIMEOUT.value}
 
 
 def record_submission(
@@ -40,7 +39,7 @@ def record_submission(
         registry.update_model(connection, model_id, object_id=upload.get("object_id"), urn=urn,
                               bucket_key=upload.get("bucket_key"), object_key=upload.get("object_key"))
         latest = registry.latest_translation(connection, model_id)
-        if latest is not None and not forced and latest.status not in _FINAL:
+        if latest is not None and not forced and latest.status not in FINISHED_STATUSES:
             translation = latest  # the job an earlier (crashed) run submitted: still the one APS works on
             registry.set_model_status(connection, model_id, ModelStatus.TRANSLATING, run_id=run_id)
         else:

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import logging
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 from sqlalchemy import Engine
 
 from aps_pipeline.config import PipelineConfig, get_pipeline
 from aps_pipeline.labels import files_label, plan_entry_keys
-from aps_provider.hooks.aps import APSHook
+from aps_provider.base import APSConnection
 from aps_provider.links import run_page_url
+
+if TYPE_CHECKING:
+    from aps_client import APSClient
 
 logger = logging.getLogger(__name__)
 PLAN_TASK_ID = "plan_models"  # the task whose list the model group maps over
@@ -34,6 +38,11 @@ def _run() -> tuple[PipelineConfig, str, dict[str, Any]]:
     context = get_current_context()
     config = get_pipeline(context["dag"].dag_id)
     return config, context["run_id"], dict(context["params"])
+
+
+def _aps(config: PipelineConfig) -> APSClient:
+    """A client for the pipeline's APS connection and region (use it as a context manager)."""
+    return APSConnection(config.aps_conn_id, config.aps.region).hook.get_client()
 
 
 def _s3(config: PipelineConfig) -> Any:
@@ -71,10 +80,13 @@ def log_model_files(context: Any) -> None:
 @task
 def check_results_schema() -> str:
     """Stop the run early when the results database is not at the schema version this code expects."""
-    from aps_results.migrate import assert_schema_current
+    from aps_results.migrate import SchemaNotCurrent, assert_schema_current
 
     config, _, _ = _run()
-    return assert_schema_current(results_engine(config.results_conn_id))
+    try:
+        return assert_schema_current(results_engine(config.results_conn_id))
+    except SchemaNotCurrent as exc:  # needs `aps-db upgrade` by a human: retrying only delays the news
+        raise AirflowFailException(str(exc)) from exc
 
 
 @task
@@ -93,7 +105,7 @@ def validate_files() -> dict[str, Any]:
     from aps_pipeline.validation import validate_files as validate
 
     config, run_id, _ = _run()
-    with APSHook(aps_conn_id=config.aps_conn_id, region=config.aps.region).get_client() as aps:
+    with _aps(config) as aps:
         return validate(_s3(config), results_engine(config.results_conn_id), config, run_id, aps=aps)
 
 
@@ -147,7 +159,7 @@ def load_results(model_id: int) -> dict[str, Any]:
     config, run_id, _ = _run()
     ti = get_current_context()["ti"]
     last_attempt = ti.try_number > ti.max_tries
-    with APSHook(aps_conn_id=config.aps_conn_id, region=config.aps.region).get_client() as aps:
+    with _aps(config) as aps:
         return settle_model(aps, results_engine(config.results_conn_id), model_id, run_id,
                             last_attempt=last_attempt)
 
@@ -167,3 +179,17 @@ def write_run_summary() -> dict[str, Any]:
     print(f"run page: {run_page_url(config.name, run_id)}")
     notify_run_ended(config, summary, context)
     return summary
+
+
+@task(trigger_rule="none_failed")
+def publish_results(summary: dict[str, Any]) -> dict[str, Any]:
+    """Tell downstream DAGs about the run's results (the task's outlet), only when no step failed.
+
+    The summary runs whatever happened upstream, so it cannot be the gate: this task's upstream is every step,
+    and a failed one leaves it upstream_failed, which fails the run and emits no asset event.
+    """
+    context = get_current_context()
+    counts = {key: summary[key] for key in ("run_id", "discovered", "loaded", "rejected", "failed", "lost")}
+    for outlet in context["outlets"]:
+        context["outlet_events"][outlet].extra = counts
+    return counts

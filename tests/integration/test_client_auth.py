@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from aps_client import APSClient, APSConfig, AsyncAPSClient
+from aps_client import APSClient, APSConfig, AsyncAPSClient, clear_token_cache
 from aps_client.errors import APSAuthError, APSRateLimitedError, APSServerError
 from aps_devstack import EmulatorServer
 from tests.fixtures.client import client_config, stat, wait_until
@@ -90,6 +90,20 @@ def test_429_that_never_ends_surfaces_retry_after(emulator: EmulatorServer) -> N
     assert caught.value.retry_after == 1.0
     assert caught.value.status_code == 429
     assert stat(emulator, "formats 429", "responses") == 3
+
+
+def test_a_token_fetch_that_outlasts_its_retries_is_not_retried_again_but_stays_retryable(
+    emulator: EmulatorServer,
+) -> None:
+    """The request around the token fetch does not multiply its attempts, and a poller may still try later."""
+    clear_token_cache()
+    config = client_config(emulator, max_attempts=3)
+    emulator.configure(fault_429_rate=1.0, fault_429_operations=["token"], retry_after_seconds=0)
+    with APSClient(config) as aps, pytest.raises(APSRateLimitedError) as caught:
+        aps.derivative.formats()
+    assert caught.value.retryable
+    assert stat(emulator, "token 429", "responses") == 3  # one fetch's attempts, not 3 x 3
+    assert stat(emulator, "formats") == 0
 
 
 def test_5xx_burst_is_retried(aps: APSClient, emulator: EmulatorServer) -> None:

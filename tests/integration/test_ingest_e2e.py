@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.orm import Session
 
 from aps_devstack.demo import create_pools
 from aps_devstack.stack import LANDING_BUCKET, LANDING_PREFIX, LocalStack
 from aps_emulator.content.checks import EXTRACTOR_FAILURE
 from aps_results.models import (
+    SCHEMA,
     File,
     FileState,
     Model,
@@ -323,3 +324,32 @@ def test_second_run_makes_no_aps_upload_or_job(second: SecondRun) -> None:
 def test_second_run_adds_no_row_and_no_quarantine_copy(second: SecondRun) -> None:
     assert second.rows_after == second.rows_before
     assert second.quarantine_after == second.quarantine_before
+
+
+def asset_events_of(stack: LocalStack, run_id: str) -> int:
+    assert stack.airflow is not None
+    with stack.airflow.engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM asset_event WHERE source_run_id = :r"),
+                                {"r": run_id}).scalar_one())
+
+
+def test_a_run_whose_step_failed_ends_failed_and_publishes_no_results(
+    ingest: Ingest, second: SecondRun
+) -> None:
+    """The summary still records the run, but the run is not green and downstream DAGs are not told."""
+    stack = ingest.stack
+    assert asset_events_of(stack, second.run.run_id) == 1  # a good run does publish: the check can fail
+    with ingest.engine.begin() as conn:  # the results database falls behind the code
+        head = conn.execute(text(f"SELECT version_num FROM {SCHEMA}.alembic_version")).scalar_one()
+        conn.execute(text(f"UPDATE {SCHEMA}.alembic_version SET version_num = '0001'"))
+    try:
+        run = run_ingest(stack)
+    finally:
+        with ingest.engine.begin() as conn:
+            conn.execute(text(f"UPDATE {SCHEMA}.alembic_version SET version_num = :v"), {"v": head})
+    assert run.state == "failed", run.report
+    assert stack.airflow is not None
+    states = stack.airflow.task_states(DAG_ID, run.run_id)
+    assert states[("check_results_schema", -1)] == "failed"
+    assert states[("write_run_summary", -1)] == "success"  # it records what it can
+    assert asset_events_of(stack, run.run_id) == 0

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from aps_client import APSClient, clear_token_cache
+from aps_client import APSClient, APSConfig, clear_token_cache
 from aps_devstack import EmulatorServer, S3Server
 from aps_provider.hooks.aps import APSHook
 from aps_provider.operators.derivative import APSStartTranslationOperator
@@ -241,6 +241,83 @@ def test_sensor_poke_mode_gives_a_missing_manifest_a_grace_period(
     time.sleep(1.2)
     with pytest.raises(AirflowFailException, match="No manifest"):
         sensor.poke(context={})
+
+
+def test_sensor_builds_its_hook_and_looks_the_connection_up_once_across_pokes(
+    aps_conn: str, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lookups: list[str] = []
+    real_lookup = APSHook.get_connection
+
+    def counted_lookup(conn_id: str) -> Any:
+        lookups.append(conn_id)
+        return real_lookup(conn_id)
+
+    monkeypatch.setattr(APSHook, "get_connection", staticmethod(counted_lookup))
+    emulator.configure(translation_seconds=60)
+    urn = start_translation("poked-often.ifc")
+    lookups.clear()  # start_translation used a hook of its own
+    sensor = APSTranslationSensor(task_id="wait", urn=urn, deferrable=False)
+
+    for _ in range(3):
+        assert not sensor.poke(context={})
+    emulator.advance_clock(61)
+    assert sensor.poke(context={}).xcom_value == urn
+
+    assert lookups == ["aps_default"]
+    assert emulator.stats()["requests"]["manifest"] == 4
+
+
+def test_a_refused_credential_ends_the_wait_the_same_way_in_both_modes(
+    emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waiting cannot fix a wrong secret: poke and trigger both stop at once, with APS's reason, and the
+    task may be retried (the connection may be fixed meanwhile)."""
+    clear_token_cache()
+    monkeypatch.setenv("AIRFLOW_CONN_APS_WRONG", json.dumps({
+        "conn_type": "aps", "login": emulator.client_id, "password": "definitely-wrong-secret",
+        "extra": {"base_url": emulator.base_url, **FAST_CLIENT},
+    }))
+    sensor = APSTranslationSensor(task_id="wait", urn="dXJuOmE", aps_conn_id="aps_wrong", deferrable=False)
+    with pytest.raises(AirflowException, match="APSAuthError") as poked:
+        sensor.poke(context={})
+    assert not isinstance(poked.value, AirflowFailException)
+
+    event = asyncio.run(first_event(fast_trigger("dXJuOmE", aps_conn_id="aps_wrong"), limit=30))
+    assert (event["status"], event["urn"]) == ("error", "dXJuOmE")
+    assert "APSAuthError" in event["reason"]
+    assert "definitely-wrong-secret" not in json.dumps(event) + str(poked.value)
+    with pytest.raises(AirflowException, match="APSAuthError"):
+        sensor.execute_complete(context={}, event=event)
+    assert emulator.stats()["requests"].get("manifest", 0) == 0  # no token, so no manifest GET either
+
+
+async def test_trigger_polls_on_while_the_token_endpoint_is_rate_limited(
+    aps_conn: str, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token fetch that outlasts its retries is passing trouble (the next poll tries again), not an end."""
+    emulator.configure(translation_seconds=3)
+    urn = start_translation("token-storm.ifc")
+    # The trigger must fetch a token of its own, into the storm: no process cache, no token file.
+    clear_token_cache()
+    monkeypatch.setenv("AIRFLOW_CONN_APS_NO_TOKEN_FILE", json.dumps({
+        "conn_type": "aps", "login": emulator.client_id, "password": emulator.client_secret,
+        "extra": {"base_url": emulator.base_url, "token_cache_dir": None, **FAST_CLIENT},
+    }))
+    emulator.configure(fault_429_rate=1.0, fault_429_operations=["token"], retry_after_seconds=0)
+    trigger = fast_trigger(urn, deadline_in=120, aps_conn_id="aps_no_token_file")
+    waiting = asyncio.create_task(first_event(trigger, limit=150))
+    deadline = time.monotonic() + 60
+    one_fetch = APSConfig.model_fields["max_attempts"].default  # the attempts of one token fetch
+    while emulator.stats()["responses"].get("token 429", 0) <= one_fetch:  # a later poll asked again
+        assert not waiting.done(), await waiting
+        assert time.monotonic() < deadline, "the trigger stopped asking for a token"
+        await asyncio.sleep(0.2)
+    emulator.configure(fault_429_rate=0.0)
+
+    event = await waiting
+
+    assert event["status"] == "success"
 
 
 # -- operators -----------------------------------------------------------------------------------

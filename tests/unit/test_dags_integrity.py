@@ -20,6 +20,7 @@ from aps_pipeline.config import DEFAULT_PIPELINES_FILE, PIPELINES_FILE_ENV, load
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 SENSOR_TASK = "model.wait_for_translation"
 SUMMARY_TASK = "write_run_summary"
+PUBLISH_TASK = "publish_results"
 
 # Runs in the subprocess: fill a DagBag from argv[1], write what the tests need to know to argv[2].
 _DESCRIBE_DAGBAG = r"""
@@ -172,11 +173,24 @@ def test_results_are_loaded_and_summarised_whatever_happened_upstream(shipped: d
     tasks = shipped["dags"]["aps_ingest"]["tasks"]
     summary = tasks[SUMMARY_TASK]
     assert summary["trigger_rule"] == "all_done"
-    assert summary["outlets"] == ["aps_ingest_results"]
+    assert summary["outlets"] == []
     # A failed translation must still reach load_results, which records it: every file ends terminal.
     assert tasks["model.load_results"]["trigger_rule"] == "all_done"
     # The summary (and its asset event) comes after every step that moves files: quarantine included.
     assert {"validate_files", "quarantine_rejected", "model.load_results"} <= set(summary["upstream"])
+
+
+def test_results_are_published_only_when_no_step_failed(shipped: dict[str, Any]) -> None:
+    tasks = shipped["dags"]["aps_ingest"]["tasks"]
+    published = tasks[PUBLISH_TASK]
+    assert published["outlets"] == ["aps_ingest_results"]
+    # none_failed: a run with nothing to translate (the model group skipped) still publishes.
+    assert published["trigger_rule"] == "none_failed"
+    steps = {"check_results_schema", "discover_files", "validate_files", "quarantine_rejected", "plan_models",
+             "ensure_aps_bucket", "model.load_results", SUMMARY_TASK}
+    assert steps <= set(published["upstream"])
+    leaves = [task_id for task_id in tasks if not any(task_id in t["upstream"] for t in tasks.values())]
+    assert leaves == [PUBLISH_TASK]  # the run's state is the gate's: a failed step fails the run
 
 
 # -- adding a pipeline is configuration ----------------------------------------------------------------------
@@ -225,8 +239,8 @@ def test_a_second_pipeline_entry_is_a_second_dag_with_its_own_settings(tmp_path:
 
     assert {t["pool"] for t in model_tasks(drawings).values()} == {"aps_drawings"}
     assert {t["pool"] for t in model_tasks(ingest).values()} == {"aps_translation"}
-    assert drawings["tasks"][SUMMARY_TASK]["outlets"] == ["aps_ingest_drawings_results"]
-    assert ingest["tasks"][SUMMARY_TASK]["outlets"] == ["aps_ingest_results"]
+    assert drawings["tasks"][PUBLISH_TASK]["outlets"] == ["aps_ingest_drawings_results"]
+    assert ingest["tasks"][PUBLISH_TASK]["outlets"] == ["aps_ingest_results"]
     assert drawings["tasks"]["discover_files"]["retries"] == 4
     assert drawings["tasks"]["discover_files"]["retry_delay_seconds"] == 5
     assert ingest["tasks"]["discover_files"]["retries"] == 2

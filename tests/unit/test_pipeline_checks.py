@@ -174,3 +174,19 @@ def test_sidecar_documents(raw: bytes, message: str) -> None:
     with pytest.raises(MetadataError, match=message):
         read_sidecar_document(raw)
     assert read_sidecar_document(json.dumps({"project": "x"}).encode()) == {"project": "x"}
+
+
+def test_versioned_cad_names_keep_the_translators_extension() -> None:
+    """Creo/NX save `bracket.prt.3`: the translator's extension is `prt`, and so is the APS object key's."""
+    from aps_pipeline.dedupe import object_key_for
+
+    supported = SupportedInputs.from_formats({"svf2": ["prt", "asm", "ifc", r"prt\.\d+$", r"asm\.\d+$"]})
+    assert extension_of("cad/bracket.prt.3") == "prt"
+    assert extension_of("cad/TOP.ASM.12") == "asm"
+    assert object_key_for("ab" * 32, "cad/bracket.prt.3") == f"{'ab' * 32}.prt"
+    assert check_extension("cad/bracket.prt.3", supported, allowed=["prt"]).passed
+    # A number alone is no translator's extension: rejected up front, with the reason.
+    bare = check_extension("cad/report.3", supported)
+    assert not bare.passed
+    assert "'.3' is not an input APS can translate" in bare.message
+    assert extension_of("a/b/archive.tar.gz") == "gz"

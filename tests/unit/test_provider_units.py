@@ -3,6 +3,7 @@ sensor event handling, links and macros. No services needed."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -10,20 +11,24 @@ import subprocess
 import sys
 import time
 from importlib.metadata import entry_points
+from typing import Any
 
 import pytest
 from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from aps_client import APSConfig
+from aps_client.derivative import summarize_messages
 from aps_client.urn import describe_urn, urn_in
+from aps_provider.base import APSConnection, APSHookMixin
 from aps_provider.get_provider_info import get_provider_info
 from aps_provider.hooks.aps import APSHook, config_from_connection
 from aps_provider.links import APSManifestLink, APSViewerLink, manifest_url, run_page_url, viewer_url
 from aps_provider.operators.derivative import APSStartTranslationOperator
+from aps_provider.operators.oss import APSCreateBucketOperator, APSUploadFromS3Operator
 from aps_provider.plugin import APSPlugin, urn_for
 from aps_provider.sensors.derivative import APSTranslationSensor
-from aps_provider.triggers.derivative import APSTranslationTrigger, summarize_messages
+from aps_provider.triggers.derivative import APSTranslationTrigger
 from aps_provider.upload_state import MemoryUploadStore, upload_state_key
 
 SECRET = "s3cr3t-value-that-must-not-leak"
@@ -152,6 +157,40 @@ def test_trigger_serialize_round_trip_keeps_primitives_only() -> None:
         "dXJuOmE", 1_900_000_000.5, "EMEA", 3.0)
 
 
+def test_trigger_serialize_follows_init_so_it_cannot_drift() -> None:
+    from aps_provider.triggers.base import APSBaseTrigger
+
+    class Extended(APSTranslationTrigger):
+        def __init__(self, urn: str, deadline: float, *, label: str = "x", **kwargs: Any) -> None:
+            super().__init__(urn, deadline, **kwargs)
+            self.label = label
+
+    _, kwargs = Extended(urn="dXJuOmE", deadline=5.0, label="new", region="EMEA").serialize()
+    assert kwargs["label"] == "new"  # a new parameter is serialized without touching serialize()
+    # ... and what it passes on through **kwargs is not lost.
+    assert (kwargs["region"], kwargs["aps_conn_id"]) == ("EMEA", "aps_default")
+    assert kwargs["not_found_grace"] == 120
+    assert Extended(**kwargs).serialize()[1] == kwargs
+    _, full = APSTranslationTrigger(urn="dXJuOmE", deadline=5.0).serialize()
+    assert set(full) == set(inspect.signature(APSTranslationTrigger.__init__).parameters) - {"self"}
+
+    class Misnamed(APSTranslationTrigger):
+        def __init__(self, urn: str, deadline: float, tag: str = "t") -> None:
+            super().__init__(urn, deadline)
+            self.the_tag = tag  # stored under another name: rebuilding from serialize() could not work
+
+    with pytest.raises(AttributeError, match="tag"):
+        Misnamed(urn="dXJuOmE", deadline=5.0).serialize()
+    assert issubclass(APSTranslationTrigger, APSBaseTrigger)
+
+
+def test_trigger_builds_its_hook_from_the_serialized_primitives() -> None:
+    trigger = APSTranslationTrigger(urn="dXJuOmE", deadline=5.0, aps_conn_id="aps_x", region="AUS")
+    assert isinstance(trigger.hook, APSHook)
+    assert (trigger.hook.aps_conn_id, trigger.hook.region) == ("aps_x", "AUS")
+    assert trigger.hook is trigger.hook
+
+
 def test_trigger_serialization_through_airflow_encoder() -> None:
     from airflow.serialization.serialized_objects import BaseSerialization
 
@@ -229,6 +268,48 @@ def test_start_translation_defaults_and_templates() -> None:
     assert not operator.force
     assert {"urn", "region", "formats"} <= set(operator.template_fields)
     assert {link.name for link in operator.operator_extra_links} == {"APS Manifest", "APS Viewer"}
+
+
+@pytest.mark.parametrize("build", [
+    lambda: APSCreateBucketOperator(task_id="b", bucket_key="k", aps_conn_id="aps_x", region="EMEA"),
+    lambda: APSUploadFromS3Operator(task_id="u", s3_bucket="s", s3_key="k", bucket_key="b",
+                                    aps_conn_id="aps_x", region="EMEA"),
+    lambda: APSStartTranslationOperator(task_id="t", urn="dXJu", aps_conn_id="aps_x", region="EMEA"),
+    lambda: APSTranslationSensor(task_id="w", urn="dXJu", aps_conn_id="aps_x", region="EMEA"),
+    lambda: APSConnection("aps_x", "EMEA"),
+], ids=["bucket", "upload", "translate", "sensor", "tasks"])
+def test_every_aps_task_shares_the_base_connection_region_and_cached_hook(build: Any) -> None:
+    task = build()
+    assert isinstance(task, APSHookMixin)
+    if not isinstance(task, APSConnection):
+        assert {"aps_conn_id", "region"} <= set(task.template_fields)
+    assert (task.aps_conn_id, task.region) == ("aps_x", "EMEA")
+    assert task.hook is task.hook
+    assert (task.hook.aps_conn_id, task.hook.region) == ("aps_x", "EMEA")
+
+
+def test_default_args_name_the_connection_and_region_of_every_aps_task() -> None:
+    from datetime import datetime
+
+    from airflow.sdk import DAG
+
+    with DAG("defaults", schedule=None, start_date=datetime(2024, 1, 1),
+             default_args={"aps_conn_id": "aps_x", "region": "AUS"}):
+        sensor = APSTranslationSensor(task_id="w", urn="dXJu", poke_interval=7, mode="reschedule")
+        translate = APSStartTranslationOperator(task_id="t", urn="dXJu")
+    for task in (sensor, translate):
+        assert (task.hook.aps_conn_id, task.hook.region) == ("aps_x", "AUS")
+    assert (sensor.poke_interval, sensor.mode) == (7, "reschedule")  # the sensor's own arguments still arrive
+
+
+def test_default_formats_have_one_home() -> None:
+    from aps_client.derivative import default_formats
+    from aps_pipeline.config import OutputFormat, PipelineConfig
+
+    operator = APSStartTranslationOperator(task_id="translate", urn="dXJu")
+    assert operator.formats == default_formats()
+    defaults = PipelineConfig.model_fields["output_formats"].get_default(call_default_factory=True)
+    assert [OutputFormat.as_aps(fmt) for fmt in defaults] == default_formats()
 
 
 def test_links_open_the_plugin_pages_inside_airflow(monkeypatch: pytest.MonkeyPatch) -> None:

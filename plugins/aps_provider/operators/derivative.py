@@ -5,27 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-
+from aps_client.derivative import default_formats
 from aps_client.errors import APSNotFoundError
 from aps_client.urn import urn_in
-from aps_provider.hooks.aps import APSHook
+from aps_provider.base import APSBaseOperator, aps_template_fields
 from aps_provider.links import APSManifestLink, APSViewerLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-#: SVF2 with 2D and 3D views plus a thumbnail: what the viewer and the results loader need.
-DEFAULT_FORMATS: tuple[dict[str, Any], ...] = (
-    {"type": "svf2", "views": ["2d", "3d"]},
-    {"type": "thumbnail"},
-)
-
 #: Manifest statuses that mean "a job is already there": waiting on it beats submitting it again.
 REUSABLE_STATUSES = frozenset({"pending", "inprogress", "success"})
 
 
-class APSStartTranslationOperator(BaseOperator):
+class APSStartTranslationOperator(APSBaseOperator):
     """POST a Model Derivative translation job for a design and return its URN.
 
     The job is submitted here, on the worker, exactly once per try; wait for it with
@@ -47,7 +40,8 @@ class APSStartTranslationOperator(BaseOperator):
     :param aps_conn_id: The `aps` connection.
     """
 
-    template_fields: Sequence[str] = ("urn", "region", "formats", "force", "workflow", "root_filename")
+    template_fields: Sequence[str] = aps_template_fields("urn", "formats", "force", "workflow",
+                                                         "root_filename")
     ui_color = "#f2d68a"
     operator_extra_links = (APSManifestLink(), APSViewerLink())
 
@@ -55,24 +49,20 @@ class APSStartTranslationOperator(BaseOperator):
         self,
         *,
         urn: str | dict[str, Any],
-        region: str | None = None,
         formats: Sequence[dict[str, Any]] | None = None,
         force: bool = False,
         workflow: str | None = None,
         root_filename: str | None = None,
         reuse_existing_job: bool = True,
-        aps_conn_id: str = APSHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.urn = urn
-        self.region = region
-        self.formats = [dict(f) for f in (formats or DEFAULT_FORMATS)]
+        self.formats = [dict(f) for f in formats] if formats else default_formats()
         self.force = force
         self.workflow = workflow
         self.root_filename = root_filename
         self.reuse_existing_job = reuse_existing_job
-        self.aps_conn_id = aps_conn_id
 
     def execute(self, context: Context) -> str:
         # `force` may arrive templated ("{{ params.force }}"), i.e. as text.
@@ -80,8 +70,7 @@ class APSStartTranslationOperator(BaseOperator):
         urn = urn_in(self.urn)
         if not urn:
             raise ValueError(f"APSStartTranslationOperator needs a URN, got {self.urn!r}")
-        hook = APSHook(aps_conn_id=self.aps_conn_id, region=self.region)
-        with hook.get_client() as aps:
+        with self.hook.get_client() as aps:
             if self.reuse_existing_job and not self.force and self._job_exists(aps, urn):
                 return urn
             accepted = aps.derivative.start_job(

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from aps_client import UploadState, to_urn
 from aps_client.errors import APSForbiddenError, APSNotFoundError
-from aps_provider.hooks.aps import APSHook
+from aps_provider.base import APSBaseOperator, aps_template_fields
 from aps_provider.links import APSManifestLink, APSViewerLink
 from aps_provider.upload_state import (
     MemoryUploadStore,
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class APSCreateBucketOperator(BaseOperator):
+class APSCreateBucketOperator(APSBaseOperator):
     """Make sure an OSS bucket exists (create it, or accept that this application already owns it).
 
     Bucket keys are global across all APS applications: a key owned by another application fails the task
@@ -35,7 +34,7 @@ class APSCreateBucketOperator(BaseOperator):
     :param aps_conn_id: The `aps` connection.
     """
 
-    template_fields: Sequence[str] = ("bucket_key", "policy", "region")
+    template_fields: Sequence[str] = aps_template_fields("bucket_key", "policy")
     ui_color = "#c9e7f5"
 
     def __init__(
@@ -43,19 +42,14 @@ class APSCreateBucketOperator(BaseOperator):
         *,
         bucket_key: str,
         policy: str = "transient",
-        region: str | None = None,
-        aps_conn_id: str = APSHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.bucket_key = bucket_key
         self.policy = policy
-        self.region = region
-        self.aps_conn_id = aps_conn_id
 
     def execute(self, context: Context) -> str:
-        hook = APSHook(aps_conn_id=self.aps_conn_id, region=self.region)
-        with hook.get_client() as aps:
+        with self.hook.get_client() as aps:
             try:
                 bucket = aps.oss.ensure_bucket(self.bucket_key, policy=self.policy, region=self.region)
             except APSForbiddenError as exc:
@@ -66,7 +60,7 @@ class APSCreateBucketOperator(BaseOperator):
         return bucket.bucket_key
 
 
-class APSUploadFromS3Operator(BaseOperator):
+class APSUploadFromS3Operator(APSBaseOperator):
     """Stream an S3 object into an APS OSS bucket (signed S3 multipart upload), resumably.
 
     The object is read through the Amazon provider's S3 hook as a stream, never downloaded whole; memory
@@ -95,8 +89,8 @@ class APSUploadFromS3Operator(BaseOperator):
         Airflow's task state store, which survives retries of this task instance.
     """
 
-    template_fields: Sequence[str] = ("s3_bucket", "s3_key", "bucket_key", "object_key", "region",
-                                      "content_type")
+    template_fields: Sequence[str] = aps_template_fields("s3_bucket", "s3_key", "bucket_key", "object_key",
+                                                         "content_type")
     ui_color = "#c9e7f5"
     operator_extra_links = (APSManifestLink(), APSViewerLink())
 
@@ -107,10 +101,8 @@ class APSUploadFromS3Operator(BaseOperator):
         s3_key: str,
         bucket_key: str,
         object_key: str | None = None,
-        region: str | None = None,
         content_type: str | None = None,
         aws_conn_id: str | None = "aws_default",
-        aps_conn_id: str = APSHook.default_conn_name,
         skip_existing: bool = False,
         state_store: UploadStateStore | None = None,
         **kwargs: Any,
@@ -120,10 +112,8 @@ class APSUploadFromS3Operator(BaseOperator):
         self.s3_key = s3_key
         self.bucket_key = bucket_key
         self.object_key = object_key
-        self.region = region
         self.content_type = content_type
         self.aws_conn_id = aws_conn_id
-        self.aps_conn_id = aps_conn_id
         self.skip_existing = skip_existing
         self.state_store = state_store
 
@@ -159,8 +149,7 @@ class APSUploadFromS3Operator(BaseOperator):
         def save_progress(progress: UploadState) -> None:
             store.set(state_key, {"etag": etag, "size": size, "state": progress.model_dump(mode="json")})
 
-        hook = APSHook(aps_conn_id=self.aps_conn_id, region=self.region)
-        with hook.get_client() as aps:
+        with self.hook.get_client() as aps:
             details = self._existing(aps, object_key, size) if self.skip_existing else None
             if details is None:
                 self.log.info("Uploading s3://%s/%s (%d bytes) to APS %s/%s", self.s3_bucket, self.s3_key,

@@ -5,22 +5,19 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-import httpx
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk import PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
-from aps_client.errors import APSNotFoundError, APSRateLimitedError, APSServerError, APSTransportError
+from aps_client.derivative import ManifestPoll, PollState, manifest_verdict
+from aps_client.errors import APSError
+from aps_client.models import FINISHED_STATUSES
 from aps_client.urn import describe_urn
-from aps_provider.hooks.aps import APSHook
+from aps_provider.base import APSBaseSensor, aps_template_fields
 from aps_provider.links import APSManifestLink, APSViewerLink
-from aps_provider.triggers.derivative import (
-    DEADLINE_EXCEEDED,
-    FINISHED_STATES,
-    APSTranslationTrigger,
-    summarize_messages,
-)
+from aps_provider.triggers.derivative import DEADLINE_EXCEEDED, APSTranslationTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -32,7 +29,7 @@ DEFAULT_TIMEOUT = timedelta(hours=4)
 _DEFERRAL_GRACE = timedelta(minutes=2)
 
 
-class APSTranslationSensor(BaseSensorOperator):
+class APSTranslationSensor(APSBaseSensor):
     """Wait until the translation of `urn` finishes; return the URN on success.
 
     In deferrable mode (the default when `[operators] default_deferrable` is on) the wait runs on the
@@ -41,8 +38,13 @@ class APSTranslationSensor(BaseSensorOperator):
     moment the sensor first defers) passes. It reads the manifest once on the worker before deferring, so a
     translation that has already finished costs no deferral. In poke mode each poke is one manifest GET.
 
-    The task fails, without retrying, when APS reports the translation `failed` or `timeout`, with APS's
-    messages in the error; it fails with a sensor timeout when the wall-clock `timeout` passes first.
+    Both modes judge each manifest GET with `aps_client.derivative.manifest_verdict`. The task fails,
+    without retrying, when APS reports the translation `failed` or `timeout`, with APS's messages in the
+    error, and when there is still no manifest after `not_found_grace`; it fails with a sensor timeout when
+    the wall-clock `timeout` passes first. A manifest that cannot be read at all (refused credentials, no
+    permission) fails it at once, retryably (the connection may be fixed meanwhile); passing trouble (429,
+    5xx, no answer) that outlasts the client's retries only means "poke again". The hook (and so the
+    connection lookup) is built once per task try, not once per poke.
 
     :param urn: URN of the source design (templated), as returned by `APSStartTranslationOperator`.
     :param region: APS region of the model (templated); default: the connection's.
@@ -55,7 +57,7 @@ class APSTranslationSensor(BaseSensorOperator):
         counts as "not there yet" before the task fails; both modes.
     """
 
-    template_fields: Sequence[str] = ("urn", "region")
+    template_fields: Sequence[str] = aps_template_fields("urn")
     ui_color = "#f2b04a"
     operator_extra_links = (APSManifestLink(), APSViewerLink())
 
@@ -63,8 +65,6 @@ class APSTranslationSensor(BaseSensorOperator):
         self,
         *,
         urn: str,
-        region: str | None = None,
-        aps_conn_id: str = APSHook.default_conn_name,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 10.0,
         max_poll_interval: float = 60.0,
@@ -76,18 +76,16 @@ class APSTranslationSensor(BaseSensorOperator):
     ) -> None:
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
         self.urn = urn
-        self.region = region
-        self.aps_conn_id = aps_conn_id
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.backoff_factor = backoff_factor
         self.not_found_grace = not_found_grace
-        self._first_not_found: float | None = None
 
-    @property
-    def hook(self) -> APSHook:
-        return APSHook(aps_conn_id=self.aps_conn_id, region=self.region)
+    @cached_property
+    def _poll(self) -> ManifestPoll:
+        # Built on the first poke, after templating has rendered the URN; kept across pokes of this try.
+        return ManifestPoll(self.urn, not_found_grace=float(self.not_found_grace))
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
@@ -118,26 +116,28 @@ class APSTranslationSensor(BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue:
         try:
             with self.hook.get_client() as aps:
-                manifest = aps.derivative.manifest(self.urn, region=self.region)
-        except APSNotFoundError as exc:
-            self._first_not_found = self._first_not_found or time.monotonic()
-            if time.monotonic() - self._first_not_found > self.not_found_grace:
-                raise AirflowFailException(f"No manifest for {self.urn} after {self.not_found_grace:.0f}s "
-                                           "(was the job submitted?)") from exc
-            self.log.info("Manifest of %s not found yet; poking again", self.urn)
+                outcome: Any = aps.derivative.manifest(self.urn, region=self.region)
+        except APSError as exc:
+            outcome = exc
+        verdict = manifest_verdict(self._poll, outcome, time.monotonic())
+        if verdict.status is not None:
+            self.log.info("Translation of %s: status=%s progress=%s", describe_urn(self.urn), verdict.status,
+                          verdict.progress)
+        if verdict.state is PollState.PENDING:
+            if verdict.error:  # the client already retried; the sensor timeout bounds the wait
+                self.log.warning("Transient APS trouble reading the manifest of %s (%s)", self.urn,
+                                 verdict.error)
+            elif verdict.status is None:
+                self.log.info("Manifest of %s not found yet; poking again", self.urn)
             return PokeReturnValue(is_done=False)
-        except (APSRateLimitedError, APSServerError, APSTransportError, httpx.TransportError) as exc:
-            # The client already retried; the next poke tries again. The sensor timeout bounds the wait.
-            self.log.warning("Transient APS trouble reading the manifest of %s (%s)", self.urn, exc)
-            return PokeReturnValue(is_done=False)
-        self.log.info("Translation of %s: status=%s progress=%s", describe_urn(self.urn), manifest.status,
-                      manifest.progress)
-        if manifest.status == "success":
+        if verdict.state is PollState.DONE:
             return PokeReturnValue(is_done=True, xcom_value=self.urn)
-        if manifest.status in FINISHED_STATES:
-            raise AirflowFailException(self._failure_message(manifest.status, summarize_messages(
-                manifest.messages())))
-        return PokeReturnValue(is_done=False)
+        if verdict.state is PollState.FAILED:
+            raise AirflowFailException(self._failure_message(verdict.status or "failed",
+                                                             list(verdict.messages)))
+        if verdict.state is PollState.MISSING:  # a retry would wait out the same grace for the same 404
+            raise AirflowFailException(verdict.reason) from outcome
+        raise AirflowException(f"Waiting for translation of {self.urn} failed: {verdict.reason}") from outcome
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
         """Resume after the trigger fired: validate its event, fail with APS's words, or return the URN."""
@@ -152,7 +152,7 @@ class APSTranslationSensor(BaseSensorOperator):
                 self.log.warning("APS: %s", message)
             self.log.info("Translation of %s succeeded", self.urn)
             return self.urn
-        if status in FINISHED_STATES:
+        if status in FINISHED_STATUSES:
             raise AirflowFailException(self._failure_message(status, messages))
         if status == DEADLINE_EXCEEDED:
             raise AirflowSensorTimeout(

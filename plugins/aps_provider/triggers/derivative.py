@@ -5,8 +5,8 @@ Rules this trigger keeps (design.md §4):
   runs `run()` again from the start, so `run()` must have no side effects;
 - its kwargs are primitives and its deadline is an absolute epoch time, so a restart neither breaks
   serialization nor extends the timeout;
-- transient trouble (429s, 5xx, network errors that outlast the client's own retries) is survived by
-  polling again until the deadline;
+- what a manifest GET means (finished, a 404 still within its grace, passing trouble worth another poll)
+  is decided by `aps_client.derivative.manifest_verdict`, the same function the sensor's pokes use;
 - the event is a small JSON dict: {status, progress, urn, messages, reason?}.
 """
 
@@ -17,42 +17,20 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
 
-from aps_client.errors import (
-    APSError,
-    APSNotFoundError,
-    APSRateLimitedError,
-    APSServerError,
-    APSTransportError,
-)
+from aps_client.derivative import ManifestPoll, PollState, PollVerdict, manifest_verdict
+from aps_client.errors import APSError
 from aps_client.urn import describe_urn
 from aps_provider.hooks.aps import APSHook
+from aps_provider.triggers.base import APSBaseTrigger
 
-#: Manifest states after which nothing changes any more (APS's own words).
-FINISHED_STATES = ("success", "failed", "timeout")
-#: Extra event states produced by the trigger itself.
+#: Event states produced by the trigger itself (the others are APS's manifest statuses).
 DEADLINE_EXCEEDED = "deadline_exceeded"
 ERROR = "error"
 
-MAX_EVENT_MESSAGES = 10
-MAX_MESSAGE_CHARS = 300
 
-
-def summarize_messages(messages: list[Any]) -> list[str]:
-    """APS's manifest messages as short strings ("error TranslationWorker-InternalFailure: ..."), bounded."""
-    summary = []
-    for message in messages[:MAX_EVENT_MESSAGES]:
-        text = message.message if isinstance(message.message, str) else " ".join(map(str, message.message))
-        line = f"{message.type} {message.code}: {text}".strip()
-        summary.append(line if len(line) <= MAX_MESSAGE_CHARS else line[: MAX_MESSAGE_CHARS - 1] + "…")
-    if len(messages) > MAX_EVENT_MESSAGES:
-        summary.append(f"... and {len(messages) - MAX_EVENT_MESSAGES} more messages")
-    return summary
-
-
-class APSTranslationTrigger(BaseTrigger):
+class APSTranslationTrigger(APSBaseTrigger):
     """Poll a translation's manifest with exponential backoff until it finishes or the deadline passes.
 
     :param urn: URL-safe base64 URN of the source design.
@@ -76,30 +54,13 @@ class APSTranslationTrigger(BaseTrigger):
         backoff_factor: float = 2.0,
         not_found_grace: float = 120.0,
     ) -> None:
-        super().__init__()
+        super().__init__(aps_conn_id=aps_conn_id, region=region)
         self.urn = urn
         self.deadline = float(deadline)
-        self.aps_conn_id = aps_conn_id
-        self.region = region
         self.poll_interval = float(poll_interval)
         self.max_poll_interval = float(max_poll_interval)
         self.backoff_factor = float(backoff_factor)
         self.not_found_grace = float(not_found_grace)
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "urn": self.urn,
-                "deadline": self.deadline,
-                "aps_conn_id": self.aps_conn_id,
-                "region": self.region,
-                "poll_interval": self.poll_interval,
-                "max_poll_interval": self.max_poll_interval,
-                "backoff_factor": self.backoff_factor,
-                "not_found_grace": self.not_found_grace,
-            },
-        )
 
     def _event(self, status: str, progress: str | None = None, messages: list[str] | None = None,
                reason: str | None = None) -> TriggerEvent:
@@ -109,16 +70,20 @@ class APSTranslationTrigger(BaseTrigger):
             payload["reason"] = reason
         return TriggerEvent(payload)
 
+    def _verdict_event(self, verdict: PollVerdict) -> TriggerEvent:
+        """The event of a finished verdict: APS's own status when it finished, else `error` and why."""
+        if verdict.state in (PollState.DONE, PollState.FAILED):
+            return self._event(verdict.status or ERROR, verdict.progress, list(verdict.messages))
+        return self._event(ERROR, verdict.progress, reason=verdict.reason)
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = APSHook(aps_conn_id=self.aps_conn_id, region=self.region)
         try:
-            client = await hook.get_async_client()
+            client = await self.hook.get_async_client()
         except Exception as exc:  # a broken connection will not heal while we wait
             yield self._event(ERROR, reason=f"cannot build the APS client: {exc}")
             return
+        poll = ManifestPoll(self.urn, not_found_grace=self.not_found_grace)
         delay = self.poll_interval
-        last_seen: tuple[str, str] | None = None
-        first_not_found: float | None = None
         # The sensor read the manifest just before deferring, so the first GET waits one interval. It also
         # keeps a trigger from firing within a second of the deferral: Airflow 3.3's scheduler can then see
         # the deferring try's exit after the task was queued again, and fail it ("state changed externally").
@@ -126,37 +91,29 @@ class APSTranslationTrigger(BaseTrigger):
         async with client as aps:
             while True:
                 try:
-                    manifest = await aps.derivative.manifest(self.urn, region=self.region)
-                except APSNotFoundError:
-                    # APS may answer 404 for a moment right after the job POST; only a lasting 404 is fatal.
-                    first_not_found = first_not_found or time.time()
-                    if time.time() - first_not_found > self.not_found_grace:
-                        yield self._event(ERROR, reason=f"no manifest for {self.urn} after "
-                                          f"{self.not_found_grace:.0f}s (was the job submitted?)")
-                        return
-                    self.log.info("Manifest of %s not found yet; polling again", self.urn)
-                except (APSRateLimitedError, APSServerError, APSTransportError, httpx.TransportError) as exc:
-                    self.log.warning("Transient APS trouble polling %s (%s); polling again", self.urn,
-                                     type(exc).__name__)
-                except APSError as exc:  # auth, permission, bad request: waiting will not fix these
-                    yield self._event(ERROR, reason=f"{type(exc).__name__}: {exc}")
+                    outcome: Any = await aps.derivative.manifest(self.urn, region=self.region)
+                except APSError as exc:
+                    outcome = exc
+                verdict = manifest_verdict(poll, outcome, time.time())
+                self._log_verdict(verdict)
+                if verdict.finished:
+                    yield self._verdict_event(verdict)
                     return
-                else:
-                    first_not_found = None
-                    status, progress = manifest.status, manifest.progress
-                    if (status, progress) != last_seen:
-                        self.log.info("Translation of %s: status=%s progress=%s",
-                                      describe_urn(self.urn), status, progress)
-                        last_seen = (status, progress)
-                    if status in FINISHED_STATES:
-                        yield self._event(status, progress, summarize_messages(manifest.messages()))
-                        return
 
                 remaining = self.deadline - time.time()
                 if remaining <= 0:
-                    status, progress = last_seen or ("unknown", None)
-                    yield self._event(DEADLINE_EXCEEDED, progress,
+                    status = poll.last_status or "unknown"
+                    yield self._event(DEADLINE_EXCEEDED, poll.last_progress,
                                       reason=f"translation still {status} at the deadline")
                     return
                 await asyncio.sleep(min(delay, remaining))
                 delay = min(delay * self.backoff_factor, self.max_poll_interval)
+
+    def _log_verdict(self, verdict: PollVerdict) -> None:
+        if verdict.changed:
+            self.log.info("Translation of %s: status=%s progress=%s", describe_urn(self.urn), verdict.status,
+                          verdict.progress)
+        if verdict.state is PollState.PENDING and verdict.error:
+            self.log.warning("Transient APS trouble polling %s (%s); polling again", self.urn, verdict.error)
+        elif verdict.state is PollState.PENDING and verdict.status is None:
+            self.log.info("Manifest of %s not found yet; polling again", self.urn)
