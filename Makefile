@@ -4,6 +4,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# `make up EXECUTOR=celery WORKERS=2 TRIGGERERS=2`: Airflow on Celery workers with a Redis broker.
+EXECUTOR ?= local
+WORKERS ?= 1
+TRIGGERERS ?= 1
 
 .PHONY: install test demo up down lint bench-upload bench-load bench-deferral bench-e2e bench-api clean
 
@@ -24,7 +28,7 @@ demo: install
 	$(PY) -m aps_devstack demo
 
 up: install
-	$(PY) -m aps_devstack up
+	$(PY) -m aps_devstack up --executor $(EXECUTOR) --workers $(WORKERS) --triggerers $(TRIGGERERS)
 
 down:
 	$(PY) -m aps_devstack down

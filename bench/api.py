@@ -37,7 +37,8 @@ import psutil
 from pydantic import SecretStr
 from sqlalchemy import create_engine, insert, make_url
 
-from aps_api.keys import create_key
+from aps_api.api_keys import create_key
+from aps_client import to_urn
 from aps_devstack import LocalPostgres, ManagedProcess, free_port, start_emulator, wait_for_http
 from aps_results import migrate, roles
 from aps_results.models import File, Model
@@ -94,7 +95,7 @@ def seed(admin_url: str, models: int) -> list[int]:
                 )
                 .returning(File.id)
             ).scalar_one()
-            urn = f"dXJuOmFkc2sub2JqZWN0czpvcy5vYmplY3Q6YmVuY2gvbW9kZWwt{n}"
+            urn = to_urn(f"urn:adsk.objects:os.object:bench/model-{n}.ifc")
             model = (
                 insert(Model)
                 .values(

@@ -30,13 +30,18 @@ from airflow.sdk import DAG, Asset, Param, task_group
 
 from aps_ingest_tasks import tasks
 from aps_ingest_tasks.notifications import notify_run_failed
-from aps_pipeline.config import PipelineConfig, load_pipelines
+from aps_pipeline.config import PipelineConfig, PipelineConfigError, load_pipelines
 from aps_provider.operators.derivative import APSStartTranslationOperator
 from aps_provider.operators.oss import APSCreateBucketOperator, APSUploadFromS3Operator
 from aps_provider.sensors.derivative import APSTranslationSensor
 
 
 def ingest_dag(pipeline: PipelineConfig) -> DAG:
+    if pipeline.landing.bucket is None:
+        raise PipelineConfigError(
+            f"pipeline {pipeline.name!r}: the DAG's upload step reads an S3 bucket; a local-folder landing "
+            "(landing.path) works with the aps_pipeline steps, not yet with this DAG"
+        )
     with DAG(
         dag_id=pipeline.name,
         description=pipeline.description or None,
@@ -64,17 +69,18 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
     ) as dag:
         # Every task of a model, the sensor included (poke mode calls APS from a worker slot), takes a slot
         # of the pipeline's pool: the pool bounds concurrent APS work. A deferred sensor holds no slot.
-        # Each mapped instance is labelled with its files' names, and its log starts with the S3 keys and APS
-        # object it works on.
+        # The group's arguments are keys of aps_pipeline.dedupe.ModelPlan, which plan_models returns as is.
+        # Each mapped instance is labelled with its files' names, and its log starts with the landing keys
+        # and APS object it works on.
         @task_group(group_id="model", default_args={
             "pool": pipeline.pool.name, "map_index_template": "{{ model_label(ti) }}",
             "on_execute_callback": tasks.log_model_files,
         })
-        def process_model(model_id, file_ids, s3_bucket, s3_key, bucket_key, object_key, region):
+        def process_model(model_id, file_ids, source_key, bucket_key, object_key, region):
             upload = APSUploadFromS3Operator(
-                task_id="upload_to_aps", s3_bucket=s3_bucket, s3_key=s3_key, bucket_key=bucket_key,
-                object_key=object_key, region=region, skip_existing=True, aws_conn_id=pipeline.aws_conn_id,
-                aps_conn_id=pipeline.aps_conn_id,
+                task_id="upload_to_aps", s3_bucket=pipeline.landing.bucket, s3_key=source_key,
+                bucket_key=bucket_key, object_key=object_key, region=region, skip_existing=True,
+                aws_conn_id=pipeline.aws_conn_id, aps_conn_id=pipeline.aps_conn_id,
             )
             translate = APSStartTranslationOperator(
                 task_id="start_translation", urn=upload.output, region=region,

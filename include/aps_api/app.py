@@ -7,18 +7,20 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from aps_api import __version__
 from aps_api.context import APIContext
 from aps_api.errors import install_error_handlers
 from aps_api.metrics import MetricsMiddleware
-from aps_api.routers import health, metrics, models, viewer
+from aps_api.routers import health, metrics, models, viewer_page, viewer_tokens
 from aps_api.settings import APISettings
 
 DESCRIPTION = """Read-only access to the APS pipeline's results, and short-lived APS Viewer tokens.
 
 Every `/v1` route needs an API key (`Authorization: Bearer <key>`; create one with
-`aps-api keys create NAME`). Errors are JSON `{"detail": ...}`. Listings are paginated with an opaque
+`aps-api keys create NAME`); the `/viewer` page signs in once with a key and then uses an HttpOnly
+session cookie. Errors are JSON `{"detail": ...}`. Listings are paginated with an opaque
 `cursor`: pass back the `next_cursor` of the previous page until it is null.
 """
 
@@ -45,8 +47,9 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
     )
     app.state.context = context
     install_error_handlers(app)
-    for module in (health, models, metrics, viewer):
+    for module in (health, models, viewer_tokens, metrics, viewer_page):
         app.include_router(module.router)
+    app.mount(viewer_page.ASSETS_PATH, StaticFiles(directory=viewer_page.ASSETS_DIR), name="viewer-assets")
     if context.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -78,7 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _keys(args: argparse.Namespace) -> int:
-    from aps_api import keys
+    from aps_api import api_keys as keys
 
     db_url = args.db_url or os.environ.get(ADMIN_URL_ENV)
     if not db_url:

@@ -1,20 +1,21 @@
-"""The app's long-lived parts (engine, APS client, caches, limiter, metrics), built at start-up."""
+"""The app's long-lived parts (engine, APS client, caches, limiters, metrics), built at start-up."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aps_api import queries
-from aps_api.apikeys import APIKeyVerifier, KeyIdentity
 from aps_api.db import create_reader_engine
+from aps_api.key_verifier import APIKeyVerifier, KeyIdentity
 from aps_api.metrics import APIMetrics
-from aps_api.ratelimit import RateLimiter
+from aps_api.ratelimit import RateLimit
 from aps_api.settings import APISettings
-from aps_api.tokens import ViewerTokenCache
-from aps_api.ttlcache import TTLCache
+from aps_api.token_cache import ViewerTokenCache
+from aps_api.viewer_sessions import ViewerSessions
 
 
 @dataclass
@@ -25,7 +26,8 @@ class APIContext:
     aps: Any = None  # aps_client.AsyncAPSClient, or None when no APS credentials are configured
     tokens: ViewerTokenCache | None = None
     keys: APIKeyVerifier | None = None
-    limiter: RateLimiter | None = None
+    limiter: RateLimit | None = None  # requests per API key
+    sessions: ViewerSessions | None = None  # the /viewer page's cookies; None without a signing secret
     # Translated models by id (urn, region) for the viewer-token hot path; see settings.model_cache_seconds.
     translated_models: TTLCache[int, tuple[str, str]] | None = None
     # (monotonic time, message) of the last failed APS check in /health, to answer repeats from memory.
@@ -34,9 +36,13 @@ class APIContext:
     async def start(self) -> None:
         settings = self.settings
         self.engine = create_reader_engine(settings.database_url.get_secret_value(), settings.db_pool_size)
-        self.keys = APIKeyVerifier(self._lookup_key, ttl=settings.api_key_cache_seconds)
-        self.limiter = RateLimiter(settings.rate_limit_per_minute)
-        self.translated_models = TTLCache(settings.model_cache_seconds, max_entries=100_000)
+        invalid_keys = RateLimit.per_minute(settings.invalid_key_limit_per_minute, "invalid-keys")
+        self.keys = APIKeyVerifier(
+            self._lookup_key, ttl=settings.api_key_cache_seconds, failures=invalid_keys
+        )
+        self.limiter = RateLimit.per_minute(settings.rate_limit_per_minute, "key")
+        self.translated_models = TTLCache(maxsize=100_000, ttl=settings.model_cache_seconds)
+        self.sessions = ViewerSessions.from_settings(settings)
         if settings.aps_configured:
             self.aps = _viewer_aps_client(settings)
             self.tokens = ViewerTokenCache(

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 log = logging.getLogger("aps_api")
+
+VIEWER_TOKENS_NOT_CONFIGURED = (
+    "viewer tokens are not configured: set APS_API_APS_CLIENT_ID and APS_API_APS_CLIENT_SECRET"
+)
+
+
+def model_not_found(model_id: int) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"model {model_id} not found")
 
 
 class APSUnavailable(Exception):

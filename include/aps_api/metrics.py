@@ -46,6 +46,11 @@ class APIMetrics:
             "Requests refused with 429 by the per-key rate limit.",
             registry=self.registry,
         )
+        self.invalid_keys_refused = Counter(
+            "aps_api_invalid_keys_refused",
+            "Requests refused with 429 (no database lookup) for too many invalid keys from one address.",
+            registry=self.registry,
+        )
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Row, exists, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from aps_api.apikeys import KeyIdentity
+from aps_api.key_verifier import KeyIdentity
 from aps_results.models import (
     ApiKey,
     Derivative,
@@ -135,6 +135,12 @@ async def get_model_for_token(conn: AsyncConnection, model_id: int) -> Row[Any] 
     """Just what the viewer-token route needs (one primary-key lookup)."""
     query = select(models_t.c.id, models_t.c.urn, models_t.c.region, models_t.c.status)
     return (await conn.execute(query.where(models_t.c.id == model_id))).first()
+
+
+async def model_id_for_urn(conn: AsyncConnection, urn: str) -> int | None:
+    """The newest model with this URN (the viewer page knows a model by its URN)."""
+    query = select(models_t.c.id).where(models_t.c.urn == urn).order_by(models_t.c.id.desc()).limit(1)
+    return (await conn.execute(query)).scalar_one_or_none()
 
 
 async def model_exists(conn: AsyncConnection, model_id: int) -> bool:

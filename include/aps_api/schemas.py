@@ -97,7 +97,7 @@ class ViewerToken(BaseModel):
     expires_in: int = Field(description="seconds the token stays valid")
     urn: str
     region: str
-    scope: str = Field(description="`viewables:read`, or `data:read:<urn>` in per-model mode")
+    scope: str = Field(description="`data:read:<urn>` (per-model mode, the default), or `viewables:read`")
 
 
 class ModelObjectInfo(BaseModel):
@@ -143,3 +143,14 @@ class Health(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: Any
+
+
+# Responses shared by the routes that need an API key, and by the ones about one model.
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "missing, invalid or revoked API key"},
+    429: {
+        "model": ErrorBody,
+        "description": "rate limit reached (per key, or invalid keys per address); see `Retry-After`",
+    },
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "no such model"}}

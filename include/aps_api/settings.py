@@ -11,11 +11,15 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 ENV_PREFIX = "APS_API_"
 
 
+# The APS Viewer the /viewer page loads: an exact version, so new Autodesk code never runs unreviewed.
+VIEWER_BASE_URL = "https://developer.api.autodesk.com/modelderivative/v2/viewers/7.109.0/"
+
+
 class TokenMode(StrEnum):
     """Which scope the viewer tokens carry."""
 
-    VIEWABLES = "viewables"  # `viewables:read`: one token opens every model's viewables of the app
     PER_MODEL = "per-model"  # `data:read:<urn>`: a token opens only the one model it was issued for
+    VIEWABLES = "viewables"  # `viewables:read`: one token opens every model's viewables of the app
 
 
 class APISettings(BaseSettings):
@@ -31,7 +35,9 @@ class APISettings(BaseSettings):
     aps_base_url: str = "https://developer.api.autodesk.com"  # the emulator: http://127.0.0.1:PORT
     aps_client_id: str = ""
     aps_client_secret: SecretStr = SecretStr("")
-    token_mode: TokenMode = TokenMode.VIEWABLES
+    # Per model by default: a token in a browser (where the Viewer's own script runs too) opens one model,
+    # not every model of the APS app.
+    token_mode: TokenMode = TokenMode.PER_MODEL
     # A cached viewer token is handed out only while it still has more than this many seconds to live.
     token_refresh_margin_seconds: float = Field(default=300.0, ge=0)
     # Per-model mode caches one token per model: bound the cache.
@@ -41,6 +47,10 @@ class APISettings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Requests per API key per minute, counted per server process (see aps_api.ratelimit).
     rate_limit_per_minute: int = Field(default=1200, ge=1)
+    # Invalid API keys per client address per minute; beyond it the address's unknown keys get 429 without
+    # a database lookup (see aps_api.key_verifier). The address is the one uvicorn reports: behind a
+    # reverse proxy, list the proxy in uvicorn's FORWARDED_ALLOW_IPS so X-Forwarded-For is used.
+    invalid_key_limit_per_minute: int = Field(default=30, ge=1)
     # How long a verified API key is trusted before the database is asked again; revocation takes at most
     # this long to be honoured.
     api_key_cache_seconds: float = Field(default=30.0, ge=0)
@@ -48,9 +58,24 @@ class APISettings(BaseSettings):
     # database round trip per token. Untranslated or unknown models are never remembered, so a model that
     # finishes translating gets tokens at once; one that stops being translated may get them this long.
     model_cache_seconds: float = Field(default=10.0, ge=0)
-    # The APS Viewer JS the /viewer page loads.
-    viewer_js_url: str = "https://developer.api.autodesk.com/modelderivative/v2/viewers/7.*/viewer3D.min.js"
-    viewer_css_url: str = "https://developer.api.autodesk.com/modelderivative/v2/viewers/7.*/style.min.css"
+    # The APS Viewer JS and CSS the /viewer page loads; the page's Content-Security-Policy allows scripts
+    # from this server and from the JS file's folder only (the Viewer loads its worker and extensions from
+    # there). An exact version: no wildcards.
+    viewer_js_url: str = VIEWER_BASE_URL + "viewer3D.min.js"
+    viewer_css_url: str = VIEWER_BASE_URL + "style.min.css"
+    # The /viewer page trades an API key for an HttpOnly session cookie that lets it fetch viewer tokens
+    # (only those) for this long.
+    viewer_session_seconds: int = Field(default=8 * 3600, ge=1)
+    # Signs the session cookies. Empty: derived from the APS client secret, which every server process of
+    # a deployment shares already (rotating that secret then ends the sessions).
+    viewer_session_secret: SecretStr = SecretStr("")
+
+    @field_validator("viewer_js_url", "viewer_css_url")
+    @classmethod
+    def _pinned_https(cls, value: str) -> str:
+        if not value.startswith("https://") or any(c in value for c in "*; '\"\n"):
+            raise ValueError("must be an https URL of one exact Viewer version (no wildcards)")
+        return value
 
     @field_validator("aps_base_url")
     @classmethod

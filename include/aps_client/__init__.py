@@ -41,6 +41,7 @@ from aps_client.models import (
     ObjectDetails,
     ObjectProperties,
     Token,
+    TreeEntry,
     TreeNode,
     UploadState,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "ObjectDetails",
     "ObjectProperties",
     "Token",
+    "TreeEntry",
     "TreeNode",
     "UploadState",
     "clear_token_cache",

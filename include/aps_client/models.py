@@ -169,6 +169,15 @@ class TreeNode(APSModel):
     objects: list[TreeNode] = Field(default_factory=list)
 
 
+class TreeEntry(APSModel):
+    """One node of an object tree, flattened: what the streaming reader yields instead of nested nodes."""
+
+    objectid: int
+    name: str = ""
+    parent: int | None = None  # the parent's objectid; None for a root
+    depth: int = 0
+
+
 class ObjectProperties(APSModel):
     objectid: int
     name: str = ""

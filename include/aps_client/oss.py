@@ -1,85 +1,17 @@
-"""OSS (Object Storage Service): buckets and objects (aps-api.md §2.2-2.7).
+"""OSS clients (Object Storage Service): buckets, object details, the multipart upload (aps-api.md §2.2-2.7).
 
-Region travels as the `x-ads-region` header, the form OSS documents for bucket creation (and harmless on
-the other OSS calls, where bucket keys are global anyway).
+The requests themselves live in oss_requests.py; the upload helper in upload.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, BinaryIO
-from urllib.parse import quote
+from typing import BinaryIO
 
-from aps_client.errors import APSForbiddenError
 from aps_client.models import Bucket, ObjectDetails, UploadState
-from aps_client.transport import AsyncTransport, Flow, RequestSpec, SyncTransport, error_from_response
-
-if TYPE_CHECKING:
-    from aps_client.upload import Source
-
-BUCKET_POLICIES = ("transient", "temporary", "persistent")
-
-
-def region_headers(region: str) -> dict[str, str]:
-    return {"x-ads-region": region.upper()}
-
-
-def bucket_path(bucket_key: str) -> str:
-    return f"/oss/v2/buckets/{quote(bucket_key, safe='')}"
-
-
-def object_path(bucket_key: str, object_key: str) -> str:
-    # Object keys may contain '/', which must be percent-encoded in the path (aps-api.md §1).
-    return f"{bucket_path(bucket_key)}/objects/{quote(object_key, safe='')}"
-
-
-def _other_owner(bucket_key: str, error: Exception) -> APSForbiddenError:
-    return APSForbiddenError(
-        f"bucket {bucket_key!r} exists but this application may not use it (bucket keys are global across "
-        f"all APS applications; it probably belongs to another one): pick another bucket key",
-        status_code=getattr(error, "status_code", 403),
-        body=getattr(error, "body", None),
-        request_id=getattr(error, "request_id", None),
-        method=getattr(error, "method", None),
-        url=getattr(error, "url", None),
-    )
-
-
-def bucket_details_flow(bucket_key: str, region: str) -> Flow[Bucket]:
-    response = yield RequestSpec(
-        "GET",
-        f"{bucket_path(bucket_key)}/details",
-        family="oss",
-        headers=region_headers(region),
-        accept=frozenset({403}),
-    )
-    if response.status_code == 403:
-        raise _other_owner(bucket_key, error_from_response(response))
-    return Bucket.model_validate(response.json())
-
-
-def ensure_bucket_flow(bucket_key: str, policy: str, region: str) -> Flow[Bucket]:
-    """Create the bucket; 409 means it exists already, so read its details (403 there: not ours)."""
-    if policy not in BUCKET_POLICIES:
-        raise ValueError(f"bucket policy must be one of {BUCKET_POLICIES}, got {policy!r}")
-    response = yield RequestSpec(
-        "POST",
-        "/oss/v2/buckets",
-        family="oss",
-        headers=region_headers(region),
-        json={"bucketKey": bucket_key, "policyKey": policy},
-        accept=frozenset({409}),
-    )
-    if response.status_code == 409:
-        return (yield from bucket_details_flow(bucket_key, region))
-    return Bucket.model_validate(response.json())
-
-
-def object_details_flow(bucket_key: str, object_key: str, region: str) -> Flow[ObjectDetails]:
-    response = yield RequestSpec(
-        "GET", f"{object_path(bucket_key, object_key)}/details", family="oss", headers=region_headers(region)
-    )
-    return ObjectDetails.model_validate(response.json())
+from aps_client.oss_requests import bucket_details_flow, ensure_bucket_flow, object_details_flow
+from aps_client.transport import AsyncTransport, SyncTransport
+from aps_client.upload import MultipartUpload, Source
 
 
 class OSSClient:
@@ -111,8 +43,6 @@ class OSSClient:
         on_progress: Callable[[UploadState], None] | None = None,
     ) -> ObjectDetails:
         """Signed-S3 multipart upload; see aps_client.upload.MultipartUpload for the details."""
-        from aps_client.upload import MultipartUpload
-
         return MultipartUpload(
             self._transport,
             bucket_key,

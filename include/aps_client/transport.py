@@ -63,6 +63,9 @@ class RequestSpec:
     # False for calls that must not happen twice (POST /job): the transport then retries only failures
     # after which APS surely did nothing, and hands ambiguous ones to the flow, which looks before resending.
     idempotent: bool = True
+    # SyncTransport leaves a 200's body unread: the caller iterates it (response.iter_bytes()) and closes
+    # the response. Other answers, and every answer of AsyncTransport, are read as usual.
+    stream: bool = False
 
 
 @dataclass(frozen=True)
@@ -319,7 +322,10 @@ class SyncTransport:
     def _send_once(self, spec: RequestSpec, token: Token | None) -> httpx.Response:
         request = self.policy.build(self.http, spec, token)
         try:
-            return self.http.send(request)
+            response = self.http.send(request, stream=spec.stream)
+            if spec.stream and response.status_code != 200:
+                response.read()  # the policy reads error bodies; reading closes the stream
+            return response
         except httpx.TransportError as exc:
             raise self.policy.transport_error(request, exc) from None
 

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 from aps_client.errors import APSError, APSUploadError
 from aps_client.models import ObjectDetails, UploadState
-from aps_client.oss import object_details_flow, object_path, region_headers
+from aps_client.oss_requests import object_details_flow, object_path, region_headers
 from aps_client.transport import RequestSpec, SyncTransport
 
 log = logging.getLogger("aps_client.upload")

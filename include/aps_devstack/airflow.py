@@ -1,9 +1,11 @@
-"""A local Airflow 3 deployment made of real components: api-server, scheduler, dag-processor, triggerer.
+"""A local Airflow 3 deployment made of real components: api-server, scheduler, dag-processor, triggerer(s).
 
 Each component is the `airflow` CLI in its own process group (ManagedProcess), configured only through
-environment variables, with its metadata in PostgreSQL and the LocalExecutor. Workers reach the
-execution API on the api-server, so its URL (on a free port) is part of the configuration. This module
-never imports Airflow: it drives the CLI, the REST API and reads the metadata tables with SQLAlchemy.
+environment variables, with its metadata in PostgreSQL. Tasks run on the LocalExecutor, or on the
+CeleryExecutor with `celery_workers` x `airflow celery worker` (broker: a Redis URL; results: the metadata
+database), as docker-compose.yaml deploys them. Workers reach the execution API on the api-server, so its
+URL (on a free port) is part of the configuration. This module never imports Airflow: it drives the CLI,
+the REST API and reads the metadata tables with SQLAlchemy.
 
     stack = AirflowStack(home, dags_folders=[Path("dags")], database_url=pg.create_database("airflow"),
                          env={"AIRFLOW_CONN_APS_DEFAULT": json.dumps({...})})
@@ -37,6 +39,8 @@ from sqlalchemy.engine import Engine, make_url
 from aps_devstack.process import ManagedProcess, free_port
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# The executors a stack can run on, by the short names the command line takes.
+EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 TERMINAL_TI_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 
@@ -47,26 +51,42 @@ def _airflow_argv() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "airflow"]
 
 
+def celery_nodes_answering(broker_url: str, timeout: float = 1.0) -> set[str]:
+    """The Celery node names (`celery-worker-1@host`) that answer a ping over the broker at `broker_url`."""
+    from celery import Celery
+
+    app = Celery(broker=broker_url)
+    try:
+        return {node for reply in app.control.ping(timeout=timeout) for node in reply}
+    finally:
+        app.close()
+
+
 def _with_driver(url: str, driver: str) -> str:
     parsed = make_url(url)
     return parsed.set(drivername=f"postgresql+{driver}").render_as_string(hide_password=False)
 
 
 class AirflowStack:
-    """A local Airflow (api-server, scheduler with LocalExecutor, dag-processor, triggerer).
+    """A local Airflow (api-server, scheduler, dag-processor, triggerers and, on Celery, workers).
 
     :param home: AIRFLOW_HOME (created; logs go to `home/logs`, component output to `home/<name>.out`).
     :param dags_folders: One or more folders of DAG files; each becomes a local DAG bundle.
     :param database_url: SQLAlchemy URL of an empty (or already migrated) PostgreSQL database, any driver.
     :param env: Extra environment for every component, e.g. `AIRFLOW_CONN_APS_DEFAULT` (JSON connection)
         or `AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE`. Applied last, so it can override any setting here.
-    :param parallelism: Worker slots of the LocalExecutor (`[core] parallelism`).
+    :param parallelism: Task slots of the executor (`[core] parallelism`); on Celery they are shared out
+        among the workers (`[celery] worker_concurrency`).
     :param plugins_folder: `[core] plugins_folder`; default: an empty folder in `home`.
     :param api_port: Port of the api-server (default: a free one).
     :param triggerer_health_threshold: Seconds without a heartbeat after which a triggerer counts as dead
         and its triggers move to another triggerer.
     :param admin_password: Require a login: user `admin` with this password (default: no login, every
         visitor is admin, which suits throwaway stacks that nobody browses).
+    :param executor: `LocalExecutor` (default) or `CeleryExecutor`.
+    :param broker_url: The Celery broker (e.g. `LocalRedis.url()`); required by the CeleryExecutor.
+    :param celery_workers: How many `airflow celery worker` processes run (CeleryExecutor only).
+    :param triggerers: How many triggerers run; the first is named `triggerer`, the others `triggerer-2`...
     """
 
     def __init__(
@@ -80,7 +100,20 @@ class AirflowStack:
         api_port: int | None = None,
         triggerer_health_threshold: int = 15,
         admin_password: str | None = None,
+        executor: str = "LocalExecutor",
+        broker_url: str | None = None,
+        celery_workers: int = 1,
+        triggerers: int = 1,
     ) -> None:
+        if executor not in EXECUTORS.values():
+            raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS.values())}")
+        if executor == "CeleryExecutor" and not broker_url:
+            raise ValueError("the CeleryExecutor needs a broker_url")
+        self.executor = executor
+        self.broker_url = broker_url
+        self.celery_workers = celery_workers if executor == "CeleryExecutor" else 0
+        self.triggerers = triggerers
+        self.worker_concurrency = -(-parallelism // max(self.celery_workers, 1))  # ceiling division
         self.home = Path(home).resolve()
         folders = [dags_folders] if isinstance(dags_folders, (str, Path)) else list(dags_folders)
         self.dags_folders = [Path(folder).resolve() for folder in folders]
@@ -114,7 +147,8 @@ class AirflowStack:
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folders[0]),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.plugins_folder),
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": self.executor,
+            **self._celery_settings(),
             "AIRFLOW__CORE__PARALLELISM": str(parallelism),
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(max(parallelism, 16) * 4),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -169,29 +203,58 @@ class AirflowStack:
         """Create or upgrade the metadata schema (`airflow db migrate`)."""
         self.cli("db", "migrate", timeout=600)
 
-    def start(self, components: Iterable[str] = COMPONENTS, timeout: float = 240) -> AirflowStack:
+    @property
+    def components(self) -> list[str]:
+        """The names of every process this stack runs, in start order."""
+        return [
+            *COMPONENTS,
+            *(f"triggerer-{i}" for i in range(2, self.triggerers + 1)),
+            *(f"celery-worker-{i}" for i in range(1, self.celery_workers + 1)),
+        ]
+
+    def start(self, components: Iterable[str] | None = None, timeout: float = 240) -> AirflowStack:
         """Migrate the database, start the components and wait until the api-server reports them healthy."""
+        names = list(self.components if components is None else components)
         self.migrate()
-        for name in components:
+        for name in names:
             self.start_component(name)
-        self.wait_healthy(timeout=timeout, components=components)
+        self.wait_healthy(timeout=timeout, components=names)
         return self
 
-    def start_component(self, name: str) -> ManagedProcess:
-        if name not in COMPONENTS:
-            raise ValueError(f"unknown Airflow component {name!r}; known: {', '.join(COMPONENTS)}")
-        argv = [*_airflow_argv(), name]
+    def _command(self, name: str) -> tuple[list[str], dict[str, str]]:
+        """The argv of component `name` and the environment it adds to the stack's."""
+        airflow = _airflow_argv()
         if name == "api-server":
-            argv += ["--host", "127.0.0.1", "--port", str(self.api_port)]
-        process = ManagedProcess(f"airflow-{name}", argv, self.home / f"{name}.out", env=self.env,
+            return [*airflow, name, "--host", "127.0.0.1", "--port", str(self.api_port)], {}
+        if name in ("scheduler", "dag-processor"):
+            return [*airflow, name], {}
+        # Triggerers and workers run side by side on one machine: the first of each serves its logs on the
+        # port the stack configures (where the api-server looks), every other one on a port of its own.
+        if name == "triggerer" or name.startswith("triggerer-"):
+            own_port = {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
+            return [*airflow, "triggerer"], own_port if name != "triggerer" else {}
+        # The workers also need distinct Celery node names; they serve the default queue.
+        own_port = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
+        return ([*airflow, "celery", "worker", "--celery-hostname", f"{name}@%h"],
+                own_port if name != "celery-worker-1" else {})
+
+    def start_component(self, name: str) -> ManagedProcess:
+        if name not in self.components:
+            raise ValueError(f"unknown Airflow component {name!r}; known: {', '.join(self.components)}")
+        argv, env = self._command(name)
+        process = ManagedProcess(f"airflow-{name}", argv, self.home / f"{name}.out", env={**self.env, **env},
                                  cwd=self.home)
         self.processes[name] = process
         return process
 
-    def wait_healthy(self, timeout: float = 240, components: Iterable[str] = COMPONENTS) -> None:
-        """Wait until the api-server answers and every started component has a fresh heartbeat."""
+    def wait_healthy(self, timeout: float = 240, components: Iterable[str] | None = None) -> None:
+        """Wait until the api-server answers, every started component has a fresh heartbeat and every
+        Celery worker answers a ping over the broker."""
+        names = list(self.components if components is None else components)
         wanted = {"scheduler", "triggerer", "dag_processor", "metadatabase"} & {
-            c.replace("-", "_") for c in [*components, "metadatabase"]}
+            c.replace("-", "_") for c in [*names, "metadatabase"]}
+        workers = [name for name in names if name.startswith("celery-worker-")]
+        triggerers = sum(1 for name in names if name.startswith("triggerer"))
         deadline = time.monotonic() + timeout
         last: Any = "no answer"
         while time.monotonic() < deadline:
@@ -202,7 +265,13 @@ class AirflowStack:
                     health = response.json()
                     last = {name: (health.get(name) or {}).get("status") for name in wanted}
                     if all(status == "healthy" for status in last.values()):
-                        return
+                        # The health endpoint counts one triggerer and no Celery worker: ask for the rest.
+                        last["triggerers"] = self.live_triggerers()
+                        nodes = celery_nodes_answering(str(self.broker_url)) if workers else set()
+                        last["workers"] = sorted(nodes)
+                        answering = {node.partition("@")[0] for node in nodes}
+                        if last["triggerers"] >= triggerers and answering >= set(workers):
+                            return
                 else:
                     last = f"HTTP {response.status_code}"
             except httpx.HTTPError as exc:
@@ -210,15 +279,31 @@ class AirflowStack:
             time.sleep(1)
         raise TimeoutError(f"Airflow not healthy within {timeout:.0f}s: {last}\n{self._tails()}")
 
+    def describe(self) -> str:
+        """Which executor runs the tasks, with how many workers and triggerers (for `make up`)."""
+        parts = [f"{self.triggerers} triggerer(s)"]
+        if self.executor == "CeleryExecutor":
+            parts.insert(0, f"{self.celery_workers} celery worker(s) x {self.worker_concurrency} slots")
+        return f"{self.executor}: {', '.join(parts)}"
+
+    def live_triggerers(self) -> int:
+        """How many triggerers are running with a heartbeat younger than the health threshold."""
+        threshold = float(self.env["AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD"])
+        query = text("SELECT count(*) FROM job WHERE job_type = 'TriggererJob' AND state = 'running' "
+                     "AND latest_heartbeat > now() - make_interval(secs => :s)")
+        with self.engine.connect() as conn:
+            return int(conn.execute(query, {"s": threshold}).scalar_one())
+
     def restart_triggerer(self, kill: bool = True) -> ManagedProcess:
         """Stop the triggerer (SIGKILL of its whole process group by default) and start a new one."""
         old = self.processes.get("triggerer")
         if old is not None:
             old.kill() if kill else old.stop()
         self._restarts += 1
-        argv = [*_airflow_argv(), "triggerer"]
-        process = ManagedProcess(f"airflow-triggerer-{self._restarts}", argv,
-                                 self.home / f"triggerer-{self._restarts}.out", env=self.env, cwd=self.home)
+        argv, env = self._command("triggerer")
+        name = f"triggerer-restart-{self._restarts}"
+        process = ManagedProcess(f"airflow-{name}", argv, self.home / f"{name}.out", env={**self.env, **env},
+                                 cwd=self.home)
         self.processes["triggerer"] = process
         return process
 
@@ -236,8 +321,10 @@ class AirflowStack:
         raise TimeoutError(f"no new triggerer heartbeat within {timeout:.0f}s:\n{self._tails()}")
 
     def stop(self) -> None:
-        """Stop every component (scheduler first, so no new work is started while the rest go down)."""
-        for name in ("scheduler", "triggerer", "dag-processor", "api-server"):
+        """Stop every component: the scheduler first, so no new work is started while the rest go down, then
+        the others in reverse start order (the api-server last: workers report to it until they exit)."""
+        others = [name for name in reversed(self.processes) if name != "scheduler"]
+        for name in ["scheduler", *others]:
             process = self.processes.pop(name, None)
             if process is not None:
                 process.stop()
@@ -263,6 +350,16 @@ class AirflowStack:
 
     def _tails(self) -> str:
         return "\n".join(f"--- {name} ---\n{proc.log_tail(25)}" for name, proc in self.processes.items())
+
+    def _celery_settings(self) -> dict[str, str]:
+        """The `[celery]` keys docker-compose.yaml sets, plus the worker slots: results in the metadata DB."""
+        if self.executor != "CeleryExecutor":
+            return {}
+        return {
+            "AIRFLOW__CELERY__BROKER_URL": str(self.broker_url),
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.database_url}",
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+        }
 
     def _login_settings(self) -> dict[str, str]:
         if self.admin_password is None:

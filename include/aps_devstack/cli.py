@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from aps_devstack.airflow import EXECUTORS
 from aps_devstack.postgres import LocalPostgres, MissingPrerequisite
 from aps_devstack.stack import LANDING_BUCKET, LANDING_PREFIX, REPO_ROOT, LocalStack
 
@@ -25,7 +26,7 @@ UP_DIR = Path(os.environ.get("APS_STACK_DIR") or REPO_ROOT / ".stack" / "up")
 STATE_FILE = UP_DIR / "state.json"
 
 
-def up() -> int:
+def up(executor: str = "local", workers: int = 1, triggerers: int = 1) -> int:
     """Start the stack in the background (Airflow UI on localhost:8080) and print how to use it."""
     if STATE_FILE.exists():
         print(f"a stack is already up (see {STATE_FILE}); run `make down` first", file=sys.stderr)
@@ -41,12 +42,18 @@ def up() -> int:
     password = secrets.token_urlsafe(12)
     try:
         stack.start_api()
-        stack.start_airflow(api_port=int(os.environ.get("AIRFLOW_UI_PORT", "8080")), admin_password=password)
+        stack.start_airflow(api_port=int(os.environ.get("AIRFLOW_UI_PORT", "8080")), admin_password=password,
+                            executor=EXECUTORS[executor], celery_workers=workers, triggerers=triggerers)
         create_pools(stack)
+    except MissingPrerequisite as exc:  # e.g. no redis-server and no apt-get to install it
+        stack.stop()
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 2
     except BaseException:
         stack.stop()  # nothing half-started is left behind for `make down` to miss
         raise
-    processes = [stack.s3.process, stack.emulator.process, stack.api, *stack.airflow.processes.values()]
+    processes = [stack.s3.process, stack.emulator.process, stack.api, *stack.airflow.processes.values(),
+                 stack.redis.process if stack.redis else None]
     STATE_FILE.write_text(
         json.dumps(
             {
@@ -62,6 +69,7 @@ def up() -> int:
     print(f"""
 Local stack is up (stop it with `make down`).
   Airflow UI        {stack.airflow.api_url}   user admin, password {password}
+  executor          {stack.airflow.describe()}{f", broker {stack.redis.url()}" if stack.redis else ""}
   S3 endpoint       {stack.s3.endpoint_url}   (any access key)
   landing           s3://{LANDING_BUCKET}/{LANDING_PREFIX}
   APS emulator      {stack.emulator.base_url}
@@ -157,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("demo", help="start everything, ingest the sample batch, check the API, stop")
-    commands.add_parser("up", help="start the stack in the background (Airflow UI on localhost:8080)")
+    start = commands.add_parser("up", help="start the stack in the background (Airflow UI on localhost:8080)")
+    start.add_argument("--executor", choices=sorted(EXECUTORS), default="local",
+                       help="run tasks on the LocalExecutor or on Celery workers with a Redis broker")
+    start.add_argument("--workers", type=int, default=1, help="--executor celery: Celery workers")
+    start.add_argument("--triggerers", type=int, default=1, help="triggerers")
     commands.add_parser("down", help="stop the stack `up` started")
     make_sample = commands.add_parser("sample", help="write a small valid IFC file")
     make_sample.add_argument("path", type=Path)
@@ -179,4 +191,6 @@ def main(argv: list[str] | None = None) -> int:
         fields = ("project", "discipline", "author", "revision", "description", "tags")
         metadata = {name: getattr(args, name) for name in fields if getattr(args, name)}
         return put(args.paths, metadata, args.prefix)
-    return up() if args.command == "up" else down()
+    if args.command == "up":
+        return up(args.executor, args.workers, args.triggerers)
+    return down()

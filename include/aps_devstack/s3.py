@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from aps_devstack.process import ManagedProcess, free_port, wait_for_http
 
 # moto accepts any credentials; these are placeholders, not secrets.
@@ -23,12 +21,13 @@ class S3Server:
     process: ManagedProcess | None = None
 
     def client(self) -> Any:
-        return boto3.client(
-            "s3",
+        from aps_landing.s3 import make_s3_client
+
+        return make_s3_client(
             endpoint_url=self.endpoint_url,
-            aws_access_key_id=S3_ACCESS_KEY,
-            aws_secret_access_key=S3_SECRET_KEY,
-            region_name=S3_REGION,
+            access_key=S3_ACCESS_KEY,
+            secret_key=S3_SECRET_KEY,
+            region=S3_REGION,
         )
 
     def make_bucket(self, name: str) -> None:

@@ -20,6 +20,7 @@ from aps_devstack.airflow import AirflowStack
 from aps_devstack.emulator import EmulatorServer, start_emulator
 from aps_devstack.postgres import LocalPostgres
 from aps_devstack.process import ManagedProcess, free_port, wait_for_http
+from aps_devstack.redis_server import LocalRedis
 from aps_devstack.s3 import S3Server, start_s3_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +43,7 @@ class LocalStack:
     airflow: AirflowStack | None = None
     api: ManagedProcess | None = None
     api_url: str | None = None
+    redis: LocalRedis | None = None  # the Celery broker, when Airflow runs on the CeleryExecutor
     reader_password: str = field(default_factory=lambda: secrets.token_urlsafe(16), repr=False)
 
     @classmethod
@@ -126,9 +128,13 @@ class LocalStack:
 
     def start_airflow(
         self, *, api_port: int | None = None, parallelism: int = 8, extra_env: dict[str, str] | None = None,
-        admin_password: str | None = None,
+        admin_password: str | None = None, executor: str = "LocalExecutor", celery_workers: int = 1,
+        triggerers: int = 1,
     ) -> AirflowStack:
+        """Start Airflow on its own metadata database; on the CeleryExecutor, with a Redis broker first."""
         airflow_db = self.postgres.create_database("airflow")
+        if executor == "CeleryExecutor" and self.redis is None:
+            self.redis = LocalRedis.start(self.workdir / "redis")
         self.airflow = AirflowStack(
             self.workdir / "airflow",
             dags_folders=[DAGS_FOLDER],
@@ -137,6 +143,10 @@ class LocalStack:
             parallelism=parallelism,
             api_port=api_port,
             admin_password=admin_password,
+            executor=executor,
+            broker_url=self.redis.url() if self.redis is not None else None,
+            celery_workers=celery_workers,
+            triggerers=triggerers,
         )
         self.airflow.start()
         return self.airflow
@@ -154,15 +164,18 @@ class LocalStack:
         return self.api_url
 
     def put_sample_batch(self, seed: int = 1) -> list[Any]:
+        from aps_landing.s3 import S3Landing
         from aps_samples.batch import put_sample_batch
 
-        return put_sample_batch(self.s3.client(), LANDING_BUCKET, LANDING_PREFIX, seed=seed)
+        return put_sample_batch(S3Landing(self.s3.client(), LANDING_BUCKET), LANDING_PREFIX, seed=seed)
 
     def stop(self) -> None:
         if self.api is not None:
             self.api.stop()
         if self.airflow is not None:
             self.airflow.stop()
+        if self.redis is not None:
+            self.redis.stop()
         self.emulator.stop()
         self.s3.stop()
         self.postgres.stop()

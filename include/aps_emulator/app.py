@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from aps_emulator.context import EmulatorContext
-from aps_emulator.errors import APSHTTPError, handle_aps_error, handle_validation_error
+from aps_emulator.errors import APSHTTPError, handle_aps_error, handle_http_error, handle_validation_error
 from aps_emulator.faults import FaultsAndStatsMiddleware
+from aps_emulator.paths import CollapseSlashesMiddleware
 from aps_emulator.routes import auth, control, derivative, oss, s3, webhooks
 from aps_emulator.settings import EmulatorSettings
 from aps_emulator.webhook_delivery import WebhookDispatcher
@@ -38,7 +40,9 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
     app.state.emulator = context
     app.add_exception_handler(APSHTTPError, handle_aps_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(HTTPException, handle_http_error)
     app.add_middleware(FaultsAndStatsMiddleware, routes_app=app)
+    app.add_middleware(CollapseSlashesMiddleware)  # added last, so it runs first: stats see the clean path
 
     @app.get("/", name="service_info")
     async def service_info() -> JSONResponse:

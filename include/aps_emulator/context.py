@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from fastapi import Request
 
@@ -15,8 +15,11 @@ from aps_emulator.settings import EmulatorSettings, Tunables
 from aps_emulator.state import Store
 from aps_emulator.stats import Stats
 
-if TYPE_CHECKING:
-    from aps_emulator.webhook_delivery import WebhookDispatcher
+
+class DeliveryService(Protocol):
+    """What reset needs of the webhook service (webhook_delivery.py), without importing it."""
+
+    def cancel_all(self) -> None: ...
 
 
 @dataclass
@@ -29,7 +32,7 @@ class EmulatorContext:
     rate_limiter: RateLimiter = field(default_factory=RateLimiter)
     content_cache: ContentCache = field(default_factory=ContentCache)
     started_at: float = field(default_factory=time.time)
-    dispatcher: WebhookDispatcher | None = None
+    dispatcher: DeliveryService | None = None
 
     @classmethod
     def create(cls, settings: EmulatorSettings) -> EmulatorContext:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 AUTH_DOC_URL = "https://aps.autodesk.com/en/docs/oauth/v2/developers_guide/error_handling/"
 
@@ -67,3 +68,10 @@ async def handle_validation_error(request: Request, exc: Exception) -> Response:
         for error in exc.errors()
     )
     return JSONResponse(body_for_path(request.url.path, 400, f"Invalid request: {problems}"), status_code=400)
+
+
+async def handle_http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own answers (no such route: 404, wrong method: 405) in the owning service's shape."""
+    assert isinstance(exc, HTTPException)
+    body = body_for_path(request.url.path, exc.status_code, str(exc.detail))
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)

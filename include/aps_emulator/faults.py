@@ -11,8 +11,6 @@ It is written as plain ASGI (not BaseHTTPMiddleware) so request bodies stream st
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import random
 import threading
@@ -24,24 +22,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aps_emulator.context import EmulatorContext
 from aps_emulator.rate_limits import FORCEGET_LIMIT_PER_MINUTE, RATE_LIMITS_PER_MINUTE
+from aps_emulator.security import client_id_of
 
 QUOTA_BODY = {"developerMessage": "Quota limit exceeded."}
 InjectedAnswer = tuple[int, dict[str, Any], dict[str, str]]  # status, JSON body, headers
 UNCOUNTED_PREFIXES = ("/_emulator", "/docs", "/openapi.json", "/redoc")
-
-
-def _client_of(context: EmulatorContext, headers: dict[str, str]) -> str:
-    scheme, _, value = headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer":
-        record = context.store.state.tokens.get(value.strip())
-        if record is not None:
-            return record.client_id
-    elif scheme.lower() == "basic":
-        try:
-            return base64.b64decode(value.strip()).decode().partition(":")[0]
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            pass
-    return "anonymous"
 
 
 async def _drain(receive: Receive) -> None:
@@ -140,7 +125,7 @@ class FaultsAndStatsMiddleware:
                 limit, key = FORCEGET_LIMIT_PER_MINUTE, f"{operation}:forceget"
             if limit is not None:
                 headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
-                client = _client_of(context, headers)
+                client = client_id_of(context, headers.get("authorization", "")) or "anonymous"
                 wait = context.rate_limiter.check(client, key, limit, context.clock.now())
                 if wait is not None:
                     return 429, QUOTA_BODY, {"Retry-After": str(wait)}

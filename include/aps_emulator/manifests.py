@@ -68,36 +68,37 @@ def views(job: JobRecord) -> list[View]:
     return result
 
 
+def _resource(job: JobRecord, label: str, role: str, mime: str, urn_path: str | None = None,
+              **extra: Any) -> dict[str, Any]:
+    """A manifest resource. The spec requires guid, type, role and status on every one, at every depth; only
+    finished derivatives have resources, so their status is always success."""
+    resource: dict[str, Any] = {"guid": _guid(job, label), "type": "resource", "role": role, "mime": mime,
+                                "status": "success", **extra}
+    if urn_path is not None:
+        resource["urn"] = f"urn:adsk.viewing:fs.file:{job.urn}/output/{urn_path}"
+    return resource
+
+
 def _thumbnail_resources(job: JobRecord, label: str) -> list[dict[str, Any]]:
-    return [
-        {"guid": _guid(job, f"{label}/thumb/{size}"), "type": "resource", "role": "thumbnail",
-         "mime": "image/png", "resolution": [size, size],
-         "urn": f"urn:adsk.viewing:fs.file:{job.urn}/output/{label}/preview{size}.png"}
-        for size in THUMBNAIL_SIZES
-    ]
+    return [_resource(job, f"{label}/thumb/{size}", "thumbnail", "image/png", f"{label}/preview{size}.png",
+                      resolution=[size, size])
+            for size in THUMBNAIL_SIZES]
 
 
 def _geometry_derivative(job: JobRecord, output_type: str) -> dict[str, Any]:
     children: list[dict[str, Any]] = []
     for view in views(job):
-        graphics: dict[str, Any] = {"guid": _guid(job, f"{view.role}/graphics/{output_type}"),
-                                    "type": "resource", "role": "graphics"}
-        if output_type == "svf2":
-            graphics["mime"] = "application/autodesk-svf2"
-        else:
-            graphics["mime"] = "application/autodesk-svf"
-            graphics["urn"] = f"urn:adsk.viewing:fs.file:{job.urn}/output/{view.role}/0.svf"
+        label = f"{view.role}/graphics/{output_type}"
+        graphics = (_resource(job, label, "graphics", "application/autodesk-svf2") if output_type == "svf2"
+                    else _resource(job, label, "graphics", "application/autodesk-svf", f"{view.role}/0.svf"))
         children.append({
             "guid": view.guid, "type": "geometry", "role": view.role, "name": view.name,
             "viewableID": view.guid, "status": "success", "progress": "complete", "hasThumbnail": "true",
             "isMasterView": view.is_master,
             "children": [graphics, *_thumbnail_resources(job, view.role)],
         })
-    children.append({
-        "guid": _guid(job, f"propertydb/{output_type}"), "type": "resource",
-        "role": "Autodesk.CloudPlatform.PropertyDatabase", "mime": "application/autodesk-db",
-        "urn": f"urn:adsk.viewing:fs.file:{job.urn}/output/Resource/model.sdb",
-    })
+    children.append(_resource(job, f"propertydb/{output_type}", "Autodesk.CloudPlatform.PropertyDatabase",
+                              "application/autodesk-db", "Resource/model.sdb"))
     return {"name": file_name(job), "hasThumbnail": "true", "status": "success", "progress": "complete",
             "outputType": output_type, "children": children}
 
@@ -111,9 +112,8 @@ def _successful_derivative(job: JobRecord, output_type: str) -> dict[str, Any]:
     stem = file_name(job).rsplit(".", 1)[0]
     return {"name": file_name(job), "hasThumbnail": "false", "status": "success", "progress": "complete",
             "outputType": output_type,
-            "children": [{"guid": _guid(job, f"file/{output_type}"), "type": "resource", "role": output_type,
-                          "mime": "application/octet-stream",
-                          "urn": f"urn:adsk.viewing:fs.file:{job.urn}/output/{stem}.{output_type}"}]}
+            "children": [_resource(job, f"file/{output_type}", output_type, "application/octet-stream",
+                                   f"{stem}.{output_type}")]}
 
 
 def has_thumbnail(job: JobRecord, now: float) -> bool:

@@ -12,6 +12,7 @@ Missing/invalid/expired token -> 401, valid token without the scopes -> 403 (bot
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -103,12 +104,19 @@ def bearer_token(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def lookup_client_id(context: EmulatorContext, token: str | None) -> str | None:
-    """The client id behind a token, expired or not (rate limiting counts per application)."""
-    if token is None:
-        return None
-    record = context.store.state.tokens.get(token)
-    return record.client_id if record else None
+def client_id_of(context: EmulatorContext, authorization: str) -> str | None:
+    """The application behind an Authorization header: a known bearer token (expired or not) or Basic
+    credentials (the token request). Rate limiting counts per application, so expiry does not matter."""
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        record = context.store.state.tokens.get(value.strip())
+        return record.client_id if record else None
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(value.strip()).decode().partition(":")[0] or None
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+    return None
 
 
 def authenticated(request: Request) -> Caller:

@@ -20,9 +20,9 @@ from typing import Any
 
 import httpx
 
+from aps_emulator.bodies import hook_body
 from aps_emulator.context import EmulatorContext
 from aps_emulator.manifests import is_finished, job_status
-from aps_emulator.routes.webhooks import hook_body
 from aps_emulator.state import DeliveryRecord, HookRecord, JobRecord
 
 log = logging.getLogger(__name__)

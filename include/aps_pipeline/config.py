@@ -2,7 +2,7 @@
 
     pipelines:                       # each entry becomes a DAG whose dag_id is `name`
       - name: aps_ingest
-        landing: {bucket: "${APS_LANDING_BUCKET:-landing}", prefix: incoming/}
+        landing: {bucket: "${APS_LANDING_BUCKET:-landing}", prefix: incoming/}   # or {path: /data/landing}
         aps: {bucket_key: "${APS_BUCKET_KEY:-aps-ingest}", region: US}
     defaults: {...}                  # optional: merged under every entry (entries win)
 
@@ -10,22 +10,25 @@ The file is `include/aps_pipeline/pipelines.yaml` (shipped in the package) unles
 another one. String values may reference environment variables as `${NAME}` or `${NAME:-default}`, so the
 same file serves a laptop and production. Errors name the file and the entry, e.g.
 
-    pipelines.yaml: pipeline 'aps_ingest' (entry 1): landing.bucket: Field required
+    pipelines.yaml: pipeline 'aps_ingest' (entry 1): aps.bucket_key: Field required
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aps_client.derivative import default_formats
+
+if TYPE_CHECKING:
+    from aps_landing import Landing
 
 PIPELINES_FILE_ENV = "APS_PIPELINES_FILE"
 DEFAULT_PIPELINES_FILE = Path(__file__).with_name("pipelines.yaml")
@@ -33,6 +36,7 @@ DEFAULT_PIPELINES_FILE = Path(__file__).with_name("pipelines.yaml")
 _ENV_REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 _DAG_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 _BUCKET_KEY = re.compile(r"^[-_.a-z0-9]{3,128}$")  # APS OSS bucket keys (aps-api.md §2.2)
+MAX_LOAD_ATTEMPTS = 3  # the default of PipelineConfig.max_load_attempts
 
 
 class PipelineConfigError(ValueError):
@@ -45,7 +49,10 @@ class _Strict(BaseModel):
 
 
 class LandingConfig(_Strict):
-    bucket: str = Field(min_length=3, max_length=63)
+    """Where files land: an S3 bucket (`bucket`, through the pipeline's `aws_conn_id`) or a local folder."""
+
+    bucket: str | None = Field(default=None, min_length=3, max_length=63, description="an S3 bucket")
+    path: str | None = Field(default=None, min_length=1, description="a local folder (absolute path)")
     prefix: str = Field(default="", description="only keys under this prefix are ingested")
     quarantine_prefix: str = Field(default="quarantine/", min_length=1)
 
@@ -55,6 +62,34 @@ class LandingConfig(_Strict):
         # Stored as "a/b/" (or "" for the whole bucket) so prefix tests are plain startswith().
         value = value.strip("/")
         return f"{value}/" if value else ""
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("must be an absolute folder path (workers do not share a working directory)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_place(self) -> LandingConfig:
+        if (self.bucket is None) == (self.path is None):
+            raise ValueError("name either `bucket` (an S3 bucket) or `path` (a local folder), not both")
+        return self
+
+    @property
+    def kind(self) -> Literal["s3", "local"]:
+        return "s3" if self.bucket is not None else "local"
+
+    def open(self, s3_client: Callable[[], Any]) -> Landing:
+        """The Landing this entry names; `s3_client()` (called only for a bucket) gives the boto3 client."""
+        # Imported here: parsing a DAG file reads the config, and must not load boto3.
+        if self.bucket is not None:
+            from aps_landing.s3 import S3Landing
+
+            return S3Landing(s3_client(), self.bucket)
+        from aps_landing.local import LocalLanding
+
+        return LocalLanding(str(self.path))
 
     @model_validator(mode="after")
     def _quarantine_apart(self) -> LandingConfig:
@@ -178,6 +213,10 @@ class PipelineConfig(_Strict):
     pool: PoolConfig = Field(default_factory=PoolConfig)
     retries: int = Field(default=2, ge=0)
     retry_delay_seconds: float = Field(default=60, ge=0)
+    max_load_attempts: int = Field(
+        default=MAX_LOAD_ATTEMPTS, ge=1,
+        description="loads of a model killed mid-way (out of memory?) before its files fail instead",
+    )
 
     @field_validator("name")
     @classmethod

@@ -1,15 +1,16 @@
 """Group the run's valid files by content: one APS model per (region, sha256), uploaded and translated once.
 
     result = assign_models(engine, pipeline, run_id, force=False)
-    result["models"]   # the models this run must upload and/or translate (the DAG maps over these)
+    result["models"]   # a ModelPlan per model this run must upload and/or translate (the DAG maps over these)
 
 For each content hash among the run's validated, unfinished files (`valid`, or further along when an earlier
 run crashed and discovery handed its files to this run), `aps_results.registry.get_or_create_model` finds or
 creates the model, and every file with that content is linked to it (`files.model_id`). Then, by the
 model's status:
-- new, or left pending/uploading/uploaded by an earlier run: in `models` with `needs_upload` as needed;
+- new, or left pending/uploading/uploaded by an earlier run: in `models` (the upload skips an OSS object
+  already there);
 - already translated AND loaded by an earlier run: its files are marked `loaded` at once (no upload, no job);
-- translating (an earlier run submitted the job): in `models` without upload, to be waited on;
+- translating (an earlier run submitted the job): in `models`, to be waited on (the job is not resubmitted);
 - failed or timed out before: its files are marked `failed` with the model's reason, unless `force`
   (the manual run's "force re-translate" param), which queues it again for translation.
 The APS object key is content-addressed, `<sha256>.<ext>`: APS picks the translator from the extension, and
@@ -19,7 +20,7 @@ the same content always lands on the same object.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -31,7 +32,6 @@ from aps_results.models import File, FileState, ModelStatus
 
 logger = logging.getLogger(__name__)
 
-_NEEDS_UPLOAD = {ModelStatus.PENDING.value, ModelStatus.UPLOADING.value}
 # Validated but not finished: `valid`, or a later state left behind by a run that crashed or was stopped.
 _TO_PLAN = [
     s.value
@@ -45,6 +45,24 @@ _TO_PLAN = [
     )
 ]
 _FINISHED_BADLY = {ModelStatus.FAILED.value, ModelStatus.TIMEOUT.value}
+
+
+class ModelPlan(TypedDict):
+    """One content that needs APS work. The DAG's mapped `model` group takes these keys as its arguments."""
+
+    model_id: int
+    file_ids: list[int]  # every file of the run with this content
+    sha256: str
+    status: str  # the model's status when planned: pending, uploading, uploaded, translating, ...
+    urn: str | None  # known once an earlier run uploaded the content
+    region: str
+    bucket_key: str  # the APS target
+    object_key: str
+    # The validated version of the first file with this content: the bytes to upload.
+    source_key: str
+    source_etag: str
+    source_version_id: str | None
+    source_size: int
 
 
 def object_key_for(sha256: str, s3_key: str) -> str:
@@ -71,7 +89,7 @@ def assign_models(
             raise ValueError(f"file {file.id} is valid but has no sha256")
         groups.setdefault(file.sha256, []).append(file)
 
-    work: list[dict[str, Any]] = []
+    work: list[ModelPlan] = []
     already_loaded: list[int] = []
     failed_before: list[int] = []
     with engine.begin() as connection:
@@ -101,26 +119,20 @@ def assign_models(
                 failed_before.extend(ids)
                 continue
             work.append(
-                {
-                    "model_id": model.id,
-                    "sha256": sha256,
-                    "region": region,
-                    "status": status,
-                    "created": model.created,
-                    "needs_upload": status in _NEEDS_UPLOAD or model.urn is None,
-                    "needs_translation": status != ModelStatus.TRANSLATING.value or force,
-                    "bucket_key": model.bucket_key or pipeline.aps.bucket_key,
-                    "object_key": model.object_key or object_key_for(sha256, first.s3_key),
-                    "urn": model.urn,
-                    "file_ids": ids,
-                    "source": {
-                        "bucket": first.s3_bucket,
-                        "key": first.s3_key,
-                        "etag": first.etag,
-                        "version_id": first.version_id,
-                        "size": first.size,
-                    },
-                }
+                ModelPlan(
+                    model_id=model.id,
+                    file_ids=ids,
+                    sha256=sha256,
+                    status=status,
+                    urn=model.urn,
+                    region=region,
+                    bucket_key=model.bucket_key or pipeline.aps.bucket_key,
+                    object_key=model.object_key or object_key_for(sha256, first.s3_key),
+                    source_key=first.s3_key,
+                    source_etag=first.etag,
+                    source_version_id=first.version_id,
+                    source_size=first.size,
+                )
             )
     result = {
         "run_id": run_id,

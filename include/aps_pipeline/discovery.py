@@ -1,6 +1,6 @@
 """Discover new or changed objects under a pipeline's prefix and claim them in the files registry.
 
-    result = discover_files(s3, engine, pipeline, run_id, limit=None, prefix=None)
+    result = discover_files(landing, engine, pipeline, run_id, limit=None, prefix=None)
     result["file_ids"]   # the files this run now owns
 
 What is claimed, in ONE transaction:
@@ -14,9 +14,10 @@ An object whose (key, ETag) already reached a terminal state is not claimed agai
 new ETag, so it gets a new row and the history stays.
 
 Skipped: sidecars (`*.meta.json`), "directory" keys ending in `/`, anything under the quarantine prefix.
-Sidecar or S3 user metadata is read here (HEAD + one small GET per new object) and stored as found; the
-validation step judges it. A sidecar that is not a JSON object is recorded as such (`_error`), so the file is
-rejected with that reason instead of disappearing.
+Sidecar or user metadata (S3 user metadata; a local folder's extended attributes) is read here (HEAD + one
+small read per new object) and stored as found; the validation step judges it. A sidecar that is not a
+JSON object is recorded as such (`_error`), so the file is rejected with that reason instead of
+disappearing.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, or_, select, tuple_
 
+from aps_landing import Landing, ListedObject, ObjectChanged, read_small
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.metadata import (
     ERROR_KEY,
@@ -37,7 +39,6 @@ from aps_pipeline.metadata import (
     MetadataError,
     read_sidecar_document,
 )
-from aps_pipeline.s3io import ListedObject, ObjectChanged, head_object, list_objects, read_small_object
 from aps_results import registry
 from aps_results.models import TERMINAL_FILE_STATES, File
 
@@ -64,15 +65,15 @@ def is_ingestible_key(key: str, quarantine_prefix: str) -> bool:
     return not (quarantine_prefix and key.startswith(quarantine_prefix))
 
 
-def read_metadata(s3: Any, bucket: str, key: str, user_metadata: dict[str, str]) -> dict[str, Any]:
-    """The sidecar's JSON object if there is a sidecar, else S3 user metadata, annotated with `_source`."""
-    raw = read_small_object(s3, bucket, key + SIDECAR_SUFFIX, MAX_SIDECAR_BYTES)
+def read_metadata(landing: Landing, key: str, user_metadata: dict[str, str]) -> dict[str, Any]:
+    """The sidecar's JSON object if there is a sidecar, else the user metadata, annotated with `_source`."""
+    raw = read_small(landing, key + SIDECAR_SUFFIX, MAX_SIDECAR_BYTES)
     if raw is not None:
         try:
             return {**read_sidecar_document(raw), SOURCE_KEY: "sidecar"}
         except MetadataError as exc:
             return {SOURCE_KEY: "sidecar", ERROR_KEY: f"{key}{SIDECAR_SUFFIX}: {exc}"}
-    if user_metadata:
+    if user_metadata:  # "s3": kept with the object itself (S3 user metadata, or a file's attributes)
         return {**user_metadata, SOURCE_KEY: "s3"}
     return {SOURCE_KEY: "none"}
 
@@ -108,23 +109,22 @@ def _owned_and_unfinished(engine: Engine, pipeline: str, run_id: str) -> tuple[s
     return {i for i, r in rows if r == run_id}, {i for i, r in rows if r != run_id}
 
 
-def _inspect(s3: Any, bucket: str, listed: ListedObject) -> Candidate | None:
+def _inspect(landing: Landing, listed: ListedObject) -> Candidate | None:
     try:
-        head = head_object(s3, bucket, listed.key)
+        head = landing.head(listed.key)
     except ObjectChanged:
-        logger.info("s3://%s/%s vanished between listing and inspection; skipped", bucket, listed.key)
+        logger.info("%s vanished between listing and inspection; skipped", landing.url(listed.key))
         return None
-    user_metadata = {str(k): str(v) for k, v in (head.get("Metadata") or {}).items()}
     return Candidate(
         listed=listed,
-        version_id=head.get("VersionId") if head.get("VersionId") not in (None, "null") else None,
-        content_type=head.get("ContentType"),
-        metadata=read_metadata(s3, bucket, listed.key, user_metadata),
+        version_id=head.version_id,
+        content_type=head.content_type,
+        metadata=read_metadata(landing, listed.key, dict(head.metadata)),
     )
 
 
 def discover_files(
-    s3: Any,
+    landing: Landing,
     engine: Engine,
     pipeline: PipelineConfig,
     run_id: str,
@@ -138,7 +138,7 @@ def discover_files(
     for the next run (oldest first, so nothing starves). `prefix` narrows the pipeline's landing prefix (a
     manual run's param) and must lie inside it.
     """
-    bucket = pipeline.landing.bucket
+    bucket = landing.location
     base_prefix = pipeline.landing.prefix
     listing_prefix = base_prefix if prefix is None else prefix
     if not listing_prefix.startswith(base_prefix):
@@ -149,7 +149,7 @@ def discover_files(
 
     listed = [
         o
-        for o in list_objects(s3, bucket, listing_prefix)
+        for o in landing.list(listing_prefix)
         if is_ingestible_key(o.key, pipeline.landing.quarantine_prefix)
     ]
     listed.sort(key=lambda o: (o.last_modified is None, o.last_modified, o.key))
@@ -160,7 +160,7 @@ def discover_files(
     room = max(0, limit - len(mine) - len(orphans))
     new_objects = [o for o in listed if (o.key, o.etag) not in known]
     waiting = max(0, len(new_objects) - room)
-    candidates = [c for c in (_inspect(s3, bucket, o) for o in new_objects[:room]) if c is not None]
+    candidates = [c for c in (_inspect(landing, o) for o in new_objects[:room]) if c is not None]
 
     with engine.begin() as connection:
         claimed = registry.claim_files(
@@ -182,8 +182,8 @@ def discover_files(
         "file_ids": file_ids,
     }
     logger.info(
-        "s3://%s/%s: %d listed, %d new, %d re-claimed from earlier runs, %d left for later runs",
-        bucket, listing_prefix, result["listed"], result["new"], result["reclaimed"], result["waiting"],
+        "%s: %d listed, %d new, %d re-claimed from earlier runs, %d left for later runs",
+        landing.url(listing_prefix), result["listed"], result["new"], result["reclaimed"], result["waiting"],
     )  # fmt: skip
     return result
 

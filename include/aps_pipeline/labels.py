@@ -28,8 +28,8 @@ def files_label(keys: Sequence[str]) -> str:
 
 
 def plan_entry_keys(entry: Mapping[str, Any]) -> list[str]:
-    """The S3 keys of one entry of the model plan: `s3_keys` (a batch) or `s3_key` (one model)."""
-    keys = entry.get("s3_keys")
-    if keys is None:
-        keys = [entry["s3_key"]] if entry.get("s3_key") else []
-    return [str(key) for key in keys]
+    """The landing keys of one mapped entry of the plan: a ModelPlan's `source_key`, or those of a batch's
+    `models`."""
+    models = entry.get("models")
+    plans = models if isinstance(models, list) else [entry]
+    return [str(plan["source_key"]) for plan in plans if isinstance(plan, Mapping) and plan.get("source_key")]

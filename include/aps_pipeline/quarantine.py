@@ -1,14 +1,13 @@
 """Quarantine rejected files: a server-side copy beside a JSON reason; the original is never touched.
 
-    result = quarantine_rejected(s3, engine, pipeline, run_id)
+    result = quarantine_rejected(landing, engine, pipeline, run_id)
 
 For each file of the run that was rejected and is not yet quarantined:
-    <quarantine prefix><run id>/<key>               a copy of the rejected version (copy_object, If-Match)
+    <quarantine prefix><run id>/<key>               a copy of exactly the rejected version (Landing.copy)
     <quarantine prefix><run id>/<key>.reason.json   {key, etag, size, reason, checks, run_id, at, ...}
-The copy happens inside S3 (no bytes through the worker); objects over 5 GB use boto3's managed multipart
-copy, still server-side. The file's `quarantine_key` is recorded in the registry. A file that changed or
-vanished since discovery cannot be copied: its reason file is written alone, and `quarantine_key` points at
-the reason file.
+The copy happens inside the landing (in S3, server-side: no bytes through the worker). The file's
+`quarantine_key` is recorded in the registry. A file that changed or vanished since discovery cannot be
+copied: its reason file is written alone, and `quarantine_key` points at the reason file.
 
 Keys are made safe for the quarantine prefix: control characters, '%' and '\\' are percent-encoded and
 '.'/'..' segments escaped, so a hostile key cannot escape the prefix; the reason file keeps the original key.
@@ -22,19 +21,17 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from aps_landing import Landing, LandingError, ObjectChanged
 from aps_pipeline.config import PipelineConfig
-from aps_pipeline.s3io import clean_etag
 from aps_results import registry
 from aps_results.models import File, FileState, ValidationResult
 
 logger = logging.getLogger(__name__)
 
 REASON_SUFFIX = ".reason.json"
-MAX_COPY_OBJECT_BYTES = 5 * 1024**3  # S3's limit for a single CopyObject
 
 
 def _escape_char(char: str) -> str:
@@ -56,25 +53,9 @@ def quarantine_key(pipeline: PipelineConfig, run_id: str, key: str) -> str:
     return f"{pipeline.landing.quarantine_prefix}{safe_segment(run_id)}/{path}"
 
 
-def _copy(s3: Any, file: File, target: str) -> bool:
-    """Copy exactly the rejected version; False when it is no longer there (changed or deleted)."""
-    source: dict[str, str] = {"Bucket": file.s3_bucket, "Key": file.s3_key}
-    if file.version_id:
-        source["VersionId"] = file.version_id
-    pin = {} if file.version_id else {"CopySourceIfMatch": f'"{file.etag}"'}
-    if file.size > MAX_COPY_OBJECT_BYTES:
-        s3.copy(source, file.s3_bucket, target, ExtraArgs=pin)  # managed multipart copy (UploadPartCopy)
-        return True
-    response = s3.copy_object(CopySource=source, Bucket=file.s3_bucket, Key=target, **pin)
-    copied_etag = clean_etag(response.get("CopyObjectResult", {}).get("ETag", ""))
-    if not file.version_id and "-" not in file.etag and copied_etag and copied_etag != file.etag:
-        # Some S3-compatible servers ignore CopySourceIfMatch: we copied a newer version, so undo it.
-        s3.delete_object(Bucket=file.s3_bucket, Key=target)
-        return False
-    return True
-
-
-def quarantine_rejected(s3: Any, engine: Engine, pipeline: PipelineConfig, run_id: str) -> dict[str, Any]:
+def quarantine_rejected(
+    landing: Landing, engine: Engine, pipeline: PipelineConfig, run_id: str
+) -> dict[str, Any]:
     """Copy the run's rejected, not yet quarantined files to the quarantine prefix with a reason file."""
     with Session(engine, expire_on_commit=False) as session:
         files = list(
@@ -104,14 +85,14 @@ def quarantine_rejected(s3: Any, engine: Engine, pipeline: PipelineConfig, run_i
     for file in files:
         target = quarantine_key(pipeline, run_id, file.s3_key)
         try:
-            copied = _copy(s3, file, target)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code not in ("PreconditionFailed", "NoSuchKey", "NoSuchVersion", "404", "412"):
-                logger.exception("could not quarantine s3://%s/%s", file.s3_bucket, file.s3_key)
-                errors[file.id] = f"{code or type(exc).__name__}: {exc}"
-                continue
+            landing.copy(file.s3_key, target, etag=file.etag, version_id=file.version_id, size=file.size)
+            copied = True
+        except ObjectChanged:
             copied = False  # changed or deleted since discovery: keep the reason alone
+        except LandingError as exc:
+            logger.exception("could not quarantine %s", landing.url(file.s3_key))
+            errors[file.id] = str(exc)  # names the object and the landing's error code
+            continue
         reason = {
             "pipeline": pipeline.name,
             "run_id": run_id,
@@ -126,14 +107,13 @@ def quarantine_rejected(s3: Any, engine: Engine, pipeline: PipelineConfig, run_i
             "at": datetime.now(UTC).isoformat(),
         }
         try:
-            s3.put_object(
-                Bucket=file.s3_bucket,
-                Key=target + REASON_SUFFIX,
-                Body=json.dumps(reason, indent=2, ensure_ascii=False).encode("utf-8"),
-                ContentType="application/json",
+            landing.put(
+                target + REASON_SUFFIX,
+                json.dumps(reason, indent=2, ensure_ascii=False).encode("utf-8"),
+                content_type="application/json",
             )
-        except ClientError as exc:
-            logger.exception("could not write the reason file for s3://%s/%s", file.s3_bucket, file.s3_key)
+        except LandingError as exc:
+            logger.exception("could not write the reason file for %s", landing.url(file.s3_key))
             errors[file.id] = f"reason file: {exc}"
             continue
         with engine.begin() as connection:
@@ -145,7 +125,7 @@ def quarantine_rejected(s3: Any, engine: Engine, pipeline: PipelineConfig, run_i
                 quarantine_key=target if copied else target + REASON_SUFFIX,
             )
         (quarantined if copied else reason_only).append(file.id)
-        logger.info("quarantined s3://%s/%s -> %s (%s)", file.s3_bucket, file.s3_key, target, file.reason)
+        logger.info("quarantined %s -> %s (%s)", landing.url(file.s3_key), target, file.reason)
 
     result = {"run_id": run_id, "quarantined": quarantined, "reason_only": reason_only, "errors": len(errors)}
     if errors:

@@ -1,7 +1,7 @@
 """Validate the files a run has claimed: every one ends `valid` (with its sha256) or `rejected` with a reason.
 
-    result = validate_files(s3, engine, pipeline, run_id, supported=SupportedInputs | formats dict | None,
-                            aps=None)
+    result = validate_files(landing, engine, pipeline, run_id,
+                            supported=SupportedInputs | formats dict | None, aps=None)
 
 Per file (checks.py): safe key, extension among APS's inputs (the formats endpoint, cached; or the
 `supported` argument), size in (0, max_file_size], magic bytes (one ranged GET of the first 4 KiB),
@@ -10,7 +10,7 @@ Then the batch expectations (expectations.py, Great Expectations) run over the p
 go to `validation_runs`, every per-file check to `validation_results`.
 
 A file replaced or deleted since discovery is rejected (check `object`): its new version is a new file for
-the next run. An unexpected error on one file (S3 unreachable, ...) leaves that file as it was and is
+the next run. An unexpected error on one file (the landing unreachable, ...) leaves that file as it was and is
 raised after the others are done, so a task retry picks up only what is left.
 """
 
@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from aps_landing import Landing, ObjectChanged, read_head, sha256_of
 from aps_pipeline.checks import (
     CHECK_METADATA,
     HEAD_BYTES,
@@ -41,7 +42,6 @@ from aps_pipeline.config import PipelineConfig
 from aps_pipeline.expectations import ENFORCED_SUITE, run_batch_expectations
 from aps_pipeline.formats import supported_inputs
 from aps_pipeline.metadata import SOURCE_KEY, MetadataError, stored_document, validate_metadata
-from aps_pipeline.s3io import ObjectChanged, read_head, sha256_of_object
 from aps_results import registry
 from aps_results.models import File, FileState
 
@@ -73,7 +73,7 @@ def rejection_reason(result: CheckResult) -> str:
 
 
 def check_file(
-    s3: Any, row: File, supported: SupportedInputs, pipeline: PipelineConfig
+    landing: Landing, row: File, supported: SupportedInputs, pipeline: PipelineConfig
 ) -> tuple[list[CheckResult], str | None, dict[str, Any] | None]:
     """Run every per-file check on one registry row: (results, sha256 if all passed, normalised metadata)."""
     results = [
@@ -84,7 +84,7 @@ def check_file(
     try:
         if row.size > 0:
             head = read_head(
-                s3, row.s3_bucket, row.s3_key, row.size, HEAD_BYTES, etag=row.etag, version_id=row.version_id
+                landing, row.s3_key, row.size, HEAD_BYTES, etag=row.etag, version_id=row.version_id
             )
             results.append(check_magic(extension_of(row.s3_key), head))
         metadata = None
@@ -95,9 +95,7 @@ def check_file(
         except MetadataError as exc:
             results.append(failed(CHECK_METADATA, str(exc)))
         if all(r.passed for r in results):
-            sha256, read = sha256_of_object(
-                s3, row.s3_bucket, row.s3_key, etag=row.etag, version_id=row.version_id
-            )
+            sha256, read = sha256_of(landing, row.s3_key, etag=row.etag, version_id=row.version_id)
             if read != row.size:
                 results.append(failed(CHECK_OBJECT, f"read {read} bytes, the listing said {row.size}"))
                 return results, None, metadata
@@ -118,7 +116,7 @@ def _as_registry(results: list[CheckResult]) -> list[registry.CheckResult]:
 
 
 def validate_files(
-    s3: Any,
+    landing: Landing,
     engine: Engine,
     pipeline: PipelineConfig,
     run_id: str,
@@ -150,9 +148,9 @@ def validate_files(
     errors: dict[int, str] = {}
     for row in rows:
         try:
-            results, sha256, metadata = check_file(s3, row, supported, pipeline)
+            results, sha256, metadata = check_file(landing, row, supported, pipeline)
         except Exception as exc:  # one file's trouble must not sink the batch
-            logger.exception("could not validate s3://%s/%s", row.s3_bucket, row.s3_key)
+            logger.exception("could not validate %s", landing.url(row.s3_key))
             errors[row.id] = f"{type(exc).__name__}: {exc}"
             continue
         item = _Checked(row, results, sha256, metadata)
@@ -162,7 +160,7 @@ def validate_files(
             registry.record_validation(connection, row.id, run_id, _as_registry(results))
             if failure is not None:
                 registry.set_file_state(connection, row.id, FileState.REJECTED, rejection_reason(failure))
-                logger.info("rejected s3://%s/%s: %s", row.s3_bucket, row.s3_key, rejection_reason(failure))
+                logger.info("rejected %s: %s", landing.url(row.s3_key), rejection_reason(failure))
 
     passing = [c for c in checked if c.failure is None]
     gx_rows = [

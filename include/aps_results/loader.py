@@ -22,8 +22,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
+from functools import cached_property
+from operator import attrgetter
+from typing import Any, get_args, get_type_hints
 
 import psycopg
 from sqlalchemy import Connection, Engine, text
@@ -31,6 +34,7 @@ from sqlalchemy import Connection, Engine, text
 from aps_results.models import SCHEMA
 from aps_results.partitions import PartitionSwapTimeout, build_partition, swap_in_partition
 from aps_results.records import (
+    DerivativeNode,
     ObjectProperties,
     ThumbnailImage,
     TreeNode,
@@ -61,42 +65,64 @@ class LoadStats:
     phases: dict[str, float]  # seconds per step (stage, each swap statement), for logs and bench/load.py
 
 
-# Staging tables: name -> (columns with types for CREATE, psycopg binary COPY types).
-_STAGING: dict[str, tuple[str, list[str]]] = {
-    "stage_views": (
-        "guid text, name text, role text, is_master_view boolean",
-        ["text", "text", "text", "bool"],
-    ),
-    "stage_objects": (
-        "view_guid text, object_id int4, external_id text, name text, parent_object_id int4, depth int4",
-        ["text", "int4", "text", "text", "int4", "int4"],
-    ),
-    # One row per object that has properties: its external id, to complete tree nodes that lack one.
-    "stage_external_ids": ("view_guid text, object_id int4, external_id text", ["text", "int4", "text"]),
-    "stage_derivatives": (
-        "guid text, parent_guid text, name text, output_type text, type text, role text, mime text, "
-        "urn text, status text, progress text",
-        ["text"] * 10,
-    ),
-}
+_PG_TYPES = {str: "text", int: "int4", bool: "bool"}  # also the names of psycopg's binary COPY dumpers
 
-_SWAP = [
-    f"DELETE FROM {SCHEMA}.objects WHERE model_id = %(model_id)s",
-    f"DELETE FROM {SCHEMA}.model_views WHERE model_id = %(model_id)s",
-    f"DELETE FROM {SCHEMA}.derivatives WHERE model_id = %(model_id)s",
-    f"""INSERT INTO {SCHEMA}.model_views (model_id, guid, name, role, is_master_view)
-        SELECT DISTINCT ON (guid) %(model_id)s, guid, name, role, is_master_view FROM stage_views""",
-    f"""INSERT INTO {SCHEMA}.objects
-            (model_id, view_guid, object_id, external_id, name, parent_object_id, depth)
-        SELECT DISTINCT ON (o.view_guid, o.object_id)
-               %(model_id)s, o.view_guid, o.object_id, coalesce(o.external_id, e.external_id), o.name,
-               o.parent_object_id, o.depth
-        FROM stage_objects o
-        LEFT JOIN stage_external_ids e ON e.view_guid = o.view_guid AND e.object_id = o.object_id""",
-    f"""INSERT INTO {SCHEMA}.derivatives
-            (model_id, guid, parent_guid, name, output_type, type, role, mime, urn, status, progress)
-        SELECT %(model_id)s, * FROM stage_derivatives""",
-]
+
+def _pg_type(hint: Any) -> str:
+    """The column type of a record field: `X | None` is a nullable X."""
+    return _PG_TYPES[next(t for t in get_args(hint) or (hint,) if t is not type(None))]
+
+
+@dataclass(frozen=True)
+class _Staging:
+    """A TEMP staging table whose columns are fields of a records dataclass; DDL, COPY types, INSERT lists
+    and row tuples all come from here. `target`: the aps table whose rows for the model it replaces."""
+
+    name: str
+    record: type
+    fields: tuple[str, ...] = ()  # default: every field of `record`, in order
+    target: str | None = None
+    distinct_on: tuple[str, ...] = ()  # keep one row per value of these columns
+    join: str = ""  # more FROM (the staging table itself is `s`)
+    expressions: Mapping[str, str] = field(default_factory=dict)  # column -> SQL instead of `s.column`
+
+    @cached_property
+    def columns(self) -> tuple[tuple[str, str], ...]:
+        """(column, PostgreSQL type) per field, from the record's type hints."""
+        hints = get_type_hints(self.record)
+        names = self.fields or tuple(f.name for f in dataclass_fields(self.record))
+        return tuple((name, _pg_type(hints[name])) for name in names)
+
+    def create(self) -> str:
+        columns = ", ".join(f"{name} {pg_type}" for name, pg_type in self.columns)
+        return f"CREATE TEMP TABLE {self.name} ({columns}) ON COMMIT DROP"
+
+    @cached_property
+    def row(self) -> Callable[[Any], tuple[Any, ...]]:
+        """The record's values as a row of this table."""
+        return attrgetter(*(name for name, _ in self.columns))  # type: ignore[return-value]
+
+    def insert(self) -> str:
+        names = [name for name, _ in self.columns]
+        values = ", ".join(self.expressions.get(name, f"s.{name}") for name in names)
+        distinct = ", ".join(f"s.{name}" for name in self.distinct_on)
+        distinct = f"DISTINCT ON ({distinct}) " if distinct else ""
+        return (f"INSERT INTO {SCHEMA}.{self.target} (model_id, {', '.join(names)}) "
+                f"SELECT {distinct}%(model_id)s, {values} FROM {self.name} s {self.join}")
+
+
+# One row per object that has properties: its external id, to complete tree nodes that lack one.
+_EXTERNAL_IDS = _Staging("stage_external_ids", ObjectProperties,
+                         fields=("view_guid", "object_id", "external_id"))
+_VIEWS = _Staging("stage_views", ViewRecord, target="model_views", distinct_on=("guid",))
+_OBJECTS = _Staging(
+    "stage_objects", TreeNode, target="objects", distinct_on=("view_guid", "object_id"),
+    join="LEFT JOIN stage_external_ids e ON e.view_guid = s.view_guid AND e.object_id = s.object_id",
+    expressions={"external_id": "coalesce(s.external_id, e.external_id)"},
+)
+_DERIVATIVES = _Staging("stage_derivatives", DerivativeNode, target="derivatives")
+_STAGING = (_EXTERNAL_IDS, _VIEWS, _OBJECTS, _DERIVATIVES)
+
 
 def load_model_results(
     bind: Engine | Connection,
@@ -151,32 +177,34 @@ def _load(connection: Connection, model_id: int, inputs: _Inputs) -> LoadStats:
 
     pg: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
     phases: dict[str, float] = {}
-    external_ids: list[tuple[str, int, str]] = []
+    external_ids: list[tuple[Any, ...]] = []
     properties_n = build_partition(pg, model_id, _property_rows(model_id, inputs.properties, external_ids),
                                    phases)
 
     step = time.perf_counter()
-    _create_staging(pg)
-    _copy(pg, "stage_external_ids", external_ids)
+    for staging in _STAGING:
+        # DROP first: a second load in the same transaction would find the first one's tables.
+        pg.execute(f"DROP TABLE IF EXISTS pg_temp.{staging.name}")
+        pg.execute(staging.create())
+    _copy(pg, _EXTERNAL_IDS, external_ids)
     del external_ids
-    _copy(pg, "stage_views", ((v.guid, v.name, v.role, v.is_master_view) for v in inputs.views))
-    _copy(pg, "stage_objects", (
-        (n.view_guid, n.object_id, n.external_id, n.name, n.parent_object_id, n.depth) for n in inputs.tree
-    ))
-    _copy(pg, "stage_derivatives", (
-        (d.guid, d.parent_guid, d.name, d.output_type, d.type, d.role, d.mime, d.urn, d.status, d.progress)
-        for d in derivatives_from_manifest(inputs.manifest or {})
-    ))
+    _copy(pg, _VIEWS, map(_VIEWS.row, inputs.views))
+    _copy(pg, _OBJECTS, map(_OBJECTS.row, inputs.tree))
+    _copy(pg, _DERIVATIVES, map(_DERIVATIVES.row, derivatives_from_manifest(inputs.manifest or {})))
     phases["stage the rest"] = time.perf_counter() - step
 
     counts: dict[str, int] = {}
     with pg.cursor() as cursor:
-        for statement in _SWAP:
-            step = time.perf_counter()
-            cursor.execute(statement, {"model_id": model_id})
-            label = " ".join(statement.split()[:3]).lower()
-            counts[label] = cursor.rowcount
-            phases[label] = time.perf_counter() - step
+        for staging in _STAGING:
+            if staging.target is None:
+                continue
+            for statement in (f"DELETE FROM {SCHEMA}.{staging.target} WHERE model_id = %(model_id)s",
+                              staging.insert()):
+                step = time.perf_counter()
+                cursor.execute(statement, {"model_id": model_id})
+                label = " ".join(statement.split()[:3]).lower()
+                counts[label] = cursor.rowcount
+                phases[label] = time.perf_counter() - step
         thumbnail = inputs.thumbnail
         if thumbnail is not None:
             cursor.execute(
@@ -203,27 +231,20 @@ def _load(connection: Connection, model_id: int, inputs: _Inputs) -> LoadStats:
                      seconds, phases)
 
 
-def _create_staging(pg: psycopg.Connection[Any]) -> None:
-    for name, (columns, _) in _STAGING.items():
-        # DROP first: a second load in the same transaction would find the first one's tables.
-        pg.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")
-        pg.execute(f"CREATE TEMP TABLE {name} ({columns}) ON COMMIT DROP")
-
-
-def _copy(pg: psycopg.Connection[Any], table: str, rows: Iterable[tuple[Any, ...]]) -> None:
-    with pg.cursor() as cursor, cursor.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(_STAGING[table][1])
+def _copy(pg: psycopg.Connection[Any], staging: _Staging, rows: Iterable[tuple[Any, ...]]) -> None:
+    with pg.cursor() as cursor, cursor.copy(f"COPY {staging.name} FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types([pg_type for _, pg_type in staging.columns])
         for row in rows:
             copy.write_row(row)
 
 
 def _property_rows(
-    model_id: int, objects: Iterable[ObjectProperties], external_ids: list[tuple[str, int, str]]
+    model_id: int, objects: Iterable[ObjectProperties], external_ids: list[tuple[Any, ...]]
 ) -> Iterator[tuple[Any, ...]]:
     """Flattened property rows (PROPERTY_COLUMNS order); notes each object's external id on the side."""
     for item in objects:
         view_guid, object_id, external_id = item.view_guid, item.object_id, item.external_id
         if external_id is not None:
-            external_ids.append((view_guid, object_id, external_id))
+            external_ids.append(_EXTERNAL_IDS.row(item))
         for category, name, value, number in flatten_properties(item.properties):
             yield model_id, view_guid, object_id, external_id, category, name, value, number

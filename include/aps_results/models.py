@@ -282,6 +282,10 @@ class Translation(Base):
     )
     manifest: Mapped[dict[str, Any] | None]
     run_id: Mapped[str | None]
+    unfinished_loads: Mapped[int] = mapped_column(
+        server_default=text("0"),
+        comment="loads of its results begun and not ended: one killed mid-load stays counted",
+    )
     job_submitted_at: Mapped[datetime] = _created()
     started_at: Mapped[datetime | None] = mapped_column(comment="first seen in progress")
     finished_at: Mapped[datetime | None]

@@ -366,6 +366,27 @@ def update_translation(
         set_model_status(conn, model_id, ModelStatus(status.value), reason)
 
 
+def begin_load(conn: Connection, translation_id: int, limit: int) -> int | None:
+    """Count a load of the translation's results as begun (commit that before loading), unless `limit`
+    loads begun before never ended (killed, out of memory?): then count nothing and return how many."""
+    begun = conn.execute(
+        update(Translation)
+        .where(Translation.id == translation_id, Translation.unfinished_loads < limit)
+        .values(unfinished_loads=Translation.unfinished_loads + 1)
+        .returning(Translation.id)
+    ).scalar()
+    if begun is not None:
+        return None
+    return conn.scalars(select(Translation.unfinished_loads).where(Translation.id == translation_id)).one()
+
+
+def end_load(conn: Connection, translation_id: int, *, finished: bool) -> None:
+    """A load ended: `finished` (its results are in: the count starts over), or with an error it raised,
+    which is no kill: that load is not counted."""
+    count = 0 if finished else func.greatest(Translation.unfinished_loads - 1, 0)
+    conn.execute(update(Translation).where(Translation.id == translation_id).values(unfinished_loads=count))
+
+
 def _messages_text(messages: Sequence[Any] | None) -> str:
     parts = []
     for message in messages or ():

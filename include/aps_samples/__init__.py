@@ -4,7 +4,7 @@ Everything is deterministic by seed, so demos and tests can say in advance what 
 
     from aps_samples import sample_batch, put_sample_batch
     for key, data, metadata, expected in sample_batch(seed=1): ...
-    put_sample_batch(s3_client, "landing", "incoming", seed=1)
+    put_sample_batch(S3Landing(s3_client, "landing"), "incoming", seed=1)   # any aps_landing.Landing
 """
 
 from aps_samples.batch import (

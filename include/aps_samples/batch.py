@@ -1,8 +1,9 @@
 """A mixed landing batch for demos and tests: valid IFC and OBJ files, a duplicate, and bad files.
 
-`sample_batch(seed)` lists what to put in the landing bucket and what the pipeline should make of each file;
-`put_sample_batch(...)` puts it there. Outcomes name the validation check that rejects a file, so tests can
-compare the pipeline's reasons with the expectations here:
+`sample_batch(seed)` lists what to put in the landing and what the pipeline should make of each file;
+`put_sample_batch(landing, prefix)` puts it there (any aps_landing.Landing: a bucket or a folder). Outcomes
+name the validation check that rejects a file, so tests can compare the pipeline's reasons with the
+expectations here:
 
     valid            a valid file (a `duplicate_of` one carries the same bytes as an earlier key)
     rejected/<check> rejected by that check: extension, size, magic, key, metadata
@@ -15,6 +16,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from aps_landing import Landing, UnsafeKey
 from aps_samples.ifc import generate_ifc
 from aps_samples.obj import generate_obj
 
@@ -104,26 +106,26 @@ def user_metadata(metadata: dict[str, Any]) -> dict[str, str]:
     return {k: ",".join(v) if isinstance(v, list) else str(v) for k, v in metadata.items()}
 
 
-def put_sample_batch(s3_client: Any, bucket: str, prefix: str, seed: int = 1) -> list[SampleFile]:
-    """Put `sample_batch(seed)` under `prefix`, sidecars beside their files; returns it with full keys.
+def put_sample_batch(landing: Landing, prefix: str, seed: int = 1) -> list[SampleFile]:
+    """Put `sample_batch(seed)` under `prefix`, sidecars beside their files; returns what was put, full keys.
 
-    The valid file without a sidecar gets its metadata as S3 user metadata instead.
+    The valid file without a sidecar gets its metadata as user metadata instead. A key the landing cannot
+    hold (a local folder refuses a '..' segment) is left out, of the landing and of the returned list.
     """
     prefix = prefix.strip("/")
     placed: list[SampleFile] = []
     for index, sample in enumerate(sample_batch(seed)):
         key = f"{prefix}/{sample.key}" if prefix else sample.key
-        extra: dict[str, Any] = {}
-        if sample.metadata is None:
-            extra["Metadata"] = user_metadata(sample_metadata(seed, 100 + index))
-        s3_client.put_object(Bucket=bucket, Key=key, Body=sample.data, **extra)
+        metadata = user_metadata(sample_metadata(seed, 100 + index)) if sample.metadata is None else None
+        try:
+            landing.put(key, sample.data, metadata=metadata)
+        except UnsafeKey:
+            continue
         if isinstance(sample.metadata, dict):
             body = json.dumps(sample.metadata, indent=2).encode()
-            s3_client.put_object(
-                Bucket=bucket, Key=key + SIDECAR_SUFFIX, Body=body, ContentType="application/json"
-            )
+            landing.put(key + SIDECAR_SUFFIX, body, content_type="application/json")
         elif isinstance(sample.metadata, bytes):
-            s3_client.put_object(Bucket=bucket, Key=key + SIDECAR_SUFFIX, Body=sample.metadata)
+            landing.put(key + SIDECAR_SUFFIX, sample.metadata)
         duplicate_of = sample.expected.duplicate_of
         expected = sample.expected
         if duplicate_of is not None:

@@ -69,7 +69,7 @@ def notify_run_ended(config: PipelineConfig, summary: Mapping[str, Any], context
 
 
 def _summary_line(config: PipelineConfig, run_id: str) -> str | None:
-    from aps_ingest_tasks.tasks import results_engine
+    from aps_ingest_tasks.engines import results_engine
     from aps_results.registry import run_counts
 
     try:  # the counts as they stand: the summary task may not have run

@@ -7,13 +7,12 @@ XCom); engines and clients are built inside the task from the pipeline's Airflow
 from __future__ import annotations
 
 import logging
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook, get_current_context, task
+from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
-from sqlalchemy import Engine
 
+from aps_ingest_tasks.engines import results_engine
 from aps_pipeline.config import PipelineConfig, get_pipeline
 from aps_pipeline.labels import files_label, plan_entry_keys
 from aps_provider.base import APSConnection
@@ -21,17 +20,11 @@ from aps_provider.links import run_page_url
 
 if TYPE_CHECKING:
     from aps_client import APSClient
+    from aps_landing import Landing
+    from aps_pipeline.dedupe import ModelPlan
 
 logger = logging.getLogger(__name__)
 PLAN_TASK_ID = "plan_models"  # the task whose list the model group maps over
-
-
-@cache
-def results_engine(conn_id: str) -> Engine:
-    """One small pool per worker process for the results database named by an Airflow connection."""
-    from aps_results.db import engine_from_connection
-
-    return engine_from_connection(BaseHook.get_connection(conn_id), pool_size=2, max_overflow=2)
 
 
 def _run() -> tuple[PipelineConfig, str, dict[str, Any]]:
@@ -45,11 +38,16 @@ def _aps(config: PipelineConfig) -> APSClient:
     return APSConnection(config.aps_conn_id, config.aps.region).hook.get_client()
 
 
-def _s3(config: PipelineConfig) -> Any:
-    # Imported here: boto3 and the Amazon provider cost ~1 s per task process, and most tasks need no S3.
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+def _landing(config: PipelineConfig) -> Landing:
+    """The pipeline's landing; for a bucket, S3 is reached with the client of its `aws_conn_id` S3Hook."""
 
-    return S3Hook(aws_conn_id=config.aws_conn_id).get_conn()
+    def s3_client() -> Any:
+        # Imported here: boto3 and the Amazon provider cost ~1 s per task process, and most tasks need no S3.
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        return S3Hook(aws_conn_id=config.aws_conn_id).get_conn()
+
+    return config.landing.open(s3_client)
 
 
 def _plan_entry(ti: Any) -> dict[str, Any] | None:
@@ -72,7 +70,9 @@ def log_model_files(context: Any) -> None:
     entry = _plan_entry(context["ti"])
     if entry is None:
         return
-    sources = ", ".join(f"s3://{entry.get('s3_bucket')}/{key}" for key in plan_entry_keys(entry))
+    landing = get_pipeline(context["dag"].dag_id).landing
+    place = f"s3://{landing.bucket}" if landing.bucket else landing.path
+    sources = ", ".join(f"{place}/{key}" for key in plan_entry_keys(entry))
     logger.info("model %s: %s -> APS object %s/%s (region %s)", entry.get("model_id"), sources,
                 entry.get("bucket_key"), entry.get("object_key"), entry.get("region"))
 
@@ -95,7 +95,7 @@ def discover_files() -> dict[str, Any]:
     from aps_pipeline.discovery import discover_files as discover
 
     config, run_id, params = _run()
-    return discover(_s3(config), results_engine(config.results_conn_id), config, run_id,
+    return discover(_landing(config), results_engine(config.results_conn_id), config, run_id,
                     limit=params.get("limit"), prefix=params.get("prefix"))
 
 
@@ -106,7 +106,7 @@ def validate_files() -> dict[str, Any]:
 
     config, run_id, _ = _run()
     with _aps(config) as aps:
-        return validate(_s3(config), results_engine(config.results_conn_id), config, run_id, aps=aps)
+        return validate(_landing(config), results_engine(config.results_conn_id), config, run_id, aps=aps)
 
 
 @task
@@ -115,29 +115,18 @@ def quarantine_rejected() -> dict[str, Any]:
     from aps_pipeline.quarantine import quarantine_rejected as quarantine
 
     config, run_id, _ = _run()
-    return quarantine(_s3(config), results_engine(config.results_conn_id), config, run_id)
+    return quarantine(_landing(config), results_engine(config.results_conn_id), config, run_id)
 
 
 @task
-def plan_models() -> list[dict[str, Any]]:
-    """One entry per distinct content that needs APS work: the mapped model group's arguments."""
+def plan_models() -> list[ModelPlan]:
+    """One ModelPlan per distinct content that needs APS work: the mapped model group's arguments, as is."""
     from aps_pipeline.dedupe import assign_models
 
     config, run_id, params = _run()
     plan = assign_models(results_engine(config.results_conn_id), config, run_id,
                          force=bool(params.get("force")))
-    return [
-        {
-            "model_id": model["model_id"],
-            "file_ids": model["file_ids"],
-            "s3_bucket": model["source"]["bucket"],
-            "s3_key": model["source"]["key"],
-            "bucket_key": model["bucket_key"],
-            "object_key": model["object_key"],
-            "region": model["region"],
-        }
-        for model in plan["models"]
-    ]
+    return plan["models"]
 
 
 @task
@@ -154,14 +143,14 @@ def record_submission(model_id: int, file_ids: list[int], upload: dict[str, Any]
 @task(trigger_rule="all_done")
 def load_results(model_id: int) -> dict[str, Any]:
     """Load a translated model, or record why it failed: its files always end in a terminal state."""
-    from aps_pipeline.results import settle_model
+    from aps_pipeline.settle import settle_model
 
     config, run_id, _ = _run()
     ti = get_current_context()["ti"]
     last_attempt = ti.try_number > ti.max_tries
     with _aps(config) as aps:
         return settle_model(aps, results_engine(config.results_conn_id), model_id, run_id,
-                            last_attempt=last_attempt)
+                            last_attempt=last_attempt, max_load_attempts=config.max_load_attempts)
 
 
 @task(trigger_rule="all_done")

@@ -13,8 +13,7 @@ from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import ProgrammingError
 
-from aps_api.apikeys import generate_api_key
-from aps_api.keys import create_key, revoke_key
+from aps_api.api_keys import create_key, generate_api_key, list_keys, revoke_key
 from aps_devstack import free_port
 from tests.fixtures.api import ResultsDB, RunningAPI
 
@@ -70,9 +69,7 @@ def test_every_v1_route_needs_a_valid_unrevoked_key(
                 assert response.headers["WWW-Authenticate"] == "Bearer"
                 assert isinstance(response.json()["detail"], str)
 
-    key_id = next(
-        k.id for k in __import__("aps_api.keys").keys.list_keys(results_db.admin_url) if k.name == "revoke-me"
-    )
+    key_id = next(k.id for k in list_keys(results_db.admin_url) if k.name == "revoke-me")
     assert revoke_key(results_db.admin_url, key_id)
     with api.client(key) as client:
         for path in paths:

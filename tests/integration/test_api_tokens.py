@@ -10,23 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import event, text
 
+from aps_api.api_keys import generate_api_key
 from aps_devstack import EmulatorServer, ManagedProcess, free_port, wait_for_http
-from tests.fixtures.api import ResultsDB, RunningAPI
+from tests.fixtures.api import ResultsDB, RunningAPI, manifest_status
 
 
 def _token_requests(emulator: EmulatorServer) -> int:
     return emulator.stats()["requests"].get("token", 0)
-
-
-def _manifest_status(emulator: EmulatorServer, urn: str, access_token: str) -> int:
-    response = httpx.get(
-        f"{emulator.base_url}/modelderivative/v2/designdata/{urn}/manifest",
-        headers={"Authorization": f"Bearer {access_token}"},
-        timeout=10,
-    )
-    return response.status_code
 
 
 def _metric(api: RunningAPI, name: str, **labels: str) -> float:
@@ -49,12 +41,25 @@ async def _get_many(base_url: str, path: str, key: str, calls: int, concurrency:
         return await asyncio.gather(*(one() for _ in range(calls)))
 
 
+def _key_lookups(api: RunningAPI) -> list[str]:
+    """The API-key queries the app sends to PostgreSQL from now on (filled as they happen)."""
+    seen: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "api_keys" in statement:
+            seen.append(statement)
+
+    event.listen(api.app.state.context.engine.sync_engine, "before_cursor_execute", record)
+    return seen
+
+
 def test_thousand_viewer_token_calls_make_one_aps_token_request(
     results_db: ResultsDB,
     emulator: EmulatorServer,
-    api: RunningAPI,
+    start_api: Callable[..., RunningAPI],
     translate_in_emulator: Callable[[str], str],
 ):
+    api = start_api(token_mode="viewables")  # the app-wide mode; the default is per model
     urn = translate_in_emulator("house.obj")
     model_id = results_db.add_model(urn=urn, region="US")
     key = results_db.key()
@@ -83,7 +88,7 @@ def test_thousand_viewer_token_calls_make_one_aps_token_request(
     assert 'aps_api_aps_calls_total{operation="token",outcome="ok"} 1.0' in exposed
     assert f'aps_api_request_duration_seconds_bucket{{le="0.05",method="GET",route="{route}"}}' in exposed
     # The token really opens the model's viewables in (emulated) APS.
-    assert _manifest_status(emulator, urn, body["access_token"]) == 200
+    assert manifest_status(emulator, urn, body["access_token"]) == 200
 
 
 def test_per_model_token_opens_only_its_own_model(
@@ -107,10 +112,25 @@ def test_per_model_token_opens_only_its_own_model(
     assert again_a["access_token"] == token_a["access_token"]  # cached per scope
     assert token_b["access_token"] != token_a["access_token"]
     assert _token_requests(emulator) - before == 2
-    assert _manifest_status(emulator, urn_a, token_a["access_token"]) == 200
-    assert _manifest_status(emulator, urn_b, token_a["access_token"]) in (401, 403)
-    assert _manifest_status(emulator, urn_b, token_b["access_token"]) == 200
-    assert _manifest_status(emulator, urn_a, token_b["access_token"]) in (401, 403)
+    assert manifest_status(emulator, urn_a, token_a["access_token"]) == 200
+    assert manifest_status(emulator, urn_b, token_a["access_token"]) in (401, 403)
+    assert manifest_status(emulator, urn_b, token_b["access_token"]) == 200
+    assert manifest_status(emulator, urn_a, token_b["access_token"]) in (401, 403)
+
+
+def test_viewer_tokens_are_scoped_to_their_model_by_default(
+    results_db: ResultsDB,
+    emulator: EmulatorServer,
+    api: RunningAPI,
+    translate_in_emulator: Callable[[str], str],
+):
+    urn, other_urn = translate_in_emulator("mine.obj"), translate_in_emulator("theirs.obj")
+    model_id = results_db.add_model(urn=urn)
+    with api.client(results_db.key()) as client:
+        body = client.get(f"/v1/models/{model_id}/viewer-token").json()
+    assert body["scope"] == f"data:read:{urn}"
+    assert manifest_status(emulator, urn, body["access_token"]) == 200
+    assert manifest_status(emulator, other_urn, body["access_token"]) in (401, 403)
 
 
 def test_viewer_token_refused_for_untranslated_and_unknown_models(
@@ -168,6 +188,48 @@ def test_rate_limit_per_key_answers_429_with_retry_after(
     with api.client() as client:
         assert client.get("/health").status_code == 200  # unauthenticated routes are not limited per key
     assert _metric(api, "aps_api_rate_limited_total") == 1
+
+
+async def _get_concurrently(base_url: str, headers: list[dict[str, str]]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        return await asyncio.gather(*(client.get("/v1/models", headers=h) for h in headers))
+
+
+def test_invalid_keys_are_limited_per_client_address_before_the_database(
+    results_db: ResultsDB, start_api: Callable[..., RunningAPI]
+):
+    api = start_api(invalid_key_limit_per_minute=5)
+    lookups = _key_lookups(api)
+    valid = results_db.key("svc")
+
+    def get(key: str, address: str) -> httpx.Response:
+        # uvicorn takes the client address from X-Forwarded-For when the proxy (here: the test) is trusted.
+        headers = {"Authorization": f"Bearer {key}", "X-Forwarded-For": address}
+        return httpx.get(f"{api.base_url}/v1/models", headers=headers, timeout=30)
+
+    assert get(valid, "203.0.113.7").status_code == 200
+    assert len(lookups) == 1
+    assert [get(generate_api_key(), "203.0.113.7").status_code for _ in range(5)] == [401] * 5
+    assert len(lookups) == 6
+    refused = get(generate_api_key(), "203.0.113.7")
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert refused.json()["detail"] == (
+        "too many invalid API keys from this address: at most 5 per minute; try again later"
+    )
+    assert len(lookups) == 6  # refused before the database is asked
+    assert get(valid, "203.0.113.7").status_code == 200  # a key known to be good still works from there
+    assert get(generate_api_key(), "198.51.100.9").status_code == 401  # other addresses are not affected
+    assert len(lookups) == 7
+
+    # A burst of concurrent guesses from one address costs at most the limit in database lookups.
+    burst = [
+        {"Authorization": f"Bearer {generate_api_key()}", "X-Forwarded-For": "192.0.2.1"} for _ in range(40)
+    ]
+    statuses = [r.status_code for r in asyncio.run(_get_concurrently(api.base_url, burst))]
+    assert sorted(statuses) == [401] * 5 + [429] * 35
+    assert len(lookups) == 7 + 5
+    assert _metric(api, "aps_api_invalid_keys_refused_total") == 36
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import httpx
 import pytest
 
 from aps_client import APSClient, AsyncAPSClient
 from aps_client.errors import APSNotFoundError
+from aps_client.models import TreeNode
 from aps_devstack import EmulatorServer
 from tests.fixtures.client import CUBE_OBJ, stat, upload_bytes, wait_for_manifest
 
@@ -131,6 +133,62 @@ def test_properties_past_the_forceget_ceiling_are_paged_through_properties_query
         assert prop.name == expected[prop.objectid]["name"]
         assert prop.external_id == expected[prop.objectid]["externalId"]
         assert prop.properties == expected[prop.objectid]["properties"]
+
+
+def flattened(nodes: list[TreeNode], parent: int | None = None, depth: int = 0) -> list[tuple[Any, ...]]:
+    """(objectid, name, parent objectid, depth) of every node of a nested tree, parents first."""
+    rows: list[tuple[Any, ...]] = []
+    for node in nodes:
+        rows.append((node.objectid, node.name, parent, depth))
+        rows.extend(flattened(node.objects, node.objectid, depth + 1))
+    return rows
+
+
+def test_streaming_readers_give_what_the_list_readers_give_on_every_path(
+    aps: APSClient, fast_translation: EmulatorServer
+) -> None:
+    """iter_object_tree / iter_properties parse the body while it arrives (plain, forceget) or page through
+    properties:query, and yield the same objects as object_tree / properties."""
+    fast_translation.configure(properties_202_count=0, synthetic_object_count=2500)
+    urn = translated(aps, "streamed-model.rvt")
+    guid = next(v for v in aps.derivative.views(urn) if v.role == "3d").guid
+    tree = flattened(aps.derivative.object_tree(urn, guid))
+    props = [p.model_dump() for p in aps.derivative.properties(urn, guid)]
+    assert len(tree) > 2500
+    assert len(props) > 2500
+    size = int(httpx.get(  # the size of the whole answer, to set the limits below
+        f"{aps.config.base_url}/modelderivative/v2/designdata/{urn}/metadata/{guid}/properties",
+        params={"forceget": "true"}, headers={"Authorization": f"Bearer {aps.get_token().access_token}"},
+        timeout=60).headers["x-ads-size"])
+    paths = {  # emulator limits -> properties answers (413s, 200s, properties:query pages) on that path
+        "plain": ({}, (0, 1, 0)),
+        "forceget": ({"large_response_bytes": 1}, (1, 1, 0)),
+        "properties:query": ({"large_response_bytes": 1, "forceget_ceiling_bytes": size * 6 // 10},
+                             (2, 0, 3)),
+    }
+    keys = ("properties 413", "properties 200", "properties_query 200")
+    for path, (limits, answers) in paths.items():
+        fast_translation.configure(**{"large_response_bytes": 20 * 2**20,
+                                      "forceget_ceiling_bytes": 800 * 2**20, **limits})
+        before = [stat(fast_translation, key, "responses") for key in keys]
+        streamed = aps.derivative.iter_properties(urn, guid)
+        assert [p.model_dump() for p in streamed] == props, path
+        after = [stat(fast_translation, key, "responses") for key in keys]
+        assert tuple(a - b for a, b in zip(after, before, strict=True)) == answers, path
+        if path != "properties:query":  # the tree has no paged reader: past the ceiling it is an error
+            entries = aps.derivative.iter_object_tree(urn, guid)
+            assert [(e.objectid, e.name, e.parent, e.depth) for e in entries] == tree, path
+
+
+def test_streaming_readers_raise_not_found_when_called_not_when_iterated(
+    aps: APSClient, fast_translation: EmulatorServer
+) -> None:
+    """The request is made at the call, so a caller can skip a view APS has no data for before it iterates."""
+    urn = translated(aps, "streamed-cube.obj")
+    with pytest.raises(APSNotFoundError):
+        aps.derivative.iter_properties(urn, "no-such-view")
+    with pytest.raises(APSNotFoundError):
+        aps.derivative.iter_object_tree(urn, "no-such-view")
 
 
 def test_region_mismatch_is_not_found(aps: APSClient, fast_translation: EmulatorServer) -> None:

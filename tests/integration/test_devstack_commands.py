@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -70,7 +71,12 @@ def test_demo_ingests_the_sample_batch_and_checks_the_api(tmp_path: Path) -> Non
     api = re.search(r"^demo api: viewer-token=(\S+) scope=(\S+) expires_in=(\d+) unauthenticated=(\d+)$",
                     output, re.MULTILINE)
     assert api, output[-3000:]
-    assert api.groups()[0:2] == ("ok", "viewables:read")
+    assert api[1] == "ok"
+    # The token is scoped to the one model it was asked for: data:read:<that model's URN>.
+    scoped_urn = api[2].removeprefix("data:read:")
+    assert scoped_urn != api[2]
+    object_id = base64.urlsafe_b64decode(scoped_urn + "=" * (-len(scoped_urn) % 4)).decode()
+    assert object_id.startswith("urn:adsk.objects:os.object:")
     assert 0 < int(api[3]) <= 3600
     assert api[4] == "401"
     assert "demo: stopping everything it started" in output

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from aps_landing import Landing
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.discovery import discover_files
 from aps_pipeline.metadata import ERROR_KEY, SOURCE_KEY
@@ -20,14 +19,14 @@ def files_by_key(engine: Engine) -> dict[str, File]:
 
 
 def test_discovery_claims_new_objects_once(
-    s3: Any, s3_bucket: str, results_engine: Engine, landing_pipeline: PipelineConfig
+    landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig
 ) -> None:
-    batch = put_sample_batch(s3, s3_bucket, "incoming", seed=2)
-    s3.put_object(Bucket=s3_bucket, Key="incoming/folder/", Body=b"")  # a "directory" marker
-    s3.put_object(Bucket=s3_bucket, Key="quarantine/old/x.ifc", Body=b"ISO-10303-21;")  # outside the prefix
-    s3.put_object(Bucket=s3_bucket, Key="elsewhere/y.ifc", Body=b"ISO-10303-21;")
+    batch = put_sample_batch(landing, "incoming", seed=2)
+    landing.put("incoming/folder/", b"")  # a "directory" marker
+    landing.put("quarantine/old/x.ifc", b"ISO-10303-21;")  # outside the prefix
+    landing.put("elsewhere/y.ifc", b"ISO-10303-21;")
 
-    first = discover_files(s3, results_engine, landing_pipeline, "run-1")
+    first = discover_files(landing, results_engine, landing_pipeline, "run-1")
     assert first["new"] == len(batch)
     assert len(first["file_ids"]) == len(batch)
     rows = files_by_key(results_engine)
@@ -42,29 +41,29 @@ def test_discovery_claims_new_objects_once(
     assert "not valid JSON" in rows["incoming/bad/broken-meta.ifc"].meta[ERROR_KEY]
 
     # A retried discover task in the same run claims the same files again, adding nothing.
-    again = discover_files(s3, results_engine, landing_pipeline, "run-1")
+    again = discover_files(landing, results_engine, landing_pipeline, "run-1")
     assert again["file_ids"] == first["file_ids"]
     assert again["new"] == 0
 
     # The next run finds nothing new once the files are finished.
     with results_engine.begin() as connection:
         connection.execute(update(File).values(state=FileState.LOADED.value))
-    second = discover_files(s3, results_engine, landing_pipeline, "run-2")
+    second = discover_files(landing, results_engine, landing_pipeline, "run-2")
     assert second["file_ids"] == []
     assert second["new"] == 0
 
 
 def test_changed_object_is_claimed_as_a_new_version(
-    s3: Any, s3_bucket: str, results_engine: Engine, landing_pipeline: PipelineConfig
+    landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig
 ) -> None:
     key = "incoming/a.obj"
-    s3.put_object(Bucket=s3_bucket, Key=key, Body=b"v 0 0 0\n", Metadata={"project": "p"})
-    (first_id,) = discover_files(s3, results_engine, landing_pipeline, "run-1")["file_ids"]
+    landing.put(key, b"v 0 0 0\n", metadata={"project": "p"})
+    (first_id,) = discover_files(landing, results_engine, landing_pipeline, "run-1")["file_ids"]
     with results_engine.begin() as connection:
         connection.execute(update(File).values(state=FileState.LOADED.value))
 
-    s3.put_object(Bucket=s3_bucket, Key=key, Body=b"v 1 1 1\n", Metadata={"project": "p"})
-    result = discover_files(s3, results_engine, landing_pipeline, "run-2")
+    landing.put(key, b"v 1 1 1\n", metadata={"project": "p"})
+    result = discover_files(landing, results_engine, landing_pipeline, "run-2")
     (second_id,) = result["file_ids"]
     assert second_id != first_id
     with results_engine.connect() as connection:
@@ -75,18 +74,18 @@ def test_changed_object_is_claimed_as_a_new_version(
 
 
 def test_unfinished_files_of_a_crashed_run_are_reclaimed(
-    s3: Any, s3_bucket: str, results_engine: Engine, landing_pipeline: PipelineConfig
+    landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig
 ) -> None:
     for index in range(3):
-        s3.put_object(Bucket=s3_bucket, Key=f"incoming/f{index}.obj", Body=b"v 0 0 %d\n" % index)
-    ids = discover_files(s3, results_engine, landing_pipeline, "crashed")["file_ids"]
+        landing.put(f"incoming/f{index}.obj", b"v 0 0 %d\n" % index)
+    ids = discover_files(landing, results_engine, landing_pipeline, "crashed")["file_ids"]
     with Session(results_engine) as session:
         attempts_before = session.get(File, ids[1]).attempts
     with results_engine.begin() as connection:  # one finished, one half-way, one untouched
         connection.execute(update(File).where(File.id == ids[0]).values(state=FileState.REJECTED.value))
         connection.execute(update(File).where(File.id == ids[1]).values(state=FileState.VALID.value))
 
-    result = discover_files(s3, results_engine, landing_pipeline, "next")
+    result = discover_files(landing, results_engine, landing_pipeline, "next")
     assert result["reclaimed"] == 2
     assert result["new"] == 0
     assert result["file_ids"] == ids[1:]
@@ -99,15 +98,15 @@ def test_unfinished_files_of_a_crashed_run_are_reclaimed(
 
 
 def test_limit_leaves_the_rest_for_later_runs(
-    s3: Any, s3_bucket: str, results_engine: Engine, landing_pipeline: PipelineConfig
+    landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig
 ) -> None:
     for index in range(5):
-        s3.put_object(Bucket=s3_bucket, Key=f"incoming/f{index}.obj", Body=b"v 0 0 %d\n" % index)
-    first = discover_files(s3, results_engine, landing_pipeline, "run-1", limit=2)
+        landing.put(f"incoming/f{index}.obj", b"v 0 0 %d\n" % index)
+    first = discover_files(landing, results_engine, landing_pipeline, "run-1", limit=2)
     assert len(first["file_ids"]) == 2
     assert first["waiting"] == 3
     with results_engine.begin() as connection:
         connection.execute(update(File).values(state=FileState.LOADED.value))
-    second = discover_files(s3, results_engine, landing_pipeline, "run-2", limit=10)
+    second = discover_files(landing, results_engine, landing_pipeline, "run-2", limit=10)
     assert len(second["file_ids"]) == 3
     assert second["waiting"] == 0

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from aps_landing import Landing
+from aps_landing.local import LocalLanding
+from aps_landing.s3 import S3Landing
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.discovery import discover_files
 from aps_pipeline.expectations import ENFORCED_SUITE, REPORT_SUITE
 from aps_pipeline.quarantine import REASON_SUFFIX, quarantine_key, quarantine_rejected
 from aps_pipeline.validation import validate_files
 from aps_results.models import File, FileState, ValidationResult, ValidationRun
-from aps_samples import SampleFile, put_sample_batch
+from aps_samples import SampleFile, put_sample_batch, sample_batch
+from tests.fixtures.pipeline import read_object
 
 # The shape of GET .../formats (aps-api.md §2.15), trimmed to what the batch needs.
 FORMATS = {"svf2": ["ifc", "obj", "rvt", "dwg", "nwd", "prt\\.\\d+$"], "thumbnail": ["ifc", "rvt"]}
@@ -24,11 +29,11 @@ FORMATS = {"svf2": ["ifc", "obj", "rvt", "dwg", "nwd", "prt\\.\\d+$"], "thumbnai
 
 @pytest.fixture
 def validated_batch(
-    s3: Any, s3_bucket: str, results_engine: Engine, landing_pipeline: PipelineConfig
+    landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig
 ) -> tuple[list[SampleFile], dict[str, Any]]:
-    batch = put_sample_batch(s3, s3_bucket, "incoming", seed=4)
-    discover_files(s3, results_engine, landing_pipeline, "run-v")
-    result = validate_files(s3, results_engine, landing_pipeline, "run-v", supported=FORMATS)
+    batch = put_sample_batch(landing, "incoming", seed=4)
+    discover_files(landing, results_engine, landing_pipeline, "run-v")
+    result = validate_files(landing, results_engine, landing_pipeline, "run-v", supported=FORMATS)
     return batch, result
 
 
@@ -38,7 +43,7 @@ def files(engine: Engine) -> dict[str, File]:
 
 
 def test_sample_batch_yields_the_expected_outcomes(
-    validated_batch: tuple[list[SampleFile], dict[str, Any]], results_engine: Engine
+    validated_batch: tuple[list[SampleFile], dict[str, Any]], landing: Landing, results_engine: Engine
 ) -> None:
     batch, result = validated_batch
     rows = files(results_engine)
@@ -60,7 +65,11 @@ def test_sample_batch_yields_the_expected_outcomes(
     assert "empty" in rows["incoming/bad/empty.ifc"].reason
     assert "ISO-10303-21;" in rows["incoming/bad/no-header.ifc"].reason
     assert "'.xyz' is not an input APS can translate" in rows["incoming/bad/notes.xyz"].reason
-    assert "'..'" in rows["incoming/bad/a/../escape.ifc"].reason
+    if isinstance(landing, S3Landing):
+        assert "'..'" in rows["incoming/bad/a/../escape.ifc"].reason
+    else:  # a folder cannot hold that key: the landing refused it, so there is nothing to reject
+        assert "incoming/bad/a/../escape.ifc" not in rows
+        assert len(batch) == len(sample_batch(4)) - 1
     assert "not valid JSON" in rows["incoming/bad/broken-meta.ifc"].reason
 
 
@@ -95,13 +104,12 @@ def test_check_results_and_expectations_are_stored(
 
 def test_rejected_files_are_quarantined_with_a_reason_and_originals_intact(
     validated_batch: tuple[list[SampleFile], dict[str, Any]],
-    s3: Any,
-    s3_bucket: str,
+    landing: Landing,
     results_engine: Engine,
     landing_pipeline: PipelineConfig,
 ) -> None:
     batch, _ = validated_batch
-    result = quarantine_rejected(s3, results_engine, landing_pipeline, "run-v")
+    result = quarantine_rejected(landing, results_engine, landing_pipeline, "run-v")
     rejected = [s for s in batch if not s.expected.valid]
     assert len(result["quarantined"]) == len(rejected)
     rows = files(results_engine)
@@ -110,9 +118,9 @@ def test_rejected_files_are_quarantined_with_a_reason_and_originals_intact(
         assert target.startswith("quarantine/run-v/incoming/bad/")
         assert "/../" not in target
         assert rows[sample.key].quarantine_key == target
-        copy = s3.get_object(Bucket=s3_bucket, Key=target)["Body"].read()
+        copy = read_object(landing, target)
         assert copy == sample.data
-        reason = json.loads(s3.get_object(Bucket=s3_bucket, Key=target + REASON_SUFFIX)["Body"].read())
+        reason = json.loads(read_object(landing, target + REASON_SUFFIX))
         assert reason["key"] == sample.key
         assert reason["etag"] == rows[sample.key].etag
         assert reason["run_id"] == "run-v"
@@ -120,34 +128,58 @@ def test_rejected_files_are_quarantined_with_a_reason_and_originals_intact(
         assert any(c["check"] == sample.expected.check and c["passed"] is False for c in reason["checks"])
         assert reason["at"]
         # The original is untouched.
-        assert s3.get_object(Bucket=s3_bucket, Key=sample.key)["Body"].read() == sample.data
+        assert read_object(landing, sample.key) == sample.data
 
     # Idempotent: a retried task copies nothing twice; a later run does not re-claim quarantined copies.
-    assert quarantine_rejected(s3, results_engine, landing_pipeline, "run-v")["quarantined"] == []
-    later = discover_files(s3, results_engine, landing_pipeline, "run-later")
+    assert quarantine_rejected(landing, results_engine, landing_pipeline, "run-v")["quarantined"] == []
+    later = discover_files(landing, results_engine, landing_pipeline, "run-later")
     assert later["new"] == 0
 
 
 def test_a_file_changed_after_discovery_is_rejected_as_changed(
-    s3: Any, s3_bucket: str, results_engine: Engine, landing_pipeline: PipelineConfig
+    landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig
 ) -> None:
     key = "incoming/moving.obj"
-    s3.put_object(Bucket=s3_bucket, Key=key, Body=b"v 0 0 0\n", Metadata={"project": "p"})
-    discover_files(s3, results_engine, landing_pipeline, "run-c")
-    s3.put_object(Bucket=s3_bucket, Key=key, Body=b"v 1 1 1\nv 2 2 2\n", Metadata={"project": "p"})
-    result = validate_files(s3, results_engine, landing_pipeline, "run-c", supported=FORMATS)
+    landing.put(key, b"v 0 0 0\n", metadata={"project": "p"})
+    discover_files(landing, results_engine, landing_pipeline, "run-c")
+    landing.put(key, b"v 1 1 1\nv 2 2 2\n", metadata={"project": "p"})
+    result = validate_files(landing, results_engine, landing_pipeline, "run-c", supported=FORMATS)
     assert result["valid"] == []
     row = files(results_engine)[key]
     assert row.state == FileState.REJECTED
     assert row.reason.startswith("object: ")
     assert "changed since it was discovered" in row.reason
-    quarantined = quarantine_rejected(s3, results_engine, landing_pipeline, "run-c")
+    quarantined = quarantine_rejected(landing, results_engine, landing_pipeline, "run-c")
     assert quarantined["reason_only"] == [row.id]
     reason = json.loads(
-        s3.get_object(Bucket=s3_bucket, Key=quarantine_key(landing_pipeline, "run-c", key) + REASON_SUFFIX)[
-            "Body"
-        ].read()
+        read_object(landing, quarantine_key(landing_pipeline, "run-c", key) + REASON_SUFFIX)
     )
     assert reason["quarantined_copy"] is None
     # The new version is claimed by the next run.
-    assert discover_files(s3, results_engine, landing_pipeline, "run-d")["new"] == 1
+    assert discover_files(landing, results_engine, landing_pipeline, "run-d")["new"] == 1
+
+
+def test_a_quarantine_the_landing_cannot_write_is_left_for_the_retry(
+    tmp_path: Path, results_engine: Engine
+) -> None:
+    root = tmp_path / "folder"
+    root.mkdir()
+    landing = LocalLanding(root)
+    pipeline = PipelineConfig.model_validate(
+        {"name": "folder_ingest", "landing": {"path": str(root), "prefix": "incoming/"},
+         "aps": {"bucket_key": "folder-ingest"}}
+    )  # fmt: skip
+    landing.put("incoming/notes.xyz", b"just some text\n", metadata={"project": "p"})
+    discover_files(landing, results_engine, pipeline, "run-q")
+    (rejected,) = validate_files(landing, results_engine, pipeline, "run-q", supported=FORMATS)["rejected"]
+    (root / "quarantine").write_bytes(b"in the way")  # a file where the quarantine folder must go
+
+    with pytest.raises(RuntimeError, match="1 rejected files could not be quarantined"):
+        quarantine_rejected(landing, results_engine, pipeline, "run-q")
+    assert files(results_engine)["incoming/notes.xyz"].quarantine_key is None
+
+    (root / "quarantine").unlink()
+    assert quarantine_rejected(landing, results_engine, pipeline, "run-q")["quarantined"] == [rejected]
+    target = quarantine_key(pipeline, "run-q", "incoming/notes.xyz")
+    assert files(results_engine)["incoming/notes.xyz"].quarantine_key == target
+    assert read_object(landing, target) == b"just some text\n"

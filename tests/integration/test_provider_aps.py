@@ -496,3 +496,23 @@ def test_hook_clients_share_the_process_token_cache(aps_conn: str, emulator: Emu
             aps.get_token()
     assert isinstance(APSHook().get_client(), APSClient)
     assert emulator.stats()["requests"]["token"] == 1
+
+
+def test_a_retried_forced_submission_waits_on_the_job_its_first_try_started(
+    aps_conn: str, emulator: EmulatorServer, s3_server: S3Server, s3_bucket: str
+) -> None:
+    """`force` restarts a translation; the retry of a forced try that did POST must not restart it again."""
+    from types import SimpleNamespace
+
+    s3_server.client().put_object(Bucket=s3_bucket, Key="landing/forced.ifc", Body=IFC * 200)
+    APSCreateBucketOperator(task_id="bucket", bucket_key="provider-forced").execute(context={})
+    uploaded = APSUploadFromS3Operator(
+        task_id="upload", s3_bucket=s3_bucket, s3_key="landing/forced.ifc", bucket_key="provider-forced",
+        object_key="forced.ifc", state_store=MemoryUploadStore(),
+    ).execute(context={})
+    emulator.configure(translation_seconds=60)
+    translate = APSStartTranslationOperator(task_id="translate", urn=uploaded, force=True)
+    urn = translate.execute(context={"ti": SimpleNamespace(try_number=1)})  # POSTs, forced
+    # The try died after the POST (before its XCom): Airflow runs try 2 of the same task.
+    assert translate.execute(context={"ti": SimpleNamespace(try_number=2)}) == urn
+    assert emulator.stats()["requests"]["job"] == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -243,3 +244,53 @@ def test_load_inside_a_callers_transaction_commits_with_it(results_engine: Engin
             load_model_results(conn, model_id, tree=tree(3), properties=properties(3))
             load_model_results(conn, model_id, tree=tree(4), properties=properties(4))  # same transaction
         assert counts(conn, model_id) == (5, 16)
+
+
+
+class WatchedProperties(dict):  # type: ignore[type-arg]
+    """A property dict that a weak reference can watch (a plain dict cannot)."""
+
+
+class WatchedNode(TreeNode):
+    """A tree node that a weak reference can watch (the slotted record cannot)."""
+
+
+class Watch:
+    """Counts the items handed to the loader that are still alive, and the most ever alive at once."""
+
+    def __init__(self) -> None:
+        self.alive = self.peak = self.pulled = 0
+
+    def _release(self) -> None:
+        self.alive -= 1
+
+    def __call__(self, item: Any) -> Any:
+        self.pulled += 1
+        self.alive += 1
+        self.peak = max(self.peak, self.alive)
+        weakref.finalize(item, self._release)
+        return item
+
+
+def test_inputs_are_consumed_as_they_are_written_not_collected(results_engine: Engine) -> None:
+    """The loader pulls the tree and the properties an item at a time and keeps none of them: however many
+    have gone by, only a handful are alive at any pull (a loader that collected them would hold all)."""
+    model_id = make_model(results_engine)
+    objects = 20_000
+    tree_watch, properties_watch = Watch(), Watch()
+    watched_tree = (tree_watch(WatchedNode(n.view_guid, n.object_id, n.name, n.parent_object_id, n.depth))
+                    for n in tree(objects))
+    watched_properties = (
+        ObjectProperties(p.view_guid, p.object_id, p.external_id, p.name,
+                         properties_watch(WatchedProperties(p.properties)))
+        for p in properties(objects)
+    )
+
+    stats = load_model_results(results_engine, model_id, views=[ViewRecord(VIEW)], tree=watched_tree,
+                               properties=watched_properties)
+
+    assert (stats.objects, stats.properties) == (objects + 1, objects * 4)
+    assert (tree_watch.pulled, properties_watch.pulled) == (objects + 1, objects)
+    assert tree_watch.peak <= 10
+    assert properties_watch.peak <= 10
+    assert tree_watch.alive == properties_watch.alive == 0

@@ -1,19 +1,22 @@
-"""Pure logic of the API: viewer-token cache, rate limiter, cursors, API-key verification."""
+"""Pure logic of the API: viewer-token cache, rate limits, cursors, API-key verification."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 import pytest
 from fastapi.exceptions import RequestValidationError
+from limits import RateLimitItemPerSecond
 
-from aps_api.apikeys import KEY_PREFIX, APIKeyVerifier, KeyIdentity, generate_api_key, hash_api_key
+from aps_api.api_keys import KEY_PREFIX, generate_api_key, hash_api_key
+from aps_api.key_verifier import APIKeyVerifier, KeyIdentity, TooManyInvalidKeys
 from aps_api.metrics import APIMetrics
 from aps_api.pagination import decode_cursor, encode_cursor
-from aps_api.ratelimit import RateLimiter
+from aps_api.ratelimit import RateLimit, retry_after_header
 from aps_api.settings import TokenMode
-from aps_api.tokens import ViewerTokenCache, viewer_scope
+from aps_api.token_cache import ViewerTokenCache, viewer_scope
 
 
 class FakeClock:
@@ -127,17 +130,22 @@ def test_viewer_scope_per_mode() -> None:
     assert viewer_scope(TokenMode.PER_MODEL, "dXJu") == "data:read:dXJu"
 
 
-def test_rate_limiter_allows_the_limit_then_asks_to_wait() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(per_minute=60, clock=clock)
-    assert all(limiter.acquire("k1") is None for _ in range(60))
-    wait = limiter.acquire("k1")
-    assert wait == pytest.approx(1.0)
-    assert RateLimiter.retry_after_header(wait) == "1"
-    assert limiter.acquire("k2") is None  # keys are limited separately
-    clock.now += 1.0
-    assert limiter.acquire("k1") is None
-    assert limiter.acquire("k1") is not None
+def test_rate_limit_allows_the_limit_then_asks_to_wait() -> None:
+    limit = RateLimit(RateLimitItemPerSecond(3), "test")
+    assert [limit.acquire("k1") for _ in range(3)] == [None] * 3
+    wait = limit.acquire("k1")
+    assert wait is not None
+    assert 0 < wait <= 1.0
+    assert retry_after_header(wait) == "1"
+    assert limit.wait_before_next("k1") is not None  # asking does not take a request
+    assert limit.acquire("k2") is None  # identities are limited separately
+    time.sleep(wait + 0.05)  # the window moves on: the first requests drop out of it
+    assert limit.wait_before_next("k1") is None
+    assert limit.acquire("k1") is None
+
+
+def test_retry_after_rounds_up_to_whole_seconds() -> None:
+    assert [retry_after_header(w) for w in (0.0, 0.2, 1.0, 1.01, 59.5)] == ["1", "1", "1", "2", "60"]
 
 
 def test_cursor_round_trip_and_rejections() -> None:
@@ -166,13 +174,34 @@ async def test_key_verifier_caches_answers_and_skips_foreign_keys() -> None:
         lookups.append(key_hash)
         return KeyIdentity(id=1, name="svc") if key_hash == hash_api_key(good) else None
 
-    verifier = APIKeyVerifier(lookup, ttl=30, clock=clock)
+    verifier = APIKeyVerifier(lookup, ttl=30, failures=RateLimit.per_minute(100, "test"), clock=clock)
     assert good.startswith(KEY_PREFIX)
-    assert await verifier.verify(good) == KeyIdentity(id=1, name="svc")
-    assert await verifier.verify(good) == KeyIdentity(id=1, name="svc")
+    assert await verifier.verify(good, "10.0.0.1") == KeyIdentity(id=1, name="svc")
+    assert await verifier.verify(good, "10.0.0.1") == KeyIdentity(id=1, name="svc")
     assert len(lookups) == 1
     clock.now += 31
-    await verifier.verify(good)
+    await verifier.verify(good, "10.0.0.1")
     assert len(lookups) == 2  # re-checked after the cache time, so a revocation is seen
-    assert await verifier.verify("Bearer-something-else") is None
+    assert await verifier.verify("Bearer-something-else", "10.0.0.1") is None
     assert len(lookups) == 2  # not our key format: no database round trip
+
+
+async def test_key_verifier_refuses_an_address_out_of_failures_before_looking_up() -> None:
+    good = generate_api_key()
+    lookups: list[str] = []
+
+    async def lookup(key_hash: str) -> KeyIdentity | None:
+        lookups.append(key_hash)
+        return KeyIdentity(id=1, name="svc") if key_hash == hash_api_key(good) else None
+
+    verifier = APIKeyVerifier(lookup, ttl=30, failures=RateLimit.per_minute(2, "test"))
+    assert await verifier.verify(good, "10.0.0.1") is not None
+    assert [await verifier.verify(generate_api_key(), "10.0.0.1") for _ in range(2)] == [None, None]
+    with pytest.raises(TooManyInvalidKeys) as refused:
+        await verifier.verify(generate_api_key(), "10.0.0.1")
+    assert 0 < refused.value.retry_after <= 60
+    assert refused.value.per_minute == 2
+    assert len(lookups) == 3
+    assert await verifier.verify(good, "10.0.0.1") is not None  # known good: no lookup, not refused
+    assert await verifier.verify(generate_api_key(), "10.0.0.2") is None  # another address
+    assert len(lookups) == 4

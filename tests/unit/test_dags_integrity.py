@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from aps_pipeline.config import DEFAULT_PIPELINES_FILE, PIPELINES_FILE_ENV, load_pipelines
+from aps_pipeline.dedupe import ModelPlan
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 SENSOR_TASK = "model.wait_for_translation"
@@ -26,9 +27,19 @@ PUBLISH_TASK = "publish_results"
 _DESCRIBE_DAGBAG = r"""
 import json, sys
 from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.definitions._internal.expandinput import MappedArgument
 from airflow.sdk.definitions.taskgroup import MappedTaskGroup
 
 bag = DagBag(dag_folder=sys.argv[1])
+
+def mapped_keys(value):  # the keys of the mapped group's input that a task argument refers to
+    if isinstance(value, MappedArgument):
+        return {value._key}
+    if isinstance(value, dict):
+        return set().union(*(mapped_keys(v) for v in value.values()))
+    if isinstance(value, (list, tuple)):
+        return set().union(*(mapped_keys(v) for v in value))
+    return set()
 
 def describe_task(task):
     group = task.task_group
@@ -44,6 +55,9 @@ def describe_task(task):
         "group": group.group_id if group is not None else None,
         "mapped_group": isinstance(group, MappedTaskGroup),
         "upstream": sorted(task.upstream_task_ids),
+        "mapped_arguments": sorted(
+            set().union(*(mapped_keys(getattr(task, f, None)) for f in task.template_fields))
+        ),
     }
 
 report = {"import_errors": {str(k): v for k, v in bag.import_errors.items()}, "dags": {}}
@@ -163,6 +177,17 @@ def test_the_model_group_is_mapped_and_bounded_by_the_pipeline_pool(shipped: dic
     assert pipeline.pool.name not in outside_pools
 
 
+def test_the_model_group_takes_the_model_plan_as_plan_models_returns_it(shipped: dict[str, Any]) -> None:
+    tasks = model_tasks(shipped["dags"]["aps_ingest"])
+    used = set().union(*(task["mapped_arguments"] for task in tasks.values()))
+    # Every argument the group's tasks take is a ModelPlan key (no renaming between the step and the DAG) ...
+    assert used <= ModelPlan.__required_keys__
+    # ... and they take what the upload, the submission record and the load need.
+    assert {"model_id", "file_ids", "source_key", "bucket_key", "object_key", "region"} <= used
+    assert "source_key" in tasks["model.upload_to_aps"]["mapped_arguments"]
+    assert "file_ids" in tasks["model.record_submission"]["mapped_arguments"]
+
+
 def test_the_sensor_defers_when_operators_default_deferrable_is_on(shipped: dict[str, Any]) -> None:
     sensor = shipped["dags"]["aps_ingest"]["tasks"][SENSOR_TASK]
     assert sensor["operator"] == "APSTranslationSensor"
@@ -247,3 +272,15 @@ def test_a_second_pipeline_entry_is_a_second_dag_with_its_own_settings(tmp_path:
     assert ingest["tasks"]["discover_files"]["retry_delay_seconds"] == 30
     for dag in (ingest, drawings):
         assert dag["tasks"][SENSOR_TASK]["deferrable"] is False
+
+
+def test_a_local_folder_landing_is_refused_by_the_dag_with_a_clear_reason(tmp_path: Path) -> None:
+    pipelines = tmp_path / "pipelines.yaml"
+    pipelines.write_text(
+        "pipelines:\n  - name: from_folder\n    landing: {path: /data/landing}\n"
+        "    aps: {bucket_key: aps-folder}\n"
+    )
+    report = describe_dagbag(tmp_path, {PIPELINES_FILE_ENV: str(pipelines)})
+    assert report["dags"] == {}
+    (error,) = report["import_errors"].values()
+    assert "pipeline 'from_folder': the DAG's upload step reads an S3 bucket" in error

@@ -352,3 +352,21 @@ def test_services_outside_airflow_bypass_the_airflow_entrypoint(compose: dict[st
             assert "/entrypoint" not in str(entrypoint), name
         if name not in AIRFLOW_SERVICES | {"airflow-init"}:
             assert entrypoint == ["/usr/bin/dumb-init", "--"], f"{name} is not an Airflow component"
+
+
+def test_the_local_celery_stack_sets_the_executor_keys_compose_sets(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    from aps_devstack.airflow import EXECUTORS, AirflowStack
+
+    env = compose["x-airflow-env"]
+    local = AirflowStack(tmp_path / "home", tmp_path, "postgresql://airflow@127.0.0.1:5432/airflow",
+                         executor=EXECUTORS["celery"], broker_url="redis://127.0.0.1:6379/0").env
+    assert local["AIRFLOW__CORE__EXECUTOR"] == env["AIRFLOW__CORE__EXECUTOR"]
+    celery_keys = {key for key in env if key.startswith("AIRFLOW__CELERY__")}
+    assert celery_keys >= {"AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND"}
+    assert celery_keys <= set(local), f"compose sets, the local stack does not: {celery_keys - set(local)}"
+    for key in ("AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND"):
+        # The same kind of broker (Redis) and result backend (the metadata PostgreSQL, through SQLAlchemy).
+        assert local[key].split("://")[0].split("+")[:2] == env[key].split("://")[0].split("+")[:2], key
+    assert compose["services"]["redis"]["image"].startswith("redis:")

@@ -35,3 +35,51 @@ sys.exit(demo.run_demo(Path(sys.argv[1])))
     assert result.returncode == 2, result.stdout + result.stderr
     assert "`initdb` not found" in result.stdout
     assert "apt-get install postgresql" in result.stdout
+
+
+def test_the_pinned_celery_provider_imports_with_the_pinned_celery() -> None:
+    # `airflow celery worker` and the scheduler's CeleryExecutor import this module first; provider 3.26
+    # failed on celery 5.7 (`cannot import name 'retry' from 'celery.backends.database'`).
+    result = subprocess.run(
+        [sys.executable, "-c", "import airflow.providers.celery.executors.celery_executor_utils"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_a_present_debian_binary_is_found_without_apt() -> None:
+    from aps_devstack.debian import ensure_debian_package
+
+    assert ensure_debian_package("dash", binary="sh").endswith("/sh")
+
+
+def test_a_missing_binary_without_apt_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aps_devstack.debian as debian
+
+    # A machine without apt-get (e.g. macOS): nothing is installed, the message says what to install.
+    monkeypatch.setattr(debian.shutil, "which", lambda name: None)
+    with pytest.raises(MissingPrerequisite, match=r"apt-get install redis-server"):
+        debian.ensure_debian_package("redis-server", binary="redis-server")
+
+
+def test_the_airflow_stack_runs_on_celery_with_a_broker_and_the_metadata_database(tmp_path) -> None:
+    from aps_devstack.airflow import AirflowStack
+
+    database = "postgresql://u@127.0.0.1:1/airflow"
+    with pytest.raises(ValueError, match="broker_url"):
+        AirflowStack(tmp_path / "a", tmp_path, database, executor="CeleryExecutor")
+    stack = AirflowStack(tmp_path / "b", tmp_path, database, parallelism=7,
+                         executor="CeleryExecutor", broker_url="redis://127.0.0.1:2/0", celery_workers=2,
+                         triggerers=2)
+    assert stack.env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert stack.env["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:2/0"
+    assert stack.env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+postgresql+psycopg2://u@127.0.0.1:1/airflow"
+    assert stack.env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == "4"  # 7 slots over 2 workers, rounded up
+    assert stack.components == ["api-server", "scheduler", "dag-processor", "triggerer", "triggerer-2",
+                                "celery-worker-1", "celery-worker-2"]
+    assert stack.describe() == "CeleryExecutor: 2 celery worker(s) x 4 slots, 2 triggerer(s)"
+
+    local = AirflowStack(tmp_path / "c", tmp_path, database)
+    assert local.env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert not [key for key in local.env if key.startswith("AIRFLOW__CELERY__")]
+    assert local.components == ["api-server", "scheduler", "dag-processor", "triggerer"]

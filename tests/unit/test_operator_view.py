@@ -20,9 +20,9 @@ def test_labels_name_the_files_and_count_the_rest() -> None:
 
 
 def test_plan_entries_give_their_keys_for_one_model_or_a_batch() -> None:
-    assert plan_entry_keys({"s3_key": "incoming/a.ifc"}) == ["incoming/a.ifc"]
-    assert plan_entry_keys({"s3_keys": ["incoming/a.ifc", "incoming/b.ifc"]}) == ["incoming/a.ifc",
-                                                                                  "incoming/b.ifc"]
+    assert plan_entry_keys({"source_key": "incoming/a.ifc"}) == ["incoming/a.ifc"]
+    batch = {"models": [{"source_key": "incoming/a.ifc"}, {"source_key": "incoming/b.ifc"}]}
+    assert plan_entry_keys(batch) == ["incoming/a.ifc", "incoming/b.ifc"]
     assert plan_entry_keys({}) == []
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from aps_landing.local import LocalLanding
+from aps_landing.s3 import S3Landing
 from aps_pipeline.config import (
     DEFAULT_PIPELINES_FILE,
     PIPELINES_FILE_ENV,
@@ -123,6 +125,19 @@ pipelines:
             "    aps: {bucket_key: abc}\n",
             "landing.bucket: environment variable NOPE_NOT_SET is not set",
         ),
+        (
+            "pipelines:\n  - name: both\n    landing: {bucket: abc, path: /data/landing}\n"
+            "    aps: {bucket_key: abc}\n",
+            "pipeline 'both' (entry 1): landing: Value error, name either `bucket` (an S3 bucket) or `path`",
+        ),
+        (
+            "pipelines:\n  - name: neither\n    landing: {prefix: in/}\n    aps: {bucket_key: abc}\n",
+            "pipeline 'neither' (entry 1): landing: Value error, name either `bucket`",
+        ),
+        (
+            "pipelines:\n  - name: relative\n    landing: {path: data/landing}\n    aps: {bucket_key: abc}\n",
+            "landing.path: Value error, must be an absolute folder path",
+        ),
         ("pipelines: {}\n", "expected a mapping with a `pipelines:` list"),
         ("pipelines: [}\n", "not valid YAML"),
         (MINIMAL.format(name="dup") + MINIMAL.format(name="dup").split("pipelines:")[1], "must be unique"),
@@ -134,6 +149,32 @@ def test_errors_name_the_file_and_the_entry(tmp_path: Path, body: str, message: 
         load_pipelines(path, env={})
     assert str(path) in str(caught.value)
     assert message in str(caught.value)
+
+
+def test_a_landing_is_an_s3_bucket_by_default_or_a_local_folder(tmp_path: Path) -> None:
+    body = MINIMAL.format(name="in_s3") + (
+        "  - name: in_folder\n"
+        f"    landing: {{path: {tmp_path}, prefix: incoming/}}\n"
+        "    aps: {bucket_key: abc}\n"
+    )
+    in_s3, in_folder = load_pipelines(write(tmp_path, body), env={})
+    assert (in_s3.landing.kind, in_folder.landing.kind) == ("s3", "local")
+    assert in_folder.landing.prefix == "incoming/"
+
+    clients: list[str] = []
+
+    def s3_client() -> str:  # the S3 client is made only for a bucket
+        clients.append("made")
+        return "a boto3 client"
+
+    folder = in_folder.landing.open(s3_client)
+    assert isinstance(folder, LocalLanding)
+    assert folder.location == str(tmp_path)
+    assert clients == []
+    bucket = in_s3.landing.open(s3_client)
+    assert isinstance(bucket, S3Landing)
+    assert bucket.location == in_s3.landing.bucket
+    assert clients == ["made"]
 
 
 def test_missing_file_and_unknown_pipeline(tmp_path: Path) -> None:
@@ -148,3 +189,15 @@ def test_allowed_extensions_are_normalised(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL.format(name="x") + "    allowed_extensions: ['.IFC', obj]\n")
     (pipeline,) = load_pipelines(path, env={})
     assert pipeline.allowed_extensions == ["ifc", "obj"]
+
+
+def test_load_attempts_default_to_three_and_can_be_set(tmp_path: Path) -> None:
+    (default,) = load_pipelines(write(tmp_path, MINIMAL.format(name="plain")), env={})
+    assert default.max_load_attempts == 3
+    (shipped,) = load_pipelines(DEFAULT_PIPELINES_FILE, env={})
+    assert shipped.max_load_attempts == 3
+    (tight,) = load_pipelines(write(tmp_path, MINIMAL.format(name="tight") + "    max_load_attempts: 1\n"),
+                              env={})
+    assert tight.max_load_attempts == 1
+    with pytest.raises(PipelineConfigError, match="max_load_attempts"):
+        load_pipelines(write(tmp_path, MINIMAL.format(name="never") + "    max_load_attempts: 0\n"), env={})

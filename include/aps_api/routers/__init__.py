@@ -1,1 +1,1 @@
-"""One router per resource: health, models (with viewer tokens, objects, properties), metrics, viewer page."""
+"""One router per concern: health, models (results), viewer tokens, metrics, the viewer page."""

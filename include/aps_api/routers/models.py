@@ -1,8 +1,9 @@
-"""`/v1/models`: the translated models and their results, and viewer tokens for them. All need an API key."""
+"""`/v1/models`: the models and their results (views, objects, properties, thumbnail). All need an API key.
+
+Viewer tokens for a model are served by `routers.viewer_tokens`."""
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -10,30 +11,22 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 
 from aps_api import queries
 from aps_api.db import snapshot
-from aps_api.deps import Connection, Context, ModelId, require_api_key
-from aps_api.errors import APSUnavailable
+from aps_api.deps import Connection, ModelId, require_api_key
+from aps_api.errors import model_not_found
 from aps_api.pagination import decode_cursor, encode_cursor
 from aps_api.schemas import (
+    AUTH_ERRORS,
+    NOT_FOUND,
     ErrorBody,
     ModelDetail,
     ModelPage,
     ObjectPage,
     PropertyPage,
-    ViewerToken,
 )
-from aps_api.tokens import viewer_scope
 from aps_results.models import ModelStatus
 
-log = logging.getLogger("aps_api")
-
-_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "missing, invalid or revoked API key"},
-    429: {"model": ErrorBody, "description": "rate limit reached; see `Retry-After`"},
-}
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "no such model"}}
-
 router = APIRouter(
-    prefix="/v1/models", tags=["models"], dependencies=[Depends(require_api_key)], responses=_AUTH_ERRORS
+    prefix="/v1/models", tags=["models"], dependencies=[Depends(require_api_key)], responses=AUTH_ERRORS
 )
 
 # Free-text filters: bounded, and without NUL characters (PostgreSQL text cannot hold them).
@@ -41,10 +34,6 @@ _NO_NUL = r"^[^\x00]*$"
 TextFilter = Annotated[str | None, Query(max_length=1024, pattern=_NO_NUL)]
 Cursor = Annotated[str | None, Query(max_length=2048, description="`next_cursor` of the previous page")]
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
-
-
-def _not_found(model_id: int) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"model {model_id} not found")
 
 
 # Routes return plain dicts shaped like their response_model: FastAPI validates and serialises them once,
@@ -107,12 +96,12 @@ async def list_models(
     return {"items": [_summary(row) for row in page.rows], "next_cursor": next_cursor}
 
 
-@router.get("/{model_id}", response_model=ModelDetail, responses=_NOT_FOUND, summary="One model in full")
+@router.get("/{model_id}", response_model=ModelDetail, responses=NOT_FOUND, summary="One model in full")
 async def get_model(model_id: ModelId, conn: Connection) -> dict[str, Any]:
     async with snapshot(conn):  # five reads, one consistent state
         row = await queries.get_model(conn, model_id)
         if row is None:
-            raise _not_found(model_id)
+            raise model_not_found(model_id)
         return {
             **_summary(row),
             "object_id": row.object_id,
@@ -124,65 +113,6 @@ async def get_model(model_id: ModelId, conn: Connection) -> dict[str, Any]:
             "derivatives": _dicts(await queries.derivatives(conn, model_id)),
             "views": _dicts(await queries.views(conn, model_id)),
         }
-
-
-@router.get(
-    "/{model_id}/viewer-token",
-    response_model=ViewerToken,
-    summary="A short-lived APS token for the Viewer",
-    responses={
-        **_NOT_FOUND,
-        409: {"model": ErrorBody, "description": "the model is not (successfully) translated"},
-        502: {"model": ErrorBody, "description": "APS did not issue a token"},
-        503: {"model": ErrorBody, "description": "viewer tokens are not configured on this server"},
-    },
-)
-async def viewer_token(model_id: ModelId, context: Context, response: Response) -> dict[str, Any]:
-    # Hot path: the model usually comes from a short-lived cache and the token from the token cache, so a
-    # request costs no I/O at all.
-    assert context.engine is not None
-    assert context.translated_models is not None
-    translated = context.translated_models.get(model_id)
-    if translated is None:
-        async with context.engine.connect() as conn:
-            row = await queries.get_model_for_token(conn, model_id)
-        if row is None:
-            raise _not_found(model_id)
-        if row.status != ModelStatus.SUCCESS or not row.urn:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT,
-                detail=f"model {model_id} is not translated (status: {row.status}); viewer tokens are issued "
-                "only once its translation has succeeded",
-            )
-        translated = (row.urn, row.region)
-        context.translated_models.put(model_id, translated)
-    urn, region = translated
-    if context.tokens is None:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail="viewer tokens are not configured: set APS_API_APS_CLIENT_ID and "
-            "APS_API_APS_CLIENT_SECRET",
-        )
-    scope = viewer_scope(context.settings.token_mode, urn)
-    try:
-        token = await context.tokens.get(scope)
-    except Exception as exc:  # aps_client errors carry no secrets; report the kind and status only
-        code = getattr(exc, "status_code", None)
-        log.warning("viewer token request to APS failed: %s (status %s)", type(exc).__name__, code)
-        raise APSUnavailable(
-            f"APS did not issue a viewer token ({type(exc).__name__}"
-            + (f", HTTP {code}" if code else "")
-            + "); try again shortly"
-        ) from None
-    response.headers["Cache-Control"] = "no-store"
-    return {
-        "access_token": token.access_token,
-        "token_type": token.token_type,
-        "expires_in": token.expires_in(context.tokens.now()),
-        "urn": urn,
-        "region": region,
-        "scope": scope,
-    }
 
 
 @router.get(
@@ -198,7 +128,7 @@ async def thumbnail(model_id: ModelId, conn: Connection) -> Response:
     png = await queries.thumbnail_png(conn, model_id)
     if png is None:
         if not await queries.model_exists(conn, model_id):
-            raise _not_found(model_id)
+            raise model_not_found(model_id)
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"model {model_id} has no thumbnail")
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
 
@@ -206,7 +136,7 @@ async def thumbnail(model_id: ModelId, conn: Connection) -> Response:
 @router.get(
     "/{model_id}/objects",
     response_model=ObjectPage,
-    responses=_NOT_FOUND,
+    responses=NOT_FOUND,
     summary="Objects of the model's views, by name or externalId",
 )
 async def list_objects(
@@ -224,7 +154,7 @@ async def list_objects(
 ) -> dict[str, Any]:
     after = decode_cursor(cursor, "objects", (str, int))
     if not await queries.model_exists(conn, model_id):
-        raise _not_found(model_id)
+        raise model_not_found(model_id)
     filters = queries.ObjectFilters(
         name=name, name_contains=name_contains, external_id=external_id, view_guid=view_guid
     )
@@ -239,7 +169,7 @@ async def list_objects(
 @router.get(
     "/{model_id}/properties",
     response_model=PropertyPage,
-    responses=_NOT_FOUND,
+    responses=NOT_FOUND,
     summary="Property values, by property name and value",
 )
 async def list_properties(
@@ -255,7 +185,7 @@ async def list_properties(
 ) -> dict[str, Any]:
     after = decode_cursor(cursor, "properties", (str, int, str, str))
     if not await queries.model_exists(conn, model_id):
-        raise _not_found(model_id)
+        raise model_not_found(model_id)
     filters = queries.PropertyFilters(
         name=name, value=value, category=category, external_id=external_id, view_guid=view_guid
     )

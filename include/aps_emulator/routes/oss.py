@@ -13,16 +13,15 @@ import hmac
 import re
 import secrets
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from aps_emulator.bodies import bucket_body, iso, object_body
 from aps_emulator.context import EmulatorContext, get_context
 from aps_emulator.errors import oss_error
 from aps_emulator.regions import DEFAULT_REGION, oss_region
@@ -35,27 +34,6 @@ BUCKET_KEY = re.compile(r"^[-_.a-z0-9]{3,128}$")
 POLICIES = ("transient", "temporary", "persistent")
 UPLOAD_LIFETIME_SECONDS = 24 * 3600
 MAX_PART_NUMBER = 10000
-
-
-def iso(epoch_seconds: float) -> str:
-    moment = datetime.fromtimestamp(epoch_seconds, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def bucket_body(bucket: BucketRecord) -> dict[str, Any]:
-    return {"bucketKey": bucket.bucket_key, "bucketOwner": bucket.owner, "createdDate": bucket.created_ms,
-            "permissions": bucket.permissions, "policyKey": bucket.policy_key}
-
-
-def object_location(request: Request, bucket_key: str, object_key: str) -> str:
-    base = str(request.base_url).rstrip("/")
-    return f"{base}/oss/v2/buckets/{bucket_key}/objects/{quote(object_key, safe='')}"
-
-
-def object_body(request: Request, record: ObjectRecord) -> dict[str, Any]:
-    return {"bucketKey": record.bucket_key, "objectId": record.object_id, "objectKey": record.object_key,
-            "sha1": record.sha1, "size": record.size, "contentType": record.content_type,
-            "location": object_location(request, record.bucket_key, record.object_key)}
 
 
 def access_of(bucket: BucketRecord, client_id: str) -> str | None:
@@ -259,7 +237,7 @@ async def complete_upload(request: Request, bucket_key: str, object_key: str, bo
         if finished_ref is not None and finished_ref == object_ref(bucket_key, object_key) \
                 and finished_ref in state.objects:
             # A retried completion (e.g. after a lost answer) gets the same result again.
-            return JSONResponse(object_body(request, state.objects[finished_ref]))
+            return JSONResponse(object_body(str(request.base_url), state.objects[finished_ref]))
         upload = state.uploads.get(body.uploadKey)
         if upload is None or upload.expires_at <= context.clock.now():
             raise oss_error(400, "The uploadKey is invalid or the upload has expired")
@@ -292,7 +270,7 @@ async def complete_upload(request: Request, bucket_key: str, object_key: str, bo
         store.mark_dirty()
     if previous is not None:
         store.blob_path(previous.blob).unlink(missing_ok=True)
-    return JSONResponse(object_body(request, record))
+    return JSONResponse(object_body(str(request.base_url), record))
 
 
 # -- object details ----------------------------------------------------------------------------------------
@@ -324,7 +302,7 @@ async def object_details(
             since_dt = None
         if since_dt is not None and record.modified_ms // 1000 <= int(since_dt.timestamp()):
             return Response(status_code=304)
-    body = object_body(request, record)
+    body = object_body(str(request.base_url), record)
     extra = {"createdDate": record.created_ms, "lastModifiedDate": record.modified_ms,
              "lastAccessedDate": context.clock.now_ms(), "userDefinedMetadata": None}
     for name in with_ or []:

@@ -16,10 +16,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from aps_emulator.bodies import hook_body
 from aps_emulator.context import EmulatorContext, get_context
 from aps_emulator.errors import webhook_error
 from aps_emulator.regions import webhooks_region
-from aps_emulator.routes.oss import iso
 from aps_emulator.security import Caller, authenticated
 from aps_emulator.state import HookRecord
 
@@ -30,34 +30,6 @@ MAX_HOOKS_PER_SCOPE = 1000
 PAGE_SIZE = 200
 READ = ("data:read",)
 WRITE = ("data:read", "data:write")
-
-
-def hook_body(hook: HookRecord) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "hookId": hook.hook_id,
-        "tenant": str(hook.scope.get("workflow", "")),
-        "callbackUrl": hook.callback_url,
-        "createdBy": hook.created_by,
-        "event": hook.event,
-        "createdDate": iso(hook.created_ms / 1000),
-        "lastUpdatedDate": iso(hook.created_ms / 1000),
-        "system": hook.system,
-        "creatorType": "Application",
-        "status": hook.status,
-        "autoReactivateHook": hook.auto_reactivate,
-        "scope": hook.scope,
-        "urn": f"urn:adsk.webhooks:events.hook:{hook.hook_id}",
-        "__self__": f"/systems/{hook.system}/events/{hook.event}/hooks/{hook.hook_id}",
-    }
-    if hook.hook_expiry:
-        body["hookExpiry"] = hook.hook_expiry
-    if hook.hook_attribute is not None:
-        body["hookAttribute"] = hook.hook_attribute
-    if hook.filter:
-        body["filter"] = hook.filter
-    if hook.payload_only:
-        body["callbackWithEventPayloadOnly"] = True
-    return body
 
 
 def _check_system(system: str, event: str | None = None) -> None:
@@ -137,10 +109,10 @@ def _list(context: EmulatorContext, request: Request, caller: Caller, system: st
     except ValueError:
         start = 0
     page = hooks[start:start + PAGE_SIZE]
-    next_link = None
+    links: dict[str, str] = {}  # the spec's `next` is a string, not nullable: left out on the last page
     if start + PAGE_SIZE < len(hooks):
-        next_link = f"{request.url.path}?pageState={start + PAGE_SIZE}"
-    return JSONResponse({"links": {"next": next_link}, "data": [hook_body(h) for h in page]})
+        links["next"] = f"{request.url.path}?pageState={start + PAGE_SIZE}"
+    return JSONResponse({"links": links, "data": [hook_body(h) for h in page]})
 
 
 @router.get("/webhooks/v1/hooks", name="hooks_list")

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 #: Manifest statuses that mean "a job is already there": waiting on it beats submitting it again.
 REUSABLE_STATUSES = frozenset({"pending", "inprogress", "success"})
+#: Of those, the ones where the job is still running (a forced retry waits on these, and only these).
+RUNNING_STATUSES = frozenset({"pending", "inprogress"})
 
 
 class APSStartTranslationOperator(APSBaseOperator):
@@ -70,8 +72,14 @@ class APSStartTranslationOperator(APSBaseOperator):
         urn = urn_in(self.urn)
         if not urn:
             raise ValueError(f"APSStartTranslationOperator needs a URN, got {self.urn!r}")
+        # A retry of a forced try may follow that try's POST: a job running now is the one it started, and
+        # POSTing with x-ads-force again would restart it (a second billed translation).
+        ti = context.get("ti")
+        retried = ti is not None and ti.try_number > 1
+        reusable = RUNNING_STATUSES if self.force else REUSABLE_STATUSES
+        look_first = self.reuse_existing_job and (retried or not self.force)
         with self.hook.get_client() as aps:
-            if self.reuse_existing_job and not self.force and self._job_exists(aps, urn):
+            if look_first and self._job_exists(aps, urn, reusable):
                 return urn
             accepted = aps.derivative.start_job(
                 urn, region=self.region, formats=self.formats, force=self.force,
@@ -84,12 +92,12 @@ class APSStartTranslationOperator(APSBaseOperator):
                           ", ".join(f["type"] for f in self.formats), self.force)
         return urn
 
-    def _job_exists(self, aps: Any, urn: str) -> bool:
+    def _job_exists(self, aps: Any, urn: str, statuses: frozenset[str]) -> bool:
         try:
             manifest = aps.derivative.manifest(urn, region=self.region)
         except APSNotFoundError:
             return False
-        if manifest.status not in REUSABLE_STATUSES:
+        if manifest.status not in statuses:
             return False
         self.log.info("A translation of %s is already %s (%s): waiting on it, not submitting again", urn,
                       manifest.status, manifest.progress)

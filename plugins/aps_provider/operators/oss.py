@@ -134,17 +134,17 @@ class APSUploadFromS3Operator(APSBaseOperator):
         # Imported here so that parsing a DAG (every task process does) does not load boto3.
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        s3_object = S3Hook(aws_conn_id=self.aws_conn_id).get_key(self.s3_key, self.s3_bucket)
-        size, etag = int(s3_object.content_length), s3_object.e_tag
+        from aps_landing.s3 import S3Landing
+
+        landing = S3Landing(S3Hook(aws_conn_id=self.aws_conn_id).get_conn(), self.s3_bucket)
+        head = landing.head(self.s3_key)
+        size, etag = head.size, head.etag
 
         state = self._saved_state(store.get(state_key), etag, size)
 
         def open_at(offset: int) -> BinaryIO:
-            # IfMatch: resume only from the very object version the saved parts came from.
-            request: dict[str, Any] = {"IfMatch": etag}
-            if offset:
-                request["Range"] = f"bytes={offset}-"
-            return s3_object.get(**request)["Body"]
+            # Pinned to the ETag: resume only from the very object version the saved parts came from.
+            return landing.read_range(self.s3_key, offset, etag=etag)
 
         def save_progress(progress: UploadState) -> None:
             store.set(state_key, {"etag": etag, "size": size, "state": progress.model_dump(mode="json")})

@@ -1,16 +1,47 @@
-"""Creating, listing and revoking API keys. Needs a database URL with write access to `aps.api_keys`
-(the server itself only reads). Used by `aps-api keys ...`; usable from code (demo, tests) as well."""
+"""API keys: what one looks like, how it is stored, and creating, listing and revoking them.
+
+A key is `apsk_` + 43 url-safe random characters (256 bits). Only its SHA-256 is stored: a slow password
+hash (bcrypt, argon2) protects low-entropy passwords against guessing, which a 256-bit random key does not
+need, and a fast hash keeps every request cheap. The key itself is shown once, when it is created.
+
+Creating, listing and revoking need a database URL with write access to `aps.api_keys` (the server itself
+only reads; it checks keys with `aps_api.key_verifier`). Used by `aps-api keys ...`, the demo and tests.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import create_engine, func, insert, select, update
 from sqlalchemy.engine import Engine
 
-from aps_api.apikeys import display_prefix, generate_api_key, hash_api_key
 from aps_results.models import ApiKey
+
+KEY_PREFIX = "apsk_"
+# Longer bearer values are not ours: refused without hashing or a database round trip.
+MAX_KEY_LENGTH = 200
+# How many leading characters of a key are stored in clear to tell keys apart in `aps-api keys list`.
+DISPLAY_PREFIX_LENGTH = len(KEY_PREFIX) + 6
+
+
+def generate_api_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def looks_like_api_key(key: str) -> bool:
+    """Whether `key` could be one of ours at all (cheap, before any lookup)."""
+    return key.startswith(KEY_PREFIX) and len(key) <= MAX_KEY_LENGTH
+
+
+def display_prefix(key: str) -> str:
+    return key[:DISPLAY_PREFIX_LENGTH]
 
 
 @dataclass(frozen=True)

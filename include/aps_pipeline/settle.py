@@ -1,5 +1,6 @@
-"""After a translation: record its outcome, fetch its results from APS and load them into PostgreSQL.
+"""Settle a model after its translation: load its results into PostgreSQL, or record why not.
 
+    settle_model(aps, engine, model_id, run_id, last_attempt=...)   # the DAG's load task: any outcome
     fetch_and_load(aps, engine, model_id, run_id)            # manifest, views, tree, properties, thumbnail
     record_translation_outcome(engine, model_id, manifest, run_id)
     mark_model_failed(engine, model_id, run_id, reason)      # the DAG's last resort when APS work failed
@@ -7,21 +8,25 @@
 
 The load goes through `aps_results.loader.load_model_results` (COPY into staging, swap in one transaction);
 the translation's final status and the files' `loaded` state are written in that same transaction, so a
-reader never sees files marked loaded without their results. A failed or timed-out translation is recorded
-with APS's own messages, and the files with that content end `failed` with those messages as the reason.
+reader never sees files marked loaded without their results. The object tree and properties are parsed
+from APS's answers while they arrive and written as they come, so memory stays bounded for big models; a
+load the kernel kills anyway (out of memory) stays counted, and after `max_load_attempts` of them the files
+fail with that reason instead of looping. A failed or timed-out translation is recorded with APS's own
+messages, and the files with that content end `failed` with those messages as the reason.
 Properties are keyed by `externalId` (for IFC, the GlobalId): APS objectids change between translations.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, select
 
-from aps_client import Manifest
+from aps_client import Manifest, ModelView, ObjectProperties, TreeEntry
 from aps_client.errors import APSNotFoundError
+from aps_pipeline.config import MAX_LOAD_ATTEMPTS
 from aps_results import records, registry
 from aps_results.loader import load_model_results
 from aps_results.models import TERMINAL_FILE_STATES, File, FileState, TranslationStatus
@@ -29,6 +34,8 @@ from aps_results.models import TERMINAL_FILE_STATES, File, FileState, Translatio
 logger = logging.getLogger(__name__)
 
 THUMBNAIL_WIDTH = 200
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class ModelNotReady(RuntimeError):
@@ -69,14 +76,18 @@ def messages_of(manifest: Manifest) -> list[dict[str, str]]:
     return list(unique.values())
 
 
-def _record(connection: Connection, model_id: int, manifest: Manifest) -> None:
+def _translation_id(connection: Connection, model_id: int) -> int:
     translation = registry.latest_translation(connection, model_id)
     if translation is None:
         # The job was submitted outside the pipeline (or its record was lost): keep the outcome anyway.
         translation = registry.start_translation(connection, model_id)
+    return translation.id
+
+
+def _record(connection: Connection, model_id: int, manifest: Manifest) -> None:
     registry.update_translation(
         connection,
-        translation.id,
+        _translation_id(connection, model_id),
         TranslationStatus(manifest.status),
         progress=manifest.progress,
         messages=messages_of(manifest),
@@ -102,26 +113,44 @@ def record_translation_outcome(
     return {"model_id": model_id, "status": manifest.status, "failed_files": failed_files}
 
 
-def _tree(view_guid: str, nodes: list[Any]) -> Iterator[records.TreeNode]:
-    return records.tree_from_aps(view_guid, [n.model_dump(mode="json", by_alias=True) for n in nodes])
+def _tree_node(view_guid: str, entry: TreeEntry) -> records.TreeNode:
+    return records.TreeNode(view_guid, entry.objectid, entry.name, entry.parent, entry.depth)
 
 
-def _properties(view_guid: str, items: list[Any]) -> Iterator[records.ObjectProperties]:
-    for item in items:
-        yield records.ObjectProperties(
-            view_guid=view_guid,
-            object_id=item.objectid,
-            external_id=item.external_id,
-            name=item.name or None,
-            properties=item.properties,
-        )
+def _object_properties(view_guid: str, item: ObjectProperties) -> records.ObjectProperties:
+    return records.ObjectProperties(view_guid, item.objectid, item.external_id, item.name or None,
+                                    item.properties)
 
 
-def fetch_and_load(aps: Any, engine: Engine, model_id: int, run_id: str) -> dict[str, Any]:
+def _per_view(model_id: int, views: list[ModelView], read: Callable[[str], Iterator[T]],
+              record: Callable[[str, T], R]) -> Iterator[R]:
+    """`read(guid)`'s items of every view as records, pulled by the loader as it writes them: one view's
+    answer at a time is open, and no item outlives its row."""
+    for view in views:
+        try:
+            items = read(view.guid)
+        except APSNotFoundError:
+            # 2D sheets may have no object tree or properties; the view itself is still recorded.
+            logger.info("model %d: view %s has no object tree or properties", model_id, view.guid)
+            continue
+        for item in items:
+            yield record(view.guid, item)
+
+
+def _killed_reason(killed: int) -> str:
+    return f"load killed {killed} time{'' if killed == 1 else 's'} (out of memory?)"
+
+
+def fetch_and_load(
+    aps: Any, engine: Engine, model_id: int, run_id: str, *, max_load_attempts: int = MAX_LOAD_ATTEMPTS
+) -> dict[str, Any]:
     """Fetch a translated model's results and load them; returns small stats for XCom.
 
     A failed or timed-out translation is recorded (files end `failed`) instead of loaded. A translation
-    still running raises ModelNotReady (the sensor should not have let the task start).
+    still running raises ModelNotReady (the sensor should not have let the task start). The object tree
+    and properties stream from APS into the load (a big model's never sit in memory whole). Each load is
+    counted before it begins; when `max_load_attempts` loads began and never ended (the kernel killed the
+    worker: out of memory?), the files end `failed` instead of the model being loaded again.
     """
     model = _model(engine, model_id)
     manifest = aps.derivative.manifest(model.urn, region=model.region)
@@ -133,19 +162,6 @@ def fetch_and_load(aps: Any, engine: Engine, model_id: int, run_id: str) -> dict
         return record_translation_outcome(engine, model_id, manifest, run_id)
 
     views = aps.derivative.views(model.urn, region=model.region)
-    tree: list[records.TreeNode] = []
-    properties: list[records.ObjectProperties] = []
-    for view in views:
-        try:
-            tree.extend(
-                _tree(view.guid, aps.derivative.object_tree(model.urn, view.guid, region=model.region))
-            )
-            properties.extend(
-                _properties(view.guid, aps.derivative.properties(model.urn, view.guid, region=model.region))
-            )
-        except APSNotFoundError:
-            # 2D sheets may have no object tree or properties; the view itself is still recorded.
-            logger.info("model %d: view %s has no object tree or properties", model_id, view.guid)
     thumbnail = None
     if manifest.has_thumbnail:
         try:
@@ -154,24 +170,46 @@ def fetch_and_load(aps: Any, engine: Engine, model_id: int, run_id: str) -> dict
         except APSNotFoundError:
             logger.info("model %d: manifest says there is a thumbnail, APS says 404", model_id)
 
+    with engine.begin() as connection:  # committed before the load: a kill mid-load leaves it counted
+        translation_id = _translation_id(connection, model_id)
+        killed = registry.begin_load(connection, translation_id, max_load_attempts)
+    if killed is not None:
+        reason = _killed_reason(killed)
+        failed = mark_model_failed(engine, model_id, run_id, reason)
+        logger.error("model %d: %s; its files %s fail", model_id, reason, failed)
+        return {"model_id": model_id, "status": "failed", "failed_files": failed}
+
     loaded_files: list[int] = []
 
     def finish(connection: Connection) -> None:
         # Same transaction as the swap: the files are `loaded` exactly when their results are visible.
         _record(connection, model_id, manifest)
+        registry.end_load(connection, translation_id, finished=True)
         loaded_files.extend(_unfinished_file_ids(connection, model_id, run_id))
         registry.set_file_state(connection, loaded_files, FileState.LOADED)
 
-    stats = load_model_results(
-        engine,
-        model_id,
-        views=(records.ViewRecord(v.guid, v.name or None, v.role or None, v.is_master_view) for v in views),
-        tree=tree,
-        properties=properties,
-        thumbnail=thumbnail,
-        manifest=manifest.model_dump(mode="json", by_alias=True),
-        before_commit=finish,
-    )
+    def tree(guid: str) -> Iterator[TreeEntry]:
+        return aps.derivative.iter_object_tree(model.urn, guid, region=model.region)
+
+    def properties(guid: str) -> Iterator[ObjectProperties]:
+        return aps.derivative.iter_properties(model.urn, guid, region=model.region)
+
+    try:
+        stats = load_model_results(
+            engine,
+            model_id,
+            views=(records.ViewRecord(v.guid, v.name or None, v.role or None, v.is_master_view)
+                   for v in views),
+            tree=_per_view(model_id, views, tree, _tree_node),
+            properties=_per_view(model_id, views, properties, _object_properties),
+            thumbnail=thumbnail,
+            manifest=manifest.model_dump(mode="json", by_alias=True),
+            before_commit=finish,
+        )
+    except Exception:
+        with engine.begin() as connection:  # it ended with an error: no kill to count
+            registry.end_load(connection, translation_id, finished=False)
+        raise
     logger.info(
         "model %d loaded: %d views, %d objects, %d properties, thumbnail=%s, files %s",
         model_id, stats.views, stats.objects, stats.properties, stats.thumbnail, loaded_files,
@@ -230,7 +268,8 @@ def record_wait_ended(engine: Engine, model_id: int, run_id: str, manifest: Mani
 
 
 def settle_model(
-    aps: Any, engine: Engine, model_id: int, run_id: str, *, last_attempt: bool
+    aps: Any, engine: Engine, model_id: int, run_id: str, *, last_attempt: bool,
+    max_load_attempts: int = MAX_LOAD_ATTEMPTS,
 ) -> dict[str, Any]:
     """Bring a model's files of this run to a terminal state, whatever happened upstream.
 
@@ -247,7 +286,7 @@ def settle_model(
         failed = mark_model_failed(engine, model_id, run_id, "upload to APS or job submission failed")
         return {"model_id": model_id, "status": "failed", "failed_files": failed}
     try:
-        return fetch_and_load(aps, engine, model_id, run_id)
+        return fetch_and_load(aps, engine, model_id, run_id, max_load_attempts=max_load_attempts)
     except ModelNotReady as exc:
         failed = record_wait_ended(engine, model_id, run_id, exc.manifest)
         return {"model_id": model_id, "status": "timeout", "failed_files": failed}

@@ -1,18 +1,21 @@
-"""Viewer tokens: narrow-scoped APS tokens, cached per scope until a margin before they expire.
+"""Viewer tokens: the scope one carries, and a cache of APS tokens per scope until a margin before expiry.
 
-The API never hands out the pipeline's own token. Each scope (`viewables:read`, or `data:read:<urn>` in
-per-model mode) has its own cache entry; a request served from the cache costs a dict lookup, and
-concurrent misses for one scope wait on a per-scope lock so they cause a single APS token request.
+The API never hands out the pipeline's own token. Each scope (`data:read:<urn>` in the default per-model
+mode, or the app-wide `viewables:read`) has its own entry in a bounded time-aware LRU cache (cachetools);
+a request served from it costs a dict lookup, and concurrent misses for one scope wait on a per-scope lock
+so they cause a single APS token request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from cachetools import TLRUCache
 
 from aps_api.metrics import APIMetrics
 from aps_api.settings import TokenMode
@@ -22,7 +25,7 @@ VIEWABLES_SCOPE = "viewables:read"
 
 def viewer_scope(mode: TokenMode, urn: str) -> str:
     """The scope a viewer token for model `urn` carries in `mode`."""
-    return VIEWABLES_SCOPE if mode is TokenMode.VIEWABLES else f"data:read:{urn}"
+    return VIEWABLES_SCOPE if mode == TokenMode.VIEWABLES else f"data:read:{urn}"
 
 
 @dataclass(frozen=True)
@@ -59,40 +62,38 @@ class ViewerTokenCache:
     ) -> None:
         self._fetch = fetch
         self._margin = refresh_margin
-        self._max_entries = max_entries
         self._metrics = metrics
         self._clock = clock
-        self._tokens: OrderedDict[str, CachedToken] = OrderedDict()
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    def _fresh(self, scope: str) -> CachedToken | None:
-        token = self._tokens.get(scope)
-        if token is not None and self._clock() < token.refresh_at:
-            self._tokens.move_to_end(scope)
-            return token
-        return None
+        # An entry is dropped once it is due for refresh.
+        self._tokens: TLRUCache[str, CachedToken] = TLRUCache(
+            maxsize=max_entries, ttu=lambda scope, token, now: token.refresh_at, timer=clock
+        )
+        # A scope's lock lives only while a request holds or waits for it.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def now(self) -> float:
         return self._clock()
 
     def peek(self, scope: str) -> CachedToken | None:
         """The cached token for `scope` if it is still fresh, without asking APS."""
-        return self._fresh(scope)
+        return self._tokens.get(scope)
 
     async def get(self, scope: str) -> CachedToken:
-        token = self._fresh(scope)
+        token = self._tokens.get(scope)
         if token is not None:
             self._metrics.token_cache.labels("hit").inc()
             return token
-        lock = self._locks.setdefault(scope, asyncio.Lock())
+        lock = self._locks.get(scope)
+        if lock is None:
+            lock = self._locks[scope] = asyncio.Lock()
         async with lock:
-            token = self._fresh(scope)  # another request may have refreshed it while we waited
+            token = self._tokens.get(scope)  # another request may have refreshed it while we waited
             if token is not None:
                 self._metrics.token_cache.labels("hit").inc()
                 return token
             self._metrics.token_cache.labels("miss").inc()
             token = await self._request(scope)
-            self._store(token)
+            self._tokens[scope] = token
         return token
 
     async def _request(self, scope: str) -> CachedToken:
@@ -114,12 +115,3 @@ class ViewerTokenCache:
             scope=scope,
             refresh_at=expires_at - margin,
         )
-
-    def _store(self, token: CachedToken) -> None:
-        self._tokens[token.scope] = token
-        self._tokens.move_to_end(token.scope)
-        while len(self._tokens) > self._max_entries:
-            oldest, _ = self._tokens.popitem(last=False)
-            lock = self._locks.get(oldest)
-            if lock is not None and not lock.locked():
-                del self._locks[oldest]

@@ -1,0 +1,163 @@
+"""No import circles among the project's packages (every `aps_*` package under include/ and plugins/).
+
+The graph is read from the source (AST), not from what happens to be imported at run time, so imports
+inside functions and under `if TYPE_CHECKING:` count too: a circle hidden in a function is still a circle.
+`from pkg import name` is an edge to `pkg.name` when that is a module, else to `pkg`; the implicit import
+of a parent package's `__init__` is not an edge (every submodule would otherwise close a loop with it).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE_DIRS = (ROOT / "include", ROOT / "plugins")
+
+
+def discover_modules() -> dict[str, Path]:
+    """Dotted module name -> file, for every module of every aps_* package."""
+    modules: dict[str, Path] = {}
+    for source_dir in SOURCE_DIRS:
+        for package in sorted(source_dir.glob("aps_*/__init__.py")):
+            for path in sorted(package.parent.rglob("*.py")):
+                parts = list(path.relative_to(source_dir).with_suffix("").parts)
+                if parts[-1] == "__init__":
+                    parts.pop()
+                modules[".".join(parts)] = path
+    return modules
+
+
+def _resolve_relative(module: str, is_package: bool, level: int, target: str | None) -> str:
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    base = base[: len(base) - (level - 1)] if level > 1 else base
+    return ".".join([*base, target] if target else base)
+
+
+def _known_prefix(name: str, modules: dict[str, Path]) -> str | None:
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        candidate = ".".join(parts[:end])
+        if candidate in modules:
+            return candidate
+    return None
+
+
+def imports_of(module: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The project modules `module` imports anywhere in its file."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    is_package = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                target = _known_prefix(alias.name, modules)
+                if target:
+                    found.add(target)
+        elif isinstance(node, ast.ImportFrom):
+            source = (_resolve_relative(module, is_package, node.level, node.module) if node.level
+                      else node.module or "")
+            for alias in node.names:
+                target = _known_prefix(f"{source}.{alias.name}", modules) or _known_prefix(source, modules)
+                if target:
+                    found.add(target)
+    found.discard(module)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = discover_modules()
+    return {name: imports_of(name, path, modules) for name, path in modules.items()}
+
+
+def circular_groups(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The strongly connected groups of more than one module (Tarjan): each one is tangled in circles."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[set[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.add(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return groups
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One concrete circle (a -> b -> ... -> a) per circular group."""
+    return [_circle_in(group, graph) for group in circular_groups(graph)]
+
+
+def _circle_in(group: set[str], graph: dict[str, set[str]]) -> list[str]:
+    """A shortest path from the group's first module back to itself, staying inside the group."""
+    start = min(group)
+    paths = {start: [start]}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for nxt in sorted(graph[node] & group):
+                if nxt == start:
+                    return [*paths[node], start]
+                if nxt not in paths:
+                    paths[nxt] = [*paths[node], nxt]
+                    following.append(nxt)
+        frontier = following
+    raise AssertionError(f"no circle in strongly connected group {sorted(group)}")
+
+
+def test_no_import_circles() -> None:
+    graph = import_graph()
+    groups = circular_groups(graph)
+    report = [f"{' -> '.join(_circle_in(group, graph))}  (circular group: {', '.join(sorted(group))})"
+              for group in groups]
+    assert not groups, "import circles:\n" + "\n".join(report)
+
+
+def test_graph_covers_every_package_and_sees_hidden_imports(tmp_path: Path) -> None:
+    graph = import_graph()
+    packages = {name.split(".")[0] for name in graph}
+    assert {"aps_client", "aps_emulator", "aps_pipeline", "aps_provider"} <= packages
+    # Function-level and TYPE_CHECKING imports are edges: check the walker on a two-file circle.
+    package = tmp_path / "aps_demo"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("def f():\n    from aps_demo import b\n    return b\n")
+    (package / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import f\n")
+    modules = {"aps_demo": package / "__init__.py", "aps_demo.a": package / "a.py",
+               "aps_demo.b": package / "b.py"}
+    demo = {name: imports_of(name, path, modules) for name, path in modules.items()}
+    assert find_cycles(demo) == [["aps_demo.a", "aps_demo.b", "aps_demo.a"]]
+
+
+@pytest.mark.parametrize(("edges", "expected"), [
+    ({"x": {"y"}, "y": set()}, []),
+    ({"x": {"y"}, "y": {"z"}, "z": {"x"}}, [["x", "y", "z", "x"]]),
+])
+def test_find_cycles_names_the_circle(edges: dict[str, set[str]], expected: list[list[str]]) -> None:
+    assert find_cycles(edges) == expected
