@@ -16,6 +16,9 @@ Every run:
 8. **publish_results**: emits the results asset for downstream DAGs, only when no step of the run failed;
    a run whose schema check, discovery, validation, quarantine or planning failed ends failed.
 
+Every file of a run, with its reason, views, counts and thumbnail, is on the run's **APS files** tab. The
+pipeline's `notify:` recipients hear about failed runs and runs that end with failed or rejected files.
+
 Manual runs take `prefix`, `limit` and `force` (re-translate content that was translated before).
 """
 
@@ -26,6 +29,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Asset, Param, task_group
 
 from aps_ingest_tasks import tasks
+from aps_ingest_tasks.notifications import notify_run_failed
 from aps_pipeline.config import PipelineConfig, PipelineConfigError, load_pipelines
 from aps_provider.operators.derivative import APSStartTranslationOperator
 from aps_provider.operators.oss import APSCreateBucketOperator, APSUploadFromS3Operator
@@ -48,6 +52,8 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
         max_active_runs=1,
         tags=pipeline.tags,
         render_template_as_native_obj=True,
+        user_defined_macros={"model_label": tasks.model_label},
+        on_failure_callback=notify_run_failed,
         default_args={
             "owner": pipeline.owner,
             "retries": pipeline.retries,
@@ -64,7 +70,12 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
         # Every task of a model, the sensor included (poke mode calls APS from a worker slot), takes a slot
         # of the pipeline's pool: the pool bounds concurrent APS work. A deferred sensor holds no slot.
         # The group's arguments are keys of aps_pipeline.dedupe.ModelPlan, which plan_models returns as is.
-        @task_group(group_id="model", default_args={"pool": pipeline.pool.name})
+        # Each mapped instance is labelled with its files' names, and its log starts with the landing keys
+        # and APS object it works on.
+        @task_group(group_id="model", default_args={
+            "pool": pipeline.pool.name, "map_index_template": "{{ model_label(ti) }}",
+            "on_execute_callback": tasks.log_model_files,
+        })
         def process_model(model_id, file_ids, source_key, bucket_key, object_key, region):
             upload = APSUploadFromS3Operator(
                 task_id="upload_to_aps", s3_bucket=pipeline.landing.bucket, s3_key=source_key,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 
+OBJECT_ID_PREFIX = "urn:adsk.objects:os.object:"
+
 
 def to_urn(object_id: str) -> str:
     """`urn:adsk.objects:os.object:bucket/key` -> URL-safe, unpadded base64 (what Model Derivative wants)."""
@@ -25,4 +27,22 @@ def from_urn(urn: str) -> str:
 
 def object_id(bucket_key: str, object_key: str) -> str:
     """The OSS objectId of an object, as OSS returns it."""
-    return f"urn:adsk.objects:os.object:{bucket_key}/{object_key}"
+    return f"{OBJECT_ID_PREFIX}{bucket_key}/{object_key}"
+
+
+def urn_in(value: object) -> str | None:
+    """The URN a task handed on: the value itself (a string), or the "urn" entry of a dict; else None."""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, dict) and isinstance(value.get("urn"), str) and value["urn"]:
+        return value["urn"]
+    return None
+
+
+def describe_urn(urn: str) -> str:
+    """The OSS object a URN names, as "bucket/key", for log lines (the URN itself when it is not one)."""
+    try:
+        decoded = from_urn(urn)
+    except ValueError:
+        return urn
+    return decoded.removeprefix(OBJECT_ID_PREFIX)

@@ -1,4 +1,9 @@
-"""`aps-stack demo|up|down` (and `python -m aps_devstack ...`): the local stack behind `make demo/up/down`."""
+"""`aps-stack demo|up|down|sample|put` (or `python -m aps_devstack ...`): the stack of `make demo/up/down`.
+
+    python -m aps_devstack sample model.ifc                     # a small valid IFC to start with
+    python -m aps_devstack put model.ifc --project demo         # into the landing bucket of `make up`, with
+                                                                # its metadata sidecar (model.ifc.meta.json)
+"""
 
 from __future__ import annotations
 
@@ -55,6 +60,7 @@ def up(executor: str = "local", workers: int = 1, triggerers: int = 1) -> int:
                 "process_groups": [p.pid for p in processes if p is not None],
                 "postgres_data_dir": str(stack.postgres.data_dir),
                 "postgres_port": stack.postgres.port,
+                "s3_endpoint_url": stack.s3.endpoint_url,
             },
             indent=2,
         )
@@ -70,9 +76,51 @@ Local stack is up (stop it with `make down`).
   results database  {stack.postgres.url("aps_results")}
   results API       {stack.api_url}
   API key           .venv/bin/aps-api keys create me --db-url {stack.results_url}
-Drop files with e.g.
-  aws --endpoint-url {stack.s3.endpoint_url} s3 cp model.ifc s3://{LANDING_BUCKET}/{LANDING_PREFIX}
-and trigger `aps_ingest` in the UI.""")
+Drop a file with its metadata (`project` is required), e.g. a sample IFC:
+  {FIRST_FILE[0]}
+  {FIRST_FILE[1]}
+then trigger `aps_ingest` in the UI; the run's "APS files" tab shows every file.""")
+    return 0
+
+
+# The README's "first file" commands (a test runs them as written after `up`).
+FIRST_FILE = (
+    ".venv/bin/python -m aps_devstack sample model.ifc",
+    ".venv/bin/python -m aps_devstack put model.ifc --project demo --discipline architecture",
+)
+
+
+def sample(path: Path) -> int:
+    """Write a small valid IFC file (walls, doors, windows) to `path`."""
+    from aps_samples.ifc import generate_ifc
+
+    path.write_bytes(generate_ifc(1, name=path.stem).data)
+    print(f"wrote {path} ({path.stat().st_size} bytes)")
+    return 0
+
+
+def put(paths: list[Path], metadata: dict[str, object], prefix: str) -> int:
+    """Put files (each with its metadata sidecar) into the landing bucket of the stack `make up` started."""
+    from pydantic import ValidationError
+
+    from aps_devstack.landing import put_file
+    from aps_devstack.s3 import S3Server
+    from aps_pipeline.metadata import describe_validation_error
+
+    if not STATE_FILE.exists():
+        print("no stack is up: run `make up` first", file=sys.stderr)
+        return 1
+    s3 = S3Server(endpoint_url=json.loads(STATE_FILE.read_text())["s3_endpoint_url"]).client()
+    for path in paths:
+        if not path.is_file():
+            print(f"{path}: no such file", file=sys.stderr)
+            return 1
+        try:
+            key = put_file(s3, path, bucket=LANDING_BUCKET, prefix=prefix, metadata=metadata)
+        except ValidationError as exc:
+            print(f"invalid metadata: {describe_validation_error(exc)}", file=sys.stderr)
+            return 2
+        print(f"put s3://{LANDING_BUCKET}/{key} with its metadata sidecar")
     return 0
 
 
@@ -113,17 +161,36 @@ def down() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="aps-stack", description=__doc__)
-    parser.add_argument("command", choices=["demo", "up", "down"])
-    parser.add_argument("--executor", choices=sorted(EXECUTORS), default="local",
-                        help="up: run tasks on the LocalExecutor or on Celery workers with a Redis broker")
-    parser.add_argument("--workers", type=int, default=1, help="up --executor celery: Celery workers")
-    parser.add_argument("--triggerers", type=int, default=1, help="up: triggerers")
+    parser = argparse.ArgumentParser(prog="aps-stack", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("demo", help="start everything, ingest the sample batch, check the API, stop")
+    start = commands.add_parser("up", help="start the stack in the background (Airflow UI on localhost:8080)")
+    start.add_argument("--executor", choices=sorted(EXECUTORS), default="local",
+                       help="run tasks on the LocalExecutor or on Celery workers with a Redis broker")
+    start.add_argument("--workers", type=int, default=1, help="--executor celery: Celery workers")
+    start.add_argument("--triggerers", type=int, default=1, help="triggerers")
+    commands.add_parser("down", help="stop the stack `up` started")
+    make_sample = commands.add_parser("sample", help="write a small valid IFC file")
+    make_sample.add_argument("path", type=Path)
+    landing = commands.add_parser("put", help="put files with their metadata into the landing bucket")
+    landing.add_argument("paths", type=Path, nargs="+", metavar="FILE")
+    landing.add_argument("--project", required=True)
+    for optional in ("discipline", "author", "revision", "description"):
+        landing.add_argument(f"--{optional}")
+    landing.add_argument("--tag", action="append", dest="tags", default=[], help="repeat for more tags")
+    landing.add_argument("--prefix", default=LANDING_PREFIX, help=f"default {LANDING_PREFIX}")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from aps_devstack.demo import main as demo
 
         return demo()
+    if args.command == "sample":
+        return sample(args.path)
+    if args.command == "put":
+        fields = ("project", "discipline", "author", "revision", "description", "tags")
+        metadata = {name: getattr(args, name) for name in fields if getattr(args, name)}
+        return put(args.paths, metadata, args.prefix)
     if args.command == "up":
         return up(args.executor, args.workers, args.triggerers)
     return down()

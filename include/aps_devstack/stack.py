@@ -93,16 +93,18 @@ class LocalStack:
             "login": self.postgres.superuser,
             "schema": RESULTS_DB,
         }
+        reader_connection = {**results_connection, "login": READER_LOGIN, "password": self.reader_password}
         return {
             "AIRFLOW_CONN_AWS_DEFAULT": self.s3.airflow_conn_uri(),
             "AIRFLOW_CONN_APS_DEFAULT": json.dumps(aps_connection),
             "AIRFLOW_CONN_APS_RESULTS": json.dumps(results_connection),
+            # The run page in the UI reads with the read-only login, as the results API does.
+            "AIRFLOW_CONN_APS_RESULTS_READER": json.dumps(reader_connection),
             "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
             "APS_LANDING_BUCKET": LANDING_BUCKET,
             # Runs start when someone triggers them (the demo, a test, an operator in the UI).
             "APS_INGEST_SCHEDULE": os.environ.get("APS_INGEST_SCHEDULE", "none"),
             "APS_LANDING_PREFIX": LANDING_PREFIX,
-            "APS_RESULTS_API_URL": self.api_url or "http://127.0.0.1:8000",
             # Short waits on the emulator: translations take seconds there, not minutes.
             "APS_POLL_INTERVAL": os.environ.get("APS_POLL_INTERVAL", "2"),
             "APS_POLL_MAX_INTERVAL": os.environ.get("APS_POLL_MAX_INTERVAL", "5"),

@@ -138,6 +138,44 @@ class PoolConfig(_Strict):
     slots: int = Field(default=8, ge=1)
 
 
+NotifyEvent = Literal["run_failed", "files_failed", "files_rejected"]
+
+
+class NotifyConfig(_Strict):
+    """Who hears about a run that needs a look: e-mail via an SMTP connection, a webhook via an HTTP one.
+
+    Only connection ids live here: server addresses, passwords and webhook URLs (which are secrets for most
+    chat tools) stay in Airflow connections.
+    """
+
+    email: list[str] = Field(default_factory=list, description="recipients")
+    smtp_conn_id: str = "smtp_default"
+    from_email: str | None = Field(default=None, description="default: the SMTP connection's from_email")
+    webhook_conn_id: str | None = Field(default=None, description="HTTP connection with the webhook's URL")
+    webhook_endpoint: str = Field(default="", description="path appended to the connection's URL")
+    on: list[NotifyEvent] = Field(
+        default_factory=lambda: ["run_failed", "files_failed", "files_rejected"],
+        description="run_failed: the DAG run failed; files_failed/files_rejected: it ended with such files",
+    )
+
+    @field_validator("email", mode="before")
+    @classmethod
+    def _addresses(cls, value: Any) -> Any:
+        # From the environment a list arrives as text: "a@x.org, b@x.org" ("" or "[]" for nobody).
+        if isinstance(value, str):
+            return [part.strip() for part in value.strip("[]").split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_conn_id", "from_email", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return value or None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.email or self.webhook_conn_id)
+
+
 class PipelineConfig(_Strict):
     """One ingest pipeline (one DAG)."""
 
@@ -154,6 +192,10 @@ class PipelineConfig(_Strict):
     aws_conn_id: str = "aws_default"
     aps_conn_id: str = "aps_default"
     results_conn_id: str = "aps_results"
+    reader_conn_id: str = Field(
+        default="aps_results_reader", description="read-only login (aps_reader) the run page reads with"
+    )
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
 
     output_formats: list[OutputFormat] = Field(default_factory=_default_formats, min_length=1)
     translation_timeout: float = Field(

@@ -97,7 +97,10 @@ def validate_metadata(document: dict[str, Any]) -> FileMetadata:
     if document.get(ERROR_KEY):
         raise MetadataError(str(document[ERROR_KEY]))
     if document.get(SOURCE_KEY) == "none":
-        raise MetadataError(f"no metadata: add a sidecar <file>{SIDECAR_SUFFIX} or S3 user metadata")
+        raise MetadataError(
+            f'no metadata: put a sidecar <file>{SIDECAR_SUFFIX} holding at least {{"project": "..."}} beside '
+            "the file, or S3 user metadata `project` (locally: python -m aps_devstack put FILE --project P)"
+        )
     fields = {k: v for k, v in document.items() if not str(k).startswith("_")}
     try:
         return FileMetadata.model_validate(fields)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
@@ -18,6 +19,13 @@ def normalize_url(url: str | URL) -> URL:
     if parsed.drivername != "postgresql+psycopg":
         raise ValueError(f"the results database must be PostgreSQL (psycopg 3), not {parsed.drivername!r}")
     return parsed
+
+
+def engine_from_connection(conn: Any, **kwargs: Any) -> Engine:
+    """An engine for the database an Airflow-style connection names (login, password, host, port, schema)."""
+    url = URL.create("postgresql+psycopg", username=conn.login, password=conn.password or None,
+                     host=conn.host, port=conn.port, database=conn.schema or None)
+    return make_engine(url, **kwargs)
 
 
 def url_from_env() -> str:

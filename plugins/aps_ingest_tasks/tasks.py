@@ -6,32 +6,25 @@ XCom); engines and clients are built inside the task from the pipeline's Airflow
 
 from __future__ import annotations
 
-from functools import cache
+import logging
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook, get_current_context, task
+from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
-from sqlalchemy import Engine
-from sqlalchemy.engine import URL
 
+from aps_ingest_tasks.engines import results_engine
 from aps_pipeline.config import PipelineConfig, get_pipeline
+from aps_pipeline.labels import files_label, plan_entry_keys
 from aps_provider.base import APSConnection
+from aps_provider.links import run_page_url
 
 if TYPE_CHECKING:
     from aps_client import APSClient
     from aps_landing import Landing
     from aps_pipeline.dedupe import ModelPlan
 
-
-@cache
-def results_engine(conn_id: str) -> Engine:
-    """One small pool per worker process for the results database named by an Airflow connection."""
-    from aps_results.db import make_engine
-
-    conn = BaseHook.get_connection(conn_id)
-    url = URL.create("postgresql+psycopg", username=conn.login, password=conn.password or None,
-                     host=conn.host, port=conn.port, database=conn.schema or None)
-    return make_engine(url, pool_size=2, max_overflow=2)
+logger = logging.getLogger(__name__)
+PLAN_TASK_ID = "plan_models"  # the task whose list the model group maps over
 
 
 def _run() -> tuple[PipelineConfig, str, dict[str, Any]]:
@@ -55,6 +48,33 @@ def _landing(config: PipelineConfig) -> Landing:
         return S3Hook(aws_conn_id=config.aws_conn_id).get_conn()
 
     return config.landing.open(s3_client)
+
+
+def _plan_entry(ti: Any) -> dict[str, Any] | None:
+    """The plan entry a mapped task of the model group works on (the plan's item at its map index)."""
+    plan = ti.xcom_pull(task_ids=PLAN_TASK_ID)
+    if isinstance(plan, list) and 0 <= ti.map_index < len(plan) and isinstance(plan[ti.map_index], dict):
+        return plan[ti.map_index]
+    return None
+
+
+def model_label(ti: Any) -> str:
+    """The model group's map index label: its files' names, e.g. "a.ifc" or "a.ifc, b.ifc +3 more"."""
+    entry = _plan_entry(ti)
+    # Never a bare number: the DAG renders templates as native objects, and "3" would become the int 3.
+    return (files_label(plan_entry_keys(entry)) if entry else "") or f"model #{ti.map_index}"
+
+
+def log_model_files(context: Any) -> None:
+    """At the top of every model task's log: the S3 files and the APS object this task works on."""
+    entry = _plan_entry(context["ti"])
+    if entry is None:
+        return
+    landing = get_pipeline(context["dag"].dag_id).landing
+    place = f"s3://{landing.bucket}" if landing.bucket else landing.path
+    sources = ", ".join(f"{place}/{key}" for key in plan_entry_keys(entry))
+    logger.info("model %s: %s -> APS object %s/%s (region %s)", entry.get("model_id"), sources,
+                entry.get("bucket_key"), entry.get("object_key"), entry.get("region"))
 
 
 @task
@@ -136,6 +156,7 @@ def load_results(model_id: int) -> dict[str, Any]:
 @task(trigger_rule="all_done")
 def write_run_summary() -> dict[str, Any]:
     """Count the run's files per terminal state; fail loudly if any file has none."""
+    from aps_ingest_tasks.notifications import notify_run_ended
     from aps_pipeline.summary import summarize_run
 
     config, run_id, params = _run()
@@ -144,6 +165,8 @@ def write_run_summary() -> dict[str, Any]:
     summary = summarize_run(results_engine(config.results_conn_id), config.name, run_id,
                             started_at=started_at, details={"params": params})
     print(summary["line"])  # the one-line answer an operator looks for in the task log
+    print(f"run page: {run_page_url(config.name, run_id)}")
+    notify_run_ended(config, summary, context)
     return summary
 
 

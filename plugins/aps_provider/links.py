@@ -1,44 +1,62 @@
-"""Operator extra links: the translated model in the results API and in the APS viewer page.
+"""Operator extra links and the addresses of the APS pages the plugin serves inside the Airflow UI.
 
-Airflow 3 resolves links on the worker when the task finishes and stores the URL as an XCom, so the
-links read the task's own return value (the URN, or a dict with a "urn" key) and need no API call.
-The results API's root comes from the environment variable APS_RESULTS_API_URL.
+The pages (`aps_provider.web`, mounted at RUN_PAGES_PREFIX) sit behind Airflow's own login, so a link works
+on a click in a logged-in browser:
+
+    run_page_url(dag_id, run_id)      every file of a run: state, reason, views, counts, thumbnail
+    manifest_url(urn, dag_id)         the model's stored APS manifest
+    viewer_url(urn, dag_id)           the model in the APS Viewer
+
+Airflow 3 resolves links on the worker when the task finishes and stores the URL as an XCom, so the links
+read the task's own return value (the URN, or a dict with a "urn" key) and need no API call. Addresses start
+with `[api] base_url` when it is set (absolute links for e-mails), else they are relative to the UI.
 """
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-from airflow.sdk import BaseOperatorLink
+from airflow.sdk import BaseOperatorLink, conf
+
+from aps_client.urn import urn_in
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
 
-DEFAULT_RESULTS_API_URL = "http://localhost:8000"
+RUN_PAGES_PREFIX = "/aps"
 
 
-def results_api_url() -> str:
-    return (os.environ.get("APS_RESULTS_API_URL") or DEFAULT_RESULTS_API_URL).rstrip("/")
+def airflow_url(path: str) -> str:
+    """`path` under the Airflow UI's address (`[api] base_url`), or as given when that is not set."""
+    base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
+    return f"{base}{path}"
 
 
-def urn_from_value(value: Any) -> str | None:
-    """The URN in a task's return value: the value itself, or its "urn" entry."""
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, dict) and isinstance(value.get("urn"), str):
-        return value["urn"]
-    return None
+def run_page_path(dag_id: str, run_id: str) -> str:
+    """The run page's path under RUN_PAGES_PREFIX (the pages link to each other with these paths)."""
+    return f"/runs/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
 
 
-def manifest_url(urn: str) -> str:
-    return f"{results_api_url()}/v1/models?urn={quote(urn, safe='')}"
+def manifest_path(urn: str, dag_id: str) -> str:
+    return f"/dags/{quote(dag_id, safe='')}/manifest?{urlencode({'urn': urn})}"
 
 
-def viewer_url(urn: str) -> str:
-    return f"{results_api_url()}/viewer?urn={quote(urn, safe='')}"
+def viewer_path(urn: str, dag_id: str) -> str:
+    return f"/dags/{quote(dag_id, safe='')}/viewer?{urlencode({'urn': urn})}"
+
+
+def run_page_url(dag_id: str, run_id: str) -> str:
+    return airflow_url(RUN_PAGES_PREFIX + run_page_path(dag_id, run_id))
+
+
+def manifest_url(urn: str, dag_id: str) -> str:
+    return airflow_url(RUN_PAGES_PREFIX + manifest_path(urn, dag_id))
+
+
+def viewer_url(urn: str, dag_id: str) -> str:
+    return airflow_url(RUN_PAGES_PREFIX + viewer_path(urn, dag_id))
 
 
 class _URNLink(BaseOperatorLink):
@@ -53,19 +71,19 @@ class _URNLink(BaseOperatorLink):
             value = XCom.get_value(ti_key=ti_key, key="return_value")
         except Exception:  # no XCom backend reachable (e.g. outside a task): no link rather than an error
             return ""
-        urn = urn_from_value(value)
-        return type(self).url_for(urn) if urn else ""
+        urn = urn_in(value)
+        return type(self).url_for(urn, ti_key.dag_id) if urn else ""
 
 
 class APSManifestLink(_URNLink):
-    """The model's record (manifest and results) in the read-only results API."""
+    """The model's APS manifest (as the results database stored it), on the plugin's page."""
 
     name = "APS Manifest"
     url_for = staticmethod(manifest_url)
 
 
 class APSViewerLink(_URNLink):
-    """The model in the APS viewer page served by the results API."""
+    """The model in the APS Viewer, on the plugin's page (viewer token issued for the logged-in user)."""
 
     name = "APS Viewer"
     url_for = staticmethod(viewer_url)

@@ -19,10 +19,11 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from aps_client import APSConfig
 from aps_client.derivative import summarize_messages
+from aps_client.urn import describe_urn, urn_in
 from aps_provider.base import APSConnection, APSHookMixin
 from aps_provider.get_provider_info import get_provider_info
 from aps_provider.hooks.aps import APSHook, config_from_connection
-from aps_provider.links import APSManifestLink, APSViewerLink, manifest_url, urn_from_value, viewer_url
+from aps_provider.links import APSManifestLink, APSViewerLink, manifest_url, run_page_url, viewer_url
 from aps_provider.operators.derivative import APSStartTranslationOperator
 from aps_provider.operators.oss import APSCreateBucketOperator, APSUploadFromS3Operator
 from aps_provider.plugin import APSPlugin, urn_for
@@ -311,18 +312,30 @@ def test_default_formats_have_one_home() -> None:
     assert [OutputFormat.as_aps(fmt) for fmt in defaults] == default_formats()
 
 
-def test_links_and_macros_use_the_results_api(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("APS_RESULTS_API_URL", raising=False)
-    assert manifest_url("dXJu") == "http://localhost:8000/v1/models?urn=dXJu"
-    monkeypatch.setenv("APS_RESULTS_API_URL", "https://results.example.com/")
-    assert viewer_url("dXJu") == "https://results.example.com/viewer?urn=dXJu"
+def test_links_open_the_plugin_pages_inside_airflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The manifest link opens the manifest page (not the results API's model list), the viewer link the
+    # plugin's viewer page: both behind Airflow's login, under the UI's address when [api] base_url is set.
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.com/")
+    assert manifest_url("dXJu", "aps_ingest") == "https://airflow.example.com/aps/dags/aps_ingest/manifest?urn=dXJu"
+    assert viewer_url("dXJu", "aps_ingest") == "https://airflow.example.com/aps/dags/aps_ingest/viewer?urn=dXJu"
+    assert (run_page_url("aps_ingest", "manual__2026-01-01T00:00:00+00:00")
+            == "https://airflow.example.com/aps/runs/aps_ingest/manual__2026-01-01T00%3A00%3A00%2B00%3A00")
+    monkeypatch.delenv("AIRFLOW__API__BASE_URL")
+    assert manifest_url("dXJu", "d") in ("/aps/dags/d/manifest?urn=dXJu",
+                                         "http://localhost:8080/aps/dags/d/manifest?urn=dXJu")
     assert (APSManifestLink().name, APSViewerLink().name) == ("APS Manifest", "APS Viewer")
-    assert urn_from_value("dXJu") == "dXJu"
-    assert urn_from_value({"urn": "dXJu", "size": 3}) == "dXJu"
-    assert urn_from_value(None) is None
+
+
+def test_urn_values_and_descriptions() -> None:
+    assert urn_in("dXJu") == "dXJu"
+    assert urn_in({"urn": "dXJu", "size": 3}) == "dXJu"
+    assert urn_in(None) is None
+    assert urn_in({"urn": ""}) is None
     # urn:adsk.objects:os.object:my-bucket/my-file.dwg, the example of aps-api.md §1
     expected = "dXJuOmFkc2sub2JqZWN0czpvcy5vYmplY3Q6bXktYnVja2V0L215LWZpbGUuZHdn"
     assert urn_for("my-bucket", "my-file.dwg") == expected
+    assert describe_urn(expected) == "my-bucket/my-file.dwg"
+    assert describe_urn("not base64!") == "not base64!"
 
 
 def test_memory_upload_store_round_trip() -> None:

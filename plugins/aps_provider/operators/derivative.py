@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from aps_client.derivative import default_formats
 from aps_client.errors import APSNotFoundError
+from aps_client.urn import urn_in
 from aps_provider.base import APSBaseOperator, aps_template_fields
-from aps_provider.links import APSManifestLink, APSViewerLink, urn_from_value
+from aps_provider.links import APSManifestLink, APSViewerLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -68,7 +69,7 @@ class APSStartTranslationOperator(APSBaseOperator):
     def execute(self, context: Context) -> str:
         # `force` may arrive templated ("{{ params.force }}"), i.e. as text.
         self.force = str(self.force).strip().lower() in ("true", "1", "yes")
-        urn = urn_from_value(self.urn)
+        urn = urn_in(self.urn)
         if not urn:
             raise ValueError(f"APSStartTranslationOperator needs a URN, got {self.urn!r}")
         # A retry of a forced try may follow that try's POST: a job running now is the one it started, and

@@ -14,6 +14,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from aps_client.derivative import ManifestPoll, PollState, manifest_verdict
 from aps_client.errors import APSError
 from aps_client.models import FINISHED_STATUSES
+from aps_client.urn import describe_urn
 from aps_provider.base import APSBaseSensor, aps_template_fields
 from aps_provider.links import APSManifestLink, APSViewerLink
 from aps_provider.triggers.derivative import DEADLINE_EXCEEDED, APSTranslationTrigger
@@ -96,7 +97,7 @@ class APSTranslationSensor(APSBaseSensor):
             return checked.xcom_value
         deadline = time.time() + float(self.timeout)
         self.log.info("Deferring: waiting for translation of %s on the triggerer (deadline in %.0fs)",
-                      self.urn, float(self.timeout))
+                      describe_urn(self.urn), float(self.timeout))
         self.defer(
             trigger=APSTranslationTrigger(
                 urn=self.urn,
@@ -120,7 +121,7 @@ class APSTranslationSensor(APSBaseSensor):
             outcome = exc
         verdict = manifest_verdict(self._poll, outcome, time.monotonic())
         if verdict.status is not None:
-            self.log.info("Translation of %s: status=%s progress=%s", self.urn, verdict.status,
+            self.log.info("Translation of %s: status=%s progress=%s", describe_urn(self.urn), verdict.status,
                           verdict.progress)
         if verdict.state is PollState.PENDING:
             if verdict.error:  # the client already retried; the sensor timeout bounds the wait

@@ -21,6 +21,7 @@ from airflow.triggers.base import TriggerEvent
 
 from aps_client.derivative import ManifestPoll, PollState, PollVerdict, manifest_verdict
 from aps_client.errors import APSError
+from aps_client.urn import describe_urn
 from aps_provider.hooks.aps import APSHook
 from aps_provider.triggers.base import APSBaseTrigger
 
@@ -110,7 +111,7 @@ class APSTranslationTrigger(APSBaseTrigger):
 
     def _log_verdict(self, verdict: PollVerdict) -> None:
         if verdict.changed:
-            self.log.info("Translation of %s: status=%s progress=%s", self.urn, verdict.status,
+            self.log.info("Translation of %s: status=%s progress=%s", describe_urn(self.urn), verdict.status,
                           verdict.progress)
         if verdict.state is PollState.PENDING and verdict.error:
             self.log.warning("Transient APS trouble polling %s (%s); polling again", self.urn, verdict.error)

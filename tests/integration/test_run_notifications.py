@@ -1,0 +1,172 @@
+"""Run notifications through Airflow's SMTP and HTTP notifiers, to a real SMTP server (aiosmtpd) and a real
+local webhook: who gets what, when, and that no secret of a connection travels in a message."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+from aiosmtpd.controller import Controller
+from sqlalchemy.engine import make_url
+
+from aps_devstack.process import free_port
+from aps_ingest_tasks.notifications import notify_run_ended, notify_run_failed
+from aps_pipeline.config import PIPELINES_FILE_ENV, get_pipeline
+from aps_results.migrate import upgrade
+
+WEBHOOK_SECRET = "hook-token-that-must-stay-put"
+SMTP_SECRET = "smtp-password-that-must-stay-put"
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.envelopes: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # the name aiosmtpd calls
+        self.envelopes.append(envelope)
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[_Inbox, int]]:
+    inbox = _Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def webhook_server() -> Iterator[tuple[list[dict[str, Any]], int]]:
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # the name http.server calls
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append({"path": self.path, "body": body.decode(),
+                             "authorization": self.headers.get("Authorization")})
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield received, server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def pipeline_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str,
+                 smtp_server: tuple[_Inbox, int], webhook_server: tuple[list[dict[str, Any]], int]) -> str:
+    """A pipelines file with `notify:`, its connections (SMTP with a password, a webhook with a token) and a
+    migrated results database; returns the pipeline's name."""
+    upgrade(database_url)
+    name = f"notify_{uuid.uuid4().hex[:8]}"
+    suffix = name.upper()
+    db = make_url(database_url)
+    monkeypatch.setenv(f"AIRFLOW_CONN_RESULTS_{suffix}", json.dumps({
+        "conn_type": "postgres", "host": db.host, "port": db.port, "login": db.username,
+        "password": db.password, "schema": db.database}))
+    monkeypatch.setenv(f"AIRFLOW_CONN_SMTP_{suffix}", json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": smtp_server[1], "login": "",
+        "password": SMTP_SECRET, "extra": {"disable_tls": True, "disable_ssl": True}}))
+    monkeypatch.setenv(f"AIRFLOW_CONN_CHAT_{suffix}", json.dumps({
+        "conn_type": "http", "host": "127.0.0.1", "port": webhook_server[1], "schema": "http",
+        "login": "bot", "password": WEBHOOK_SECRET}))
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.example.test:8080")
+    pipelines = {"pipelines": [{
+        "name": name, "landing": {"bucket": "landing"}, "aps": {"bucket_key": "notify-test"},
+        "results_conn_id": f"results_{name}",
+        "notify": {"email": "ops@example.test, lead@example.test", "from_email": "airflow@example.test",
+                   "smtp_conn_id": f"smtp_{name}", "webhook_conn_id": f"chat_{name}",
+                   "webhook_endpoint": "/hooks/aps"},
+    }]}
+    file = tmp_path / "pipelines.yaml"
+    file.write_text(yaml.safe_dump(pipelines))
+    monkeypatch.setenv(PIPELINES_FILE_ENV, str(file))
+    return name
+
+
+def _everything_sent(inbox: _Inbox, hooks: list[dict[str, Any]]) -> str:
+    mails = [m.as_string() for m in inbox.messages]
+    return "\n".join([*mails, *(hook["body"] for hook in hooks)])
+
+
+def test_a_run_with_failed_and_rejected_files_mails_and_posts_the_summary_and_run_page(
+    pipeline_env: str, smtp_server: tuple[_Inbox, int], webhook_server: tuple[list[dict[str, Any]], int]
+) -> None:
+    inbox, hooks = smtp_server[0], webhook_server[0]
+    config = get_pipeline(pipeline_env)
+    line = "summary: discovered=5 loaded=2 rejected=2 failed=1 lost=0"
+    summary = {"line": line, "discovered": 5, "loaded": 2, "rejected": 2, "failed": 1, "lost": 0}
+    run_id = "scheduled__2026-12-02T03:00:00+00:00"
+
+    assert notify_run_ended(config, summary, {"run_id": run_id}) == 2
+
+    assert len(inbox.messages) == 1
+    mail = inbox.messages[0]
+    assert sorted(inbox.envelopes[0].rcpt_tos) == ["lead@example.test", "ops@example.test"]
+    assert mail["From"] == "airflow@example.test"
+    assert mail["Subject"] == f"[{pipeline_env}] files failed, files were rejected: {run_id}"
+    html = mail.get_body(("html",)).get_content()
+    run_page = (f"http://airflow.example.test:8080/aps/runs/{pipeline_env}/"
+                "scheduled__2026-12-02T03%3A00%3A00%2B00%3A00")
+    assert line in html
+    assert f'href="{run_page}"' in html
+
+    assert len(hooks) == 1
+    assert hooks[0]["path"] == "/hooks/aps"
+    posted = json.loads(hooks[0]["body"])
+    assert line in posted["text"]
+    assert run_page in posted["text"]
+    assert hooks[0]["authorization"]  # the connection's credentials authenticate the request...
+    everything = _everything_sent(inbox, hooks)
+    assert WEBHOOK_SECRET not in everything  # ...and never travel in a message
+    assert SMTP_SECRET not in everything
+
+
+def test_a_clean_run_notifies_nobody(
+    pipeline_env: str, smtp_server: tuple[_Inbox, int], webhook_server: tuple[list[dict[str, Any]], int]
+) -> None:
+    summary = {"line": "summary: discovered=2 loaded=2 rejected=0 failed=0 lost=0", "discovered": 2,
+               "loaded": 2, "rejected": 0, "failed": 0, "lost": 0}
+    assert notify_run_ended(get_pipeline(pipeline_env), summary, {"run_id": "manual__1"}) == 0
+    assert smtp_server[0].messages == []
+    assert webhook_server[0] == []
+
+
+def test_a_failed_run_is_reported_with_the_counts_as_they_stand(
+    pipeline_env: str, smtp_server: tuple[_Inbox, int], webhook_server: tuple[list[dict[str, Any]], int]
+) -> None:
+    # The DAG's on_failure_callback context, as the dag-processor builds it.
+    context = {"dag": SimpleNamespace(dag_id=pipeline_env), "run_id": "manual__broken",
+               "reason": "task_failure"}
+    assert notify_run_failed(context) == 2
+    mail = smtp_server[0].messages[0]
+    assert mail["Subject"] == f"[{pipeline_env}] the run failed: manual__broken"
+    html = mail.get_body(("html",)).get_content()
+    # No file was claimed in this database: the line says so rather than being left out.
+    assert "summary: discovered=0 loaded=0 rejected=0 failed=0 lost=0" in html
+    assert "reason: task_failure" in html
+    assert "the run failed" in json.loads(webhook_server[0][0]["body"])["text"]

@@ -1,0 +1,86 @@
+"""The run page's queries on a real results database, read through a login in the read-only role."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from aps_results.db import make_engine
+from aps_results.models import File, Model, ModelObject, ModelView, Property, Thumbnail, Translation
+from aps_results.roles import create_reader_login
+from aps_results.run_report import latest_manifest, run_report, thumbnail_png
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+FAILURE = {"type": "error", "code": "TranslationWorker-InternalFailure", "message": "Unrecoverable exit code"}
+
+
+def _seed(engine: Engine) -> dict[str, int]:
+    with Session(engine) as session:
+        good = Model(region="US", sha256="a" * 64, urn="dXJuOmdvb2Q", status="success")
+        bad = Model(region="US", sha256="b" * 64, urn="dXJuOmJhZA", status="failed",
+                    reason="translation failed")
+        session.add_all([good, bad])
+        session.flush()
+        session.add_all([
+            File(pipeline="p", s3_bucket="landing", s3_key="in/tower.ifc", etag="1", size=2048,
+                 state="loaded", meta={"project": "tower", "_source": "sidecar"}, run_id="run-1",
+                 model_id=good.id),
+            File(pipeline="p", s3_bucket="landing", s3_key="in/broken.ifc", etag="2", size=10, state="failed",
+                 reason="translation failed: TranslationWorker-InternalFailure", run_id="run-1",
+                 model_id=bad.id),
+            File(pipeline="p", s3_bucket="landing", s3_key="in/notes.txt", etag="3", size=5, state="rejected",
+                 reason="extension: .txt is not an APS input", run_id="run-1"),
+            File(pipeline="p", s3_bucket="landing", s3_key="in/other-run.ifc", etag="4", size=5,
+                 state="loaded", run_id="run-2", model_id=good.id),
+            File(pipeline="q", s3_bucket="landing", s3_key="in/tower.ifc", etag="1", size=2048,
+                 state="loaded", run_id="run-1"),
+            ModelView(model_id=good.id, guid="v3d", name="{3D}", role="3d", is_master_view=True),
+            ModelView(model_id=good.id, guid="v2d", name="Level 1", role="2d"),
+            ModelObject(model_id=good.id, view_guid="v3d", object_id=1, name="root"),
+            ModelObject(model_id=good.id, view_guid="v3d", object_id=2, name="wall", parent_object_id=1),
+            Property(model_id=good.id, view_guid="v3d", object_id=2, category="Dimensions", name="Height",
+                     value="3"),
+            Thumbnail(model_id=good.id, png=PNG, width=1, height=1),
+            Translation(model_id=good.id, attempt=1, status="success", manifest={"status": "success"}),
+            Translation(model_id=bad.id, attempt=1, status="failed", messages=[{"code": "old"}]),
+            Translation(model_id=bad.id, attempt=2, status="failed", messages=[FAILURE],
+                        manifest={"status": "failed"}),
+        ])
+        session.commit()
+        return {"good": good.id, "bad": bad.id}
+
+
+def test_the_run_page_reads_every_file_of_the_run_with_its_model_through_the_reader_login(
+    results_url: str, results_engine: Engine
+) -> None:
+    ids = _seed(results_engine)
+    password = secrets.token_urlsafe(12)
+    create_reader_login(results_url, "run_page", password)
+    reader = make_engine(make_url(results_url).set(username="run_page", password=password))
+    try:
+        report = run_report(reader, "p", "run-1")
+        files = {f.s3_key: f for f in report.files}
+        assert list(files) == ["in/broken.ifc", "in/notes.txt", "in/tower.ifc"]  # this run, this pipeline
+        tower = files["in/tower.ifc"]
+        assert (tower.state, tower.size, tower.metadata["project"]) == ("loaded", 2048, "tower")
+        assert tower.model is not None
+        assert [v["name"] for v in tower.model.views] == ["{3D}", "Level 1"]  # master view first
+        assert (tower.model.objects, tower.model.properties, tower.model.has_thumbnail) == (2, 1, True)
+        broken = files["in/broken.ifc"]
+        assert broken.model is not None
+        assert broken.model.messages == [FAILURE]  # of the latest attempt only
+        assert broken.reason == "translation failed: TranslationWorker-InternalFailure"
+        assert files["in/notes.txt"].model is None
+        assert report.summary is None  # the summary task has not run
+
+        assert thumbnail_png(reader, "p", ids["good"]) == PNG
+        assert thumbnail_png(reader, "q", ids["good"]) is None  # no file of pipeline q uses that model
+        stored = latest_manifest(reader, "p", "dXJuOmJhZA")
+        assert stored is not None
+        assert (stored.model_id, stored.manifest) == (ids["bad"], {"status": "failed"})
+        assert latest_manifest(reader, "q", "dXJuOmJhZA") is None
+    finally:
+        reader.dispose()
