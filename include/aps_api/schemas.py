@@ -97,6 +97,7 @@ class ViewerToken(BaseModel):
     expires_in: int = Field(description="seconds the token stays valid")
     urn: str
     region: str
+    viewer_api: str = Field(description="the Viewer's `api` option for the model's region (streamingV2...)")
     scope: str = Field(description="`data:read:<urn>` (per-model mode, the default), or `viewables:read`")
 
 

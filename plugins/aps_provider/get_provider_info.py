@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from aps_client.regions import REGIONS
+
 #: Regions APS accepts (aps-api.md §1). US is APS's own default.
-APS_REGIONS = ["US", "EMEA", "AUS", "CAN", "DEU", "IND", "JPN", "GBR"]
 APS_DEFAULT_BASE_URL = "https://developer.api.autodesk.com"
 
 
@@ -59,7 +60,7 @@ def get_provider_info() -> dict[str, Any]:
                     "region": {
                         "label": "Region",
                         "description": "Default APS data-centre region when a task gives none.",
-                        "schema": {"type": ["string", "null"], "enum": [*APS_REGIONS, None], "default": "US"},
+                        "schema": {"type": ["string", "null"], "enum": [*REGIONS, None], "default": "US"},
                     },
                     "base_url": {
                         "label": "Base URL",

@@ -30,6 +30,7 @@ from sqlalchemy import Engine
 
 from aps_api.settings import APISettings
 from aps_api.tokens import VIEWABLES_SCOPE
+from aps_client.regions import viewer_api
 from aps_client.urn import describe_urn
 from aps_pipeline.config import PipelineConfig, PipelineConfigError, get_pipeline
 from aps_pipeline.labels import file_name
@@ -115,7 +116,7 @@ def viewer_page(request: Request, dag_id: str, urn: _URN) -> HTMLResponse:
     return _page(request, "viewer.html", urn=urn, object=describe_urn(urn), token_path=token_path,
                  viewer_js_url=fields["viewer_js_url"].default,
                  viewer_css_url=fields["viewer_css_url"].default,
-                 api="streamingV2_EU" if stored.region == "EMEA" else "streamingV2")
+                 api=viewer_api(stored.region))
 
 
 @app.get("/dags/{dag_id}/viewer-token", dependencies=[Depends(requires_access_dag("GET"))])

@@ -75,6 +75,7 @@ def test_thousand_viewer_token_calls_make_one_aps_token_request(
     assert body["token_type"] == "Bearer"
     assert body["scope"] == "viewables:read"
     assert (body["urn"], body["region"]) == (urn, "US")
+    assert body["viewer_api"] == "streamingV2"  # the Viewer's option for the model's region
     assert 300 < body["expires_in"] <= 3599
     assert responses[0].headers["cache-control"] == "no-store"
     assert _metric(api, "aps_api_viewer_token_cache_total", result="miss") == 1

@@ -191,3 +191,10 @@ def test_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("APS_CLIENT_SECRET")
     with pytest.raises(ValueError, match="APS_CLIENT_SECRET"):
         APSConfig.from_env()
+
+
+def test_the_viewer_streams_emea_models_from_the_eu_endpoint() -> None:
+    from aps_client.regions import REGIONS, viewer_api
+
+    assert viewer_api("EMEA") == viewer_api("emea") == "streamingV2_EU"
+    assert {viewer_api(r) for r in REGIONS if r != "EMEA"} == {"streamingV2"}

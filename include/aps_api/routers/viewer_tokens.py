@@ -14,6 +14,7 @@ from aps_api.deps import Context, ModelId, require_api_key, require_viewer_sessi
 from aps_api.errors import VIEWER_TOKENS_NOT_CONFIGURED, APSUnavailable, model_not_found
 from aps_api.schemas import AUTH_ERRORS, NOT_FOUND, ErrorBody, ViewerToken
 from aps_api.token_cache import viewer_scope
+from aps_client.regions import viewer_api
 from aps_results.models import ModelStatus
 
 log = logging.getLogger("aps_api")
@@ -73,6 +74,7 @@ async def _viewer_token(context: APIContext, model_id: int, response: Response) 
         "expires_in": token.expires_in(context.tokens.now()),
         "urn": urn,
         "region": region,
+        "viewer_api": viewer_api(region),
         "scope": scope,
     }
 

@@ -47,7 +47,7 @@
     say("model " + urn);
     const options = {
       env: "AutodeskProduction2",
-      api: first.region === "EMEA" ? "streamingV2_EU" : "streamingV2",
+      api: first.viewer_api,
       getAccessToken: (done) => viewerToken().then((t) => done(t.access_token, t.expires_in))
                                              .catch((e) => say(e.message, true)),
     };
