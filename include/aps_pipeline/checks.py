@@ -151,6 +151,14 @@ def check_size(size: int, max_size: int) -> CheckResult:
     return passed(CHECK_SIZE, size=size)
 
 
+def listing_checks(
+    key: str, size: int, supported: SupportedInputs, allowed: Iterable[str] | None, max_size: int
+) -> list[CheckResult]:
+    """The checks of what the listing tells about an object, before any byte is read. A new rule of this
+    kind is one more entry here (rules on bytes: `_MAGIC_CHECKS`; on metadata: aps_pipeline.metadata)."""
+    return [check_key(key), check_extension(key, supported, allowed), check_size(size, max_size)]
+
+
 # --- magic bytes -------------------------------------------------------------------------------------
 
 OLE_SIGNATURE = bytes.fromhex("D0CF11E0A1B11AE1")  # Microsoft compound file (Revit, Navisworks)

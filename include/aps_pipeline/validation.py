@@ -30,12 +30,10 @@ from aps_pipeline.checks import (
     HEAD_BYTES,
     CheckResult,
     SupportedInputs,
-    check_extension,
-    check_key,
     check_magic,
-    check_size,
     extension_of,
     failed,
+    listing_checks,
     passed,
 )
 from aps_pipeline.config import PipelineConfig
@@ -76,11 +74,8 @@ def check_file(
     landing: Landing, row: File, supported: SupportedInputs, pipeline: PipelineConfig
 ) -> tuple[list[CheckResult], str | None, dict[str, Any] | None]:
     """Run every per-file check on one registry row: (results, sha256 if all passed, normalised metadata)."""
-    results = [
-        check_key(row.s3_key),
-        check_extension(row.s3_key, supported, pipeline.allowed_extensions),
-        check_size(row.size, pipeline.max_file_size),
-    ]
+    results = listing_checks(row.s3_key, row.size, supported, pipeline.allowed_extensions,
+                             pipeline.max_file_size)
     try:
         if row.size > 0:
             head = read_head(
