@@ -28,8 +28,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
 
-from aps_api.settings import APISettings
-from aps_api.tokens import VIEWABLES_SCOPE
+from aps_api.settings import APISettings, TokenMode
+from aps_api.token_cache import viewer_scope
 from aps_client.regions import viewer_api
 from aps_client.urn import describe_urn
 from aps_pipeline.config import PipelineConfig, PipelineConfigError, get_pipeline
@@ -131,8 +131,9 @@ def viewer_token(dag_id: str, urn: _URN) -> JSONResponse:
     pipeline = _pipeline(dag_id)
     config = config_from_connection(Connection.get_connection_from_secrets(pipeline.aps_conn_id),
                                     region=stored.region)
+    scope = viewer_scope(TokenMode.PER_MODEL, urn)  # this model only, as the results API hands out
     with APSClient(config) as aps:
-        token = aps.get_token([VIEWABLES_SCOPE])
+        token = aps.get_token([scope])
     expires_in = max(0, int(token.expires_at - time.time()))
-    body = {"access_token": token.access_token, "expires_in": expires_in, "scope": VIEWABLES_SCOPE}
+    body = {"access_token": token.access_token, "expires_in": expires_in, "scope": scope}
     return JSONResponse(body, headers=_NO_STORE)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
@@ -185,7 +185,8 @@ def test_extra_links_open_pages_that_work_when_logged_in(stack: Stack) -> None:
     assert token_path
     token = httpx.get(token_path[1].replace("\\u0026", "&"), headers=stack.headers(), timeout=120)
     assert token.status_code == 200, token.text
-    assert token.json()["scope"] == "viewables:read"
+    urn = parse_qs(urlsplit(viewer).query)["urn"][0]
+    assert token.json()["scope"] == f"data:read:{urn}"  # this model only, as the results API's default
     assert token.json()["access_token"]
 
 
