@@ -191,7 +191,8 @@ class PipelineConfig(_Strict):
     retries: int = Field(default=2, ge=0)
     retry_delay_seconds: float = Field(default=60, ge=0)
     max_load_attempts: int = Field(
-        default=MAX_LOAD_ATTEMPTS, ge=1,
+        default=MAX_LOAD_ATTEMPTS,
+        ge=1,
         description="loads of a model killed mid-way (out of memory?) before its files fail instead",
     )
 
