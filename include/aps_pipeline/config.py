@@ -176,6 +176,24 @@ class NotifyConfig(_Strict):
         return bool(self.email or self.webhook_conn_id)
 
 
+class EventsConfig(_Strict):
+    """Event-driven runs: the SQS queue that receives the landing bucket's S3 `ObjectCreated` notifications.
+
+    A run starts as soon as the queue has a message; the schedule keeps running as the net for lost events.
+    """
+
+    queue_url: str = Field(min_length=1, description="https://sqs.<region>.amazonaws.com/<account>/<name>")
+    aws_conn_id: str | None = Field(default=None, description="default: the pipeline's aws_conn_id")
+
+    @field_validator("queue_url")
+    @classmethod
+    def _queue_url(cls, value: str) -> str:
+        # A URL (AWS, or a local SQS server's http one), not a queue name: the trigger needs the URL.
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be the queue's URL, e.g. https://sqs.eu-west-1.amazonaws.com/123/landing")
+        return value
+
+
 class PipelineConfig(_Strict):
     """One ingest pipeline (one DAG)."""
 
@@ -190,6 +208,7 @@ class PipelineConfig(_Strict):
     aps: APSTarget
 
     aws_conn_id: str = "aws_default"
+    events: EventsConfig | None = Field(default=None, description="start runs from S3 events (optional)")
     aps_conn_id: str = "aps_default"
     results_conn_id: str = "aps_results"
     reader_conn_id: str = Field(
@@ -214,7 +233,8 @@ class PipelineConfig(_Strict):
     retries: int = Field(default=2, ge=0)
     retry_delay_seconds: float = Field(default=60, ge=0)
     max_load_attempts: int = Field(
-        default=MAX_LOAD_ATTEMPTS, ge=1,
+        default=MAX_LOAD_ATTEMPTS,
+        ge=1,
         description="loads of a model killed mid-way (out of memory?) before its files fail instead",
     )
 
@@ -248,6 +268,19 @@ class PipelineConfig(_Strict):
         if self.poll_max_interval < self.poll_interval:
             raise ValueError("poll_max_interval must be at least poll_interval")
         return self
+
+    @model_validator(mode="after")
+    def _events_need_a_bucket(self) -> PipelineConfig:
+        if self.events is not None and self.landing.kind != "s3":
+            raise ValueError("events: S3 event notifications need an S3 landing (`landing.bucket`)")
+        return self
+
+    @property
+    def events_conn_id(self) -> str | None:
+        """The connection the SQS queue is read through (None when the pipeline has no events)."""
+        if self.events is None:
+            return None
+        return self.events.aws_conn_id or self.aws_conn_id
 
     def job_formats(self) -> list[dict[str, Any]]:
         return [fmt.as_aps() for fmt in self.output_formats]

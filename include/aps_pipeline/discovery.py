@@ -1,7 +1,12 @@
 """Discover new or changed objects under a pipeline's prefix and claim them in the files registry.
 
-    result = discover_files(landing, engine, pipeline, run_id, limit=None, prefix=None)
+    result = discover_files(landing, engine, pipeline, run_id, limit=None, prefix=None, keys=None)
     result["file_ids"]   # the files this run now owns
+
+A scheduled or manual run lists the prefix; an event-driven run passes `keys` (aps_pipeline.events) and each
+key is HEADed instead: keys outside the prefix or skipped below are ignored, a key with no object any more is
+ignored, and the object's current version goes through the same registry check as a listed one. So events
+only decide where to look, never what is new: duplicates, stale or foreign events claim nothing twice.
 
 What is claimed, in ONE transaction:
 - an object version (key, ETag) never seen by this pipeline: a new `files` row (state `discovered`);
@@ -29,7 +34,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, or_, select, tuple_
 
-from aps_landing import Landing, ListedObject, ObjectChanged, read_small
+from aps_landing import Landing, ListedObject, ObjectChanged, ObjectHead, read_small
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.metadata import (
     ERROR_KEY,
@@ -109,11 +114,33 @@ def _owned_and_unfinished(engine: Engine, pipeline: str, run_id: str) -> tuple[s
     return {i for i, r in rows if r == run_id}, {i for i, r in rows if r != run_id}
 
 
-def _inspect(landing: Landing, listed: ListedObject) -> Candidate | None:
+def _head(landing: Landing, key: str) -> ObjectHead | None:
     try:
-        head = landing.head(listed.key)
+        return landing.head(key)
     except ObjectChanged:
-        logger.info("%s vanished between listing and inspection; skipped", landing.url(listed.key))
+        logger.info("%s is gone (deleted or replaced since it was named); skipped", landing.url(key))
+        return None
+
+
+def _listed_by_keys(
+    landing: Landing, keys: Iterable[str], prefix: str, quarantine_prefix: str
+) -> tuple[list[ListedObject], dict[str, ObjectHead]]:
+    """The named objects that exist under `prefix`, as a listing would give them, with their HEADs."""
+    heads: dict[str, ObjectHead] = {}
+    for key in dict.fromkeys(keys):
+        if not key.startswith(prefix) or not is_ingestible_key(key, quarantine_prefix):
+            continue
+        head = _head(landing, key)
+        if head is not None:
+            heads[key] = head
+    listed = [ListedObject(h.key, h.etag, h.size, last_modified=None) for h in heads.values()]
+    return listed, heads
+
+
+def _inspect(landing: Landing, listed: ListedObject, head: ObjectHead | None = None) -> Candidate | None:
+    if head is None or head.etag != listed.etag:
+        head = _head(landing, listed.key)
+    if head is None:
         return None
     return Candidate(
         listed=listed,
@@ -131,12 +158,14 @@ def discover_files(
     *,
     limit: int | None = None,
     prefix: str | None = None,
+    keys: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """List the landing prefix and claim new, changed and unfinished files for `run_id`.
+    """List the landing prefix (or HEAD `keys`) and claim new, changed and unfinished files for `run_id`.
 
     `limit` (default: the pipeline's max_files_per_run) bounds how many files this run takes; the rest wait
     for the next run (oldest first, so nothing starves). `prefix` narrows the pipeline's landing prefix (a
-    manual run's param) and must lie inside it.
+    manual run's param) and must lie inside it. `keys` (an event-driven run's) replaces the listing by one
+    HEAD per key under the prefix; keys beyond the limit wait for the next scheduled listing.
     """
     bucket = landing.location
     base_prefix = pipeline.landing.prefix
@@ -147,11 +176,12 @@ def discover_files(
     if limit < 0:
         raise ValueError("limit must be >= 0")
 
-    listed = [
-        o
-        for o in landing.list(listing_prefix)
-        if is_ingestible_key(o.key, pipeline.landing.quarantine_prefix)
-    ]
+    quarantine_prefix = pipeline.landing.quarantine_prefix
+    heads: dict[str, ObjectHead] = {}
+    if keys is None:
+        listed = [o for o in landing.list(listing_prefix) if is_ingestible_key(o.key, quarantine_prefix)]
+    else:
+        listed, heads = _listed_by_keys(landing, keys, listing_prefix, quarantine_prefix)
     listed.sort(key=lambda o: (o.last_modified is None, o.last_modified, o.key))
     known = _known_versions(engine, pipeline.name, bucket, listed)
     mine, orphans = _owned_and_unfinished(engine, pipeline.name, run_id)
@@ -160,7 +190,8 @@ def discover_files(
     room = max(0, limit - len(mine) - len(orphans))
     new_objects = [o for o in listed if (o.key, o.etag) not in known]
     waiting = max(0, len(new_objects) - room)
-    candidates = [c for c in (_inspect(landing, o) for o in new_objects[:room]) if c is not None]
+    inspected = (_inspect(landing, o, heads.get(o.key)) for o in new_objects[:room])
+    candidates = [c for c in inspected if c is not None]
 
     with engine.begin() as connection:
         claimed = registry.claim_files(
@@ -175,6 +206,7 @@ def discover_files(
     result = {
         "run_id": run_id,
         "listed": len(listed),
+        "source": "listing" if keys is None else "events",
         "new": len(set(file_ids) - mine - reclaimed),
         "reclaimed": len(reclaimed),
         "already_claimed": len(mine),

@@ -201,3 +201,24 @@ def test_load_attempts_default_to_three_and_can_be_set(tmp_path: Path) -> None:
     assert tight.max_load_attempts == 1
     with pytest.raises(PipelineConfigError, match="max_load_attempts"):
         load_pipelines(write(tmp_path, MINIMAL.format(name="never") + "    max_load_attempts: 0\n"), env={})
+
+
+def test_events_are_optional_and_name_a_queue_url(tmp_path: Path) -> None:
+    (plain,) = load_pipelines(write(tmp_path, MINIMAL.format(name="plain")), env={})
+    assert plain.events is None
+    assert plain.events_conn_id is None
+    queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/landing-events"
+    text = MINIMAL.format(name="fast") + f"    aws_conn_id: aws_prod\n    events: {{queue_url: {queue}}}\n"
+    (fast,) = load_pipelines(write(tmp_path, text), env={})
+    assert fast.events is not None
+    assert fast.events.queue_url == queue
+    assert fast.events_conn_id == "aws_prod"  # the pipeline's connection unless events name another
+    text = MINIMAL.format(name="own") + f"    events: {{queue_url: {queue}, aws_conn_id: aws_sqs}}\n"
+    (own,) = load_pipelines(write(tmp_path, text), env={})
+    assert own.events_conn_id == "aws_sqs"
+    bad = MINIMAL.format(name="bad") + "    events: {queue_url: landing}\n"
+    with pytest.raises(PipelineConfigError, match=r"events\.queue_url"):
+        load_pipelines(write(tmp_path, bad), env={})
+    local = "pipelines:\n  - name: l\n    landing: {path: /data}\n    aps: {bucket_key: my-aps-bucket}\n"
+    with pytest.raises(PipelineConfigError, match="S3 landing"):
+        load_pipelines(write(tmp_path, local + f"    events: {{queue_url: {queue}}}\n"), env={})
