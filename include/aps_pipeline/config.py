@@ -229,6 +229,9 @@ class PipelineConfig(_Strict):
         default=None, description="narrow APS's supported inputs to these extensions (None: all APS supports)"
     )
     max_files_per_run: int = Field(default=500, ge=1)
+    models_per_task: int = Field(
+        default=25, ge=1, description="models per mapped batch task instance (1: one model per group)"
+    )
     pool: PoolConfig = Field(default_factory=PoolConfig)
     retries: int = Field(default=2, ge=0)
     retry_delay_seconds: float = Field(default=60, ge=0)
