@@ -8,10 +8,10 @@ kept under it; the models beyond it are returned, in order, for the caller to le
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
 from typing import TypedDict
 
 from aps_pipeline.dedupe import ModelPlan
+from aps_pipeline.labels import files_label
 
 MAP_LENGTH_SHARE = 0.9  # keep mapped entries at 90% of max_map_length: headroom for Airflow's own counting
 
@@ -26,13 +26,6 @@ class ModelBatch(TypedDict):
 def mapped_entry_ceiling(max_map_length: int) -> int:
     """The most mapped entries one run may push, safely under Airflow's `[core] max_map_length`."""
     return max(1, int(max_map_length * MAP_LENGTH_SHARE))
-
-
-def files_label(keys: list[str], shown: int = 2) -> str:
-    """'a.ifc, b.ifc +3 more': the first file names and how many others (one-model and batch labels alike)."""
-    names = [PurePosixPath(key).name for key in keys[:shown]]
-    rest = len(keys) - len(names)
-    return ", ".join(names) + (f" +{rest} more" if rest > 0 else "")
 
 
 def batch_models(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from aps_pipeline.batch import batch_models, files_label, mapped_entry_ceiling
+from aps_pipeline.batch import batch_models, mapped_entry_ceiling
 from aps_pipeline.dedupe import ModelPlan
+from aps_pipeline.labels import files_label
 
 
 def _plan(i: int) -> ModelPlan:
