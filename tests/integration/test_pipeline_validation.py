@@ -159,16 +159,21 @@ def test_a_file_changed_after_discovery_is_rejected_as_changed(
     assert discover_files(landing, results_engine, landing_pipeline, "run-d")["new"] == 1
 
 
-def test_a_quarantine_the_landing_cannot_write_is_left_for_the_retry(
-    tmp_path: Path, results_engine: Engine
-) -> None:
+def folder_pipeline(tmp_path: Path) -> tuple[Path, LocalLanding, PipelineConfig]:
+    """A pipeline landing in a local folder of the test's own (whose quarantine the test can obstruct)."""
     root = tmp_path / "folder"
     root.mkdir()
-    landing = LocalLanding(root)
     pipeline = PipelineConfig.model_validate(
         {"name": "folder_ingest", "landing": {"path": str(root), "prefix": "incoming/"},
          "aps": {"bucket_key": "folder-ingest"}}
     )  # fmt: skip
+    return root, LocalLanding(root), pipeline
+
+
+def test_a_quarantine_the_landing_cannot_write_is_left_for_the_retry(
+    tmp_path: Path, results_engine: Engine
+) -> None:
+    root, landing, pipeline = folder_pipeline(tmp_path)
     landing.put("incoming/notes.xyz", b"just some text\n", metadata={"project": "p"})
     discover_files(landing, results_engine, pipeline, "run-q")
     (rejected,) = validate_files(landing, results_engine, pipeline, "run-q", supported=FORMATS)["rejected"]
@@ -189,13 +194,7 @@ def test_a_quarantine_that_failed_in_its_run_is_done_by_a_later_run(
     tmp_path: Path, results_engine: Engine
 ) -> None:
     """The run whose quarantine failed ends failed; its rejected files are copied by the next run."""
-    root = tmp_path / "folder"
-    root.mkdir()
-    landing = LocalLanding(root)
-    pipeline = PipelineConfig.model_validate(
-        {"name": "folder_ingest", "landing": {"path": str(root), "prefix": "incoming/"},
-         "aps": {"bucket_key": "folder-ingest"}}
-    )  # fmt: skip
+    root, landing, pipeline = folder_pipeline(tmp_path)
     landing.put("incoming/notes.xyz", b"just some text\n", metadata={"project": "p"})
     discover_files(landing, results_engine, pipeline, "run-1")
     (rejected,) = validate_files(landing, results_engine, pipeline, "run-1", supported=FORMATS)["rejected"]
