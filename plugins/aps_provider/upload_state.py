@@ -4,27 +4,21 @@ A retried task must continue the upload instead of starting again (design.md §4
 Airflow clears a task instance's XComs when a new try starts. The default store is Airflow 3.3's task
 state store (`context["task_state_store"]`), which is durable across the tries of one task instance and
 cleared by Airflow when the task succeeds. Anything else (a Variable, a database table) can be plugged in
-by passing an object with the `UploadStateStore` methods.
+by passing an object with the `UploadStateStore` methods (aps_landing.transfer, with the in-memory store).
 """
 
 from __future__ import annotations
 
 import threading
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
+
+from aps_landing.transfer import MemoryUploadStore, UploadStateStore, upload_state_key
+
+__all__ = ["MemoryUploadStore", "TaskStateUploadStore", "UploadStateStore", "upload_state_key"]
 
 #: APS lets a multipart upload be completed within 24 h of its start; older progress is useless.
 UPLOAD_STATE_RETENTION = timedelta(hours=24)
-
-
-class UploadStateStore(Protocol):
-    """A small durable key/value store for JSON dicts."""
-
-    def get(self, key: str) -> dict[str, Any] | None: ...
-
-    def set(self, key: str, value: dict[str, Any]) -> None: ...
-
-    def delete(self, key: str) -> None: ...
 
 
 class TaskStateUploadStore:
@@ -46,28 +40,3 @@ class TaskStateUploadStore:
     def delete(self, key: str) -> None:
         with self._lock:
             self._store.delete(key)
-
-
-class MemoryUploadStore:
-    """In-process store: for tests and for running an operator outside Airflow (no resume across tries)."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        with self._lock:
-            value = self.values.get(key)
-            return dict(value) if value is not None else None
-
-    def set(self, key: str, value: dict[str, Any]) -> None:
-        with self._lock:
-            self.values[key] = dict(value)
-
-    def delete(self, key: str) -> None:
-        with self._lock:
-            self.values.pop(key, None)
-
-
-def upload_state_key(bucket_key: str, object_key: str) -> str:
-    return f"aps_upload:{bucket_key}/{object_key}"

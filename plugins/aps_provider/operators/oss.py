@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from aps_client import UploadState, to_urn
-from aps_client.errors import APSForbiddenError, APSNotFoundError
+from aps_client.errors import APSForbiddenError
+from aps_landing.base import ObjectChanged
+from aps_landing.transfer import upload_to_oss
 from aps_provider.base import APSBaseOperator, aps_template_fields
 from aps_provider.links import APSManifestLink, APSViewerLink
-from aps_provider.upload_state import (
-    MemoryUploadStore,
-    TaskStateUploadStore,
-    UploadStateStore,
-    upload_state_key,
-)
+from aps_provider.upload_state import MemoryUploadStore, TaskStateUploadStore, UploadStateStore
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -64,14 +60,15 @@ class APSUploadFromS3Operator(APSBaseOperator):
     """Stream an S3 object into an APS OSS bucket (signed S3 multipart upload), resumably.
 
     The object is read through the Amazon provider's S3 hook as a stream, never downloaded whole; memory
-    stays bounded by the APS connection's part size x parallelism. After every finished part the upload's
-    progress (APS `uploadKey`, finished parts, and the S3 ETag it belongs to) is saved in `state_store`; a
-    retried task picks it up, re-reads S3 from the first unfinished byte (ranged GET) and sends only the
-    missing parts. If the S3 object changed in between (another ETag), the upload starts over.
+    stays bounded by the APS connection's part size x parallelism. Give `s3_etag` (and `s3_version_id` for a
+    versioned bucket) to upload exactly the version you checked: if it was overwritten or deleted, the task
+    fails without retrying and no other bytes are sent. After every finished part the upload's progress is
+    saved in `state_store`; a retried task re-reads S3 from the first unfinished byte (ranged GET, pinned to
+    the same version) and sends only the missing parts. See `aps_landing.transfer.upload_to_oss`.
 
-    With `skip_existing`, an OSS object of the same key and size is taken as already uploaded and nothing is
-    sent: use it when object keys are content-addressed (the ingest DAG names objects by sha256), so a
-    re-run never uploads the same content twice.
+    With `skip_existing`, an OSS object of the same key holding the same content (same size, and the same
+    sha1 when `sha1` is given) is reused and nothing is sent: use it when object keys are content-addressed,
+    so a re-run never uploads the same content twice.
 
     Returns `{"urn", "object_id", "bucket_key", "object_key", "size", "sha1"}`; pass `.output` as is to
     `APSStartTranslationOperator`.
@@ -84,13 +81,16 @@ class APSUploadFromS3Operator(APSBaseOperator):
     :param content_type: Content type recorded by OSS (templated).
     :param aws_conn_id: The `aws` connection of the S3 source.
     :param aps_conn_id: The `aps` connection.
-    :param skip_existing: Do not upload when OSS already holds `object_key` with the S3 object's size.
+    :param s3_etag: Upload only this version of the object (templated); default: whatever is there now.
+    :param s3_version_id: Versioned bucket: upload only this version (templated).
+    :param sha1: The content's sha1, hex (templated): `skip_existing` then compares content, not only size.
+    :param skip_existing: Do not upload when OSS already holds `object_key` with this content.
     :param state_store: Where progress is kept between tries (see `aps_provider.upload_state`); default:
         Airflow's task state store, which survives retries of this task instance.
     """
 
     template_fields: Sequence[str] = aps_template_fields("s3_bucket", "s3_key", "bucket_key", "object_key",
-                                                         "content_type")
+                                                         "content_type", "s3_etag", "s3_version_id", "sha1")
     ui_color = "#c9e7f5"
     operator_extra_links = (APSManifestLink(), APSViewerLink())
 
@@ -105,9 +105,15 @@ class APSUploadFromS3Operator(APSBaseOperator):
         aws_conn_id: str | None = "aws_default",
         skip_existing: bool = False,
         state_store: UploadStateStore | None = None,
+        s3_etag: str | None = None,
+        s3_version_id: str | None = None,
+        sha1: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.s3_etag = s3_etag
+        self.s3_version_id = s3_version_id
+        self.sha1 = sha1
         self.s3_bucket = s3_bucket
         self.s3_key = s3_key
         self.bucket_key = bucket_key
@@ -127,66 +133,24 @@ class APSUploadFromS3Operator(APSBaseOperator):
         return MemoryUploadStore()
 
     def execute(self, context: Context) -> dict[str, Any]:
-        object_key = self.object_key or self.s3_key
-        store = self._state_store(context)
-        state_key = upload_state_key(self.bucket_key, object_key)
-
         # Imported here so that parsing a DAG (every task process does) does not load boto3.
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         from aps_landing.s3 import S3Landing
 
         landing = S3Landing(S3Hook(aws_conn_id=self.aws_conn_id).get_conn(), self.s3_bucket)
-        head = landing.head(self.s3_key)
-        size, etag = head.size, head.etag
-
-        state = self._saved_state(store.get(state_key), etag, size)
-
-        def open_at(offset: int) -> BinaryIO:
-            # Pinned to the ETag: resume only from the very object version the saved parts came from.
-            return landing.read_range(self.s3_key, offset, etag=etag)
-
-        def save_progress(progress: UploadState) -> None:
-            store.set(state_key, {"etag": etag, "size": size, "state": progress.model_dump(mode="json")})
-
         with self.hook.get_client() as aps:
-            details = self._existing(aps, object_key, size) if self.skip_existing else None
-            if details is None:
-                self.log.info("Uploading s3://%s/%s (%d bytes) to APS %s/%s", self.s3_bucket, self.s3_key,
-                              size, self.bucket_key, object_key)
-                details = aps.oss.upload(self.bucket_key, object_key, open_at, size, region=self.region,
-                                         content_type=self.content_type, state=state,
-                                         on_progress=save_progress)
-                self.log.info("Uploaded %s (sha1 %s)", details.object_id, details.sha1)
-        store.delete(state_key)  # done: a later run of this task must start a fresh upload
-        urn = to_urn(details.object_id)
-        self.log.info("URN %s", urn)
-        return {"urn": urn, "object_id": details.object_id, "bucket_key": details.bucket_key,
-                "object_key": details.object_key, "size": details.size if details.size is not None else size,
-                "sha1": details.sha1}
-
-    def _existing(self, aps: Any, object_key: str, size: int) -> Any | None:
-        """The OSS object's details when it is already there with this size, else None."""
-        try:
-            details = aps.oss.object_details(self.bucket_key, object_key, region=self.region)
-        except APSNotFoundError:
-            return None
-        if details.size != size:
-            self.log.warning("APS %s/%s exists with %s bytes, the S3 object has %d: uploading again",
-                             self.bucket_key, object_key, details.size, size)
-            return None
-        self.log.info("APS %s/%s already holds these %d bytes: not uploading again", self.bucket_key,
-                      object_key, size)
-        return details
-
-    def _saved_state(self, saved: dict[str, Any] | None, etag: str, size: int) -> UploadState | None:
-        if not saved:
-            return None
-        if saved.get("etag") != etag or saved.get("size") != size:
-            self.log.warning("The S3 object changed since the interrupted upload (ETag %s -> %s): "
-                             "starting over", saved.get("etag"), etag)
-            return None
-        state = UploadState.model_validate(saved["state"])
-        self.log.info("Resuming the upload: %d part(s) already sent (uploadKey known: %s)",
-                      len(state.completed_parts), state.upload_key is not None)
-        return state
+            try:
+                uploaded = upload_to_oss(
+                    aps, landing, self.s3_key, self.bucket_key, self.object_key or self.s3_key,
+                    etag=self.s3_etag or None, version_id=self.s3_version_id or None, sha1=self.sha1 or None,
+                    region=self.region, content_type=self.content_type, skip_existing=self.skip_existing,
+                    store=self._state_store(context),
+                )
+            except ObjectChanged as exc:  # the pinned version is gone: no retry brings it back
+                raise AirflowFailException(str(exc)) from exc
+        self.log.info("%s %s (sha1 %s), URN %s", "Uploaded" if uploaded.sent else "Reused",
+                      uploaded.object_id, uploaded.sha1, uploaded.urn)
+        result = uploaded.as_dict()
+        del result["sent"]
+        return result
