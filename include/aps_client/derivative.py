@@ -48,6 +48,18 @@ THUMBNAIL_SIZES = (100, 200, 400)
 #: Bounds of the messages a verdict carries (they end up in a trigger event row and in a task's error).
 MAX_VERDICT_MESSAGES = 10
 MAX_MESSAGE_CHARS = 300
+#: Manifest statuses that mean "a job is already there": waiting on it beats submitting it again.
+REUSABLE_STATUSES = frozenset({"pending", "inprogress", "success"})
+#: Of those, the ones where the job is still running (a forced retry waits on these, and only these).
+RUNNING_STATUSES = frozenset({"pending", "inprogress"})
+
+
+class Submission(StrEnum):
+    """What `DerivativeClient.submit` did."""
+
+    SUBMITTED = "submitted"  # a job was POSTed and APS accepted it
+    ALREADY_TRANSLATED = "already_translated"  # POSTed; APS answered 201: the derivatives exist
+    REUSED = "reused"  # not POSTed: the manifest shows a job this one would only repeat
 
 
 def default_formats() -> list[dict[str, Any]]:
@@ -472,6 +484,38 @@ class DerivativeClient:
         return self._transport.run(
             start_job_flow(urn, region or self._region, formats, force, workflow, root_filename)
         )
+
+    def submit(
+        self,
+        urn: str,
+        *,
+        region: str | None = None,
+        formats: list[dict[str, Any]] | None = None,
+        force: bool = False,
+        retried: bool = False,
+        reuse_existing_job: bool = True,
+        workflow: str | None = None,
+        root_filename: str | None = None,
+    ) -> Submission:
+        """Start a translation unless one is already there; never POST a job twice by accident.
+
+        Without `force`, a manifest that is pending, in progress or successful is reused (a re-run after a
+        crash waits on the job it submitted). With `force`, a first try always POSTs (`x-ads-force`); a
+        `retried` one first looks for a job still running, which its earlier try may have started: POSTing
+        again would restart it (a second billed translation).
+        """
+        region = region or self._region
+        reusable = RUNNING_STATUSES if force else REUSABLE_STATUSES
+        if reuse_existing_job and (retried or not force):
+            try:
+                status = self.manifest(urn, region=region).status
+            except APSNotFoundError:
+                status = None
+            if status in reusable:
+                return Submission.REUSED
+        accepted = self.start_job(urn, region=region, formats=formats, force=force, workflow=workflow,
+                                  root_filename=root_filename)
+        return Submission.ALREADY_TRANSLATED if accepted.already_translated else Submission.SUBMITTED
 
     def manifest(self, urn: str, region: str | None = None) -> Manifest:
         return self._transport.run(manifest_flow(urn, region or self._region))

@@ -5,20 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from aps_client.derivative import default_formats
-from aps_client.errors import APSNotFoundError
+from aps_client.derivative import Submission, default_formats
 from aps_client.urn import urn_in
 from aps_provider.base import APSBaseOperator, aps_template_fields
 from aps_provider.links import APSManifestLink, APSViewerLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-#: Manifest statuses that mean "a job is already there": waiting on it beats submitting it again.
-REUSABLE_STATUSES = frozenset({"pending", "inprogress", "success"})
-#: Of those, the ones where the job is still running (a forced retry waits on these, and only these).
-RUNNING_STATUSES = frozenset({"pending", "inprogress"})
-
 
 class APSStartTranslationOperator(APSBaseOperator):
     """POST a Model Derivative translation job for a design and return its URN.
@@ -72,33 +65,18 @@ class APSStartTranslationOperator(APSBaseOperator):
         urn = urn_in(self.urn)
         if not urn:
             raise ValueError(f"APSStartTranslationOperator needs a URN, got {self.urn!r}")
-        # A retry of a forced try may follow that try's POST: a job running now is the one it started, and
-        # POSTing with x-ads-force again would restart it (a second billed translation).
         ti = context.get("ti")
-        retried = ti is not None and ti.try_number > 1
-        reusable = RUNNING_STATUSES if self.force else REUSABLE_STATUSES
-        look_first = self.reuse_existing_job and (retried or not self.force)
         with self.hook.get_client() as aps:
-            if look_first and self._job_exists(aps, urn, reusable):
-                return urn
-            accepted = aps.derivative.start_job(
+            outcome = aps.derivative.submit(
                 urn, region=self.region, formats=self.formats, force=self.force,
+                retried=ti is not None and ti.try_number > 1, reuse_existing_job=self.reuse_existing_job,
                 workflow=self.workflow, root_filename=self.root_filename,
             )
-        if accepted.already_translated:
+        if outcome is Submission.REUSED:
+            self.log.info("A translation of %s is already there: waiting on it, not submitting again", urn)
+        elif outcome is Submission.ALREADY_TRANSLATED:
             self.log.info("Derivatives of %s already exist (HTTP 201): nothing to translate", urn)
         else:
             self.log.info("Translation job accepted for %s (formats: %s, force: %s)", urn,
                           ", ".join(f["type"] for f in self.formats), self.force)
         return urn
-
-    def _job_exists(self, aps: Any, urn: str, statuses: frozenset[str]) -> bool:
-        try:
-            manifest = aps.derivative.manifest(urn, region=self.region)
-        except APSNotFoundError:
-            return False
-        if manifest.status not in statuses:
-            return False
-        self.log.info("A translation of %s is already %s (%s): waiting on it, not submitting again", urn,
-                      manifest.status, manifest.progress)
-        return True
