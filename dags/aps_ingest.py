@@ -8,9 +8,11 @@ Every run:
 2. **discover_files**: claims new or changed objects under the landing prefix (params `prefix`, `limit`).
 3. **validate_files**: extension, size, magic bytes, safe key, metadata, batch expectations.
 4. **quarantine_rejected**: copies each rejected object beside a JSON reason; originals are never touched.
-5. **plan_models**: one model per distinct content (identical files are uploaded and translated once).
-6. **ensure_aps_bucket**, then per model (**model** group, mapped): upload from S3 → start translation →
-   record the job → wait on the triggerer (deferrable) → load views, object tree, properties, thumbnail.
+5. **plan_models**: one model per distinct content (identical files are uploaded and translated once), in
+   batches of `models_per_task`; a backlog bigger than one run can map is left, in order, for the next run.
+6. **ensure_aps_bucket**, then per batch (**models** group, mapped, labelled with its files): upload the
+   validated versions to APS → submit and record every job → wait for all of them on the triggerer
+   (deferrable) → load each model's views, object tree, properties and thumbnail, or record why not.
 7. **write_run_summary**: counts per terminal state (loaded, rejected, failed), whatever happened upstream;
    fails if any file has none.
 8. **publish_results**: emits the results asset for downstream DAGs, only when no step of the run failed;
@@ -30,18 +32,12 @@ from airflow.sdk import DAG, Asset, Param, task_group
 
 from aps_ingest_tasks import tasks
 from aps_ingest_tasks.notifications import notify_run_failed
-from aps_pipeline.config import PipelineConfig, PipelineConfigError, load_pipelines
-from aps_provider.operators.derivative import APSStartTranslationOperator
-from aps_provider.operators.oss import APSCreateBucketOperator, APSUploadFromS3Operator
-from aps_provider.sensors.derivative import APSTranslationSensor
+from aps_pipeline.config import PipelineConfig, load_pipelines
+from aps_provider.operators.oss import APSCreateBucketOperator
+from aps_provider.sensors.derivative import APSTranslationsSensor
 
 
 def ingest_dag(pipeline: PipelineConfig) -> DAG:
-    if pipeline.landing.bucket is None:
-        raise PipelineConfigError(
-            f"pipeline {pipeline.name!r}: the DAG's upload step reads an S3 bucket; a local-folder landing "
-            "(landing.path) works with the aps_pipeline steps, not yet with this DAG"
-        )
     with DAG(
         dag_id=pipeline.name,
         description=pipeline.description or None,
@@ -52,7 +48,7 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
         max_active_runs=1,
         tags=pipeline.tags,
         render_template_as_native_obj=True,
-        user_defined_macros={"model_label": tasks.model_label},
+        user_defined_macros={"batch_label": tasks.batch_label},
         on_failure_callback=notify_run_failed,
         default_args={
             "owner": pipeline.owner,
@@ -67,34 +63,22 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
             "force": Param(False, type="boolean", description="re-translate content translated before"),
         },
     ) as dag:
-        # Every task of a model, the sensor included (poke mode calls APS from a worker slot), takes a slot
+        # Every task of a batch, the sensor included (poke mode calls APS from a worker slot), takes a slot
         # of the pipeline's pool: the pool bounds concurrent APS work. A deferred sensor holds no slot.
-        # The group's arguments are keys of aps_pipeline.dedupe.ModelPlan, which plan_models returns as is.
-        # Each mapped instance is labelled with its files' names, and its log starts with the landing keys
-        # and APS object it works on.
-        @task_group(group_id="model", default_args={
-            "pool": pipeline.pool.name, "map_index_template": "{{ model_label(ti) }}",
-            "on_execute_callback": tasks.log_model_files,
+        # The group's arguments are the keys of aps_pipeline.batch.ModelBatch, which plan_models returns as is;
+        # each mapped instance is labelled with its files' names.
+        @task_group(group_id="models", default_args={
+            "pool": pipeline.pool.name, "map_index_template": "{{ batch_label(ti) }}",
         })
-        def process_model(model_id, file_ids, source_key, bucket_key, object_key, region):
-            upload = APSUploadFromS3Operator(
-                task_id="upload_to_aps", s3_bucket=pipeline.landing.bucket, s3_key=source_key,
-                bucket_key=bucket_key, object_key=object_key, region=region, skip_existing=True,
-                aws_conn_id=pipeline.aws_conn_id, aps_conn_id=pipeline.aps_conn_id,
-            )
-            translate = APSStartTranslationOperator(
-                task_id="start_translation", urn=upload.output, region=region,
-                formats=pipeline.job_formats(), force="{{ params.force }}", aps_conn_id=pipeline.aps_conn_id,
-            )
-            recorded = tasks.record_submission(model_id, file_ids, upload.output, translate.output)
-            wait = APSTranslationSensor(
-                task_id="wait_for_translation", urn=translate.output, region=region,
+        def process_batch(label, models):
+            submitted = tasks.submit_translations(tasks.upload_models(models))
+            wait = APSTranslationsSensor(
+                task_id="wait_for_translations", urns=submitted, region=pipeline.aps.region,
                 aps_conn_id=pipeline.aps_conn_id, timeout=pipeline.translation_timeout,
                 poll_interval=pipeline.poll_interval, max_poll_interval=pipeline.poll_max_interval,
-                retries=0,
+                fail_on_unsuccessful=False, retries=0,
             )
-            loaded = tasks.load_results(model_id)
-            recorded >> wait >> loaded
+            wait >> tasks.load_models(models)
 
         schema, discovered, validated = (
             tasks.check_results_schema(), tasks.discover_files(), tasks.validate_files()
@@ -104,7 +88,7 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
             task_id="ensure_aps_bucket", bucket_key=pipeline.aps.bucket_key, policy=pipeline.aps.policy,
             region=pipeline.aps.region, aps_conn_id=pipeline.aps_conn_id,
         )
-        models = process_model.expand_kwargs(planned)
+        models = process_batch.expand_kwargs(planned)
         summary = tasks.write_run_summary()
         published = tasks.publish_results.override(outlets=[Asset(name=f"{pipeline.name}_results")])(summary)
 

@@ -228,10 +228,14 @@ class PipelineConfig(_Strict):
     allowed_extensions: list[str] | None = Field(
         default=None, description="narrow APS's supported inputs to these extensions (None: all APS supports)"
     )
-    max_files_per_run: int = Field(default=500, ge=1)
+    max_files_per_run: int = Field(default=2000, ge=1, description="new files one run claims at most")
     models_per_task: int = Field(
         default=25, ge=1, description="models per mapped batch task instance (1: one model per group)"
     )
+    upload_concurrency: int = Field(
+        default=8, ge=1, description="models a batch task uploads (and submits) at the same time"
+    )
+    load_concurrency: int = Field(default=4, ge=1, description="models a batch task loads at the same time")
     pool: PoolConfig = Field(default_factory=PoolConfig)
     retries: int = Field(default=2, ge=0)
     retry_delay_seconds: float = Field(default=60, ge=0)

@@ -6,8 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 LABELLED_NAMES = 2  # names shown before "+N more"
 MAX_LABEL_CHARS = 120  # Airflow shows the label in narrow grid cells; long names are cut
@@ -25,11 +24,3 @@ def files_label(keys: Sequence[str]) -> str:
     if len(names) > LABELLED_NAMES:
         label += f" +{len(names) - LABELLED_NAMES} more"
     return label if len(label) <= MAX_LABEL_CHARS else label[: MAX_LABEL_CHARS - 1] + "…"
-
-
-def plan_entry_keys(entry: Mapping[str, Any]) -> list[str]:
-    """The landing keys of one mapped entry of the plan: a ModelPlan's `source_key`, or those of a batch's
-    `models`."""
-    models = entry.get("models")
-    plans = models if isinstance(models, list) else [entry]
-    return [str(plan["source_key"]) for plan in plans if isinstance(plan, Mapping) and plan.get("source_key")]

@@ -1,6 +1,8 @@
 """Settle a model after its translation: load its results into PostgreSQL, or record why not.
 
-    settle_model(aps, engine, model_id, run_id, last_attempt=...)   # the DAG's load task: any outcome
+    settle_models(aps, engine, model_ids, run_id, pipeline=..., last_attempt=...)  # a batch's load task
+    settle_model(aps, engine, model_id, run_id, last_attempt=...)   # one model, whatever happened upstream
+    end_failed_models(engine, failures, run_id, step=..., last_attempt=...)  # a batch step's failures
     fetch_and_load(aps, engine, model_id, run_id)            # manifest, views, tree, properties, thumbnail
     record_translation_outcome(engine, model_id, manifest, run_id)
     mark_model_failed(engine, model_id, run_id, reason)      # the DAG's last resort when APS work failed
@@ -19,13 +21,14 @@ Properties are keyed by `externalId` (for IFC, the GlobalId): APS objectids chan
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, select
 
 from aps_client import Manifest, ModelView, ObjectProperties, TreeEntry
 from aps_client.errors import APSNotFoundError
+from aps_pipeline.batch import ModelWorkFailed, for_each_model
 from aps_pipeline.config import MAX_LOAD_ATTEMPTS
 from aps_results import records, registry
 from aps_results.loader import load_model_results
@@ -295,3 +298,47 @@ def settle_model(
             reason = f"loading results failed: {type(exc).__name__}: {exc}"
             mark_model_failed(engine, model_id, run_id, reason)
         raise
+
+
+def end_failed_models(
+    engine: Engine, failures: dict[int, BaseException], run_id: str, *, step: str, last_attempt: bool
+) -> None:
+    """Decide what a batch step's per-model failures mean once the other models are done.
+
+    An error no retry can fix (APS refused the request: 4xx; the client says `retryable=False`) ends that
+    model's files `failed` at once, with the error as the reason. Passing trouble (5xx, 429, no answer,
+    the database away) leaves the files as they are and raises `ModelWorkFailed`, so Airflow retries the
+    task, which skips what is done; on the task's last try those files end `failed` too.
+    """
+    pending: dict[int, BaseException] = {}
+    for model_id, exc in failures.items():
+        if last_attempt or getattr(exc, "retryable", True) is False:
+            reason = f"{step} failed: {type(exc).__name__}: {exc}"
+            failed = mark_model_failed(engine, model_id, run_id, reason)
+            logger.error("model %d: %s; files %s fail", model_id, reason, failed)
+        else:
+            pending[model_id] = exc
+    if pending:
+        raise ModelWorkFailed(step, pending)
+
+
+def settle_models(
+    aps: Any, engine: Engine, model_ids: Sequence[int], run_id: str, *, pipeline: str, last_attempt: bool,
+    max_load_attempts: int = MAX_LOAD_ATTEMPTS, concurrency: int = 4,
+) -> list[dict[str, Any]]:
+    """`settle_model` for every model of a batch that still has unfinished files in this run, each in its own
+    transactions, `concurrency` at a time. A model's failure never blocks the others (see
+    `end_failed_models`); a retried task skips the models already settled."""
+
+    def settle(model_id: int) -> dict[str, Any] | None:
+        with engine.connect() as connection:
+            if not registry.unfinished_model_files(connection, model_id, pipeline, run_id):
+                return None  # settled by an earlier try (or every file ended earlier)
+        result = settle_model(aps, engine, model_id, run_id, last_attempt=last_attempt,
+                              max_load_attempts=max_load_attempts)
+        logger.info("model %d: %s", model_id, result.get("status"))
+        return result
+
+    results, failures = for_each_model(model_ids, settle, concurrency=concurrency, model_id=lambda i: i)
+    end_failed_models(engine, failures, run_id, step="load", last_attempt=last_attempt)
+    return [r for r in results if r is not None]

@@ -141,6 +141,19 @@ def set_file_state(
     return conn.execute(update(File).where(File.id.in_(ids)).values(values)).rowcount
 
 
+def unfinished_model_files(
+    conn: Connection, model_id: int, pipeline: str, run_id: str
+) -> list[tuple[int, str]]:
+    """(id, key) of the run's files of a model that have no terminal state yet, oldest first."""
+    rows = conn.execute(
+        select(File.id, File.s3_key)
+        .where(File.model_id == model_id, File.pipeline == pipeline, File.run_id == run_id,
+               File.state.not_in(_TERMINAL))
+        .order_by(File.id)
+    ).all()
+    return [(row.id, row.s3_key) for row in rows]
+
+
 def count_unfinished_files(conn: Connection, pipeline: str, run_id: str) -> int:
     """Files claimed by the run that have no terminal state (the run summary's `lost`)."""
     return conn.execute(
@@ -295,6 +308,7 @@ class TranslationRecord:
     model_id: int
     attempt: int
     status: str
+    run_id: str | None = None  # the run that submitted it
 
 
 def start_translation(
@@ -317,12 +331,13 @@ def start_translation(
         .returning(Translation.id)
     ).scalar_one()
     set_model_status(conn, model_id, ModelStatus.TRANSLATING, run_id=run_id)
-    return TranslationRecord(translation_id, model_id, attempt, TranslationStatus.SUBMITTED.value)
+    return TranslationRecord(translation_id, model_id, attempt, TranslationStatus.SUBMITTED.value, run_id)
 
 
 def latest_translation(conn: Connection, model_id: int) -> TranslationRecord | None:
     row = conn.execute(
-        select(Translation.id, Translation.model_id, Translation.attempt, Translation.status)
+        select(Translation.id, Translation.model_id, Translation.attempt, Translation.status,
+               Translation.run_id)
         .where(Translation.model_id == model_id)
         .order_by(Translation.attempt.desc())
         .limit(1)

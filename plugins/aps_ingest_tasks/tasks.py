@@ -14,17 +14,20 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from aps_ingest_tasks.engines import results_engine
 from aps_pipeline.config import PipelineConfig, get_pipeline
-from aps_pipeline.labels import files_label, plan_entry_keys
 from aps_provider.base import APSConnection
 from aps_provider.links import run_page_url
 
 if TYPE_CHECKING:
     from aps_client import APSClient
     from aps_landing import Landing
+    from aps_pipeline.batch import ModelBatch
     from aps_pipeline.dedupe import ModelPlan
+    from aps_pipeline.submission import SubmittedModel
+    from aps_pipeline.upload import UploadedModel
 
 logger = logging.getLogger(__name__)
-PLAN_TASK_ID = "plan_models"  # the task whose list the model group maps over
+PLAN_TASK_ID = "plan_models"  # the task whose list the batch group maps over
+LABELS_KEY = "labels"  # its second XCom: one label per batch, small, for the map index template
 
 
 def _run() -> tuple[PipelineConfig, str, dict[str, Any]]:
@@ -50,31 +53,18 @@ def _landing(config: PipelineConfig) -> Landing:
     return config.landing.open(s3_client)
 
 
-def _plan_entry(ti: Any) -> dict[str, Any] | None:
-    """The plan entry a mapped task of the model group works on (the plan's item at its map index)."""
-    plan = ti.xcom_pull(task_ids=PLAN_TASK_ID)
-    if isinstance(plan, list) and 0 <= ti.map_index < len(plan) and isinstance(plan[ti.map_index], dict):
-        return plan[ti.map_index]
-    return None
-
-
-def model_label(ti: Any) -> str:
-    """The model group's map index label: its files' names, e.g. "a.ifc" or "a.ifc, b.ifc +3 more"."""
-    entry = _plan_entry(ti)
+def batch_label(ti: Any) -> str:
+    """A batch task's map index label: its files' names, e.g. "a.ifc" or "a.ifc, b.ifc +23 more"."""
+    labels = ti.xcom_pull(task_ids=PLAN_TASK_ID, key=LABELS_KEY)
+    label = labels[ti.map_index] if isinstance(labels, list) and 0 <= ti.map_index < len(labels) else ""
     # Never a bare number: the DAG renders templates as native objects, and "3" would become the int 3.
-    return (files_label(plan_entry_keys(entry)) if entry else "") or f"model #{ti.map_index}"
+    return str(label or f"batch #{ti.map_index}")
 
 
-def log_model_files(context: Any) -> None:
-    """At the top of every model task's log: the S3 files and the APS object this task works on."""
-    entry = _plan_entry(context["ti"])
-    if entry is None:
-        return
-    landing = get_pipeline(context["dag"].dag_id).landing
-    place = f"s3://{landing.bucket}" if landing.bucket else landing.path
-    sources = ", ".join(f"{place}/{key}" for key in plan_entry_keys(entry))
-    logger.info("model %s: %s -> APS object %s/%s (region %s)", entry.get("model_id"), sources,
-                entry.get("bucket_key"), entry.get("object_key"), entry.get("region"))
+def _tries() -> tuple[bool, bool]:
+    """(retried, last_attempt) of the running task instance."""
+    ti = get_current_context()["ti"]
+    return ti.try_number > 1, ti.try_number > ti.max_tries
 
 
 @task
@@ -119,38 +109,63 @@ def quarantine_rejected() -> dict[str, Any]:
 
 
 @task
-def plan_models() -> list[ModelPlan]:
-    """One ModelPlan per distinct content that needs APS work: the mapped model group's arguments, as is."""
-    from aps_pipeline.dedupe import assign_models
+def plan_models() -> list[ModelBatch]:
+    """The run's models in batches (the mapped `models` group's arguments), at most what Airflow can map;
+    what does not fit is left, in order, for the next run."""
+    from airflow.sdk import conf
+
+    from aps_pipeline.batch import plan_batches
 
     config, run_id, params = _run()
-    plan = assign_models(results_engine(config.results_conn_id), config, run_id,
-                         force=bool(params.get("force")))
-    return plan["models"]
+    batches = plan_batches(results_engine(config.results_conn_id), config, run_id,
+                           max_map_length=conf.getint("core", "max_map_length", fallback=1024),
+                           force=bool(params.get("force")))
+    get_current_context()["ti"].xcom_push(LABELS_KEY, [batch["label"] for batch in batches])
+    return batches
 
 
 @task
-def record_submission(model_id: int, file_ids: list[int], upload: dict[str, Any], urn: str) -> dict[str, Any]:
-    """Persist the URN and the submitted job before the sensor defers (no resubmission after a restart)."""
-    from aps_pipeline.submission import record_submission as record
+def upload_models(models: list[ModelPlan]) -> list[UploadedModel]:
+    """Upload the batch's models from the landing to APS OSS, `upload_concurrency` at a time."""
+    from aps_pipeline.settle import end_failed_models
+    from aps_pipeline.upload import upload_models as upload
+
+    config, run_id, _ = _run()
+    engine = results_engine(config.results_conn_id)
+    with _aps(config) as aps:
+        uploaded, failures = upload(aps, _landing(config), engine, models, pipeline=config.name,
+                                    run_id=run_id, concurrency=config.upload_concurrency)
+    end_failed_models(engine, failures, run_id, step="upload", last_attempt=_tries()[1])
+    return uploaded
+
+
+@task
+def submit_translations(uploaded: list[UploadedModel]) -> list[SubmittedModel]:
+    """POST every uploaded model's translation job and record it, before any wait begins."""
+    from aps_pipeline.settle import end_failed_models
+    from aps_pipeline.submission import submit_models
 
     config, run_id, params = _run()
-    return record(results_engine(config.results_conn_id), model_id, run_id, upload=upload, urn=urn,
-                  file_ids=file_ids, output_formats=[f.type for f in config.output_formats],
-                  forced=bool(params.get("force")))
+    engine = results_engine(config.results_conn_id)
+    retried, last_attempt = _tries()
+    with _aps(config) as aps:
+        submitted, failures = submit_models(aps, engine, uploaded, pipeline=config.name, run_id=run_id,
+                                            formats=config.job_formats(), force=bool(params.get("force")),
+                                            retried=retried, concurrency=config.upload_concurrency)
+    end_failed_models(engine, failures, run_id, step="job submission", last_attempt=last_attempt)
+    return submitted
 
 
 @task(trigger_rule="all_done")
-def load_results(model_id: int) -> dict[str, Any]:
-    """Load a translated model, or record why it failed: its files always end in a terminal state."""
-    from aps_pipeline.settle import settle_model
+def load_models(models: list[ModelPlan]) -> list[dict[str, Any]]:
+    """Settle every model of the batch, whatever happened upstream: loaded, or failed with the reason."""
+    from aps_pipeline.settle import settle_models
 
     config, run_id, _ = _run()
-    ti = get_current_context()["ti"]
-    last_attempt = ti.try_number > ti.max_tries
     with _aps(config) as aps:
-        return settle_model(aps, results_engine(config.results_conn_id), model_id, run_id,
-                            last_attempt=last_attempt, max_load_attempts=config.max_load_attempts)
+        return settle_models(aps, results_engine(config.results_conn_id), [m["model_id"] for m in models],
+                             run_id, pipeline=config.name, last_attempt=_tries()[1],
+                             max_load_attempts=config.max_load_attempts, concurrency=config.load_concurrency)
 
 
 @task(trigger_rule="all_done")

@@ -26,8 +26,9 @@ from aps_pipeline.dedupe import assign_models
 from aps_pipeline.discovery import discover_files
 from aps_pipeline.formats import aps_formats, clear_memory_cache, supported_inputs
 from aps_pipeline.settle import fetch_and_load, mark_model_failed, settle_model
-from aps_pipeline.submission import record_submission
+from aps_pipeline.submission import submit_models
 from aps_pipeline.summary import FilesWithoutTerminalState, summarize_run
+from aps_pipeline.upload import UploadedModel
 from aps_pipeline.validation import validate_files
 from aps_results import registry
 from aps_results.models import File, FileState, Model, ModelStatus, Property, RunSummary, Translation
@@ -282,9 +283,10 @@ def test_files_left_mid_translation_by_a_crashed_run_are_carried_on(
     model = land_one(landing, results_engine, landing_pipeline, "crashed", "incoming/interrupted.ifc",
                      sample.data)
     urn = upload_and_translate(aps, results_engine, model, sample.data)
-    upload = {"object_id": f"urn:adsk.objects:os.object:{model['bucket_key']}/{model['object_key']}"}
-    record_submission(results_engine, model["model_id"], "crashed", upload=upload, urn=urn,
-                      file_ids=model["file_ids"])
+    uploaded = [UploadedModel(model_id=model["model_id"], urn=urn, object_key=model["object_key"],
+                              source_key=model["source_key"])]
+    submit_models(aps, results_engine, uploaded, pipeline=landing_pipeline.name, run_id="crashed",
+                  formats=landing_pipeline.job_formats())
     # ... and the run dies while the sensor waits. The next run takes the file over where it was.
     taken = discover_files(landing, results_engine, landing_pipeline, "next")
     assert taken["reclaimed"] == 1
@@ -294,8 +296,8 @@ def test_files_left_mid_translation_by_a_crashed_run_are_carried_on(
     assert again["model_id"] == model["model_id"]
     assert again["file_ids"] == model["file_ids"]
     assert again["status"] == ModelStatus.TRANSLATING.value  # its job is waited on, not submitted again
-    record_submission(results_engine, model["model_id"], "next", upload=upload, urn=urn,
-                      file_ids=again["file_ids"])
+    submit_models(aps, results_engine, uploaded, pipeline=landing_pipeline.name, run_id="next",
+                  formats=landing_pipeline.job_formats())
     assert wait_for_manifest(aps, urn).status == "success"
     assert fetch_and_load(aps, results_engine, model["model_id"], "next")["status"] == "success"
 

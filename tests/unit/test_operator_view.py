@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aps_pipeline.config import NotifyConfig, parse_pipelines
-from aps_pipeline.labels import MAX_LABEL_CHARS, files_label, plan_entry_keys
+from aps_pipeline.labels import MAX_LABEL_CHARS, files_label
 from aps_pipeline.notify import due_events, run_message
 
 
@@ -17,13 +17,6 @@ def test_labels_name_the_files_and_count_the_rest() -> None:
     long = files_label([f"in/{'x' * 300}.ifc"])
     assert len(long) == MAX_LABEL_CHARS
     assert long.endswith("…")
-
-
-def test_plan_entries_give_their_keys_for_one_model_or_a_batch() -> None:
-    assert plan_entry_keys({"source_key": "incoming/a.ifc"}) == ["incoming/a.ifc"]
-    batch = {"models": [{"source_key": "incoming/a.ifc"}, {"source_key": "incoming/b.ifc"}]}
-    assert plan_entry_keys(batch) == ["incoming/a.ifc", "incoming/b.ifc"]
-    assert plan_entry_keys({}) == []
 
 
 def test_notifications_are_due_for_the_events_the_pipeline_asks_for() -> None:

@@ -1,0 +1,151 @@
+"""A batch's uploads: each model's validated bytes from the landing into its APS OSS object, a few at a time.
+
+    uploaded, failures = upload_models(aps, landing, engine, models, pipeline=name, run_id=run_id,
+                                       concurrency=8)
+
+Per model (`aps_landing.transfer.upload_to_oss` does the transfer):
+- a model an earlier try or run already uploaded (it has a URN and is past `uploading`) is not sent again;
+- the bytes sent are the version validation read (`source_version_id`, else `source_etag`); an OSS object
+  already holding that content (size and sha1) is reused;
+- progress is kept in the model's `upload_state` row after every part, so a killed worker's next try sends
+  only the parts that were missing, whichever worker runs it;
+- if the validated version is gone or was overwritten, that file ends `failed` as superseded (the new
+  version is a new file for the next discovery), and the model's other files of this run are handed to
+  the next run, which uploads the content from one of them.
+Memory stays bounded by part size x part parallelism (the APS connection's) x `concurrency`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, TypedDict
+
+from sqlalchemy import Engine
+
+from aps_client import APSClient
+from aps_landing import Landing, ObjectChanged
+from aps_landing.transfer import upload_to_oss
+from aps_pipeline.batch import for_each_model
+from aps_pipeline.dedupe import ModelPlan
+from aps_results import registry
+from aps_results.models import FileState, ModelStatus
+
+logger = logging.getLogger(__name__)
+
+# A model in one of these already has its OSS object (its URN is the one to translate).
+_UPLOADED = frozenset(
+    s.value for s in (ModelStatus.UPLOADED, ModelStatus.TRANSLATING, ModelStatus.SUCCESS,
+                      ModelStatus.FAILED, ModelStatus.TIMEOUT)
+)
+
+
+class UploadedModel(TypedDict):
+    """A model whose content is in OSS: what the submit step needs."""
+
+    model_id: int
+    urn: str
+    object_key: str
+    source_key: str
+
+
+class ModelUploadStore:
+    """Upload progress in the model's `upload_state` row: durable, and seen by whichever worker retries."""
+
+    def __init__(self, engine: Engine, model_id: int) -> None:
+        self._engine = engine
+        self._model_id = model_id
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._engine.connect() as connection:
+            model = registry.get_model(connection, self._model_id)
+        saved = (model.upload_state or {}).get(key) if model else None
+        return saved if isinstance(saved, dict) else None
+
+    def set(self, key: str, value: dict[str, Any]) -> None:
+        with self._engine.begin() as connection:
+            registry.update_model(connection, self._model_id, upload_state={key: value})
+
+    def delete(self, key: str) -> None:
+        with self._engine.begin() as connection:
+            registry.update_model(connection, self._model_id, upload_state={})
+
+
+def _unfinished_files(engine: Engine, model_id: int, pipeline: str, run_id: str) -> list[tuple[int, str]]:
+    with engine.connect() as connection:
+        return registry.unfinished_model_files(connection, model_id, pipeline, run_id)
+
+
+def _supersede(engine: Engine, plan: ModelPlan, pipeline: str, run_id: str, exc: ObjectChanged) -> None:
+    """The validated version of the model's source is gone: it ends failed, its twins go to the next run."""
+    files = _unfinished_files(engine, plan["model_id"], pipeline, run_id)
+    source = [i for i, key in files if key == plan["source_key"]]
+    twins = [i for i, key in files if key != plan["source_key"]]
+    with engine.begin() as connection:
+        registry.set_file_state(connection, source, FileState.FAILED,
+                                f"superseded: the validated version changed before its upload ({exc}); "
+                                "a new version is discovered as a new file")
+        registry.set_file_state(connection, twins, FileState.VALID,
+                                "handed to the next run: this content's first file changed", run_id=None)
+        registry.set_model_status(connection, plan["model_id"], ModelStatus.PENDING,
+                                  reason="source changed before upload", run_id=run_id)
+    logger.warning("model %d: %s superseded; %d file(s) with this content left for the next run",
+                   plan["model_id"], plan["source_key"], len(twins))
+
+
+def upload_models(
+    aps: APSClient,
+    landing: Landing,
+    engine: Engine,
+    models: Sequence[ModelPlan],
+    *,
+    pipeline: str,
+    run_id: str,
+    concurrency: int,
+) -> tuple[list[UploadedModel], dict[int, BaseException]]:
+    """Upload every model of the batch; returns the uploaded ones and, by model id, the failures."""
+
+    def upload(plan: ModelPlan) -> UploadedModel | None:
+        model_id = plan["model_id"]
+        with engine.connect() as connection:
+            model = registry.get_model(connection, model_id)
+        if model is None:
+            raise LookupError(f"model {model_id} does not exist")
+        file_ids = [i for i, _ in _unfinished_files(engine, model_id, pipeline, run_id)]
+        if not file_ids:
+            logger.info("model %d: no unfinished file in this run: nothing to upload", model_id)
+            return None
+        if model.urn and model.status in _UPLOADED:
+            logger.info("model %d: %s already in APS as %s/%s (urn %s): not uploading again", model_id,
+                        landing.url(plan["source_key"]), model.bucket_key, model.object_key, model.urn)
+            return UploadedModel(model_id=model_id, urn=model.urn, object_key=model.object_key or "",
+                                 source_key=plan["source_key"])
+        with engine.begin() as connection:
+            registry.set_model_status(connection, model_id, ModelStatus.UPLOADING, run_id=run_id)
+            registry.set_file_state(connection, file_ids, FileState.UPLOADING)
+        try:
+            uploaded = upload_to_oss(
+                aps, landing, plan["source_key"], plan["bucket_key"], plan["object_key"],
+                etag=plan["source_etag"], version_id=plan["source_version_id"], size=plan["source_size"],
+                sha1=plan.get("source_sha1"), region=plan["region"], skip_existing=True,
+                store=ModelUploadStore(engine, model_id),
+            )
+        except ObjectChanged as exc:
+            _supersede(engine, plan, pipeline, run_id, exc)
+            return None
+        with engine.begin() as connection:
+            registry.update_model(connection, model_id, object_id=uploaded.object_id, urn=uploaded.urn,
+                                  bucket_key=uploaded.bucket_key, object_key=uploaded.object_key)
+            registry.set_model_status(connection, model_id, ModelStatus.UPLOADED, run_id=run_id)
+            registry.set_file_state(connection, file_ids, FileState.UPLOADED)
+        logger.info("model %d: %s -> APS %s/%s (%s, %d bytes), urn %s", model_id,
+                    landing.url(plan["source_key"]), uploaded.bucket_key, uploaded.object_key,
+                    "sent" if uploaded.sent else "already there", uploaded.size, uploaded.urn)
+        return UploadedModel(model_id=model_id, urn=uploaded.urn, object_key=uploaded.object_key,
+                             source_key=plan["source_key"])
+
+    results, failures = for_each_model(models, upload, concurrency=concurrency,
+                                       model_id=lambda plan: plan["model_id"])
+    for model_id, exc in failures.items():
+        logger.warning("model %d: upload failed: %s: %s", model_id, type(exc).__name__, exc)
+    return [r for r in results if r is not None], failures
