@@ -104,7 +104,8 @@ def claim_files(
     if reclaim_unfinished:
         conn.execute(
             update(File)
-            .where(File.pipeline == pipeline, File.run_id != run_id, File.state.not_in(_TERMINAL))
+            .where(File.pipeline == pipeline, File.run_id.is_distinct_from(run_id),  # NULL: released
+                   File.state.not_in(_TERMINAL))
             .values(run_id=run_id, attempts=File.attempts + 1, updated_at=func.now())
         )
     claimed = conn.execute(
