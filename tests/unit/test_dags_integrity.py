@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
+from aps_pipeline.batch import ModelBatch
 from aps_pipeline.config import DEFAULT_PIPELINES_FILE, PIPELINES_FILE_ENV, load_pipelines
-from aps_pipeline.dedupe import ModelPlan
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
-SENSOR_TASK = "model.wait_for_translation"
+SENSOR_TASK = "models.wait_for_translations"
+LOAD_TASK = "models.load_models"
 SUMMARY_TASK = "write_run_summary"
 PUBLISH_TASK = "publish_results"
 
@@ -105,7 +106,7 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def model_tasks(dag: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {task_id: task for task_id, task in dag["tasks"].items() if task["group"] == "model"}
+    return {task_id: task for task_id, task in dag["tasks"].items() if task["group"] == "models"}
 
 
 # -- the shipped pipelines file ----------------------------------------------------------------------------
@@ -161,13 +162,10 @@ def test_tasks_retry_with_exponential_backoff_except_the_sensor(shipped: dict[st
             assert task["retry_delay_seconds"] > 0, task_id
 
 
-def test_the_model_group_is_mapped_and_bounded_by_the_pipeline_pool(shipped: dict[str, Any]) -> None:
+def test_the_batch_group_is_mapped_and_bounded_by_the_pipeline_pool(shipped: dict[str, Any]) -> None:
     (pipeline,) = load_pipelines(DEFAULT_PIPELINES_FILE, env={})
     tasks = model_tasks(shipped["dags"]["aps_ingest"])
-    assert set(tasks) == {
-        "model.upload_to_aps", "model.start_translation", "model.record_submission", SENSOR_TASK,
-        "model.load_results",
-    }
+    assert set(tasks) == {"models.upload_models", "models.submit_translations", SENSOR_TASK, LOAD_TASK}
     for task_id, task in tasks.items():
         assert task["mapped_group"], task_id
         assert task["pool"] == pipeline.pool.name, task_id
@@ -177,20 +175,22 @@ def test_the_model_group_is_mapped_and_bounded_by_the_pipeline_pool(shipped: dic
     assert pipeline.pool.name not in outside_pools
 
 
-def test_the_model_group_takes_the_model_plan_as_plan_models_returns_it(shipped: dict[str, Any]) -> None:
+def test_the_batch_group_takes_the_batch_as_plan_models_returns_it(shipped: dict[str, Any]) -> None:
     tasks = model_tasks(shipped["dags"]["aps_ingest"])
     used = set().union(*(task["mapped_arguments"] for task in tasks.values()))
-    # Every argument the group's tasks take is a ModelPlan key (no renaming between the step and the DAG) ...
-    assert used <= ModelPlan.__required_keys__
-    # ... and they take what the upload, the submission record and the load need.
-    assert {"model_id", "file_ids", "source_key", "bucket_key", "object_key", "region"} <= used
-    assert "source_key" in tasks["model.upload_to_aps"]["mapped_arguments"]
-    assert "file_ids" in tasks["model.record_submission"]["mapped_arguments"]
+    # Every argument the group's tasks take is a ModelBatch key (no renaming between the step and the DAG).
+    assert used <= ModelBatch.__required_keys__
+    assert "models" in tasks["models.upload_models"]["mapped_arguments"]
+    assert "models" in tasks[LOAD_TASK]["mapped_arguments"]  # the load settles every model, uploaded or not
+    # The batch is submitted before any wait: upload -> submit -> wait -> load.
+    assert tasks["models.submit_translations"]["upstream"] == ["models.upload_models"]
+    assert tasks[SENSOR_TASK]["upstream"] == ["models.submit_translations"]
+    assert tasks[LOAD_TASK]["upstream"] == [SENSOR_TASK]
 
 
 def test_the_sensor_defers_when_operators_default_deferrable_is_on(shipped: dict[str, Any]) -> None:
     sensor = shipped["dags"]["aps_ingest"]["tasks"][SENSOR_TASK]
-    assert sensor["operator"] == "APSTranslationSensor"
+    assert sensor["operator"] == "APSTranslationsSensor"
     assert sensor["deferrable"] is True
 
 
@@ -199,10 +199,10 @@ def test_results_are_loaded_and_summarised_whatever_happened_upstream(shipped: d
     summary = tasks[SUMMARY_TASK]
     assert summary["trigger_rule"] == "all_done"
     assert summary["outlets"] == []
-    # A failed translation must still reach load_results, which records it: every file ends terminal.
-    assert tasks["model.load_results"]["trigger_rule"] == "all_done"
+    # A failed translation must still reach the load, which records it: every file ends terminal.
+    assert tasks[LOAD_TASK]["trigger_rule"] == "all_done"
     # The summary (and its asset event) comes after every step that moves files: quarantine included.
-    assert {"validate_files", "quarantine_rejected", "model.load_results"} <= set(summary["upstream"])
+    assert {"validate_files", "quarantine_rejected", LOAD_TASK} <= set(summary["upstream"])
 
 
 def test_results_are_published_only_when_no_step_failed(shipped: dict[str, Any]) -> None:
@@ -212,7 +212,7 @@ def test_results_are_published_only_when_no_step_failed(shipped: dict[str, Any])
     # none_failed: a run with nothing to translate (the model group skipped) still publishes.
     assert published["trigger_rule"] == "none_failed"
     steps = {"check_results_schema", "discover_files", "validate_files", "quarantine_rejected", "plan_models",
-             "ensure_aps_bucket", "model.load_results", SUMMARY_TASK}
+             "ensure_aps_bucket", LOAD_TASK, SUMMARY_TASK}
     assert steps <= set(published["upstream"])
     leaves = [task_id for task_id in tasks if not any(task_id in t["upstream"] for t in tasks.values())]
     assert leaves == [PUBLISH_TASK]  # the run's state is the gate's: a failed step fails the run
@@ -274,13 +274,12 @@ def test_a_second_pipeline_entry_is_a_second_dag_with_its_own_settings(tmp_path:
         assert dag["tasks"][SENSOR_TASK]["deferrable"] is False
 
 
-def test_a_local_folder_landing_is_refused_by_the_dag_with_a_clear_reason(tmp_path: Path) -> None:
+def test_a_local_folder_landing_is_a_dag_too(tmp_path: Path) -> None:
     pipelines = tmp_path / "pipelines.yaml"
     pipelines.write_text(
         "pipelines:\n  - name: from_folder\n    landing: {path: /data/landing}\n"
         "    aps: {bucket_key: aps-folder}\n"
     )
     report = describe_dagbag(tmp_path, {PIPELINES_FILE_ENV: str(pipelines)})
-    assert report["dags"] == {}
-    (error,) = report["import_errors"].values()
-    assert "pipeline 'from_folder': the DAG's upload step reads an S3 bucket" in error
+    assert report["import_errors"] == {}
+    assert set(model_tasks(report["dags"]["from_folder"])) >= {"models.upload_models", LOAD_TASK}
