@@ -462,6 +462,27 @@ def manifest_verdict(poll: ManifestPoll, outcome: Manifest | APSError, now: floa
                        reason=f"translation ended with status {status!r}", changed=changed)
 
 
+#: Statuses a waiter reports for a URN besides APS's own finished ones.
+DEADLINE_EXCEEDED = "deadline_exceeded"  # the wait's deadline passed first
+WAIT_ERROR = "error"  # no manifest after the grace, or it cannot be read
+
+
+def waited_status(verdict: PollVerdict) -> dict[str, Any]:
+    """A finished verdict as the small, plain entry a waiter reports: {status, progress, reason?}.
+
+    `status` is APS's (`success`, `failed`, `timeout`) when APS finished, else `error` with the reason.
+    """
+    if verdict.state in (PollState.DONE, PollState.FAILED):
+        return {"status": verdict.status or WAIT_ERROR, "progress": verdict.progress}
+    return {"status": WAIT_ERROR, "progress": verdict.progress, "reason": verdict.reason}
+
+
+def deadline_status(poll: ManifestPoll) -> dict[str, Any]:
+    """The entry of a URN whose translation had not finished when the wait's deadline passed."""
+    return {"status": DEADLINE_EXCEEDED, "progress": poll.last_progress,
+            "reason": f"translation still {poll.last_status or 'unknown'} at the deadline"}
+
+
 class DerivativeClient:
     """Model Derivative with blocking I/O."""
 

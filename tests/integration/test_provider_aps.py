@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,38 +25,9 @@ from aps_provider.sensors.derivative import APSTranslationSensor
 from aps_provider.triggers.derivative import APSTranslationTrigger
 from aps_provider.upload_state import MemoryUploadStore
 from tests.fixtures.client import TWO_APPS
+from tests.fixtures.provider import FAST_CLIENT, IFC, start_translation
 
 MIB = 1024 * 1024
-# Short client back-offs so fault tests finish quickly; the policy itself is the production one.
-FAST_CLIENT = {"backoff_initial": 0.05, "backoff_max": 0.5, "max_retry_seconds": 30.0}
-IFC = (b"ISO-10303-21;\nHEADER;\nFILE_DESCRIPTION((''),'2;1');\n"
-       b"FILE_NAME('wall.ifc','',(''),(''),'','','');\nFILE_SCHEMA(('IFC4'));\nENDSEC;\nDATA;\n"
-       b"#1=IFCPROJECT('0YvctVUKr0kugbFTf53O9L',$,'Demo',$,$,$,$,$,$);\nENDSEC;\nEND-ISO-10303-21;\n")
-
-
-@pytest.fixture
-def aps_conn(emulator: EmulatorServer, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """`aps_default` -> the emulator (fresh state), `aws_default` -> the S3 server, empty token cache."""
-    clear_token_cache()
-    monkeypatch.setenv("AIRFLOW_CONN_APS_DEFAULT", json.dumps({
-        "conn_type": "aps", "login": emulator.client_id, "password": emulator.client_secret,
-        "extra": {"base_url": emulator.base_url, "region": "US", **FAST_CLIENT},
-    }))
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.airflow_conn_uri())
-    yield "aps_default"
-    clear_token_cache()
-
-
-def start_translation(object_key: str, content: bytes = IFC, bucket: str = "provider-tests") -> str:
-    """Upload `content` and POST its translation job directly with the client; returns the URN."""
-    with APSHook().get_client() as aps:
-        aps.oss.ensure_bucket(bucket)
-        details = aps.oss.upload(bucket, object_key, io.BytesIO(content), len(content))
-        from aps_client import to_urn
-
-        urn = to_urn(details.object_id)
-        aps.derivative.start_job(urn)
-    return urn
 
 
 async def first_event(trigger: APSTranslationTrigger, limit: float = 120) -> dict[str, Any]:

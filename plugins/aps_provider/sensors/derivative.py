@@ -1,4 +1,5 @@
-"""APSTranslationSensor: wait for a Model Derivative translation, on the triggerer or by poking."""
+"""APSTranslationSensor and APSTranslationsSensor: wait for one or many Model Derivative translations, on the
+triggerer or by poking."""
 
 from __future__ import annotations
 
@@ -11,13 +12,18 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
-from aps_client.derivative import ManifestPoll, PollState, manifest_verdict
+from aps_client.derivative import ManifestPoll, PollState, deadline_status, manifest_verdict, waited_status
 from aps_client.errors import APSError
 from aps_client.models import FINISHED_STATUSES
-from aps_client.urn import describe_urn
+from aps_client.urn import describe_urn, urn_in
 from aps_provider.base import APSBaseSensor, aps_template_fields
 from aps_provider.links import APSManifestLink, APSViewerLink
-from aps_provider.triggers.derivative import DEADLINE_EXCEEDED, APSTranslationTrigger
+from aps_provider.triggers.derivative import (
+    DEADLINE_EXCEEDED,
+    APSTranslationsTrigger,
+    APSTranslationTrigger,
+    log_verdict,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -164,3 +170,147 @@ class APSTranslationSensor(APSBaseSensor):
     def _failure_message(self, status: str, messages: list[str]) -> str:
         details = "; ".join(messages) if messages else "APS gave no message"
         return f"Translation of {self.urn} ended with status {status!r}: {details}"
+
+
+class APSTranslationsSensor(APSBaseSensor):
+    """Wait until the translations of many URNs finish; return every URN's outcome.
+
+    The batch form of `APSTranslationSensor`, for a task that submitted many jobs: one deferral (or one
+    poke) covers them all, on one APS client. It first looks at every manifest once on the worker; the
+    unfinished ones are handed to `APSTranslationsTrigger` (deferrable) or poked again (poke mode: each poke
+    GETs every unfinished manifest once). Each GET is judged by `aps_client.derivative.manifest_verdict`,
+    as the single sensor does.
+
+    Returns `{urn: {"status", "progress", "reason"?}}` for every URN: APS's status (`success`, `failed`,
+    `timeout`), `error` (with the reason) for a URN that cannot be waited on (no manifest after
+    `not_found_grace`, refused credentials), or `deadline_exceeded` for one still running when `timeout`
+    passed. With `fail_on_unsuccessful` (the default) the task then fails, naming the URNs that did not
+    succeed; without it the task succeeds and whoever reads the result decides per URN (the ingest DAG's
+    load step does).
+
+    :param urns: URNs (templated): a list of strings, or of dicts with an "urn" entry (such as a submit
+        step's output).
+    :param fail_on_unsuccessful: Fail the task when any URN did not end `success`.
+    :param max_concurrent_polls: Deferrable mode: manifest GETs in flight at most.
+    (The other parameters are `APSTranslationSensor`'s.)
+    """
+
+    template_fields: Sequence[str] = aps_template_fields("urns")
+    ui_color = "#f2b04a"
+
+    def __init__(
+        self,
+        *,
+        urns: Any,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 10.0,
+        max_poll_interval: float = 60.0,
+        backoff_factor: float = 2.0,
+        not_found_grace: float = 120.0,
+        fail_on_unsuccessful: bool = True,
+        max_concurrent_polls: int = 8,
+        poke_interval: timedelta | float = 30,
+        timeout: timedelta | float = DEFAULT_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        self.urns = urns
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.backoff_factor = backoff_factor
+        self.not_found_grace = not_found_grace
+        self.fail_on_unsuccessful = fail_on_unsuccessful
+        self.max_concurrent_polls = max_concurrent_polls
+        self._statuses: dict[str, dict[str, Any]] = {}
+        self._started: float | None = None
+
+    @cached_property
+    def _urn_list(self) -> list[str]:
+        # After templating: a rendered list of strings or of dicts with "urn".
+        values = self.urns if isinstance(self.urns, list | tuple) else [self.urns]
+        found = [urn_in(value) for value in values]
+        if None in found:
+            raise AirflowFailException(f"APSTranslationsSensor needs URNs, got {self.urns!r}")
+        return list(dict.fromkeys(u for u in found if u))
+
+    @cached_property
+    def _polls(self) -> dict[str, ManifestPoll]:
+        return {urn: ManifestPoll(urn, not_found_grace=float(self.not_found_grace)) for urn in self._urn_list}
+
+    def _waiting(self) -> list[str]:
+        return [urn for urn in self._urn_list if urn not in self._statuses]
+
+    def execute(self, context: Context) -> Any:
+        if not self._urn_list:
+            return {}
+        if not self.deferrable:
+            return super().execute(context)
+        checked = self.poke(context)
+        if checked.is_done:
+            return checked.xcom_value
+        waiting = self._waiting()
+        self.log.info("Deferring: waiting for %d of %d translations on the triggerer (deadline in %.0fs)",
+                      len(waiting), len(self._urn_list), float(self.timeout))
+        self.defer(
+            trigger=APSTranslationsTrigger(
+                urns=waiting, deadline=time.time() + float(self.timeout), aps_conn_id=self.aps_conn_id,
+                region=self.region, poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval,
+                backoff_factor=self.backoff_factor, not_found_grace=self.not_found_grace,
+                max_concurrent_polls=self.max_concurrent_polls,
+            ),
+            method_name="execute_complete",
+            kwargs={"finished": self._statuses},
+            timeout=timedelta(seconds=float(self.timeout)) + _DEFERRAL_GRACE,
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        now = time.monotonic()
+        self._started = self._started if self._started is not None else now
+        with self.hook.get_client() as aps:
+            for urn in self._waiting():
+                try:
+                    outcome: Any = aps.derivative.manifest(urn, region=self.region)
+                except APSError as exc:
+                    outcome = exc
+                verdict = manifest_verdict(self._polls[urn], outcome, time.monotonic())
+                log_verdict(self.log, urn, verdict)
+                if verdict.finished:
+                    self._statuses[urn] = waited_status(verdict)
+        waiting = self._waiting()
+        self.log.info("%d of %d translations finished", len(self._urn_list) - len(waiting),
+                      len(self._urn_list))
+        late = now - self._started + float(self.poke_interval) > float(self.timeout)
+        if waiting and not self.deferrable and late:
+            # The next poke would come after the timeout: report the unfinished ones, not a bare timeout.
+            self._statuses.update({urn: deadline_status(self._polls[urn]) for urn in waiting})
+            waiting = []
+        if waiting:
+            return PokeReturnValue(is_done=False)
+        return PokeReturnValue(is_done=True, xcom_value=self._result(self._statuses))
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, finished: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Resume after the trigger fired: merge its statuses with those known before deferring."""
+        statuses = event.get("statuses") if isinstance(event, dict) else None
+        if not isinstance(statuses, dict):
+            raise AirflowException(f"APS translations trigger sent an unexpected event: {event!r}")
+        merged = {**(finished or {}), **statuses}
+        missing = [urn for urn in self._urn_list if urn not in merged]
+        if missing:
+            raise AirflowException(f"APS translations trigger reported nothing for {missing}")
+        return self._result({urn: merged[urn] for urn in self._urn_list})
+
+    def _result(self, statuses: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        unsuccessful = {urn: s for urn, s in statuses.items() if s.get("status") != "success"}
+        for urn, status in unsuccessful.items():
+            self.log.warning("Translation of %s: %s%s", describe_urn(urn), status.get("status"),
+                             f" ({status['reason']})" if status.get("reason") else "")
+        if unsuccessful and self.fail_on_unsuccessful:
+            listed = ", ".join(f"{describe_urn(urn)}: {status.get('status')}"
+                               for urn, status in list(unsuccessful.items())[:10])
+            raise AirflowFailException(f"{len(unsuccessful)} of {len(statuses)} translations did not "
+                                       f"succeed: {listed}")
+        return statuses
