@@ -87,3 +87,13 @@ class APSViewerLink(_URNLink):
 
     name = "APS Viewer"
     url_for = staticmethod(viewer_url)
+
+
+class APSRunPageLink(BaseOperatorLink):
+    """The run page: every file of the task's run, with each model's manifest and viewer links (the link a
+    batch task shows, where one URN would not say which model)."""
+
+    name = "APS files"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        return run_page_url(ti_key.dag_id, ti_key.run_id)

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.airflow_stack
 WORKERS = ("celery-worker-1", "celery-worker-2")
 # Celery's worker log line for each task message it takes from the broker.
 RECEIVED = re.compile(r"Task \S+\[([0-9a-f-]{36})\] received")
-SENSOR = "model.wait_for_translation"
+SENSOR = "models.wait_for_translations"
 # Long enough that every sensor finds its translation unfinished and defers (seconds, emulator time).
 TRANSLATION_SECONDS = "30"
 
@@ -110,8 +110,9 @@ def celery_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CeleryRun]:
     stack = LocalStack.start(workdir, emulator_env={"APS_EMULATOR_TRANSLATION_SECONDS": TRANSLATION_SECONDS})
     try:
         files = stack.put_sample_batch()
+        # One model per batch (models_per_task 1): six waits to spread over the two triggerers.
         airflow = stack.start_airflow(executor="CeleryExecutor", celery_workers=len(WORKERS), triggerers=2,
-                                      parallelism=8)
+                                      parallelism=8, extra_env={"APS_MODELS_PER_TASK": "1"})
         assert airflow.live_triggerers() == 2
         create_pools(stack)
         airflow.wait_for_dag(DAG_ID)
@@ -188,7 +189,7 @@ def test_every_sensor_deferred_to_one_of_the_two_triggerers(celery_run: CeleryRu
     assert len(celery_run.triggerer_jobs) == 2
     sensors = [ti for ti in celery_run.task_instances if ti.task_id == SENSOR]
     models = {hashlib.sha256(f.data).digest() for f in celery_run.files if f.expected.valid}
-    assert len(sensors) == len(models)  # one sensor per distinct valid content
+    assert len(sensors) == len(models)  # one batch, so one wait, per distinct valid content
     assert {ti.state for ti in sensors} == {"success"}
     # The triggerer writes `<attempt log>.trigger.<triggerer job id>.log` beside the task's own log.
     deferred = {path.parent.name for path in celery_run.trigger_logs}

@@ -9,6 +9,7 @@ Screenshots stay in the test's temporary folder.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -167,10 +168,18 @@ def test_run_page_and_its_parts_need_an_airflow_login(stack: Stack) -> None:
 
 def test_extra_links_open_pages_that_work_when_logged_in(stack: Stack) -> None:
     links = stack.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{stack.run_id}/taskInstances/"
-                      "model.wait_for_translation/links", params={"map_index": 0})
+                      "models.wait_for_translations/links", params={"map_index": 0})
     assert links.status_code == 200, links.text
-    extra_links = links.json()["extra_links"]
-    manifest, viewer = extra_links["APS Manifest"], extra_links["APS Viewer"]
+    run_page = links.json()["extra_links"]["APS files"]  # a batch's wait links to the run's files
+    assert run_page.startswith(f"{stack.ui}/aps/runs/{DAG_ID}/")
+    listed = httpx.get(run_page, headers=stack.headers(), timeout=120)
+    assert listed.status_code == 200
+    viewer_href = re.search(r'href="([^"]+/viewer\?urn=[^"]+)"', listed.text)
+    manifest_href = re.search(r'href="([^"]+/manifest\?urn=[^"]+)"', listed.text)
+    assert viewer_href, listed.text[:2000]
+    assert manifest_href, listed.text[:2000]
+    manifest = stack.ui + html.unescape(manifest_href[1])
+    viewer = stack.ui + html.unescape(viewer_href[1])
     assert manifest.startswith(f"{stack.ui}/aps/dags/{DAG_ID}/manifest?urn=")
     assert viewer.startswith(f"{stack.ui}/aps/dags/{DAG_ID}/viewer?urn=")
     assert httpx.get(manifest, timeout=120).status_code == 401

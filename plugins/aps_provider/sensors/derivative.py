@@ -17,7 +17,7 @@ from aps_client.errors import APSError
 from aps_client.models import FINISHED_STATUSES
 from aps_client.urn import describe_urn, urn_in
 from aps_provider.base import APSBaseSensor, aps_template_fields
-from aps_provider.links import APSManifestLink, APSViewerLink
+from aps_provider.links import APSManifestLink, APSRunPageLink, APSViewerLink
 from aps_provider.triggers.derivative import (
     DEADLINE_EXCEEDED,
     APSTranslationsTrigger,
@@ -197,6 +197,7 @@ class APSTranslationsSensor(APSBaseSensor):
 
     template_fields: Sequence[str] = aps_template_fields("urns")
     ui_color = "#f2b04a"
+    operator_extra_links = (APSRunPageLink(),)
 
     def __init__(
         self,
