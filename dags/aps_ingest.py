@@ -30,6 +30,7 @@ from airflow.sdk import DAG, Asset, Param, task_group
 
 from aps_ingest_tasks import tasks
 from aps_ingest_tasks.notifications import notify_run_failed
+from aps_ingest_tasks.schedules import ingest_schedule
 from aps_pipeline.config import PipelineConfig, PipelineConfigError, load_pipelines
 from aps_provider.operators.derivative import APSStartTranslationOperator
 from aps_provider.operators.oss import APSCreateBucketOperator, APSUploadFromS3Operator
@@ -46,7 +47,7 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
         dag_id=pipeline.name,
         description=pipeline.description or None,
         doc_md=__doc__,
-        schedule=pipeline.schedule,
+        schedule=ingest_schedule(pipeline),
         start_date=datetime.combine(pipeline.start_date, datetime.min.time()),
         catchup=False,
         max_active_runs=1,

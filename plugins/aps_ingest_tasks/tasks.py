@@ -89,14 +89,27 @@ def check_results_schema() -> str:
         raise AirflowFailException(str(exc)) from exc
 
 
+def _event_keys(config: PipelineConfig) -> list[str] | None:
+    """The keys named by the run's triggering asset events (all folded in), None for a run without events."""
+    from aps_pipeline.events import landed_keys
+
+    events = get_current_context().get("triggering_asset_events") or {}
+    extras = [event.extra for asset in events for event in events[asset]]
+    if not extras or config.landing.bucket is None:
+        return None  # a scheduled or manual run lists the whole prefix
+    keys = landed_keys(extras, bucket=config.landing.bucket)
+    logger.info("%d asset event(s) name %d key(s): %s", len(extras), len(keys), files_label(keys))
+    return keys
+
+
 @task
 def discover_files() -> dict[str, Any]:
-    """Claim new and changed objects under the landing prefix for this run."""
+    """Claim new and changed objects for this run: the keys its S3 events name, else the whole prefix."""
     from aps_pipeline.discovery import discover_files as discover
 
     config, run_id, params = _run()
     return discover(_landing(config), results_engine(config.results_conn_id), config, run_id,
-                    limit=params.get("limit"), prefix=params.get("prefix"))
+                    limit=params.get("limit"), prefix=params.get("prefix"), keys=_event_keys(config))
 
 
 @task
