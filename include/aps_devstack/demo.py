@@ -119,7 +119,7 @@ def run_demo(workdir: Path) -> int:
     started = time.monotonic()
     say("demo: starting PostgreSQL, the S3 server and the APS emulator…")
     try:
-        stack = LocalStack.start(workdir, emulator_env={"APS_EMULATOR_TRANSLATION_SECONDS": "4"})
+        stack = LocalStack.start(workdir, emulator_env={"APS_EMULATOR_TRANSLATION_SECONDS": "4"}, events=True)
     except MissingPrerequisite as exc:
         say(f"demo: cannot start: {exc}")
         return 2
