@@ -5,9 +5,9 @@
 An asset event made by the Amazon provider's SQS trigger (through an `AssetWatcher`) carries the trigger's
 payload: `{"from_trigger": true, "payload": {"message_batch": [message, ...]}}` (the payload alone is taken
 too), each message as SQS returns it, its `Body` the S3 notification `{"Records": [{"eventName":
-"ObjectCreated:Put", "s3": {"bucket": {"name": ...}, "object": {"key": ...}}}]}`. Several events may be folded into one run, and
-one message may carry several records: every created object of every one counts. Keys arrive URL-encoded
-(a space is `+`).
+"ObjectCreated:Put", "s3": {"bucket": {"name": ...}, "object": {"key": ...}}}]}`. Several events may be folded
+into one run, and one message may carry several records: every created object of every one counts. Keys
+arrive URL-encoded (a space is `+`).
 
 These keys are only hints of where to look: discovery HEADs each one and the files registry decides what is
 new, so a duplicate, stale or foreign event costs one HEAD and claims nothing. Bodies that are not S3
