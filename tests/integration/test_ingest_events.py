@@ -1,8 +1,9 @@
 """Event-driven `aps_ingest`: S3 notifications on a real SQS queue start runs through a real triggerer.
 
 One LocalStack with events for the module (moto's server delivers the landing bucket's notifications to its
-own SQS queue), its schedule set to a cron that does not fire, so every run here is started by an event
-(or, for the lost event, by hand as the schedule would). Each scenario must end with every landed object
+own SQS queue), its schedule set to a cron that does not fire in the test's lifetime: after the one run of
+the cron's last past point (on the empty bucket, before any file lands), every run here is started by an
+event (or, for the lost event, by hand as the schedule would). Each scenario must end with every landed object
 version processed exactly once: one registry row per (key, etag), one APS job per distinct content.
 """
 
@@ -27,7 +28,7 @@ from aps_samples.ifc import generate_ifc
 pytestmark = pytest.mark.airflow_stack
 
 DAG_ID = "aps_ingest"
-NEVER = "0 0 29 2 1"  # 29 February on a Monday: not in this test's lifetime
+NEVER = "0 0 1 1 *"  # New Year: not in this test's lifetime (but its last past point runs once at the start)
 SETTLE_TIMEOUT = 300.0
 TERMINAL = {FileState.LOADED.value, FileState.REJECTED.value, FileState.FAILED.value}
 
@@ -101,17 +102,22 @@ def events(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Events]:
         create_pools(stack)
         assert stack.airflow is not None
         stack.airflow.wait_for_dag(DAG_ID)
-        yield Events(stack, create_engine(stack.results_url))
+        events = Events(stack, create_engine(stack.results_url))
+        events.wait_settled([], runs_at_least=1)  # the cron's last past point, on the empty bucket
+        yield events
     finally:
         stack.stop()
 
 
 def test_a_landed_file_is_loaded_by_an_event_run_alone(events: Events) -> None:
+    scheduled_before = [r.run_id for r in events.runs() if r.run_type == "scheduled"]
     key = events.put_valid("evented.ifc", seed=11)
-    events.wait_settled([key], runs_at_least=1)
+    events.wait_settled([key], runs_at_least=len(scheduled_before) + 1)
     rows = events.rows(key)
     assert [r.state for r in rows] == [FileState.LOADED.value]
-    assert {r.run_type for r in events.runs()} == {"asset_triggered"}
+    run_types = {r.run_id: r.run_type for r in events.runs()}
+    assert run_types[rows[0].run_id] == "asset_triggered"
+    assert [r for r, kind in run_types.items() if kind == "scheduled"] == scheduled_before
     assert events.jobs() == 1
 
 
