@@ -14,9 +14,14 @@ from typing import Any
 
 from aps_pipeline.config import PipelineConfig
 
-# The watcher's poll: one SQS long poll of up to this many seconds (it returns as soon as a message lands),
-# then at most SQS_POLL_PAUSE seconds before the next one. SQS caps a long poll at 20 s.
-SQS_WAIT_SECONDS = 10
+# The watcher's poll: SQS_BATCHES long polls of up to SQS_WAIT_SECONDS each (a poll returns as soon as a
+# message is there), then SQS_POLL_PAUSE seconds before the next round; an event fires for a round that got
+# messages. The second poll folds what lands together (a file and its sidecar, a burst of files) into one
+# event: of the events queued while the DAG is at max_active_runs, the next run takes those up to the first
+# one's time only (the later ones wait for the following asset-triggered run, or the schedule's listing), so
+# fewer events mean fewer late files.
+SQS_WAIT_SECONDS = 1
+SQS_BATCHES = 2
 SQS_POLL_PAUSE = 0
 SQS_MAX_MESSAGES = 10
 
@@ -38,7 +43,8 @@ def ingest_schedule(pipeline: PipelineConfig) -> Any:
     # a local SQS server (the devstack's) has an http://host:port one. The connection's endpoint_url holds.
     trigger = MessageQueueTrigger(
         scheme="sqs", sqs_queue=pipeline.events.queue_url, aws_conn_id=pipeline.events_conn_id,
-        wait_time_seconds=SQS_WAIT_SECONDS, waiter_delay=SQS_POLL_PAUSE, max_messages=SQS_MAX_MESSAGES,
+        wait_time_seconds=SQS_WAIT_SECONDS, num_batches=SQS_BATCHES, waiter_delay=SQS_POLL_PAUSE,
+        max_messages=SQS_MAX_MESSAGES,
     )
     asset = Asset(name=events_asset_name(pipeline),
                   watchers=[AssetWatcher(name=f"{pipeline.name}_sqs", trigger=trigger)])
