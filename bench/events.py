@@ -4,8 +4,8 @@
 
 Starts the local stack of `make demo` with events (the S3 server notifies an SQS queue, the triggerer's asset
 watcher reads it), the schedule set to a cron that does not fire during the bench. Then N valid IFC files
-(each with its sidecar) land one at a time, at random intervals (uniform in [0, 2 x mean], seeded), and the
-bench waits until the registry has every one loaded.
+(metadata as S3 user metadata) land one at a time, at random intervals (uniform in [0, 2 x mean], seeded),
+and the bench waits until the registry has every one loaded.
 
 Per file: PUT -> start of the Airflow run that claimed it (dag_run.start_date) and PUT -> loaded (the
 registry's finished_at), p50/p95/max, against the hourly schedule's expected latency for a file landing at
@@ -18,7 +18,6 @@ a random moment (30 min mean, 57 min p95, to the run's start); and the number of
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
@@ -32,7 +31,6 @@ from sqlalchemy import create_engine, text
 
 from aps_devstack.demo import create_pools
 from aps_devstack.stack import LANDING_BUCKET, LANDING_PREFIX, LocalStack
-from aps_samples.batch import SIDECAR_SUFFIX, sample_metadata
 from aps_samples.ifc import generate_ifc
 
 DAG_ID = "aps_ingest"
@@ -67,9 +65,9 @@ def land(stack: LocalStack, n: int, seed: int, mean_interval: float) -> dict[str
     for i in range(n):
         time.sleep(rng.uniform(0, 2 * mean_interval))
         key = f"{LANDING_PREFIX}bench-events/file-{i:03d}.ifc"
-        s3.put_object(Bucket=LANDING_BUCKET, Key=key + SIDECAR_SUFFIX,
-                      Body=json.dumps(sample_metadata(seed * 1000 + i, 1)).encode())
-        s3.put_object(Bucket=LANDING_BUCKET, Key=key, Body=generate_ifc(seed * 1000 + i, name=f"f{i}").data)
+        # Metadata as S3 user metadata: one PUT, one event per file.
+        s3.put_object(Bucket=LANDING_BUCKET, Key=key, Body=generate_ifc(seed * 1000 + i, name=f"f{i}").data,
+                      Metadata={"project": f"bench-{seed}", "discipline": "architecture"})
         put_at[key] = datetime.now(UTC)
         print(f"  put {key}", flush=True)
     return put_at

@@ -9,7 +9,6 @@ fetched with an API key and without one. Last, one more file lands and an event-
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -119,15 +118,14 @@ def check_api(stack: LocalStack) -> str:
 
 def land_one_more(stack: LocalStack, timeout: float = 300) -> str:
     """PUT one more valid file, wait for an event-driven run to load it; returns the `demo events:` line."""
-    from aps_samples.batch import SIDECAR_SUFFIX, sample_metadata
     from aps_samples.ifc import generate_ifc
 
     key = f"{LANDING_PREFIX}ifc/after-the-run.ifc"
-    s3 = stack.s3.client()
-    sidecar = json.dumps(sample_metadata(7, 1)).encode()
-    s3.put_object(Bucket=LANDING_BUCKET, Key=key + SIDECAR_SUFFIX, Body=sidecar)
+    data = generate_ifc(707, name="after-the-run").data
     put_at = datetime.now(UTC)
-    s3.put_object(Bucket=LANDING_BUCKET, Key=key, Body=generate_ifc(707, name="after-the-run").data)
+    # Its metadata as S3 user metadata: one PUT, one event (a sidecar would be a second one).
+    stack.s3.client().put_object(Bucket=LANDING_BUCKET, Key=key, Body=data,
+                                 Metadata={"project": "demo", "discipline": "architecture"})
     engine = create_engine(stack.results_url)
     deadline = time.monotonic() + timeout
     try:
