@@ -1,9 +1,7 @@
 """Event-driven `aps_ingest`: S3 notifications on a real SQS queue start runs through a real triggerer.
 
-Each step makes one event at a time (a file with S3 user metadata rather than a sidecar, notifications sent by
-hand where a step needs several): Airflow 3.3's scheduler gives a run the events queued behind
-max_active_runs only up to the first one's time, and leaves the later ones for the next asset-triggered run
-(or the schedule's listing), which a test whose schedule never fires would wait for in vain.
+Files carry S3 user metadata rather than a sidecar (one PUT, one event), and steps that need several events
+send them by hand, so each step knows which events it made.
 
 One LocalStack with events for the module (moto's server delivers the landing bucket's notifications to its
 own SQS queue), its schedule set to a cron that does not fire in the test's lifetime: after the one run of
