@@ -17,9 +17,7 @@ from aps_pipeline.config import PipelineConfig
 # The watcher's poll: SQS_BATCHES long polls of up to SQS_WAIT_SECONDS each (a poll returns as soon as a
 # message is there), then SQS_POLL_PAUSE seconds before the next round; an event fires for a round that got
 # messages. The second poll folds what lands together (a file and its sidecar, a burst of files) into one
-# event: of the events queued while the DAG is at max_active_runs, the next run takes those up to the first
-# one's time only (the later ones wait for the following asset-triggered run, or the schedule's listing), so
-# fewer events mean fewer late files.
+# event (fewer events, fewer runs; the discover task reads any events the scheduler left out of its run).
 SQS_WAIT_SECONDS = 1
 SQS_BATCHES = 2
 SQS_POLL_PAUSE = 0
