@@ -9,7 +9,7 @@ EXECUTOR ?= local
 WORKERS ?= 1
 TRIGGERERS ?= 1
 
-.PHONY: install test demo up down lint bench-upload bench-load bench-deferral bench-e2e bench-api clean
+.PHONY: install test demo up down lint bench-upload bench-load bench-deferral bench-e2e bench-api bench-events clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench-e2e: install
 
 bench-api: install
 	$(PY) bench/api.py
+
+# `make bench-events N=5` for a short one (default 50 files).
+bench-events: install
+	$(PY) bench/events.py $(if $(N),--n $(N))
 
 clean:
 	rm -rf .stack .pytest_cache

@@ -32,6 +32,7 @@ from airflow.sdk import DAG, Asset, Param, task_group
 
 from aps_ingest_tasks import tasks
 from aps_ingest_tasks.notifications import notify_run_failed
+from aps_ingest_tasks.schedules import ingest_schedule
 from aps_pipeline.config import PipelineConfig, load_pipelines
 from aps_provider.operators.oss import APSCreateBucketOperator
 from aps_provider.sensors.derivative import APSTranslationsSensor
@@ -42,7 +43,7 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
         dag_id=pipeline.name,
         description=pipeline.description or None,
         doc_md=__doc__,
-        schedule=pipeline.schedule,
+        schedule=ingest_schedule(pipeline),
         start_date=datetime.combine(pipeline.start_date, datetime.min.time()),
         catchup=False,
         max_active_runs=1,
@@ -65,7 +66,7 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
     ) as dag:
         # Every task of a batch, the sensor included (poke mode calls APS from a worker slot), takes a slot
         # of the pipeline's pool: the pool bounds concurrent APS work. A deferred sensor holds no slot.
-        # The group's arguments are the keys of aps_pipeline.batch.ModelBatch, which plan_models returns as is;
+        # The group's arguments are the keys of aps_pipeline.batch.ModelBatch (plan_models returns them as is);
         # each mapped instance is labelled with its files' names.
         @task_group(group_id="models", default_args={
             "pool": pipeline.pool.name, "map_index_template": "{{ batch_label(ti) }}",

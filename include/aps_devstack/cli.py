@@ -35,7 +35,7 @@ def up(executor: str = "local", workers: int = 1, triggerers: int = 1) -> int:
 
     os.environ.setdefault("APS_INGEST_SCHEDULE", "@hourly")  # a kept-running stack runs on schedule
     try:
-        stack = LocalStack.start(UP_DIR)
+        stack = LocalStack.start(UP_DIR, events=True)
     except MissingPrerequisite as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 2

@@ -3,7 +3,8 @@
 PostgreSQL (results + Airflow metadata), an S3 server and the APS emulator start on free ports; a sample
 batch (valid IFC and OBJ files, a duplicate, bad files) lands in the bucket; `aps_ingest` runs through a
 real scheduler and triggerer; then the results API starts on the demo's database and a viewer token is
-fetched with an API key and without one.
+fetched with an API key and without one. Last, one more file lands and an event-driven run (S3 notification
+-> SQS -> the triggerer's asset watcher) loads it: the demo prints how long that took from the PUT.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 from sqlalchemy import create_engine, text
 
 from aps_devstack.postgres import MissingPrerequisite
-from aps_devstack.stack import REPO_ROOT, LocalStack
+from aps_devstack.stack import LANDING_BUCKET, LANDING_PREFIX, REPO_ROOT, LocalStack
 
 DAG_ID = "aps_ingest"
 
@@ -114,12 +116,38 @@ def check_api(stack: LocalStack) -> str:
     )
 
 
+def land_one_more(stack: LocalStack, timeout: float = 300) -> str:
+    """PUT one more valid file, wait for an event-driven run to load it; returns the `demo events:` line."""
+    from aps_samples.ifc import generate_ifc
+
+    key = f"{LANDING_PREFIX}ifc/after-the-run.ifc"
+    data = generate_ifc(707, name="after-the-run").data
+    put_at = datetime.now(UTC)
+    # Its metadata as S3 user metadata: one PUT, one event (a sidecar would be a second one).
+    stack.s3.client().put_object(Bucket=LANDING_BUCKET, Key=key, Body=data,
+                                 Metadata={"project": "demo", "discipline": "architecture"})
+    engine = create_engine(stack.results_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                row = conn.execute(text("SELECT state, run_id, finished_at FROM aps.files WHERE s3_key = :k"),
+                                   {"k": key}).one_or_none()
+            if row is not None and row.finished_at is not None:
+                seconds = (row.finished_at - put_at).total_seconds()
+                return f"demo events: PUT -> {row.state} by event-driven run {row.run_id} in {seconds:.1f}s"
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
+    return f"demo events: {key} not loaded within {timeout:.0f}s of its PUT"
+
+
 def run_demo(workdir: Path) -> int:
     shutil.rmtree(workdir, ignore_errors=True)
     started = time.monotonic()
     say("demo: starting PostgreSQL, the S3 server and the APS emulator…")
     try:
-        stack = LocalStack.start(workdir, emulator_env={"APS_EMULATOR_TRANSLATION_SECONDS": "4"})
+        stack = LocalStack.start(workdir, emulator_env={"APS_EMULATOR_TRANSLATION_SECONDS": "4"}, events=True)
     except MissingPrerequisite as exc:
         say(f"demo: cannot start: {exc}")
         return 2
@@ -133,6 +161,9 @@ def run_demo(workdir: Path) -> int:
             f"demo: put {len(placed)} sample files in s3://aps-landing/incoming/ "
             f"({sum(1 for f in placed if f.expected.outcome == 'valid')} valid, including a duplicate)"
         )
+        # The batch is the scheduled-style run's: its events are dropped (the run lists the prefix anyway).
+        assert stack.events_queue_url is not None
+        stack.s3.sqs_client().purge_queue(QueueUrl=stack.events_queue_url)
         say("demo: starting Airflow (api-server, scheduler, dag-processor, triggerer)…")
         airflow = stack.start_airflow()
         create_pools(stack)
@@ -148,7 +179,10 @@ def run_demo(workdir: Path) -> int:
         say(summary)
         api_line = check_api(stack)
         say(api_line)
-        return 0 if state == "success" and summary.endswith("lost=0") and "viewer-token=ok" in api_line else 1
+        events_line = land_one_more(stack)
+        say(events_line)
+        ok = state == "success" and summary.endswith("lost=0") and "viewer-token=ok" in api_line
+        return 0 if ok and "loaded by event-driven run" in events_line else 1
     finally:
         say("demo: stopping everything it started")
         stack.stop()

@@ -36,6 +36,30 @@ class S3Server:
         if name not in existing:
             client.create_bucket(Bucket=name)
 
+    def sqs_client(self) -> Any:
+        from aps_landing.s3 import make_sqs_client
+
+        return make_sqs_client(endpoint_url=self.endpoint_url, access_key=S3_ACCESS_KEY,
+                               secret_key=S3_SECRET_KEY, region=S3_REGION)
+
+    def make_notified_queue(self, bucket: str, queue: str) -> str:
+        """An SQS queue on this server that gets `bucket`'s s3:ObjectCreated:* notifications; its URL.
+
+        moto's server delivers a bucket's notifications to its own SQS queues, as S3 does to a real queue
+        once the bucket notification (the user's infrastructure in production) is configured.
+        """
+        sqs = self.sqs_client()
+        url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.client().put_bucket_notification_configuration(
+            Bucket=bucket,
+            NotificationConfiguration={
+                "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]
+            },
+        )
+        sqs.purge_queue(QueueUrl=url)  # the s3:TestEvent of a new configuration
+        return url
+
     def airflow_conn_uri(self) -> str:
         """An Airflow `aws` connection (JSON form) pointing at this server."""
         import json

@@ -27,6 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO_ROOT / "dags"
 LANDING_BUCKET = "aps-landing"
 LANDING_PREFIX = "incoming/"
+EVENTS_QUEUE = "aps-landing-events"  # gets the landing bucket's s3:ObjectCreated:* notifications
 RESULTS_DB = "aps_results"
 READER_LOGIN = "aps_api"
 
@@ -40,6 +41,7 @@ class LocalStack:
     s3: S3Server
     emulator: EmulatorServer
     results_url: str
+    events_queue_url: str | None = None  # the SQS queue on the S3 server that starts event-driven runs
     airflow: AirflowStack | None = None
     api: ManagedProcess | None = None
     api_url: str | None = None
@@ -53,7 +55,9 @@ class LocalStack:
         *,
         emulator_env: dict[str, str] | None = None,
         postgres_port: int | None = None,
+        events: bool = False,
     ) -> LocalStack:
+        """With `events`, the landing bucket notifies an SQS queue and the pipeline's runs start from it."""
         from aps_results.migrate import upgrade
         from aps_results.roles import create_reader_login
 
@@ -65,8 +69,10 @@ class LocalStack:
             upgrade(results_url)
             s3 = start_s3_server(workdir / "logs")
             s3.make_bucket(LANDING_BUCKET)
+            events_queue_url = s3.make_notified_queue(LANDING_BUCKET, EVENTS_QUEUE) if events else None
             emulator = start_emulator(workdir / "logs", env=emulator_env)
-            stack = cls(workdir=workdir, postgres=postgres, s3=s3, emulator=emulator, results_url=results_url)
+            stack = cls(workdir=workdir, postgres=postgres, s3=s3, emulator=emulator, results_url=results_url,
+                        events_queue_url=events_queue_url)
             create_reader_login(results_url, READER_LOGIN, stack.reader_password)
             return stack
         except BaseException:
@@ -105,6 +111,9 @@ class LocalStack:
             # Runs start when someone triggers them (the demo, a test, an operator in the UI).
             "APS_INGEST_SCHEDULE": os.environ.get("APS_INGEST_SCHEDULE", "none"),
             "APS_LANDING_PREFIX": LANDING_PREFIX,
+            # A landed file starts a run within seconds (S3 notification -> SQS -> the triggerer's watcher).
+            "APS_EVENTS_QUEUE_URL": self.events_queue_url or "",
+            "APS_EVENTS_AWS_CONN_ID": "aws_default",
             # Short waits on the emulator: translations take seconds there, not minutes.
             "APS_POLL_INTERVAL": os.environ.get("APS_POLL_INTERVAL", "2"),
             "APS_POLL_MAX_INTERVAL": os.environ.get("APS_POLL_MAX_INTERVAL", "5"),

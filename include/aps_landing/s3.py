@@ -32,6 +32,15 @@ def make_s3_client(
                         aws_secret_access_key=secret_key, region_name=region)
 
 
+def make_sqs_client(
+    *, endpoint_url: str | None = None, access_key: str | None = None, secret_key: str | None = None,
+    region: str | None = None,
+) -> Any:
+    """A boto3 SQS client for the queue of the landing bucket's notifications (the dev stack and tests)."""
+    return boto3.client("sqs", endpoint_url=endpoint_url, aws_access_key_id=access_key,
+                        aws_secret_access_key=secret_key, region_name=region)
+
+
 def clean_etag(etag: str) -> str:
     """An ETag without the quotes S3 puts around it."""
     return etag.strip().strip('"')

@@ -193,6 +193,11 @@ class EventsConfig(_Strict):
             raise ValueError("must be the queue's URL, e.g. https://sqs.eu-west-1.amazonaws.com/123/landing")
         return value
 
+    @field_validator("aws_conn_id", mode="before")
+    @classmethod
+    def _empty_conn_is_default(cls, value: Any) -> Any:
+        return value or None
+
 
 class PipelineConfig(_Strict):
     """One ingest pipeline (one DAG)."""
@@ -250,6 +255,14 @@ class PipelineConfig(_Strict):
     def _dag_id(cls, value: str) -> str:
         if not _DAG_ID.match(value):
             raise ValueError("must be a valid DAG id: letters, digits, '_', '-', '.' (at most 200)")
+        return value
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _no_queue_no_events(cls, value: Any) -> Any:
+        # `queue_url: ${APS_EVENTS_QUEUE_URL:-}` with the variable unset: the pipeline runs on its schedule.
+        if isinstance(value, Mapping) and not value.get("queue_url"):
+            return None
         return value
 
     @field_validator("schedule")

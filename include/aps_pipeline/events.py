@@ -2,11 +2,12 @@
 
     keys = landed_keys(extras, bucket="landing")   # extras: each triggering asset event's `extra`
 
-An asset event made by the Amazon provider's SQS trigger carries `{"message_batch": [message, ...]}`, each
-message as SQS returns it, its `Body` the S3 notification `{"Records": [{"eventName": "ObjectCreated:Put",
-"s3": {"bucket": {"name": ...}, "object": {"key": ...}}}]}`. Several events may be folded into one run, and
-one message may carry several records: every created object of every one counts. Keys arrive URL-encoded
-(a space is `+`).
+An asset event made by the Amazon provider's SQS trigger (through an `AssetWatcher`) carries the trigger's
+payload: `{"from_trigger": true, "payload": {"message_batch": [message, ...]}}` (the payload alone is taken
+too), each message as SQS returns it, its `Body` the S3 notification `{"Records": [{"eventName":
+"ObjectCreated:Put", "s3": {"bucket": {"name": ...}, "object": {"key": ...}}}]}`. Several events may be folded
+into one run, and one message may carry several records: every created object of every one counts. Keys
+arrive URL-encoded (a space is `+`).
 
 These keys are only hints of where to look: discovery HEADs each one and the files registry decides what is
 new, so a duplicate, stale or foreign event costs one HEAD and claims nothing. Bodies that are not S3
@@ -28,7 +29,8 @@ CREATED_EVENT_PREFIX = "ObjectCreated:"
 
 
 def _messages(extra: Mapping[str, Any]) -> list[Any]:
-    batch = extra.get("message_batch")
+    payload = extra.get("payload")
+    batch = (payload if isinstance(payload, Mapping) else extra).get("message_batch")
     return batch if isinstance(batch, list) else []
 
 

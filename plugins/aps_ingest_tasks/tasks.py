@@ -14,6 +14,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from aps_ingest_tasks.engines import results_engine
 from aps_pipeline.config import PipelineConfig, get_pipeline
+from aps_pipeline.labels import files_label
 from aps_provider.base import APSConnection
 from aps_provider.links import run_page_url
 
@@ -79,14 +80,39 @@ def check_results_schema() -> str:
         raise AirflowFailException(str(exc)) from exc
 
 
+def _event_keys(config: PipelineConfig) -> list[str] | None:
+    """The keys named by the run's triggering asset events (all folded in), None for a run without events.
+
+    Also those of the asset's events since the first triggering one: Airflow 3.3 gives a run the events queued
+    behind max_active_runs only up to the first one's time, and the later ones (files already landed) would
+    wait for the next asset-triggered run. A key named twice costs a HEAD; the registry claims it once.
+    """
+    from airflow.sdk.execution_time.context import InletEventsAccessor
+
+    from aps_ingest_tasks.schedules import events_asset_name
+    from aps_pipeline.events import landed_keys
+
+    events = get_current_context().get("triggering_asset_events") or {}
+    triggering = [event for asset in events for event in events[asset]]
+    if not triggering or config.landing.bucket is None:
+        return None  # a scheduled or manual run lists the whole prefix
+    since = min(event.timestamp for event in triggering)
+    later = InletEventsAccessor(asset_name=events_asset_name(config)).after(since)
+    extras = [event.extra for event in [*triggering, *later]]
+    keys = landed_keys(extras, bucket=config.landing.bucket)
+    logger.info("%d triggering asset event(s), %d since the first, name %d key(s): %s", len(triggering),
+                len(later), len(keys), files_label(keys))
+    return keys
+
+
 @task
 def discover_files() -> dict[str, Any]:
-    """Claim new and changed objects under the landing prefix for this run."""
+    """Claim new and changed objects for this run: the keys its S3 events name, else the whole prefix."""
     from aps_pipeline.discovery import discover_files as discover
 
     config, run_id, params = _run()
     return discover(_landing(config), results_engine(config.results_conn_id), config, run_id,
-                    limit=params.get("limit"), prefix=params.get("prefix"))
+                    limit=params.get("limit"), prefix=params.get("prefix"), keys=_event_keys(config))
 
 
 @task

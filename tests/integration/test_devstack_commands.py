@@ -79,6 +79,11 @@ def test_demo_ingests_the_sample_batch_and_checks_the_api(tmp_path: Path) -> Non
     assert object_id.startswith("urn:adsk.objects:os.object:")
     assert 0 < int(api[3]) <= 3600
     assert api[4] == "401"
+    # The file landed after the run is loaded by a run its S3 event started (S3 -> SQS -> asset watcher).
+    events = re.search(r"^demo events: PUT -> loaded by event-driven run (\S+) in [\d.]+s$", output,
+                       re.MULTILINE)
+    assert events, output[-3000:]
+    assert events[1].startswith("asset_triggered__"), events[0]
     assert "demo: stopping everything it started" in output
     port = re.search(r"PostgreSQL on port (\d+)", output)
     assert port

@@ -28,8 +28,8 @@ def notification(bucket: str, *keys: str, event: str = "ObjectCreated:Put") -> d
 
 
 def asset_event(*messages: dict[str, Any]) -> dict[str, Any]:
-    """An asset event's `extra` as the SQS trigger makes it."""
-    return {"status": "success", "message_batch": list(messages)}
+    """An asset event's `extra` as Airflow stores an SQS trigger's event (the trigger's payload inside)."""
+    return {"from_trigger": True, "payload": {"status": "success", "message_batch": list(messages)}}
 
 
 def row_count(engine: Engine) -> int:

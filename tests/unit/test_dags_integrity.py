@@ -283,3 +283,16 @@ def test_a_local_folder_landing_is_a_dag_too(tmp_path: Path) -> None:
     report = describe_dagbag(tmp_path, {PIPELINES_FILE_ENV: str(pipelines)})
     assert report["import_errors"] == {}
     assert set(model_tasks(report["dags"]["from_folder"])) >= {"models.upload_models", LOAD_TASK}
+
+
+def test_an_events_queue_makes_the_schedule_the_cron_or_the_queues_asset(tmp_path: Path) -> None:
+    queue = "http://127.0.0.1:5000/123456789012/aps-landing-events"  # a local SQS server's http URL
+    env = {"APS_EVENTS_QUEUE_URL": queue, "APS_EVENTS_AWS_CONN_ID": "aws_events"}
+    report = describe_dagbag(tmp_path, env)
+    assert report["import_errors"] == {}
+    schedule = report["dags"]["aps_ingest"]["schedule"]
+    assert schedule.startswith("AssetOrTimeSchedule(")
+    assert "expression='0 * * * *'" in schedule  # the hourly net stays
+    assert "SqsSensorTrigger" in schedule  # the scheme form reaches the Amazon provider's trigger
+    assert f"sqs_queue={queue}" in schedule
+    assert "aws_conn_id=aws_events" in schedule

@@ -335,6 +335,18 @@ def test_compose_passes_every_variable_the_pipelines_file_reads(
     assert (pipeline.landing.bucket, pipeline.poll_interval, pipeline.poll_max_interval) == (
         "acme-landing", 30, 300)
     assert json.loads(resolved["AIRFLOW_CONN_APS_DEFAULT"])["extra"]["region"] == "EMEA"
+    assert pipeline.events is None  # no queue in .env: the schedule only
+
+
+def test_an_events_queue_in_env_makes_runs_event_driven(
+    compose: dict[str, Any], env_example: dict[str, str]
+) -> None:
+    queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/acme-landing-events"
+    resolved = _resolve(compose, _with(env_example, APS_EVENTS_QUEUE_URL=queue))["x-airflow-env"]
+    (pipeline,) = load_pipelines(env=resolved)
+    assert pipeline.events is not None
+    assert (pipeline.events.queue_url, pipeline.events_conn_id) == (queue, "aws_default")
+    assert pipeline.schedule == "@hourly"  # the net for lost events stays
 
 
 def test_services_outside_airflow_bypass_the_airflow_entrypoint(compose: dict[str, Any]) -> None:
