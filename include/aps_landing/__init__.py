@@ -9,6 +9,7 @@ module is the only one that imports boto3/botocore.
 """
 
 from aps_landing.base import (
+    AccessRefused,
     Landing,
     LandingError,
     ListedObject,
@@ -22,6 +23,7 @@ from aps_landing.base import (
 )
 
 __all__ = [
+    "AccessRefused",
     "Landing",
     "LandingError",
     "ListedObject",

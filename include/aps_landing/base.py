@@ -4,7 +4,8 @@ every step builds on it (the first bytes, a small object, a streamed sha256).
 Keys are S3-style: '/'-separated, relative to the landing's root. ETags are given without quotes. A read or a
 copy may be pinned to the version that was discovered (`version_id` when the landing keeps versions, else
 `etag`): if that version is no longer there, the landing raises `ObjectChanged` instead of handing over other
-bytes. Nothing here reads a whole object into memory.
+bytes. A landing that refuses an object (no permission, an archived storage class) raises `AccessRefused`;
+any other `LandingError` may pass when asked again. Nothing here reads a whole object into memory.
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ class ObjectChanged(LandingError):
 
 class ObjectGone(ObjectChanged):
     """There is no such object (any more)."""
+
+
+class AccessRefused(LandingError):
+    """The landing refuses this object (access denied, or archived in a storage class that cannot be read).
+
+    An answer about the object, not a passing failure: asking again gives the same answer.
+    """
 
 
 class UnsafeKey(LandingError, ValueError):

@@ -21,20 +21,36 @@ new ETag, so it gets a new row and the history stays.
 Skipped: sidecars (`*.meta.json`), "directory" keys ending in `/`, anything under the quarantine prefix.
 Sidecar or user metadata (S3 user metadata; a local folder's extended attributes) is read here (HEAD + one
 small read per new object) and stored as found; the validation step judges it. A sidecar that is not a
-JSON object is recorded as such (`_error`), so the file is rejected with that reason instead of
-disappearing.
+JSON object, one the landing refuses to hand over (access denied, archived), or metadata PostgreSQL cannot
+store (aps_pipeline.metadata.jsonb_safe_metadata: NUL, lone surrogates) is recorded as such (`_error`), so
+the file is rejected with that reason instead of disappearing or failing the claim of the whole batch.
+
+One object never stalls the batch: a HEAD the landing refuses (`AccessRefused`) ends that file `failed` at
+once, with the landing's answer as the reason; any other error the landing answers for one object is asked
+again, DISCOVERY_READ_ATTEMPTS times in all, and then ends the file `failed` too. Either way the rest of the
+batch is claimed, and the failed row keeps that version from being tried again (a new version is a new
+file). Errors that are not the landing's answer about one object (the listing itself, a bug) propagate.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, and_, or_, select, tuple_
 
-from aps_landing import Landing, ListedObject, ObjectChanged, ObjectHead, read_small
+from aps_landing import (
+    AccessRefused,
+    Landing,
+    LandingError,
+    ListedObject,
+    ObjectChanged,
+    ObjectHead,
+    read_small,
+)
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.metadata import (
     ERROR_KEY,
@@ -42,15 +58,20 @@ from aps_pipeline.metadata import (
     SIDECAR_SUFFIX,
     SOURCE_KEY,
     MetadataError,
+    jsonb_safe_metadata,
     read_sidecar_document,
 )
 from aps_results import registry
-from aps_results.models import TERMINAL_FILE_STATES, File
+from aps_results.models import TERMINAL_FILE_STATES, File, FileState
 
 logger = logging.getLogger(__name__)
 
 # Keys are looked up in the registry this many at a time (one round trip each), not one query per key.
 _LOOKUP_CHUNK = 1000
+# Reads of one object that failed with an error that may pass (not a refusal) are made this many times in all.
+DISCOVERY_READ_ATTEMPTS = 3
+DISCOVERY_RETRY_PAUSE = 0.2  # seconds before the 2nd attempt; doubled before each later one
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -61,6 +82,11 @@ class Candidate:
     version_id: str | None
     content_type: str | None
     metadata: dict[str, Any]
+    failure: str | None = None  # why the object could not be read: the file ends `failed` with it
+
+
+class Unreadable(Exception):
+    """One object could not be read: refused, or still failing after DISCOVERY_READ_ATTEMPTS attempts."""
 
 
 def is_ingestible_key(key: str, quarantine_prefix: str) -> bool:
@@ -70,16 +96,50 @@ def is_ingestible_key(key: str, quarantine_prefix: str) -> bool:
     return not (quarantine_prefix and key.startswith(quarantine_prefix))
 
 
+def _read(landing: Landing, key: str, what: str, read: Callable[[], T]) -> T:
+    """`read()`, asked again on a landing error that may pass; `Unreadable` on a refusal or the last failure.
+
+    `ObjectChanged` (the object is gone or was replaced) is no failure to read: it propagates as it is.
+    """
+    pause = DISCOVERY_RETRY_PAUSE
+    for attempt in range(1, DISCOVERY_READ_ATTEMPTS + 1):
+        try:
+            return read()
+        except ObjectChanged:
+            raise
+        except AccessRefused as exc:
+            raise Unreadable(f"{what} {exc}") from exc
+        except LandingError as exc:
+            if attempt == DISCOVERY_READ_ATTEMPTS:
+                raise Unreadable(f"{what} failed after {attempt} attempts: {exc}") from exc
+            logger.warning("%s %s (attempt %d of %d): %s", what, landing.url(key), attempt,
+                           DISCOVERY_READ_ATTEMPTS, exc)
+            time.sleep(pause)
+            pause *= 2
+    raise AssertionError("unreachable")
+
+
 def read_metadata(landing: Landing, key: str, user_metadata: dict[str, str]) -> dict[str, Any]:
-    """The sidecar's JSON object if there is a sidecar, else the user metadata, annotated with `_source`."""
-    raw = read_small(landing, key + SIDECAR_SUFFIX, MAX_SIDECAR_BYTES)
+    """The sidecar's JSON object if there is a sidecar, else the user metadata, annotated with `_source`.
+
+    Always a document the registry can store (`jsonb_safe_metadata`). A sidecar the landing refuses is
+    recorded with `_error` (the file is rejected for it); `Unreadable` if reading it kept failing.
+    """
+    sidecar = key + SIDECAR_SUFFIX
+    try:
+        raw = _read(landing, sidecar, "sidecar GET",
+                    lambda: read_small(landing, sidecar, MAX_SIDECAR_BYTES))
+    except Unreadable as exc:
+        if not isinstance(exc.__cause__, AccessRefused):
+            raise
+        return {SOURCE_KEY: "sidecar", ERROR_KEY: f"{sidecar} could not be read: {exc.__cause__}"}
     if raw is not None:
         try:
-            return {**read_sidecar_document(raw), SOURCE_KEY: "sidecar"}
+            return jsonb_safe_metadata({**read_sidecar_document(raw), SOURCE_KEY: "sidecar"})
         except MetadataError as exc:
-            return {SOURCE_KEY: "sidecar", ERROR_KEY: f"{key}{SIDECAR_SUFFIX}: {exc}"}
+            return {SOURCE_KEY: "sidecar", ERROR_KEY: f"{sidecar}: {exc}"}
     if user_metadata:  # "s3": kept with the object itself (S3 user metadata, or a file's attributes)
-        return {**user_metadata, SOURCE_KEY: "s3"}
+        return jsonb_safe_metadata({**user_metadata, SOURCE_KEY: "s3"})
     return {SOURCE_KEY: "none"}
 
 
@@ -115,8 +175,9 @@ def _owned_and_unfinished(engine: Engine, pipeline: str, run_id: str) -> tuple[s
 
 
 def _head(landing: Landing, key: str) -> ObjectHead | None:
+    """The object's HEAD; None if it is gone; `Unreadable` if refused or still failing after retries."""
     try:
-        return landing.head(key)
+        return _read(landing, key, "HEAD", lambda: landing.head(key))
     except ObjectChanged:
         logger.info("%s is gone (deleted or replaced since it was named); skipped", landing.url(key))
         return None
@@ -130,7 +191,12 @@ def _listed_by_keys(
     for key in dict.fromkeys(keys):
         if not key.startswith(prefix) or not is_ingestible_key(key, quarantine_prefix):
             continue
-        head = _head(landing, key)
+        try:
+            head = _head(landing, key)
+        except Unreadable as exc:
+            # No listing names its version, so there is nothing to record: the next listing will.
+            logger.error("%s; skipped", exc)
+            continue
         if head is not None:
             heads[key] = head
     listed = [ListedObject(h.key, h.etag, h.size, last_modified=None) for h in heads.values()]
@@ -138,16 +204,18 @@ def _listed_by_keys(
 
 
 def _inspect(landing: Landing, listed: ListedObject, head: ObjectHead | None = None) -> Candidate | None:
-    if head is None or head.etag != listed.etag:
-        head = _head(landing, listed.key)
-    if head is None:
-        return None
-    return Candidate(
-        listed=listed,
-        version_id=head.version_id,
-        content_type=head.content_type,
-        metadata=read_metadata(landing, listed.key, dict(head.metadata)),
-    )
+    """What to register for one listed object; None if it is gone, a `failure` if it could not be read."""
+    try:
+        if head is None or head.etag != listed.etag:
+            head = _head(landing, listed.key)
+        if head is None:
+            return None
+        metadata = read_metadata(landing, listed.key, dict(head.metadata))
+    except Unreadable as exc:
+        logger.error("%s; the file fails", exc)
+        return Candidate(listed, None, None, {}, failure=str(exc))
+    return Candidate(listed=listed, version_id=head.version_id, content_type=head.content_type,
+                     metadata=metadata)
 
 
 def discover_files(
@@ -211,6 +279,7 @@ def discover_files(
         "reclaimed": len(reclaimed),
         "already_claimed": len(mine),
         "waiting": waiting,
+        "unreadable": sum(1 for c in candidates if c.failure is not None),
         "file_ids": file_ids,
     }
     logger.info(
@@ -229,6 +298,8 @@ def _discovered(bucket: str, candidate: Candidate) -> registry.DiscoveredObject:
         version_id=candidate.version_id,
         content_type=candidate.content_type,
         metadata=candidate.metadata,
+        state=FileState.DISCOVERED if candidate.failure is None else FileState.FAILED,
+        reason=candidate.failure,
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, delete, func, insert, select, update
@@ -57,6 +57,9 @@ class DiscoveredObject:
     version_id: str | None = None
     content_type: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # Registered in this state: `discovered`, or at once terminal (e.g. `failed`: the object cannot be read).
+    state: FileState = FileState.DISCOVERED
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ def claim_files(
     `reclaim_unfinished` takes over files left in a non-terminal state by earlier runs (e.g. a crashed run)
     and counts an attempt for each.
     """
+    now = datetime.now(UTC)  # a value: one statement for many rows takes no SQL expressions
     rows = [
         {
             "pipeline": pipeline,
@@ -96,6 +100,9 @@ def claim_files(
             "content_type": obj.content_type,
             "metadata": dict(obj.metadata),  # the column's name (File.meta in Python)
             "run_id": run_id,
+            "state": FileState(obj.state).value,
+            "reason": obj.reason,
+            "finished_at": now if FileState(obj.state) in TERMINAL_FILE_STATES else None,
         }
         for obj in objects
     ]

@@ -192,14 +192,19 @@ def test_a_transient_head_error_is_retried_a_bounded_number_of_times_then_fails(
     s3_server: S3Server, s3_bucket: str, results_engine: Engine
 ) -> None:
     client = s3_server.client()
-    for name in ("flaky", "broken", "fine"):
+
+    def put(name: str) -> None:
         client.put_object(Bucket=s3_bucket, Key=f"incoming/{name}.obj", Body=b"v 0 0 0\n",
                           Metadata={"project": "p"})
+
+    put("flaky")
+    put("fine")
     flaky = RefusingLanding(client, s3_bucket, {"incoming/flaky.obj": ("SlowDown", 503)},
                             times=DISCOVERY_READ_ATTEMPTS - 1)
     discover_files(flaky, results_engine, _s3_pipeline(s3_bucket), "run-1")
+    put("broken")
     broken = RefusingLanding(client, s3_bucket, {"incoming/broken.obj": ("InternalError", 500)}, times=None)
-    discover_files(broken, results_engine, _s3_pipeline(s3_bucket), "run-1")
+    assert discover_files(broken, results_engine, _s3_pipeline(s3_bucket), "run-1")["unreadable"] == 1
 
     rows = files_by_key(results_engine)
     assert rows["incoming/flaky.obj"].state == FileState.DISCOVERED  # the last allowed attempt worked
