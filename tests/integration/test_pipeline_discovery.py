@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any
-
 import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from aps_devstack import S3Server
-from aps_landing import Landing, ObjectHead
+from aps_landing import Landing
 from aps_landing.s3 import S3Landing
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.discovery import DISCOVERY_READ_ATTEMPTS, discover_files
@@ -18,6 +15,7 @@ from aps_pipeline.metadata import ERROR_KEY, SOURCE_KEY, jsonb_safe_metadata
 from aps_pipeline.validation import validate_files
 from aps_results.models import File, FileState
 from aps_samples import put_sample_batch
+from tests.fixtures.pipeline import RefusingLanding
 
 
 def files_by_key(engine: Engine) -> dict[str, File]:
@@ -120,40 +118,6 @@ def test_limit_leaves_the_rest_for_later_runs(
 
 
 # --- One object cannot stall discovery (issue 11, scenario 2) ----------------------------------------------
-
-
-class RefusingLanding(S3Landing):
-    """An S3Landing whose HEAD of some keys gets an S3 error answer instead of the server's.
-
-    The moto S3 server does not enforce bucket policies (a policy denying GetObject on one key is stored and
-    ignored), so a 403 on HEAD cannot be produced there. Instead the boto3 client's own `before-call` hook
-    hands botocore the error answer S3 would send, for the named keys only and `times` times each (None:
-    always): botocore raises its ClientError and S3Landing maps it as it maps a real one.
-    """
-
-    def __init__(
-        self, client: Any, bucket: str, errors: dict[str, tuple[str, int]], times: int | None
-    ) -> None:
-        super().__init__(client, bucket)
-        self.errors = errors
-        self.times = times
-        self.calls: dict[str, int] = {}
-        self._answer: tuple[str, int] | None = None
-        client.meta.events.register("before-call.s3.HeadObject", self._refuse)
-
-    def _refuse(self, **_: Any) -> tuple[Any, dict[str, Any]] | None:
-        if self._answer is None:
-            return None
-        (code, status), self._answer = self._answer, None
-        return (SimpleNamespace(status_code=status, headers={}),
-                {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}})
-
-    def head(self, key: str) -> ObjectHead:
-        if key in self.errors:
-            self.calls[key] = self.calls.get(key, 0) + 1
-            if self.times is None or self.calls[key] <= self.times:
-                self._answer = self.errors[key]
-        return super().head(key)
 
 
 def _s3_pipeline(bucket: str) -> PipelineConfig:
