@@ -10,10 +10,12 @@ only decide where to look, never what is new: duplicates, stale or foreign event
 
 What is claimed, in ONE transaction:
 - an object version (key, ETag) never seen by this pipeline: a new `files` row (state `discovered`);
-- a row left unfinished (not loaded/rejected/failed) by an earlier run that crashed or was stopped: its
-  `run_id` moves to this run and `attempts` goes up, so nothing is lost; its state is kept, and the later
-  steps carry on from there (a file already validated is not validated again). This happens whatever the
-  limit: the limit bounds how many NEW files join the run;
+- a row left unfinished (not loaded/rejected/failed) by an earlier run that crashed or was stopped, or
+  that validation left for a later attempt: its `run_id` moves to this run and `attempts` goes up, so
+  nothing is lost; its state is kept, and the later steps carry on from there (a file already validated is
+  not validated again; validation fails a file after `max_validation_attempts`). This happens whatever the
+  limit, and such files take no room: the limit bounds how many NEW files join the run, so files stuck
+  in earlier runs never keep new ones out;
 - a row this run already claimed (the task is retried): claimed again, unchanged.
 An object whose (key, ETag) already reached a terminal state is not claimed again: a changed object has a
 new ETag, so it gets a new row and the history stays.
@@ -230,9 +232,9 @@ def discover_files(
 ) -> dict[str, Any]:
     """List the landing prefix (or HEAD `keys`) and claim new, changed and unfinished files for `run_id`.
 
-    `limit` (default: the pipeline's max_files_per_run) bounds how many files this run takes; the rest wait
-    for the next run (oldest first, so nothing starves). `prefix` narrows the pipeline's landing prefix (a
-    manual run's param) and must lie inside it. `keys` (an event-driven run's) replaces the listing by one
+    `limit` (default: the pipeline's max_files_per_run) bounds how many new files this run takes; the rest
+    wait for the next run (oldest first, so nothing starves). `prefix` narrows the pipeline's landing prefix
+    (a manual run's param) and must lie inside it. `keys` (an event-driven run's) replaces the listing by one
     HEAD per key under the prefix; keys beyond the limit wait for the next scheduled listing.
     """
     bucket = landing.location
@@ -254,8 +256,9 @@ def discover_files(
     known = _known_versions(engine, pipeline.name, bucket, listed)
     mine, orphans = _owned_and_unfinished(engine, pipeline.name, run_id)
 
-    # Unfinished work from earlier runs is always taken over; the limit bounds how many new files join it.
-    room = max(0, limit - len(mine) - len(orphans))
+    # Unfinished work from earlier runs is always taken over and takes no room: the limit bounds how many
+    # new files join the run (with those this run already claimed, if the task is retried).
+    room = max(0, limit - len(mine))
     new_objects = [o for o in listed if (o.key, o.etag) not in known]
     waiting = max(0, len(new_objects) - room)
     inspected = (_inspect(landing, o, heads.get(o.key)) for o in new_objects[:room])

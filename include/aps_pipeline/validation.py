@@ -10,8 +10,13 @@ Then the batch expectations (expectations.py, Great Expectations) run over the p
 go to `validation_runs`, every per-file check to `validation_results`.
 
 A file replaced or deleted since discovery is rejected (check `object`): its new version is a new file for
-the next run. An unexpected error on one file (the landing unreachable, ...) leaves that file as it was and is
-raised after the others are done, so a task retry picks up only what is left.
+the next run. A file the landing refuses to read (`AccessRefused`: no permission, archived) ends `failed` at
+once. One file never stalls the others: any other error on one file (the landing answered 500, ...) sends
+it back to `discovered` with the error as its reason, for the next run (which reclaims it, counting an
+attempt), and the step ends normally so the files that validated are planned. A file's try number is
+`attempts + 1` (`files.attempts`: earlier runs that took it over unfinished, also those that died while
+validating it); at the pipeline's `max_validation_attempts` the file ends `failed` with the last error,
+and a file already past it (its runs died mid-validation) fails without being read again.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from aps_landing import Landing, ObjectChanged, read_head, sha256_of
+from aps_landing import AccessRefused, Landing, ObjectChanged, read_head, sha256_of
 from aps_pipeline.checks import (
     CHECK_METADATA,
     HEAD_BYTES,
@@ -48,10 +53,6 @@ logger = logging.getLogger(__name__)
 CHECK_OBJECT = "object"  # the object is still the version that was discovered
 CHECK_EXPECTATIONS = "expectations"  # the batch expectations (Great Expectations)
 TO_VALIDATE = (FileState.DISCOVERED.value, FileState.VALIDATING.value)
-
-
-class ValidationIncomplete(RuntimeError):
-    """Some files could not be validated because of unexpected errors; the others are done."""
 
 
 @dataclass
@@ -131,13 +132,29 @@ def validate_files(
             registry.set_file_state(connection, [r.id for r in rows], FileState.VALIDATING)
 
     checked: list[_Checked] = []
-    errors: dict[int, str] = {}
+    retry_later: dict[int, str] = {}  # file id -> reason: back to `discovered`, for the next run
+    failed_files: dict[int, str] = {}  # file id -> reason: ended `failed`
+    cap = pipeline.max_validation_attempts
     for row in rows:
+        attempt = row.attempts + 1
+        if attempt > cap:
+            failed_files[row.id] = (f"validation did not finish in {cap} attempts (the runs that tried it "
+                                    "ended before it was validated: a worker killed?)")
+            continue
         try:
             results, sha256, metadata = check_file(landing, row, supported, pipeline)
+        except AccessRefused as exc:
+            failed_files[row.id] = f"{CHECK_OBJECT}: {exc}"
+            continue
         except Exception as exc:  # one file's trouble must not sink the batch
-            logger.exception("could not validate %s", landing.url(row.s3_key))
-            errors[row.id] = f"{type(exc).__name__}: {exc}"
+            logger.exception("could not validate %s (attempt %d of %d)", landing.url(row.s3_key), attempt,
+                             cap)
+            error = f"{type(exc).__name__}: {exc}"
+            if attempt >= cap:
+                failed_files[row.id] = f"validation failed in {attempt} attempts, the last: {error}"
+            else:
+                retry_later[row.id] = (f"validation attempt {attempt} of {cap} failed (the next run tries "
+                                       f"again): {error}")
             continue
         item = _Checked(row, results, sha256, metadata)
         checked.append(item)
@@ -184,9 +201,12 @@ def validate_files(
                     connection, file_id, FileState.VALID, sha256=item.sha256, metadata=item.metadata
                 )
 
-    if errors:
-        with engine.begin() as connection:  # back to `discovered`, so a retry validates them again
-            registry.set_file_state(connection, list(errors), FileState.DISCOVERED)
+    with engine.begin() as connection:
+        for file_id, reason in retry_later.items():  # back to `discovered`: the next run reclaims them
+            registry.set_file_state(connection, file_id, FileState.DISCOVERED, reason)
+        for file_id, reason in failed_files.items():
+            registry.set_file_state(connection, file_id, FileState.FAILED, reason)
+            logger.error("file %d fails: %s", file_id, reason)
 
     valid = [c.file.id for c in passing if c.file.id not in enforced_failures]
     rejected = [c.file.id for c in checked if c.file.id not in valid]
@@ -198,15 +218,12 @@ def validate_files(
         "rejected": rejected,
         "duplicate_content": duplicates,
         "expectations": {o.suite: o.success for o in outcomes},
-        "errors": len(errors),
+        "failed": sorted(failed_files),
+        "retry_later": sorted(retry_later),
+        "errors": len(retry_later) + len(failed_files),
     }
     logger.info(
-        "validated %d files: %d valid (%d with duplicate content), %d rejected, %d errors",
-        len(checked), len(valid), duplicates, len(rejected), len(errors),
+        "validated %d files: %d valid (%d with duplicate content), %d rejected, %d failed, %d left for the "
+        "next run", len(checked), len(valid), duplicates, len(rejected), len(failed_files), len(retry_later),
     )  # fmt: skip
-    if errors:
-        listed = "; ".join(f"file {i}: {e}" for i, e in sorted(errors.items())[:10])
-        raise ValidationIncomplete(
-            f"{len(errors)} files could not be validated (retry picks them up): {listed}"
-        )
     return result
