@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from aps_devstack import S3Server
-from aps_landing import Landing
+from aps_landing import Landing, ListedObject
 from aps_landing.s3 import S3Landing
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.discovery import DISCOVERY_READ_ATTEMPTS, discover_files
@@ -240,3 +243,49 @@ def test_jsonb_safe_metadata_keeps_storable_documents_and_names_the_problem() ->
     nested = jsonb_safe_metadata({"project": "p", "tags": ["ok", "\udc80"]})
     assert "tags" in nested[ERROR_KEY]
     assert "surrogate" in nested[ERROR_KEY]
+
+
+# --- Versioned buckets: ETag and version id from one read (issue 11, scenario 10) --------------------------
+
+
+class OverwrittenAfterListing(S3Landing):
+    """An S3Landing whose listing is followed at once by a new version of one key (before discovery HEADs).
+
+    Discovery lists first and HEADs later; an upload landing between the two is what this makes certain.
+    """
+
+    def __init__(self, client: Any, bucket: str, key: str, content: bytes) -> None:
+        super().__init__(client, bucket)
+        self.key, self.content = key, content
+
+    def list(self, prefix: str) -> Iterator[ListedObject]:
+        listed = list(super().list(prefix))
+        self.put(self.key, self.content, metadata={"project": "p"})
+        yield from listed
+
+
+def test_the_registered_etag_and_version_id_are_of_the_same_version(
+    s3_server: S3Server, s3_bucket: str, results_engine: Engine
+) -> None:
+    client = s3_server.client()
+    client.put_bucket_versioning(Bucket=s3_bucket, VersioningConfiguration={"Status": "Enabled"})
+    key = "incoming/busy.obj"
+    client.put_object(Bucket=s3_bucket, Key=key, Body=b"v 0 0 0\n", Metadata={"project": "p"})
+    landing = OverwrittenAfterListing(client, s3_bucket, key, b"v 1 1 1\nv 2 2 2\n")
+    discover_files(landing, results_engine, _s3_pipeline(s3_bucket), "run-1")
+
+    row = files_by_key(results_engine)[key]
+    assert row.version_id is not None
+    version = client.head_object(Bucket=s3_bucket, Key=key, VersionId=row.version_id)
+    assert row.etag == version["ETag"].strip('"')
+    assert row.size == version["ContentLength"]
+    # Pinned reads of the registered version get exactly those bytes.
+    assert read_object_version(landing, key, row.etag, row.version_id) == b"v 1 1 1\nv 2 2 2\n"
+
+
+def read_object_version(landing: Landing, key: str, etag: str, version_id: str | None) -> bytes:
+    body = landing.read_range(key, etag=etag, version_id=version_id)
+    try:
+        return body.read()
+    finally:
+        body.close()
