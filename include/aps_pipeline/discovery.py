@@ -18,7 +18,9 @@ What is claimed, in ONE transaction:
   in earlier runs never keep new ones out;
 - a row this run already claimed (the task is retried): claimed again, unchanged.
 An object whose (key, ETag) already reached a terminal state is not claimed again: a changed object has a
-new ETag, so it gets a new row and the history stays.
+new ETag, so it gets a new row and the history stays. A new row's ETag, size and version id come from one
+HEAD of the object, never from the listing beside a later HEAD: an object overwritten between the two is
+registered as the version the HEAD saw, whole (its metadata, sidecar aside, from the same answer).
 
 Skipped: sidecars (`*.meta.json`), "directory" keys ending in `/`, anything under the quarantine prefix.
 Sidecar or user metadata (S3 user metadata; a local folder's extended attributes) is read here (HEAD + one
@@ -208,7 +210,7 @@ def _listed_by_keys(
 def _inspect(landing: Landing, listed: ListedObject, head: ObjectHead | None = None) -> Candidate | None:
     """What to register for one listed object; None if it is gone, a `failure` if it could not be read."""
     try:
-        if head is None or head.etag != listed.etag:
+        if head is None:
             head = _head(landing, listed.key)
         if head is None:
             return None
@@ -216,7 +218,12 @@ def _inspect(landing: Landing, listed: ListedObject, head: ObjectHead | None = N
     except Unreadable as exc:
         logger.error("%s; the file fails", exc)
         return Candidate(listed, None, None, {}, failure=str(exc))
-    return Candidate(listed=listed, version_id=head.version_id, content_type=head.content_type,
+    if head.etag != listed.etag:
+        logger.info("%s was replaced since the listing; the version HEAD found is registered",
+                    landing.url(listed.key))
+    # ETag, size and version id all from the one HEAD: the listing's ETag may be of an older version.
+    current = ListedObject(listed.key, head.etag, head.size, listed.last_modified)
+    return Candidate(listed=current, version_id=head.version_id, content_type=head.content_type,
                      metadata=metadata)
 
 
