@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -85,6 +86,8 @@ def test_duplicates_share_one_model_and_earlier_loads_are_reused(
     assert (shared["source_etag"], shared["source_version_id"], shared["source_size"]) == (
         source.etag, source.version_id, source.size
     )  # the validated version, to upload exactly those bytes
+    content = read_object(landing, source.s3_key)
+    assert shared["source_sha1"] == source.sha1 == hashlib.sha1(content).hexdigest()  # APS's digest
 
     # Re-running the step changes nothing.
     again = assign_models(results_engine, landing_pipeline, "run-1")

@@ -54,6 +54,7 @@ def test_sample_batch_yields_the_expected_outcomes(
         if sample.expected.valid:
             assert row.state == FileState.VALID, (sample.key, row.reason)
             assert row.sha256 == hashlib.sha256(sample.data).hexdigest()
+            assert row.sha1 == hashlib.sha1(sample.data).hexdigest()  # APS's digest, from the same read
             assert row.meta["project"] == "project-4"
             assert row.finished_at is None
         else:
