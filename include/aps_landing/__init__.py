@@ -10,6 +10,7 @@ module is the only one that imports boto3/botocore.
 
 from aps_landing.base import (
     AccessRefused,
+    ContentDigests,
     Landing,
     LandingError,
     ListedObject,
@@ -17,6 +18,7 @@ from aps_landing.base import (
     ObjectGone,
     ObjectHead,
     UnsafeKey,
+    digests_of,
     read_head,
     read_small,
     sha256_of,
@@ -24,6 +26,7 @@ from aps_landing.base import (
 
 __all__ = [
     "AccessRefused",
+    "ContentDigests",
     "Landing",
     "LandingError",
     "ListedObject",
@@ -31,6 +34,7 @@ __all__ = [
     "ObjectGone",
     "ObjectHead",
     "UnsafeKey",
+    "digests_of",
     "read_head",
     "read_small",
     "sha256_of",

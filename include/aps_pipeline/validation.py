@@ -5,7 +5,8 @@
 
 Per file (checks.py): safe key, extension among APS's inputs (the formats endpoint, cached; or the
 `supported` argument), size in (0, max_file_size], magic bytes (one ranged GET of the first 4 KiB),
-metadata (metadata.py). A file that passes all of them is hashed by streaming it (sha256, bounded memory).
+metadata (metadata.py). A file that passes all of them is hashed by streaming it once (sha256, the content's
+key, and SHA-1, APS's digest; bounded memory).
 Then the batch expectations (expectations.py, Great Expectations) run over the passing files; their results
 go to `validation_runs`, every per-file check to `validation_results`.
 
@@ -29,7 +30,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from aps_landing import AccessRefused, Landing, ObjectChanged, read_head, sha256_of
+from aps_landing import AccessRefused, ContentDigests, Landing, ObjectChanged, digests_of, read_head
 from aps_pipeline.checks import (
     CHECK_METADATA,
     HEAD_BYTES,
@@ -59,8 +60,16 @@ TO_VALIDATE = (FileState.DISCOVERED.value, FileState.VALIDATING.value)
 class _Checked:
     file: File
     results: list[CheckResult]
-    sha256: str | None = None
+    digests: ContentDigests | None = None
     metadata: dict[str, Any] | None = None
+
+    @property
+    def sha256(self) -> str | None:
+        return self.digests.sha256 if self.digests else None
+
+    @property
+    def sha1(self) -> str | None:
+        return self.digests.sha1 if self.digests else None
 
     @property
     def failure(self) -> CheckResult | None:
@@ -73,8 +82,8 @@ def rejection_reason(result: CheckResult) -> str:
 
 def check_file(
     landing: Landing, row: File, supported: SupportedInputs, pipeline: PipelineConfig
-) -> tuple[list[CheckResult], str | None, dict[str, Any] | None]:
-    """Run every per-file check on one registry row: (results, sha256 if all passed, normalised metadata)."""
+) -> tuple[list[CheckResult], ContentDigests | None, dict[str, Any] | None]:
+    """Run every per-file check on one registry row: (results, digests if all passed, normalised metadata)."""
     results = listing_checks(row.s3_key, row.size, supported, pipeline.allowed_extensions,
                              pipeline.max_file_size)
     try:
@@ -91,12 +100,13 @@ def check_file(
         except MetadataError as exc:
             results.append(failed(CHECK_METADATA, str(exc)))
         if all(r.passed for r in results):
-            sha256, read = sha256_of(landing, row.s3_key, etag=row.etag, version_id=row.version_id)
-            if read != row.size:
-                results.append(failed(CHECK_OBJECT, f"read {read} bytes, the listing said {row.size}"))
+            digests = digests_of(landing, row.s3_key, etag=row.etag, version_id=row.version_id)
+            if digests.size != row.size:
+                message = f"read {digests.size} bytes, the listing said {row.size}"
+                results.append(failed(CHECK_OBJECT, message))
                 return results, None, metadata
-            results.append(passed(CHECK_OBJECT, sha256=sha256))
-            return results, sha256, metadata
+            results.append(passed(CHECK_OBJECT, sha256=digests.sha256))
+            return results, digests, metadata
     except ObjectChanged as exc:
         results.append(failed(CHECK_OBJECT, str(exc)))
     return results, None, None
@@ -142,7 +152,7 @@ def validate_files(
                                     "ended before it was validated: a worker killed?)")
             continue
         try:
-            results, sha256, metadata = check_file(landing, row, supported, pipeline)
+            results, digests, metadata = check_file(landing, row, supported, pipeline)
         except AccessRefused as exc:
             failed_files[row.id] = f"{CHECK_OBJECT}: {exc}"
             continue
@@ -156,7 +166,7 @@ def validate_files(
                 retry_later[row.id] = (f"validation attempt {attempt} of {cap} failed (the next run tries "
                                        f"again): {error}")
             continue
-        item = _Checked(row, results, sha256, metadata)
+        item = _Checked(row, results, digests, metadata)
         checked.append(item)
         failure = item.failure
         with engine.begin() as connection:
@@ -195,11 +205,11 @@ def validate_files(
             file_id = item.file.id
             if file_id in enforced_failures:
                 reason = f"{CHECK_EXPECTATIONS}: failed {', '.join(sorted(set(enforced_failures[file_id])))}"
-                registry.set_file_state(connection, file_id, FileState.REJECTED, reason, sha256=item.sha256)
+                registry.set_file_state(connection, file_id, FileState.REJECTED, reason, sha256=item.sha256,
+                                        sha1=item.sha1)
             else:
-                registry.set_file_state(
-                    connection, file_id, FileState.VALID, sha256=item.sha256, metadata=item.metadata
-                )
+                registry.set_file_state(connection, file_id, FileState.VALID, sha256=item.sha256,
+                                        sha1=item.sha1, metadata=item.metadata)
 
     with engine.begin() as connection:
         for file_id, reason in retry_later.items():  # back to `discovered`: the next run reclaims them
