@@ -505,3 +505,65 @@ def test_a_load_killed_by_the_kernel_is_counted_and_the_cap_then_fails_the_files
     result = settle_model(aps, results_engine, model_id, "run-k", last_attempt=False, max_load_attempts=1)
     assert result["status"] == "failed"
     assert_failed_unloaded(results_engine, model_id, "load killed 1 time (out of memory?)")
+
+
+# --- Pipelines sharing the results database (issue 11, scenario 6) ----------------------------------------
+
+
+def test_two_pipelines_share_one_model_and_one_job_and_settle_only_their_own_files(
+    aps: APSClient, emulator: Any, s3_server: Any, s3_bucket: str, results_engine: Engine
+) -> None:
+    """Two DAGs on one schedule: their scheduled run ids are equal, and they land the same content."""
+    emulator.configure(translation_seconds=0.5)
+    landing = S3Landing(s3_server.client(), s3_bucket)
+    pipelines = {
+        name: PipelineConfig.model_validate({
+            "name": name, "landing": {"bucket": s3_bucket, "prefix": f"{name}/"},
+            "aps": {"bucket_key": "shared-bucket", "region": "US"},
+        })
+        for name in ("ingest_a", "ingest_b")
+    }
+    run_id = "scheduled__2026-12-02T13:00:00+00:00"  # the same in both DAGs
+    tower, lost = generate_ifc(61, name="tower"), generate_ifc(62, name="lost")
+    plans = {}
+    for name, pipeline in pipelines.items():
+        landing.put(f"{name}/tower.ifc", tower.data, metadata={"project": "p"})
+        landing.put(f"{name}/lost.ifc", lost.data, metadata={"project": "p"})
+        discover_files(landing, results_engine, pipeline, run_id)
+        validate_files(landing, results_engine, pipeline, run_id, supported=FORMATS)
+        plans[name] = {m["source_key"].split("/", 1)[1]: m
+                       for m in assign_models(results_engine, pipeline, run_id)["models"]}
+    shared = plans["ingest_a"]["tower.ifc"]["model_id"]
+    assert plans["ingest_b"]["tower.ifc"]["model_id"] == shared  # one model for the content
+    unsent = plans["ingest_a"]["lost.ifc"]["model_id"]
+    assert plans["ingest_b"]["lost.ifc"]["model_id"] == unsent
+
+    urn = upload_and_translate(aps, results_engine, plans["ingest_a"]["tower.ifc"], tower.data)  # one job
+    assert wait_for_manifest(aps, urn).status == "success"
+
+    def states(name: str) -> dict[str, str]:
+        with Session(results_engine) as session:
+            return {f.s3_key.split("/", 1)[1]: f.state
+                    for f in session.scalars(select(File).where(File.pipeline == name))}
+
+    # A settles: only A's files end; B's (same model, same run id) are untouched.
+    loaded = settle_model(aps, results_engine, shared, run_id, pipeline="ingest_a", last_attempt=False)
+    assert loaded["loaded_files"] == plans["ingest_a"]["tower.ifc"]["file_ids"]
+    failed = settle_model(aps, results_engine, unsent, run_id, pipeline="ingest_a", last_attempt=False)
+    assert failed["failed_files"] == plans["ingest_a"]["lost.ifc"]["file_ids"]
+    assert states("ingest_a") == {"tower.ifc": "loaded", "lost.ifc": "failed"}
+    assert states("ingest_b") == {"tower.ifc": "valid", "lost.ifc": "valid"}
+    assert mark_model_failed(results_engine, shared, run_id, "late", pipeline="ingest_b") == [
+        plans["ingest_b"]["tower.ifc"]["file_ids"][0]
+    ]  # B's own file only; A's loaded file keeps its end
+    assert states("ingest_a")["tower.ifc"] == "loaded"
+
+    # B settles the other content on its own.
+    settle_model(aps, results_engine, unsent, run_id, pipeline="ingest_b", last_attempt=False)
+    assert states("ingest_b") == {"tower.ifc": "failed", "lost.ifc": "failed"}
+    with Session(results_engine) as session:
+        assert len(session.scalars(select(Translation).where(Translation.model_id == shared)).all()) == 1
+    assert emulator.stats()["requests"]["job"] == 1
+    for name in pipelines:
+        summary = summarize_run(results_engine, name, run_id)
+        assert (summary["discovered"], summary["lost"]) == (2, 0)
