@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from aps_results.models import (
@@ -129,10 +129,15 @@ def set_file_state(
     reason: str | None = None,
     *,
     count_attempt: bool = False,
+    pipeline: str | None = None,
     **fields: Any,
 ) -> int:
     """Move files to `state` (with a reason); terminal states also set `finished_at`. Returns rows changed.
 
+    A terminal state is final: a file that is loaded, rejected or failed is never moved out of it (nor to
+    another terminal state); only its own terminal state may be written again, e.g. to record the
+    quarantined copy. `pipeline` restricts the change to that pipeline's files: pipelines share the
+    database and their scheduled run ids, so settling code names its pipeline and cannot touch another's.
     `fields` sets other columns (by column name) at the same time, e.g. sha256=..., model_id=...,
     quarantine_key=..., metadata=...
     """
@@ -145,7 +150,12 @@ def set_file_state(
     values["finished_at"] = func.now() if state in TERMINAL_FILE_STATES else None
     if count_attempt:
         values["attempts"] = File.attempts + 1
-    return conn.execute(update(File).where(File.id.in_(ids)).values(values)).rowcount
+    statement = update(File).where(
+        File.id.in_(ids), or_(File.state.not_in(_TERMINAL), File.state == state.value)
+    )
+    if pipeline is not None:
+        statement = statement.where(File.pipeline == pipeline)
+    return conn.execute(statement.values(values)).rowcount
 
 
 def count_unfinished_files(conn: Connection, pipeline: str, run_id: str) -> int:

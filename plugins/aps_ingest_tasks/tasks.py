@@ -150,7 +150,8 @@ def load_results(model_id: int) -> dict[str, Any]:
     last_attempt = ti.try_number > ti.max_tries
     with _aps(config) as aps:
         return settle_model(aps, results_engine(config.results_conn_id), model_id, run_id,
-                            last_attempt=last_attempt, max_load_attempts=config.max_load_attempts)
+                            pipeline=config.name, last_attempt=last_attempt,
+                            max_load_attempts=config.max_load_attempts)
 
 
 @task(trigger_rule="all_done")

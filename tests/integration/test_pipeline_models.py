@@ -33,7 +33,7 @@ from aps_pipeline.validation import validate_files
 from aps_results import registry
 from aps_results.models import File, FileState, Model, ModelStatus, Property, RunSummary, Translation
 from aps_samples import generate_ifc, put_sample_batch
-from tests.fixtures.pipeline import read_object
+from tests.fixtures.pipeline import PIPELINE_NAME, read_object
 
 FORMATS = {"svf2": ["ifc", "obj", "rvt"]}
 
@@ -207,7 +207,7 @@ def test_translated_ifc_is_fetched_and_loaded_with_global_ids(
     urn = upload_and_translate(aps, results_engine, model, sample.data)
     assert wait_for_manifest(aps, urn).status == "success"
 
-    result = fetch_and_load(aps, results_engine, model["model_id"], "run-t")
+    result = fetch_and_load(aps, results_engine, model["model_id"], "run-t", pipeline=PIPELINE_NAME)
     assert result["status"] == "success"
     assert sorted(result["loaded_files"]) == sorted(model["file_ids"])
     assert result["properties"] > 0
@@ -250,7 +250,7 @@ def test_failed_translation_is_recorded_with_aps_messages(
     manifest = wait_for_manifest(aps, urn)
     assert manifest.status == "failed"
 
-    result = fetch_and_load(aps, results_engine, model["model_id"], "run-t")
+    result = fetch_and_load(aps, results_engine, model["model_id"], "run-t", pipeline=PIPELINE_NAME)
     assert result["status"] == "failed"
     with Session(results_engine) as session:
         (file,) = session.scalars(select(File)).all()
@@ -261,7 +261,8 @@ def test_failed_translation_is_recorded_with_aps_messages(
         assert translation.status == "failed"
         assert translation.messages
         assert session.get(Model, model["model_id"]).status == ModelStatus.FAILED
-    assert mark_model_failed(results_engine, model["model_id"], "run-t", "unused") == []  # nothing left
+    left = mark_model_failed(results_engine, model["model_id"], "run-t", "unused", pipeline=PIPELINE_NAME)
+    assert left == []  # nothing left
 
     # The same content under another key in a later run is not sent to APS again.
     landing.put("incoming/doomed-again.ifc", sample.data, metadata={"project": "p"})
@@ -300,7 +301,8 @@ def test_files_left_mid_translation_by_a_crashed_run_are_carried_on(
     record_submission(results_engine, model["model_id"], "next", upload=upload, urn=urn,
                       file_ids=again["file_ids"])
     assert wait_for_manifest(aps, urn).status == "success"
-    assert fetch_and_load(aps, results_engine, model["model_id"], "next")["status"] == "success"
+    loaded = fetch_and_load(aps, results_engine, model["model_id"], "next", pipeline=PIPELINE_NAME)
+    assert loaded["status"] == "success"
 
     with Session(results_engine) as session:
         (translation,) = session.scalars(select(Translation)).all()  # the one job, recorded once
@@ -324,7 +326,8 @@ def test_wait_that_ends_before_aps_finishes_records_a_timeout(
     upload_and_translate(aps, results_engine, model, sample.data)
 
     # The sensor's wall-clock deadline passed; the DAG's load task settles the model anyway.
-    result = settle_model(aps, results_engine, model["model_id"], "run-w", last_attempt=False)
+    result = settle_model(aps, results_engine, model["model_id"], "run-w", pipeline=PIPELINE_NAME,
+                          last_attempt=False)
     assert result["status"] == "timeout"
     with Session(results_engine) as session:
         (file,) = session.scalars(select(File)).all()
@@ -428,7 +431,7 @@ def test_settle_streams_tree_and_properties_into_the_load(
     live = LiveItems(aps.derivative)
 
     result = settle_model(SimpleNamespace(derivative=live), results_engine, model["model_id"], "run-l",
-                          last_attempt=False)
+                          pipeline=PIPELINE_NAME, last_attempt=False)
 
     assert result["status"] == "success"
     assert result["views"] == 2  # the emulator gives the 3D and the 2D view the same objects
@@ -450,7 +453,8 @@ def test_a_model_whose_loads_were_killed_too_often_fails_instead_of_loading_agai
     set_unfinished_loads(results_engine, model["model_id"], 3)  # three loads begun, none ended
     before = emulator.stats()["requests"]
 
-    result = settle_model(aps, results_engine, model["model_id"], "run-o", last_attempt=False)
+    result = settle_model(aps, results_engine, model["model_id"], "run-o", pipeline=PIPELINE_NAME,
+                          last_attempt=False)
 
     assert result["status"] == "failed"
     assert sorted(result["failed_files"]) == sorted(model["file_ids"])
@@ -471,7 +475,7 @@ config = APSConfig(client_id=os.environ["APS_CLIENT_ID"], client_secret=SecretSt
                    base_url=os.environ["APS_URL"])
 with APSClient(config) as aps:
     settle_model(aps, make_engine(os.environ["RESULTS_URL"]), int(sys.argv[1]), sys.argv[2],
-                 last_attempt=False)
+                 pipeline=sys.argv[3], last_attempt=False)
 """
 
 
@@ -487,7 +491,8 @@ def test_a_load_killed_by_the_kernel_is_counted_and_the_cap_then_fails_the_files
     with results_engine.connect() as blocker:
         # Holding the model's row makes the load wait inside its transaction: the kill lands mid-load.
         blocker.execute(select(Model.id).where(Model.id == model_id).with_for_update())
-        process = subprocess.Popen([sys.executable, "-c", KILLED_LOAD, str(model_id), "run-k"], env=env)
+        process = subprocess.Popen([sys.executable, "-c", KILLED_LOAD, str(model_id), "run-k",
+                                    PIPELINE_NAME], env=env)
         try:
             deadline = time.monotonic() + 60
             while unfinished_loads(results_engine, model_id) == 0:
@@ -502,7 +507,8 @@ def test_a_load_killed_by_the_kernel_is_counted_and_the_cap_then_fails_the_files
         blocker.rollback()
 
     assert unfinished_loads(results_engine, model_id) == 1
-    result = settle_model(aps, results_engine, model_id, "run-k", last_attempt=False, max_load_attempts=1)
+    result = settle_model(aps, results_engine, model_id, "run-k", pipeline=PIPELINE_NAME, last_attempt=False,
+                          max_load_attempts=1)
     assert result["status"] == "failed"
     assert_failed_unloaded(results_engine, model_id, "load killed 1 time (out of memory?)")
 

@@ -177,7 +177,7 @@ def test_a_terminal_state_is_never_overwritten_by_another_pipeline(results_engin
         assert registry.set_file_state(conn, theirs.id, "rejected", "metadata: no project",
                                        quarantine_key="quarantine/x.ifc", pipeline="b") == 1
         # A pipeline's own unfinished files move as before.
-        (other,) = registry.claim_files(conn, "a", "scheduled__1", landed("y.ifc"))
+        *_, other = registry.claim_files(conn, "a", "scheduled__1", landed("y.ifc"))  # and x.ifc
         assert registry.set_file_state(conn, other.id, "valid", pipeline="a") == 1
         assert registry.set_file_state(conn, other.id, "failed", "from b", pipeline="b") == 0
         rows = dict(conn.execute(select(File.id, File.state).order_by(File.id)).all())
