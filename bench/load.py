@@ -155,7 +155,7 @@ def phase_settle(model_id: int) -> dict[str, Any]:
     engine = make_engine(os.environ["BENCH_RESULTS_URL"])
     started = time.perf_counter()
     with aps_client() as aps:
-        result = settle_model(aps, engine, model_id, "bench", last_attempt=False)
+        result = settle_model(aps, engine, model_id, "bench", pipeline="bench", last_attempt=False)
     seconds = time.perf_counter() - started
     assert result["status"] == "success", result
     return {"seconds": seconds, "properties": result["properties"], "objects": result["objects"],

@@ -66,7 +66,7 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
     ) as dag:
         # Every task of a batch, the sensor included (poke mode calls APS from a worker slot), takes a slot
         # of the pipeline's pool: the pool bounds concurrent APS work. A deferred sensor holds no slot.
-        # The group's arguments are the keys of aps_pipeline.batch.ModelBatch (plan_models returns them as is);
+        # The group's arguments are the keys of aps_pipeline.batch.ModelBatch (plan_models returns them);
         # each mapped instance is labelled with its files' names.
         @task_group(group_id="models", default_args={
             "pool": pipeline.pool.name, "map_index_template": "{{ batch_label(ti) }}",

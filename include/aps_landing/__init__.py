@@ -9,6 +9,8 @@ module is the only one that imports boto3/botocore.
 """
 
 from aps_landing.base import (
+    AccessRefused,
+    ContentDigests,
     Landing,
     LandingError,
     ListedObject,
@@ -16,12 +18,15 @@ from aps_landing.base import (
     ObjectGone,
     ObjectHead,
     UnsafeKey,
+    digests_of,
     read_head,
     read_small,
     sha256_of,
 )
 
 __all__ = [
+    "AccessRefused",
+    "ContentDigests",
     "Landing",
     "LandingError",
     "ListedObject",
@@ -29,6 +34,7 @@ __all__ = [
     "ObjectGone",
     "ObjectHead",
     "UnsafeKey",
+    "digests_of",
     "read_head",
     "read_small",
     "sha256_of",

@@ -1,10 +1,11 @@
 """The `Landing` protocol (list, head, read a range, copy, put), its object types and errors, and the reads
-every step builds on it (the first bytes, a small object, a streamed sha256).
+every step builds on it (the first bytes, a small object, the streamed sha256 and SHA-1).
 
 Keys are S3-style: '/'-separated, relative to the landing's root. ETags are given without quotes. A read or a
 copy may be pinned to the version that was discovered (`version_id` when the landing keeps versions, else
 `etag`): if that version is no longer there, the landing raises `ObjectChanged` instead of handing over other
-bytes. Nothing here reads a whole object into memory.
+bytes. A landing that refuses an object (no permission, an archived storage class) raises `AccessRefused`;
+any other `LandingError` may pass when asked again. Nothing here reads a whole object into memory.
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ class ObjectChanged(LandingError):
 
 class ObjectGone(ObjectChanged):
     """There is no such object (any more)."""
+
+
+class AccessRefused(LandingError):
+    """The landing refuses this object (access denied, or archived in a storage class that cannot be read).
+
+    An answer about the object, not a passing failure: asking again gives the same answer.
+    """
 
 
 class UnsafeKey(LandingError, ValueError):
@@ -152,17 +160,36 @@ def read_small(landing: Landing, key: str, limit: int) -> bytes | None:
         body.close()
 
 
-def sha256_of(
+@dataclass(frozen=True)
+class ContentDigests:
+    """What one full read of an object gives: its hex sha256 (the pipeline's content key), hex SHA-1 (APS's
+    digest of an object) and how many bytes were read."""
+
+    sha256: str
+    sha1: str
+    size: int
+
+
+def digests_of(
     landing: Landing, key: str, *, etag: str | None = None, version_id: str | None = None
-) -> tuple[str, int]:
-    """(hex sha256, bytes read) of the pinned version, streamed in 1 MiB chunks: memory stays flat."""
-    digest = hashlib.sha256()
+) -> ContentDigests:
+    """sha256 and SHA-1 of the pinned version in one pass, streamed in 1 MiB chunks: memory stays flat."""
+    sha256, sha1 = hashlib.sha256(), hashlib.sha1(usedforsecurity=False)  # SHA-1: APS's digest, no security
     total = 0
     body = landing.read_range(key, etag=etag, version_id=version_id)
     try:
         while chunk := body.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
+            sha256.update(chunk)
+            sha1.update(chunk)
             total += len(chunk)
     finally:
         body.close()
-    return digest.hexdigest(), total
+    return ContentDigests(sha256.hexdigest(), sha1.hexdigest(), total)
+
+
+def sha256_of(
+    landing: Landing, key: str, *, etag: str | None = None, version_id: str | None = None
+) -> tuple[str, int]:
+    """(hex sha256, bytes read) of the pinned version (`digests_of`, for callers that need only that)."""
+    digests = digests_of(landing, key, etag=etag, version_id=version_id)
+    return digests.sha256, digests.size

@@ -29,6 +29,7 @@ from typing import BinaryIO
 
 from aps_landing.base import (
     HASH_CHUNK_BYTES,
+    AccessRefused,
     LandingError,
     ListedObject,
     ObjectChanged,
@@ -163,6 +164,9 @@ class LocalLanding:
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise UnsafeKey(f"{key!r} is a symbolic link") from None
+            if isinstance(exc, PermissionError):
+                message = f"{self.url(key)}: access refused: {exc.strerror or exc}"
+                raise AccessRefused(message, _code(exc)) from exc
             if not isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError):
                 raise LandingError(f"{self.url(key)}: {exc.strerror or exc}", _code(exc)) from exc
             since = " (deleted since discovery)" if etag or version_id else ""

@@ -3,7 +3,8 @@
 The only module of the project's packages that talks to boto3/botocore. Reads and copies pin the version
 they were discovered with (VersionId when the bucket is versioned, else If-Match on the ETag), so a file
 replaced mid-run is reported as changed rather than silently mixed up. S3 error responses become the
-protocol's errors: `ObjectGone` (404), `ObjectChanged` (412), `LandingError` (anything else, with its code).
+protocol's errors: `ObjectGone` (404), `ObjectChanged` (412), `AccessRefused` (403: access denied, or an
+archived object's InvalidObjectState), `LandingError` (anything else, with its code).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from typing import Any, BinaryIO
 import boto3
 from botocore.exceptions import ClientError
 
-from aps_landing.base import LandingError, ListedObject, ObjectChanged, ObjectGone, ObjectHead
+from aps_landing.base import AccessRefused, LandingError, ListedObject, ObjectChanged, ObjectGone, ObjectHead
 
 MAX_COPY_OBJECT_BYTES = 5 * 1024**3  # S3's limit for a single CopyObject
 _GONE = ("NoSuchKey", "NoSuchVersion", "NotFound", "404")
 _CHANGED = ("PreconditionFailed", "412")
 _EMPTY_RANGE = ("InvalidRange", "416")
+# Refusals: no permission (a HEAD's 403 has no body, so its code is the status), or an archived object.
+_REFUSED = ("AccessDenied", "AllAccessDisabled", "403", "InvalidObjectState")
 
 
 def make_s3_client(
@@ -89,6 +92,8 @@ class S3Landing:
         if _is(exc, _GONE):
             since = " (deleted since discovery)" if pinned else ""
             return ObjectGone(f"{self.url(key)} no longer exists{since}", "404")
+        if _is(exc, _REFUSED):
+            return AccessRefused(f"{self.url(key)}: access refused: {_code(exc)}: {exc}", _code(exc))
         return LandingError(f"{self.url(key)}: {_code(exc) or 'error'}: {exc}", _code(exc))
 
     def list(self, prefix: str) -> Iterator[ListedObject]:

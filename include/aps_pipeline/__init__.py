@@ -8,9 +8,12 @@ JSON-able dict the DAG can pass through XCom. In DAG order:
     discovery.discover_files(landing, engine, pipeline, run_id, limit=None, prefix=None)
     validation.validate_files(landing, engine, pipeline, run_id, supported=None, aps=None)
     quarantine.quarantine_rejected(landing, engine, pipeline, run_id)
-    dedupe.assign_models(engine, pipeline, run_id, force=False)       -> the ModelPlan of each model to do
-    (upload + translate + wait: the provider's operators and sensor)
-    settle.settle_model(aps, engine, model_id, run_id, last_attempt=...)  load it, or record why not
+    batch.plan_batches(engine, pipeline, run_id, max_map_length=...)  -> batches of ModelPlans (dedupe)
+    per batch:
+    upload.upload_models(aps, landing, engine, models, pipeline=..., run_id=..., concurrency=...)
+    submission.submit_models(aps, engine, uploaded, pipeline=..., run_id=..., formats=...)
+    (the wait: the provider's APSTranslationsSensor)
+    settle.settle_models(aps, engine, model_ids, run_id, pipeline=..., last_attempt=...)  load, or say why not
     summary.summarize_run(engine, pipeline.name, run_id, started_at=None)
 
 Import the modules themselves (`from aps_pipeline.discovery import discover_files`): this package imports

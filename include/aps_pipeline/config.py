@@ -37,6 +37,7 @@ _ENV_REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<defau
 _DAG_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 _BUCKET_KEY = re.compile(r"^[-_.a-z0-9]{3,128}$")  # APS OSS bucket keys (aps-api.md §2.2)
 MAX_LOAD_ATTEMPTS = 3  # the default of PipelineConfig.max_load_attempts
+MAX_VALIDATION_ATTEMPTS = 3  # the default of PipelineConfig.max_validation_attempts
 
 
 class PipelineConfigError(ValueError):
@@ -248,6 +249,11 @@ class PipelineConfig(_Strict):
         default=MAX_LOAD_ATTEMPTS,
         ge=1,
         description="loads of a model killed mid-way (out of memory?) before its files fail instead",
+    )
+    max_validation_attempts: int = Field(
+        default=MAX_VALIDATION_ATTEMPTS,
+        ge=1,
+        description="runs that try to validate a file (read errors, runs ended mid-way) before it fails",
     )
 
     @field_validator("name")

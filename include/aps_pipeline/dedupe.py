@@ -63,6 +63,7 @@ class ModelPlan(TypedDict):
     source_etag: str
     source_version_id: str | None
     source_size: int
+    source_sha1: str | None  # its hex SHA-1 (APS's digest); None for files validated before it was kept
 
 
 def object_key_for(sha256: str, s3_key: str) -> str:
@@ -132,6 +133,7 @@ def assign_models(
                     source_etag=first.etag,
                     source_version_id=first.version_id,
                     source_size=first.size,
+                    source_sha1=first.sha1,
                 )
             )
     result = {

@@ -10,31 +10,51 @@ only decide where to look, never what is new: duplicates, stale or foreign event
 
 What is claimed, in ONE transaction:
 - an object version (key, ETag) never seen by this pipeline: a new `files` row (state `discovered`);
-- a row left unfinished (not loaded/rejected/failed) by an earlier run that crashed or was stopped: its
-  `run_id` moves to this run and `attempts` goes up, so nothing is lost; its state is kept, and the later
-  steps carry on from there (a file already validated is not validated again). This happens whatever the
-  limit: the limit bounds how many NEW files join the run;
+- a row left unfinished (not loaded/rejected/failed) by an earlier run that crashed or was stopped, or
+  that validation left for a later attempt: its `run_id` moves to this run and `attempts` goes up, so
+  nothing is lost; its state is kept, and the later steps carry on from there (a file already validated is
+  not validated again; validation fails a file after `max_validation_attempts`). This happens whatever the
+  limit, and such files take no room: the limit bounds how many NEW files join the run, so files stuck
+  in earlier runs never keep new ones out;
 - a row this run already claimed (the task is retried): claimed again, unchanged.
 An object whose (key, ETag) already reached a terminal state is not claimed again: a changed object has a
-new ETag, so it gets a new row and the history stays.
+new ETag, so it gets a new row and the history stays. A new row's ETag, size and version id come from one
+HEAD of the object, never from the listing beside a later HEAD: an object overwritten between the two is
+registered as the version the HEAD saw, whole (its metadata, sidecar aside, from the same answer).
 
 Skipped: sidecars (`*.meta.json`), "directory" keys ending in `/`, anything under the quarantine prefix.
 Sidecar or user metadata (S3 user metadata; a local folder's extended attributes) is read here (HEAD + one
 small read per new object) and stored as found; the validation step judges it. A sidecar that is not a
-JSON object is recorded as such (`_error`), so the file is rejected with that reason instead of
-disappearing.
+JSON object, one the landing refuses to hand over (access denied, archived), or metadata PostgreSQL cannot
+store (aps_pipeline.metadata.jsonb_safe_metadata: NUL, lone surrogates) is recorded as such (`_error`), so
+the file is rejected with that reason instead of disappearing or failing the claim of the whole batch.
+
+One object never stalls the batch: a HEAD the landing refuses (`AccessRefused`) ends that file `failed` at
+once, with the landing's answer as the reason; any other error the landing answers for one object is asked
+again, DISCOVERY_READ_ATTEMPTS times in all, and then ends the file `failed` too. Either way the rest of the
+batch is claimed, and the failed row keeps that version from being tried again (a new version is a new
+file). Errors that are not the landing's answer about one object (the listing itself, a bug) propagate.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, and_, or_, select, tuple_
 
-from aps_landing import Landing, ListedObject, ObjectChanged, ObjectHead, read_small
+from aps_landing import (
+    AccessRefused,
+    Landing,
+    LandingError,
+    ListedObject,
+    ObjectChanged,
+    ObjectHead,
+    read_small,
+)
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.metadata import (
     ERROR_KEY,
@@ -42,15 +62,20 @@ from aps_pipeline.metadata import (
     SIDECAR_SUFFIX,
     SOURCE_KEY,
     MetadataError,
+    jsonb_safe_metadata,
     read_sidecar_document,
 )
 from aps_results import registry
-from aps_results.models import TERMINAL_FILE_STATES, File
+from aps_results.models import TERMINAL_FILE_STATES, File, FileState
 
 logger = logging.getLogger(__name__)
 
 # Keys are looked up in the registry this many at a time (one round trip each), not one query per key.
 _LOOKUP_CHUNK = 1000
+# Reads of one object that failed with an error that may pass (not a refusal) are made this many times in all.
+DISCOVERY_READ_ATTEMPTS = 3
+DISCOVERY_RETRY_PAUSE = 0.2  # seconds before the 2nd attempt; doubled before each later one
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -61,6 +86,11 @@ class Candidate:
     version_id: str | None
     content_type: str | None
     metadata: dict[str, Any]
+    failure: str | None = None  # why the object could not be read: the file ends `failed` with it
+
+
+class Unreadable(Exception):
+    """One object could not be read: refused, or still failing after DISCOVERY_READ_ATTEMPTS attempts."""
 
 
 def is_ingestible_key(key: str, quarantine_prefix: str) -> bool:
@@ -70,16 +100,50 @@ def is_ingestible_key(key: str, quarantine_prefix: str) -> bool:
     return not (quarantine_prefix and key.startswith(quarantine_prefix))
 
 
+def _read(landing: Landing, key: str, what: str, read: Callable[[], T]) -> T:
+    """`read()`, asked again on a landing error that may pass; `Unreadable` on a refusal or the last failure.
+
+    `ObjectChanged` (the object is gone or was replaced) is no failure to read: it propagates as it is.
+    """
+    pause = DISCOVERY_RETRY_PAUSE
+    for attempt in range(1, DISCOVERY_READ_ATTEMPTS + 1):
+        try:
+            return read()
+        except ObjectChanged:
+            raise
+        except AccessRefused as exc:
+            raise Unreadable(f"{what} {exc}") from exc
+        except LandingError as exc:
+            if attempt == DISCOVERY_READ_ATTEMPTS:
+                raise Unreadable(f"{what} failed after {attempt} attempts: {exc}") from exc
+            logger.warning("%s %s (attempt %d of %d): %s", what, landing.url(key), attempt,
+                           DISCOVERY_READ_ATTEMPTS, exc)
+            time.sleep(pause)
+            pause *= 2
+    raise AssertionError("unreachable")
+
+
 def read_metadata(landing: Landing, key: str, user_metadata: dict[str, str]) -> dict[str, Any]:
-    """The sidecar's JSON object if there is a sidecar, else the user metadata, annotated with `_source`."""
-    raw = read_small(landing, key + SIDECAR_SUFFIX, MAX_SIDECAR_BYTES)
+    """The sidecar's JSON object if there is a sidecar, else the user metadata, annotated with `_source`.
+
+    Always a document the registry can store (`jsonb_safe_metadata`). A sidecar the landing refuses is
+    recorded with `_error` (the file is rejected for it); `Unreadable` if reading it kept failing.
+    """
+    sidecar = key + SIDECAR_SUFFIX
+    try:
+        raw = _read(landing, sidecar, "sidecar GET",
+                    lambda: read_small(landing, sidecar, MAX_SIDECAR_BYTES))
+    except Unreadable as exc:
+        if not isinstance(exc.__cause__, AccessRefused):
+            raise
+        return {SOURCE_KEY: "sidecar", ERROR_KEY: f"{sidecar} could not be read: {exc.__cause__}"}
     if raw is not None:
         try:
-            return {**read_sidecar_document(raw), SOURCE_KEY: "sidecar"}
+            return jsonb_safe_metadata({**read_sidecar_document(raw), SOURCE_KEY: "sidecar"})
         except MetadataError as exc:
-            return {SOURCE_KEY: "sidecar", ERROR_KEY: f"{key}{SIDECAR_SUFFIX}: {exc}"}
+            return {SOURCE_KEY: "sidecar", ERROR_KEY: f"{sidecar}: {exc}"}
     if user_metadata:  # "s3": kept with the object itself (S3 user metadata, or a file's attributes)
-        return {**user_metadata, SOURCE_KEY: "s3"}
+        return jsonb_safe_metadata({**user_metadata, SOURCE_KEY: "s3"})
     return {SOURCE_KEY: "none"}
 
 
@@ -115,8 +179,9 @@ def _owned_and_unfinished(engine: Engine, pipeline: str, run_id: str) -> tuple[s
 
 
 def _head(landing: Landing, key: str) -> ObjectHead | None:
+    """The object's HEAD; None if it is gone; `Unreadable` if refused or still failing after retries."""
     try:
-        return landing.head(key)
+        return _read(landing, key, "HEAD", lambda: landing.head(key))
     except ObjectChanged:
         logger.info("%s is gone (deleted or replaced since it was named); skipped", landing.url(key))
         return None
@@ -130,7 +195,12 @@ def _listed_by_keys(
     for key in dict.fromkeys(keys):
         if not key.startswith(prefix) or not is_ingestible_key(key, quarantine_prefix):
             continue
-        head = _head(landing, key)
+        try:
+            head = _head(landing, key)
+        except Unreadable as exc:
+            # No listing names its version, so there is nothing to record: the next listing will.
+            logger.error("%s; skipped", exc)
+            continue
         if head is not None:
             heads[key] = head
     listed = [ListedObject(h.key, h.etag, h.size, last_modified=None) for h in heads.values()]
@@ -138,16 +208,23 @@ def _listed_by_keys(
 
 
 def _inspect(landing: Landing, listed: ListedObject, head: ObjectHead | None = None) -> Candidate | None:
-    if head is None or head.etag != listed.etag:
-        head = _head(landing, listed.key)
-    if head is None:
-        return None
-    return Candidate(
-        listed=listed,
-        version_id=head.version_id,
-        content_type=head.content_type,
-        metadata=read_metadata(landing, listed.key, dict(head.metadata)),
-    )
+    """What to register for one listed object; None if it is gone, a `failure` if it could not be read."""
+    try:
+        if head is None:
+            head = _head(landing, listed.key)
+        if head is None:
+            return None
+        metadata = read_metadata(landing, listed.key, dict(head.metadata))
+    except Unreadable as exc:
+        logger.error("%s; the file fails", exc)
+        return Candidate(listed, None, None, {}, failure=str(exc))
+    if head.etag != listed.etag:
+        logger.info("%s was replaced since the listing; the version HEAD found is registered",
+                    landing.url(listed.key))
+    # ETag, size and version id all from the one HEAD: the listing's ETag may be of an older version.
+    current = ListedObject(listed.key, head.etag, head.size, listed.last_modified)
+    return Candidate(listed=current, version_id=head.version_id, content_type=head.content_type,
+                     metadata=metadata)
 
 
 def discover_files(
@@ -162,9 +239,9 @@ def discover_files(
 ) -> dict[str, Any]:
     """List the landing prefix (or HEAD `keys`) and claim new, changed and unfinished files for `run_id`.
 
-    `limit` (default: the pipeline's max_files_per_run) bounds how many files this run takes; the rest wait
-    for the next run (oldest first, so nothing starves). `prefix` narrows the pipeline's landing prefix (a
-    manual run's param) and must lie inside it. `keys` (an event-driven run's) replaces the listing by one
+    `limit` (default: the pipeline's max_files_per_run) bounds how many new files this run takes; the rest
+    wait for the next run (oldest first, so nothing starves). `prefix` narrows the pipeline's landing prefix
+    (a manual run's param) and must lie inside it. `keys` (an event-driven run's) replaces the listing by one
     HEAD per key under the prefix; keys beyond the limit wait for the next scheduled listing.
     """
     bucket = landing.location
@@ -186,8 +263,9 @@ def discover_files(
     known = _known_versions(engine, pipeline.name, bucket, listed)
     mine, orphans = _owned_and_unfinished(engine, pipeline.name, run_id)
 
-    # Unfinished work from earlier runs is always taken over; the limit bounds how many new files join it.
-    room = max(0, limit - len(mine) - len(orphans))
+    # Unfinished work from earlier runs is always taken over and takes no room: the limit bounds how many
+    # new files join the run (with those this run already claimed, if the task is retried).
+    room = max(0, limit - len(mine))
     new_objects = [o for o in listed if (o.key, o.etag) not in known]
     waiting = max(0, len(new_objects) - room)
     inspected = (_inspect(landing, o, heads.get(o.key)) for o in new_objects[:room])
@@ -211,6 +289,7 @@ def discover_files(
         "reclaimed": len(reclaimed),
         "already_claimed": len(mine),
         "waiting": waiting,
+        "unreadable": sum(1 for c in candidates if c.failure is not None),
         "file_ids": file_ids,
     }
     logger.info(
@@ -229,6 +308,8 @@ def _discovered(bucket: str, candidate: Candidate) -> registry.DiscoveredObject:
         version_id=candidate.version_id,
         content_type=candidate.content_type,
         metadata=candidate.metadata,
+        state=FileState.DISCOVERED if candidate.failure is None else FileState.FAILED,
+        reason=candidate.failure,
     )
 
 

@@ -15,6 +15,7 @@ comma-separated list.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -90,6 +91,54 @@ def read_sidecar_document(raw: bytes) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise MetadataError(f"sidecar must hold a JSON object, found {type(document).__name__}")
     return document
+
+
+def _unstorable(value: Any) -> str | None:
+    """What PostgreSQL's jsonb would refuse in one value: NUL, a lone surrogate, a non-finite number."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "a NUL character (\\u0000)"
+        if any("\ud800" <= char <= "\udfff" for char in value):
+            return "a lone surrogate (\\ud800-\\udfff: no Unicode character)"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"the number {value!r} (JSON has no NaN or Infinity)"
+    return None
+
+
+def _first_unstorable(value: Any, path: str) -> tuple[str, str] | None:
+    if isinstance(value, dict):
+        for name, item in value.items():
+            where = f"{path}.{name}" if path else str(name)
+            problem = _unstorable(name)
+            if problem is not None:
+                return where, f"a field name with {problem}"
+            found = _first_unstorable(item, where)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _first_unstorable(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+        return None
+    problem = _unstorable(value)
+    return None if problem is None else (path, problem)
+
+
+def jsonb_safe_metadata(document: dict[str, Any]) -> dict[str, Any]:
+    """The metadata document as the registry can store it (PostgreSQL jsonb), decided before any insert.
+
+    A document jsonb would refuse (text with NUL or lone surrogates: valid JSON, yet no PostgreSQL text; NaN)
+    is replaced by its `_source` and an `_error` naming the field, so the file is rejected with that reason
+    instead of failing the claim of the whole batch. The offending value itself is not kept.
+    """
+    found = _first_unstorable(document, "")
+    if found is None:
+        return document
+    where, problem = found
+    return {SOURCE_KEY: str(document.get(SOURCE_KEY, "unknown")),
+            ERROR_KEY: f"metadata field {where!r} holds {problem}, which PostgreSQL cannot store"}
 
 
 def validate_metadata(document: dict[str, Any]) -> FileMetadata:

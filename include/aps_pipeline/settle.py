@@ -1,12 +1,17 @@
 """Settle a model after its translation: load its results into PostgreSQL, or record why not.
 
     settle_models(aps, engine, model_ids, run_id, pipeline=..., last_attempt=...)  # a batch's load task
-    settle_model(aps, engine, model_id, run_id, last_attempt=...)   # one model, whatever happened upstream
-    end_failed_models(engine, failures, run_id, step=..., last_attempt=...)  # a batch step's failures
-    fetch_and_load(aps, engine, model_id, run_id)            # manifest, views, tree, properties, thumbnail
-    record_translation_outcome(engine, model_id, manifest, run_id)
-    mark_model_failed(engine, model_id, run_id, reason)      # the DAG's last resort when APS work failed
-    record_wait_ended(engine, model_id, run_id, manifest)    # the deadline passed before APS finished
+    settle_model(aps, engine, model_id, run_id, pipeline=..., last_attempt=...)  # one model: any outcome
+    end_failed_models(engine, failures, run_id, pipeline=..., step=..., last_attempt=...)  # a step's failures
+    fetch_and_load(aps, engine, model_id, run_id, pipeline=...)  # manifest, views, tree, props, thumbnail
+    record_translation_outcome(engine, model_id, manifest, run_id, pipeline=...)
+    mark_model_failed(engine, model_id, run_id, reason, pipeline=...)  # the last resort when APS work failed
+    record_wait_ended(engine, model_id, run_id, manifest, pipeline=...)  # the deadline passed before APS did
+
+Every settlement is keyed by pipeline AND run: pipelines share the results database and, when they share a
+schedule, their scheduled run ids; one model serves every file with its content, whichever pipeline landed
+it. So each function ends only the files of its own pipeline's run; the model and its translation (shared)
+are recorded once for all, and another pipeline's files are left for that pipeline's own settlement.
 
 The load goes through `aps_results.loader.load_model_results` (COPY into staging, swap in one transaction);
 the translation's final status and the files' `loaded` state are written in that same transaction, so a
@@ -24,7 +29,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine
 
 from aps_client import Manifest, ModelView, ObjectProperties, TreeEntry
 from aps_client.errors import APSNotFoundError
@@ -32,7 +37,7 @@ from aps_pipeline.batch import ModelWorkFailed, for_each_model
 from aps_pipeline.config import MAX_LOAD_ATTEMPTS
 from aps_results import records, registry
 from aps_results.loader import load_model_results
-from aps_results.models import TERMINAL_FILE_STATES, File, FileState, TranslationStatus
+from aps_results.models import FileState, TranslationStatus
 
 logger = logging.getLogger(__name__)
 
@@ -59,15 +64,17 @@ def _model(engine: Engine, model_id: int) -> registry.ModelRecord:
     return model
 
 
-def _unfinished_file_ids(connection: Connection, model_id: int, run_id: str) -> list[int]:
-    terminal = [s.value for s in TERMINAL_FILE_STATES]
-    return list(
-        connection.scalars(
-            select(File.id).where(
-                File.model_id == model_id, File.run_id == run_id, File.state.not_in(terminal)
-            )
-        )
-    )
+def _unfinished_file_ids(connection: Connection, pipeline: str, model_id: int, run_id: str) -> list[int]:
+    """The files of `pipeline`'s run `run_id` with this model's content that have no terminal state yet."""
+    return [i for i, _ in registry.unfinished_model_files(connection, model_id, pipeline, run_id)]
+
+
+def _end_files(connection: Connection, pipeline: str, model_id: int, run_id: str, state: FileState,
+               reason: str | None = None) -> list[int]:
+    """End the pipeline's run's unfinished files of the model in `state`; their ids."""
+    ids = _unfinished_file_ids(connection, pipeline, model_id, run_id)
+    registry.set_file_state(connection, ids, state, reason, pipeline=pipeline)
+    return ids
 
 
 def messages_of(manifest: Manifest) -> list[dict[str, str]]:
@@ -99,7 +106,7 @@ def _record(connection: Connection, model_id: int, manifest: Manifest) -> None:
 
 
 def record_translation_outcome(
-    engine: Engine, model_id: int, manifest: Manifest, run_id: str
+    engine: Engine, model_id: int, manifest: Manifest, run_id: str, *, pipeline: str
 ) -> dict[str, Any]:
     """Store a finished manifest's outcome; for failed/timeout, end the run's files of this model `failed`."""
     if not manifest.is_finished:
@@ -110,8 +117,7 @@ def record_translation_outcome(
         if manifest.status != "success":
             text = "; ".join(f"{m['code']}: {m['message']}".strip(": ") for m in messages_of(manifest))
             reason = f"translation {manifest.status}: {text or 'APS gave no message'}"
-            failed_files = _unfinished_file_ids(connection, model_id, run_id)
-            registry.set_file_state(connection, failed_files, FileState.FAILED, reason)
+            failed_files = _end_files(connection, pipeline, model_id, run_id, FileState.FAILED, reason)
             logger.warning("model %d: %s", model_id, reason)
     return {"model_id": model_id, "status": manifest.status, "failed_files": failed_files}
 
@@ -145,7 +151,8 @@ def _killed_reason(killed: int) -> str:
 
 
 def fetch_and_load(
-    aps: Any, engine: Engine, model_id: int, run_id: str, *, max_load_attempts: int = MAX_LOAD_ATTEMPTS
+    aps: Any, engine: Engine, model_id: int, run_id: str, *, pipeline: str,
+    max_load_attempts: int = MAX_LOAD_ATTEMPTS,
 ) -> dict[str, Any]:
     """Fetch a translated model's results and load them; returns small stats for XCom.
 
@@ -162,7 +169,7 @@ def fetch_and_load(
             f"model {model_id}: translation is still {manifest.status} ({manifest.progress})", manifest
         )
     if manifest.status != "success":
-        return record_translation_outcome(engine, model_id, manifest, run_id)
+        return record_translation_outcome(engine, model_id, manifest, run_id, pipeline=pipeline)
 
     views = aps.derivative.views(model.urn, region=model.region)
     thumbnail = None
@@ -178,7 +185,7 @@ def fetch_and_load(
         killed = registry.begin_load(connection, translation_id, max_load_attempts)
     if killed is not None:
         reason = _killed_reason(killed)
-        failed = mark_model_failed(engine, model_id, run_id, reason)
+        failed = mark_model_failed(engine, model_id, run_id, reason, pipeline=pipeline)
         logger.error("model %d: %s; its files %s fail", model_id, reason, failed)
         return {"model_id": model_id, "status": "failed", "failed_files": failed}
 
@@ -188,8 +195,7 @@ def fetch_and_load(
         # Same transaction as the swap: the files are `loaded` exactly when their results are visible.
         _record(connection, model_id, manifest)
         registry.end_load(connection, translation_id, finished=True)
-        loaded_files.extend(_unfinished_file_ids(connection, model_id, run_id))
-        registry.set_file_state(connection, loaded_files, FileState.LOADED)
+        loaded_files.extend(_end_files(connection, pipeline, model_id, run_id, FileState.LOADED))
 
     def tree(guid: str) -> Iterator[TreeEntry]:
         return aps.derivative.iter_object_tree(model.urn, guid, region=model.region)
@@ -229,15 +235,15 @@ def fetch_and_load(
     }
 
 
-def mark_model_failed(engine: Engine, model_id: int, run_id: str, reason: str) -> list[int]:
-    """End the run's unfinished files of a model `failed` (e.g. its upload or fetch gave up after retries)."""
+def mark_model_failed(engine: Engine, model_id: int, run_id: str, reason: str, *, pipeline: str) -> list[int]:
+    """End the pipeline's run's unfinished files of a model `failed` (e.g. its upload gave up retrying)."""
     with engine.begin() as connection:
-        ids = _unfinished_file_ids(connection, model_id, run_id)
-        registry.set_file_state(connection, ids, FileState.FAILED, reason)
-    return ids
+        return _end_files(connection, pipeline, model_id, run_id, FileState.FAILED, reason)
 
 
-def record_wait_ended(engine: Engine, model_id: int, run_id: str, manifest: Manifest | None) -> list[int]:
+def record_wait_ended(
+    engine: Engine, model_id: int, run_id: str, manifest: Manifest | None, *, pipeline: str
+) -> list[int]:
     """The wait ended (wall-clock timeout) before APS finished: the attempt and the model end `timeout`.
 
     APS's progress is cosmetic, so the pipeline's deadline decides. The last manifest is kept with the
@@ -263,15 +269,14 @@ def record_wait_ended(engine: Engine, model_id: int, run_id: str, manifest: Mani
             messages=messages,
             manifest=manifest.model_dump(mode="json", by_alias=True) if manifest else None,
         )
-        ids = _unfinished_file_ids(connection, model_id, run_id)
-        registry.set_file_state(connection, ids, FileState.FAILED, f"translation did not finish in time: "
-                                f"{note['message']}")
+        ids = _end_files(connection, pipeline, model_id, run_id, FileState.FAILED,
+                         f"translation did not finish in time: {note['message']}")
     logger.warning("model %d: %s", model_id, note["message"])
     return ids
 
 
 def settle_model(
-    aps: Any, engine: Engine, model_id: int, run_id: str, *, last_attempt: bool,
+    aps: Any, engine: Engine, model_id: int, run_id: str, *, pipeline: str, last_attempt: bool,
     max_load_attempts: int = MAX_LOAD_ATTEMPTS,
 ) -> dict[str, Any]:
     """Bring a model's files of this run to a terminal state, whatever happened upstream.
@@ -286,22 +291,25 @@ def settle_model(
     if model is None:
         raise LookupError(f"model {model_id} does not exist")
     if not model.urn:
-        failed = mark_model_failed(engine, model_id, run_id, "upload to APS or job submission failed")
+        failed = mark_model_failed(engine, model_id, run_id, "upload to APS or job submission failed",
+                                   pipeline=pipeline)
         return {"model_id": model_id, "status": "failed", "failed_files": failed}
     try:
-        return fetch_and_load(aps, engine, model_id, run_id, max_load_attempts=max_load_attempts)
+        return fetch_and_load(aps, engine, model_id, run_id, pipeline=pipeline,
+                              max_load_attempts=max_load_attempts)
     except ModelNotReady as exc:
-        failed = record_wait_ended(engine, model_id, run_id, exc.manifest)
+        failed = record_wait_ended(engine, model_id, run_id, exc.manifest, pipeline=pipeline)
         return {"model_id": model_id, "status": "timeout", "failed_files": failed}
     except Exception as exc:
         if last_attempt:
             reason = f"loading results failed: {type(exc).__name__}: {exc}"
-            mark_model_failed(engine, model_id, run_id, reason)
+            mark_model_failed(engine, model_id, run_id, reason, pipeline=pipeline)
         raise
 
 
 def end_failed_models(
-    engine: Engine, failures: dict[int, BaseException], run_id: str, *, step: str, last_attempt: bool
+    engine: Engine, failures: dict[int, BaseException], run_id: str, *, pipeline: str, step: str,
+    last_attempt: bool,
 ) -> None:
     """Decide what a batch step's per-model failures mean once the other models are done.
 
@@ -314,7 +322,7 @@ def end_failed_models(
     for model_id, exc in failures.items():
         if last_attempt or getattr(exc, "retryable", True) is False:
             reason = f"{step} failed: {type(exc).__name__}: {exc}"
-            failed = mark_model_failed(engine, model_id, run_id, reason)
+            failed = mark_model_failed(engine, model_id, run_id, reason, pipeline=pipeline)
             logger.error("model %d: %s; files %s fail", model_id, reason, failed)
         else:
             pending[model_id] = exc
@@ -334,11 +342,11 @@ def settle_models(
         with engine.connect() as connection:
             if not registry.unfinished_model_files(connection, model_id, pipeline, run_id):
                 return None  # settled by an earlier try (or every file ended earlier)
-        result = settle_model(aps, engine, model_id, run_id, last_attempt=last_attempt,
+        result = settle_model(aps, engine, model_id, run_id, pipeline=pipeline, last_attempt=last_attempt,
                               max_load_attempts=max_load_attempts)
         logger.info("model %d: %s", model_id, result.get("status"))
         return result
 
     results, failures = for_each_model(model_ids, settle, concurrency=concurrency, model_id=lambda i: i)
-    end_failed_models(engine, failures, run_id, step="load", last_attempt=last_attempt)
+    end_failed_models(engine, failures, run_id, pipeline=pipeline, step="load", last_attempt=last_attempt)
     return [r for r in results if r is not None]

@@ -5,13 +5,19 @@
 
 Per file (checks.py): safe key, extension among APS's inputs (the formats endpoint, cached; or the
 `supported` argument), size in (0, max_file_size], magic bytes (one ranged GET of the first 4 KiB),
-metadata (metadata.py). A file that passes all of them is hashed by streaming it (sha256, bounded memory).
+metadata (metadata.py). A file that passes all of them is hashed by streaming it once (sha256, the content's
+key, and SHA-1, APS's digest; bounded memory).
 Then the batch expectations (expectations.py, Great Expectations) run over the passing files; their results
 go to `validation_runs`, every per-file check to `validation_results`.
 
 A file replaced or deleted since discovery is rejected (check `object`): its new version is a new file for
-the next run. An unexpected error on one file (the landing unreachable, ...) leaves that file as it was and is
-raised after the others are done, so a task retry picks up only what is left.
+the next run. A file the landing refuses to read (`AccessRefused`: no permission, archived) ends `failed` at
+once. One file never stalls the others: any other error on one file (the landing answered 500, ...) sends
+it back to `discovered` with the error as its reason, for the next run (which reclaims it, counting an
+attempt), and the step ends normally so the files that validated are planned. A file's try number is
+`attempts + 1` (`files.attempts`: earlier runs that took it over unfinished, also those that died while
+validating it); at the pipeline's `max_validation_attempts` the file ends `failed` with the last error,
+and a file already past it (its runs died mid-validation) fails without being read again.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from aps_landing import Landing, ObjectChanged, read_head, sha256_of
+from aps_landing import AccessRefused, ContentDigests, Landing, ObjectChanged, digests_of, read_head
 from aps_pipeline.checks import (
     CHECK_METADATA,
     HEAD_BYTES,
@@ -50,16 +56,20 @@ CHECK_EXPECTATIONS = "expectations"  # the batch expectations (Great Expectation
 TO_VALIDATE = (FileState.DISCOVERED.value, FileState.VALIDATING.value)
 
 
-class ValidationIncomplete(RuntimeError):
-    """Some files could not be validated because of unexpected errors; the others are done."""
-
-
 @dataclass
 class _Checked:
     file: File
     results: list[CheckResult]
-    sha256: str | None = None
+    digests: ContentDigests | None = None
     metadata: dict[str, Any] | None = None
+
+    @property
+    def sha256(self) -> str | None:
+        return self.digests.sha256 if self.digests else None
+
+    @property
+    def sha1(self) -> str | None:
+        return self.digests.sha1 if self.digests else None
 
     @property
     def failure(self) -> CheckResult | None:
@@ -72,8 +82,8 @@ def rejection_reason(result: CheckResult) -> str:
 
 def check_file(
     landing: Landing, row: File, supported: SupportedInputs, pipeline: PipelineConfig
-) -> tuple[list[CheckResult], str | None, dict[str, Any] | None]:
-    """Run every per-file check on one registry row: (results, sha256 if all passed, normalised metadata)."""
+) -> tuple[list[CheckResult], ContentDigests | None, dict[str, Any] | None]:
+    """Run every per-file check on one registry row: (results, digests if all passed, normalised metadata)."""
     results = listing_checks(row.s3_key, row.size, supported, pipeline.allowed_extensions,
                              pipeline.max_file_size)
     try:
@@ -90,12 +100,13 @@ def check_file(
         except MetadataError as exc:
             results.append(failed(CHECK_METADATA, str(exc)))
         if all(r.passed for r in results):
-            sha256, read = sha256_of(landing, row.s3_key, etag=row.etag, version_id=row.version_id)
-            if read != row.size:
-                results.append(failed(CHECK_OBJECT, f"read {read} bytes, the listing said {row.size}"))
+            digests = digests_of(landing, row.s3_key, etag=row.etag, version_id=row.version_id)
+            if digests.size != row.size:
+                message = f"read {digests.size} bytes, the listing said {row.size}"
+                results.append(failed(CHECK_OBJECT, message))
                 return results, None, metadata
-            results.append(passed(CHECK_OBJECT, sha256=sha256))
-            return results, sha256, metadata
+            results.append(passed(CHECK_OBJECT, sha256=digests.sha256))
+            return results, digests, metadata
     except ObjectChanged as exc:
         results.append(failed(CHECK_OBJECT, str(exc)))
     return results, None, None
@@ -131,15 +142,31 @@ def validate_files(
             registry.set_file_state(connection, [r.id for r in rows], FileState.VALIDATING)
 
     checked: list[_Checked] = []
-    errors: dict[int, str] = {}
+    retry_later: dict[int, str] = {}  # file id -> reason: back to `discovered`, for the next run
+    failed_files: dict[int, str] = {}  # file id -> reason: ended `failed`
+    cap = pipeline.max_validation_attempts
     for row in rows:
-        try:
-            results, sha256, metadata = check_file(landing, row, supported, pipeline)
-        except Exception as exc:  # one file's trouble must not sink the batch
-            logger.exception("could not validate %s", landing.url(row.s3_key))
-            errors[row.id] = f"{type(exc).__name__}: {exc}"
+        attempt = row.attempts + 1
+        if attempt > cap:
+            failed_files[row.id] = (f"validation did not finish in {cap} attempts (the runs that tried it "
+                                    "ended before it was validated: a worker killed?)")
             continue
-        item = _Checked(row, results, sha256, metadata)
+        try:
+            results, digests, metadata = check_file(landing, row, supported, pipeline)
+        except AccessRefused as exc:
+            failed_files[row.id] = f"{CHECK_OBJECT}: {exc}"
+            continue
+        except Exception as exc:  # one file's trouble must not sink the batch
+            logger.exception("could not validate %s (attempt %d of %d)", landing.url(row.s3_key), attempt,
+                             cap)
+            error = f"{type(exc).__name__}: {exc}"
+            if attempt >= cap:
+                failed_files[row.id] = f"validation failed in {attempt} attempts, the last: {error}"
+            else:
+                retry_later[row.id] = (f"validation attempt {attempt} of {cap} failed (the next run tries "
+                                       f"again): {error}")
+            continue
+        item = _Checked(row, results, digests, metadata)
         checked.append(item)
         failure = item.failure
         with engine.begin() as connection:
@@ -178,15 +205,18 @@ def validate_files(
             file_id = item.file.id
             if file_id in enforced_failures:
                 reason = f"{CHECK_EXPECTATIONS}: failed {', '.join(sorted(set(enforced_failures[file_id])))}"
-                registry.set_file_state(connection, file_id, FileState.REJECTED, reason, sha256=item.sha256)
+                registry.set_file_state(connection, file_id, FileState.REJECTED, reason, sha256=item.sha256,
+                                        sha1=item.sha1)
             else:
-                registry.set_file_state(
-                    connection, file_id, FileState.VALID, sha256=item.sha256, metadata=item.metadata
-                )
+                registry.set_file_state(connection, file_id, FileState.VALID, sha256=item.sha256,
+                                        sha1=item.sha1, metadata=item.metadata)
 
-    if errors:
-        with engine.begin() as connection:  # back to `discovered`, so a retry validates them again
-            registry.set_file_state(connection, list(errors), FileState.DISCOVERED)
+    with engine.begin() as connection:
+        for file_id, reason in retry_later.items():  # back to `discovered`: the next run reclaims them
+            registry.set_file_state(connection, file_id, FileState.DISCOVERED, reason)
+        for file_id, reason in failed_files.items():
+            registry.set_file_state(connection, file_id, FileState.FAILED, reason)
+            logger.error("file %d fails: %s", file_id, reason)
 
     valid = [c.file.id for c in passing if c.file.id not in enforced_failures]
     rejected = [c.file.id for c in checked if c.file.id not in valid]
@@ -198,15 +228,12 @@ def validate_files(
         "rejected": rejected,
         "duplicate_content": duplicates,
         "expectations": {o.suite: o.success for o in outcomes},
-        "errors": len(errors),
+        "failed": sorted(failed_files),
+        "retry_later": sorted(retry_later),
+        "errors": len(retry_later) + len(failed_files),
     }
     logger.info(
-        "validated %d files: %d valid (%d with duplicate content), %d rejected, %d errors",
-        len(checked), len(valid), duplicates, len(rejected), len(errors),
+        "validated %d files: %d valid (%d with duplicate content), %d rejected, %d failed, %d left for the "
+        "next run", len(checked), len(valid), duplicates, len(rejected), len(failed_files), len(retry_later),
     )  # fmt: skip
-    if errors:
-        listed = "; ".join(f"file {i}: {e}" for i, e in sorted(errors.items())[:10])
-        raise ValidationIncomplete(
-            f"{len(errors)} files could not be validated (retry picks them up): {listed}"
-        )
     return result

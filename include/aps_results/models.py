@@ -155,6 +155,9 @@ class File(Base):
     version_id: Mapped[str | None]
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(comment="hex digest, set once the content has been hashed")
+    sha1: Mapped[str | None] = mapped_column(
+        comment="hex SHA-1 of the content (APS's digest), set with sha256"
+    )
     content_type: Mapped[str | None]
     # `metadata` is reserved on declarative classes, hence the attribute name `meta`.
     meta: Mapped[dict[str, Any]] = mapped_column(

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from aps_results.models import (
@@ -57,6 +57,9 @@ class DiscoveredObject:
     version_id: str | None = None
     content_type: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # Registered in this state: `discovered`, or at once terminal (e.g. `failed`: the object cannot be read).
+    state: FileState = FileState.DISCOVERED
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ def claim_files(
     `reclaim_unfinished` takes over files left in a non-terminal state by earlier runs (e.g. a crashed run)
     and counts an attempt for each.
     """
+    now = datetime.now(UTC)  # a value: one statement for many rows takes no SQL expressions
     rows = [
         {
             "pipeline": pipeline,
@@ -96,6 +100,9 @@ def claim_files(
             "content_type": obj.content_type,
             "metadata": dict(obj.metadata),  # the column's name (File.meta in Python)
             "run_id": run_id,
+            "state": FileState(obj.state).value,
+            "reason": obj.reason,
+            "finished_at": now if FileState(obj.state) in TERMINAL_FILE_STATES else None,
         }
         for obj in objects
     ]
@@ -123,10 +130,15 @@ def set_file_state(
     reason: str | None = None,
     *,
     count_attempt: bool = False,
+    pipeline: str | None = None,
     **fields: Any,
 ) -> int:
     """Move files to `state` (with a reason); terminal states also set `finished_at`. Returns rows changed.
 
+    A terminal state is final: a file that is loaded, rejected or failed is never moved out of it (nor to
+    another terminal state); only its own terminal state may be written again, e.g. to record the
+    quarantined copy. `pipeline` restricts the change to that pipeline's files: pipelines share the
+    database and their scheduled run ids, so settling code names its pipeline and cannot touch another's.
     `fields` sets other columns (by column name) at the same time, e.g. sha256=..., model_id=...,
     quarantine_key=..., metadata=...
     """
@@ -139,7 +151,12 @@ def set_file_state(
     values["finished_at"] = func.now() if state in TERMINAL_FILE_STATES else None
     if count_attempt:
         values["attempts"] = File.attempts + 1
-    return conn.execute(update(File).where(File.id.in_(ids)).values(values)).rowcount
+    statement = update(File).where(
+        File.id.in_(ids), or_(File.state.not_in(_TERMINAL), File.state == state.value)
+    )
+    if pipeline is not None:
+        statement = statement.where(File.pipeline == pipeline)
+    return conn.execute(statement.values(values)).rowcount
 
 
 def unfinished_model_files(

@@ -161,7 +161,8 @@ def upload_models(models: list[ModelPlan]) -> list[UploadedModel]:
     with _aps(config) as aps:
         uploaded, failures = upload(aps, _landing(config), engine, models, pipeline=config.name,
                                     run_id=run_id, concurrency=config.upload_concurrency)
-    end_failed_models(engine, failures, run_id, step="upload", last_attempt=_tries()[1])
+    end_failed_models(engine, failures, run_id, pipeline=config.name, step="upload",
+                      last_attempt=_tries()[1])
     return uploaded
 
 
@@ -178,7 +179,8 @@ def submit_translations(uploaded: list[UploadedModel]) -> list[SubmittedModel]:
         submitted, failures = submit_models(aps, engine, uploaded, pipeline=config.name, run_id=run_id,
                                             formats=config.job_formats(), force=bool(params.get("force")),
                                             retried=retried, concurrency=config.upload_concurrency)
-    end_failed_models(engine, failures, run_id, step="job submission", last_attempt=last_attempt)
+    end_failed_models(engine, failures, run_id, pipeline=config.name, step="job submission",
+                      last_attempt=last_attempt)
     return submitted
 
 

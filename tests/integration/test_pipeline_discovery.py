@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from aps_landing import Landing
+from aps_devstack import S3Server
+from aps_landing import Landing, ListedObject
+from aps_landing.s3 import S3Landing
 from aps_pipeline.config import PipelineConfig
-from aps_pipeline.discovery import discover_files
-from aps_pipeline.metadata import ERROR_KEY, SOURCE_KEY
+from aps_pipeline.discovery import DISCOVERY_READ_ATTEMPTS, discover_files
+from aps_pipeline.metadata import ERROR_KEY, SOURCE_KEY, jsonb_safe_metadata
+from aps_pipeline.validation import validate_files
 from aps_results.models import File, FileState
 from aps_samples import put_sample_batch
+from tests.fixtures.pipeline import RefusingLanding
 
 
 def files_by_key(engine: Engine) -> dict[str, File]:
@@ -110,3 +118,174 @@ def test_limit_leaves_the_rest_for_later_runs(
     second = discover_files(landing, results_engine, landing_pipeline, "run-2", limit=10)
     assert len(second["file_ids"]) == 3
     assert second["waiting"] == 0
+
+
+# --- One object cannot stall discovery (issue 11, scenario 2) ----------------------------------------------
+
+
+def _s3_pipeline(bucket: str) -> PipelineConfig:
+    return PipelineConfig.model_validate({
+        "name": "test_ingest", "landing": {"bucket": bucket, "prefix": "incoming/"},
+        "aps": {"bucket_key": "test-ingest-bucket"},
+    })
+
+
+def test_a_refused_head_fails_that_file_and_the_rest_is_claimed(
+    s3_server: S3Server, s3_bucket: str, results_engine: Engine
+) -> None:
+    client = s3_server.client()
+    for name in ("denied", "fine"):
+        client.put_object(Bucket=s3_bucket, Key=f"incoming/{name}.obj", Body=b"v 0 0 0\n",
+                          Metadata={"project": "p"})
+    landing = RefusingLanding(client, s3_bucket, {"incoming/denied.obj": ("403", 403)}, times=None)
+    result = discover_files(landing, results_engine, _s3_pipeline(s3_bucket), "run-1")
+
+    rows = files_by_key(results_engine)
+    assert rows["incoming/fine.obj"].state == FileState.DISCOVERED
+    denied = rows["incoming/denied.obj"]
+    assert denied.state == FileState.FAILED
+    assert "access refused" in denied.reason
+    assert "403" in denied.reason
+    assert landing.calls["incoming/denied.obj"] == 1  # a refusal is not retried
+    assert sorted(result["file_ids"]) == sorted(r.id for r in rows.values())
+    assert result["unreadable"] == 1
+    # The next run does not try that version again; the failed row is its record.
+    again = discover_files(landing, results_engine, _s3_pipeline(s3_bucket), "run-2")
+    assert again["new"] == 0
+    assert landing.calls["incoming/denied.obj"] == 1
+
+
+def test_a_transient_head_error_is_retried_a_bounded_number_of_times_then_fails(
+    s3_server: S3Server, s3_bucket: str, results_engine: Engine
+) -> None:
+    client = s3_server.client()
+
+    def put(name: str) -> None:
+        client.put_object(Bucket=s3_bucket, Key=f"incoming/{name}.obj", Body=b"v 0 0 0\n",
+                          Metadata={"project": "p"})
+
+    put("flaky")
+    put("fine")
+    flaky = RefusingLanding(client, s3_bucket, {"incoming/flaky.obj": ("SlowDown", 503)},
+                            times=DISCOVERY_READ_ATTEMPTS - 1)
+    discover_files(flaky, results_engine, _s3_pipeline(s3_bucket), "run-1")
+    put("broken")
+    broken = RefusingLanding(client, s3_bucket, {"incoming/broken.obj": ("InternalError", 500)}, times=None)
+    assert discover_files(broken, results_engine, _s3_pipeline(s3_bucket), "run-1")["unreadable"] == 1
+
+    rows = files_by_key(results_engine)
+    assert rows["incoming/flaky.obj"].state == FileState.DISCOVERED  # the last allowed attempt worked
+    assert rows["incoming/fine.obj"].state == FileState.DISCOVERED
+    assert rows["incoming/broken.obj"].state == FileState.FAILED
+    assert f"after {DISCOVERY_READ_ATTEMPTS} attempts" in rows["incoming/broken.obj"].reason
+    assert "InternalError" in rows["incoming/broken.obj"].reason
+    assert broken.calls["incoming/broken.obj"] == DISCOVERY_READ_ATTEMPTS
+
+
+def test_an_archived_sidecar_is_recorded_as_unreadable_and_the_file_rejected(
+    s3_server: S3Server, s3_bucket: str, results_engine: Engine
+) -> None:
+    """A GLACIER sidecar: the real S3 server answers its GET with InvalidObjectState (403)."""
+    client = s3_server.client()
+    pipeline = _s3_pipeline(s3_bucket)
+    client.put_object(Bucket=s3_bucket, Key="incoming/archived.obj", Body=b"v 0 0 0\n")
+    client.put_object(Bucket=s3_bucket, Key="incoming/archived.obj.meta.json", Body=b'{"project": "p"}',
+                      StorageClass="GLACIER")
+    client.put_object(Bucket=s3_bucket, Key="incoming/fine.obj", Body=b"v 0 0 1\n", Metadata={"project": "p"})
+    landing = S3Landing(client, s3_bucket)
+    result = discover_files(landing, results_engine, pipeline, "run-1")
+    assert len(result["file_ids"]) == 2
+
+    validate_files(landing, results_engine, pipeline, "run-1", supported={"svf2": ["obj"]})
+    rows = files_by_key(results_engine)
+    assert rows["incoming/fine.obj"].state == FileState.VALID
+    archived = rows["incoming/archived.obj"]
+    assert archived.state == FileState.REJECTED
+    assert archived.reason.startswith("metadata: ")
+    assert "InvalidObjectState" in archived.reason
+    assert "archived.obj.meta.json" in archived.reason
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "problem"),
+    [(b'{"project": "a\\u0000b"}', "NUL"), (b'{"project": "\\ud800"}', "surrogate"),
+     (b'{"\\ud800": "x", "project": "p"}', "surrogate")],
+    ids=["nul", "lone-surrogate-value", "lone-surrogate-name"],
+)
+def test_metadata_postgresql_cannot_store_is_rejected_before_the_insert(
+    landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig, sidecar: bytes, problem: str
+) -> None:
+    """Valid JSON that jsonb refuses (NUL, lone surrogates) must not fail the claim of the whole batch."""
+    landing.put("incoming/bad.obj", b"v 0 0 0\n")
+    landing.put("incoming/bad.obj.meta.json", sidecar)
+    landing.put("incoming/fine.obj", b"v 0 0 1\n", metadata={"project": "p"})
+    result = discover_files(landing, results_engine, landing_pipeline, "run-1")
+    assert len(result["file_ids"]) == 2
+
+    validate_files(landing, results_engine, landing_pipeline, "run-1", supported={"svf2": ["obj"]})
+    rows = files_by_key(results_engine)
+    assert rows["incoming/fine.obj"].state == FileState.VALID
+    bad = rows["incoming/bad.obj"]
+    assert bad.state == FileState.REJECTED
+    assert bad.reason.startswith("metadata: ")
+    assert problem in bad.reason
+    assert bad.meta[SOURCE_KEY] == "sidecar"
+
+
+def test_jsonb_safe_metadata_keeps_storable_documents_and_names_the_problem() -> None:
+    document = {"project": "p", "tags": ["a", "b"], "n": 1, "_source": "sidecar"}
+    assert jsonb_safe_metadata(document) == document
+    refused = jsonb_safe_metadata({"project": "a\x00b", SOURCE_KEY: "s3"})
+    assert refused[SOURCE_KEY] == "s3"
+    assert "project" in refused[ERROR_KEY]
+    assert "NUL" in refused[ERROR_KEY]
+    assert "a\x00b" not in str(refused)
+    nested = jsonb_safe_metadata({"project": "p", "tags": ["ok", "\udc80"]})
+    assert "tags" in nested[ERROR_KEY]
+    assert "surrogate" in nested[ERROR_KEY]
+
+
+# --- Versioned buckets: ETag and version id from one read (issue 11, scenario 10) --------------------------
+
+
+class OverwrittenAfterListing(S3Landing):
+    """An S3Landing whose listing is followed at once by a new version of one key (before discovery HEADs).
+
+    Discovery lists first and HEADs later; an upload landing between the two is what this makes certain.
+    """
+
+    def __init__(self, client: Any, bucket: str, key: str, content: bytes) -> None:
+        super().__init__(client, bucket)
+        self.key, self.content = key, content
+
+    def list(self, prefix: str) -> Iterator[ListedObject]:
+        listed = list(super().list(prefix))
+        self.put(self.key, self.content, metadata={"project": "p"})
+        yield from listed
+
+
+def test_the_registered_etag_and_version_id_are_of_the_same_version(
+    s3_server: S3Server, s3_bucket: str, results_engine: Engine
+) -> None:
+    client = s3_server.client()
+    client.put_bucket_versioning(Bucket=s3_bucket, VersioningConfiguration={"Status": "Enabled"})
+    key = "incoming/busy.obj"
+    client.put_object(Bucket=s3_bucket, Key=key, Body=b"v 0 0 0\n", Metadata={"project": "p"})
+    landing = OverwrittenAfterListing(client, s3_bucket, key, b"v 1 1 1\nv 2 2 2\n")
+    discover_files(landing, results_engine, _s3_pipeline(s3_bucket), "run-1")
+
+    row = files_by_key(results_engine)[key]
+    assert row.version_id is not None
+    version = client.head_object(Bucket=s3_bucket, Key=key, VersionId=row.version_id)
+    assert row.etag == version["ETag"].strip('"')
+    assert row.size == version["ContentLength"]
+    # Pinned reads of the registered version get exactly those bytes.
+    assert read_object_version(landing, key, row.etag, row.version_id) == b"v 1 1 1\nv 2 2 2\n"
+
+
+def read_object_version(landing: Landing, key: str, etag: str, version_id: str | None) -> bytes:
+    body = landing.read_range(key, etag=etag, version_id=version_id)
+    try:
+        return body.read()
+    finally:
+        body.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -33,7 +34,7 @@ from aps_pipeline.validation import validate_files
 from aps_results import registry
 from aps_results.models import File, FileState, Model, ModelStatus, Property, RunSummary, Translation
 from aps_samples import generate_ifc, put_sample_batch
-from tests.fixtures.pipeline import read_object
+from tests.fixtures.pipeline import PIPELINE_NAME, read_object
 
 FORMATS = {"svf2": ["ifc", "obj", "rvt"]}
 
@@ -86,6 +87,8 @@ def test_duplicates_share_one_model_and_earlier_loads_are_reused(
     assert (shared["source_etag"], shared["source_version_id"], shared["source_size"]) == (
         source.etag, source.version_id, source.size
     )  # the validated version, to upload exactly those bytes
+    content = read_object(landing, source.s3_key)
+    assert shared["source_sha1"] == source.sha1 == hashlib.sha1(content).hexdigest()  # APS's digest
 
     # Re-running the step changes nothing.
     again = assign_models(results_engine, landing_pipeline, "run-1")
@@ -205,7 +208,7 @@ def test_translated_ifc_is_fetched_and_loaded_with_global_ids(
     urn = upload_and_translate(aps, results_engine, model, sample.data)
     assert wait_for_manifest(aps, urn).status == "success"
 
-    result = fetch_and_load(aps, results_engine, model["model_id"], "run-t")
+    result = fetch_and_load(aps, results_engine, model["model_id"], "run-t", pipeline=PIPELINE_NAME)
     assert result["status"] == "success"
     assert sorted(result["loaded_files"]) == sorted(model["file_ids"])
     assert result["properties"] > 0
@@ -248,7 +251,7 @@ def test_failed_translation_is_recorded_with_aps_messages(
     manifest = wait_for_manifest(aps, urn)
     assert manifest.status == "failed"
 
-    result = fetch_and_load(aps, results_engine, model["model_id"], "run-t")
+    result = fetch_and_load(aps, results_engine, model["model_id"], "run-t", pipeline=PIPELINE_NAME)
     assert result["status"] == "failed"
     with Session(results_engine) as session:
         (file,) = session.scalars(select(File)).all()
@@ -259,7 +262,8 @@ def test_failed_translation_is_recorded_with_aps_messages(
         assert translation.status == "failed"
         assert translation.messages
         assert session.get(Model, model["model_id"]).status == ModelStatus.FAILED
-    assert mark_model_failed(results_engine, model["model_id"], "run-t", "unused") == []  # nothing left
+    left = mark_model_failed(results_engine, model["model_id"], "run-t", "unused", pipeline=PIPELINE_NAME)
+    assert left == []  # nothing left
 
     # The same content under another key in a later run is not sent to APS again.
     landing.put("incoming/doomed-again.ifc", sample.data, metadata={"project": "p"})
@@ -299,7 +303,8 @@ def test_files_left_mid_translation_by_a_crashed_run_are_carried_on(
     submit_models(aps, results_engine, uploaded, pipeline=landing_pipeline.name, run_id="next",
                   formats=landing_pipeline.job_formats())
     assert wait_for_manifest(aps, urn).status == "success"
-    assert fetch_and_load(aps, results_engine, model["model_id"], "next")["status"] == "success"
+    loaded = fetch_and_load(aps, results_engine, model["model_id"], "next", pipeline=PIPELINE_NAME)
+    assert loaded["status"] == "success"
 
     with Session(results_engine) as session:
         (translation,) = session.scalars(select(Translation)).all()  # the one job, recorded once
@@ -323,7 +328,8 @@ def test_wait_that_ends_before_aps_finishes_records_a_timeout(
     upload_and_translate(aps, results_engine, model, sample.data)
 
     # The sensor's wall-clock deadline passed; the DAG's load task settles the model anyway.
-    result = settle_model(aps, results_engine, model["model_id"], "run-w", last_attempt=False)
+    result = settle_model(aps, results_engine, model["model_id"], "run-w", pipeline=PIPELINE_NAME,
+                          last_attempt=False)
     assert result["status"] == "timeout"
     with Session(results_engine) as session:
         (file,) = session.scalars(select(File)).all()
@@ -427,7 +433,7 @@ def test_settle_streams_tree_and_properties_into_the_load(
     live = LiveItems(aps.derivative)
 
     result = settle_model(SimpleNamespace(derivative=live), results_engine, model["model_id"], "run-l",
-                          last_attempt=False)
+                          pipeline=PIPELINE_NAME, last_attempt=False)
 
     assert result["status"] == "success"
     assert result["views"] == 2  # the emulator gives the 3D and the 2D view the same objects
@@ -449,7 +455,8 @@ def test_a_model_whose_loads_were_killed_too_often_fails_instead_of_loading_agai
     set_unfinished_loads(results_engine, model["model_id"], 3)  # three loads begun, none ended
     before = emulator.stats()["requests"]
 
-    result = settle_model(aps, results_engine, model["model_id"], "run-o", last_attempt=False)
+    result = settle_model(aps, results_engine, model["model_id"], "run-o", pipeline=PIPELINE_NAME,
+                          last_attempt=False)
 
     assert result["status"] == "failed"
     assert sorted(result["failed_files"]) == sorted(model["file_ids"])
@@ -470,7 +477,7 @@ config = APSConfig(client_id=os.environ["APS_CLIENT_ID"], client_secret=SecretSt
                    base_url=os.environ["APS_URL"])
 with APSClient(config) as aps:
     settle_model(aps, make_engine(os.environ["RESULTS_URL"]), int(sys.argv[1]), sys.argv[2],
-                 last_attempt=False)
+                 pipeline=sys.argv[3], last_attempt=False)
 """
 
 
@@ -486,7 +493,8 @@ def test_a_load_killed_by_the_kernel_is_counted_and_the_cap_then_fails_the_files
     with results_engine.connect() as blocker:
         # Holding the model's row makes the load wait inside its transaction: the kill lands mid-load.
         blocker.execute(select(Model.id).where(Model.id == model_id).with_for_update())
-        process = subprocess.Popen([sys.executable, "-c", KILLED_LOAD, str(model_id), "run-k"], env=env)
+        process = subprocess.Popen([sys.executable, "-c", KILLED_LOAD, str(model_id), "run-k",
+                                    PIPELINE_NAME], env=env)
         try:
             deadline = time.monotonic() + 60
             while unfinished_loads(results_engine, model_id) == 0:
@@ -501,6 +509,69 @@ def test_a_load_killed_by_the_kernel_is_counted_and_the_cap_then_fails_the_files
         blocker.rollback()
 
     assert unfinished_loads(results_engine, model_id) == 1
-    result = settle_model(aps, results_engine, model_id, "run-k", last_attempt=False, max_load_attempts=1)
+    result = settle_model(aps, results_engine, model_id, "run-k", pipeline=PIPELINE_NAME, last_attempt=False,
+                          max_load_attempts=1)
     assert result["status"] == "failed"
     assert_failed_unloaded(results_engine, model_id, "load killed 1 time (out of memory?)")
+
+
+# --- Pipelines sharing the results database (issue 11, scenario 6) ----------------------------------------
+
+
+def test_two_pipelines_share_one_model_and_one_job_and_settle_only_their_own_files(
+    aps: APSClient, emulator: Any, s3_server: Any, s3_bucket: str, results_engine: Engine
+) -> None:
+    """Two DAGs on one schedule: their scheduled run ids are equal, and they land the same content."""
+    emulator.configure(translation_seconds=0.5)
+    landing = S3Landing(s3_server.client(), s3_bucket)
+    pipelines = {
+        name: PipelineConfig.model_validate({
+            "name": name, "landing": {"bucket": s3_bucket, "prefix": f"{name}/"},
+            "aps": {"bucket_key": "shared-bucket", "region": "US"},
+        })
+        for name in ("ingest_a", "ingest_b")
+    }
+    run_id = "scheduled__2026-12-02T13:00:00+00:00"  # the same in both DAGs
+    tower, lost = generate_ifc(61, name="tower"), generate_ifc(62, name="lost")
+    plans = {}
+    for name, pipeline in pipelines.items():
+        landing.put(f"{name}/tower.ifc", tower.data, metadata={"project": "p"})
+        landing.put(f"{name}/lost.ifc", lost.data, metadata={"project": "p"})
+        discover_files(landing, results_engine, pipeline, run_id)
+        validate_files(landing, results_engine, pipeline, run_id, supported=FORMATS)
+        plans[name] = {m["source_key"].split("/", 1)[1]: m
+                       for m in assign_models(results_engine, pipeline, run_id)["models"]}
+    shared = plans["ingest_a"]["tower.ifc"]["model_id"]
+    assert plans["ingest_b"]["tower.ifc"]["model_id"] == shared  # one model for the content
+    unsent = plans["ingest_a"]["lost.ifc"]["model_id"]
+    assert plans["ingest_b"]["lost.ifc"]["model_id"] == unsent
+
+    urn = upload_and_translate(aps, results_engine, plans["ingest_a"]["tower.ifc"], tower.data)  # one job
+    assert wait_for_manifest(aps, urn).status == "success"
+
+    def states(name: str) -> dict[str, str]:
+        with Session(results_engine) as session:
+            return {f.s3_key.split("/", 1)[1]: f.state
+                    for f in session.scalars(select(File).where(File.pipeline == name))}
+
+    # A settles: only A's files end; B's (same model, same run id) are untouched.
+    loaded = settle_model(aps, results_engine, shared, run_id, pipeline="ingest_a", last_attempt=False)
+    assert loaded["loaded_files"] == plans["ingest_a"]["tower.ifc"]["file_ids"]
+    failed = settle_model(aps, results_engine, unsent, run_id, pipeline="ingest_a", last_attempt=False)
+    assert failed["failed_files"] == plans["ingest_a"]["lost.ifc"]["file_ids"]
+    assert states("ingest_a") == {"tower.ifc": "loaded", "lost.ifc": "failed"}
+    assert states("ingest_b") == {"tower.ifc": "valid", "lost.ifc": "valid"}
+    assert mark_model_failed(results_engine, shared, run_id, "late", pipeline="ingest_b") == [
+        plans["ingest_b"]["tower.ifc"]["file_ids"][0]
+    ]  # B's own file only; A's loaded file keeps its end
+    assert states("ingest_a")["tower.ifc"] == "loaded"
+
+    # B settles the other content on its own.
+    settle_model(aps, results_engine, unsent, run_id, pipeline="ingest_b", last_attempt=False)
+    assert states("ingest_b") == {"tower.ifc": "failed", "lost.ifc": "failed"}
+    with Session(results_engine) as session:
+        assert len(session.scalars(select(Translation).where(Translation.model_id == shared)).all()) == 1
+    assert emulator.stats()["requests"]["job"] == 1
+    for name in pipelines:
+        summary = summarize_run(results_engine, name, run_id)
+        assert (summary["discovered"], summary["lost"]) == (2, 0)

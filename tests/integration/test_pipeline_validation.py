@@ -8,20 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from aps_devstack import S3Server
 from aps_landing import Landing
 from aps_landing.local import LocalLanding
 from aps_landing.s3 import S3Landing
 from aps_pipeline.config import PipelineConfig
+from aps_pipeline.dedupe import assign_models
 from aps_pipeline.discovery import discover_files
 from aps_pipeline.expectations import ENFORCED_SUITE, REPORT_SUITE
 from aps_pipeline.quarantine import REASON_SUFFIX, quarantine_key, quarantine_rejected
 from aps_pipeline.validation import validate_files
 from aps_results.models import File, FileState, ValidationResult, ValidationRun
 from aps_samples import SampleFile, put_sample_batch, sample_batch
-from tests.fixtures.pipeline import read_object
+from tests.fixtures.pipeline import RefusingLanding, read_object
 
 # The shape of GET .../formats (aps-api.md §2.15), trimmed to what the batch needs.
 FORMATS = {"svf2": ["ifc", "obj", "rvt", "dwg", "nwd", "prt\\.\\d+$"], "thumbnail": ["ifc", "rvt"]}
@@ -52,6 +54,7 @@ def test_sample_batch_yields_the_expected_outcomes(
         if sample.expected.valid:
             assert row.state == FileState.VALID, (sample.key, row.reason)
             assert row.sha256 == hashlib.sha256(sample.data).hexdigest()
+            assert row.sha1 == hashlib.sha1(sample.data).hexdigest()  # APS's digest, from the same read
             assert row.meta["project"] == "project-4"
             assert row.finished_at is None
         else:
@@ -212,3 +215,102 @@ def test_a_quarantine_that_failed_in_its_run_is_done_by_a_later_run(
     reason = json.loads(read_object(landing, target + REASON_SUFFIX))
     assert reason["run_id"] == "run-1"
     assert any(c["passed"] is False for c in reason["checks"])  # the checks of the run that rejected it
+
+
+# --- One unreadable object cannot stall validation and planning (issue 11, scenario 3) ---------------------
+
+
+def _capped_pipeline(bucket: str, attempts: int) -> PipelineConfig:
+    return PipelineConfig.model_validate({
+        "name": "capped", "landing": {"bucket": bucket, "prefix": "incoming/"},
+        "aps": {"bucket_key": "capped-bucket"}, "max_validation_attempts": attempts,
+    })
+
+
+def _put_obj(landing: Landing, name: str, content: bytes) -> str:
+    key = f"incoming/{name}.obj"
+    landing.put(key, content, metadata={"project": "p"})
+    return key
+
+
+def test_a_file_that_cannot_be_read_fails_after_its_attempts_and_the_rest_goes_on(
+    s3_server: S3Server, s3_bucket: str, results_engine: Engine
+) -> None:
+    """GETs of one object keep failing (S3 InternalError): it ends failed after max_validation_attempts runs,
+    the other files validate and are planned in the first run, and it never takes a new file's room."""
+    pipeline = _capped_pipeline(s3_bucket, attempts=3)
+    client = s3_server.client()
+    landing = RefusingLanding(client, s3_bucket, {"incoming/sick.obj": ("InternalError", 500)},
+                              operations=("GetObject",))
+    sick = _put_obj(landing, "sick", b"v 0 0 0\n")
+    good = _put_obj(landing, "good", b"v 0 0 1\n")
+
+    discover_files(landing, results_engine, pipeline, "run-1", limit=2)
+    first = validate_files(landing, results_engine, pipeline, "run-1", supported=FORMATS)  # no raise
+    rows = files(results_engine)
+    assert first["valid"] == [rows[good].id]
+    assert first["retry_later"] == [rows[sick].id]
+    assert rows[sick].state == FileState.DISCOVERED
+    assert "InternalError" in rows[sick].reason
+    plan = assign_models(results_engine, pipeline, "run-1")  # planning proceeds for the valid file
+    assert [m["file_ids"] for m in plan["models"]] == [[rows[good].id]]
+    with results_engine.begin() as connection:
+        connection.execute(update(File).where(File.id == rows[good].id).values(state=FileState.LOADED.value))
+
+    # The stuck file does not use up the room of the next run (limit 1): a new file still joins it.
+    newer = _put_obj(landing, "newer", b"v 0 0 2\n")
+    second = discover_files(landing, results_engine, pipeline, "run-2", limit=1)
+    assert second["new"] == 1
+    assert second["reclaimed"] == 1
+    assert validate_files(landing, results_engine, pipeline, "run-2", supported=FORMATS)["valid"] == [
+        files(results_engine)[newer].id
+    ]
+    assert files(results_engine)[sick].state == FileState.DISCOVERED  # attempt 2 of 3
+
+    discover_files(landing, results_engine, pipeline, "run-3", limit=1)
+    third = validate_files(landing, results_engine, pipeline, "run-3", supported=FORMATS)
+    row = files(results_engine)[sick]
+    assert row.state == FileState.FAILED
+    assert "3 attempts" in row.reason
+    assert "InternalError" in row.reason
+    assert third["failed"] == [row.id]
+    assert third["retry_later"] == []
+    # It is finished: the next run does not claim it again.
+    assert row.id not in discover_files(landing, results_engine, pipeline, "run-4")["file_ids"]
+
+
+def test_a_file_left_mid_validation_too_often_fails_without_another_try(
+    s3_server: S3Server, s3_bucket: str, results_engine: Engine
+) -> None:
+    """Runs that died while validating it (the worker killed?) count as attempts: at the cap it fails."""
+    pipeline = _capped_pipeline(s3_bucket, attempts=2)
+    landing = RefusingLanding(s3_server.client(), s3_bucket, {})
+    key = _put_obj(landing, "heavy", b"v 0 0 0\n")
+    (file_id,) = discover_files(landing, results_engine, pipeline, "run-1")["file_ids"]
+    with results_engine.begin() as connection:  # run-1 died mid-validation, and so did run-2
+        connection.execute(update(File).values(state=FileState.VALIDATING.value))
+    discover_files(landing, results_engine, pipeline, "run-2")
+    discover_files(landing, results_engine, pipeline, "run-3")
+    result = validate_files(landing, results_engine, pipeline, "run-3", supported=FORMATS)
+    row = files(results_engine)[key]
+    assert result["failed"] == [file_id]
+    assert row.state == FileState.FAILED
+    assert "2 attempts" in row.reason
+    assert landing.calls == {}  # not read again
+
+
+def test_a_refused_read_fails_the_file_at_once(
+    s3_server: S3Server, s3_bucket: str, results_engine: Engine
+) -> None:
+    """An archived (GLACIER) object: the real S3 server answers its GET with InvalidObjectState."""
+    pipeline = _capped_pipeline(s3_bucket, attempts=3)
+    client = s3_server.client()
+    client.put_object(Bucket=s3_bucket, Key="incoming/cold.obj", Body=b"v 0 0 0\n",
+                      Metadata={"project": "p"}, StorageClass="GLACIER")
+    landing = S3Landing(client, s3_bucket)
+    discover_files(landing, results_engine, pipeline, "run-1")
+    result = validate_files(landing, results_engine, pipeline, "run-1", supported=FORMATS)
+    row = files(results_engine)["incoming/cold.obj"]
+    assert result["failed"] == [row.id]
+    assert row.state == FileState.FAILED
+    assert "InvalidObjectState" in row.reason

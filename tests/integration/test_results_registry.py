@@ -157,3 +157,42 @@ def test_run_summary_counts_terminal_states_and_is_refreshed(results_engine: Eng
         registry.write_run_summary(conn, PIPELINE, "run-1")
         rows = conn.execute(select(RunSummary.discovered, RunSummary.loaded, RunSummary.lost)).all()
     assert rows == [(4, 2, 0)]
+
+
+def test_a_terminal_state_is_never_overwritten_by_another_pipeline(results_engine: Engine) -> None:
+    """Issue 11, scenario 6: pipelines share the database (and scheduled run ids); a file's end is final."""
+    with results_engine.begin() as conn:
+        (mine,) = registry.claim_files(conn, "a", "scheduled__1", landed("x.ifc"))
+        (theirs,) = registry.claim_files(conn, "b", "scheduled__1", landed("x.ifc"))
+        registry.set_file_state(conn, mine.id, "loaded", "loaded as model 1")
+        registry.set_file_state(conn, theirs.id, "rejected", "metadata: no project")
+    with results_engine.begin() as conn:
+        # Another pipeline's settlement cannot reach the file, whatever state it asks for ...
+        assert registry.set_file_state(conn, mine.id, "failed", "from b", pipeline="b") == 0
+        assert registry.set_file_state(conn, [mine.id, theirs.id], "failed", "from b", pipeline="b") == 0
+        # ... and no one moves a file out of its terminal state: loaded stays loaded.
+        assert registry.set_file_state(conn, mine.id, "failed", "late failure") == 0
+        assert registry.set_file_state(conn, theirs.id, "valid") == 0
+        # The same terminal state may still be completed (the quarantine records its copy).
+        assert registry.set_file_state(conn, theirs.id, "rejected", "metadata: no project",
+                                       quarantine_key="quarantine/x.ifc", pipeline="b") == 1
+        # A pipeline's own unfinished files move as before.
+        *_, other = registry.claim_files(conn, "a", "scheduled__1", landed("y.ifc"))  # and x.ifc
+        assert registry.set_file_state(conn, other.id, "valid", pipeline="a") == 1
+        assert registry.set_file_state(conn, other.id, "failed", "from b", pipeline="b") == 0
+        rows = dict(conn.execute(select(File.id, File.state).order_by(File.id)).all())
+        reasons = dict(conn.execute(select(File.id, File.reason)).all())
+    assert rows == {mine.id: "loaded", theirs.id: "rejected", other.id: "valid"}
+    assert reasons[mine.id] == "loaded as model 1"
+
+
+def test_summaries_of_pipelines_with_one_run_id_count_their_own_files(results_engine: Engine) -> None:
+    with results_engine.begin() as conn:
+        a1, a2 = registry.claim_files(conn, "a", "scheduled__1", landed("x.ifc", "y.ifc"))
+        (b1,) = registry.claim_files(conn, "b", "scheduled__1", landed("x.ifc"))
+        registry.set_file_state(conn, [a1.id, a2.id], "loaded")
+        registry.set_file_state(conn, b1.id, "failed", "translation failed")
+        a = registry.write_run_summary(conn, "a", "scheduled__1")
+        b = registry.write_run_summary(conn, "b", "scheduled__1")
+    assert (a.discovered, a.loaded, a.failed) == (2, 2, 0)
+    assert (b.discovered, b.loaded, b.failed) == (1, 0, 1)

@@ -77,6 +77,23 @@ def test_downgrade_to_base_and_up_again(results_url: str) -> None:
     assert migrate.upgrade(results_url) == migrate.head_revision()
 
 
+def test_0004_adds_the_files_sha1_column_and_its_downgrade_drops_it(results_url: str) -> None:
+    """APS's SHA-1 of the content, nullable (files hashed before 0004 have none)."""
+    engine = create_engine(results_url)
+
+    def sha1_column() -> list[dict[str, object]]:
+        return [c for c in inspect(engine).get_columns("files", schema=SCHEMA) if c["name"] == "sha1"]
+
+    assert migrate.head_revision() == "0004"
+    (column,) = sha1_column()
+    assert column["nullable"] is True
+    migrate.downgrade(results_url, "0003")
+    assert sha1_column() == []
+    migrate.upgrade(results_url)
+    assert len(sha1_column()) == 1
+    engine.dispose()
+
+
 @pytest.fixture
 def reader_login(postgres: LocalPostgres, results_url: str) -> Iterator[tuple[str, str]]:
     """A reader login role (roles are cluster-wide: a unique name, dropped afterwards)."""

@@ -12,7 +12,7 @@ from aps_pipeline.labels import files_label
 def _plan(i: int) -> ModelPlan:
     return ModelPlan(model_id=i, file_ids=[i], sha256=f"{i:064x}", status="pending", urn=None, region="US",
                      bucket_key="b", object_key=f"{i}.ifc", source_key=f"incoming/f{i}.ifc",
-                     source_etag="e", source_version_id=None, source_size=1)
+                     source_etag="e", source_version_id=None, source_size=1, source_sha1=None)
 
 
 def test_batches_are_bounded_and_keep_plan_order() -> None:
