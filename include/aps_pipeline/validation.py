@@ -212,8 +212,10 @@ def validate_files(
                                         sha1=item.sha1, metadata=item.metadata)
 
     with engine.begin() as connection:
-        for file_id, reason in retry_later.items():  # back to `discovered`: the next run reclaims them
-            registry.set_file_state(connection, file_id, FileState.DISCOVERED, reason)
+        for file_id, reason in retry_later.items():
+            # Back to `discovered` and out of this run (so its summary does not count them lost): the next
+            # run's discovery takes them over, and counts the attempt.
+            registry.set_file_state(connection, file_id, FileState.DISCOVERED, reason, run_id=None)
         for file_id, reason in failed_files.items():
             registry.set_file_state(connection, file_id, FileState.FAILED, reason)
             logger.error("file %d fails: %s", file_id, reason)

@@ -20,6 +20,7 @@ from aps_pipeline.dedupe import assign_models
 from aps_pipeline.discovery import discover_files
 from aps_pipeline.expectations import ENFORCED_SUITE, REPORT_SUITE
 from aps_pipeline.quarantine import REASON_SUFFIX, quarantine_key, quarantine_rejected
+from aps_pipeline.summary import summarize_run
 from aps_pipeline.validation import validate_files
 from aps_results.models import File, FileState, ValidationResult, ValidationRun
 from aps_samples import SampleFile, put_sample_batch, sample_batch
@@ -256,6 +257,8 @@ def test_a_file_that_cannot_be_read_fails_after_its_attempts_and_the_rest_goes_o
     assert [m["file_ids"] for m in plan["models"]] == [[rows[good].id]]
     with results_engine.begin() as connection:
         connection.execute(update(File).where(File.id == rows[good].id).values(state=FileState.LOADED.value))
+    # The file left for a later attempt is out of run 1, which ends with nothing lost.
+    assert summarize_run(results_engine, pipeline.name, "run-1")["lost"] == 0
 
     # The stuck file does not use up the room of the next run (limit 1): a new file still joins it.
     newer = _put_obj(landing, "newer", b"v 0 0 2\n")
