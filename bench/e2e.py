@@ -1,41 +1,50 @@
 """Benchmark: N generated files through `aps_ingest` (real scheduler + triggerer) vs a plain script (floor).
 
-    python bench/e2e.py [--n 200] [--size 20000] [--translation-seconds 3] [--parallelism 8]
-                        [--floor overlapped|one-by-one]
+    python bench/e2e.py [--n 1000] [--size 20000] [--translation-seconds 3] [--parallelism 8]
+                        [--concurrency 8] [--one-thread-sample 100] [--models-per-task 25]
 
 Starts the local stack of `make demo` (PostgreSQL, S3 server, APS emulator, Airflow with the LocalExecutor),
 puts N distinct valid IFC files in the landing bucket (aps_samples.bench) and times one `aps_ingest` run from
-trigger to end: discovery, validation, quarantine, dedupe, then per model upload -> translate -> record ->
-deferred wait -> load, and the run summary.
+trigger to end: discovery, validation, quarantine, dedupe, then per batch of models upload -> submit ->
+deferred wait -> load, and the run summary. The pipelines file's defaults apply; only the emulator's
+translation time is set (and `--models-per-task` / `--concurrency` when given).
 
-The floor is a plain single-threaded script against the same emulator, with the same translation time,
-making the same APS calls for the same N files (new object keys, so APS really works again): read the file
-from S3 and upload it with aps_client, start the job, poll the manifest until it finishes, then fetch the
-views, each view's object tree and properties, and the thumbnail. `--floor overlapped` (default) starts every
-job before waiting on the first, so translations overlap as they do in the pipeline; `--floor one-by-one`
-finishes each file before the next (N translation times in a row).
+Two floors make the same APS calls for the same N files against the same emulator (new object keys, so APS
+really works again): read the file from S3 and upload it, start the job, poll the manifest until it finishes,
+then fetch the views, each view's object tree and properties, and the thumbnail.
+- the *concurrent floor*: a plain asyncio script doing that for `--concurrency` x `--pool-slots` files at a
+  time (the most the pipeline has in flight: `upload_concurrency` per batch task, one batch task per slot of
+  its APS pool), on the async client (the upload, which the async client does not have,
+  runs the blocking client's in a thread). The best this machine does without Airflow;
+- the *one-thread floor*: the same, one file after another but with every job started before the first wait
+  (translations overlap), timed on `--one-thread-sample` files and scaled to N (it is linear in N).
 
-Printed: wall time of both, per-file time and overhead, the ratio pipeline/floor, emulator requests of each
-phase, and what the Airflow run cost: task instances, time from queued to running, time per task type, and
-the most task instances running and deferred at once.
+Printed: wall time of the pipeline and both floors, the ratios, task instances per file, the peak RSS of the
+Airflow workers (the scheduler's process tree: LocalExecutor workers and their task processes) and of the
+triggerer, the time per task type, and emulator requests. The last line is machine-readable:
+`e2e: files=N pipeline_s=S concurrent_floor_s=F ratio=R` (R = S / F).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from aps_client import APSClient, APSConfig, to_urn
+from aps_client import APSClient, APSConfig, AsyncAPSClient, to_urn
 from aps_client.models import TreeNode
 from aps_devstack.demo import create_pools
 from aps_devstack.stack import LANDING_BUCKET, LANDING_PREFIX, LocalStack
@@ -58,6 +67,7 @@ class PipelineResult:
     task_instances: int = 0
     per_task: dict[str, dict[str, float]] = field(default_factory=dict)
     queue_delays: list[float] = field(default_factory=list)
+    peak_rss: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -75,10 +85,42 @@ def request_counts(stack: LocalStack) -> Counter[str]:
 # -- the pipeline ---------------------------------------------------------------------------------------
 
 
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += process.memory_info().rss
+    return total
+
+
+class RSSSampler(threading.Thread):
+    """Peak RSS of named process trees, sampled every 0.5 s while the run goes."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        super().__init__(daemon=True)
+        self.pids = pids
+        self.peaks = dict.fromkeys(pids, 0)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            for name, pid in self.pids.items():
+                self.peaks[name] = max(self.peaks[name], tree_rss(pid))
+
+
 def run_pipeline(stack: LocalStack, timeout: float) -> PipelineResult:
     airflow = stack.airflow
     assert airflow is not None
     before = request_counts(stack)
+    sampler = RSSSampler({"workers (scheduler tree)": airflow.processes["scheduler"].pid,
+                          "triggerer": airflow.processes["triggerer"].pid})
+    sampler.start()
     started = time.monotonic()
     run_id = airflow.trigger(DAG_ID)
     peaks = Counter[str]()
@@ -95,6 +137,7 @@ def run_pipeline(stack: LocalStack, timeout: float) -> PipelineResult:
             peaks[name] = max(peaks[name], int(counts.get(name, 0)))
         time.sleep(1)
     wall = time.monotonic() - started
+    sampler.done.set()
     if state not in ("success", "failed"):
         raise TimeoutError(f"run {run_id} still {state!r} after {timeout:.0f}s")
     if state != "success":
@@ -102,7 +145,7 @@ def run_pipeline(stack: LocalStack, timeout: float) -> PipelineResult:
 
     result = PipelineResult(state, wall, summary_of(stack, run_id), request_counts(stack) - before,
                             max_running=peaks["running"], max_deferred=peaks["deferred"],
-                            max_queued=peaks["queued"])
+                            max_queued=peaks["queued"], peak_rss=sampler.peaks)
     durations: dict[str, list[float]] = defaultdict(list)
     with airflow.engine.connect() as conn:
         rows = conn.execute(text(
@@ -160,7 +203,7 @@ def fetch_results(aps: APSClient, urn: str) -> tuple[int, int]:
     return objects, properties
 
 
-def run_floor(stack: LocalStack, keys: list[str], mode: str) -> FloorResult:
+def run_floor(stack: LocalStack, keys: list[str]) -> FloorResult:
     emulator = stack.emulator
     config = APSConfig(client_id=emulator.client_id, client_secret=SecretStr(emulator.client_secret),
                        base_url=emulator.base_url)
@@ -179,15 +222,62 @@ def run_floor(stack: LocalStack, keys: list[str], mode: str) -> FloorResult:
             aps.derivative.start_job(urn)
             return urn
 
-        if mode == "one-by-one":
-            for index, key in enumerate(keys):
-                o, p = fetch_results(aps, submit(index, key))
-                objects, properties = objects + o, properties + p
-        else:
-            urns = [submit(index, key) for index, key in enumerate(keys)]
-            for urn in urns:
-                o, p = fetch_results(aps, urn)
-                objects, properties = objects + o, properties + p
+        urns = [submit(index, key) for index, key in enumerate(keys)]  # every job before the first wait
+        for urn in urns:
+            o, p = fetch_results(aps, urn)
+            objects, properties = objects + o, properties + p
+    return FloorResult(time.monotonic() - started, request_counts(stack) - before, objects, properties)
+
+
+async def fetch_results_async(aps: AsyncAPSClient, urn: str, gate: asyncio.Semaphore) -> tuple[int, int]:
+    """Wait (holding no slot, as the pipeline's deferred wait holds none), then fetch within a slot."""
+    while True:
+        manifest = await aps.derivative.manifest(urn)
+        if manifest.is_finished:
+            break
+        await asyncio.sleep(MANIFEST_POLL_SECONDS)
+    if manifest.status != "success":
+        raise RuntimeError(f"floor: translation of {urn} ended {manifest.status}")
+    objects = properties = 0
+    async with gate:
+        for view in await aps.derivative.views(urn):
+            objects += sum(count_nodes(root) for root in await aps.derivative.object_tree(urn, view.guid))
+            properties += len(await aps.derivative.properties(urn, view.guid))
+        if manifest.has_thumbnail:
+            await aps.derivative.thumbnail(urn, width=200)
+    return objects, properties
+
+
+def run_concurrent_floor(stack: LocalStack, keys: list[str], concurrency: int) -> FloorResult:
+    emulator = stack.emulator
+    config = APSConfig(client_id=emulator.client_id, client_secret=SecretStr(emulator.client_secret),
+                       base_url=emulator.base_url)
+    s3 = stack.s3.client()
+    before = request_counts(stack)
+
+    async def main() -> tuple[int, int]:
+        gate = asyncio.Semaphore(concurrency)
+        with APSClient(config) as sync_aps:
+            sync_aps.oss.ensure_bucket(FLOOR_BUCKET)
+
+            def upload(index: int, key: str) -> str:
+                body = s3.get_object(Bucket=LANDING_BUCKET, Key=key)
+                details = sync_aps.oss.upload(FLOOR_BUCKET, f"concurrent-{index:05d}-{Path(key).name}",
+                                              body["Body"], body["ContentLength"])
+                return to_urn(details.object_id)
+
+            async with AsyncAPSClient(config) as aps:
+                async def one(index: int, key: str) -> tuple[int, int]:
+                    async with gate:
+                        urn = await asyncio.to_thread(upload, index, key)
+                        await aps.derivative.start_job(urn)
+                    return await fetch_results_async(aps, urn, gate)
+
+                results = await asyncio.gather(*(one(i, k) for i, k in enumerate(keys)))
+        return sum(r[0] for r in results), sum(r[1] for r in results)
+
+    started = time.monotonic()
+    objects, properties = asyncio.run(main())
     return FloorResult(time.monotonic() - started, request_counts(stack) - before, objects, properties)
 
 
@@ -195,11 +285,14 @@ def run_floor(stack: LocalStack, keys: list[str], mode: str) -> FloorResult:
 
 
 def print_report(n: int, args: argparse.Namespace, pipeline: PipelineResult, floor: FloorResult,
-                 setup_seconds: float) -> None:
-    ratio = pipeline.wall_seconds / floor.wall_seconds
+                 concurrent: FloorResult, setup_seconds: float) -> None:
+    sample = min(n, args.one_thread_sample)
+    one_thread_s = floor.wall_seconds * n / sample
+    ratio = pipeline.wall_seconds / concurrent.wall_seconds
     print(f"\n== bench/e2e.py: N={n} files of ~{args.size} B IFC, "
           f"translation {args.translation_seconds:g} s, parallelism {args.parallelism}, "
-          f"pool slots {args.pool_slots}, floor {args.floor} ==")
+          f"pool slots {args.pool_slots}, concurrency {args.concurrency}, "
+          f"models_per_task {args.models_per_task or 'default'}, {psutil.cpu_count()} CPUs ==")
     print(f"stack start-up (not timed below): {setup_seconds:.0f} s")
     print(f"pipeline run: {pipeline.state}, summary {pipeline.summary}")
     print(f"  wall {pipeline.wall_seconds:.1f} s = {pipeline.wall_seconds / n * 1000:.0f} ms per file")
@@ -212,26 +305,36 @@ def print_report(n: int, args: argparse.Namespace, pipeline: PipelineResult, flo
     for task, figures in pipeline.per_task.items():
         print(f"  {task:<28} n={figures['n']:<4.0f} mean {figures['mean']:6.2f} s  "
               f"max {figures['max']:6.2f} s  total {figures['sum']:7.1f} s")
-    print(f"floor ({args.floor}, one thread): wall {floor.wall_seconds:.1f} s = "
-          f"{floor.wall_seconds / n * 1000:.0f} ms per file; {floor.objects} objects, "
-          f"{floor.properties} objects' properties fetched")
-    print(f"per-file overhead of the pipeline over the floor: "
-          f"{(pipeline.wall_seconds - floor.wall_seconds) / n * 1000:.0f} ms")
-    print(f"ratio pipeline / floor: {ratio:.2f}")
-    ops = sorted(set(pipeline.requests) | set(floor.requests))
-    print("emulator requests (pipeline / floor): " + ", ".join(
-        f"{op} {pipeline.requests.get(op, 0)}/{floor.requests.get(op, 0)}" for op in ops))
+    print(f"  task instances per file: {pipeline.task_instances / n:.3f}")
+    for name, peak in pipeline.peak_rss.items():
+        print(f"  peak RSS {name}: {peak / 2**20:.0f} MiB")
+    print(f"concurrent floor ({args.concurrency * args.pool_slots} at a time, asyncio): "
+          f"wall {concurrent.wall_seconds:.1f} s; "
+          f"{concurrent.objects} objects, {concurrent.properties} objects' properties fetched")
+    print(f"one-thread floor: {floor.wall_seconds:.1f} s for {sample} files -> {one_thread_s:.0f} s for {n} "
+          f"(scaled)")
+    print(f"ratio pipeline / concurrent floor: {ratio:.2f}; pipeline / one-thread floor: "
+          f"{pipeline.wall_seconds / one_thread_s:.2f}")
+    ops = sorted(set(pipeline.requests) | set(concurrent.requests))
+    print("emulator requests (pipeline / concurrent floor): " + ", ".join(
+        f"{op} {pipeline.requests.get(op, 0)}/{concurrent.requests.get(op, 0)}" for op in ops))
+    print(f"e2e: files={n} pipeline_s={pipeline.wall_seconds:.1f} "
+          f"concurrent_floor_s={concurrent.wall_seconds:.1f} ratio={ratio:.2f}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=200, help="files to ingest")
+    parser.add_argument("--n", type=int, default=1000, help="files to ingest")
     parser.add_argument("--size", type=int, default=20_000, help="approximate bytes per generated IFC file")
     parser.add_argument("--translation-seconds", type=float, default=3.0, help="emulator translation time")
     parser.add_argument("--parallelism", type=int, default=8, help="LocalExecutor worker slots")
     parser.add_argument("--pool-slots", type=int, default=8, help="slots of the pipeline's APS pool")
-    parser.add_argument("--floor", choices=("overlapped", "one-by-one"), default="overlapped")
+    parser.add_argument("--concurrency", type=int, default=8,
+                        help="upload_concurrency of the pipelines file (the floor runs this x pool slots)")
+    parser.add_argument("--one-thread-sample", type=int, default=100,
+                        help="files the one-thread floor is timed on (scaled to N)")
+    parser.add_argument("--models-per-task", type=int, default=None, help="default: the pipelines file's")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up on the run after this many s")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary directory")
     args = parser.parse_args()
@@ -244,7 +347,10 @@ def main() -> int:
         )
         try:
             keys = put_benchmark_files(stack.s3.client(), LANDING_BUCKET, LANDING_PREFIX, args.n, args.size)
-            airflow = stack.start_airflow(parallelism=args.parallelism)
+            settings = {"APS_UPLOAD_CONCURRENCY": str(args.concurrency)}
+            if args.models_per_task:
+                settings["APS_MODELS_PER_TASK"] = str(args.models_per_task)
+            airflow = stack.start_airflow(parallelism=args.parallelism, extra_env=settings)
             create_pools(stack)
             airflow.cli("pools", "set", "aps_translation", str(args.pool_slots), "bench/e2e.py")
             airflow.wait_for_dag(DAG_ID)
@@ -253,8 +359,9 @@ def main() -> int:
             pipeline = run_pipeline(stack, args.timeout)
             print(f"pipeline: {pipeline.state} in {pipeline.wall_seconds:.1f} s; the floor…", flush=True)
             airflow.stop()  # the floor runs alone on the machine, as a script would
-            floor = run_floor(stack, keys, args.floor)
-            print_report(args.n, args, pipeline, floor, setup)
+            concurrent = run_concurrent_floor(stack, keys, args.concurrency * args.pool_slots)
+            floor = run_floor(stack, keys[: args.one_thread_sample])
+            print_report(args.n, args, pipeline, floor, concurrent, setup)
             return 0 if pipeline.state == "success" and pipeline.summary.get("loaded") == args.n else 1
         finally:
             stack.stop()

@@ -77,7 +77,10 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
                 task_id="wait_for_translations", urns=submitted, region=pipeline.aps.region,
                 aps_conn_id=pipeline.aps_conn_id, timeout=pipeline.translation_timeout,
                 poll_interval=pipeline.poll_interval, max_poll_interval=pipeline.poll_max_interval,
-                fail_on_unsuccessful=False, retries=0,
+                # One quick retry, only for Airflow's resume race (see FIRST_POLL_FLOOR): it looks again and
+                # finds the finished translations. Their outcomes are the load's to record, not a retry's.
+                fail_on_unsuccessful=False, retries=1, retry_delay=timedelta(seconds=5),
+                retry_exponential_backoff=False,
             )
             wait >> tasks.load_models(models)
 

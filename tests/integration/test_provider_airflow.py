@@ -13,7 +13,7 @@ import pytest
 
 from aps_devstack import EmulatorServer, S3Server
 from aps_devstack.airflow import AirflowStack
-from tests.integration.test_provider_aps import IFC
+from tests.fixtures.provider import IFC
 
 pytestmark = pytest.mark.airflow_stack
 
@@ -78,4 +78,29 @@ def test_poke_mode_sensor_through_the_scheduler(
     assert not [path for path in logs if ".log.trigger." in path.name]  # never deferred
     assert sum(content.count("status=inprogress") + content.count("status=pending")
                for content in logs.values()) >= 1  # it poked while the translation ran
+    assert emulator.stats()["requests"]["job"] == 1
+
+
+def test_many_urn_sensor_defers_to_a_real_triggerer(
+    airflow_stack: AirflowStack, emulator: EmulatorServer, s3_server: S3Server, s3_bucket: str
+) -> None:
+    from aps_client import to_urn
+
+    dag_id, task = "aps_sensors_deferrable", "wait_for_translations"
+    emulator.configure(translation_seconds=5)
+    s3_server.client().put_object(Bucket=s3_bucket, Key="models/wall.ifc", Body=IFC)
+    airflow_stack.wait_for_dag(dag_id)
+    missing = to_urn("urn:adsk.objects:os.object:nowhere/never.ifc")
+    run_id = airflow_stack.trigger(dag_id, conf={"s3_bucket": s3_bucket, "s3_key": "models/wall.ifc",
+                                                 "aps_bucket": f"it-{uuid.uuid4().hex[:12]}",
+                                                 "missing_urn": missing})
+
+    state = airflow_stack.wait_for_run(dag_id, run_id, timeout=300)
+
+    assert state == "success", airflow_stack.failure_report(dag_id, run_id)
+    logs = airflow_stack.task_logs(dag_id, run_id, task)
+    assert [path for path in logs if ".log.trigger." in path.name]  # it deferred
+    text = "\n".join(logs.values())
+    assert "status=success" in text
+    assert "was the job submitted?" in text  # the never-existing URN, reported, not failed
     assert emulator.stats()["requests"]["job"] == 1

@@ -36,6 +36,17 @@ from aps_client.urn import describe_urn
 from aps_provider.hooks.aps import APSHook
 from aps_provider.triggers.base import APSBaseTrigger
 
+#: Seconds the first manifest GET waits at least after the deferral. A trigger that fires while the scheduler
+#: has not yet processed the deferring try's exit makes Airflow 3.3 fail the resumed task ("state changed
+#: externally": its check tolerates a resumed task that is `scheduled`, not one already `queued` again). The
+#: sensor looked just before deferring, so nothing is lost by waiting; the wait's one retry covers the rest.
+FIRST_POLL_FLOOR = 8.0
+
+
+def first_poll_delay(poll_interval: float) -> float:
+    return max(poll_interval, FIRST_POLL_FLOOR)
+
+
 #: Event states produced by the waiters themselves (the others are APS's manifest statuses).
 ERROR = WAIT_ERROR
 __all__ = ["DEADLINE_EXCEEDED", "ERROR", "APSTranslationTrigger", "APSTranslationsTrigger"]
@@ -85,10 +96,8 @@ class APSTranslationTrigger(APSBaseTrigger):
             return
         poll = ManifestPoll(self.urn, not_found_grace=self.not_found_grace)
         delay = self.poll_interval
-        # The sensor read the manifest just before deferring, so the first GET waits one interval. It also
-        # keeps a trigger from firing within a second of the deferral: Airflow 3.3's scheduler can then see
-        # the deferring try's exit after the task was queued again, and fail it ("state changed externally").
-        await asyncio.sleep(max(0.0, min(self.poll_interval, self.deadline - time.time())))
+        # The sensor read the manifest just before deferring, so the first GET waits (see FIRST_POLL_FLOOR).
+        await asyncio.sleep(max(0.0, min(first_poll_delay(self.poll_interval), self.deadline - time.time())))
         async with client as aps:
             while True:
                 try:
@@ -171,9 +180,8 @@ class APSTranslationsTrigger(APSBaseTrigger):
             return
         polls = {urn: ManifestPoll(urn, not_found_grace=self.not_found_grace) for urn in self.urns}
         delays = dict.fromkeys(self.urns, self.poll_interval)
-        # The sensor looked just before deferring: the first GET of each URN waits one interval (see the
-        # single-URN trigger for why a trigger must not fire within a second of the deferral).
-        due_at = dict.fromkeys(self.urns, time.time() + self.poll_interval)
+        # The sensor looked just before deferring: the first GET of each URN waits (see FIRST_POLL_FLOOR).
+        due_at = dict.fromkeys(self.urns, time.time() + first_poll_delay(self.poll_interval))
         statuses: dict[str, dict[str, Any]] = {}
         gate = asyncio.Semaphore(max(1, self.max_concurrent_polls))
 
