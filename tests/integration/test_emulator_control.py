@@ -75,6 +75,22 @@ def test_stats_count_requests_and_responses(emu: EmulatorHTTP, emulator: Emulato
     assert stats["responses"] == {"token 200": 2, "bucket_details 404": 1}
 
 
+def test_stats_count_stored_part_puts_per_object_and_part(
+    emu: EmulatorHTTP, emulator: EmulatorServer
+) -> None:
+    assert emu.create_bucket("counted-parts").status_code == 200
+    urls = emu.upload_urls("counted-parts", "model.obj", parts=2).json()["urls"]
+    emulator.configure(fault_5xx_burst=1)
+    with httpx.Client() as client:
+        assert client.put(urls[0], content=b"a").status_code == 503  # faulted: never stored, not counted
+        assert client.put(urls[0], content=b"a").status_code == 200
+        assert client.put(urls[1], content=b"b").status_code == 200
+        assert client.put(urls[1], content=b"b").status_code == 200  # sent again
+    assert emulator.stats()["parts"] == {"model.obj": {"1": 1, "2": 2}}
+    emulator.reset()
+    assert emulator.stats()["parts"] == {}
+
+
 def test_config_rejects_unknown_keys_and_reset_restores(emulator: EmulatorServer) -> None:
     response = httpx.put(f"{emulator.base_url}/_emulator/config", json={"no_such_setting": 1})
     assert response.status_code == 400

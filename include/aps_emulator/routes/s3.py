@@ -85,4 +85,5 @@ async def upload_part(request: Request, upload_key: str, part: int) -> Response:
             return s3_error(404, "NoSuchUpload", "The specified upload does not exist.")
         upload.parts[part] = PartRecord(size=size, etag=etag)
         store.mark_dirty()
+    context.stats.count_part(upload.object_key, part)
     return Response(status_code=200, headers={"ETag": f'"{etag}"'})
