@@ -1,0 +1,1 @@
+"""Chaos tests: the pipeline under injected faults and killed processes (real stack)."""
