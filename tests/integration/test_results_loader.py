@@ -29,9 +29,10 @@ def make_model(engine: Engine, sha: str = "a" * 64) -> int:
 
 
 def tree(objects: int) -> Iterator[TreeNode]:
-    yield TreeNode(VIEW, 1, "Model", None, 0)
+    yield TreeNode(view_guid=VIEW, object_id=1, name="Model", parent_object_id=None, depth=0)
     for object_id in range(2, objects + 2):
-        yield TreeNode(VIEW, object_id, f"Wall [{object_id}]", 1, 1)
+        yield TreeNode(view_guid=VIEW, object_id=object_id, name=f"Wall [{object_id}]", parent_object_id=1,
+                       depth=1)
 
 
 def properties(objects: int, tag: str = "v1") -> Iterator[ObjectProperties]:
@@ -52,9 +53,10 @@ def counts(conn: Connection, model_id: int) -> tuple[int, int]:
 
 def load(engine: Engine, model_id: int, objects: int, tag: str = "v1", **kwargs: Any) -> LoadStats:
     return load_model_results(
-        engine, model_id, views=[ViewRecord(VIEW, "3D", "3d", True)], tree=tree(objects),
+        engine, model_id, views=[ViewRecord(guid=VIEW, name="3D", role="3d", is_master_view=True)],
+        tree=tree(objects),
         properties=properties(objects, tag), manifest=MANIFEST,
-        thumbnail=ThumbnailImage(b"\x89PNG fake", 100, 100), **kwargs,
+        thumbnail=ThumbnailImage(png=b"\x89PNG fake", width=100, height=100), **kwargs,
     )
 
 
@@ -278,7 +280,8 @@ def test_inputs_are_consumed_as_they_are_written_not_collected(results_engine: E
     model_id = make_model(results_engine)
     objects = 20_000
     tree_watch, properties_watch = Watch(), Watch()
-    watched_tree = (tree_watch(WatchedNode(n.view_guid, n.object_id, n.name, n.parent_object_id, n.depth))
+    watched_tree = (tree_watch(WatchedNode(view_guid=n.view_guid, object_id=n.object_id, name=n.name,
+                                           parent_object_id=n.parent_object_id, depth=n.depth))
                     for n in tree(objects))
     watched_properties = (
         ObjectProperties(p.view_guid, p.object_id, p.external_id, p.name,
@@ -286,7 +289,7 @@ def test_inputs_are_consumed_as_they_are_written_not_collected(results_engine: E
         for p in properties(objects)
     )
 
-    stats = load_model_results(results_engine, model_id, views=[ViewRecord(VIEW)], tree=watched_tree,
+    stats = load_model_results(results_engine, model_id, views=[ViewRecord(guid=VIEW)], tree=watched_tree,
                                properties=watched_properties)
 
     assert (stats.objects, stats.properties) == (objects + 1, objects * 4)
