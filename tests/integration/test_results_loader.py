@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, Select, func, select, text
+from sqlalchemy import Column, Connection, Engine, MetaData, Select, Text, func, select, text
 
+from aps_results import loader
 from aps_results.loader import LoadStats, ModelNotFound, load_model_results
-from aps_results.models import SCHEMA, Model, ModelObject, Property, Thumbnail, property_partition
-from aps_results.records import ObjectProperties, ThumbnailImage, TreeNode, ViewRecord
+from aps_results.models import SCHEMA, Model, ModelObject, ModelView, Property, Thumbnail, property_partition
+from aps_results.records import ObjectProperties, ThumbnailImage, TreeNode, ViewRecord, record_type
 
 VIEW = "view-3d"
 WAIT = 60  # seconds: a deadline for each hand-off between threads, not a timing assertion
@@ -297,3 +298,43 @@ def test_inputs_are_consumed_as_they_are_written_not_collected(results_engine: E
     assert tree_watch.peak <= 10
     assert properties_watch.peak <= 10
     assert tree_watch.alive == properties_watch.alive == 0
+
+
+def test_a_column_added_to_the_model_is_loaded_by_the_staging_made_from_it(results_engine: Engine) -> None:
+    """The model (and the database, as its migration would) gains a column; the staging spec and record
+    made from the table carry it into the database with no other change."""
+    model_id = make_model(results_engine)
+    load(results_engine, model_id, 3)
+    with results_engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {SCHEMA}.model_views ADD COLUMN note text"))
+    table = ModelView.__table__.to_metadata(MetaData())
+    table.append_column(Column("note", Text(), nullable=True))
+    record = record_type("ViewRecord", table, "a view with a note")
+    staging = loader._Staging("stage_views", table, distinct_on=("guid",))
+
+    with results_engine.begin() as conn:
+        pg = conn.connection.driver_connection
+        pg.execute(staging.create())
+        loader._copy(pg, staging, [staging.row(record(guid=VIEW, name="3D", note="hello"))])
+        for statement in (staging.delete(), staging.insert()):
+            pg.execute(statement, {"model_id": model_id})
+    with results_engine.connect() as conn:
+        assert conn.execute(text(f"SELECT guid, name, role, is_master_view, note FROM {SCHEMA}.model_views "
+                                 "WHERE model_id = :m"), {"m": model_id}).all() == [
+            (VIEW, "3D", None, False, "hello")]
+
+
+def test_a_load_without_a_thumbnail_keeps_the_stored_one_and_a_new_one_replaces_it(
+    results_engine: Engine,
+) -> None:
+    model_id = make_model(results_engine)
+    load(results_engine, model_id, 3)  # with a thumbnail
+    stats = load_model_results(results_engine, model_id, tree=tree(3), properties=properties(3))
+    assert not stats.thumbnail
+    query = select(Thumbnail.png, Thumbnail.width, Thumbnail.height).where(Thumbnail.model_id == model_id)
+    with results_engine.connect() as conn:
+        assert conn.execute(query).all() == [(b"\x89PNG fake", 100, 100)]
+    load_model_results(results_engine, model_id, thumbnail=ThumbnailImage(png=b"\x89PNG new", width=200))
+    with results_engine.connect() as conn:
+        assert conn.execute(query).all() == [(b"\x89PNG new", 200, None)]
+        assert conn.execute(select(func.count()).select_from(Thumbnail)).scalar_one() == 1
