@@ -8,13 +8,19 @@ How it works, and why:
 2. Properties, by far the biggest input, go into a new table of their own (aps_results.partitions): binary
    COPY, then one bulk build per index. Only one small tuple per object (its external id) is kept in memory,
    never the property rows.
-3. The smaller inputs are COPYed into TEMP staging tables (no WAL, dropped at commit), because SQL completes
-   and deduplicates them on the way in; then DELETE the model's rows and INSERT ... SELECT from staging,
-   set `models.loaded_at`, and run the caller's `before_commit`.
+3. The smaller inputs (views, tree, derivatives, thumbnail) are COPYed into TEMP staging tables (no WAL,
+   dropped at commit), because SQL completes and deduplicates them on the way in; then DELETE the model's
+   rows and INSERT ... SELECT from staging, set `models.loaded_at`, and run the caller's `before_commit`.
 4. Swap the new properties table in as the model's partition of `aps.properties` (the old one is dropped),
    then commit. Readers use MVCC snapshots and the swap is a few catalog updates under a lock, so they see
    all the old rows until the commit and all the new rows after it: never a half-loaded model. Loading the
    same inputs again gives the same rows (idempotent), at the same speed as the first load.
+
+Columns have one home, the models (`aps_results.models`, and their migration): each staging table's DDL,
+COPY types and INSERT list come from its aps table's loaded columns (`records.loaded_columns`), and so do
+the records the callers pass (`aps_results.records`) and the properties partition's columns. A column added
+to a model is staged and inserted without a change here (NULL, or its server default, until a caller passes
+its value); only property rows, which are computed, name what they write (`_PROPERTY_ROW`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ Key ideas a reader needs:
   however many files carry it.
 - The loaded results (views, objects, properties, derivatives) are replaced per model in one transaction by
   `aps_results.loader`, so readers never see a half-loaded model. Properties are keyed by `external_id`
-  because APS `objectid`s change when a model is re-translated.
+  because APS `objectid`s change when a model is re-translated. The loader's records, staging tables and
+  INSERTs are made from these tables' columns: a results column is its model here plus its migration.
 """
 
 from __future__ import annotations
