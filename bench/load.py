@@ -77,9 +77,10 @@ def objects(rows: int, per_object: int) -> Iterator[ObjectProperties]:
 
 
 def tree(rows: int, per_object: int) -> Iterator[TreeNode]:
-    yield TreeNode(VIEW, 0, "Model", None, 0)
+    yield TreeNode(view_guid=VIEW, object_id=0, name="Model", depth=0)
     for object_id in range(1, rows // per_object + 1):
-        yield TreeNode(VIEW, object_id, f"Wall [{object_id}]", 0, 1)
+        yield TreeNode(view_guid=VIEW, object_id=object_id, name=f"Wall [{object_id}]", parent_object_id=0,
+                       depth=1)
 
 
 def raw_copy(dsn: str, rows: int, per_object: int, indexed: bool) -> float:
@@ -183,7 +184,8 @@ def phase_lists(model_id: int) -> dict[str, Any]:
                                                item.properties)
                               for item in aps.derivative.properties(urn, view.guid))
         stats = load_model_results(engine, model_id, tree=tree, properties=properties,
-                                   views=(records.ViewRecord(v.guid, v.name, v.role, v.is_master_view)
+                                   views=(records.ViewRecord(guid=v.guid, name=v.name, role=v.role,
+                                                             is_master_view=v.is_master_view)
                                           for v in views))
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "properties": stats.properties, "objects": stats.objects,

@@ -123,7 +123,8 @@ def record_translation_outcome(
 
 
 def _tree_node(view_guid: str, entry: TreeEntry) -> records.TreeNode:
-    return records.TreeNode(view_guid, entry.objectid, entry.name, entry.parent, entry.depth)
+    return records.TreeNode(view_guid=view_guid, object_id=entry.objectid, name=entry.name,
+                            parent_object_id=entry.parent, depth=entry.depth)
 
 
 def _object_properties(view_guid: str, item: ObjectProperties) -> records.ObjectProperties:
@@ -176,7 +177,7 @@ def fetch_and_load(
     if manifest.has_thumbnail:
         try:
             png = aps.derivative.thumbnail(model.urn, region=model.region, width=THUMBNAIL_WIDTH)
-            thumbnail = records.ThumbnailImage(png, THUMBNAIL_WIDTH, THUMBNAIL_WIDTH)
+            thumbnail = records.ThumbnailImage(png=png, width=THUMBNAIL_WIDTH, height=THUMBNAIL_WIDTH)
         except APSNotFoundError:
             logger.info("model %d: manifest says there is a thumbnail, APS says 404", model_id)
 
@@ -207,8 +208,8 @@ def fetch_and_load(
         stats = load_model_results(
             engine,
             model_id,
-            views=(records.ViewRecord(v.guid, v.name or None, v.role or None, v.is_master_view)
-                   for v in views),
+            views=(records.ViewRecord(guid=v.guid, name=v.name or None, role=v.role or None,
+                                      is_master_view=v.is_master_view) for v in views),
             tree=_per_view(model_id, views, tree, _tree_node),
             properties=_per_view(model_id, views, properties, _object_properties),
             thumbnail=thumbnail,

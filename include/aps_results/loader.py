@@ -8,13 +8,19 @@ How it works, and why:
 2. Properties, by far the biggest input, go into a new table of their own (aps_results.partitions): binary
    COPY, then one bulk build per index. Only one small tuple per object (its external id) is kept in memory,
    never the property rows.
-3. The smaller inputs are COPYed into TEMP staging tables (no WAL, dropped at commit), because SQL completes
-   and deduplicates them on the way in; then DELETE the model's rows and INSERT ... SELECT from staging,
-   set `models.loaded_at`, and run the caller's `before_commit`.
+3. The smaller inputs (views, tree, derivatives, thumbnail) are COPYed into TEMP staging tables (no WAL,
+   dropped at commit), because SQL completes and deduplicates them on the way in; then DELETE the model's
+   rows and INSERT ... SELECT from staging, set `models.loaded_at`, and run the caller's `before_commit`.
 4. Swap the new properties table in as the model's partition of `aps.properties` (the old one is dropped),
    then commit. Readers use MVCC snapshots and the swap is a few catalog updates under a lock, so they see
    all the old rows until the commit and all the new rows after it: never a half-loaded model. Loading the
    same inputs again gives the same rows (idempotent), at the same speed as the first load.
+
+Columns have one home, the models (`aps_results.models`, and their migration): each staging table's DDL,
+COPY types and INSERT list come from its aps table's loaded columns (`records.loaded_columns`), and so do
+the records the callers pass (`aps_results.records`) and the properties partition's columns. A column added
+to a model is staged and inserted without a change here (NULL, or its server default, until a caller passes
+its value); only property rows, which are computed, name what they write (`_PROPERTY_ROW`).
 """
 
 from __future__ import annotations
@@ -23,24 +29,31 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from dataclasses import fields as dataclass_fields
 from functools import cached_property
 from operator import attrgetter
-from typing import Any, get_args, get_type_hints
+from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, Table, text
 
-from aps_results.models import SCHEMA
+from aps_results.models import (
+    SCHEMA,
+    Derivative,
+    ModelObject,
+    ModelView,
+    Thumbnail,
+    pg_default,
+    pg_type,
+)
 from aps_results.partitions import PartitionSwapTimeout, build_partition, swap_in_partition
 from aps_results.records import (
-    DerivativeNode,
     ObjectProperties,
     ThumbnailImage,
     TreeNode,
     ViewRecord,
     derivatives_from_manifest,
     flatten_properties,
+    loaded_columns,
 )
 
 logger = logging.getLogger(__name__)
@@ -65,33 +78,27 @@ class LoadStats:
     phases: dict[str, float]  # seconds per step (stage, each swap statement), for logs and bench/load.py
 
 
-_PG_TYPES = {str: "text", int: "int4", bool: "bool"}  # also the names of psycopg's binary COPY dumpers
-
-
-def _pg_type(hint: Any) -> str:
-    """The column type of a record field: `X | None` is a nullable X."""
-    return _PG_TYPES[next(t for t in get_args(hint) or (hint,) if t is not type(None))]
-
-
 @dataclass(frozen=True)
 class _Staging:
-    """A TEMP staging table whose columns are fields of a records dataclass; DDL, COPY types, INSERT lists
-    and row tuples all come from here. `target`: the aps table whose rows for the model it replaces."""
+    """A TEMP staging table for some columns of an aps table; DDL, COPY types, INSERT lists and row tuples
+    all come from here, and the columns from the table (`aps_results.models`). `target`: the table whose
+    rows for the model it replaces (None: a helper table that other INSERTs join)."""
 
     name: str
-    record: type
-    fields: tuple[str, ...] = ()  # default: every field of `record`, in order
-    target: str | None = None
+    table: Table
+    only: tuple[str, ...] = ()  # default: the table's loaded columns (records.loaded_columns), in order
+    target: bool = True
+    keep_when_empty: bool = False  # no staged rows: keep the model's rows (else: delete them)
     distinct_on: tuple[str, ...] = ()  # keep one row per value of these columns
     join: str = ""  # more FROM (the staging table itself is `s`)
     expressions: Mapping[str, str] = field(default_factory=dict)  # column -> SQL instead of `s.column`
 
     @cached_property
     def columns(self) -> tuple[tuple[str, str], ...]:
-        """(column, PostgreSQL type) per field, from the record's type hints."""
-        hints = get_type_hints(self.record)
-        names = self.fields or tuple(f.name for f in dataclass_fields(self.record))
-        return tuple((name, _pg_type(hints[name])) for name in names)
+        """(column, PostgreSQL type) per staged column."""
+        columns = ([self.table.columns[name] for name in self.only] if self.only
+                   else loaded_columns(self.table))
+        return tuple((column.name, pg_type(column)) for column in columns)
 
     def create(self) -> str:
         columns = ", ".join(f"{name} {pg_type}" for name, pg_type in self.columns)
@@ -99,29 +106,43 @@ class _Staging:
 
     @cached_property
     def row(self) -> Callable[[Any], tuple[Any, ...]]:
-        """The record's values as a row of this table."""
+        """A record's values (attributes named as the columns) as a row of this table."""
         return attrgetter(*(name for name, _ in self.columns))  # type: ignore[return-value]
+
+    def delete(self) -> str:
+        unless_empty = f" AND EXISTS (SELECT FROM {self.name})" if self.keep_when_empty else ""
+        return f"DELETE FROM {SCHEMA}.{self.table.name} WHERE model_id = %(model_id)s{unless_empty}"
 
     def insert(self) -> str:
         names = [name for name, _ in self.columns]
-        values = ", ".join(self.expressions.get(name, f"s.{name}") for name in names)
+        values = ", ".join(self.expressions.get(name, self._value(name)) for name in names)
         distinct = ", ".join(f"s.{name}" for name in self.distinct_on)
         distinct = f"DISTINCT ON ({distinct}) " if distinct else ""
-        return (f"INSERT INTO {SCHEMA}.{self.target} (model_id, {', '.join(names)}) "
+        return (f"INSERT INTO {SCHEMA}.{self.table.name} (model_id, {', '.join(names)}) "
                 f"SELECT {distinct}%(model_id)s, {values} FROM {self.name} s {self.join}")
+
+    def _value(self, name: str) -> str:
+        """`s.name`; a NULL in a column with a server default is that default (records leave it None)."""
+        default = pg_default(self.table.columns[name])
+        return f"coalesce(s.{name}, {default})" if default is not None else f"s.{name}"
 
 
 # One row per object that has properties: its external id, to complete tree nodes that lack one.
-_EXTERNAL_IDS = _Staging("stage_external_ids", ObjectProperties,
-                         fields=("view_guid", "object_id", "external_id"))
-_VIEWS = _Staging("stage_views", ViewRecord, target="model_views", distinct_on=("guid",))
+_EXTERNAL_IDS = _Staging("stage_external_ids", ModelObject.__table__, target=False,
+                         only=("view_guid", "object_id", "external_id"))
+_VIEWS = _Staging("stage_views", ModelView.__table__, distinct_on=("guid",))
 _OBJECTS = _Staging(
-    "stage_objects", TreeNode, target="objects", distinct_on=("view_guid", "object_id"),
+    "stage_objects", ModelObject.__table__, distinct_on=("view_guid", "object_id"),
     join="LEFT JOIN stage_external_ids e ON e.view_guid = s.view_guid AND e.object_id = s.object_id",
     expressions={"external_id": "coalesce(s.external_id, e.external_id)"},
 )
-_DERIVATIVES = _Staging("stage_derivatives", DerivativeNode, target="derivatives")
-_STAGING = (_EXTERNAL_IDS, _VIEWS, _OBJECTS, _DERIVATIVES)
+_DERIVATIVES = _Staging("stage_derivatives", Derivative.__table__)
+_THUMBNAILS = _Staging("stage_thumbnails", Thumbnail.__table__, keep_when_empty=True)
+_STAGING = (_EXTERNAL_IDS, _VIEWS, _OBJECTS, _DERIVATIVES, _THUMBNAILS)
+# What `_property_rows` writes, in its tuples' order (each value is computed there); columns of
+# aps.properties it leaves out get NULL or their default, and a name that is no column fails the COPY.
+_PROPERTY_ROW = ("model_id", "view_guid", "object_id", "external_id", "category", "name", "value",
+                 "value_num")
 
 
 def load_model_results(
@@ -178,8 +199,8 @@ def _load(connection: Connection, model_id: int, inputs: _Inputs) -> LoadStats:
     pg: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
     phases: dict[str, float] = {}
     external_ids: list[tuple[Any, ...]] = []
-    properties_n = build_partition(pg, model_id, _property_rows(model_id, inputs.properties, external_ids),
-                                   phases)
+    properties_n = build_partition(pg, model_id, _PROPERTY_ROW,
+                                   _property_rows(model_id, inputs.properties, external_ids), phases)
 
     step = time.perf_counter()
     for staging in _STAGING:
@@ -191,28 +212,20 @@ def _load(connection: Connection, model_id: int, inputs: _Inputs) -> LoadStats:
     _copy(pg, _VIEWS, map(_VIEWS.row, inputs.views))
     _copy(pg, _OBJECTS, map(_OBJECTS.row, inputs.tree))
     _copy(pg, _DERIVATIVES, map(_DERIVATIVES.row, derivatives_from_manifest(inputs.manifest or {})))
+    _copy(pg, _THUMBNAILS, [_THUMBNAILS.row(inputs.thumbnail)] if inputs.thumbnail is not None else [])
     phases["stage the rest"] = time.perf_counter() - step
 
     counts: dict[str, int] = {}
     with pg.cursor() as cursor:
         for staging in _STAGING:
-            if staging.target is None:
+            if not staging.target:
                 continue
-            for statement in (f"DELETE FROM {SCHEMA}.{staging.target} WHERE model_id = %(model_id)s",
-                              staging.insert()):
+            for statement in (staging.delete(), staging.insert()):
                 step = time.perf_counter()
                 cursor.execute(statement, {"model_id": model_id})
                 label = " ".join(statement.split()[:3]).lower()
                 counts[label] = cursor.rowcount
                 phases[label] = time.perf_counter() - step
-        thumbnail = inputs.thumbnail
-        if thumbnail is not None:
-            cursor.execute(
-                f"""INSERT INTO {SCHEMA}.thumbnails (model_id, png, width, height) VALUES (%s, %s, %s, %s)
-                    ON CONFLICT (model_id) DO UPDATE SET png = excluded.png, width = excluded.width,
-                        height = excluded.height, fetched_at = now()""",
-                (model_id, thumbnail.png, thumbnail.width, thumbnail.height),
-            )
         cursor.execute(
             f"UPDATE {SCHEMA}.models SET loaded_at = now(), updated_at = now() WHERE id = %s", (model_id,)
         )
@@ -227,8 +240,8 @@ def _load(connection: Connection, model_id: int, inputs: _Inputs) -> LoadStats:
     logger.info("loaded model %s: %s views, %s objects, %s properties, %s derivatives in %.2f s (%s)",
                 model_id, views_n, objects_n, properties_n, derivatives_n, seconds,
                 ", ".join(f"{name} {value:.2f}s" for name, value in phases.items()))
-    return LoadStats(model_id, views_n, objects_n, properties_n, derivatives_n, thumbnail is not None,
-                     seconds, phases)
+    return LoadStats(model_id, views_n, objects_n, properties_n, derivatives_n,
+                     inputs.thumbnail is not None, seconds, phases)
 
 
 def _copy(pg: psycopg.Connection[Any], staging: _Staging, rows: Iterable[tuple[Any, ...]]) -> None:
@@ -241,7 +254,7 @@ def _copy(pg: psycopg.Connection[Any], staging: _Staging, rows: Iterable[tuple[A
 def _property_rows(
     model_id: int, objects: Iterable[ObjectProperties], external_ids: list[tuple[Any, ...]]
 ) -> Iterator[tuple[Any, ...]]:
-    """Flattened property rows (PROPERTY_COLUMNS order); notes each object's external id on the side."""
+    """Flattened property rows (_PROPERTY_ROW order); notes each object's external id on the side."""
     for item in objects:
         view_guid, object_id, external_id = item.view_guid, item.object_id, item.external_id
         if external_id is not None:

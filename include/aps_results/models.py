@@ -11,7 +11,8 @@ Key ideas a reader needs:
   however many files carry it.
 - The loaded results (views, objects, properties, derivatives) are replaced per model in one transaction by
   `aps_results.loader`, so readers never see a half-loaded model. Properties are keyed by `external_id`
-  because APS `objectid`s change when a model is re-translated.
+  because APS `objectid`s change when a model is re-translated. The loader's records, staging tables and
+  INSERTs are made from these tables' columns: a results column is its model here plus its migration.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    DefaultClause,
     Double,
     ForeignKey,
     Identity,
@@ -37,9 +39,11 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.schema import Column
 
 SCHEMA = "aps"
 READER_ROLE = "aps_reader"
@@ -114,6 +118,21 @@ class TranslationStatus(StrEnum):
     SUCCESS = "success"
     FAILED = "failed"
     TIMEOUT = "timeout"
+
+
+def pg_type(column: Column[Any]) -> str:
+    """The column's PostgreSQL type, as DDL writes it (`bigint`, `text`, ...); psycopg's COPY takes it too."""
+    return str(column.type.compile(dialect=postgresql.dialect())).lower()
+
+
+def pg_default(column: Column[Any]) -> str | None:
+    """The column's server default as SQL (`0`, `false`, `now()`), None when it has none."""
+    default = column.server_default
+    if not isinstance(default, DefaultClause):  # None, or an Identity (the database numbers the rows)
+        return None
+    if isinstance(default.arg, str):  # a plain string is a literal value, not SQL
+        return "'" + default.arg.replace("'", "''") + "'"
+    return str(default.arg.compile(dialect=postgresql.dialect()))
 
 
 def _one_of(column: str, values: type[StrEnum]) -> str:

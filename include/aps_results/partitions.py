@@ -1,6 +1,6 @@
 """Per-model partitions of `aps.properties`: build one model's rows as a new table, then swap it in.
 
-    count = build_partition(pg, model_id, rows, phases)        # CREATE TABLE, COPY, CREATE INDEX
+    count = build_partition(pg, model_id, names, rows, phases) # CREATE TABLE, COPY, CREATE INDEX
     swap_in_partition(pg, model_id, lock_wait=300, phases)     # DETACH + DROP the old one, ATTACH the new
     drop_partition(pg, model_id)                               # DETACH + DROP (registry.delete_model)
 
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,22 +41,22 @@ from aps_results.models import (
     PROPERTY_DEFAULT_PARTITION,
     PROPERTY_INDEX_PREDICATE,
     SCHEMA,
+    Property,
+    pg_default,
+    pg_type,
     property_partition,
 )
 
 logger = logging.getLogger(__name__)
 
-# The columns of aps.properties, in order: (name, SQL type, psycopg binary COPY type). A partition must
-# match its parent exactly (names, types, NOT NULL), which the ATTACH checks.
+# The columns of aps.properties, from its model, in order: (name, column DDL, psycopg binary COPY type). A
+# partition must match its parent exactly (names, types, NOT NULL), which the ATTACH checks.
 PROPERTY_COLUMNS: list[tuple[str, str, str]] = [
-    ("model_id", "bigint NOT NULL", "int8"),
-    ("view_guid", "text NOT NULL", "text"),
-    ("object_id", "integer NOT NULL", "int4"),
-    ("external_id", "text", "text"),
-    ("category", "text", "text"),
-    ("name", "text NOT NULL", "text"),
-    ("value", "text", "text"),
-    ("value_num", "double precision", "float8"),
+    (column.name,
+     " ".join([pg_type(column)] + ([] if column.nullable else ["NOT NULL"])
+              + ([f"DEFAULT {pg_default(column)}"] if pg_default(column) is not None else [])),
+     pg_type(column))
+    for column in Property.__table__.columns
 ]
 # The parent's indexes, by suffix: an identical index on the new table is attached instead of rebuilt.
 _INDEXES = {
@@ -77,9 +77,10 @@ def _table(name: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(name))
 
 
-def build_partition(pg: psycopg.Connection[Any], model_id: int, rows: Iterable[tuple[Any, ...]],
-                    phases: dict[str, float]) -> int:
-    """Create `properties_m<id>_new`, COPY `rows` (PROPERTY_COLUMNS order) into it, index it; row count."""
+def build_partition(pg: psycopg.Connection[Any], model_id: int, names: Sequence[str],
+                    rows: Iterable[tuple[Any, ...]], phases: dict[str, float]) -> int:
+    """Create `properties_m<id>_new`, COPY `rows` (values of the columns `names`, in that order) into it,
+    index it; the row count. Columns not in `names` get their default (NULL unless the model has one)."""
     new = property_partition(model_id) + "_new"
     columns = sql.SQL(", ").join(sql.SQL(f"{name} {ddl}") for name, ddl, _ in PROPERTY_COLUMNS)
     # A second load of the model in the same transaction renamed the first one's table: the name is free.
@@ -89,10 +90,12 @@ def build_partition(pg: psycopg.Connection[Any], model_id: int, rows: Iterable[t
 
     step = time.perf_counter()
     count = 0
+    copy_types = {name: copy_type for name, _, copy_type in PROPERTY_COLUMNS}
     with pg.cursor() as cursor, cursor.copy(
-        sql.SQL("COPY {} FROM STDIN (FORMAT BINARY, FREEZE)").format(_table(new))
+        sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY, FREEZE)").format(
+            _table(new), sql.SQL(", ").join(map(sql.Identifier, names)))
     ) as copy:
-        copy.set_types([copy_type for _, _, copy_type in PROPERTY_COLUMNS])
+        copy.set_types([copy_types[name] for name in names])
         for row in rows:
             copy.write_row(row)
             count += 1

@@ -1,4 +1,12 @@
-"""What the loader takes: small records of primitives, and converters from APS's JSON to them.
+"""What the loader takes: records made from the results tables, and converters from APS's JSON to them.
+
+A results column is written once, in `aps_results.models` (and its migration): `ViewRecord`, `TreeNode`,
+`DerivativeNode` and `ThumbnailImage` are made from their table's loaded columns (`loaded_columns`), and
+the loader's staging tables, COPY types and INSERT lists come from the same columns. A record's fields are
+keyword-only (their order is the table's) and optional when the column is nullable or has a server
+default (None then means "the server default"); a new column is carried by the loader as soon as it is in
+the model, and whoever knows its value passes it by name. `ObjectProperties` is APS's shape, not a table:
+the loader flattens it into `aps.properties` rows.
 
 The pipeline turns its client models (or the raw APS JSON) into these; nothing here imports aps_client, so
 the results package stays usable on its own. Converters are generators, so a big object tree or property
@@ -7,6 +15,7 @@ collection is walked once and never copied into a second big list.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -14,27 +23,39 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Column, Table
 
-@dataclass(frozen=True, slots=True)
-class ViewRecord:
-    """A model view from GET .../metadata: `{name, role, guid, isMasterView?}`."""
-
-    guid: str
-    name: str | None = None
-    role: str | None = None
-    is_master_view: bool = False
+from aps_results.models import Derivative, ModelObject, ModelView, Thumbnail
 
 
-@dataclass(frozen=True, slots=True)
-class TreeNode:
-    """One node of a view's object tree. The loader fills a missing `external_id` from the properties."""
+def loaded_columns(table: Table) -> tuple[Column[Any], ...]:
+    """The columns a load writes, in table order: all but `model_id` (the load's own) and identity columns
+    (the database numbers those rows)."""
+    return tuple(column for column in table.columns if column.name != "model_id" and column.identity is None)
 
-    view_guid: str
-    object_id: int
-    name: str | None
-    parent_object_id: int | None = None
-    depth: int = 0
-    external_id: str | None = None
+
+def record_type(name: str, table: Table, doc: str) -> type:
+    """A frozen, slotted dataclass with one keyword-only field per loaded column of `table`."""
+    fields: list[tuple[str, Any, Any]] = []
+    for column in loaded_columns(table):
+        python_type = column.type.python_type
+        if column.nullable or column.server_default is not None:
+            fields.append((column.name, python_type | None, dataclasses.field(default=None)))
+        else:
+            fields.append((column.name, python_type, dataclasses.field()))
+    return dataclasses.make_dataclass(name, fields, frozen=True, slots=True, kw_only=True,
+                                      namespace={"__module__": __name__, "__doc__": doc})
+
+
+ViewRecord = record_type("ViewRecord", ModelView.__table__,
+                         "A model view from GET .../metadata: `{name, role, guid, isMasterView?}`.")
+TreeNode = record_type("TreeNode", ModelObject.__table__,
+                       "One node of a view's object tree. The loader fills a missing `external_id` from the "
+                       "properties.")
+DerivativeNode = record_type("DerivativeNode", Derivative.__table__,
+                             "One node of a manifest's derivative tree, flattened (children point to their "
+                             "parent's guid).")
+ThumbnailImage = record_type("ThumbnailImage", Thumbnail.__table__, "The model's PNG thumbnail.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,29 +67,6 @@ class ObjectProperties:
     external_id: str | None
     name: str | None
     properties: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class ThumbnailImage:
-    png: bytes
-    width: int | None = None
-    height: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DerivativeNode:
-    """One node of a manifest's derivative tree, flattened (children point to their parent's guid)."""
-
-    guid: str | None
-    parent_guid: str | None
-    name: str | None
-    output_type: str | None
-    type: str | None
-    role: str | None
-    mime: str | None
-    urn: str | None
-    status: str | None
-    progress: str | None
 
 
 # --- Property values ---------------------------------------------------------------------------------------
@@ -147,7 +145,8 @@ def tree_from_aps(view_guid: str, objects: Iterable[Mapping[str, Any]]) -> Itera
     while stack:
         node, parent, depth = stack.pop()
         object_id = int(node["objectid"])
-        yield TreeNode(view_guid, object_id, node.get("name"), parent, depth)
+        yield TreeNode(view_guid=view_guid, object_id=object_id, name=node.get("name"),
+                       parent_object_id=parent, depth=depth)
         children = node.get("objects") or ()
         stack.extend((child, object_id, depth + 1) for child in reversed(children))
 

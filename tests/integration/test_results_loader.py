@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, Select, func, select, text
+from sqlalchemy import Column, Connection, Engine, MetaData, Select, Text, func, select, text
 
+from aps_results import loader
 from aps_results.loader import LoadStats, ModelNotFound, load_model_results
-from aps_results.models import SCHEMA, Model, ModelObject, Property, Thumbnail, property_partition
-from aps_results.records import ObjectProperties, ThumbnailImage, TreeNode, ViewRecord
+from aps_results.models import SCHEMA, Model, ModelObject, ModelView, Property, Thumbnail, property_partition
+from aps_results.records import ObjectProperties, ThumbnailImage, TreeNode, ViewRecord, record_type
 
 VIEW = "view-3d"
 WAIT = 60  # seconds: a deadline for each hand-off between threads, not a timing assertion
@@ -29,9 +30,10 @@ def make_model(engine: Engine, sha: str = "a" * 64) -> int:
 
 
 def tree(objects: int) -> Iterator[TreeNode]:
-    yield TreeNode(VIEW, 1, "Model", None, 0)
+    yield TreeNode(view_guid=VIEW, object_id=1, name="Model", parent_object_id=None, depth=0)
     for object_id in range(2, objects + 2):
-        yield TreeNode(VIEW, object_id, f"Wall [{object_id}]", 1, 1)
+        yield TreeNode(view_guid=VIEW, object_id=object_id, name=f"Wall [{object_id}]", parent_object_id=1,
+                       depth=1)
 
 
 def properties(objects: int, tag: str = "v1") -> Iterator[ObjectProperties]:
@@ -52,9 +54,10 @@ def counts(conn: Connection, model_id: int) -> tuple[int, int]:
 
 def load(engine: Engine, model_id: int, objects: int, tag: str = "v1", **kwargs: Any) -> LoadStats:
     return load_model_results(
-        engine, model_id, views=[ViewRecord(VIEW, "3D", "3d", True)], tree=tree(objects),
+        engine, model_id, views=[ViewRecord(guid=VIEW, name="3D", role="3d", is_master_view=True)],
+        tree=tree(objects),
         properties=properties(objects, tag), manifest=MANIFEST,
-        thumbnail=ThumbnailImage(b"\x89PNG fake", 100, 100), **kwargs,
+        thumbnail=ThumbnailImage(png=b"\x89PNG fake", width=100, height=100), **kwargs,
     )
 
 
@@ -278,7 +281,8 @@ def test_inputs_are_consumed_as_they_are_written_not_collected(results_engine: E
     model_id = make_model(results_engine)
     objects = 20_000
     tree_watch, properties_watch = Watch(), Watch()
-    watched_tree = (tree_watch(WatchedNode(n.view_guid, n.object_id, n.name, n.parent_object_id, n.depth))
+    watched_tree = (tree_watch(WatchedNode(view_guid=n.view_guid, object_id=n.object_id, name=n.name,
+                                           parent_object_id=n.parent_object_id, depth=n.depth))
                     for n in tree(objects))
     watched_properties = (
         ObjectProperties(p.view_guid, p.object_id, p.external_id, p.name,
@@ -286,7 +290,7 @@ def test_inputs_are_consumed_as_they_are_written_not_collected(results_engine: E
         for p in properties(objects)
     )
 
-    stats = load_model_results(results_engine, model_id, views=[ViewRecord(VIEW)], tree=watched_tree,
+    stats = load_model_results(results_engine, model_id, views=[ViewRecord(guid=VIEW)], tree=watched_tree,
                                properties=watched_properties)
 
     assert (stats.objects, stats.properties) == (objects + 1, objects * 4)
@@ -294,3 +298,43 @@ def test_inputs_are_consumed_as_they_are_written_not_collected(results_engine: E
     assert tree_watch.peak <= 10
     assert properties_watch.peak <= 10
     assert tree_watch.alive == properties_watch.alive == 0
+
+
+def test_a_column_added_to_the_model_is_loaded_by_the_staging_made_from_it(results_engine: Engine) -> None:
+    """The model (and the database, as its migration would) gains a column; the staging spec and record
+    made from the table carry it into the database with no other change."""
+    model_id = make_model(results_engine)
+    load(results_engine, model_id, 3)
+    with results_engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {SCHEMA}.model_views ADD COLUMN note text"))
+    table = ModelView.__table__.to_metadata(MetaData())
+    table.append_column(Column("note", Text(), nullable=True))
+    record = record_type("ViewRecord", table, "a view with a note")
+    staging = loader._Staging("stage_views", table, distinct_on=("guid",))
+
+    with results_engine.begin() as conn:
+        pg = conn.connection.driver_connection
+        pg.execute(staging.create())
+        loader._copy(pg, staging, [staging.row(record(guid=VIEW, name="3D", note="hello"))])
+        for statement in (staging.delete(), staging.insert()):
+            pg.execute(statement, {"model_id": model_id})
+    with results_engine.connect() as conn:
+        assert conn.execute(text(f"SELECT guid, name, role, is_master_view, note FROM {SCHEMA}.model_views "
+                                 "WHERE model_id = :m"), {"m": model_id}).all() == [
+            (VIEW, "3D", None, False, "hello")]
+
+
+def test_a_load_without_a_thumbnail_keeps_the_stored_one_and_a_new_one_replaces_it(
+    results_engine: Engine,
+) -> None:
+    model_id = make_model(results_engine)
+    load(results_engine, model_id, 3)  # with a thumbnail
+    stats = load_model_results(results_engine, model_id, tree=tree(3), properties=properties(3))
+    assert not stats.thumbnail
+    query = select(Thumbnail.png, Thumbnail.width, Thumbnail.height).where(Thumbnail.model_id == model_id)
+    with results_engine.connect() as conn:
+        assert conn.execute(query).all() == [(b"\x89PNG fake", 100, 100)]
+    load_model_results(results_engine, model_id, thumbnail=ThumbnailImage(png=b"\x89PNG new", width=200))
+    with results_engine.connect() as conn:
+        assert conn.execute(query).all() == [(b"\x89PNG new", 200, None)]
+        assert conn.execute(select(func.count()).select_from(Thumbnail)).scalar_one() == 1

@@ -73,10 +73,10 @@ def test_tree_from_aps_links_parents_and_depths_in_preorder() -> None:
         {"objectid": 4, "name": "Doors"},
     ]}]
     assert list(tree_from_aps("v1", objects)) == [
-        TreeNode("v1", 1, "Model", None, 0),
-        TreeNode("v1", 2, "Walls", 1, 1),
-        TreeNode("v1", 3, "Wall [1]", 2, 2),
-        TreeNode("v1", 4, "Doors", 1, 1),
+        TreeNode(view_guid="v1", object_id=1, name="Model", parent_object_id=None, depth=0),
+        TreeNode(view_guid="v1", object_id=2, name="Walls", parent_object_id=1, depth=1),
+        TreeNode(view_guid="v1", object_id=3, name="Wall [1]", parent_object_id=2, depth=2),
+        TreeNode(view_guid="v1", object_id=4, name="Doors", parent_object_id=1, depth=1),
     ]
 
 
@@ -89,7 +89,8 @@ def test_tree_from_aps_handles_trees_deeper_than_the_recursion_limit() -> None:
         node = child
     nodes = list(tree_from_aps("v", [root]))
     assert len(nodes) == 5000
-    assert nodes[-1] == TreeNode("v", 4999, "n4999", 4998, 4999)
+    assert nodes[-1] == TreeNode(view_guid="v", object_id=4999, name="n4999", parent_object_id=4998,
+                                 depth=4999)
 
 
 def test_properties_and_views_from_aps() -> None:
@@ -101,8 +102,10 @@ def test_properties_and_views_from_aps() -> None:
     ]
     views = [{"name": "3D", "role": "3d", "guid": "g1", "isMasterView": True},
              {"name": "Sheet", "role": "2d", "guid": "g2"}]
-    assert list(views_from_aps(views)) == [ViewRecord("g1", "3D", "3d", True),
-                                           ViewRecord("g2", "Sheet", "2d")]
+    assert list(views_from_aps(views)) == [
+        ViewRecord(guid="g1", name="3D", role="3d", is_master_view=True),
+        ViewRecord(guid="g2", name="Sheet", role="2d", is_master_view=False),
+    ]
 
 
 def test_derivatives_from_manifest_flattens_children_with_their_output_type() -> None:
@@ -113,8 +116,9 @@ def test_derivatives_from_manifest_flattens_children_with_their_output_type() ->
         ]}],
     }]}
     nodes = list(derivatives_from_manifest(manifest))
-    assert nodes[0] == DerivativeNode(None, None, "house.ifc", "svf2", None, None, None, None, "success",
-                                      "complete")
+    assert nodes[0] == DerivativeNode(guid=None, parent_guid=None, name="house.ifc", output_type="svf2",
+                                      type=None, role=None, mime=None, urn=None, status="success",
+                                      progress="complete")
     assert [(n.guid, n.parent_guid, n.output_type, n.role) for n in nodes[1:]] == [
         ("g-3d", None, "svf2", "3d"), ("g-gfx", "g-3d", "svf2", "graphics"),
     ]
