@@ -41,7 +41,7 @@ class Chaos:
 
 
 class Bursts(threading.Thread):
-    """A burst of three 503s on the next APS calls, every few seconds, until stopped."""
+    """A burst of three 503s on the next APS calls, every 20 s, until stopped."""
 
     def __init__(self, stack: LocalStack) -> None:
         super().__init__(daemon=True)
@@ -49,7 +49,7 @@ class Bursts(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        while not self.stopped.wait(4):
+        while not self.stopped.wait(20):
             self.stack.emulator.configure(fault_5xx_burst=3)
 
 
@@ -73,7 +73,7 @@ def responses(chaos: Chaos) -> Counter[str]:
     return Counter(chaos.stack.emulator.stats()["responses"])
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 300) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 480) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "the moment to strike never came"

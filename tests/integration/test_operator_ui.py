@@ -231,13 +231,13 @@ def test_an_operator_logs_in_and_sees_labels_run_page_and_thumbnail(
         assert thumbnail.evaluate("img => img.naturalWidth") > 0
         page.screenshot(path=tmp_path / "2-run-page.png", full_page=True)
 
-        # The mapped model tasks are labelled with the file's name, not 0, 1, 2.
-        page.goto(f"{run}/tasks/model.wait_for_translation/mapped")
+        # The mapped batch tasks are labelled with their files' names, not 0, 1, 2.
+        page.goto(f"{run}/tasks/models.wait_for_translations/mapped")
         page.get_by_text("model.ifc").first.wait_for(timeout=60_000)
         page.screenshot(path=tmp_path / "3-mapped-tasks.png", full_page=True)
 
         # One task instance, and its own "APS files" tab.
-        task = f"{run}/tasks/model.wait_for_translation/mapped/0"
+        task = f"{run}/tasks/models.wait_for_translations/mapped/0"
         page.goto(task)
         page.get_by_text("model.ifc").first.wait_for(timeout=60_000)
         page.screenshot(path=tmp_path / "4-task.png", full_page=True)
