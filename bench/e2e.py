@@ -25,9 +25,10 @@ then fetch the views, each view's object tree and properties, and the thumbnail.
 - the *one-thread floor*: the same, one file after another but with every job started before the first wait
   (translations overlap), timed on `--one-thread-sample` files and scaled to N (it is linear in N).
 
-Printed: wall time of the pipeline and both floors, the ratios, task instances per file, the peak RSS of the
-Airflow workers (the scheduler's process tree: LocalExecutor workers and their task processes) and of the
-triggerer, the time per task type, and emulator requests. The last line is machine-readable:
+Printed: wall time of the pipeline and both floors, the ratios, task instances per file (of the run, from the
+metadata database), the peak RSS of the Airflow workers (the scheduler's descendants: LocalExecutor workers
+and their task processes), of the scheduler process and of the triggerer's tree (sums over a process tree,
+sampled every 0.5 s), the time per task type, and emulator requests. The last line is machine-readable:
 `e2e: files=N pipeline_s=S concurrent_floor_s=F ratio=R` (R = S / F).
 """
 
@@ -94,11 +95,13 @@ def request_counts(stack: LocalStack) -> Counter[str]:
 # -- the pipeline ---------------------------------------------------------------------------------------
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants."""
+def tree_rss(pid: int, part: str = "tree") -> int:
+    """Resident bytes of a process and all its descendants (`part`: "tree"), the descendants only
+    ("descendants") or the process only ("process")."""
     try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
+        process = psutil.Process(pid)
+        processes = [*([process] if part != "descendants" else []),
+                     *(process.children(recursive=True) if part != "process" else [])]
     except psutil.NoSuchProcess:
         return 0
     total = 0
@@ -111,24 +114,27 @@ def tree_rss(pid: int) -> int:
 class RSSSampler(threading.Thread):
     """Peak RSS of named process trees, sampled every 0.5 s while the run goes."""
 
-    def __init__(self, pids: dict[str, int]) -> None:
+    def __init__(self, trees: dict[str, tuple[int, str]]) -> None:
         super().__init__(daemon=True)
-        self.pids = pids
-        self.peaks = dict.fromkeys(pids, 0)
+        self.trees = trees  # name -> (pid, part of its tree: see tree_rss)
+        self.peaks = dict.fromkeys(trees, 0)
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(0.5):
-            for name, pid in self.pids.items():
-                self.peaks[name] = max(self.peaks[name], tree_rss(pid))
+            for name, (pid, part) in self.trees.items():
+                self.peaks[name] = max(self.peaks[name], tree_rss(pid, part))
 
 
 def run_pipeline(stack: LocalStack, timeout: float) -> PipelineResult:
     airflow = stack.airflow
     assert airflow is not None
     before = request_counts(stack)
-    sampler = RSSSampler({"workers (scheduler tree)": airflow.processes["scheduler"].pid,
-                          "triggerer": airflow.processes["triggerer"].pid})
+    scheduler = airflow.processes["scheduler"].pid
+    # LocalExecutor workers (and the task processes they start) are the scheduler's descendants.
+    sampler = RSSSampler({"workers (the scheduler's descendants)": (scheduler, "descendants"),
+                          "scheduler process": (scheduler, "process"),
+                          "triggerer (its tree)": (airflow.processes["triggerer"].pid, "tree")})
     sampler.start()
     started = time.monotonic()
     run_id = airflow.trigger(DAG_ID)
