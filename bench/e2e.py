@@ -57,7 +57,7 @@ from aps_client import APSClient, APSConfig, AsyncAPSClient, to_urn
 from aps_client.models import TreeNode
 from aps_devstack.overrides import parse_assignments, write_pipelines_file
 from aps_devstack.stack import LANDING_BUCKET, LANDING_PREFIX, LocalStack
-from aps_pipeline.config import PIPELINES_FILE_ENV, PipelineConfig
+from aps_pipeline.config import PIPELINES_FILE_ENV, PipelineConfig, PipelineConfigError
 from aps_samples.bench import put_benchmark_files
 
 DAG_ID = "aps_ingest"
@@ -382,6 +382,11 @@ def main() -> int:
             [f"{key}={value}" for key, value in shortcuts.items() if value is not None] + args.assignments)
     except ValueError as exc:
         parser.error(str(exc))
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-check-") as check:
+        try:  # a misspelt or invalid field fails now, not after the stack has started
+            write_pipelines_file(Path(check) / "pipelines.yaml", DAG_ID, overrides)
+        except PipelineConfigError as exc:
+            parser.error(str(exc))
 
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         workdir = args.workdir or Path(tmp)
