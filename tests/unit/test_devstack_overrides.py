@@ -11,11 +11,22 @@ from aps_pipeline.config import DEFAULT_PIPELINES_FILE, PipelineConfigError, get
 
 
 def test_assignments_are_yaml_scalars_and_dotted_keys_nest() -> None:
-    assert parse_assignments(["upload_concurrency=16", "pool.slots=4", "pool.name=bench",
-                              "max_file_size=2GiB", "schedule=", "models_per_task=5",
-                              "models_per_task=7"]) == {
-        "upload_concurrency": 16, "pool": {"slots": 4, "name": "bench"}, "max_file_size": "2GiB",
-        "schedule": "", "models_per_task": 7,
+    assert parse_assignments(
+        [
+            "upload_concurrency=16",
+            "pool.slots=4",
+            "pool.name=bench",
+            "max_file_size=2GiB",
+            "schedule=",
+            "models_per_task=5",
+            "models_per_task=7",
+        ]
+    ) == {
+        "upload_concurrency": 16,
+        "pool": {"slots": 4, "name": "bench"},
+        "max_file_size": "2GiB",
+        "schedule": "",
+        "models_per_task": 7,
     }
 
 
@@ -36,8 +47,16 @@ def test_the_copy_sets_the_fields_and_keeps_the_rest(tmp_path: Path) -> None:
     assert pipeline.models_per_task == shipped.models_per_task == 3  # ${APS_MODELS_PER_TASK} still applies
     assert pipeline.pool.name == shipped.pool.name
     assert pipeline.landing == shipped.landing
-    assert pipeline.model_copy(update={"upload_concurrency": shipped.upload_concurrency, "pool": shipped.pool,
-                                       "load_concurrency": shipped.load_concurrency}) == shipped
+    assert (
+        pipeline.model_copy(
+            update={
+                "upload_concurrency": shipped.upload_concurrency,
+                "pool": shipped.pool,
+                "load_concurrency": shipped.load_concurrency,
+            }
+        )
+        == shipped
+    )
 
 
 def test_an_unknown_field_fails_before_anything_is_written(tmp_path: Path) -> None:
