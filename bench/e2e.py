@@ -1,27 +1,34 @@
 """Benchmark: N generated files through `aps_ingest` (real scheduler + triggerer) vs a plain script (floor).
 
-    python bench/e2e.py [--n 1000] [--size 20000] [--translation-seconds 3] [--parallelism 8]
-                        [--concurrency 8] [--one-thread-sample 100] [--models-per-task 25]
+    python bench/e2e.py [--files 1000] [--size 20000] [--translation-seconds 3] [--parallelism 8]
+                        [--pool-slots N] [--concurrency N] [--models-per-task N] [--set KEY=VALUE ...]
+                        [--one-thread-sample 100]
 
 Starts the local stack of `make demo` (PostgreSQL, S3 server, APS emulator, Airflow with the LocalExecutor),
 puts N distinct valid IFC files in the landing bucket (aps_samples.bench) and times one `aps_ingest` run from
 trigger to end: discovery, validation, quarantine, dedupe, then per batch of models upload -> submit ->
 deferred wait -> load, and the run summary. The pipelines file's defaults apply; only the emulator's
-translation time is set (and `--models-per-task` / `--concurrency` when given).
+translation time is set. To tune, the stack reads a copy of the pipelines file with fields of `aps_ingest`
+set (aps_devstack.overrides): `--set upload_concurrency=16 --set load_concurrency=2 --set pool.slots=4`, any
+field of aps_pipeline.config.PipelineConfig (an unknown one fails before the stack starts);
+`--concurrency N` and `--models-per-task N` are short for `--set upload_concurrency=N` and
+`--set models_per_task=N`, `--pool-slots N` for `--set pool.slots=N`.
 
 Two floors make the same APS calls for the same N files against the same emulator (new object keys, so APS
 really works again): read the file from S3 and upload it, start the job, poll the manifest until it finishes,
 then fetch the views, each view's object tree and properties, and the thumbnail.
-- the *concurrent floor*: a plain asyncio script doing that for `--concurrency` x `--pool-slots` files at a
-  time (the most the pipeline has in flight: `upload_concurrency` per batch task, one batch task per slot of
-  its APS pool), on the async client (the upload, which the async client does not have,
-  runs the blocking client's in a thread). The best this machine does without Airflow;
+- the *concurrent floor*: a plain asyncio script doing that for `upload_concurrency` x `pool.slots` files at
+  a time (the most the pipeline has in flight: `upload_concurrency` per batch task, one batch task per slot
+  of its APS pool; both as the stack's pipelines file has them), on the async client (the upload, which the
+  async client does not have, runs the blocking client's in a thread). The best this machine does without
+  Airflow;
 - the *one-thread floor*: the same, one file after another but with every job started before the first wait
   (translations overlap), timed on `--one-thread-sample` files and scaled to N (it is linear in N).
 
-Printed: wall time of the pipeline and both floors, the ratios, task instances per file, the peak RSS of the
-Airflow workers (the scheduler's process tree: LocalExecutor workers and their task processes) and of the
-triggerer, the time per task type, and emulator requests. The last line is machine-readable:
+Printed: wall time of the pipeline and both floors, the ratios, task instances per file (of the run, from the
+metadata database), the peak RSS of the Airflow workers (the scheduler's descendants: LocalExecutor workers
+and their task processes), of the scheduler process and of the triggerer's tree (sums over a process tree,
+sampled every 0.5 s), the time per task type, and emulator requests. The last line is machine-readable:
 `e2e: files=N pipeline_s=S concurrent_floor_s=F ratio=R` (R = S / F).
 """
 
@@ -30,12 +37,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,8 +55,9 @@ from sqlalchemy import text
 
 from aps_client import APSClient, APSConfig, AsyncAPSClient, to_urn
 from aps_client.models import TreeNode
-from aps_devstack.demo import create_pools
+from aps_devstack.overrides import parse_assignments, write_pipelines_file
 from aps_devstack.stack import LANDING_BUCKET, LANDING_PREFIX, LocalStack
+from aps_pipeline.config import PIPELINES_FILE_ENV, PipelineConfig, PipelineConfigError
 from aps_samples.bench import put_benchmark_files
 
 DAG_ID = "aps_ingest"
@@ -85,11 +95,13 @@ def request_counts(stack: LocalStack) -> Counter[str]:
 # -- the pipeline ---------------------------------------------------------------------------------------
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants."""
+def tree_rss(pid: int, part: str = "tree") -> int:
+    """Resident bytes of a process and all its descendants (`part`: "tree"), the descendants only
+    ("descendants") or the process only ("process")."""
     try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
+        process = psutil.Process(pid)
+        processes = [*([process] if part != "descendants" else []),
+                     *(process.children(recursive=True) if part != "process" else [])]
     except psutil.NoSuchProcess:
         return 0
     total = 0
@@ -102,24 +114,27 @@ def tree_rss(pid: int) -> int:
 class RSSSampler(threading.Thread):
     """Peak RSS of named process trees, sampled every 0.5 s while the run goes."""
 
-    def __init__(self, pids: dict[str, int]) -> None:
+    def __init__(self, trees: dict[str, tuple[int, str]]) -> None:
         super().__init__(daemon=True)
-        self.pids = pids
-        self.peaks = dict.fromkeys(pids, 0)
+        self.trees = trees  # name -> (pid, part of its tree: see tree_rss)
+        self.peaks = dict.fromkeys(trees, 0)
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(0.5):
-            for name, pid in self.pids.items():
-                self.peaks[name] = max(self.peaks[name], tree_rss(pid))
+            for name, (pid, part) in self.trees.items():
+                self.peaks[name] = max(self.peaks[name], tree_rss(pid, part))
 
 
 def run_pipeline(stack: LocalStack, timeout: float) -> PipelineResult:
     airflow = stack.airflow
     assert airflow is not None
     before = request_counts(stack)
-    sampler = RSSSampler({"workers (scheduler tree)": airflow.processes["scheduler"].pid,
-                          "triggerer": airflow.processes["triggerer"].pid})
+    scheduler = airflow.processes["scheduler"].pid
+    # LocalExecutor workers (and the task processes they start) are the scheduler's descendants.
+    sampler = RSSSampler({"workers (the scheduler's descendants)": (scheduler, "descendants"),
+                          "scheduler process": (scheduler, "process"),
+                          "triggerer (its tree)": (airflow.processes["triggerer"].pid, "tree")})
     sampler.start()
     started = time.monotonic()
     run_id = airflow.trigger(DAG_ID)
@@ -257,6 +272,8 @@ def run_concurrent_floor(stack: LocalStack, keys: list[str], concurrency: int) -
 
     async def main() -> tuple[int, int]:
         gate = asyncio.Semaphore(concurrency)
+        # asyncio.to_thread's default pool has min(32, CPUs + 4) threads: size it to the uploads in flight.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=concurrency))
         with APSClient(config) as sync_aps:
             sync_aps.oss.ensure_bucket(FLOOR_BUCKET)
 
@@ -269,6 +286,9 @@ def run_concurrent_floor(stack: LocalStack, keys: list[str], concurrency: int) -
             async with AsyncAPSClient(config) as aps:
                 async def one(index: int, key: str) -> tuple[int, int]:
                     async with gate:
+                        # AsyncAPSClient has no upload (its OSS client reads only): the blocking client's
+                        # upload (signed URL, PUT, complete) runs in asyncio's thread pool, as the
+                        # pipeline's batch upload runs it in threads.
                         urn = await asyncio.to_thread(upload, index, key)
                         await aps.derivative.start_job(urn)
                     return await fetch_results_async(aps, urn, gate)
@@ -284,15 +304,27 @@ def run_concurrent_floor(stack: LocalStack, keys: list[str], concurrency: int) -
 # -- report -----------------------------------------------------------------------------------------------
 
 
-def print_report(n: int, args: argparse.Namespace, pipeline: PipelineResult, floor: FloorResult,
-                 concurrent: FloorResult, setup_seconds: float) -> None:
+def e2e_line(files: int, pipeline_s: float, concurrent_floor_s: float) -> str:
+    """The report's machine-readable last line; ratio = pipeline / concurrent floor, 2 decimals."""
+    ratio = pipeline_s / concurrent_floor_s
+    return (f"e2e: files={files} pipeline_s={pipeline_s:.1f} concurrent_floor_s={concurrent_floor_s:.1f} "
+            f"ratio={ratio:.2f}")
+
+
+def print_report(n: int, args: argparse.Namespace, config: PipelineConfig, overrides: dict[str, Any],
+                 pipeline: PipelineResult, floor: FloorResult, concurrent: FloorResult,
+                 setup_seconds: float) -> None:
     sample = min(n, args.one_thread_sample)
     one_thread_s = floor.wall_seconds * n / sample
     ratio = pipeline.wall_seconds / concurrent.wall_seconds
+    in_flight = config.upload_concurrency * config.pool.slots
     print(f"\n== bench/e2e.py: N={n} files of ~{args.size} B IFC, "
           f"translation {args.translation_seconds:g} s, parallelism {args.parallelism}, "
-          f"pool slots {args.pool_slots}, concurrency {args.concurrency}, "
-          f"models_per_task {args.models_per_task or 'default'}, {psutil.cpu_count()} CPUs ==")
+          f"{psutil.cpu_count()} CPUs ==")
+    print(f"pipelines file: models_per_task {config.models_per_task}, upload_concurrency "
+          f"{config.upload_concurrency}, load_concurrency {config.load_concurrency}, pool "
+          f"{config.pool.name} x {config.pool.slots}, max_files_per_run {config.max_files_per_run}; "
+          f"overrides {overrides or 'none'}")
     print(f"stack start-up (not timed below): {setup_seconds:.0f} s")
     print(f"pipeline run: {pipeline.state}, summary {pipeline.summary}")
     print(f"  wall {pipeline.wall_seconds:.1f} s = {pipeline.wall_seconds / n * 1000:.0f} ms per file")
@@ -308,7 +340,7 @@ def print_report(n: int, args: argparse.Namespace, pipeline: PipelineResult, flo
     print(f"  task instances per file: {pipeline.task_instances / n:.3f}")
     for name, peak in pipeline.peak_rss.items():
         print(f"  peak RSS {name}: {peak / 2**20:.0f} MiB")
-    print(f"concurrent floor ({args.concurrency * args.pool_slots} at a time, asyncio): "
+    print(f"concurrent floor ({in_flight} at a time, asyncio): "
           f"wall {concurrent.wall_seconds:.1f} s; "
           f"{concurrent.objects} objects, {concurrent.properties} objects' properties fetched")
     print(f"one-thread floor: {floor.wall_seconds:.1f} s for {sample} files -> {one_thread_s:.0f} s for {n} "
@@ -318,26 +350,43 @@ def print_report(n: int, args: argparse.Namespace, pipeline: PipelineResult, flo
     ops = sorted(set(pipeline.requests) | set(concurrent.requests))
     print("emulator requests (pipeline / concurrent floor): " + ", ".join(
         f"{op} {pipeline.requests.get(op, 0)}/{concurrent.requests.get(op, 0)}" for op in ops))
-    print(f"e2e: files={n} pipeline_s={pipeline.wall_seconds:.1f} "
-          f"concurrent_floor_s={concurrent.wall_seconds:.1f} ratio={ratio:.2f}")
+    print(e2e_line(n, pipeline.wall_seconds, concurrent.wall_seconds))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=1000, help="files to ingest")
+    parser.add_argument("--files", "--n", dest="n", type=int, default=1000, help="files to ingest")
     parser.add_argument("--size", type=int, default=20_000, help="approximate bytes per generated IFC file")
     parser.add_argument("--translation-seconds", type=float, default=3.0, help="emulator translation time")
     parser.add_argument("--parallelism", type=int, default=8, help="LocalExecutor worker slots")
-    parser.add_argument("--pool-slots", type=int, default=8, help="slots of the pipeline's APS pool")
-    parser.add_argument("--concurrency", type=int, default=8,
-                        help="upload_concurrency of the pipelines file (the floor runs this x pool slots)")
+    parser.add_argument("--pool-slots", type=int, default=None,
+                        help="slots of the pipeline's APS pool (--set pool.slots=N; default: the file's)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="upload_concurrency (--set upload_concurrency=N; default: the file's); the "
+                             "concurrent floor runs upload_concurrency x pool slots at a time")
+    parser.add_argument("--models-per-task", type=int, default=None,
+                        help="--set models_per_task=N (default: the file's)")
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a field of the aps_ingest entry in the stack's pipelines file (repeatable; "
+                             "dotted keys for nested fields, e.g. pool.slots=4)")
     parser.add_argument("--one-thread-sample", type=int, default=100,
                         help="files the one-thread floor is timed on (scaled to N)")
-    parser.add_argument("--models-per-task", type=int, default=None, help="default: the pipelines file's")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up on the run after this many s")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary directory")
     args = parser.parse_args()
+    shortcuts = {"upload_concurrency": args.concurrency, "models_per_task": args.models_per_task,
+                 "pool.slots": args.pool_slots}
+    try:
+        overrides = parse_assignments(
+            [f"{key}={value}" for key, value in shortcuts.items() if value is not None] + args.assignments)
+    except ValueError as exc:
+        parser.error(str(exc))
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-check-") as check:
+        try:  # a misspelt or invalid field fails now, not after the stack has started
+            write_pipelines_file(Path(check) / "pipelines.yaml", DAG_ID, overrides)
+        except PipelineConfigError as exc:
+            parser.error(str(exc))
 
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         workdir = args.workdir or Path(tmp)
@@ -346,22 +395,25 @@ def main() -> int:
             workdir, emulator_env={"APS_EMULATOR_TRANSLATION_SECONDS": str(args.translation_seconds)}
         )
         try:
+            # The components read the copy with their environment: expand ${...} the same way here.
+            path, config = write_pipelines_file(workdir / "pipelines.yaml", DAG_ID, overrides,
+                                                env={**os.environ, **stack.airflow_env()})
+            if args.n > config.max_files_per_run:
+                print(f"warning: {args.n} files > max_files_per_run {config.max_files_per_run}: one run "
+                      "takes only part of them", file=sys.stderr)
             keys = put_benchmark_files(stack.s3.client(), LANDING_BUCKET, LANDING_PREFIX, args.n, args.size)
-            settings = {"APS_UPLOAD_CONCURRENCY": str(args.concurrency)}
-            if args.models_per_task:
-                settings["APS_MODELS_PER_TASK"] = str(args.models_per_task)
-            airflow = stack.start_airflow(parallelism=args.parallelism, extra_env=settings)
-            create_pools(stack)
-            airflow.cli("pools", "set", "aps_translation", str(args.pool_slots), "bench/e2e.py")
+            airflow = stack.start_airflow(parallelism=args.parallelism,
+                                          extra_env={PIPELINES_FILE_ENV: str(path)})
+            airflow.cli("pools", "set", config.pool.name, str(config.pool.slots), "bench/e2e.py")
             airflow.wait_for_dag(DAG_ID)
             setup = time.monotonic() - t0
             print(f"stack up in {setup:.0f} s; running {DAG_ID} on {args.n} files…", flush=True)
             pipeline = run_pipeline(stack, args.timeout)
-            print(f"pipeline: {pipeline.state} in {pipeline.wall_seconds:.1f} s; the floor…", flush=True)
-            airflow.stop()  # the floor runs alone on the machine, as a script would
-            concurrent = run_concurrent_floor(stack, keys, args.concurrency * args.pool_slots)
+            print(f"pipeline: {pipeline.state} in {pipeline.wall_seconds:.1f} s; the floors…", flush=True)
+            airflow.stop()  # the floors run alone on the machine, as a script would
+            concurrent = run_concurrent_floor(stack, keys, config.upload_concurrency * config.pool.slots)
             floor = run_floor(stack, keys[: args.one_thread_sample])
-            print_report(args.n, args, pipeline, floor, concurrent, setup)
+            print_report(args.n, args, config, overrides, pipeline, floor, concurrent, setup)
             return 0 if pipeline.state == "success" and pipeline.summary.get("loaded") == args.n else 1
         finally:
             stack.stop()

@@ -1,0 +1,33 @@
+"""bench/e2e.py's machine-readable last line (the lead's scripts parse it)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "e2e.py"
+
+
+@pytest.fixture(scope="module")
+def e2e() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_e2e", BENCH)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_line_names_files_both_times_and_the_ratio_to_the_concurrent_floor(e2e: ModuleType) -> None:
+    line = e2e.e2e_line(1000, 412.345, 300.0)
+    assert line == "e2e: files=1000 pipeline_s=412.3 concurrent_floor_s=300.0 ratio=1.37"
+
+
+def test_the_ratio_has_two_decimals_whatever_the_times(e2e: ModuleType) -> None:
+    assert e2e.e2e_line(30, 90.0, 45.0).endswith(" ratio=2.00")
+    assert e2e.e2e_line(30, 10.0, 30.0).endswith(" ratio=0.33")
