@@ -163,7 +163,7 @@ def run_demo(workdir: Path) -> int:
         )
         # The batch is the scheduled-style run's: its events are dropped (the run lists the prefix anyway).
         assert stack.events_queue_url is not None
-        stack.s3.sqs_client().purge_queue(QueueUrl=stack.events_queue_url)
+        stack.s3.drain_queue(stack.events_queue_url)
         say("demo: starting Airflow (api-server, scheduler, dag-processor, triggerer)…")
         airflow = stack.start_airflow()
         create_pools(stack)

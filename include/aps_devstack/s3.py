@@ -57,8 +57,20 @@ class S3Server:
                 "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]
             },
         )
-        sqs.purge_queue(QueueUrl=url)  # the s3:TestEvent of a new configuration
+        self.drain_queue(url)  # the s3:TestEvent of a new configuration
         return url
+
+    def drain_queue(self, url: str) -> int:
+        """Receive and delete every message waiting in the queue; how many. (PurgeQueue would do, but SQS
+        allows one purge per queue per 60 s.)"""
+        sqs = self.sqs_client()
+        drained = 0
+        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                              WaitTimeSeconds=0).get("Messages", []):
+            sqs.delete_message_batch(QueueUrl=url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+            drained += len(messages)
+        return drained
 
     def airflow_conn_uri(self) -> str:
         """An Airflow `aws` connection (JSON form) pointing at this server."""
