@@ -39,7 +39,7 @@ async def first_event(trigger: APSTranslationTrigger, limit: float = 120) -> dic
 
 def fast_trigger(urn: str, deadline_in: float = 120, **kwargs: Any) -> APSTranslationTrigger:
     return APSTranslationTrigger(urn=urn, deadline=time.time() + deadline_in, poll_interval=0.2,
-                                 max_poll_interval=1.0, **kwargs)
+                                 max_poll_interval=1.0, first_poll_floor=0.0, **kwargs)
 
 
 # -- trigger ------------------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ async def the_event(trigger: APSTranslationsTrigger, limit: float = 120) -> dict
 
 def fast_trigger(urns: list[str], deadline_in: float = 120, **kwargs: Any) -> APSTranslationsTrigger:
     return APSTranslationsTrigger(urns=urns, deadline=time.time() + deadline_in,
-                                  **{"poll_interval": 0.2, "max_poll_interval": 1.0, **kwargs})
+                                  **{"poll_interval": 0.2, "max_poll_interval": 1.0, "first_poll_floor": 0.0,
+                                     **kwargs})
 
 
 @pytest.fixture

@@ -43,10 +43,6 @@ from aps_provider.triggers.base import APSBaseTrigger
 FIRST_POLL_FLOOR = 8.0
 
 
-def first_poll_delay(poll_interval: float) -> float:
-    return max(poll_interval, FIRST_POLL_FLOOR)
-
-
 #: Event states produced by the waiters themselves (the others are APS's manifest statuses).
 ERROR = WAIT_ERROR
 __all__ = ["DEADLINE_EXCEEDED", "ERROR", "APSTranslationTrigger", "APSTranslationsTrigger"]
@@ -63,6 +59,7 @@ class APSTranslationTrigger(APSBaseTrigger):
     :param max_poll_interval: Upper bound of the delay, in seconds.
     :param backoff_factor: Factor the delay grows by after each GET that finds the job unfinished.
     :param not_found_grace: Seconds a missing manifest (404) is treated as "not there yet" before failing.
+    :param first_poll_floor: The first GET waits at least this long after the deferral (FIRST_POLL_FLOOR).
     """
 
     def __init__(
@@ -75,8 +72,10 @@ class APSTranslationTrigger(APSBaseTrigger):
         max_poll_interval: float = 60.0,
         backoff_factor: float = 2.0,
         not_found_grace: float = 120.0,
+        first_poll_floor: float = FIRST_POLL_FLOOR,
     ) -> None:
         super().__init__(aps_conn_id=aps_conn_id, region=region)
+        self.first_poll_floor = float(first_poll_floor)
         self.urn = urn
         self.deadline = float(deadline)
         self.poll_interval = float(poll_interval)
@@ -97,7 +96,8 @@ class APSTranslationTrigger(APSBaseTrigger):
         poll = ManifestPoll(self.urn, not_found_grace=self.not_found_grace)
         delay = self.poll_interval
         # The sensor read the manifest just before deferring, so the first GET waits (see FIRST_POLL_FLOOR).
-        await asyncio.sleep(max(0.0, min(first_poll_delay(self.poll_interval), self.deadline - time.time())))
+        first_wait = max(self.poll_interval, self.first_poll_floor)
+        await asyncio.sleep(max(0.0, min(first_wait, self.deadline - time.time())))
         async with client as aps:
             while True:
                 try:
@@ -160,8 +160,10 @@ class APSTranslationsTrigger(APSBaseTrigger):
         backoff_factor: float = 2.0,
         not_found_grace: float = 120.0,
         max_concurrent_polls: int = 8,
+        first_poll_floor: float = FIRST_POLL_FLOOR,
     ) -> None:
         super().__init__(aps_conn_id=aps_conn_id, region=region)
+        self.first_poll_floor = float(first_poll_floor)
         self.urns = list(dict.fromkeys(urns))
         self.deadline = float(deadline)
         self.poll_interval = float(poll_interval)
@@ -181,7 +183,7 @@ class APSTranslationsTrigger(APSBaseTrigger):
         polls = {urn: ManifestPoll(urn, not_found_grace=self.not_found_grace) for urn in self.urns}
         delays = dict.fromkeys(self.urns, self.poll_interval)
         # The sensor looked just before deferring: the first GET of each URN waits (see FIRST_POLL_FLOOR).
-        due_at = dict.fromkeys(self.urns, time.time() + first_poll_delay(self.poll_interval))
+        due_at = dict.fromkeys(self.urns, time.time() + max(self.poll_interval, self.first_poll_floor))
         statuses: dict[str, dict[str, Any]] = {}
         gate = asyncio.Semaphore(max(1, self.max_concurrent_polls))
 
