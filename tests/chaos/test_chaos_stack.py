@@ -25,6 +25,7 @@ from aps_devstack.stack import LANDING_BUCKET, LANDING_PREFIX, LocalStack
 from aps_landing.s3 import S3Landing
 from aps_results.models import TERMINAL_FILE_STATES, File, FileState, Model
 from aps_samples.batch import put_sample_batch
+from tests.fixtures.client import wait_until
 
 pytestmark = pytest.mark.airflow_stack
 
@@ -74,10 +75,7 @@ def responses(chaos: Chaos) -> Counter[str]:
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 480) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the moment to strike never came"
-        time.sleep(0.5)
+    wait_until(condition, timeout=timeout, interval=0.5)  # the moment to strike
 
 
 def translating(chaos: Chaos, prefix: str) -> bool:

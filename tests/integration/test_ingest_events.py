@@ -27,6 +27,7 @@ from aps_devstack.demo import create_pools
 from aps_devstack.stack import LANDING_BUCKET, LANDING_PREFIX, LocalStack
 from aps_results.models import File, FileState
 from aps_samples.ifc import generate_ifc
+from tests.fixtures.client import wait_until
 
 pytestmark = pytest.mark.airflow_stack
 
@@ -197,9 +198,7 @@ def test_a_lost_event_is_caught_by_the_scheduled_listing(events: Events) -> None
 def test_every_landed_version_was_processed_exactly_once(events: Events) -> None:
     # Runs may still be starting from late events (the quarantine's own copies land in the bucket too and
     # are notified; such a run claims nothing): let every run end first.
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    while any(r.state in ("queued", "running") for r in events.runs()):
-        assert time.monotonic() < deadline, events.runs()
-        time.sleep(1)
+    wait_until(lambda: not any(r.state in ("queued", "running") for r in events.runs()),
+               timeout=SETTLE_TIMEOUT, interval=1)
     assert events.duplicated_versions() == []
     assert {r.state for r in events.runs()} == {"success"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +27,7 @@ from aps_pipeline.validation import validate_files
 from aps_results import registry
 from aps_results.models import File, FileState, Translation
 from aps_samples import generate_ifc
+from tests.fixtures.client import wait_until
 
 FORMATS = {"svf2": ["ifc", "obj", "rvt"]}
 
@@ -53,10 +53,8 @@ def land(landing: Landing, engine: Engine, pipeline: PipelineConfig, run_id: str
 
 
 def wait_until_finished(aps: APSClient, urns: list[str], deadline_seconds: float = 120) -> None:
-    deadline = time.monotonic() + deadline_seconds
-    while any(not aps.derivative.manifest(urn).is_finished for urn in urns):
-        assert time.monotonic() < deadline, "translations did not finish"
-        time.sleep(0.3)
+    wait_until(lambda: all(aps.derivative.manifest(urn).is_finished for urn in urns),
+               timeout=deadline_seconds, interval=0.3)
 
 
 def states(engine: Engine) -> dict[str, str]:

@@ -15,6 +15,7 @@ from aps_client.urn import object_id
 from aps_devstack import EmulatorServer
 from aps_provider.sensors.derivative import APSTranslationsSensor
 from aps_provider.triggers.derivative import APSTranslationsTrigger
+from tests.fixtures.client import wait_until
 from tests.fixtures.provider import start_translation
 
 NEVER_SUBMITTED = to_urn(object_id("provider-tests", "never-submitted.ifc"))
@@ -90,10 +91,7 @@ def test_trigger_serializes_to_its_init_arguments() -> None:
 def test_sensor_poke_mode_reports_each_urn_without_failing(three: dict[str, str]) -> None:
     sensor = APSTranslationsSensor(task_id="wait", urns=[{"urn": u} for u in three.values()],
                                    deferrable=False, fail_on_unsuccessful=False, not_found_grace=1.0)
-    deadline = time.monotonic() + 60
-    while not (result := sensor.poke(context={})):
-        assert time.monotonic() < deadline, "translations never finished"
-        time.sleep(0.5)
+    result = wait_until(lambda: sensor.poke(context={}), timeout=60, interval=0.5)
     statuses = result.xcom_value
     assert {name: statuses[urn]["status"] for name, urn in three.items()} == {
         "quick": "success", "bad": "failed", "slow": "success"}
