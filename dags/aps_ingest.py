@@ -46,7 +46,7 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
         schedule=ingest_schedule(pipeline),
         start_date=datetime.combine(pipeline.start_date, datetime.min.time()),
         catchup=False,
-        max_active_runs=1,
+        max_active_runs=pipeline.max_active_runs,
         tags=pipeline.tags,
         render_template_as_native_obj=True,
         user_defined_macros={"batch_label": tasks.batch_label},

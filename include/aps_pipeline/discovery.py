@@ -166,8 +166,10 @@ def _known_versions(
     return known
 
 
-def _owned_and_unfinished(engine: Engine, pipeline: str, run_id: str) -> tuple[set[int], set[int]]:
-    """(ids this run already owns, ids of unfinished files owned by earlier runs) before claiming."""
+def _owned_and_unfinished(
+    engine: Engine, pipeline: str, run_id: str
+) -> tuple[set[int], dict[int, str | None]]:
+    """(ids this run already owns, {id: run} of unfinished files other runs own) before claiming."""
     with engine.connect() as connection:
         rows = connection.execute(
             select(File.id, File.run_id).where(
@@ -175,7 +177,7 @@ def _owned_and_unfinished(engine: Engine, pipeline: str, run_id: str) -> tuple[s
                 or_(File.run_id == run_id, File.state.not_in([s.value for s in TERMINAL_FILE_STATES])),
             )
         ).all()
-    return {i for i, r in rows if r == run_id}, {i for i, r in rows if r != run_id}
+    return {i for i, r in rows if r == run_id}, {i: r for i, r in rows if r != run_id}
 
 
 def _head(landing: Landing, key: str) -> ObjectHead | None:
@@ -236,6 +238,7 @@ def discover_files(
     limit: int | None = None,
     prefix: str | None = None,
     keys: Iterable[str] | None = None,
+    run_is_active: Callable[[str], bool] = lambda run_id: False,
 ) -> dict[str, Any]:
     """List the landing prefix (or HEAD `keys`) and claim new, changed and unfinished files for `run_id`.
 
@@ -243,6 +246,8 @@ def discover_files(
     wait for the next run (oldest first, so nothing starves). `prefix` narrows the pipeline's landing prefix
     (a manual run's param) and must lie inside it. `keys` (an event-driven run's) replaces the listing by one
     HEAD per key under the prefix; keys beyond the limit wait for the next scheduled listing.
+    Unfinished files of earlier runs are taken over unless `run_is_active(their run)`: runs of a pipeline
+    may overlap, and a run still at work keeps its files (the default suits one run at a time).
     """
     bucket = landing.location
     base_prefix = pipeline.landing.prefix
@@ -261,7 +266,9 @@ def discover_files(
         listed, heads = _listed_by_keys(landing, keys, listing_prefix, quarantine_prefix)
     listed.sort(key=lambda o: (o.last_modified is None, o.last_modified, o.key))
     known = _known_versions(engine, pipeline.name, bucket, listed)
-    mine, orphans = _owned_and_unfinished(engine, pipeline.name, run_id)
+    mine, others = _owned_and_unfinished(engine, pipeline.name, run_id)
+    active = {run for run in set(others.values()) if run is not None and run_is_active(run)}
+    orphans = {file_id for file_id, run in others.items() if run not in active}
 
     # Unfinished work from earlier runs is always taken over and takes no room: the limit bounds how many
     # new files join the run (with those this run already claimed, if the task is retried).
@@ -278,6 +285,7 @@ def discover_files(
             run_id,
             [_discovered(bucket, c) for c in candidates],
             reclaim_unfinished=True,
+            active_runs=active,
         )
     file_ids = [f.id for f in claimed]
     reclaimed = orphans & set(file_ids)
@@ -289,6 +297,7 @@ def discover_files(
         "reclaimed": len(reclaimed),
         "already_claimed": len(mine),
         "waiting": waiting,
+        "held_by_active_runs": len(others) - len(orphans),
         "unreadable": sum(1 for c in candidates if c.failure is not None),
         "file_ids": file_ids,
     }

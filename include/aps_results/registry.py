@@ -11,7 +11,7 @@ All writes are safe to repeat: a retried Airflow task calling them again creates
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -79,6 +79,7 @@ def claim_files(
     objects: Iterable[DiscoveredObject],
     *,
     reclaim_unfinished: bool = False,
+    active_runs: Collection[str] = (),
 ) -> list[ClaimedFile]:
     """Register new objects for `run_id` and return every file this run has claimed.
 
@@ -86,7 +87,7 @@ def claim_files(
     the pipeline (same etag) is not claimed again, while a changed object (new etag) is a new file. The
     result also holds files this same run claimed earlier, so a retried discover task gets the same list.
     `reclaim_unfinished` takes over files left in a non-terminal state by earlier runs (e.g. a crashed run)
-    and counts an attempt for each.
+    and counts an attempt for each, except those of `active_runs` (runs still at work on them).
     """
     now = datetime.now(UTC)  # a value: one statement for many rows takes no SQL expressions
     rows = [
@@ -111,8 +112,9 @@ def claim_files(
     if reclaim_unfinished:
         conn.execute(
             update(File)
-            .where(File.pipeline == pipeline, File.run_id.is_distinct_from(run_id),  # NULL: released
-                   File.state.not_in(_TERMINAL))
+            .where(File.pipeline == pipeline, File.state.not_in(_TERMINAL),
+                   # NULL: released by its run (plan_batches' leftovers); NOT IN alone would skip it
+                   or_(File.run_id.is_(None), File.run_id.not_in([run_id, *active_runs])))
             .values(run_id=run_id, attempts=File.attempts + 1, updated_at=func.now())
         )
     claimed = conn.execute(

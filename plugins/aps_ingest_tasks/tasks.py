@@ -112,7 +112,16 @@ def discover_files() -> dict[str, Any]:
 
     config, run_id, params = _run()
     return discover(_landing(config), results_engine(config.results_conn_id), config, run_id,
-                    limit=params.get("limit"), prefix=params.get("prefix"), keys=_event_keys(config))
+                    limit=params.get("limit"), prefix=params.get("prefix"), keys=_event_keys(config),
+                    run_is_active=_run_is_active)
+
+
+def _run_is_active(run_id: str) -> bool:
+    """Whether another run of this DAG is still queued or running (Airflow says; its files stay its own).
+    A run Airflow does not know (deleted, or the registry outlived Airflow's database) is not active."""
+    context = get_current_context()
+    live = context["ti"].get_dr_count(context["dag"].dag_id, run_ids=[run_id], states=["queued", "running"])
+    return live > 0
 
 
 @task

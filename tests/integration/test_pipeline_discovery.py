@@ -105,6 +105,31 @@ def test_unfinished_files_of_a_crashed_run_are_reclaimed(
     assert rows[ids[0]].run_id == "crashed"
 
 
+def test_overlapping_runs_never_take_each_others_files(
+    landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig
+) -> None:
+    for index in range(2):
+        landing.put(f"incoming/early{index}.obj", b"v 0 0 %d\n" % index)
+    early = discover_files(landing, results_engine, landing_pipeline, "busy")["file_ids"]
+    landing.put("incoming/late.obj", b"v 9 9 9\n")  # lands while run "busy" is still at work
+
+    # A run started by the late file's event, while "busy" is active: it takes the new file only.
+    overlapping = discover_files(landing, results_engine, landing_pipeline, "event",
+                                 run_is_active=lambda run_id: run_id == "busy")
+    assert overlapping["new"] == 1
+    assert overlapping["reclaimed"] == 0
+    assert overlapping["held_by_active_runs"] == 2
+    with Session(results_engine) as session:
+        owners = {row.s3_key: row.run_id for row in session.scalars(select(File))}
+    assert owners == {"incoming/early0.obj": "busy", "incoming/early1.obj": "busy",
+                      "incoming/late.obj": "event"}
+
+    # Once "busy" has ended (it crashed: its files are unfinished), the next run takes them over.
+    after = discover_files(landing, results_engine, landing_pipeline, "next")  # no run is active
+    assert sorted(after["file_ids"]) == sorted([*early, *overlapping["file_ids"]])
+    assert after["reclaimed"] == 3
+
+
 def test_limit_leaves_the_rest_for_later_runs(
     landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig
 ) -> None:

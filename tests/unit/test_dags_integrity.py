@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from aps_pipeline.batch import ModelBatch
-from aps_pipeline.config import DEFAULT_PIPELINES_FILE, PIPELINES_FILE_ENV, load_pipelines
+from aps_pipeline.config import DEFAULT_PIPELINES_FILE, PIPELINES_FILE_ENV, PipelineConfig, load_pipelines
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 SENSOR_TASK = "models.wait_for_translations"
@@ -125,9 +125,10 @@ def test_every_pipeline_entry_is_a_dag(shipped: dict[str, Any]) -> None:
         assert Path(dag["fileloc"]).name == "aps_ingest.py"
 
 
-def test_dag_runs_one_at_a_time_without_catchup_and_is_documented(shipped: dict[str, Any]) -> None:
+def test_dag_runs_overlap_as_configured_without_catchup_and_is_documented(shipped: dict[str, Any]) -> None:
     for dag_id, dag in shipped["dags"].items():
-        assert dag["max_active_runs"] == 1, dag_id
+        # Runs overlap (an event's run need not wait for the one before); the registry keeps them apart.
+        assert dag["max_active_runs"] == PipelineConfig.model_fields["max_active_runs"].default, dag_id
         assert dag["catchup"] is False, dag_id
         assert dag["tags"], dag_id
         # The docs an operator sees in the UI name the steps of the run.
@@ -238,6 +239,7 @@ pipelines:
     landing: {bucket: drawings, prefix: dwg/, quarantine_prefix: rejected/}
     aps: {bucket_key: aps-drawings, region: EMEA}
     pool: {name: aps_drawings, slots: 2}
+    max_active_runs: 1
     retries: 4
     retry_delay_seconds: 5
 """
@@ -261,6 +263,7 @@ def test_a_second_pipeline_entry_is_a_second_dag_with_its_own_settings(tmp_path:
     assert drawings["owner"] == "design-data"
     assert drawings["description"] == "Drawings from the design team's bucket."
     assert drawings["max_active_runs"] == 1
+    assert ingest["max_active_runs"] == PipelineConfig.model_fields["max_active_runs"].default
     assert drawings["catchup"] is False
 
     assert {t["pool"] for t in model_tasks(drawings).values()} == {"aps_drawings"}
