@@ -267,8 +267,8 @@ def discover_files(
     listed.sort(key=lambda o: (o.last_modified is None, o.last_modified, o.key))
     known = _known_versions(engine, pipeline.name, bucket, listed)
     mine, others = _owned_and_unfinished(engine, pipeline.name, run_id)
-    active = {run for run in set(others.values()) if run is not None and run_is_active(run)}
-    orphans = {file_id for file_id, run in others.items() if run not in active}
+    ended = {run for run in set(others.values()) if run is not None and not run_is_active(run)}
+    orphans = {file_id for file_id, run in others.items() if run is None or run in ended}
 
     # Unfinished work from earlier runs is always taken over and takes no room: the limit bounds how many
     # new files join the run (with those this run already claimed, if the task is retried).
@@ -284,8 +284,7 @@ def discover_files(
             pipeline.name,
             run_id,
             [_discovered(bucket, c) for c in candidates],
-            reclaim_unfinished=True,
-            active_runs=active,
+            take_over_from=ended,
         )
     file_ids = [f.id for f in claimed]
     reclaimed = orphans & set(file_ids)

@@ -78,16 +78,16 @@ def claim_files(
     run_id: str,
     objects: Iterable[DiscoveredObject],
     *,
-    reclaim_unfinished: bool = False,
-    active_runs: Collection[str] = (),
+    take_over_from: Collection[str] | None = None,
 ) -> list[ClaimedFile]:
     """Register new objects for `run_id` and return every file this run has claimed.
 
     New (bucket, key, etag) rows are inserted with ON CONFLICT DO NOTHING, so an object already known to
     the pipeline (same etag) is not claimed again, while a changed object (new etag) is a new file. The
     result also holds files this same run claimed earlier, so a retried discover task gets the same list.
-    `reclaim_unfinished` takes over files left in a non-terminal state by earlier runs (e.g. a crashed run)
-    and counts an attempt for each, except those of `active_runs` (runs still at work on them).
+    `take_over_from` names ended runs (e.g. crashed) whose files left in a non-terminal state this run takes
+    over, with those their runs released (run_id NULL), counting an attempt for each. Named, not "any other
+    run": of two overlapping runs taking over at once, the second finds the file already the first's.
     """
     now = datetime.now(UTC)  # a value: one statement for many rows takes no SQL expressions
     rows = [
@@ -109,12 +109,11 @@ def claim_files(
     ]
     if rows:
         conn.execute(pg_insert(File).on_conflict_do_nothing(), rows)
-    if reclaim_unfinished:
+    if take_over_from is not None:
         conn.execute(
             update(File)
             .where(File.pipeline == pipeline, File.state.not_in(_TERMINAL),
-                   # NULL: released by its run (plan_batches' leftovers); NOT IN alone would skip it
-                   or_(File.run_id.is_(None), File.run_id.not_in([run_id, *active_runs])))
+                   or_(File.run_id.is_(None), File.run_id.in_(set(take_over_from) - {run_id})))
             .values(run_id=run_id, attempts=File.attempts + 1, updated_at=func.now())
         )
     claimed = conn.execute(

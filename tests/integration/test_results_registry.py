@@ -69,8 +69,19 @@ def test_reclaim_takes_over_files_a_crashed_run_left_unfinished(results_engine: 
         registry.set_file_state(conn, a.id, "loaded")
         registry.set_file_state(conn, b.id, "uploading")
     with results_engine.begin() as conn:
-        taken = registry.claim_files(conn, PIPELINE, "run-2", [], reclaim_unfinished=True)
+        taken = registry.claim_files(conn, PIPELINE, "run-2", [], take_over_from=["run-1"])
     assert [(f.id, f.state) for f in taken] == [(b.id, "uploading")]
+
+
+def test_a_takeover_never_takes_a_file_another_run_took_first(results_engine: Engine) -> None:
+    with results_engine.begin() as conn:
+        (x,) = registry.claim_files(conn, PIPELINE, "crashed", landed("x.ifc"))
+    # Two overlapping runs both found "crashed" ended; run-a claims first, run-b decided before that.
+    with results_engine.begin() as conn:
+        assert [f.id for f in registry.claim_files(conn, PIPELINE, "run-a", [], take_over_from=["crashed"])] \
+            == [x.id]
+    with results_engine.begin() as conn:
+        assert registry.claim_files(conn, PIPELINE, "run-b", [], take_over_from=["crashed"]) == []
 
 
 def test_validation_results_replace_an_earlier_try(results_engine: Engine) -> None:
