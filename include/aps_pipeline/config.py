@@ -244,9 +244,8 @@ class PipelineConfig(_Strict):
     upload_concurrency: int = Field(
         default=8, ge=1, description="models a batch task uploads (and submits) at the same time"
     )
-    # 1: with several batch tasks loading at once, threads that load in parallel inside each stalled here
-    # (every load waited on the partition swap's locks); the batch tasks themselves run in parallel.
-    load_concurrency: int = Field(default=1, ge=1, description="models a batch task loads at the same time")
+    # Loads in parallel take turns only at the properties partition swap (aps_results.partitions), a few ms.
+    load_concurrency: int = Field(default=4, ge=1, description="models a batch task loads at the same time")
     pool: PoolConfig = Field(default_factory=PoolConfig)
     retries: int = Field(default=2, ge=0)
     retry_delay_seconds: float = Field(default=60, ge=0)

@@ -76,6 +76,7 @@ class LoadStats:
     thumbnail: bool
     seconds: float
     phases: dict[str, float]  # seconds per step (stage, each swap statement), for logs and bench/load.py
+    swap_attempts: int = 1  # >1: readers (or another load) held aps.properties and the swap tried again
 
 
 @dataclass(frozen=True)
@@ -235,13 +236,13 @@ def _load(connection: Connection, model_id: int, inputs: _Inputs) -> LoadStats:
     if inputs.before_commit is not None:
         inputs.before_commit(connection)
     # Last, so the lock it takes on aps.properties is held only until the commit that follows.
-    swap_in_partition(pg, model_id, inputs.lock_wait, phases)
+    swap_attempts = swap_in_partition(pg, model_id, inputs.lock_wait, phases)
     seconds = time.perf_counter() - started
     logger.info("loaded model %s: %s views, %s objects, %s properties, %s derivatives in %.2f s (%s)",
                 model_id, views_n, objects_n, properties_n, derivatives_n, seconds,
                 ", ".join(f"{name} {value:.2f}s" for name, value in phases.items()))
     return LoadStats(model_id, views_n, objects_n, properties_n, derivatives_n,
-                     inputs.thumbnail is not None, seconds, phases)
+                     inputs.thumbnail is not None, seconds, phases, swap_attempts)
 
 
 def _copy(pg: psycopg.Connection[Any], staging: _Staging, rows: Iterable[tuple[Any, ...]]) -> None:

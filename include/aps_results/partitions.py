@@ -111,21 +111,24 @@ def build_partition(pg: psycopg.Connection[Any], model_id: int, names: Sequence[
 
 
 def swap_in_partition(pg: psycopg.Connection[Any], model_id: int, lock_wait: float,
-                      phases: dict[str, float]) -> None:
-    """Replace the model's partition (or its rows in the default partition) by the one just built."""
+                      phases: dict[str, float]) -> int:
+    """Replace the model's partition (or its rows in the default partition) by the one just built; returns
+    the attempts it took."""
     step = time.perf_counter()
-    _with_lock_retries(pg, model_id, lock_wait, _swap)
+    attempts = _with_lock_retries(pg, model_id, lock_wait, _swap)
     phases["swap properties partition"] = time.perf_counter() - step
+    return attempts
 
 
 def drop_partition(pg: psycopg.Connection[Any], model_id: int, lock_wait: float = 300.0) -> None:
     """Remove the model's properties: its partition if it has one, else its rows in the default one."""
-    _with_lock_retries(pg, model_id, lock_wait, _drop)
+    _with_lock_retries(pg, model_id, lock_wait, _remove)
 
 
 def _with_lock_retries(pg: psycopg.Connection[Any], model_id: int, lock_wait: float,
-                       change: Callable[[psycopg.Connection[Any], int], None]) -> None:
-    """Run `change` (catalog updates under a strong lock) in a savepoint, retrying while readers block it."""
+                       change: Callable[[psycopg.Connection[Any], int], None]) -> int:
+    """Run `change` (catalog updates under a strong lock) in a savepoint, retrying while readers block it;
+    returns the attempts it took."""
     deadline = time.monotonic() + lock_wait
     attempts = 0
     with _local_setting(pg, "lock_timeout", SWAP_LOCK_TIMEOUT):
@@ -147,6 +150,7 @@ def _with_lock_retries(pg: psycopg.Connection[Any], model_id: int, lock_wait: fl
             break
     if attempts > 1:
         logger.info("model %s: changed its properties partition after %d attempts", model_id, attempts)
+    return attempts
 
 
 @contextmanager
@@ -174,10 +178,23 @@ def _drop(pg: psycopg.Connection[Any], model_id: int) -> None:
                    (model_id,))
 
 
+def _lock_for_change(pg: psycopg.Connection[Any]) -> None:
+    """Take the locks ATTACH/DETACH need, strongest last and in this order, before touching any row: two
+    swaps that each first DELETEd from the default partition (a weaker lock, kept to the commit) and then
+    asked ATTACH's ACCESS EXCLUSIVE on it waited on each other until one timed out, every time."""
+    pg.execute(sql.SQL("LOCK TABLE ONLY {} IN SHARE UPDATE EXCLUSIVE MODE").format(_table("properties")))
+    pg.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(_table(PROPERTY_DEFAULT_PARTITION)))
+
+
+def _remove(pg: psycopg.Connection[Any], model_id: int) -> None:
+    _lock_for_change(pg)
+    _drop(pg, model_id)
+
+
 def _swap(pg: psycopg.Connection[Any], model_id: int) -> None:
     parent, current = _table("properties"), property_partition(model_id)
     new = current + "_new"
-    _drop(pg, model_id)
+    _remove(pg, model_id)
     pg.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
         parent, _table(new), sql.Literal(int(model_id))))
     pg.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(_table(new), sql.Identifier(current)))

@@ -229,3 +229,32 @@ def test_delete_model_drops_its_partition(results_engine: Engine) -> None:
         tables = set(inspect(conn).get_table_names(schema=SCHEMA))
         assert property_partition(model_id) not in tables
         assert property_partition(other_id) in tables
+
+
+def test_loads_swapping_at_the_same_moment_take_turns_instead_of_colliding(results_engine: Engine) -> None:
+    models = [make_model(results_engine, c * 64) for c in "cdef"]
+    # Every load waits here (its rows staged, just before the swap) until all four are there.
+    at_the_swap = threading.Barrier(len(models), timeout=WAIT)
+    stats: dict[int, Any] = {}
+    errors: list[BaseException] = []
+
+    def load(model_id: int) -> None:
+        try:
+            stats[model_id] = load_model_results(
+                results_engine, model_id, properties=properties(50, f"m{model_id}"),
+                before_commit=lambda _: at_the_swap.wait())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(model_id,)) for model_id in models]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT * 2)
+    assert errors == []
+    with results_engine.connect() as conn:
+        loaded = {m: marks(conn.connection.driver_connection, m) for m in models}
+    assert loaded == {m: {f"m{m}": 50} for m in models}
+    # Each swap waited for the one before it to commit, rather than holding a lock the others needed and
+    # timing out in a cycle with them (and trying again).
+    assert {m: s.swap_attempts for m, s in stats.items()} == dict.fromkeys(models, 1)
