@@ -307,6 +307,24 @@ class AirflowStack:
         self.processes["triggerer"] = process
         return process
 
+    def kill_task(self, dag_id: str, run_id: str, task_id: str) -> list[int]:
+        """SIGKILL the processes running the run's `task_id` instances (all map indexes), as the kernel's OOM
+        killer would: the task runner only, its supervisor sees it die. Returns the pids killed."""
+        import psutil
+
+        with self.engine.connect() as conn:
+            ids = {str(row.id) for row in conn.execute(text(
+                "SELECT id FROM task_instance WHERE dag_id = :d AND run_id = :r AND task_id = :t "
+                "AND state = 'running'"), {"d": dag_id, "r": run_id, "t": task_id})}
+        titles = {f"airflow worker -- {ti_id}" for ti_id in ids}  # the task runner's setproctitle
+        killed = []
+        for process in psutil.process_iter(["pid", "cmdline"]):
+            title = " ".join(process.info["cmdline"] or [])
+            if any(title.startswith(wanted) for wanted in titles):
+                process.kill()
+                killed.append(process.info["pid"])
+        return killed
+
     def wait_for_triggerer(self, started_after: float, timeout: float = 120) -> None:
         """Wait until a triggerer that started after `started_after` (epoch seconds) heartbeats."""
         deadline = time.monotonic() + timeout

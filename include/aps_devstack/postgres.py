@@ -166,6 +166,17 @@ class LocalPostgres:
             preexec_fn=demote,
         )
 
+    def restart(self) -> None:
+        """Stop (fast: open sessions are cut) and start again on the same port, as a failover would."""
+        pg_ctl = _find_binary("pg_ctl")
+        demote, _, _ = _drop_root()
+        log = self.data_dir.parent / "postgres.log"
+        # Without -o, pg_ctl restart reuses the options of the last start (postmaster.opts).
+        subprocess.run(
+            [pg_ctl, "-D", str(self.data_dir), "-m", "fast", "-l", str(log), "-w", "-t", "60", "restart"],
+            check=True, capture_output=True, preexec_fn=demote,
+        )
+
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.data_dir.parent, ignore_errors=True)

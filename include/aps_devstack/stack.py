@@ -46,6 +46,8 @@ class LocalStack:
     api: ManagedProcess | None = None
     api_url: str | None = None
     redis: LocalRedis | None = None  # the Celery broker, when Airflow runs on the CeleryExecutor
+    # The results database's own cluster (restartable without touching Airflow's); None: it shares `postgres`.
+    results_postgres: LocalPostgres | None = None
     reader_password: str = field(default_factory=lambda: secrets.token_urlsafe(16), repr=False)
 
     @classmethod
@@ -56,33 +58,43 @@ class LocalStack:
         emulator_env: dict[str, str] | None = None,
         postgres_port: int | None = None,
         events: bool = False,
+        results_cluster: bool = False,
     ) -> LocalStack:
-        """With `events`, the landing bucket notifies an SQS queue and the pipeline's runs start from it."""
+        """With `events`, the landing bucket notifies an SQS queue and the pipeline's runs start from it.
+        With `results_cluster`, the results database gets a PostgreSQL cluster of its own (chaos tests restart
+        it in the middle of a load while Airflow's metadata database stays up)."""
         from aps_results.migrate import upgrade
         from aps_results.roles import create_reader_login
 
         workdir.mkdir(parents=True, exist_ok=True)
         postgres = LocalPostgres.start(base_dir=workdir / "pg", port=postgres_port)
-        s3 = emulator = None
+        s3 = emulator = results_postgres = None
         try:
-            results_url = postgres.create_database(RESULTS_DB)
+            if results_cluster:
+                results_postgres = LocalPostgres.start(base_dir=workdir / "pg-results")
+            results_url = (results_postgres or postgres).create_database(RESULTS_DB)
             upgrade(results_url)
             s3 = start_s3_server(workdir / "logs")
             s3.make_bucket(LANDING_BUCKET)
             events_queue_url = s3.make_notified_queue(LANDING_BUCKET, EVENTS_QUEUE) if events else None
             emulator = start_emulator(workdir / "logs", env=emulator_env)
             stack = cls(workdir=workdir, postgres=postgres, s3=s3, emulator=emulator, results_url=results_url,
-                        events_queue_url=events_queue_url)
+                        events_queue_url=events_queue_url, results_postgres=results_postgres)
             create_reader_login(results_url, READER_LOGIN, stack.reader_password)
             return stack
         except BaseException:
-            for part in (emulator, s3):
+            for part in (emulator, s3, results_postgres):
                 if part is not None:
                     part.stop()
             postgres.stop()
             raise
 
     # -- configuration shared by Airflow and the API ----------------------------------------------------
+
+    @property
+    def results_cluster(self) -> LocalPostgres:
+        """The cluster that holds the results database."""
+        return self.results_postgres or self.postgres
 
     def airflow_env(self) -> dict[str, str]:
         """Connections and pipeline settings, exactly as a production deployment would set them."""
@@ -95,8 +107,8 @@ class LocalStack:
         results_connection = {
             "conn_type": "postgres",
             "host": "127.0.0.1",
-            "port": self.postgres.port,
-            "login": self.postgres.superuser,
+            "port": self.results_cluster.port,
+            "login": self.results_cluster.superuser,
             "schema": RESULTS_DB,
         }
         reader_connection = {**results_connection, "login": READER_LOGIN, "password": self.reader_password}
@@ -121,7 +133,7 @@ class LocalStack:
 
     def reader_url(self) -> str:
         return (
-            f"postgresql+psycopg://{READER_LOGIN}:{self.reader_password}@127.0.0.1:{self.postgres.port}/"
+            f"postgresql+psycopg://{READER_LOGIN}:{self.reader_password}@127.0.0.1:{self.results_cluster.port}/"
             f"{RESULTS_DB}"
         )
 
@@ -187,4 +199,6 @@ class LocalStack:
             self.redis.stop()
         self.emulator.stop()
         self.s3.stop()
+        if self.results_postgres is not None:
+            self.results_postgres.stop()
         self.postgres.stop()

@@ -2,9 +2,10 @@
 
 Every request that matches an APS route (not `/`, not `/_emulator/*`) gets an *operation* name, which is
 the route's `name` (token, bucket_create, upload_part, manifest, ...; listed in README.md, "Control API").
-In order: count the request, add `latency_ms`, answer 503 while `fault_5xx_burst` lasts, answer 429 with
-probability `fault_429_rate` (optionally only for `fault_429_operations`), enforce the per-client,
-per-minute limits of aps-api.md §5 when `rate_limits_enabled`; then run the route and count its status.
+In order: count the request, add `latency_ms` (optionally only for `latency_operations`), answer 503 while
+`fault_5xx_burst` lasts, answer 429 with probability `fault_429_rate` (optionally only for
+`fault_429_operations`), enforce the per-client, per-minute limits of aps-api.md §5 when
+`rate_limits_enabled`; then run the route and count its status.
 It is written as plain ASGI (not BaseHTTPMiddleware) so request bodies stream straight through.
 """
 
@@ -107,7 +108,8 @@ class FaultsAndStatsMiddleware:
     async def _injected_fault(self, scope: Scope, operation: str) -> InjectedAnswer | None:
         context = self.context
         tunables = context.tunables
-        if tunables.latency_ms:
+        delayed = not tunables.latency_operations or operation in tunables.latency_operations
+        if tunables.latency_ms and delayed:
             await asyncio.sleep(tunables.latency_ms / 1000)
         with self._burst_lock:
             if tunables.fault_5xx_burst > 0:

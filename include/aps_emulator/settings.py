@@ -32,6 +32,7 @@ class Tunables(BaseModel):
     retry_after_seconds: int = Field(1, ge=0)
     fault_5xx_burst: int = Field(0, ge=0)
     latency_ms: int = Field(0, ge=0)
+    latency_operations: list[str] = Field(default_factory=list)
     rate_limits_enabled: bool = False
     properties_202_count: int = Field(1, ge=0)
     large_response_bytes: int = Field(20 * 1024 * 1024, ge=1)
