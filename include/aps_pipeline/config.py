@@ -237,7 +237,7 @@ class PipelineConfig(_Strict):
     max_files_per_run: int = Field(default=2000, ge=1, description="new files one run claims at most")
     # Runs overlap so that a file landing during a run starts its own within seconds (events); the files
     # registry keeps them apart: a run never claims a file another active run holds.
-    max_active_runs: int = Field(default=3, ge=1, description="runs of the pipeline at the same time")
+    max_active_runs: int = Field(default=6, ge=1, description="runs of the pipeline at the same time")
     models_per_task: int = Field(
         default=25, ge=1, description="models per mapped batch task instance (1: one model per group)"
     )
