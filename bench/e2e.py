@@ -17,9 +17,10 @@ field of aps_pipeline.config.PipelineConfig (an unknown one fails before the sta
 Two floors make the same APS calls for the same N files against the same emulator (new object keys, so APS
 really works again): read the file from S3 and upload it, start the job, poll the manifest until it finishes,
 then fetch the views, each view's object tree and properties, and the thumbnail.
-- the *concurrent floor*: a plain asyncio script doing that for `upload_concurrency` x `pool.slots` files at
-  a time (the most the pipeline has in flight: `upload_concurrency` per batch task, one batch task per slot
-  of its APS pool; both as the stack's pipelines file has them), on the async client (the upload, which the
+- the *concurrent floor*: a plain asyncio script, one process per CPU (reading APS's answers is CPU work),
+  doing that for `upload_concurrency` x `pool.slots` files at a time between them (the most the pipeline
+  has in flight: `upload_concurrency` per batch task, one batch task per slot of its APS pool; both as the
+  stack's pipelines file has them), on the async client (the upload, which the
   async client does not have, runs the blocking client's in a thread). The best this machine does without
   Airflow;
 - the *one-thread floor*: the same, one file after another but with every job started before the first wait
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import statistics
 import sys
@@ -44,7 +46,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,19 +265,20 @@ async def fetch_results_async(aps: AsyncAPSClient, urn: str, gate: asyncio.Semap
     return objects, properties
 
 
-def run_concurrent_floor(stack: LocalStack, keys: list[str], concurrency: int) -> FloorResult:
-    emulator = stack.emulator
-    config = APSConfig(client_id=emulator.client_id, client_secret=SecretStr(emulator.client_secret),
-                       base_url=emulator.base_url)
-    s3 = stack.s3.client()
-    before = request_counts(stack)
+def _concurrent_share(s3_endpoint: str, aps_login: tuple[str, str, str], files: list[tuple[int, str]],
+                      concurrency: int) -> tuple[int, int]:
+    """One process's part of the concurrent floor: `files` [(index, key)], `concurrency` at a time."""
+    from aps_devstack.s3 import S3Server
+
+    client_id, client_secret, base_url = aps_login
+    config = APSConfig(client_id=client_id, client_secret=SecretStr(client_secret), base_url=base_url)
+    s3 = S3Server(endpoint_url=s3_endpoint).client()
 
     async def main() -> tuple[int, int]:
         gate = asyncio.Semaphore(concurrency)
         # asyncio.to_thread's default pool has min(32, CPUs + 4) threads: size it to the uploads in flight.
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=concurrency))
         with APSClient(config) as sync_aps:
-            sync_aps.oss.ensure_bucket(FLOOR_BUCKET)
 
             def upload(index: int, key: str) -> str:
                 body = s3.get_object(Bucket=LANDING_BUCKET, Key=key)
@@ -293,12 +296,31 @@ def run_concurrent_floor(stack: LocalStack, keys: list[str], concurrency: int) -
                         await aps.derivative.start_job(urn)
                     return await fetch_results_async(aps, urn, gate)
 
-                results = await asyncio.gather(*(one(i, k) for i, k in enumerate(keys)))
+                results = await asyncio.gather(*(one(i, k) for i, k in files))
         return sum(r[0] for r in results), sum(r[1] for r in results)
 
+    return asyncio.run(main())
+
+
+def run_concurrent_floor(stack: LocalStack, keys: list[str], concurrency: int,
+                         processes: int | None = None) -> FloorResult:
+    """`concurrency` files in flight, shared by one asyncio process per CPU (parsing the APS answers is CPU
+    work, and one event loop uses one core where the pipeline's task processes use them all)."""
+    emulator = stack.emulator
+    processes = max(1, min(processes or psutil.cpu_count() or 1, concurrency))
+    config = APSConfig(client_id=emulator.client_id, client_secret=SecretStr(emulator.client_secret),
+                       base_url=emulator.base_url)
+    with APSClient(config) as aps:
+        aps.oss.ensure_bucket(FLOOR_BUCKET)
+    login = (emulator.client_id, emulator.client_secret, emulator.base_url)
+    shares = [list(enumerate(keys))[n::processes] for n in range(processes)]
+    before = request_counts(stack)
     started = time.monotonic()
-    objects, properties = asyncio.run(main())
-    return FloorResult(time.monotonic() - started, request_counts(stack) - before, objects, properties)
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        done = list(pool.map(_concurrent_share, [stack.s3.endpoint_url] * processes, [login] * processes,
+                             shares, [-(-concurrency // processes)] * processes))
+    return FloorResult(time.monotonic() - started, request_counts(stack) - before,
+                       sum(d[0] for d in done), sum(d[1] for d in done))
 
 
 # -- report -----------------------------------------------------------------------------------------------
@@ -340,7 +362,7 @@ def print_report(n: int, args: argparse.Namespace, config: PipelineConfig, overr
     print(f"  task instances per file: {pipeline.task_instances / n:.3f}")
     for name, peak in pipeline.peak_rss.items():
         print(f"  peak RSS {name}: {peak / 2**20:.0f} MiB")
-    print(f"concurrent floor ({in_flight} at a time, asyncio): "
+    print(f"concurrent floor ({in_flight} at a time, asyncio, one process per CPU): "
           f"wall {concurrent.wall_seconds:.1f} s; "
           f"{concurrent.objects} objects, {concurrent.properties} objects' properties fetched")
     print(f"one-thread floor: {floor.wall_seconds:.1f} s for {sample} files -> {one_thread_s:.0f} s for {n} "
