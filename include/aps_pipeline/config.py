@@ -244,6 +244,9 @@ class PipelineConfig(_Strict):
     upload_concurrency: int = Field(
         default=8, ge=1, description="models a batch task uploads (and submits) at the same time"
     )
+    read_concurrency: int = Field(
+        default=8, ge=1, description="landing reads in flight: discovery's HEADs, validation's GETs"
+    )
     # Loads in parallel take turns only at the properties partition swap (aps_results.partitions), a few ms.
     load_concurrency: int = Field(default=4, ge=1, description="models a batch task loads at the same time")
     pool: PoolConfig = Field(default_factory=PoolConfig)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -76,6 +77,7 @@ _LOOKUP_CHUNK = 1000
 DISCOVERY_READ_ATTEMPTS = 3
 DISCOVERY_RETRY_PAUSE = 0.2  # seconds before the 2nd attempt; doubled before each later one
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 @dataclass(frozen=True)
@@ -189,22 +191,28 @@ def _head(landing: Landing, key: str) -> ObjectHead | None:
         return None
 
 
+def _in_parallel(work: Callable[[A], T], items: list[A], concurrency: int) -> list[T]:
+    """`[work(item) for item in items]`, `concurrency` at a time: the landing's reads are I/O waits."""
+    with ThreadPoolExecutor(max(1, min(concurrency, len(items) or 1)), thread_name_prefix="discover") as pool:
+        return list(pool.map(work, items))
+
+
 def _listed_by_keys(
-    landing: Landing, keys: Iterable[str], prefix: str, quarantine_prefix: str
+    landing: Landing, keys: Iterable[str], prefix: str, quarantine_prefix: str, concurrency: int
 ) -> tuple[list[ListedObject], dict[str, ObjectHead]]:
     """The named objects that exist under `prefix`, as a listing would give them, with their HEADs."""
-    heads: dict[str, ObjectHead] = {}
-    for key in dict.fromkeys(keys):
-        if not key.startswith(prefix) or not is_ingestible_key(key, quarantine_prefix):
-            continue
+    named = [key for key in dict.fromkeys(keys)
+             if key.startswith(prefix) and is_ingestible_key(key, quarantine_prefix)]
+
+    def head_or_skip(key: str) -> ObjectHead | None:
         try:
-            head = _head(landing, key)
+            return _head(landing, key)
         except Unreadable as exc:
             # No listing names its version, so there is nothing to record: the next listing will.
             logger.error("%s; skipped", exc)
-            continue
-        if head is not None:
-            heads[key] = head
+            return None
+
+    heads = {h.key: h for h in _in_parallel(head_or_skip, named, concurrency) if h is not None}
     listed = [ListedObject(h.key, h.etag, h.size, last_modified=None) for h in heads.values()]
     return listed, heads
 
@@ -263,7 +271,8 @@ def discover_files(
     if keys is None:
         listed = [o for o in landing.list(listing_prefix) if is_ingestible_key(o.key, quarantine_prefix)]
     else:
-        listed, heads = _listed_by_keys(landing, keys, listing_prefix, quarantine_prefix)
+        listed, heads = _listed_by_keys(landing, keys, listing_prefix, quarantine_prefix,
+                                        pipeline.read_concurrency)
     listed.sort(key=lambda o: (o.last_modified is None, o.last_modified, o.key))
     known = _known_versions(engine, pipeline.name, bucket, listed)
     mine, others = _owned_and_unfinished(engine, pipeline.name, run_id)
@@ -275,8 +284,9 @@ def discover_files(
     room = max(0, limit - len(mine))
     new_objects = [o for o in listed if (o.key, o.etag) not in known]
     waiting = max(0, len(new_objects) - room)
-    inspected = (_inspect(landing, o, heads.get(o.key)) for o in new_objects[:room])
-    candidates = [c for c in inspected if c is not None]
+    inspected = _in_parallel(lambda o: _inspect(landing, o, heads.get(o.key)), new_objects[:room],
+                             pipeline.read_concurrency)
+    candidates = [c for c in inspected if c is not None]  # in the listing's order
 
     with engine.begin() as connection:
         claimed = registry.claim_files(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,9 +81,13 @@ def rejection_reason(result: CheckResult) -> str:
     return f"{result.name}: {result.message}"
 
 
+# (the check results, the digests if every check passed, the normalised metadata)
+_CheckOutcome = tuple[list[CheckResult], ContentDigests | None, dict[str, Any] | None]
+
+
 def check_file(
     landing: Landing, row: File, supported: SupportedInputs, pipeline: PipelineConfig
-) -> tuple[list[CheckResult], ContentDigests | None, dict[str, Any] | None]:
+) -> _CheckOutcome:
     """Run every per-file check on one registry row: (results, digests if all passed, normalised metadata)."""
     results = listing_checks(row.s3_key, row.size, supported, pipeline.allowed_extensions,
                              pipeline.max_file_size)
@@ -145,35 +150,47 @@ def validate_files(
     retry_later: dict[int, str] = {}  # file id -> reason: back to `discovered`, for the next run
     failed_files: dict[int, str] = {}  # file id -> reason: ended `failed`
     cap = pipeline.max_validation_attempts
+    to_check: list[File] = []
     for row in rows:
-        attempt = row.attempts + 1
-        if attempt > cap:
+        if row.attempts + 1 > cap:
             failed_files[row.id] = (f"validation did not finish in {cap} attempts (the runs that tried it "
                                     "ended before it was validated: a worker killed?)")
-            continue
+        else:
+            to_check.append(row)
+
+    def check(row: File) -> _CheckOutcome | Exception:
         try:
-            results, digests, metadata = check_file(landing, row, supported, pipeline)
-        except AccessRefused as exc:
-            failed_files[row.id] = f"{CHECK_OBJECT}: {exc}"
-            continue
-        except Exception as exc:  # one file's trouble must not sink the batch
-            logger.exception("could not validate %s (attempt %d of %d)", landing.url(row.s3_key), attempt,
-                             cap)
-            error = f"{type(exc).__name__}: {exc}"
-            if attempt >= cap:
-                failed_files[row.id] = f"validation failed in {attempt} attempts, the last: {error}"
-            else:
-                retry_later[row.id] = (f"validation attempt {attempt} of {cap} failed (the next run tries "
-                                       f"again): {error}")
-            continue
-        item = _Checked(row, results, digests, metadata)
-        checked.append(item)
-        failure = item.failure
-        with engine.begin() as connection:
-            registry.record_validation(connection, row.id, run_id, results)
-            if failure is not None:
-                registry.set_file_state(connection, row.id, FileState.REJECTED, rejection_reason(failure))
-                logger.info("rejected %s: %s", landing.url(row.s3_key), rejection_reason(failure))
+            return check_file(landing, row, supported, pipeline)
+        except Exception as exc:  # one file's trouble must not sink the batch: judged below, in order
+            return exc
+
+    # The reads run `read_concurrency` at a time; each file's verdict is recorded here, in the rows' order,
+    # in its own transaction, so a worker killed mid-way keeps what it validated.
+    with ThreadPoolExecutor(max(1, min(pipeline.read_concurrency, len(to_check) or 1)),
+                            thread_name_prefix="validate") as pool:
+        for row, outcome in zip(to_check, pool.map(check, to_check), strict=True):
+            attempt = row.attempts + 1
+            if isinstance(outcome, AccessRefused):
+                failed_files[row.id] = f"{CHECK_OBJECT}: {outcome}"
+                continue
+            if isinstance(outcome, Exception):
+                logger.error("could not validate %s (attempt %d of %d)", landing.url(row.s3_key), attempt,
+                             cap, exc_info=outcome)
+                error = f"{type(outcome).__name__}: {outcome}"
+                if attempt >= cap:
+                    failed_files[row.id] = f"validation failed in {attempt} attempts, the last: {error}"
+                else:
+                    retry_later[row.id] = (f"validation attempt {attempt} of {cap} failed (the next run "
+                                           f"tries again): {error}")
+                continue
+            item = _Checked(row, *outcome)
+            checked.append(item)
+            failure = item.failure
+            with engine.begin() as connection:
+                registry.record_validation(connection, row.id, run_id, item.results)
+                if failure is not None:
+                    registry.set_file_state(connection, row.id, FileState.REJECTED, rejection_reason(failure))
+                    logger.info("rejected %s: %s", landing.url(row.s3_key), rejection_reason(failure))
 
     passing = [c for c in checked if c.failure is None]
     gx_rows = [

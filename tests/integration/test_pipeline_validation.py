@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 
 import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from aps_devstack import S3Server
-from aps_landing import Landing
+from aps_landing import Landing, ObjectHead
 from aps_landing.local import LocalLanding
 from aps_landing.s3 import S3Landing
 from aps_pipeline.config import PipelineConfig
@@ -28,6 +31,7 @@ from tests.fixtures.pipeline import RefusingLanding, read_object
 
 # The shape of GET .../formats (aps-api.md §2.15), trimmed to what the batch needs.
 FORMATS = {"svf2": ["ifc", "obj", "rvt", "dwg", "nwd", "prt\\.\\d+$"], "thumbnail": ["ifc", "rvt"]}
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -317,3 +321,61 @@ def test_a_refused_read_fails_the_file_at_once(
     assert result["failed"] == [row.id]
     assert row.state == FileState.FAILED
     assert "InvalidObjectState" in row.reason
+
+
+class CountingLanding(S3Landing):
+    """An S3Landing that counts its HEADs and GETs in flight at once; each takes 20 ms more, as S3 over a
+    WAN does (moto answers on localhost in about a millisecond, too fast for reads to overlap)."""
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        super().__init__(client, bucket)
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.most_in_flight = 0
+
+    def _counted(self, read: Callable[[], T]) -> T:
+        with self._lock:
+            self._in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self._in_flight)
+        try:
+            time.sleep(0.02)
+            return read()
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def head(self, key: str) -> ObjectHead:
+        return self._counted(lambda: super(CountingLanding, self).head(key))
+
+    def read_range(self, key: str, start: int = 0, length: int | None = None, **pins: Any) -> BinaryIO:
+        return self._counted(lambda: super(CountingLanding, self).read_range(key, start, length, **pins))
+
+
+@pytest.mark.parametrize("step", ["discover", "validate"])
+def test_reads_run_read_concurrency_at_a_time_and_verdicts_keep_the_files_order(
+    s3_server: S3Server, s3_bucket: str, results_engine: Engine, step: str
+) -> None:
+    pipeline = _capped_pipeline(s3_bucket, attempts=3).model_copy(update={"read_concurrency": 4})
+    landing = CountingLanding(s3_server.client(), s3_bucket)
+    keys = [_put_obj(landing, f"part-{i:02d}", f"v 0 0 {i}\n".encode()) for i in range(24)]
+    bad = _put_obj(landing, "part-99", b"")  # rejected (empty) among the others
+
+    landing.most_in_flight = 0
+    claimed = discover_files(landing, results_engine, pipeline, "run-1")
+    if step == "discover":
+        assert 1 < landing.most_in_flight <= 4
+    rows = files(results_engine)
+    assert claimed["file_ids"] == [rows[k].id for k in [*keys, bad]]  # the listing's order
+
+    landing.most_in_flight = 0
+    result = validate_files(landing, results_engine, pipeline, "run-1", supported=FORMATS)
+    if step == "validate":
+        assert 1 < landing.most_in_flight <= 4
+    rows = files(results_engine)
+    assert result["valid"] == [rows[k].id for k in keys]
+    assert result["rejected"] == [rows[bad].id]
+    assert {rows[k].sha256 for k in keys} == {hashlib.sha256(f"v 0 0 {i}\n".encode()).hexdigest()
+                                              for i in range(24)}
+    with Session(results_engine) as session:
+        recorded = session.scalars(select(ValidationResult.file_id).order_by(ValidationResult.id)).all()
+    assert list(dict.fromkeys(recorded)) == [rows[k].id for k in [*keys, bad]]  # recorded in order
