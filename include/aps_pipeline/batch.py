@@ -1,7 +1,7 @@
 """Batches of models: the shape the DAG maps over, bounded per task and per run, with readable labels.
 
     batches = plan_batches(engine, pipeline, run_id, max_map_length=1024)   # what the DAG maps over
-    batches, left = batch_models(plan["models"], models_per_task=25, max_entries=ceiling(1024))
+    batches, left = batch_models(plan["models"], models_per_task=50, max_entries=ceiling(1024))
 
 Airflow refuses a mapped push longer than `[core] max_map_length`, so a run never maps more than a ceiling
 kept under it; the models beyond it are returned, in order, for the caller to leave to the next run.

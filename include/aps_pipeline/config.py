@@ -239,7 +239,7 @@ class PipelineConfig(_Strict):
     # registry keeps them apart: a run never claims a file another active run holds.
     max_active_runs: int = Field(default=6, ge=1, description="runs of the pipeline at the same time")
     models_per_task: int = Field(
-        default=25, ge=1, description="models per mapped batch task instance (1: one model per group)"
+        default=50, ge=1, description="models per mapped batch task instance (1: one model per group)"
     )
     upload_concurrency: int = Field(
         default=8, ge=1, description="models a batch task uploads (and submits) at the same time"

@@ -87,7 +87,7 @@ def test_a_batch_is_uploaded_submitted_and_settled_model_by_model(
     emulator.configure(translation_seconds=0.5)
     land(landing, results_engine, landing_pipeline, "run-b", 4)
     plan = plan_batches(results_engine, landing_pipeline, "run-b", max_map_length=1024)
-    (batch,) = plan  # 4 models fit one batch of models_per_task (25)
+    (batch,) = plan  # 4 models fit one batch of models_per_task (50)
     doomed = batch["models"][1]["object_key"]
     emulator.configure(fail_keys=[doomed])
     settled = run_batch(aps, landing, results_engine, landing_pipeline, "run-b", batch)
