@@ -29,8 +29,9 @@ then fetch the views, each view's object tree and properties, and the thumbnail.
 Printed: wall time of the pipeline and both floors, the ratios, task instances per file (of the run, from the
 metadata database), the peak RSS of the Airflow workers (the scheduler's descendants: LocalExecutor workers
 and their task processes), of the scheduler process and of the triggerer's tree (sums over a process tree,
-sampled every 0.5 s), the time per task type, and emulator requests. The last line is machine-readable:
-`e2e: files=N pipeline_s=S concurrent_floor_s=F ratio=R` (R = S / F).
+sampled every 0.5 s), the CPU seconds the run used (the machine's, and per process group: Airflow's
+components, the emulator, the S3 server, PostgreSQL), the time per task type, and emulator requests. The
+last line is machine-readable: `e2e: files=N pipeline_s=S concurrent_floor_s=F ratio=R` (R = S / F).
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ class PipelineResult:
     per_task: dict[str, dict[str, float]] = field(default_factory=dict)
     queue_delays: list[float] = field(default_factory=list)
     peak_rss: dict[str, int] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # per process group, during the run
+    machine_busy_seconds: float = 0.0  # core-seconds not idle, every process of the machine
 
 
 @dataclass
@@ -113,6 +116,43 @@ def tree_rss(pid: int, part: str = "tree") -> int:
     return total
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its live descendants, with what the children they
+    reaped used: a task process that ended is counted in the worker that waited for it."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def machine_busy_seconds() -> float:
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def process_groups(stack: LocalStack) -> dict[str, int]:
+    """The stack's long-lived processes by name: the root pid of each group whose CPU the report shows."""
+    airflow = stack.airflow
+    assert airflow is not None
+    groups = {f"airflow {name}": process.pid for name, process in airflow.processes.items()}
+    groups["scheduler + workers + task processes"] = groups.pop("airflow scheduler")
+    for name, server in (("APS emulator", stack.emulator), ("S3 server", stack.s3)):
+        if server.process is not None:
+            groups[name] = server.process.pid
+    for name, postgres in (("PostgreSQL", stack.postgres), ("PostgreSQL (results)", stack.results_postgres)):
+        if postgres is not None:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                groups[name] = int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
+    return groups
+
+
 class RSSSampler(threading.Thread):
     """Peak RSS of named process trees, sampled every 0.5 s while the run goes."""
 
@@ -137,6 +177,9 @@ def run_pipeline(stack: LocalStack, timeout: float) -> PipelineResult:
     sampler = RSSSampler({"workers (the scheduler's descendants)": (scheduler, "descendants"),
                           "scheduler process": (scheduler, "process"),
                           "triggerer (its tree)": (airflow.processes["triggerer"].pid, "tree")})
+    groups = process_groups(stack)
+    cpu_before = {name: tree_cpu_seconds(pid) for name, pid in groups.items()}
+    busy_before = machine_busy_seconds()
     sampler.start()
     started = time.monotonic()
     run_id = airflow.trigger(DAG_ID)
@@ -154,6 +197,8 @@ def run_pipeline(stack: LocalStack, timeout: float) -> PipelineResult:
             peaks[name] = max(peaks[name], int(counts.get(name, 0)))
         time.sleep(1)
     wall = time.monotonic() - started
+    busy = machine_busy_seconds() - busy_before
+    cpu = {name: tree_cpu_seconds(pid) - cpu_before[name] for name, pid in groups.items()}
     sampler.done.set()
     if state not in ("success", "failed"):
         raise TimeoutError(f"run {run_id} still {state!r} after {timeout:.0f}s")
@@ -162,7 +207,8 @@ def run_pipeline(stack: LocalStack, timeout: float) -> PipelineResult:
 
     result = PipelineResult(state, wall, summary_of(stack, run_id), request_counts(stack) - before,
                             max_running=peaks["running"], max_deferred=peaks["deferred"],
-                            max_queued=peaks["queued"], peak_rss=sampler.peaks)
+                            max_queued=peaks["queued"], peak_rss=sampler.peaks, cpu_seconds=cpu,
+                            machine_busy_seconds=busy)
     durations: dict[str, list[float]] = defaultdict(list)
     with airflow.engine.connect() as conn:
         rows = conn.execute(text(
@@ -362,6 +408,11 @@ def print_report(n: int, args: argparse.Namespace, config: PipelineConfig, overr
     print(f"  task instances per file: {pipeline.task_instances / n:.3f}")
     for name, peak in pipeline.peak_rss.items():
         print(f"  peak RSS {name}: {peak / 2**20:.0f} MiB")
+    available = pipeline.wall_seconds * (psutil.cpu_count() or 1)
+    print(f"  CPU during the run: machine busy {pipeline.machine_busy_seconds:.0f} of {available:.0f} "
+          f"core-seconds ({pipeline.machine_busy_seconds / available:.0%})")
+    for name, seconds in sorted(pipeline.cpu_seconds.items(), key=lambda item: -item[1]):
+        print(f"    {name:<38} {seconds:7.1f} s")
     print(f"concurrent floor ({in_flight} at a time, asyncio, one process per CPU): "
           f"wall {concurrent.wall_seconds:.1f} s; "
           f"{concurrent.objects} objects, {concurrent.properties} objects' properties fetched")

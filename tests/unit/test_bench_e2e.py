@@ -1,8 +1,9 @@
-"""bench/e2e.py's machine-readable last line (the lead's scripts parse it)."""
+"""bench/e2e.py's machine-readable last line (the lead's scripts parse it), and its CPU accounting."""
 
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -31,3 +32,21 @@ def test_the_line_names_files_both_times_and_the_ratio_to_the_concurrent_floor(e
 def test_the_ratio_has_two_decimals_whatever_the_times(e2e: ModuleType) -> None:
     assert e2e.e2e_line(30, 90.0, 45.0).endswith(" ratio=2.00")
     assert e2e.e2e_line(30, 10.0, 30.0).endswith(" ratio=0.33")
+
+
+def test_cpu_of_a_process_tree_counts_the_children_that_already_ended(e2e: ModuleType) -> None:
+    # A child of a child burns CPU and ends: its time must still be in the tree's figure (bench/e2e.py's task
+    # processes end long before the run does, and are reaped by the worker that started them).
+    burn = "import time; end = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time; "
+        f"subprocess.run([sys.executable, '-c', {burn!r}], check=True); "
+        "print('done', flush=True); time.sleep(30)"
+    )], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == "done"
+        assert e2e.tree_cpu_seconds(parent.pid) >= 0.3  # the parent alone used a few hundredths
+    finally:
+        parent.kill()
+        parent.wait()
