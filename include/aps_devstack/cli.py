@@ -34,8 +34,10 @@ def up(executor: str = "local", workers: int = 1, triggerers: int = 1) -> int:
     from aps_devstack.demo import create_pools
 
     os.environ.setdefault("APS_INGEST_SCHEDULE", "@hourly")  # a kept-running stack runs on schedule
+    # Landed files start runs by S3 event unless APS_DEVSTACK_EVENTS=0 (then only schedule and ▶ start them).
+    events = os.environ.get("APS_DEVSTACK_EVENTS", "1") != "0"
     try:
-        stack = LocalStack.start(UP_DIR, events=True)
+        stack = LocalStack.start(UP_DIR, events=events)
     except MissingPrerequisite as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 2
@@ -79,7 +81,8 @@ Local stack is up (stop it with `make down`).
 Drop a file with its metadata (`project` is required), e.g. a sample IFC:
   {FIRST_FILE[0]}
   {FIRST_FILE[1]}
-then trigger `aps_ingest` in the UI; the run's "APS files" tab shows every file.""")
+{"an event-driven run starts within seconds" if events else "then trigger `aps_ingest` in the UI"}; \
+the run's "APS files" tab shows every file.""")
     return 0
 
 

@@ -1,10 +1,11 @@
 """What an operator sees, on the stack `make up` starts: the README's first file, the run page, the links and
 the mapped task labels, over HTTP and in a real browser (Playwright on the system Chromium).
 
-One `up` for the module (schedule off, so only the test's run claims the files). The README's first-file
-commands run as written (in a folder whose `.venv` is this repository's), a file without metadata lands
-beside them, and one manual run of `aps_ingest` must load the first and reject the second with a clear reason.
-Screenshots stay in the test's temporary folder.
+One `up` for the module (schedule and S3 events off, so only the test's run claims the files: with events on,
+an event-driven run could take one of them first). The README's first-file commands run as written (in a
+folder whose `.venv` is this repository's), a file without metadata lands beside them, and one manual run of
+`aps_ingest` must load the first and reject the second with a clear reason. Screenshots stay in the test's
+temporary folder.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("operator-ui")
     port = free_port()
     env = {**os.environ, "APS_STACK_DIR": str(root / "up"), "AIRFLOW_UI_PORT": str(port),
-           "APS_INGEST_SCHEDULE": "none"}
+           "APS_INGEST_SCHEDULE": "none", "APS_DEVSTACK_EVENTS": "0"}
     command = [sys.executable, "-m", "aps_devstack"]
     up = subprocess.run([*command, "up"], env=env, capture_output=True, text=True, timeout=600)
     try:
