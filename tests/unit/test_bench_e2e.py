@@ -39,10 +39,10 @@ def test_cpu_of_a_process_tree_counts_the_children_that_already_ended(e2e: Modul
     # processes end long before the run does, and are reaped by the worker that started them).
     burn = "import time; end = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
     parent = subprocess.Popen([sys.executable, "-c", (
-        "import subprocess, sys, time; "
+        "import subprocess, sys; "
         f"subprocess.run([sys.executable, '-c', {burn!r}], check=True); "
-        "print('done', flush=True); time.sleep(30)"
-    )], stdout=subprocess.PIPE, text=True)
+        "print('done', flush=True); sys.stdin.read()"  # alive (its reaped child counted) until stdin closes
+    )], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert parent.stdout is not None
         assert parent.stdout.readline().strip() == "done"
