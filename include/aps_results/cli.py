@@ -3,6 +3,11 @@
     aps-db upgrade [--url URL]                 apply migrations up to head
     aps-db current [--url URL]                 print the database's revision and the code's head
     aps-db create-reader NAME [--url URL]      create/refresh a read-only login role (member of aps_reader)
+    aps-db backup FOLDER [--keep N] [--url URL]
+                                               pg_dump the results schema into FOLDER/<UTC stamp>/ with a
+                                               manifest (row counts, checksums); keep the newest N backups
+    aps-db restore BACKUP --url URL [--replace]
+                                               restore one backup folder into an empty database and verify it
 
 The URL comes from --url or APS_RESULTS_DB_URL. The reader's password comes from APS_READER_PASSWORD or,
 when that is unset, an interactive prompt; it is never printed.
@@ -18,7 +23,7 @@ import sys
 from pydantic import SecretStr
 from sqlalchemy.exc import SQLAlchemyError
 
-from aps_results import migrate, roles
+from aps_results import backup, migrate, roles
 from aps_results.db import URL_ENV, url_from_env
 
 PASSWORD_ENV = "APS_READER_PASSWORD"
@@ -35,6 +40,14 @@ def _parser() -> argparse.ArgumentParser:
     reader = commands.add_parser("create-reader", help="create a read-only login role (member of aps_reader)")
     reader.add_argument("name", help="login role name")
     reader.add_argument("--url", help=url_help)
+    dump = commands.add_parser("backup", help="dump the results schema with a verifying manifest")
+    dump.add_argument("folder", help="folder that receives one sub-folder per backup")
+    dump.add_argument("--keep", type=int, help="then remove all but the newest KEEP backups in the folder")
+    dump.add_argument("--url", help=url_help)
+    load = commands.add_parser("restore", help="restore a backup into an empty database and verify it")
+    load.add_argument("source", help="one backup's folder (holding results.dump and manifest.json)")
+    load.add_argument("--url", help=url_help)
+    load.add_argument("--replace", action="store_true", help="restore over an existing results schema")
     return parser
 
 
@@ -61,7 +74,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "create-reader":
             roles.create_reader_login(url, args.name, _reader_password())
             print(f"reader login {args.name} ready (member of {roles.READER_ROLE})")
-    except (RuntimeError, ValueError) as error:
+        elif args.command == "backup":
+            folder, manifest = backup.backup(url, args.folder)
+            rows = sum(table.rows for table in manifest.tables.values())
+            print(f"backup {folder}: {len(manifest.tables)} tables, {rows} rows, {manifest.dump_bytes} bytes")
+            for removed in backup.prune(args.folder, args.keep) if args.keep else []:
+                print(f"removed old backup {removed}")
+        elif args.command == "restore":
+            manifest = backup.restore(args.source, url, replace=args.replace)
+            print(f"restored {args.source} (revision {manifest.revision}): {len(manifest.tables)} tables "
+                  "match the manifest")
+    except (RuntimeError, ValueError, OSError) as error:
         print(f"aps-db: {error}", file=sys.stderr)
         return 2
     except SQLAlchemyError as error:

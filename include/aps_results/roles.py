@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from aps_results.db import as_engine
-from aps_results.models import READER_ROLE
+from aps_results.models import READER_ROLE, SCHEMA
 
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -42,6 +42,29 @@ def create_reader_login(url: str | URL | Engine, name: str, password: SecretStr 
             statement = "ALTER ROLE {} LOGIN PASSWORD {}" if exists else "CREATE ROLE {} LOGIN PASSWORD {}"
             pg.execute(sql.SQL(statement).format(sql.Identifier(name), sql.Literal(verifier)))
             pg.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(READER_ROLE), sql.Identifier(name)))
+    finally:
+        if owned:
+            engine.dispose()
+
+
+def grant_reader(url: str | URL | Engine) -> None:
+    """Make `aps_reader` exist and read the schema: what a restore without the source's ACLs has to redo.
+
+    Same statements as the first migration (roles are cluster-wide, so a restore into another cluster finds
+    none); idempotent.
+    """
+    engine, owned = as_engine(url)
+    try:
+        with engine.begin() as connection:
+            pg = connection.connection.driver_connection
+            exists = pg.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", [READER_ROLE])
+            if not exists.fetchone():
+                pg.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(READER_ROLE)))
+            reader, schema = sql.Identifier(READER_ROLE), sql.Identifier(SCHEMA)
+            pg.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, reader))
+            pg.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(schema, reader))
+            pg.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}")
+                       .format(schema, reader))
     finally:
         if owned:
             engine.dispose()
