@@ -125,6 +125,11 @@ class Landing(Protocol):
         """Write a small object whole (a reason file, a test sample), replacing any object of that key."""
         ...
 
+    def delete(self, key: str) -> None:
+        """Remove the object; a missing one is not an error. The pipeline deletes only what it wrote itself
+        (old quarantine copies): landed files are never deleted. A versioned bucket keeps the old versions."""
+        ...
+
 
 def read_head(
     landing: Landing,

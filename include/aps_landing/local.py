@@ -264,6 +264,17 @@ class LocalLanding:
             attributes[_TYPE_XATTR] = content_type.encode()
         self._write(path, lambda out: out.write(body), attributes, None)
 
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            if not S_ISREG(os.lstat(path).st_mode):
+                raise UnsafeKey(f"{key!r} is not a file")  # never unlink a link or a pipe by its key
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as exc:
+            raise LandingError(f"{self.url(key)}: {exc.strerror or exc}", _code(exc)) from exc
+
     def _write(
         self,
         path: Path,

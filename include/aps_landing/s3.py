@@ -186,3 +186,10 @@ class S3Landing:
             self._client.put_object(Bucket=self._bucket, Key=key, Body=body, **extra)
         except ClientError as exc:
             raise self._error(exc, key, pinned=False) from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            self._client.delete_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if not _is(exc, _GONE):
+                raise self._error(exc, key, pinned=False) from exc

@@ -75,6 +75,17 @@ def test_put_then_head_gives_etag_size_type_and_user_metadata(
         any_landing.head("in/missing.ifc")
 
 
+def test_delete_removes_one_object_and_a_missing_one_is_no_error(any_landing: Landing) -> None:
+    any_landing.put("q/a.ifc", DATA)
+    any_landing.put("q/b.ifc", DATA)
+    any_landing.delete("q/a.ifc")
+    any_landing.delete("q/a.ifc")
+    any_landing.delete("q/never-there.ifc")
+    assert [item.key for item in any_landing.list("q/")] == ["q/b.ifc"]
+    with pytest.raises(ObjectGone):
+        any_landing.head("q/a.ifc")
+
+
 def test_list_gives_every_object_under_a_prefix_in_key_order(any_landing: Landing) -> None:
     keys = ["in/b.obj", "in/a.ifc", "in/sub/c.ifc", "in/sub/deeper/d.obj", "inbox/e.ifc", "out/f.ifc"]
     for index, key in enumerate(keys):
