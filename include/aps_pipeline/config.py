@@ -200,6 +200,22 @@ class EventsConfig(_Strict):
         return value or None
 
 
+class RetentionConfig(_Strict):
+    """What the daily `aps_maintenance` DAG removes for this pipeline (None: keep for ever)."""
+
+    quarantine_days: int | None = Field(
+        default=None, ge=1, description="remove quarantine copies and reason files older than this"
+    )
+    history_days: int | None = Field(
+        default=None, ge=1, description="remove run summaries and validation rows older than this"
+    )
+
+    @field_validator("quarantine_days", "history_days", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
 class PipelineConfig(_Strict):
     """One ingest pipeline (one DAG)."""
 
@@ -221,6 +237,7 @@ class PipelineConfig(_Strict):
         default="aps_results_reader", description="read-only login (aps_reader) the run page reads with"
     )
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     output_formats: list[OutputFormat] = Field(default_factory=_default_formats, min_length=1)
     translation_timeout: float = Field(
@@ -319,8 +336,46 @@ class PipelineConfig(_Strict):
         return [fmt.as_aps() for fmt in self.output_formats]
 
 
+class BackupConfig(_Strict):
+    folder: str = Field(min_length=1, description="absolute folder receiving one sub-folder per backup")
+    keep: int = Field(default=7, ge=1, description="backups kept in the folder (older ones are removed)")
+
+    @field_validator("folder")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute folder path")
+        return value
+
+
+class MaintenanceConfig(_Strict):
+    """The `maintenance:` section: the daily maintenance DAG (retention per pipeline is `retention:`)."""
+
+    dag_id: str = "aps_maintenance"
+    schedule: str | None = "@daily"
+    results_conn_id: str = "aps_results"
+    airflow_db_days: int | None = Field(
+        default=90, ge=1, description="`airflow db clean` removes Airflow's records older than this"
+    )
+    backup: BackupConfig | None = Field(default=None, description="a backup of the results database")
+
+    @field_validator("backup", "airflow_db_days", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        # `backup: {folder: ""}` (an unset environment variable) means no backup.
+        if value == "" or (isinstance(value, dict) and not value.get("folder")):
+            return None
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        return None if value in (None, "", "none", "None") else value
+
+
 class PipelinesFile(_Strict):
     pipelines: list[PipelineConfig]
+    maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
 
 
 # --- loading ------------------------------------------------------------------------------------------
@@ -378,7 +433,7 @@ def parse_pipelines(
     env = os.environ if env is None else env
     if not isinstance(document, dict) or not isinstance(document.get("pipelines"), list):
         raise PipelineConfigError(f"{source}: expected a mapping with a `pipelines:` list")
-    unknown = set(document) - {"pipelines", "defaults"}
+    unknown = set(document) - {"pipelines", "defaults", "maintenance"}
     if unknown:
         raise PipelineConfigError(f"{source}: unknown top-level keys {sorted(unknown)}")
     defaults = document.get("defaults") or {}
@@ -407,18 +462,34 @@ def parse_pipelines(
     return pipelines
 
 
-def load_pipelines(
-    path: str | Path | None = None, env: Mapping[str, str] | None = None
-) -> list[PipelineConfig]:
-    """Read and validate the pipelines file (default: `pipelines_file()`)."""
+def _read(path: str | Path | None, env: Mapping[str, str] | None) -> tuple[Path, Any]:
     file = Path(path) if path is not None else pipelines_file(env)
     try:
-        document = yaml.safe_load(file.read_text(encoding="utf-8"))
+        return file, yaml.safe_load(file.read_text(encoding="utf-8"))
     except OSError as exc:
         raise PipelineConfigError(f"{file}: cannot read the pipelines file: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise PipelineConfigError(f"{file}: not valid YAML: {exc}") from None
+
+
+def load_pipelines(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> list[PipelineConfig]:
+    """Read and validate the pipelines file (default: `pipelines_file()`)."""
+    file, document = _read(path, env)
     return parse_pipelines(document, source=str(file), env=env)
+
+
+def load_maintenance(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> MaintenanceConfig:
+    """The file's `maintenance:` section (defaults when it has none)."""
+    file, document = _read(path, env)
+    section = document.get("maintenance") if isinstance(document, dict) else None
+    try:
+        return MaintenanceConfig.model_validate(expand_env(section or {}, os.environ if env is None else env))
+    except ValidationError as exc:
+        raise PipelineConfigError(f"{file}: maintenance: {_describe(exc)}") from None
 
 
 def get_pipeline(

@@ -94,6 +94,10 @@ def describe_dagbag(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report: dict[str, Any] = json.loads(report_file.read_text())
+    # "dags": the ingest DAGs (one per pipeline entry); "other_dags": the rest of dags/ (maintenance).
+    everything = report.pop("dags")
+    report["dags"] = {k: v for k, v in everything.items() if Path(v["fileloc"]).name == "aps_ingest.py"}
+    report["other_dags"] = {k: v for k, v in everything.items() if k not in report["dags"]}
     return report
 
 
@@ -300,3 +304,48 @@ def test_an_events_queue_makes_the_schedule_the_cron_or_the_queues_asset(tmp_pat
     assert "SqsSensorTrigger" in schedule  # the scheme form reaches the Amazon provider's trigger
     assert f"sqs_queue={queue}" in schedule
     assert "aws_conn_id=aws_events" in schedule
+
+
+# -- the maintenance DAG -----------------------------------------------------------------------------------
+
+MAINTENANCE_PIPELINES = """
+maintenance:
+  schedule: "@weekly"
+  airflow_db_days: 30
+  backup: {folder: /var/backups/aps, keep: 3}
+pipelines:
+  - name: aps_ingest
+    landing: {bucket: landing, prefix: incoming/}
+    aps: {bucket_key: aps-ingest}
+    retention: {quarantine_days: 30, history_days: 90}
+  - name: aps_drawings
+    landing: {path: /data/drawings}
+    aps: {bucket_key: aps-drawings}
+"""
+
+
+def test_the_maintenance_dag_purges_each_pipeline_backs_up_cleans_reports(shipped: dict[str, Any]) -> None:
+    dag = shipped["other_dags"]["aps_maintenance"]
+    assert dag["schedule"] == "@daily"
+    assert dag["catchup"] is False
+    assert dag["max_active_runs"] == 1
+    assert "Maintenance" in dag["doc_md"]
+    tasks = dag["tasks"]
+    assert set(tasks) == {"purge_quarantine__aps_ingest", "purge_history__aps_ingest", "back_up_results",
+                          "clean_airflow_db", "report"}
+    assert tasks["report"]["trigger_rule"] == "all_done"  # reports (and fails the run) whatever failed
+    assert set(tasks["report"]["upstream"]) == set(tasks) - {"report"}
+
+
+def test_the_maintenance_dag_follows_the_maintenance_section(tmp_path: Path) -> None:
+    pipelines = tmp_path / "pipelines.yaml"
+    pipelines.write_text(MAINTENANCE_PIPELINES)
+    report = describe_dagbag(tmp_path, {PIPELINES_FILE_ENV: str(pipelines)})
+    assert report["import_errors"] == {}
+    assert set(report["dags"]) == {"aps_ingest", "aps_drawings"}
+    dag = report["other_dags"]["aps_maintenance"]
+    assert dag["schedule"] == "@weekly"
+    assert {task for task in dag["tasks"] if task.startswith("purge_")} == {
+        f"purge_{what}__{name}" for what in ("quarantine", "history")
+        for name in ("aps_ingest", "aps_drawings")
+    }

@@ -1,0 +1,46 @@
+"""
+### Maintenance: retention, backups and Airflow's own clean-up, once a day
+
+The `maintenance:` section of the pipelines file configures this DAG; each pipeline's `retention:` says what
+of it is removed. Every run:
+
+1. per pipeline, **purge_quarantine__<pipeline>**: quarantine copies and reason files older than
+   `retention.quarantine_days` (landed files are never touched);
+2. per pipeline, **purge_history__<pipeline>**: run summaries and validation rows older than
+   `retention.history_days` (files, models and their results stay);
+3. **back_up_results**: `aps-db backup` of the results database into `maintenance.backup.folder`, keeping
+   the newest `keep` (skipped when no folder is set);
+4. **clean_airflow_db**: `airflow db clean` for Airflow's records older than `maintenance.airflow_db_days`;
+5. **report**: one log line per task with what it removed; fails the run when a task failed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG
+
+from aps_ingest_tasks import maintenance
+from aps_pipeline.config import load_maintenance, load_pipelines
+
+config = load_maintenance()
+
+with DAG(
+    dag_id=config.dag_id,
+    description="Retention, backups of the results database and Airflow's own clean-up.",
+    doc_md=__doc__,
+    schedule=config.schedule,
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["aps", "maintenance"],
+    default_args={"owner": "data-engineering", "retries": 1},
+):
+    results = []
+    for pipeline in load_pipelines():
+        results.append(maintenance.purge_quarantine.override(task_id=f"purge_quarantine__{pipeline.name}")(
+            pipeline.name))
+        results.append(maintenance.purge_history.override(task_id=f"purge_history__{pipeline.name}")(
+            pipeline.name))
+    results += [maintenance.back_up_results(), maintenance.clean_airflow_db()]
+    maintenance.report(results)

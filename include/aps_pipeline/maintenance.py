@@ -1,0 +1,68 @@
+"""The daily maintenance of one pipeline and of the results database, Airflow-free.
+
+    purge_quarantine(landing, pipeline, now)    quarantine copies and reason files past `quarantine_days`
+    purge_history(engine, pipeline, now)        run summaries and validation rows past `history_days`
+    back_up_results(engine, backup)             a verified dump of the results database, the newest N kept
+
+Each returns a small JSON-able report of what it removed or wrote, so the maintenance DAG can log and return
+it. The pipeline deletes only what it wrote itself: landed files are never touched, and a quarantine copy is
+removed only under the quarantine prefix. A removed copy's key stays on its file's row (the file stays
+rejected; the run page's link to the copy then answers "not found").
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from aps_landing import Landing, LandingError
+from aps_pipeline.config import BackupConfig, PipelineConfig
+from aps_results import backup, retention
+
+logger = logging.getLogger(__name__)
+
+
+def purge_quarantine(landing: Landing, pipeline: PipelineConfig, now: datetime) -> dict[str, Any]:
+    """Delete objects under the quarantine prefix last modified more than `quarantine_days` before `now`."""
+    days = pipeline.retention.quarantine_days
+    if days is None:
+        return {"quarantine_removed": 0, "kept_for_ever": True}
+    cutoff = now - timedelta(days=days)
+    removed, errors = 0, 0
+    for item in landing.list(pipeline.landing.quarantine_prefix):
+        if item.last_modified is None or item.last_modified >= cutoff:
+            continue
+        try:
+            landing.delete(item.key)
+        except LandingError as exc:  # one refused delete never stops the rest; the next day tries again
+            errors += 1
+            logger.warning("could not remove %s: %s", landing.url(item.key), exc)
+            continue
+        removed += 1
+    logger.info("%s: removed %d quarantine objects older than %d days (%d refused)", pipeline.name, removed,
+                days, errors)
+    return {"quarantine_removed": removed, "quarantine_errors": errors, "cutoff": cutoff.isoformat()}
+
+
+def purge_history(engine: Engine, pipeline: PipelineConfig, now: datetime) -> dict[str, Any]:
+    """Delete the pipeline's run summaries and validation rows older than `history_days`."""
+    days = pipeline.retention.history_days
+    if days is None:
+        return {"history_removed": {}, "kept_for_ever": True}
+    removed = retention.purge_history(engine, pipeline.name, now - timedelta(days=days))
+    logger.info("%s: removed %s (older than %d days)", pipeline.name, removed, days)
+    return {"history_removed": removed}
+
+
+def back_up_results(engine: Engine, config: BackupConfig) -> dict[str, Any]:
+    """Dump the results database into `config.folder` with its manifest; keep the newest `config.keep`."""
+    folder, manifest = backup.backup(engine, config.folder)
+    pruned = backup.prune(config.folder, config.keep)
+    rows = sum(table.rows for table in manifest.tables.values())
+    logger.info("backup %s: %d tables, %d rows, %d bytes; removed %d older backups", folder,
+                len(manifest.tables), rows, manifest.dump_bytes, len(pruned))
+    return {"backup": str(folder), "rows": rows, "bytes": manifest.dump_bytes,
+            "removed": [str(path) for path in pruned]}
