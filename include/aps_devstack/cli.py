@@ -19,7 +19,13 @@ from pathlib import Path
 
 from aps_devstack.airflow import EXECUTORS
 from aps_devstack.postgres import LocalPostgres, MissingPrerequisite
-from aps_devstack.stack import LANDING_BUCKET, LANDING_PREFIX, REPO_ROOT, LocalStack
+from aps_devstack.stack import (
+    LANDING_BUCKET,
+    LANDING_PREFIX,
+    REPO_ROOT,
+    LocalStack,
+    secrets_manager_requested,
+)
 
 # Where `up` keeps the stack and the state `down` reads; APS_STACK_DIR moves it (tests use their own).
 UP_DIR = Path(os.environ.get("APS_STACK_DIR") or REPO_ROOT / ".stack" / "up")
@@ -45,7 +51,8 @@ def up(executor: str = "local", workers: int = 1, triggerers: int = 1) -> int:
     try:
         stack.start_api()
         stack.start_airflow(api_port=int(os.environ.get("AIRFLOW_UI_PORT", "8080")), admin_password=password,
-                            executor=EXECUTORS[executor], celery_workers=workers, triggerers=triggerers)
+                            executor=EXECUTORS[executor], celery_workers=workers, triggerers=triggerers,
+                            secrets_manager=secrets_manager_requested())
         create_pools(stack)
     except MissingPrerequisite as exc:  # e.g. no redis-server and no apt-get to install it
         stack.stop()

@@ -9,6 +9,7 @@ fetched with an API key and without one. Last, one more file lands and an event-
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,13 @@ import httpx
 from sqlalchemy import create_engine, text
 
 from aps_devstack.postgres import MissingPrerequisite
-from aps_devstack.stack import LANDING_BUCKET, LANDING_PREFIX, REPO_ROOT, LocalStack
+from aps_devstack.stack import (
+    LANDING_BUCKET,
+    LANDING_PREFIX,
+    REPO_ROOT,
+    LocalStack,
+    secrets_manager_requested,
+)
 
 DAG_ID = "aps_ingest"
 
@@ -84,6 +91,17 @@ def print_results(stack: LocalStack, run_id: str) -> str:
         f"demo summary: discovered={summary.discovered} loaded={summary.loaded} "
         f"rejected={summary.rejected} failed={summary.failed} lost={summary.lost}"
     )
+
+
+def check_secrets(stack: LocalStack) -> str:
+    """Where Airflow's connections are: the `demo secrets:` line."""
+    assert stack.airflow is not None
+    listed = stack.airflow.cli("connections", "list", "--output", "json").stdout
+    in_database = len(json.loads(listed[listed.index("["):])) if "[" in listed else 0
+    in_environment = sum(name.startswith("AIRFLOW_CONN_") for name in stack.airflow.env)
+    backend = stack.airflow.env.get("AIRFLOW__SECRETS__BACKEND", "none").rsplit(".", 1)[-1]
+    return (f"demo secrets: backend={backend} connections_in_database={in_database} "
+            f"connections_in_environment={in_environment}")
 
 
 def check_api(stack: LocalStack) -> str:
@@ -165,7 +183,11 @@ def run_demo(workdir: Path) -> int:
         assert stack.events_queue_url is not None
         stack.s3.drain_queue(stack.events_queue_url)
         say("demo: starting Airflow (api-server, scheduler, dag-processor, triggerer)…")
-        airflow = stack.start_airflow()
+        secrets_manager = secrets_manager_requested()
+        if secrets_manager:
+            say("demo: Airflow's connections are in AWS Secrets Manager (the S3 server's), read through "
+                "the Amazon provider's SecretsManagerBackend")
+        airflow = stack.start_airflow(secrets_manager=secrets_manager)
         create_pools(stack)
         airflow.wait_for_dag(DAG_ID)
         run_id = airflow.trigger(DAG_ID)
@@ -177,6 +199,7 @@ def run_demo(workdir: Path) -> int:
         summary = print_results(stack, run_id)
         say("")
         say(summary)
+        say(check_secrets(stack))
         api_line = check_api(stack)
         say(api_line)
         events_line = land_one_more(stack)

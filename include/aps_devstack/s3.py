@@ -37,10 +37,39 @@ class S3Server:
             client.create_bucket(Bucket=name)
 
     def sqs_client(self) -> Any:
-        from aps_landing.s3 import make_sqs_client
+        return self._aws_client("sqs")
 
-        return make_sqs_client(endpoint_url=self.endpoint_url, access_key=S3_ACCESS_KEY,
+    def secrets_client(self) -> Any:
+        return self._aws_client("secretsmanager")
+
+    def _aws_client(self, service: str) -> Any:
+        from aps_landing.s3 import make_aws_client
+
+        return make_aws_client(service, endpoint_url=self.endpoint_url, access_key=S3_ACCESS_KEY,
                                secret_key=S3_SECRET_KEY, region=S3_REGION)
+
+    def put_secret(self, name: str, value: str) -> None:
+        """Create the secret `name` on this server's Secrets Manager, or give it a new value."""
+        client = self.secrets_client()
+        try:
+            client.create_secret(Name=name, SecretString=value)
+        except client.exceptions.ResourceExistsException:
+            client.put_secret_value(SecretId=name, SecretString=value)
+
+    def secrets_backend_env(self, connections_prefix: str) -> dict[str, str]:
+        """Airflow settings that read connections from this server's Secrets Manager (and nothing else)."""
+        import json
+
+        kwargs = {"connections_prefix": connections_prefix, "variables_prefix": None, "config_prefix": None,
+                  "endpoint_url": self.endpoint_url, "region_name": S3_REGION}
+        return {
+            "AIRFLOW__SECRETS__BACKEND":
+                "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsManagerBackend",
+            "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps(kwargs),
+            # The backend's own AWS credentials (an instance role in production; moto takes any).
+            "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+        }
 
     def make_notified_queue(self, bucket: str, queue: str) -> str:
         """An SQS queue on this server that gets `bucket`'s s3:ObjectCreated:* notifications; its URL.

@@ -30,6 +30,12 @@ LANDING_PREFIX = "incoming/"
 EVENTS_QUEUE = "aps-landing-events"  # gets the landing bucket's s3:ObjectCreated:* notifications
 RESULTS_DB = "aps_results"
 READER_LOGIN = "aps_api"
+SECRETS_CONNECTIONS_PREFIX = "airflow/connections"  # Secrets Manager names: airflow/connections/<conn_id>
+SECRETS_ENV = "APS_DEVSTACK_SECRETS"  # "secretsmanager": `make demo/up` keep connections in Secrets Manager
+
+
+def secrets_manager_requested() -> bool:
+    return os.environ.get(SECRETS_ENV, "") == "secretsmanager"
 
 
 @dataclass
@@ -96,8 +102,8 @@ class LocalStack:
         """The cluster that holds the results database."""
         return self.results_postgres or self.postgres
 
-    def airflow_env(self) -> dict[str, str]:
-        """Connections and pipeline settings, exactly as a production deployment would set them."""
+    def connections(self) -> dict[str, str]:
+        """The Airflow connections the pipelines file names, by id, in Airflow's JSON form."""
         aps_connection = {
             "conn_type": "aps",
             "login": self.emulator.client_id,
@@ -113,11 +119,29 @@ class LocalStack:
         }
         reader_connection = {**results_connection, "login": READER_LOGIN, "password": self.reader_password}
         return {
-            "AIRFLOW_CONN_AWS_DEFAULT": self.s3.airflow_conn_uri(),
-            "AIRFLOW_CONN_APS_DEFAULT": json.dumps(aps_connection),
-            "AIRFLOW_CONN_APS_RESULTS": json.dumps(results_connection),
+            "aws_default": self.s3.airflow_conn_uri(),
+            "aps_default": json.dumps(aps_connection),
+            "aps_results": json.dumps(results_connection),
             # The run page in the UI reads with the read-only login, as the results API does.
-            "AIRFLOW_CONN_APS_RESULTS_READER": json.dumps(reader_connection),
+            "aps_results_reader": json.dumps(reader_connection),
+        }
+
+    def airflow_env(self, *, secrets_manager: bool = False) -> dict[str, str]:
+        """Connections and pipeline settings, exactly as a production deployment would set them.
+
+        With `secrets_manager`, the connections are stored in the S3 server's Secrets Manager and Airflow
+        reads them through the Amazon provider's SecretsManagerBackend: none is in Airflow's environment or
+        database. Otherwise they are `AIRFLOW_CONN_*` variables.
+        """
+        if secrets_manager:
+            for conn_id, value in self.connections().items():
+                self.s3.put_secret(f"{SECRETS_CONNECTIONS_PREFIX}/{conn_id}", value)
+            connections = self.s3.secrets_backend_env(SECRETS_CONNECTIONS_PREFIX)
+        else:
+            connections = {f"AIRFLOW_CONN_{conn_id.upper()}": value
+                           for conn_id, value in self.connections().items()}
+        return {
+            **connections,
             "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
             "APS_LANDING_BUCKET": LANDING_BUCKET,
             # Runs start when someone triggers them (the demo, a test, an operator in the UI).
@@ -150,7 +174,7 @@ class LocalStack:
     def start_airflow(
         self, *, api_port: int | None = None, parallelism: int = 8, extra_env: dict[str, str] | None = None,
         admin_password: str | None = None, executor: str = "LocalExecutor", celery_workers: int = 1,
-        triggerers: int = 1,
+        triggerers: int = 1, secrets_manager: bool = False,
     ) -> AirflowStack:
         """Start Airflow on its own metadata database; on the CeleryExecutor, with a Redis broker first."""
         airflow_db = self.postgres.create_database("airflow")
@@ -160,7 +184,7 @@ class LocalStack:
             self.workdir / "airflow",
             dags_folders=[DAGS_FOLDER],
             database_url=airflow_db,
-            env={**self.airflow_env(), **(extra_env or {})},
+            env={**self.airflow_env(secrets_manager=secrets_manager), **(extra_env or {})},
             parallelism=parallelism,
             api_port=api_port,
             admin_password=admin_password,

@@ -26,22 +26,20 @@ _EMPTY_RANGE = ("InvalidRange", "416")
 _REFUSED = ("AccessDenied", "AllAccessDisabled", "403", "InvalidObjectState")
 
 
-def make_s3_client(
-    *, endpoint_url: str | None = None, access_key: str | None = None, secret_key: str | None = None,
-    region: str | None = None,
+def make_aws_client(
+    service: str, *, endpoint_url: str | None = None, access_key: str | None = None,
+    secret_key: str | None = None, region: str | None = None,
 ) -> Any:
-    """A boto3 S3 client (outside Airflow: the dev stack and tests; in Airflow the S3Hook makes it)."""
-    return boto3.client("s3", endpoint_url=endpoint_url, aws_access_key_id=access_key,
+    """A boto3 client outside Airflow (the dev stack and tests; in Airflow the Amazon provider's hooks make
+    them): `s3`, the `sqs` queue of the landing's notifications, `secretsmanager` for the dev stack's
+    connections."""
+    return boto3.client(service, endpoint_url=endpoint_url, aws_access_key_id=access_key,
                         aws_secret_access_key=secret_key, region_name=region)
 
 
-def make_sqs_client(
-    *, endpoint_url: str | None = None, access_key: str | None = None, secret_key: str | None = None,
-    region: str | None = None,
-) -> Any:
-    """A boto3 SQS client for the queue of the landing bucket's notifications (the dev stack and tests)."""
-    return boto3.client("sqs", endpoint_url=endpoint_url, aws_access_key_id=access_key,
-                        aws_secret_access_key=secret_key, region_name=region)
+def make_s3_client(**kwargs: Any) -> Any:
+    """A boto3 S3 client (`make_aws_client`'s keyword arguments)."""
+    return make_aws_client("s3", **kwargs)
 
 
 def clean_etag(etag: str) -> str:

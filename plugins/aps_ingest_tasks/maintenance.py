@@ -7,8 +7,8 @@ fails the run when a task before it failed, so a maintenance run that did not do
 from __future__ import annotations
 
 import logging
-import shutil
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -56,9 +56,10 @@ def clean_airflow_db() -> dict[str, Any]:
     if days is None:
         return {"airflow_db_clean": None}
     before = (datetime.now(UTC) - timedelta(days=days)).isoformat()
-    airflow = shutil.which("airflow") or "airflow"
+    # This interpreter's Airflow: a task's PATH need not hold the `airflow` script of its environment.
     done = subprocess.run(
-        [airflow, "db", "clean", "--clean-before-timestamp", before, "--skip-archive", "--yes"],
+        [sys.executable, "-m", "airflow", "db", "clean", "--clean-before-timestamp", before, "--skip-archive",
+         "--yes"],
         capture_output=True, text=True, timeout=AIRFLOW_DB_CLEAN_TIMEOUT_SECONDS, check=False,
     )
     logger.info("airflow db clean (before %s):\n%s", before, done.stdout[-4000:])

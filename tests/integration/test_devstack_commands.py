@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from aps_devstack.process import free_port
+from aps_devstack.stack import SECRETS_ENV
 
 
 @pytest.mark.airflow_stack
@@ -61,13 +62,18 @@ def test_up_prints_a_working_login_and_down_stops_everything(tmp_path: Path) -> 
 def test_demo_ingests_the_sample_batch_and_checks_the_api(tmp_path: Path) -> None:
     script = "import sys; from pathlib import Path; from aps_devstack import demo; " \
              "sys.exit(demo.run_demo(Path(sys.argv[1])))"
+    # Airflow's connections come from the S3 server's Secrets Manager this time (the other end-to-end tests
+    # set them as AIRFLOW_CONN_* variables): none is in Airflow's environment or database.
+    env = {**os.environ, SECRETS_ENV: "secretsmanager"}
     result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "demo")], capture_output=True,
-                            text=True, timeout=1200)
+                            text=True, timeout=1200, env=env)
     output = result.stdout
     assert result.returncode == 0, output[-4000:] + result.stderr[-2000:]
     summaries = re.findall(r"^demo summary: .*$", output, re.MULTILINE)
     # The sample batch: 6 valid files (one a duplicate of another) and 7 bad ones; nothing lost.
     assert summaries[-1] == "demo summary: discovered=13 loaded=6 rejected=7 failed=0 lost=0"
+    assert re.search(r"^demo secrets: backend=SecretsManagerBackend connections_in_database=0 "
+                     r"connections_in_environment=0$", output, re.MULTILINE), output[-3000:]
     api = re.search(r"^demo api: viewer-token=(\S+) scope=(\S+) expires_in=(\d+) unauthenticated=(\d+)$",
                     output, re.MULTILINE)
     assert api, output[-3000:]

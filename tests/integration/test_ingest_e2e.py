@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from aps_devstack.demo import create_pools
 from aps_devstack.stack import LANDING_BUCKET, LANDING_PREFIX, LocalStack
 from aps_emulator.content.checks import EXTRACTOR_FAILURE
+from aps_results.backup import MANIFEST_NAME, BackupManifest
 from aps_results.models import (
     SCHEMA,
     File,
@@ -42,6 +43,7 @@ from aps_samples.ifc import generate_ifc, is_global_id
 pytestmark = pytest.mark.airflow_stack
 
 DAG_ID = "aps_ingest"
+MAINTENANCE_DAG_ID = "aps_maintenance"
 RUN_TIMEOUT = 360  # seconds; a run takes about a minute here
 DOOMED_KEY = f"{LANDING_PREFIX}ifc/doomed-tower.ifc"
 # The 429 storm hits every APS call of the run except the token and the signed-URL part PUTs (S3, not APS).
@@ -100,7 +102,8 @@ def ingest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingest]:
     try:
         files = stack.put_sample_batch()
         doomed = put_doomed_file(stack)
-        stack.start_airflow(parallelism=8)
+        # The daily maintenance DAG takes its backups into the stack's folder (see the last test).
+        stack.start_airflow(parallelism=8, extra_env={"APS_BACKUP_FOLDER": str(workdir / "backups")})
         create_pools(stack)
         assert stack.airflow is not None
         stack.airflow.wait_for_dag(DAG_ID)
@@ -357,3 +360,18 @@ def test_a_run_whose_step_failed_ends_failed_and_publishes_no_results(
     assert states[("check_results_schema", -1)] == "failed"
     assert states[("write_run_summary", -1)] == "success"  # it records what it can
     assert asset_events_of(stack, run.run_id) == 0
+
+
+def test_a_maintenance_run_backs_up_the_results_and_reports(ingest: Ingest, second: SecondRun) -> None:
+    """aps_maintenance through the same scheduler: a backup whose manifest counts the registry's files."""
+    stack = ingest.stack
+    assert stack.airflow is not None
+    stack.airflow.wait_for_dag(MAINTENANCE_DAG_ID)
+    run_id = stack.airflow.trigger(MAINTENANCE_DAG_ID)
+    state = stack.airflow.wait_for_run(MAINTENANCE_DAG_ID, run_id, timeout=RUN_TIMEOUT)
+    assert state == "success", stack.airflow.failure_report(MAINTENANCE_DAG_ID, run_id)
+    manifests = sorted((stack.workdir / "backups").glob(f"*/{MANIFEST_NAME}"))
+    assert manifests  # the manual run's (and the first scheduled run's, if it came first)
+    manifest = BackupManifest.read(manifests[-1].parent)
+    assert manifest.tables["files"].rows == count(ingest.engine, File.id)
+    assert manifest.tables["models"].rows == count(ingest.engine, Model.id)
