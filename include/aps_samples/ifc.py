@@ -10,6 +10,7 @@ IfcPropertySingleValue, attached with IfcRelDefinesByProperties). Every rooted e
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # IFC's own base64 alphabet (not RFC 4648): a 128-bit GUID becomes 22 characters, the first carrying 2 bits.
@@ -80,19 +81,17 @@ def _refs(refs: list[str]) -> str:
     return "(" + ",".join(refs) + ")"
 
 
-def generate_ifc(
-    seed: int, *, name: str = "sample", walls: int = 4, doors: int = 2, windows: int = 3
-) -> IfcSample:
-    """An IFC4 file with a project, site, building, one storey and the given number of elements.
+@dataclass
+class _Shared:
+    """The entities every element refers to: the owner history, the placement, the storey."""
 
-    The same seed always gives the same bytes; different seeds give different GlobalIds and property values.
-    """
-    rng = random.Random(seed)
+    owner: str
+    placement: str
+    storey: str = ""
 
-    def guid() -> str:
-        return compress_guid(rng.getrandbits(128))
 
-    w = _StepWriter()
+def _context(w: _StepWriter) -> tuple[_Shared, str, str]:
+    """Owner history, units and the geometric context: (shared, context, units)."""
     person = w.add("IFCPERSON", "$", _step_string("Doe"), _step_string("Jane"), "$", "$", "$", "$", "$")
     org = w.add("IFCORGANIZATION", "$", _step_string("APS Samples"), "$", "$", "$")
     person_org = w.add("IFCPERSONANDORGANIZATION", person, org, "$")
@@ -106,8 +105,15 @@ def generate_ifc(
     axis = w.add("IFCAXIS2PLACEMENT3D", origin, "$", "$")
     context = w.add("IFCGEOMETRICREPRESENTATIONCONTEXT", "$", _step_string("Model"), "3", "1.E-05", axis, "$")
     placement = w.add("IFCLOCALPLACEMENT", "$", axis)
+    return _Shared(owner=owner, placement=placement), context, units
 
-    sample = IfcSample(name=name, text="", project_id=guid())
+
+def _spatial_structure(
+    w: _StepWriter, sample: IfcSample, shared: _Shared, context: str, units: str, seed: int,
+    guid: Callable[[], str],
+) -> None:
+    """Project, site, building and storey, aggregated in that order; sets `shared.storey`."""
+    owner, placement, name = shared.owner, shared.placement, sample.name
     project = w.add(
         "IFCPROJECT", _step_string(sample.project_id), owner, _step_string(f"Project {name}"),
         "$", "$", "$", "$", _refs([context]), units,
@@ -122,52 +128,34 @@ def generate_ifc(
         "IFCBUILDING", _step_string(spatial["IFCBUILDING"]), owner, _step_string(f"Building {seed}"),
         "$", "$", placement, "$", "$", ".ELEMENT.", "$", "$", "$",
     )  # fmt: skip
-    storey = w.add(
+    shared.storey = w.add(
         "IFCBUILDINGSTOREY", _step_string(spatial["IFCBUILDINGSTOREY"]), owner, _step_string("Level 1"),
         "$", "$", placement, "$", "$", ".ELEMENT.", "0.",
     )  # fmt: skip
     w.add("IFCRELAGGREGATES", _step_string(guid()), owner, "$", "$", project, _refs([site]))
     w.add("IFCRELAGGREGATES", _step_string(guid()), owner, "$", "$", site, _refs([building]))
-    w.add("IFCRELAGGREGATES", _step_string(guid()), owner, "$", "$", building, _refs([storey]))
+    w.add("IFCRELAGGREGATES", _step_string(guid()), owner, "$", "$", building, _refs([shared.storey]))
 
-    element_refs: list[str] = []
-    for ifc_type, count in (("IFCWALL", walls), ("IFCDOOR", doors), ("IFCWINDOW", windows)):
-        for index in range(1, count + 1):
-            element = _element(ifc_type, index, guid(), rng)
-            common = (
-                _step_string(element.global_id),
-                owner,
-                _step_string(element.name),
-                "$",
-                "$",
-                placement,
-                "$",
-            )
-            if ifc_type == "IFCWALL":
-                ref = w.add(ifc_type, *common, "$", ".STANDARD.")
-            else:  # doors and windows: Tag, OverallHeight, OverallWidth, PredefinedType, 2 more
-                ref = w.add(ifc_type, *common, "$", "2100.", "900.", "$", "$", "$")
-            values = [
-                w.add(
-                    "IFCPROPERTYSINGLEVALUE", _step_string(key), "$", f"IFCLABEL({_step_string(value)})", "$"
-                )
-                for key, value in element.properties.items()
-            ]
-            pset = w.add("IFCPROPERTYSET", _step_string(guid()), owner, _step_string(element.pset_name), "$",
-                         _refs(values))  # fmt: skip
-            w.add("IFCRELDEFINESBYPROPERTIES", _step_string(guid()), owner, "$", "$", _refs([ref]), pset)
-            element_refs.append(ref)
-            sample.elements.append(element)
-    w.add(
-        "IFCRELCONTAINEDINSPATIALSTRUCTURE",
-        _step_string(guid()),
-        owner,
-        "$",
-        "$",
-        _refs(element_refs),
-        storey,
-    )
 
+def _add_element(w: _StepWriter, element: IfcElement, shared: _Shared, guid: Callable[[], str]) -> str:
+    """One element with its property set; returns its reference."""
+    common = (_step_string(element.global_id), shared.owner, _step_string(element.name), "$", "$",
+              shared.placement, "$")
+    if element.ifc_type == "IFCWALL":
+        ref = w.add(element.ifc_type, *common, "$", ".STANDARD.")
+    else:  # doors and windows: Tag, OverallHeight, OverallWidth, PredefinedType, 2 more
+        ref = w.add(element.ifc_type, *common, "$", "2100.", "900.", "$", "$", "$")
+    values = [
+        w.add("IFCPROPERTYSINGLEVALUE", _step_string(key), "$", f"IFCLABEL({_step_string(value)})", "$")
+        for key, value in element.properties.items()
+    ]
+    pset = w.add("IFCPROPERTYSET", _step_string(guid()), shared.owner, _step_string(element.pset_name), "$",
+                 _refs(values))  # fmt: skip
+    w.add("IFCRELDEFINESBYPROPERTIES", _step_string(guid()), shared.owner, "$", "$", _refs([ref]), pset)
+    return ref
+
+
+def _step_file(name: str, lines: list[str]) -> str:
     header = [
         "ISO-10303-21;",
         "HEADER;",
@@ -178,7 +166,34 @@ def generate_ifc(
         "ENDSEC;",
         "DATA;",
     ]
-    sample.text = "\n".join([*header, *w.lines, "ENDSEC;", "END-ISO-10303-21;", ""])
+    return "\n".join([*header, *lines, "ENDSEC;", "END-ISO-10303-21;", ""])
+
+
+def generate_ifc(
+    seed: int, *, name: str = "sample", walls: int = 4, doors: int = 2, windows: int = 3
+) -> IfcSample:
+    """An IFC4 file with a project, site, building, one storey and the given number of elements.
+
+    The same seed always gives the same bytes; different seeds give different GlobalIds and property values.
+    """
+    rng = random.Random(seed)
+
+    def guid() -> str:
+        return compress_guid(rng.getrandbits(128))
+
+    w = _StepWriter()
+    shared, context, units = _context(w)
+    sample = IfcSample(name=name, text="", project_id=guid())
+    _spatial_structure(w, sample, shared, context, units, seed, guid)
+    element_refs: list[str] = []
+    for ifc_type, count in (("IFCWALL", walls), ("IFCDOOR", doors), ("IFCWINDOW", windows)):
+        for index in range(1, count + 1):
+            element = _element(ifc_type, index, guid(), rng)
+            element_refs.append(_add_element(w, element, shared, guid))
+            sample.elements.append(element)
+    w.add("IFCRELCONTAINEDINSPATIALSTRUCTURE", _step_string(guid()), shared.owner, "$", "$",
+          _refs(element_refs), shared.storey)
+    sample.text = _step_file(name, w.lines)
     return sample
 
 
