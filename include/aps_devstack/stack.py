@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from aps_devstack.airflow import AirflowStack
 from aps_devstack.emulator import EmulatorServer, start_emulator
 from aps_devstack.postgres import LocalPostgres
@@ -36,6 +38,12 @@ SECRETS_ENV = "APS_DEVSTACK_SECRETS"  # "secretsmanager": `make demo/up` keep co
 
 def secrets_manager_requested() -> bool:
     return os.environ.get(SECRETS_ENV, "") == "secretsmanager"
+
+
+def _postgres_connection(url: str) -> dict[str, Any]:
+    parsed = make_url(url)
+    return {"conn_type": "postgres", "host": parsed.host, "port": parsed.port, "login": parsed.username,
+            "password": parsed.password, "schema": parsed.database}
 
 
 @dataclass
@@ -102,8 +110,9 @@ class LocalStack:
         """The cluster that holds the results database."""
         return self.results_postgres or self.postgres
 
-    def connections(self) -> dict[str, str]:
-        """The Airflow connections the pipelines file names, by id, in Airflow's JSON form."""
+    def connections(self, airflow_db_url: str | None = None) -> dict[str, str]:
+        """The Airflow connections the pipelines file names, by id, in Airflow's JSON form (with
+        `airflow_db_url`, also `airflow_metadata`: the maintenance DAG's way to Airflow's own database)."""
         aps_connection = {
             "conn_type": "aps",
             "login": self.emulator.client_id,
@@ -118,15 +127,21 @@ class LocalStack:
             "schema": RESULTS_DB,
         }
         reader_connection = {**results_connection, "login": READER_LOGIN, "password": self.reader_password}
+        metadata = {}
+        if airflow_db_url:
+            metadata["airflow_metadata"] = json.dumps(_postgres_connection(airflow_db_url))
         return {
             "aws_default": self.s3.airflow_conn_uri(),
             "aps_default": json.dumps(aps_connection),
             "aps_results": json.dumps(results_connection),
             # The run page in the UI reads with the read-only login, as the results API does.
             "aps_results_reader": json.dumps(reader_connection),
+            **metadata,
         }
 
-    def airflow_env(self, *, secrets_manager: bool = False) -> dict[str, str]:
+    def airflow_env(
+        self, *, secrets_manager: bool = False, airflow_db_url: str | None = None,
+    ) -> dict[str, str]:
         """Connections and pipeline settings, exactly as a production deployment would set them.
 
         With `secrets_manager`, the connections are stored in the S3 server's Secrets Manager and Airflow
@@ -134,12 +149,12 @@ class LocalStack:
         database. Otherwise they are `AIRFLOW_CONN_*` variables.
         """
         if secrets_manager:
-            for conn_id, value in self.connections().items():
+            for conn_id, value in self.connections(airflow_db_url).items():
                 self.s3.put_secret(f"{SECRETS_CONNECTIONS_PREFIX}/{conn_id}", value)
             connections = self.s3.secrets_backend_env(SECRETS_CONNECTIONS_PREFIX)
         else:
             connections = {f"AIRFLOW_CONN_{conn_id.upper()}": value
-                           for conn_id, value in self.connections().items()}
+                           for conn_id, value in self.connections(airflow_db_url).items()}
         return {
             **connections,
             "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
@@ -184,7 +199,8 @@ class LocalStack:
             self.workdir / "airflow",
             dags_folders=[DAGS_FOLDER],
             database_url=airflow_db,
-            env={**self.airflow_env(secrets_manager=secrets_manager), **(extra_env or {})},
+            env={**self.airflow_env(secrets_manager=secrets_manager, airflow_db_url=airflow_db),
+                 **(extra_env or {})},
             parallelism=parallelism,
             api_port=api_port,
             admin_password=admin_password,

@@ -357,6 +357,9 @@ class MaintenanceConfig(_Strict):
     airflow_db_days: int | None = Field(
         default=90, ge=1, description="`airflow db clean` removes Airflow's records older than this"
     )
+    # Task processes of Airflow 3 have no metadata database of their own (the Task SDK talks to the API), so
+    # `airflow db clean` reaches it through this connection: a postgres connection to Airflow's database.
+    airflow_db_conn_id: str = "airflow_metadata"
     backup: BackupConfig | None = Field(default=None, description="a backup of the results database")
 
     @field_validator("backup", "airflow_db_days", mode="before")

@@ -7,6 +7,7 @@ fails the run when a task before it failed, so a maintenance run that did not do
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -49,18 +50,31 @@ def back_up_results() -> dict[str, Any]:
     return maintenance.back_up_results(results_engine(config.results_conn_id), config.backup)
 
 
+def _metadata_url(conn_id: str) -> str:
+    """The SQLAlchemy URL of Airflow's metadata database, from the Airflow connection `conn_id`."""
+    from airflow.sdk import BaseHook
+    from sqlalchemy.engine import URL
+
+    conn = BaseHook.get_connection(conn_id)
+    return URL.create("postgresql+psycopg", username=conn.login, password=conn.password or None,
+                      host=conn.host, port=conn.port, database=conn.schema or None,
+                      ).render_as_string(hide_password=False)
+
+
 @task
 def clean_airflow_db() -> dict[str, Any]:
     """`airflow db clean` for Airflow's own records older than `maintenance.airflow_db_days` (no archive)."""
-    days = load_maintenance().airflow_db_days
-    if days is None:
+    config = load_maintenance()
+    if config.airflow_db_days is None:
         return {"airflow_db_clean": None}
-    before = (datetime.now(UTC) - timedelta(days=days)).isoformat()
+    before = (datetime.now(UTC) - timedelta(days=config.airflow_db_days)).isoformat()
+    # The URL (with its password) reaches the command in its environment, never its arguments or the logs.
+    env = {**os.environ, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _metadata_url(config.airflow_db_conn_id)}
     # This interpreter's Airflow: a task's PATH need not hold the `airflow` script of its environment.
     done = subprocess.run(
         [sys.executable, "-m", "airflow", "db", "clean", "--clean-before-timestamp", before, "--skip-archive",
          "--yes"],
-        capture_output=True, text=True, timeout=AIRFLOW_DB_CLEAN_TIMEOUT_SECONDS, check=False,
+        capture_output=True, text=True, timeout=AIRFLOW_DB_CLEAN_TIMEOUT_SECONDS, check=False, env=env,
     )
     logger.info("airflow db clean (before %s):\n%s", before, done.stdout[-4000:])
     if done.returncode != 0:
