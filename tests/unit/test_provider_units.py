@@ -20,6 +20,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from aps_client import APSConfig
 from aps_client.derivative import summarize_messages
 from aps_client.urn import describe_urn, urn_in
+from aps_client.wait_policy import WaitPolicy
 from aps_provider.base import APSConnection, APSHookMixin
 from aps_provider.get_provider_info import get_provider_info
 from aps_provider.hooks.aps import APSHook, config_from_connection
@@ -143,9 +144,9 @@ def test_test_connection_reports_failure_without_the_secret(monkeypatch: pytest.
 
 
 def test_trigger_serialize_round_trip_keeps_primitives_only() -> None:
+    policy = WaitPolicy(poll_interval=3, max_poll_interval=30, backoff_factor=1.5, not_found_grace=40)
     trigger = APSTranslationTrigger(urn="dXJuOmE", deadline=1_900_000_000.5, aps_conn_id="aps_x",
-                                    region="EMEA", poll_interval=3, max_poll_interval=30,
-                                    backoff_factor=1.5, not_found_grace=40)
+                                    region="EMEA", wait_policy=policy)
     classpath, kwargs = trigger.serialize()
     assert classpath == "aps_provider.triggers.derivative.APSTranslationTrigger"
     # What the triggerer stores must be plain JSON (it is written to the metadata database).
@@ -153,8 +154,9 @@ def test_trigger_serialize_round_trip_keeps_primitives_only() -> None:
     module, _, name = classpath.rpartition(".")
     rebuilt = getattr(__import__(module, fromlist=[name]), name)(**kwargs)
     assert rebuilt.serialize() == (classpath, kwargs)
-    assert (rebuilt.urn, rebuilt.deadline, rebuilt.region, rebuilt.poll_interval) == (
-        "dXJuOmE", 1_900_000_000.5, "EMEA", 3.0)
+    assert (rebuilt.urn, rebuilt.deadline, rebuilt.region, rebuilt.wait_policy) == (
+        "dXJuOmE", 1_900_000_000.5, "EMEA", policy)
+    assert kwargs["wait_policy"] == policy.as_primitives()
 
 
 def test_trigger_serialize_follows_init_so_it_cannot_drift() -> None:
@@ -169,7 +171,7 @@ def test_trigger_serialize_follows_init_so_it_cannot_drift() -> None:
     assert kwargs["label"] == "new"  # a new parameter is serialized without touching serialize()
     # ... and what it passes on through **kwargs is not lost.
     assert (kwargs["region"], kwargs["aps_conn_id"]) == ("EMEA", "aps_default")
-    assert kwargs["not_found_grace"] == 120
+    assert kwargs["wait_policy"]["not_found_grace"] == 120
     assert Extended(**kwargs).serialize()[1] == kwargs
     _, full = APSTranslationTrigger(urn="dXJuOmE", deadline=5.0).serialize()
     assert set(full) == set(inspect.signature(APSTranslationTrigger.__init__).parameters) - {"self"}
@@ -232,13 +234,14 @@ def test_sensor_deferrable_default_follows_config(setting: str) -> None:
 
 
 def test_execute_complete_returns_the_urn_on_success() -> None:
-    event = {"status": "success", "progress": "complete", "urn": "dXJuOmE", "messages": ["warning W1: meh"]}
+    event = {"status": "success", "progress": "complete", "urn": "dXJuOmE", "messages": ["warning W1: meh"],
+             "state": "done"}
     assert make_sensor().execute_complete(context={}, event=event) == "dXJuOmE"
 
 
 @pytest.mark.parametrize("status", ["failed", "timeout"])
 def test_execute_complete_fails_with_aps_messages(status: str) -> None:
-    event = {"status": status, "progress": "complete", "urn": "dXJuOmE",
+    event = {"status": status, "progress": "complete", "urn": "dXJuOmE", "state": "failed",
              "messages": ["error TranslationWorker-InternalFailure: Unrecoverable exit code"]}
     with pytest.raises(AirflowFailException, match="TranslationWorker-InternalFailure") as failure:
         make_sensor().execute_complete(context={}, event=event)
@@ -247,16 +250,83 @@ def test_execute_complete_fails_with_aps_messages(status: str) -> None:
 
 def test_execute_complete_deadline_is_a_sensor_timeout() -> None:
     event = {"status": "deadline_exceeded", "progress": "40% complete", "urn": "dXJuOmE", "messages": [],
-             "reason": "translation still inprogress at the deadline"}
+             "reason": "translation still inprogress at the deadline", "state": "deadline"}
     with pytest.raises(AirflowSensorTimeout, match="inprogress"):
         make_sensor().execute_complete(context={}, event=event)
 
 
 @pytest.mark.parametrize("event", [None, {}, "success", {"status": "success", "urn": "other"},
-                                   {"status": "error", "urn": "dXJuOmE", "reason": "APSAuthError: bad"}])
+                                   {"status": "error", "urn": "dXJuOmE", "reason": "APSAuthError: bad",
+                                    "state": "error"},
+                                   {"status": "success", "urn": "dXJuOmE", "state": "pending"}])
 def test_execute_complete_rejects_bad_or_error_events(event: object) -> None:
     with pytest.raises(AirflowException):
         make_sensor().execute_complete(context={}, event=event)  # type: ignore[arg-type]
+
+
+def test_execute_complete_fails_a_missing_manifest_without_retry_as_a_poke_does() -> None:
+    # The verdict's state decides, whichever way it arrived: `missing` is final in both modes.
+    event = {"status": "error", "progress": None, "urn": "dXJuOmE", "messages": [], "state": "missing",
+             "reason": "No manifest for dXJuOmE after 120s (was the job submitted?)"}
+    with pytest.raises(AirflowFailException, match="was the job submitted"):
+        make_sensor().execute_complete(context={}, event=event)
+
+
+# -- the wait policy ----------------------------------------------------------------------------------------
+
+
+def test_wait_policy_defaults_have_one_home() -> None:
+    from aps_client.derivative import ManifestPoll
+    from aps_pipeline.config import PipelineConfig
+    from aps_provider.sensors.derivative import APSTranslationsSensor
+
+    defaults = WaitPolicy()
+    assert make_sensor().wait_policy == defaults
+    assert make_sensor().timeout == defaults.timeout  # Airflow's own sensor timeout is the policy's
+    assert APSTranslationsSensor(task_id="w", urns=["dXJu"]).wait_policy == defaults
+    assert APSTranslationTrigger(urn="dXJu", deadline=5.0).wait_policy == defaults
+    assert ManifestPoll("dXJu").not_found_grace == defaults.not_found_grace
+    fields = PipelineConfig.model_fields
+    assert (fields["poll_interval"].default, fields["poll_max_interval"].default) == (
+        defaults.poll_interval, defaults.max_poll_interval)
+
+
+def test_sensor_arguments_override_the_policy_they_are_given() -> None:
+    from datetime import timedelta
+
+    base = WaitPolicy(poll_interval=2, max_poll_interval=5, not_found_grace=3, timeout=600)
+    sensor = make_sensor(wait_policy=base.as_primitives(), max_poll_interval=9, timeout=timedelta(minutes=1))
+    assert sensor.wait_policy == WaitPolicy(poll_interval=2, max_poll_interval=9, not_found_grace=3,
+                                            timeout=60)
+    assert sensor.timeout == 60
+    assert make_sensor(wait_policy=base).wait_policy is base
+
+
+@pytest.mark.parametrize("bad", [{"poll_interval": 0}, {"poll_interval": 10, "max_poll_interval": 5},
+                                 {"backoff_factor": 0.5}, {"not_found_grace": -1}, {"timeout": 0},
+                                 {"first_poll_floor": -1}])
+def test_wait_policy_refuses_delays_that_cannot_work(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="must"):
+        WaitPolicy(**bad)
+
+
+def test_wait_policy_backoff_and_first_delay() -> None:
+    policy = WaitPolicy(poll_interval=2, max_poll_interval=7, backoff_factor=3, first_poll_floor=5)
+    assert policy.first_delay == 5
+    assert [policy.next_delay(d) for d in (2, 6)] == [6, 7]
+    assert WaitPolicy(poll_interval=20, max_poll_interval=60).first_delay == 20
+    assert WaitPolicy.coerce(None) == WaitPolicy()
+    assert WaitPolicy.coerce(policy.as_primitives()) == policy
+    assert policy.with_overrides(poll_interval=None, timeout=5) == WaitPolicy(
+        poll_interval=2, max_poll_interval=7, backoff_factor=3, first_poll_floor=5, timeout=5)
+
+
+def test_pipeline_wait_policy_is_its_delays_and_deadline() -> None:
+    from aps_pipeline.config import DEFAULT_PIPELINES_FILE, get_pipeline
+
+    env = {"APS_TRANSLATION_TIMEOUT": "900", "APS_POLL_INTERVAL": "5", "APS_POLL_MAX_INTERVAL": "30"}
+    pipeline = get_pipeline("aps_ingest", DEFAULT_PIPELINES_FILE, env=env)
+    assert pipeline.wait_policy == WaitPolicy(poll_interval=5, max_poll_interval=30, timeout=900)
 
 
 # -- operators, links, macros, upload state ---------------------------------------------------------
