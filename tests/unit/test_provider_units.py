@@ -77,6 +77,23 @@ def test_plugin_entry_point_names_the_plugin() -> None:
     assert plugin is APSPlugin
     assert {link.name for link in plugin.operator_extra_links} == {"APS Manifest", "APS Viewer"}
     assert urn_for in plugin.macros
+    # The pages live in their own plugin: the provider registers no app and no tab.
+    assert not plugin.external_views
+    assert "fastapi_apps" not in vars(plugin)
+
+
+def test_run_page_plugin_serves_the_pages_the_provider_links_to() -> None:
+    from aps_provider.links import RUN_PAGES_PREFIX
+
+    (entry_point,) = [ep for ep in entry_points(group="airflow.plugins") if ep.name == "aps_run_page"]
+    plugin = entry_point.load()()
+    (served,) = plugin.fastapi_apps
+    assert served["url_prefix"] == RUN_PAGES_PREFIX == "/aps"
+    routes = {route.path for route in served["app"].routes}
+    assert {"/runs/{dag_id}/{run_id}", "/dags/{dag_id}/manifest", "/dags/{dag_id}/viewer",
+            "/dags/{dag_id}/viewer-token", "/dags/{dag_id}/models/{model_id}/thumbnail.png"} <= routes
+    assert {view["href"] for view in plugin.external_views} == {"/aps/runs/{DAG_ID}/{RUN_ID}"}
+    assert {view["destination"] for view in plugin.external_views} == {"dag_run", "task_instance"}
 
 
 # -- connection -> config -----------------------------------------------------------------------------------
