@@ -413,6 +413,23 @@ def test_links_open_the_plugin_pages_inside_airflow(monkeypatch: pytest.MonkeyPa
     assert (APSManifestLink().name, APSViewerLink().name) == ("APS Manifest", "APS Viewer")
 
 
+def test_viewer_tokens_have_one_recipe_for_the_api_and_the_run_page() -> None:
+    from aps_api.settings import APISettings
+    from aps_client.viewer import VIEWER_CSS_URL, VIEWER_JS_URL, ViewerToken, viewer_client_config
+
+    viewer = viewer_client_config(config_from_connection(aps_connection(region="EMEA")))
+    assert (viewer.client_id, viewer.client_secret.get_secret_value(), viewer.region) == (
+        "my-client", SECRET, "EMEA")
+    assert (viewer.scopes, viewer.timeout, viewer.max_attempts) == (("viewables:read",), 5.0, 2)
+    assert viewer_client_config(viewer, token_refresh_margin=30).token_refresh_margin == 30
+    token = ViewerToken("the-token-text", "Bearer", 1_000.0, "data:read:dXJu")
+    assert "the-token-text" not in repr(token)
+    assert (token.expires_in(940.5), token.expires_in(2_000)) == (59, 0)
+    fields = APISettings.model_fields  # the API's /viewer page loads the Viewer the run page loads
+    assert (fields["viewer_js_url"].default, fields["viewer_css_url"].default) == (
+        VIEWER_JS_URL, VIEWER_CSS_URL)
+
+
 def test_urn_values_and_descriptions() -> None:
     assert urn_in("dXJu") == "dXJu"
     assert urn_in({"urn": "dXJu", "size": 3}) == "dXJu"
