@@ -75,8 +75,7 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
             submitted = tasks.submit_translations(tasks.upload_models(models))
             wait = APSTranslationsSensor(
                 task_id="wait_for_translations", urns=submitted, region=pipeline.aps.region,
-                aps_conn_id=pipeline.aps_conn_id, timeout=pipeline.translation_timeout,
-                poll_interval=pipeline.poll_interval, max_poll_interval=pipeline.poll_max_interval,
+                aps_conn_id=pipeline.aps_conn_id, wait_policy=pipeline.wait_policy.as_primitives(),
                 # One quick retry, only for Airflow's resume race (see FIRST_POLL_FLOOR): it looks again and
                 # finds the finished translations. Their outcomes are the load's to record, not a retry's.
                 fail_on_unsuccessful=False, retries=1, retry_delay=timedelta(seconds=5),

@@ -64,24 +64,20 @@ class APIContext:
             return await queries.find_active_key(conn, key_hash)
 
     async def _fetch_token(self, scopes: list[str]) -> Any:
-        return await self.aps.get_token(scopes=scopes)
+        from aps_client.viewer import mint_viewer_token
+
+        (scope,) = scopes  # the cache asks for one scope at a time
+        return await mint_viewer_token(self.aps, scope)
 
 
 def _viewer_aps_client(settings: APISettings) -> Any:
     # Imported here so the rest of the API (and its tests of pure logic) does not need the APS client.
     from aps_client import APSConfig, AsyncAPSClient
+    from aps_client.viewer import viewer_client_config
 
-    config = APSConfig(
-        client_id=settings.aps_client_id,
-        client_secret=settings.aps_client_secret,
-        base_url=settings.aps_base_url,
-        scopes=("viewables:read",),
-        # The API's own cache decides freshness; the client's cache must not hand back a token that the
-        # API would consider stale already.
-        token_refresh_margin=settings.token_refresh_margin_seconds,
-        # A viewer waits for its token: fail fast instead of retrying for minutes.
-        timeout=5.0,
-        max_attempts=2,
-        max_retry_seconds=5.0,
-    )
-    return AsyncAPSClient(config)
+    credentials = APSConfig(client_id=settings.aps_client_id, client_secret=settings.aps_client_secret,
+                            base_url=settings.aps_base_url)
+    # The API's own cache decides freshness; the client's cache must not hand back a token that the API
+    # would consider stale already.
+    return AsyncAPSClient(viewer_client_config(
+        credentials, token_refresh_margin=settings.token_refresh_margin_seconds))

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from aps_client.viewer import VIEWER_CSS_URL, VIEWER_JS_URL, TokenMode
+
 ENV_PREFIX = "APS_API_"
-
-
-# The APS Viewer the /viewer page loads: an exact version, so new Autodesk code never runs unreviewed.
-VIEWER_BASE_URL = "https://developer.api.autodesk.com/modelderivative/v2/viewers/7.109.0/"
-
-
-class TokenMode(StrEnum):
-    """Which scope the viewer tokens carry."""
-
-    PER_MODEL = "per-model"  # `data:read:<urn>`: a token opens only the one model it was issued for
-    VIEWABLES = "viewables"  # `viewables:read`: one token opens every model's viewables of the app
 
 
 class APISettings(BaseSettings):
@@ -61,8 +51,9 @@ class APISettings(BaseSettings):
     # The APS Viewer JS and CSS the /viewer page loads; the page's Content-Security-Policy allows scripts
     # from this server and from the JS file's folder only (the Viewer loads its worker and extensions from
     # there). An exact version: no wildcards.
-    viewer_js_url: str = VIEWER_BASE_URL + "viewer3D.min.js"
-    viewer_css_url: str = VIEWER_BASE_URL + "style.min.css"
+    # The defaults (aps_client.viewer) pin one Viewer version for this page and the Airflow run page.
+    viewer_js_url: str = VIEWER_JS_URL
+    viewer_css_url: str = VIEWER_CSS_URL
     # The /viewer page trades an API key for an HttpOnly session cookie that lets it fetch viewer tokens
     # (only those) for this long.
     viewer_session_seconds: int = Field(default=8 * 3600, ge=1)

@@ -1,4 +1,5 @@
-"""Viewer tokens: the scope one carries, and a cache of APS tokens per scope until a margin before expiry.
+"""Viewer tokens: a cache of APS tokens per scope until a margin before expiry (the scope a token carries
+and how it is minted are `aps_client.viewer`'s).
 
 The API never hands out the pipeline's own token. Each scope (`data:read:<urn>` in the default per-model
 mode, or the app-wide `viewables:read`) has its own entry in a bounded time-aware LRU cache (cachetools);
@@ -18,14 +19,6 @@ from typing import Any
 from cachetools import TLRUCache
 
 from aps_api.metrics import APIMetrics
-from aps_api.settings import TokenMode
-
-VIEWABLES_SCOPE = "viewables:read"
-
-
-def viewer_scope(mode: TokenMode, urn: str) -> str:
-    """The scope a viewer token for model `urn` carries in `mode`."""
-    return VIEWABLES_SCOPE if mode == TokenMode.VIEWABLES else f"data:read:{urn}"
 
 
 @dataclass(frozen=True)
@@ -40,7 +33,7 @@ class CachedToken:
         return max(0, int(self.expires_at - now))
 
 
-# Asks APS for a token with the given scopes; returns the aps_client Token (or anything alike).
+# Asks APS for a token with the given scopes; returns an aps_client.viewer.ViewerToken (or anything alike).
 TokenFetcher = Callable[[list[str]], Awaitable[Any]]
 
 

@@ -37,6 +37,7 @@ from aps_client.models import (
     TreeNode,
 )
 from aps_client.transport import AsyncTransport, Flow, RequestSpec, Sleep, SyncTransport, error_from_response
+from aps_client.wait_policy import WaitPolicy
 
 BASE = "/modelderivative/v2/designdata"
 #: The output formats a translation asks for unless told otherwise: SVF2 with 2D and 3D views (what the
@@ -389,7 +390,7 @@ class ManifestPoll:
     """
 
     urn: str
-    not_found_grace: float = 120.0
+    not_found_grace: float = WaitPolicy.not_found_grace
     first_not_found: float | None = None  # when the current run of 404s began (the waiter's clock)
     last_status: str | None = None  # the last manifest's status and progress
     last_progress: str | None = None

@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aps_client.derivative import default_formats
+from aps_client.wait_policy import WaitPolicy
 
 if TYPE_CHECKING:
     from aps_landing import Landing
@@ -243,8 +244,12 @@ class PipelineConfig(_Strict):
     translation_timeout: float = Field(
         default=2 * 3600, gt=0, description="wall-clock seconds per translation"
     )
-    poll_interval: float = Field(default=10, gt=0, description="first manifest poll delay, seconds")
-    poll_max_interval: float = Field(default=60, gt=0, description="backoff ceiling between polls, seconds")
+    poll_interval: float = Field(
+        default=WaitPolicy.poll_interval, gt=0, description="first manifest poll delay, seconds"
+    )
+    poll_max_interval: float = Field(
+        default=WaitPolicy.max_poll_interval, gt=0, description="backoff ceiling between polls, seconds"
+    )
     max_file_size: ByteSize = Field(
         default=ByteSize(2 * 1024**3), gt=0, description="bytes, or '500MB', '2GiB'"
     )
@@ -324,6 +329,12 @@ class PipelineConfig(_Strict):
         if self.events is not None and self.landing.kind != "s3":
             raise ValueError("events: S3 event notifications need an S3 landing (`landing.bucket`)")
         return self
+
+    @property
+    def wait_policy(self) -> WaitPolicy:
+        """The translation wait's policy: this pipeline's delays and deadline, WaitPolicy's for the rest."""
+        return WaitPolicy(poll_interval=self.poll_interval, max_poll_interval=self.poll_max_interval,
+                          timeout=self.translation_timeout)
 
     @property
     def events_conn_id(self) -> str | None:

@@ -1,7 +1,7 @@
 """Operator extra links and the addresses of the APS pages the plugin serves inside the Airflow UI.
 
-The pages (`aps_provider.web`, mounted at RUN_PAGES_PREFIX) sit behind Airflow's own login, so a link works
-on a click in a logged-in browser:
+The pages (served by the `aps_run_page` plugin at RUN_PAGES_PREFIX; the provider knows them by address only,
+never imports them) sit behind Airflow's own login, so a link works on a click in a logged-in browser:
 
     run_page_url(dag_id, run_id)      every file of a run: state, reason, views, counts, thumbnail
     manifest_url(urn, dag_id)         the model's stored APS manifest

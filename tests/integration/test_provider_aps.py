@@ -17,6 +17,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from aps_client import APSClient, APSConfig, clear_token_cache
+from aps_client.wait_policy import WaitPolicy
 from aps_devstack import EmulatorServer, S3Server
 from aps_provider.hooks.aps import APSHook
 from aps_provider.operators.derivative import APSStartTranslationOperator
@@ -28,6 +29,7 @@ from tests.fixtures.client import TWO_APPS
 from tests.fixtures.provider import FAST_CLIENT, IFC, start_translation
 
 MIB = 1024 * 1024
+FAST_WAIT = WaitPolicy(poll_interval=0.2, max_poll_interval=1.0, first_poll_floor=0.0)
 
 
 async def first_event(trigger: APSTranslationTrigger, limit: float = 120) -> dict[str, Any]:
@@ -38,8 +40,7 @@ async def first_event(trigger: APSTranslationTrigger, limit: float = 120) -> dic
 
 
 def fast_trigger(urn: str, deadline_in: float = 120, **kwargs: Any) -> APSTranslationTrigger:
-    return APSTranslationTrigger(urn=urn, deadline=time.time() + deadline_in, poll_interval=0.2,
-                                 max_poll_interval=1.0, first_poll_floor=0.0, **kwargs)
+    return APSTranslationTrigger(urn=urn, deadline=time.time() + deadline_in, wait_policy=FAST_WAIT, **kwargs)
 
 
 # -- trigger ------------------------------------------------------------------------------------------------
@@ -183,8 +184,8 @@ def test_deferrable_sensor_looks_once_then_defers_with_an_absolute_deadline(
     trigger = deferred.value.trigger
     assert isinstance(trigger, APSTranslationTrigger)
     assert before + 600 <= trigger.deadline <= time.time() + 600
-    assert (trigger.urn, trigger.region, trigger.poll_interval, trigger.max_poll_interval) == (
-        urn, "US", 5.0, 20.0)
+    assert (trigger.urn, trigger.region, trigger.wait_policy) == (
+        urn, "US", WaitPolicy(poll_interval=5, max_poll_interval=20, timeout=600))
     assert deferred.value.method_name == "execute_complete"
     assert deferred.value.timeout.total_seconds() > 600  # Airflow's own timeout only backs ours up
 

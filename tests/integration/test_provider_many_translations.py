@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
 from aps_client import to_urn
 from aps_client.urn import object_id
+from aps_client.wait_policy import WaitPolicy
 from aps_devstack import EmulatorServer
 from aps_provider.sensors.derivative import APSTranslationsSensor
 from aps_provider.triggers.derivative import APSTranslationsTrigger
@@ -31,9 +32,8 @@ async def the_event(trigger: APSTranslationsTrigger, limit: float = 120) -> dict
 
 
 def fast_trigger(urns: list[str], deadline_in: float = 120, **kwargs: Any) -> APSTranslationsTrigger:
-    return APSTranslationsTrigger(urns=urns, deadline=time.time() + deadline_in,
-                                  **{"poll_interval": 0.2, "max_poll_interval": 1.0, "first_poll_floor": 0.0,
-                                     **kwargs})
+    policy = WaitPolicy(**{"poll_interval": 0.2, "max_poll_interval": 1.0, "first_poll_floor": 0.0, **kwargs})
+    return APSTranslationsTrigger(urns=urns, deadline=time.time() + deadline_in, wait_policy=policy)
 
 
 @pytest.fixture
@@ -78,14 +78,17 @@ async def test_trigger_reports_the_unfinished_at_its_deadline(aps_conn: str, emu
 
 
 def test_trigger_serializes_to_its_init_arguments() -> None:
+    policy = WaitPolicy(poll_interval=3, max_poll_interval=30, not_found_grace=40, first_poll_floor=0)
     trigger = APSTranslationsTrigger(urns=["dXJuOmE", "dXJuOmI"], deadline=5.0, region="EMEA",
-                                     max_concurrent_polls=3)
+                                     max_concurrent_polls=3, wait_policy=policy)
     classpath, kwargs = trigger.serialize()
     assert classpath == "aps_provider.triggers.derivative.APSTranslationsTrigger"
     json.dumps(kwargs)  # primitives only
     rebuilt = APSTranslationsTrigger(**kwargs)
     assert rebuilt.serialize() == (classpath, kwargs)
     assert kwargs["urns"] == ["dXJuOmE", "dXJuOmI"]
+    assert kwargs["wait_policy"] == policy.as_primitives()
+    assert (rebuilt.wait_policy, rebuilt.max_concurrent_polls) == (policy, 3)
 
 
 def test_sensor_poke_mode_reports_each_urn_without_failing(three: dict[str, str]) -> None:
@@ -119,9 +122,9 @@ def test_deferrable_sensor_defers_only_the_unfinished(
     finished = deferred.value.kwargs["finished"]
     assert set(finished) == {three["quick"], three["bad"]}
     # The trigger's event completes the picture, in the order the URNs were given.
-    result = sensor.execute_complete({}, event={"statuses": {three["slow"]: {"status": "success",
-                                                                             "progress": "complete"}}},
-                                     finished=finished)
+    event = {"statuses": {three["slow"]: {"status": "success", "progress": "complete"}},
+             "states": {three["slow"]: "done"}}
+    result = sensor.execute_complete({}, event=event, finished=finished)
     assert list(result) == list(three.values())
     assert [s["status"] for s in result.values()] == ["success", "failed", "success"]
 

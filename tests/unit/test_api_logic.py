@@ -15,8 +15,8 @@ from aps_api.key_verifier import APIKeyVerifier, KeyIdentity, TooManyInvalidKeys
 from aps_api.metrics import APIMetrics
 from aps_api.pagination import decode_cursor, encode_cursor
 from aps_api.ratelimit import RateLimit, retry_after_header
-from aps_api.settings import TokenMode
-from aps_api.token_cache import ViewerTokenCache, viewer_scope
+from aps_api.token_cache import ViewerTokenCache
+from aps_client.viewer import TokenMode, viewer_scope
 
 
 class FakeClock:

@@ -20,6 +20,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from aps_client import APSConfig
 from aps_client.derivative import summarize_messages
 from aps_client.urn import describe_urn, urn_in
+from aps_client.wait_policy import WaitPolicy
 from aps_provider.base import APSConnection, APSHookMixin
 from aps_provider.get_provider_info import get_provider_info
 from aps_provider.hooks.aps import APSHook, config_from_connection
@@ -76,6 +77,23 @@ def test_plugin_entry_point_names_the_plugin() -> None:
     assert plugin is APSPlugin
     assert {link.name for link in plugin.operator_extra_links} == {"APS Manifest", "APS Viewer"}
     assert urn_for in plugin.macros
+    # The pages live in their own plugin: the provider registers no app and no tab.
+    assert not plugin.external_views
+    assert "fastapi_apps" not in vars(plugin)
+
+
+def test_run_page_plugin_serves_the_pages_the_provider_links_to() -> None:
+    from aps_provider.links import RUN_PAGES_PREFIX
+
+    (entry_point,) = [ep for ep in entry_points(group="airflow.plugins") if ep.name == "aps_run_page"]
+    plugin = entry_point.load()()
+    (served,) = plugin.fastapi_apps
+    assert served["url_prefix"] == RUN_PAGES_PREFIX == "/aps"
+    routes = {route.path for route in served["app"].routes}
+    assert {"/runs/{dag_id}/{run_id}", "/dags/{dag_id}/manifest", "/dags/{dag_id}/viewer",
+            "/dags/{dag_id}/viewer-token", "/dags/{dag_id}/models/{model_id}/thumbnail.png"} <= routes
+    assert {view["href"] for view in plugin.external_views} == {"/aps/runs/{DAG_ID}/{RUN_ID}"}
+    assert {view["destination"] for view in plugin.external_views} == {"dag_run", "task_instance"}
 
 
 # -- connection -> config -----------------------------------------------------------------------------------
@@ -143,9 +161,9 @@ def test_test_connection_reports_failure_without_the_secret(monkeypatch: pytest.
 
 
 def test_trigger_serialize_round_trip_keeps_primitives_only() -> None:
+    policy = WaitPolicy(poll_interval=3, max_poll_interval=30, backoff_factor=1.5, not_found_grace=40)
     trigger = APSTranslationTrigger(urn="dXJuOmE", deadline=1_900_000_000.5, aps_conn_id="aps_x",
-                                    region="EMEA", poll_interval=3, max_poll_interval=30,
-                                    backoff_factor=1.5, not_found_grace=40)
+                                    region="EMEA", wait_policy=policy)
     classpath, kwargs = trigger.serialize()
     assert classpath == "aps_provider.triggers.derivative.APSTranslationTrigger"
     # What the triggerer stores must be plain JSON (it is written to the metadata database).
@@ -153,8 +171,9 @@ def test_trigger_serialize_round_trip_keeps_primitives_only() -> None:
     module, _, name = classpath.rpartition(".")
     rebuilt = getattr(__import__(module, fromlist=[name]), name)(**kwargs)
     assert rebuilt.serialize() == (classpath, kwargs)
-    assert (rebuilt.urn, rebuilt.deadline, rebuilt.region, rebuilt.poll_interval) == (
-        "dXJuOmE", 1_900_000_000.5, "EMEA", 3.0)
+    assert (rebuilt.urn, rebuilt.deadline, rebuilt.region, rebuilt.wait_policy) == (
+        "dXJuOmE", 1_900_000_000.5, "EMEA", policy)
+    assert kwargs["wait_policy"] == policy.as_primitives()
 
 
 def test_trigger_serialize_follows_init_so_it_cannot_drift() -> None:
@@ -169,7 +188,7 @@ def test_trigger_serialize_follows_init_so_it_cannot_drift() -> None:
     assert kwargs["label"] == "new"  # a new parameter is serialized without touching serialize()
     # ... and what it passes on through **kwargs is not lost.
     assert (kwargs["region"], kwargs["aps_conn_id"]) == ("EMEA", "aps_default")
-    assert kwargs["not_found_grace"] == 120
+    assert kwargs["wait_policy"]["not_found_grace"] == 120
     assert Extended(**kwargs).serialize()[1] == kwargs
     _, full = APSTranslationTrigger(urn="dXJuOmE", deadline=5.0).serialize()
     assert set(full) == set(inspect.signature(APSTranslationTrigger.__init__).parameters) - {"self"}
@@ -232,13 +251,14 @@ def test_sensor_deferrable_default_follows_config(setting: str) -> None:
 
 
 def test_execute_complete_returns_the_urn_on_success() -> None:
-    event = {"status": "success", "progress": "complete", "urn": "dXJuOmE", "messages": ["warning W1: meh"]}
+    event = {"status": "success", "progress": "complete", "urn": "dXJuOmE", "messages": ["warning W1: meh"],
+             "state": "done"}
     assert make_sensor().execute_complete(context={}, event=event) == "dXJuOmE"
 
 
 @pytest.mark.parametrize("status", ["failed", "timeout"])
 def test_execute_complete_fails_with_aps_messages(status: str) -> None:
-    event = {"status": status, "progress": "complete", "urn": "dXJuOmE",
+    event = {"status": status, "progress": "complete", "urn": "dXJuOmE", "state": "failed",
              "messages": ["error TranslationWorker-InternalFailure: Unrecoverable exit code"]}
     with pytest.raises(AirflowFailException, match="TranslationWorker-InternalFailure") as failure:
         make_sensor().execute_complete(context={}, event=event)
@@ -247,16 +267,83 @@ def test_execute_complete_fails_with_aps_messages(status: str) -> None:
 
 def test_execute_complete_deadline_is_a_sensor_timeout() -> None:
     event = {"status": "deadline_exceeded", "progress": "40% complete", "urn": "dXJuOmE", "messages": [],
-             "reason": "translation still inprogress at the deadline"}
+             "reason": "translation still inprogress at the deadline", "state": "deadline"}
     with pytest.raises(AirflowSensorTimeout, match="inprogress"):
         make_sensor().execute_complete(context={}, event=event)
 
 
 @pytest.mark.parametrize("event", [None, {}, "success", {"status": "success", "urn": "other"},
-                                   {"status": "error", "urn": "dXJuOmE", "reason": "APSAuthError: bad"}])
+                                   {"status": "error", "urn": "dXJuOmE", "reason": "APSAuthError: bad",
+                                    "state": "error"},
+                                   {"status": "success", "urn": "dXJuOmE", "state": "pending"}])
 def test_execute_complete_rejects_bad_or_error_events(event: object) -> None:
     with pytest.raises(AirflowException):
         make_sensor().execute_complete(context={}, event=event)  # type: ignore[arg-type]
+
+
+def test_execute_complete_fails_a_missing_manifest_without_retry_as_a_poke_does() -> None:
+    # The verdict's state decides, whichever way it arrived: `missing` is final in both modes.
+    event = {"status": "error", "progress": None, "urn": "dXJuOmE", "messages": [], "state": "missing",
+             "reason": "No manifest for dXJuOmE after 120s (was the job submitted?)"}
+    with pytest.raises(AirflowFailException, match="was the job submitted"):
+        make_sensor().execute_complete(context={}, event=event)
+
+
+# -- the wait policy ----------------------------------------------------------------------------------------
+
+
+def test_wait_policy_defaults_have_one_home() -> None:
+    from aps_client.derivative import ManifestPoll
+    from aps_pipeline.config import PipelineConfig
+    from aps_provider.sensors.derivative import APSTranslationsSensor
+
+    defaults = WaitPolicy()
+    assert make_sensor().wait_policy == defaults
+    assert make_sensor().timeout == defaults.timeout  # Airflow's own sensor timeout is the policy's
+    assert APSTranslationsSensor(task_id="w", urns=["dXJu"]).wait_policy == defaults
+    assert APSTranslationTrigger(urn="dXJu", deadline=5.0).wait_policy == defaults
+    assert ManifestPoll("dXJu").not_found_grace == defaults.not_found_grace
+    fields = PipelineConfig.model_fields
+    assert (fields["poll_interval"].default, fields["poll_max_interval"].default) == (
+        defaults.poll_interval, defaults.max_poll_interval)
+
+
+def test_sensor_arguments_override_the_policy_they_are_given() -> None:
+    from datetime import timedelta
+
+    base = WaitPolicy(poll_interval=2, max_poll_interval=5, not_found_grace=3, timeout=600)
+    sensor = make_sensor(wait_policy=base.as_primitives(), max_poll_interval=9, timeout=timedelta(minutes=1))
+    assert sensor.wait_policy == WaitPolicy(poll_interval=2, max_poll_interval=9, not_found_grace=3,
+                                            timeout=60)
+    assert sensor.timeout == 60
+    assert make_sensor(wait_policy=base).wait_policy is base
+
+
+@pytest.mark.parametrize("bad", [{"poll_interval": 0}, {"poll_interval": 10, "max_poll_interval": 5},
+                                 {"backoff_factor": 0.5}, {"not_found_grace": -1}, {"timeout": 0},
+                                 {"first_poll_floor": -1}])
+def test_wait_policy_refuses_delays_that_cannot_work(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="must"):
+        WaitPolicy(**bad)
+
+
+def test_wait_policy_backoff_and_first_delay() -> None:
+    policy = WaitPolicy(poll_interval=2, max_poll_interval=7, backoff_factor=3, first_poll_floor=5)
+    assert policy.first_delay == 5
+    assert [policy.next_delay(d) for d in (2, 6)] == [6, 7]
+    assert WaitPolicy(poll_interval=20, max_poll_interval=60).first_delay == 20
+    assert WaitPolicy.coerce(None) == WaitPolicy()
+    assert WaitPolicy.coerce(policy.as_primitives()) == policy
+    assert policy.with_overrides(poll_interval=None, timeout=5) == WaitPolicy(
+        poll_interval=2, max_poll_interval=7, backoff_factor=3, first_poll_floor=5, timeout=5)
+
+
+def test_pipeline_wait_policy_is_its_delays_and_deadline() -> None:
+    from aps_pipeline.config import DEFAULT_PIPELINES_FILE, get_pipeline
+
+    env = {"APS_TRANSLATION_TIMEOUT": "900", "APS_POLL_INTERVAL": "5", "APS_POLL_MAX_INTERVAL": "30"}
+    pipeline = get_pipeline("aps_ingest", DEFAULT_PIPELINES_FILE, env=env)
+    assert pipeline.wait_policy == WaitPolicy(poll_interval=5, max_poll_interval=30, timeout=900)
 
 
 # -- operators, links, macros, upload state ---------------------------------------------------------
@@ -324,6 +411,23 @@ def test_links_open_the_plugin_pages_inside_airflow(monkeypatch: pytest.MonkeyPa
     assert manifest_url("dXJu", "d") in ("/aps/dags/d/manifest?urn=dXJu",
                                          "http://localhost:8080/aps/dags/d/manifest?urn=dXJu")
     assert (APSManifestLink().name, APSViewerLink().name) == ("APS Manifest", "APS Viewer")
+
+
+def test_viewer_tokens_have_one_recipe_for_the_api_and_the_run_page() -> None:
+    from aps_api.settings import APISettings
+    from aps_client.viewer import VIEWER_CSS_URL, VIEWER_JS_URL, ViewerToken, viewer_client_config
+
+    viewer = viewer_client_config(config_from_connection(aps_connection(region="EMEA")))
+    assert (viewer.client_id, viewer.client_secret.get_secret_value(), viewer.region) == (
+        "my-client", SECRET, "EMEA")
+    assert (viewer.scopes, viewer.timeout, viewer.max_attempts) == (("viewables:read",), 5.0, 2)
+    assert viewer_client_config(viewer, token_refresh_margin=30).token_refresh_margin == 30
+    token = ViewerToken("the-token-text", "Bearer", 1_000.0, "data:read:dXJu")
+    assert "the-token-text" not in repr(token)
+    assert (token.expires_in(940.5), token.expires_in(2_000)) == (59, 0)
+    fields = APISettings.model_fields  # the API's /viewer page loads the Viewer the run page loads
+    assert (fields["viewer_js_url"].default, fields["viewer_css_url"].default) == (
+        VIEWER_JS_URL, VIEWER_CSS_URL)
 
 
 def test_urn_values_and_descriptions() -> None:

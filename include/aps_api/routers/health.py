@@ -11,7 +11,7 @@ from sqlalchemy import text
 from aps_api import __version__
 from aps_api.deps import Context
 from aps_api.schemas import ComponentHealth, Health
-from aps_api.token_cache import VIEWABLES_SCOPE
+from aps_client.viewer import VIEWABLES_SCOPE
 
 router = APIRouter(tags=["health"])
 

@@ -13,8 +13,8 @@ from aps_api.context import APIContext
 from aps_api.deps import Context, ModelId, require_api_key, require_viewer_session
 from aps_api.errors import VIEWER_TOKENS_NOT_CONFIGURED, APSUnavailable, model_not_found
 from aps_api.schemas import AUTH_ERRORS, NOT_FOUND, ErrorBody, ViewerToken
-from aps_api.token_cache import viewer_scope
 from aps_client.regions import viewer_api
+from aps_client.viewer import viewer_scope
 from aps_results.models import ModelStatus
 
 log = logging.getLogger("aps_api")

@@ -1,10 +1,10 @@
-"""APSTranslationSensor and APSTranslationsSensor: wait for one or many Model Derivative translations, on the
-triggerer or by poking."""
+"""APSTranslationsSensor and APSTranslationSensor (the same on one URN): wait for Model Derivative
+translations, on the triggerer or by poking."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -12,187 +12,60 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
-from aps_client.derivative import ManifestPoll, PollState, deadline_status, manifest_verdict, waited_status
+from aps_client.derivative import ManifestPoll, PollState, manifest_verdict
 from aps_client.errors import APSError
-from aps_client.models import FINISHED_STATUSES
 from aps_client.urn import describe_urn, urn_in
+from aps_client.wait_policy import WaitPolicy
 from aps_provider.base import APSBaseSensor, aps_template_fields
 from aps_provider.links import APSManifestLink, APSRunPageLink, APSViewerLink
 from aps_provider.triggers.derivative import (
-    DEADLINE_EXCEEDED,
+    DEADLINE,
+    MAX_CONCURRENT_POLLS,
     APSTranslationsTrigger,
     APSTranslationTrigger,
+    WaitedURN,
     log_verdict,
 )
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-#: Translations take minutes to hours; a sensor that waits longer than this is almost certainly stuck.
-DEFAULT_TIMEOUT = timedelta(hours=4)
 # Grace past the trigger's own deadline before Airflow's deferral timeout fires: the trigger should always
 # report first, with APS's last status, rather than Airflow failing the task with a bare timeout.
 _DEFERRAL_GRACE = timedelta(minutes=2)
 
 
-class APSTranslationSensor(APSBaseSensor):
-    """Wait until the translation of `urn` finishes; return the URN on success.
-
-    In deferrable mode (the default when `[operators] default_deferrable` is on) the wait runs on the
-    triggerer and holds no worker slot: the trigger GETs the manifest with exponential backoff from
-    `poll_interval` to `max_poll_interval` seconds until it finishes or `timeout` (wall clock, from the
-    moment the sensor first defers) passes. It reads the manifest once on the worker before deferring, so a
-    translation that has already finished costs no deferral. In poke mode each poke is one manifest GET.
-
-    Both modes judge each manifest GET with `aps_client.derivative.manifest_verdict`. The task fails,
-    without retrying, when APS reports the translation `failed` or `timeout`, with APS's messages in the
-    error, and when there is still no manifest after `not_found_grace`; it fails with a sensor timeout when
-    the wall-clock `timeout` passes first. A manifest that cannot be read at all (refused credentials, no
-    permission) fails it at once, retryably (the connection may be fixed meanwhile); passing trouble (429,
-    5xx, no answer) that outlasts the client's retries only means "poke again". The hook (and so the
-    connection lookup) is built once per task try, not once per poke.
-
-    :param urn: URN of the source design (templated), as returned by `APSStartTranslationOperator`.
-    :param region: APS region of the model (templated); default: the connection's.
-    :param aps_conn_id: The `aps` connection.
-    :param deferrable: Wait on the triggerer instead of a worker slot.
-    :param poll_interval: Deferrable mode: first delay between manifest GETs (seconds).
-    :param max_poll_interval: Deferrable mode: longest delay between manifest GETs (seconds).
-    :param backoff_factor: Deferrable mode: growth factor of the delay.
-    :param not_found_grace: Seconds a missing manifest (404, which APS may answer right after the job POST)
-        counts as "not there yet" before the task fails; both modes.
-    """
-
-    template_fields: Sequence[str] = aps_template_fields("urn")
-    ui_color = "#f2b04a"
-    operator_extra_links = (APSManifestLink(), APSViewerLink())
-
-    def __init__(
-        self,
-        *,
-        urn: str,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = 10.0,
-        max_poll_interval: float = 60.0,
-        backoff_factor: float = 2.0,
-        not_found_grace: float = 120.0,
-        poke_interval: timedelta | float = 30,
-        timeout: timedelta | float = DEFAULT_TIMEOUT,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
-        self.urn = urn
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.max_poll_interval = max_poll_interval
-        self.backoff_factor = backoff_factor
-        self.not_found_grace = not_found_grace
-
-    @cached_property
-    def _poll(self) -> ManifestPoll:
-        # Built on the first poke, after templating has rendered the URN; kept across pokes of this try.
-        return ManifestPoll(self.urn, not_found_grace=float(self.not_found_grace))
-
-    def execute(self, context: Context) -> Any:
-        if not self.deferrable:
-            return super().execute(context)
-        # One look before deferring: a translation that already finished (a re-run, a cached derivative)
-        # ends here, without a round trip through the triggerer.
-        checked = self.poke(context)
-        if checked.is_done:
-            return checked.xcom_value
-        deadline = time.time() + float(self.timeout)
-        self.log.info("Deferring: waiting for translation of %s on the triggerer (deadline in %.0fs)",
-                      describe_urn(self.urn), float(self.timeout))
-        self.defer(
-            trigger=APSTranslationTrigger(
-                urn=self.urn,
-                deadline=deadline,
-                aps_conn_id=self.aps_conn_id,
-                region=self.region,
-                poll_interval=self.poll_interval,
-                max_poll_interval=self.max_poll_interval,
-                backoff_factor=self.backoff_factor,
-                not_found_grace=self.not_found_grace,
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=float(self.timeout)) + _DEFERRAL_GRACE,
-        )
-
-    def poke(self, context: Context) -> PokeReturnValue:
-        try:
-            with self.hook.get_client() as aps:
-                outcome: Any = aps.derivative.manifest(self.urn, region=self.region)
-        except APSError as exc:
-            outcome = exc
-        verdict = manifest_verdict(self._poll, outcome, time.monotonic())
-        if verdict.status is not None:
-            self.log.info("Translation of %s: status=%s progress=%s", describe_urn(self.urn), verdict.status,
-                          verdict.progress)
-        if verdict.state is PollState.PENDING:
-            if verdict.error:  # the client already retried; the sensor timeout bounds the wait
-                self.log.warning("Transient APS trouble reading the manifest of %s (%s)", self.urn,
-                                 verdict.error)
-            elif verdict.status is None:
-                self.log.info("Manifest of %s not found yet; poking again", self.urn)
-            return PokeReturnValue(is_done=False)
-        if verdict.state is PollState.DONE:
-            return PokeReturnValue(is_done=True, xcom_value=self.urn)
-        if verdict.state is PollState.FAILED:
-            raise AirflowFailException(self._failure_message(verdict.status or "failed",
-                                                             list(verdict.messages)))
-        if verdict.state is PollState.MISSING:  # a retry would wait out the same grace for the same 404
-            raise AirflowFailException(verdict.reason) from outcome
-        raise AirflowException(f"Waiting for translation of {self.urn} failed: {verdict.reason}") from outcome
-
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
-        """Resume after the trigger fired: validate its event, fail with APS's words, or return the URN."""
-        if not isinstance(event, dict) or "status" not in event:
-            raise AirflowException(f"APS translation trigger sent an unexpected event: {event!r}")
-        status = event["status"]
-        if event.get("urn") not in (None, self.urn):
-            raise AirflowException(f"Event for {event.get('urn')!r} resumed the sensor of {self.urn!r}")
-        messages = [str(m) for m in event.get("messages") or []]
-        if status == "success":
-            for message in messages:  # warnings on a successful translation are worth a line each
-                self.log.warning("APS: %s", message)
-            self.log.info("Translation of %s succeeded", self.urn)
-            return self.urn
-        if status in FINISHED_STATUSES:
-            raise AirflowFailException(self._failure_message(status, messages))
-        if status == DEADLINE_EXCEEDED:
-            raise AirflowSensorTimeout(
-                f"Translation of {self.urn} did not finish within {float(self.timeout):.0f}s "
-                f"({event.get('reason') or 'no reason given'}; last progress: {event.get('progress')})")
-        reason = event.get("reason") or status
-        raise AirflowException(f"Waiting for translation of {self.urn} failed: {reason}")
-
-    def _failure_message(self, status: str, messages: list[str]) -> str:
-        details = "; ".join(messages) if messages else "APS gave no message"
-        return f"Translation of {self.urn} ended with status {status!r}: {details}"
+def _seconds(value: timedelta | float | None) -> float | None:
+    return value.total_seconds() if isinstance(value, timedelta) else value
 
 
 class APSTranslationsSensor(APSBaseSensor):
     """Wait until the translations of many URNs finish; return every URN's outcome.
 
-    The batch form of `APSTranslationSensor`, for a task that submitted many jobs: one deferral (or one
-    poke) covers them all, on one APS client. It first looks at every manifest once on the worker; the
-    unfinished ones are handed to `APSTranslationsTrigger` (deferrable) or poked again (poke mode: each poke
-    GETs every unfinished manifest once). Each GET is judged by `aps_client.derivative.manifest_verdict`,
-    as the single sensor does.
+    For a task that submitted many jobs: one deferral (or one poke) covers them all, on one APS client. It
+    first looks at every manifest once on the worker, so translations that have already finished cost no
+    deferral; the unfinished ones are handed to `APSTranslationsTrigger` (deferrable: the wait holds no
+    worker slot) or poked again (poke mode: each poke GETs every unfinished manifest once). Each GET is
+    judged by `aps_client.derivative.manifest_verdict`, and the sensor decides on that verdict's state.
 
     Returns `{urn: {"status", "progress", "reason"?}}` for every URN: APS's status (`success`, `failed`,
     `timeout`), `error` (with the reason) for a URN that cannot be waited on (no manifest after
     `not_found_grace`, refused credentials), or `deadline_exceeded` for one still running when `timeout`
     passed. With `fail_on_unsuccessful` (the default) the task then fails, naming the URNs that did not
     succeed; without it the task succeeds and whoever reads the result decides per URN (the ingest DAG's
-    load step does).
+    load step does). The hook (and so the connection lookup) is built once per task try, not once per poke.
 
     :param urns: URNs (templated): a list of strings, or of dicts with an "urn" entry (such as a submit
         step's output).
+    :param region: APS region of the models (templated); default: the connection's.
+    :param aps_conn_id: The `aps` connection.
+    :param deferrable: Wait on the triggerer instead of a worker slot.
+    :param wait_policy: The wait's delays and deadline (`aps_client.wait_policy.WaitPolicy`, or its
+        `as_primitives()` dict, which a mapped task's arguments need); default: `WaitPolicy()`.
+    :param poll_interval, max_poll_interval, backoff_factor, not_found_grace, timeout: Override that
+        field of `wait_policy` (None: the policy's). `timeout` is wall clock, from the first look.
     :param fail_on_unsuccessful: Fail the task when any URN did not end `success`.
     :param max_concurrent_polls: Deferrable mode: manifest GETs in flight at most.
-    (The other parameters are `APSTranslationSensor`'s.)
     """
 
     template_fields: Sequence[str] = aps_template_fields("urns")
@@ -204,26 +77,27 @@ class APSTranslationsSensor(APSBaseSensor):
         *,
         urns: Any,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = 10.0,
-        max_poll_interval: float = 60.0,
-        backoff_factor: float = 2.0,
-        not_found_grace: float = 120.0,
+        wait_policy: WaitPolicy | Mapping[str, float] | None = None,
+        poll_interval: float | None = None,
+        max_poll_interval: float | None = None,
+        backoff_factor: float | None = None,
+        not_found_grace: float | None = None,
+        timeout: timedelta | float | None = None,
         fail_on_unsuccessful: bool = True,
-        max_concurrent_polls: int = 8,
+        max_concurrent_polls: int = MAX_CONCURRENT_POLLS,
         poke_interval: timedelta | float = 30,
-        timeout: timedelta | float = DEFAULT_TIMEOUT,
         **kwargs: Any,
     ) -> None:
-        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        policy = WaitPolicy.coerce(wait_policy).with_overrides(
+            poll_interval=poll_interval, max_poll_interval=max_poll_interval, backoff_factor=backoff_factor,
+            not_found_grace=not_found_grace, timeout=_seconds(timeout))
+        super().__init__(poke_interval=poke_interval, timeout=policy.timeout, **kwargs)
         self.urns = urns
         self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.max_poll_interval = max_poll_interval
-        self.backoff_factor = backoff_factor
-        self.not_found_grace = not_found_grace
+        self.wait_policy = policy
         self.fail_on_unsuccessful = fail_on_unsuccessful
         self.max_concurrent_polls = max_concurrent_polls
-        self._statuses: dict[str, dict[str, Any]] = {}
+        self._waited: dict[str, WaitedURN] = {}
         self._started: float | None = None
 
     @cached_property
@@ -232,15 +106,23 @@ class APSTranslationsSensor(APSBaseSensor):
         values = self.urns if isinstance(self.urns, list | tuple) else [self.urns]
         found = [urn_in(value) for value in values]
         if None in found:
-            raise AirflowFailException(f"APSTranslationsSensor needs URNs, got {self.urns!r}")
+            raise AirflowFailException(f"{type(self).__name__} needs URNs, got {self.urns!r}")
         return list(dict.fromkeys(u for u in found if u))
 
     @cached_property
     def _polls(self) -> dict[str, ManifestPoll]:
-        return {urn: ManifestPoll(urn, not_found_grace=float(self.not_found_grace)) for urn in self._urn_list}
+        # Built on the first poke, after templating; kept across the pokes of this try.
+        grace = self.wait_policy.not_found_grace
+        return {urn: ManifestPoll(urn, not_found_grace=grace) for urn in self._urn_list}
 
     def _waiting(self) -> list[str]:
-        return [urn for urn in self._urn_list if urn not in self._statuses]
+        return [urn for urn in self._urn_list if urn not in self._waited]
+
+    def _trigger(self, waiting: list[str], deadline: float) -> APSTranslationsTrigger:
+        return APSTranslationsTrigger(
+            urns=waiting, deadline=deadline, aps_conn_id=self.aps_conn_id, region=self.region,
+            wait_policy=self.wait_policy, max_concurrent_polls=self.max_concurrent_polls,
+        )
 
     def execute(self, context: Context) -> Any:
         if not self._urn_list:
@@ -251,19 +133,14 @@ class APSTranslationsSensor(APSBaseSensor):
         if checked.is_done:
             return checked.xcom_value
         waiting = self._waiting()
+        timeout = self.wait_policy.timeout
         self.log.info("Deferring: waiting for %d of %d translations on the triggerer (deadline in %.0fs)",
-                      len(waiting), len(self._urn_list), float(self.timeout))
+                      len(waiting), len(self._urn_list), timeout)
         self.defer(
-            trigger=APSTranslationsTrigger(
-                urns=waiting, deadline=time.time() + float(self.timeout), aps_conn_id=self.aps_conn_id,
-                region=self.region, poll_interval=self.poll_interval,
-                max_poll_interval=self.max_poll_interval,
-                backoff_factor=self.backoff_factor, not_found_grace=self.not_found_grace,
-                max_concurrent_polls=self.max_concurrent_polls,
-            ),
+            trigger=self._trigger(waiting, time.time() + timeout),
             method_name="execute_complete",
-            kwargs={"finished": self._statuses},
-            timeout=timedelta(seconds=float(self.timeout)) + _DEFERRAL_GRACE,
+            kwargs={"finished": {urn: waited.as_primitives() for urn, waited in self._waited.items()}},
+            timeout=timedelta(seconds=timeout) + _DEFERRAL_GRACE,
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
@@ -278,40 +155,104 @@ class APSTranslationsSensor(APSBaseSensor):
                 verdict = manifest_verdict(self._polls[urn], outcome, time.monotonic())
                 log_verdict(self.log, urn, verdict)
                 if verdict.finished:
-                    self._statuses[urn] = waited_status(verdict)
+                    self._waited[urn] = WaitedURN.from_verdict(verdict)
         waiting = self._waiting()
         self.log.info("%d of %d translations finished", len(self._urn_list) - len(waiting),
                       len(self._urn_list))
-        late = now - self._started + float(self.poke_interval) > float(self.timeout)
+        late = now - self._started + float(self.poke_interval) > self.wait_policy.timeout
         if waiting and not self.deferrable and late:
             # The next poke would come after the timeout: report the unfinished ones, not a bare timeout.
-            self._statuses.update({urn: deadline_status(self._polls[urn]) for urn in waiting})
+            self._waited.update({urn: WaitedURN.at_deadline(self._polls[urn]) for urn in waiting})
             waiting = []
         if waiting:
             return PokeReturnValue(is_done=False)
-        return PokeReturnValue(is_done=True, xcom_value=self._result(self._statuses))
+        return PokeReturnValue(is_done=True, xcom_value=self._result(self._waited))
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, finished: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """Resume after the trigger fired: merge its statuses with those known before deferring."""
-        statuses = event.get("statuses") if isinstance(event, dict) else None
-        if not isinstance(statuses, dict):
-            raise AirflowException(f"APS translations trigger sent an unexpected event: {event!r}")
-        merged = {**(finished or {}), **statuses}
-        missing = [urn for urn in self._urn_list if urn not in merged]
+    ) -> Any:
+        """Resume after the trigger fired: merge its outcomes with those known before deferring."""
+        try:
+            waited = {urn: WaitedURN.from_primitives(values) for urn, values in (finished or {}).items()}
+            waited.update(self._waited_in(event))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise AirflowException(f"APS translation trigger sent an unexpected event: {event!r}") from exc
+        missing = [urn for urn in self._urn_list if urn not in waited]
         if missing:
             raise AirflowException(f"APS translations trigger reported nothing for {missing}")
-        return self._result({urn: merged[urn] for urn in self._urn_list})
+        return self._result({urn: waited[urn] for urn in self._urn_list})
 
-    def _result(self, statuses: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        unsuccessful = {urn: s for urn, s in statuses.items() if s.get("status") != "success"}
-        for urn, status in unsuccessful.items():
-            self.log.warning("Translation of %s: %s%s", describe_urn(urn), status.get("status"),
-                             f" ({status['reason']})" if status.get("reason") else "")
+    def _waited_in(self, event: Any) -> dict[str, WaitedURN]:
+        """The outcomes an `APSTranslationsTrigger` event carries; ValueError when it is not one."""
+        statuses, states = event.get("statuses"), event.get("states")
+        if not isinstance(statuses, dict) or not isinstance(states, dict):
+            raise ValueError("no statuses and states")
+        return {urn: WaitedURN.checked(states.get(urn), entry) for urn, entry in statuses.items()}
+
+    def _result(self, waited: dict[str, WaitedURN]) -> Any:
+        unsuccessful = {urn: w.entry for urn, w in waited.items() if not w.succeeded}
+        for urn, entry in unsuccessful.items():
+            self.log.warning("Translation of %s: %s%s", describe_urn(urn), entry.get("status"),
+                             f" ({entry['reason']})" if entry.get("reason") else "")
         if unsuccessful and self.fail_on_unsuccessful:
-            listed = ", ".join(f"{describe_urn(urn)}: {status.get('status')}"
-                               for urn, status in list(unsuccessful.items())[:10])
-            raise AirflowFailException(f"{len(unsuccessful)} of {len(statuses)} translations did not "
+            listed = ", ".join(f"{describe_urn(urn)}: {entry.get('status')}"
+                               for urn, entry in list(unsuccessful.items())[:10])
+            raise AirflowFailException(f"{len(unsuccessful)} of {len(waited)} translations did not "
                                        f"succeed: {listed}")
-        return statuses
+        return {urn: w.entry for urn, w in waited.items()}
+
+
+class APSTranslationSensor(APSTranslationsSensor):
+    """`APSTranslationsSensor` on one URN: return the URN on success, else fail with APS's words.
+
+    The task fails, without retrying, when APS reports the translation `failed` or `timeout` (with APS's
+    messages in the error) and when there is still no manifest after `not_found_grace`; it fails with a
+    sensor timeout when the wall-clock `timeout` passes first. A manifest that cannot be read at all
+    (refused credentials, no permission) fails it at once, retryably (the connection may be fixed
+    meanwhile); passing trouble (429, 5xx, no answer) that outlasts the client's retries only means "look
+    again". In deferrable mode it waits on `APSTranslationTrigger`, whose event carries APS's messages.
+
+    :param urn: URN of the source design (templated), as returned by `APSStartTranslationOperator`.
+    (The other parameters are `APSTranslationsSensor`'s.)
+    """
+
+    template_fields: Sequence[str] = aps_template_fields("urn")
+    operator_extra_links = (APSManifestLink(), APSViewerLink())
+
+    def __init__(self, *, urn: str, **kwargs: Any) -> None:
+        super().__init__(urns=(), **kwargs)
+        self.urn = urn
+
+    @cached_property
+    def _urn_list(self) -> list[str]:
+        return [self.urn]
+
+    def _trigger(self, waiting: list[str], deadline: float) -> APSTranslationTrigger:
+        return APSTranslationTrigger(urn=self.urn, deadline=deadline, aps_conn_id=self.aps_conn_id,
+                                     region=self.region, wait_policy=self.wait_policy)
+
+    def _waited_in(self, event: Any) -> dict[str, WaitedURN]:
+        """The outcome an `APSTranslationTrigger` event carries; ValueError when it is not one."""
+        if event.get("urn") not in (None, self.urn):
+            raise ValueError(f"event for {event.get('urn')!r} resumed the sensor of {self.urn!r}")
+        entry = {key: event[key] for key in ("status", "progress", "reason") if key in event}
+        return {self.urn: WaitedURN.checked(event.get("state"), entry, event.get("messages") or ())}
+
+    def _result(self, waited: dict[str, WaitedURN]) -> str:
+        (one,) = waited.values()
+        status, reason = one.entry.get("status"), one.entry.get("reason") or "no reason given"
+        if one.succeeded:
+            for message in one.messages:  # warnings on a successful translation are worth a line each
+                self.log.warning("APS: %s", message)
+            self.log.info("Translation of %s succeeded", self.urn)
+            return self.urn
+        if one.state == PollState.FAILED:
+            details = "; ".join(one.messages) if one.messages else "APS gave no message"
+            raise AirflowFailException(f"Translation of {self.urn} ended with status {status!r}: {details}")
+        if one.state == PollState.MISSING:  # a retry would wait out the same grace for the same 404
+            raise AirflowFailException(reason)
+        if one.state == DEADLINE:
+            raise AirflowSensorTimeout(
+                f"Translation of {self.urn} did not finish within {self.wait_policy.timeout:.0f}s "
+                f"({reason}; last progress: {one.entry.get('progress')})")
+        raise AirflowException(f"Waiting for translation of {self.urn} failed: {reason}")

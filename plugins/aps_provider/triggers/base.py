@@ -1,7 +1,8 @@
 """APSBaseTrigger: connection id, region, the hook built from them, and a serialize() read off __init__.
 
 Modelled on the Amazon provider's `AwsBaseWaiterTrigger`. A trigger is rebuilt on the triggerer from the
-kwargs `serialize()` returns, so those must be exactly `__init__`'s parameters, as primitives. Here
+kwargs `serialize()` returns, so those must be exactly `__init__`'s parameters, as primitives (a
+`WaitPolicy` is stored as its dict, which the triggers' `__init__` accepts). Here
 `serialize()` lists the parameters of the concrete class's `__init__` (and of the parents' it passes
 `**kwargs` on to) and reads the attribute of the same name for each: a new parameter is serialized
 without anyone remembering to, and one stored under another name fails loudly (AttributeError) the first
@@ -15,6 +16,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger
 
+from aps_client.wait_policy import WaitPolicy
 from aps_provider.base import APSHookMixin
 from aps_provider.hooks.aps import APSHook
 
@@ -35,8 +37,13 @@ class APSBaseTrigger(APSHookMixin, BaseTrigger):
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return f"{type(self).__module__}.{type(self).__qualname__}", {
-            name: getattr(self, name) for name in _init_parameters(type(self))
+            name: _primitive(getattr(self, name)) for name in _init_parameters(type(self))
         }
+
+
+def _primitive(value: Any) -> Any:
+    """A parameter as the triggerer stores it: a WaitPolicy as its dict (its __init__ takes that back)."""
+    return value.as_primitives() if isinstance(value, WaitPolicy) else value
 
 
 def _init_parameters(trigger_class: type[APSBaseTrigger]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The APS pages inside the Airflow UI (a plugin FastAPI app, mounted at `links.RUN_PAGES_PREFIX`).
+"""The APS pages inside the Airflow UI: a plugin FastAPI app at `aps_provider.links.RUN_PAGES_PREFIX`.
 
     GET /runs/{dag_id}/{run_id}                         every file of a run: state, reason, size, metadata,
                                                         views, object and property counts, thumbnail, APS
@@ -11,7 +11,8 @@
 A plugin app gets no authentication of its own: every route depends on Airflow's `requires_access_dag`, so
 a request needs the UI's login (its cookie, or a bearer token) and read access to the DAG, else 401/403.
 The pages read the results database through the pipeline's `reader_conn_id` (a login in `aps_reader`, which
-can only SELECT) and show only what files of that pipeline (the DAG) use.
+can only SELECT) and show only what files of that pipeline (the DAG) use. Viewer tokens are minted as the
+results API mints them (`aps_client.viewer`), with the pipeline's `aps` connection.
 """
 
 from __future__ import annotations
@@ -27,11 +28,19 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
-from aps_api.settings import APISettings, TokenMode
-from aps_api.token_cache import viewer_scope
+from aps_client import APSConfig, AsyncAPSClient
 from aps_client.regions import viewer_api
 from aps_client.urn import describe_urn
+from aps_client.viewer import (
+    VIEWER_CSS_URL,
+    VIEWER_JS_URL,
+    TokenMode,
+    mint_viewer_token,
+    viewer_client_config,
+    viewer_scope,
+)
 from aps_pipeline.config import PipelineConfig, PipelineConfigError, get_pipeline
 from aps_pipeline.labels import file_name
 from aps_provider.links import manifest_path, viewer_path
@@ -111,29 +120,31 @@ def manifest_page(request: Request, dag_id: str, urn: _URN) -> HTMLResponse:
          dependencies=[Depends(requires_access_dag("GET"))])
 def viewer_page(request: Request, dag_id: str, urn: _URN) -> HTMLResponse:
     stored = _stored(dag_id, urn)
-    fields = APISettings.model_fields
     token_path = str(request.url_for("viewer_token", dag_id=dag_id).include_query_params(urn=urn))
     return _page(request, "viewer.html", urn=urn, object=describe_urn(urn), token_path=token_path,
-                 viewer_js_url=fields["viewer_js_url"].default,
-                 viewer_css_url=fields["viewer_css_url"].default,
-                 api=viewer_api(stored.region))
+                 viewer_js_url=VIEWER_JS_URL, viewer_css_url=VIEWER_CSS_URL, api=viewer_api(stored.region))
 
 
-@app.get("/dags/{dag_id}/viewer-token", dependencies=[Depends(requires_access_dag("GET"))])
-def viewer_token(dag_id: str, urn: _URN) -> JSONResponse:
-    """A read-only Viewer token (never the pipeline's own token), for a model of this pipeline."""
+def _viewer_config(dag_id: str, urn: str) -> APSConfig:
+    """The pipeline's APS credentials, for a model of this pipeline (404 otherwise), as a viewer client's."""
     from airflow.models.connection import Connection
 
-    from aps_client import APSClient
     from aps_provider.hooks.aps import config_from_connection
 
     stored = _stored(dag_id, urn)
     pipeline = _pipeline(dag_id)
     config = config_from_connection(Connection.get_connection_from_secrets(pipeline.aps_conn_id),
                                     region=stored.region)
+    return viewer_client_config(config)
+
+
+@app.get("/dags/{dag_id}/viewer-token", dependencies=[Depends(requires_access_dag("GET"))])
+async def viewer_token(dag_id: str, urn: _URN) -> JSONResponse:
+    """A read-only Viewer token (never the pipeline's own token), for a model of this pipeline."""
+    # The database read and the connection lookup block: off the event loop.
+    config = await run_in_threadpool(_viewer_config, dag_id, urn)
     scope = viewer_scope(TokenMode.PER_MODEL, urn)  # this model only, as the results API hands out
-    with APSClient(config) as aps:
-        token = aps.get_token([scope])
-    expires_in = max(0, int(token.expires_at - time.time()))
-    body = {"access_token": token.access_token, "expires_in": expires_in, "scope": scope}
+    async with AsyncAPSClient(config) as aps:
+        token = await mint_viewer_token(aps, scope)
+    body = {"access_token": token.access_token, "expires_in": token.expires_in(time.time()), "scope": scope}
     return JSONResponse(body, headers=_NO_STORE)
