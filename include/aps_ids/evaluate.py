@@ -80,7 +80,3 @@ def evaluate(
         html.report()
         report = html.to_string().encode("utf-8")
     return tuple(results), report
-
-
-def verdict_passes(results: tuple[RequirementResult, ...]) -> bool:
-    return all(r.passed for r in results)

@@ -66,6 +66,11 @@ class IdsVerdict:
         return tuple(r for r in self.requirements if not r.passed)
 
 
+def verdict_of(requirements: tuple[RequirementResult, ...]) -> IdsStatus:
+    """The file's status from its rows: it passes when every specification does (each row passed)."""
+    return "passed" if all(r.passed for r in requirements) else "failed"
+
+
 def summarize(requirements: tuple[RequirementResult, ...]) -> str:
     """The reason line of a failed verdict: which specifications fail, and how many elements each."""
     failing = [r for r in requirements if not r.passed]

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from aps_ids.results import DID_NOT_FINISH, IdsVerdict, RequirementResult, summarize
+from aps_ids.results import DID_NOT_FINISH, IdsVerdict, RequirementResult, summarize, verdict_of
 from aps_ids.specs import IdsDocument
 from aps_ids.worker import EXIT_OUT_OF_MEMORY
 
@@ -109,5 +109,5 @@ def check_ifc(
             return _did_not_finish(str(payload["error"]), started)
         requirements = tuple(RequirementResult.from_dict(r) for r in payload["requirements"])
         report = report_path.read_bytes() if report_html and report_path.exists() else None
-    status = "passed" if all(r.passed for r in requirements) else "failed"
-    return IdsVerdict(status, summarize(requirements), requirements, time.monotonic() - started, report)
+    seconds = time.monotonic() - started
+    return IdsVerdict(verdict_of(requirements), summarize(requirements), requirements, seconds, report)
