@@ -61,7 +61,8 @@ def evaluate(
     max_failures: int = MAX_FAILURES,
     report_html: bool = False,
 ) -> tuple[tuple[RequirementResult, ...], bytes | None]:
-    """Check one IFC file against the documents: (the results, ifctester's HTML report if asked for)."""
+    """Check one IFC file against the documents: (the results, ifctester's HTML report if asked for and the
+    file fails)."""
     model = ifcopenshell.open(str(ifc_path))
     combined = ids.Ids(title=" + ".join(d.name for d in documents) or "IDS")
     sources: list[str] = []
@@ -75,7 +76,7 @@ def evaluate(
     for index, (spec, source) in enumerate(zip(combined.specifications, sources, strict=True)):
         results.extend(_spec_results(spec, index, source, max_failures))
     report = None
-    if report_html:
+    if report_html and not all(r.passed for r in results):  # a report is for a file that fails
         html = reporter.Html(combined)
         html.report()
         report = html.to_string().encode("utf-8")
