@@ -85,7 +85,7 @@ def summarize(requirements: tuple[RequirementResult, ...]) -> str:
         first = results[0]
         elements = max(r.failed for r in results)
         if elements:
-            parts.append(f"'{first.specification}' ({elements} failing elements)")
+            parts.append(f"'{first.specification}' ({elements} failing element{'' if elements == 1 else 's'})")
         elif first.applicable == 0:
             parts.append(f"'{first.specification}' (required, but no element applies)")
         else:

@@ -6,6 +6,7 @@ before any file is checked, turns a broken IDS into one clear error instead of a
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,9 @@ class IdsDocument:
         from ifctester import ids  # the parser stack (IfcOpenShell) is loaded only where IDS is used
 
         try:
-            return ids.from_string(self.data.decode("utf-8-sig"), validate=True)
-        except UnicodeDecodeError as exc:
-            raise IdsDocumentError(f"{self.name}: not UTF-8 text: {exc}") from None
+            # From a file object, not ids.from_string: that one validates an ElementTree, which has lost the
+            # namespace prefixes, so every `base="xs:string"` of a restriction fails as an unknown QName.
+            return ids.open(io.BytesIO(self.data), validate=True)
         except Exception as exc:  # xmlschema and ElementTree raise many kinds; all mean "not valid IDS"
             detail = getattr(exc, "xml_error", None) or exc
             first_line = str(detail).strip().splitlines()[0] if str(detail).strip() else type(exc).__name__
