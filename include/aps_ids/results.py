@@ -85,7 +85,8 @@ def summarize(requirements: tuple[RequirementResult, ...]) -> str:
         first = results[0]
         elements = max(r.failed for r in results)
         if elements:
-            parts.append(f"'{first.specification}' ({elements} failing element{'' if elements == 1 else 's'})")
+            plural = "" if elements == 1 else "s"
+            parts.append(f"'{first.specification}' ({elements} failing element{plural})")
         elif first.applicable == 0:
             parts.append(f"'{first.specification}' (required, but no element applies)")
         else:
