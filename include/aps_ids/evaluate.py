@@ -21,6 +21,14 @@ MAX_FAILURES = 1000  # failing elements kept per requirement (the count is alway
 _PROHIBITED = "prohibited: no element may match the applicability"
 
 
+class FailuresReport(reporter.Html):
+    """ifctester's HTML report without the lists of passing elements: it is written for files that fail,
+    and describing every passing element (its type, predefined type, ...) took half the report's time."""
+
+    def report_passed_entities(self, requirement: Any) -> list[Any]:
+        return []
+
+
 def _element(entity: Any, reason: str) -> FailingElement:
     return FailingElement(
         global_id=getattr(entity, "GlobalId", None),
@@ -77,7 +85,7 @@ def evaluate(
         results.extend(_spec_results(spec, index, source, max_failures))
     report = None
     if report_html and not all(r.passed for r in results):  # a report is for a file that fails
-        html = reporter.Html(combined)
+        html = FailuresReport(combined)
         html.report()
         report = html.to_string().encode("utf-8")
     return tuple(results), report
