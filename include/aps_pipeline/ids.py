@@ -85,11 +85,11 @@ class IdsGate:
         if digests is None or not all(r.passed for r in results):
             return outcome
         if extension_of(row.s3_key) not in IDS_EXTENSIONS:
-            reason = f"skipped: IDS checks apply to IFC files, not '.{extension_of(row.s3_key)}'"
+            reason = f"IDS checks apply to IFC files, not '.{extension_of(row.s3_key)}'"
             with engine.begin() as connection:
                 record_ids_check(connection, row.id, run_id, status=IdsCheckStatus.SKIPPED.value,
                                  policy=self.policy, reason=reason, documents=self.names)
-            skipped = passed(CHECK_IDS, reason, status=IdsCheckStatus.SKIPPED.value)
+            skipped = passed(CHECK_IDS, f"skipped: {reason}", status=IdsCheckStatus.SKIPPED.value)
             return [*results, skipped], digests, metadata
         verdict = self._check(landing, row)
         with engine.begin() as connection:

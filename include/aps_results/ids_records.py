@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from aps_results.models import IdsCheck, IdsResult
 
@@ -68,15 +68,17 @@ class StoredIdsCheck:
                 "failing_requirements": self.failing}  # fmt: skip
 
 
-def ids_checks_of(session: Session, file_runs: Mapping[int, str | None]) -> dict[int, StoredIdsCheck]:
-    """The IDS check each file got in the given run (files without one are left out)."""
+def ids_checks_of(
+    session: Session, file_runs: Mapping[int, str | None], *, with_report: bool = True
+) -> dict[int, StoredIdsCheck]:
+    """The IDS check each file got in the given run (files without one are left out); the HTML reports are
+    read only `with_report`."""
     if not file_runs:
         return {}
-    checks = {
-        c.id: c
-        for c in session.scalars(select(IdsCheck).where(IdsCheck.file_id.in_(list(file_runs))))
-        if c.run_id == file_runs[c.file_id]
-    }
+    query = select(IdsCheck).where(IdsCheck.file_id.in_(list(file_runs)))
+    if not with_report:
+        query = query.options(defer(IdsCheck.report_html_gz, raiseload=True))
+    checks = {c.id: c for c in session.scalars(query) if c.run_id == file_runs[c.file_id]}
     failing: dict[int, list[dict[str, Any]]] = {}
     if checks:
         query = (select(IdsResult).where(IdsResult.check_id.in_(list(checks)), IdsResult.passed.is_(False))
@@ -89,7 +91,7 @@ def ids_checks_of(session: Session, file_runs: Mapping[int, str | None]) -> dict
     return {
         c.file_id: StoredIdsCheck(
             c.status, c.reason, list(c.documents), failing.get(c.id, []),
-            gzip.decompress(c.report_html_gz) if c.report_html_gz else None,
+            gzip.decompress(c.report_html_gz) if with_report and c.report_html_gz else None,
         )
         for c in checks.values()
     }

@@ -27,8 +27,10 @@ from aps_pipeline.ids import CHECK_IDS
 from aps_pipeline.quarantine import IDS_REPORT_SUFFIX, REASON_SUFFIX, quarantine_rejected
 from aps_pipeline.settle import fetch_and_load
 from aps_pipeline.validation import validate_files
+from aps_provider.web import _templates
 from aps_results import registry
 from aps_results.models import File, FileState, IdsCheck, IdsResult, ValidationResult
+from aps_results.run_report import run_report
 from aps_samples import generate_ifc, generate_obj
 from aps_samples.ids import fire_rating_ids
 from tests.fixtures.pipeline import read_object
@@ -143,6 +145,15 @@ def test_reject_policy_rejects_the_failing_model_and_loads_the_passing_one(
     assert b"IfcTester - IDS based model auditing" in report  # ifctester's HTML reporter wrote it
     assert report.rstrip().endswith(b"</html>")
     assert wall.global_id.encode() in report
+
+    # The run page shows the verdict and the failing elements.
+    page = {f.s3_key: f for f in run_report(results_engine, pipeline.name, "run-r").files}
+    assert page["incoming/failing.ifc"].ids["status"] == "failed"
+    assert page["incoming/passing.ifc"].ids["failing_requirements"] == []
+    html = _templates.get_template("run.html").render(prefix="", report=run_report(
+        results_engine, pipeline.name, "run-r"))
+    assert f"<code>{wall.global_id}</code> IfcWall Wall" in html
+    assert "IDS skipped: IDS checks apply to IFC files, not &#39;.obj&#39;" in html
 
     # The OBJ skipped the check, and says so; the passing IFC passed it.
     assert ids_check(results_engine, part.id)[0].status == "skipped"

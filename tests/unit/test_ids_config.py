@@ -29,5 +29,5 @@ def test_ids_from_the_environment_and_the_warn_policy() -> None:
 
 
 def test_an_unknown_policy_is_refused_with_where() -> None:
-    with pytest.raises(PipelineConfigError, match="ifc_only.*on_ids_failure"):
+    with pytest.raises(PipelineConfigError, match=r"ifc_only.*on_ids_failure"):
         parse_pipelines({"pipelines": [{**ENTRY, "on_ids_failure": "ignore"}]}, source="test.yaml", env={})
