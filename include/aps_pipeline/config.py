@@ -268,6 +268,10 @@ class PipelineConfig(_Strict):
         description="IDS documents IFC files must meet: paths (relative ones from the pipelines file's "
         "folder) or s3://<landing bucket>/<key> URIs",
     )
+    ids_per_project: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="more IDS documents for the files of a project (their metadata's `project`)",
+    )
     on_ids_failure: Literal["reject", "warn"] = Field(
         default="reject",
         description="reject: a failing (or unfinished) check rejects the file; warn: it is recorded only",

@@ -213,3 +213,23 @@ def test_unfinished_check_follows_the_policy_and_a_broken_ids_fails_the_step(
     with pytest.raises(ValueError, match=r"broken\.ids: not a valid IDS document"):
         validate_files(landing, results_engine, with_ids(pipeline, str(broken)), "run-b", supported=FORMATS)
     assert rows(results_engine)["incoming/next.ifc"].state == FileState.DISCOVERED  # untouched
+
+
+def test_ids_per_project_checks_that_projects_files_only(
+    landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig, tmp_path: Path
+) -> None:
+    pipeline = PipelineConfig.model_validate({
+        **landing_pipeline.model_dump(), "ids_per_project": {"towers": [ids_source(landing, tmp_path)]},
+    })  # fmt: skip
+    landing.put("incoming/tower.ifc", FAILING.data, metadata={"project": "towers"})
+    landing.put("incoming/shed.ifc", FAILING_WARN.data, metadata={"project": "sheds"})
+    discover_files(landing, results_engine, pipeline, "run-p")
+    validate_files(landing, results_engine, pipeline, "run-p", supported=FORMATS)
+    files = rows(results_engine)
+    tower, shed = files["incoming/tower.ifc"], files["incoming/shed.ifc"]
+    assert tower.state == FileState.REJECTED
+    assert tower.reason.startswith(f"ids: 1 of 2 specifications failed: '{RATED}'")
+    assert shed.state == FileState.VALID
+    check, _ = ids_check(results_engine, shed.id)
+    assert check.status == "skipped"
+    assert check.reason == "no IDS for project 'sheds' (ids_per_project) and none for every file (ids)"
