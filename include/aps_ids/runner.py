@@ -66,7 +66,10 @@ def _explain(code: int, memory_bytes: int | None, stderr_path: Path) -> str:
     if code == EXIT_OUT_OF_MEMORY:
         return f"the worker ran out of memory (ceiling {ceiling})"
     if code < 0:
-        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
         return f"the worker was killed by {name} (memory ceiling {ceiling}; a crash in the IFC parser?)"
     tail = _tail(stderr_path)
     if "MemoryError" in tail or "bad_alloc" in tail:

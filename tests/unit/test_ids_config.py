@@ -28,6 +28,15 @@ def test_ids_from_the_environment_and_the_warn_policy() -> None:
     assert unset.ids == []
 
 
+def test_ids_per_project_maps_projects_to_documents() -> None:
+    entry = {**ENTRY, "ids_per_project": {"towers": ["specs/towers.ids"]}}
+    (pipeline,) = parse_pipelines({"pipelines": [entry]}, source="test.yaml", env={})
+    assert pipeline.ids_per_project == {"towers": ["specs/towers.ids"]}
+    with pytest.raises(PipelineConfigError, match="ids_per_project"):
+        parse_pipelines({"pipelines": [{**ENTRY, "ids_per_project": ["specs/towers.ids"]}]},
+                        source="test.yaml", env={})
+
+
 def test_an_unknown_policy_is_refused_with_where() -> None:
     with pytest.raises(PipelineConfigError, match=r"ifc_only.*on_ids_failure"):
         parse_pipelines({"pipelines": [{**ENTRY, "on_ids_failure": "ignore"}]}, source="test.yaml", env={})
