@@ -9,7 +9,7 @@ EXECUTOR ?= local
 WORKERS ?= 1
 TRIGGERERS ?= 1
 
-.PHONY: install test demo up down lint bench-upload bench-load bench-deferral bench-e2e bench-api bench-events clean
+.PHONY: install test demo up down lint bench-upload bench-load bench-deferral bench-e2e bench-api bench-events bench-ids clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ down:
 # The code is laid out by hand (ruff check enforces the line length); `ruff format` is not the house style.
 lint: install
 	$(VENV)/bin/ruff check .
+
+bench-ids: install
+	$(PY) bench/ids.py
 
 bench-upload: install
 	$(PY) bench/upload.py

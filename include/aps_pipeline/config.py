@@ -284,12 +284,38 @@ class PipelineConfig(_Strict):
         ge=1,
         description="runs that try to validate a file (read errors, runs ended mid-way) before it fails",
     )
+    # IDS content checks of IFC files (aps_pipeline.ids): after the other checks pass, in worker processes.
+    ids: list[str] = Field(
+        default_factory=list,
+        description="IDS documents IFC files must meet: paths (relative ones from the pipelines file's "
+        "folder) or s3://<landing bucket>/<key> URIs",
+    )
+    ids_per_project: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="more IDS documents for the files of a project (their metadata's `project`)",
+    )
+    on_ids_failure: Literal["reject", "warn"] = Field(
+        default="reject",
+        description="reject: a failing (or unfinished) check rejects the file; warn: it is recorded only",
+    )
+    ids_timeout: float = Field(default=600, gt=0, description="wall-clock seconds per file's IDS check")
+    ids_memory_limit: ByteSize = Field(
+        default=ByteSize(4 * 1024**3), gt=0, description="address space of an IDS check's worker process"
+    )
 
     @field_validator("name")
     @classmethod
     def _dag_id(cls, value: str) -> str:
         if not _DAG_ID.match(value):
             raise ValueError("must be a valid DAG id: letters, digits, '_', '-', '.' (at most 200)")
+        return value
+
+    @field_validator("ids", mode="before")
+    @classmethod
+    def _ids_list(cls, value: Any) -> Any:
+        # From the environment a list arrives as text: "a.ids, s3://bucket/b.ids" ("" for none).
+        if isinstance(value, str):
+            return [part.strip() for part in value.strip("[]").split(",") if part.strip()]
         return value
 
     @field_validator("events", mode="before")

@@ -4,7 +4,8 @@
 
 For each file of the run that was rejected and is not yet quarantined:
     <quarantine prefix><run id>/<key>               a copy of exactly the rejected version (Landing.copy)
-    <quarantine prefix><run id>/<key>.reason.json   {key, etag, size, reason, checks, run_id, at, ...}
+    <quarantine prefix><run id>/<key>.reason.json   {key, etag, size, reason, checks, run_id, at, ids?, ...}
+    <quarantine prefix><run id>/<key>.ids.html      ifctester's report, for a file whose IDS check failed
 The copy happens inside the landing (in S3, server-side: no bytes through the worker). The file's
 `quarantine_key` is recorded in the registry. A file that changed or vanished since discovery cannot be
 copied: its reason file is written alone, and `quarantine_key` points at the reason file.
@@ -27,11 +28,13 @@ from sqlalchemy.orm import Session
 from aps_landing import Landing, LandingError, ObjectChanged
 from aps_pipeline.config import PipelineConfig
 from aps_results import registry
+from aps_results.ids_records import ids_checks_of
 from aps_results.models import File, FileState, ValidationResult
 
 logger = logging.getLogger(__name__)
 
 REASON_SUFFIX = ".reason.json"
+IDS_REPORT_SUFFIX = ".ids.html"
 
 
 def _escape_char(char: str) -> str:
@@ -87,6 +90,7 @@ def quarantine_rejected(
                 checks.setdefault(result.file_id, []).append(
                     {"check": result.check_name, "passed": result.passed, **result.details}
                 )
+        ids_checks = ids_checks_of(session, rejected_in)  # the IDS verdicts, for the reason file and report
 
     quarantined, reason_only, errors = [], [], {}
     for file in files:
@@ -113,7 +117,13 @@ def quarantine_rejected(
             "quarantined_copy": target if copied else None,
             "at": datetime.now(UTC).isoformat(),
         }
+        ids_check = ids_checks.get(file.id)
+        if ids_check is not None:
+            reason["ids"] = ids_check.summary()
         try:
+            if ids_check is not None and ids_check.report_html is not None:
+                # ifctester's HTML report, beside the copy (or the reason file alone)
+                landing.put(target + IDS_REPORT_SUFFIX, ids_check.report_html, content_type="text/html")
             landing.put(
                 target + REASON_SUFFIX,
                 json.dumps(reason, indent=2, ensure_ascii=False).encode("utf-8"),

@@ -7,6 +7,7 @@ Per file (checks.py): safe key, extension among APS's inputs (the formats endpoi
 `supported` argument), size in (0, max_file_size], magic bytes (one ranged GET of the first 4 KiB),
 metadata (metadata.py). A file that passes all of them is hashed by streaming it once (sha256, the content's
 key, and SHA-1, APS's digest; bounded memory).
+With `ids:` in the pipeline, IFC files that passed them are then checked against its IDS documents (ids.py).
 Then the batch expectations (expectations.py, Great Expectations) run over the passing files; their results
 go to `validation_runs`, every per-file check to `validation_results`.
 
@@ -46,6 +47,7 @@ from aps_pipeline.checks import (
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.expectations import ENFORCED_SUITE, run_batch_expectations
 from aps_pipeline.formats import supported_inputs
+from aps_pipeline.ids import IdsGate
 from aps_pipeline.metadata import SOURCE_KEY, MetadataError, stored_document, validate_metadata
 from aps_results import registry
 from aps_results.models import File, FileState
@@ -142,6 +144,8 @@ def validate_files(
                 .order_by(File.id)
             )
         )
+    # IDS content checks (ids.py): the documents are read and validated before any file is touched.
+    ids_gate = IdsGate.for_pipeline(landing, pipeline) if rows else None
     if rows:
         with engine.begin() as connection:
             registry.set_file_state(connection, [r.id for r in rows], FileState.VALIDATING)
@@ -160,7 +164,8 @@ def validate_files(
 
     def check(row: File) -> _CheckOutcome | Exception:
         try:
-            return check_file(landing, row, supported, pipeline)
+            outcome = check_file(landing, row, supported, pipeline)
+            return ids_gate.apply(landing, engine, run_id, row, outcome) if ids_gate else outcome
         except Exception as exc:  # one file's trouble must not sink the batch: judged below, in order
             return exc
 

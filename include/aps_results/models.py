@@ -238,6 +238,61 @@ class ValidationRun(Base):
     __table_args__ = (Index(None, "pipeline", "run_id"),)
 
 
+class IdsCheckStatus(StrEnum):
+    """A file's buildingSMART IDS check (aps_ids): its verdict, no verdict, or not an IFC file."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    DID_NOT_FINISH = "did_not_finish"
+    SKIPPED = "skipped"
+
+
+class IdsCheck(Base):
+    """One file's IDS check in one validation run: the verdict over all the pipeline's IDS documents."""
+
+    __tablename__ = "ids_checks"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    file_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("files.id", ondelete="CASCADE"))
+    run_id: Mapped[str]
+    status: Mapped[str]
+    policy: Mapped[str] = mapped_column(comment="on_ids_failure when checked: reject or warn")
+    reason: Mapped[str | None] = mapped_column(comment="what failed, why it did not finish or was skipped")
+    documents: Mapped[list[Any]] = mapped_column(
+        server_default=text("'[]'::jsonb"), comment="names of the IDS documents (paths, S3 URIs)"
+    )
+    seconds: Mapped[float | None]
+    report_html_gz: Mapped[bytes | None] = mapped_column(comment="ifctester's HTML report, gzip; if failed")
+    created_at: Mapped[datetime] = _created()
+
+    __table_args__ = (
+        CheckConstraint(_one_of("status", IdsCheckStatus), name="status"),
+        Index(None, "file_id"),
+    )
+
+
+class IdsResult(Base):
+    """One requirement of one specification in an IDS check: pass or fail, and the failing elements."""
+
+    __tablename__ = "ids_results"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    check_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("ids_checks.id", ondelete="CASCADE"))
+    document: Mapped[str]
+    specification: Mapped[str]
+    specification_index: Mapped[int]
+    requirement: Mapped[str | None] = mapped_column(comment="None: the specification's own cardinality")
+    facet: Mapped[str | None]
+    passed: Mapped[bool]
+    applicable: Mapped[int]
+    failed: Mapped[int]
+    failures: Mapped[list[Any]] = mapped_column(
+        server_default=text("'[]'::jsonb"), comment="[{global_id, ifc_class, name, reason}], capped"
+    )
+
+    __table_args__ = (Index(None, "check_id"),)
+
+
 class Model(Base):
     """One APS model: an uploaded object and its translation, shared by every file with the same content."""
 

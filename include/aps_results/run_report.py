@@ -3,7 +3,7 @@
 
     report = run_report(engine, "aps_ingest", run_id)
     report.summary        # the run's RunSummary row as a dict, or None before the summary task ran
-    report.files[0].state, .reason, .model.views, .model.objects, .model.messages
+    report.files[0].state, .reason, .model.views, .model.objects, .model.messages, .ids
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from aps_results.ids_records import ids_checks_of
 from aps_results.models import (
     File,
     Model,
@@ -50,6 +51,7 @@ class FileReport:
     metadata: dict[str, Any]
     quarantine_key: str | None
     model: ModelReport | None
+    ids: dict[str, Any] | None = None  # the file's IDS check in this run (ids_records.StoredIdsCheck.summary)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ def run_report(engine: Engine, pipeline: str, run_id: str) -> RunReport:
         row = session.scalars(select(RunSummary).where(RunSummary.pipeline == pipeline,
                                                        RunSummary.run_id == run_id)).first()
         summary = {name: getattr(row, name) for name in _SUMMARY_COLUMNS} if row else None
+        ids = ids_checks_of(session, {f.id: run_id for f in files}, with_report=False)
         return RunReport(
             pipeline=pipeline, run_id=run_id, summary=summary,
             files=[
@@ -107,6 +110,7 @@ def run_report(engine: Engine, pipeline: str, run_id: str) -> RunReport:
                     id=f.id, s3_bucket=f.s3_bucket, s3_key=f.s3_key, size=f.size, state=f.state,
                     reason=f.reason, metadata=dict(f.meta or {}), quarantine_key=f.quarantine_key,
                     model=models.get(f.model_id) if f.model_id is not None else None,
+                    ids=ids[f.id].summary() if f.id in ids else None,
                 )
                 for f in files
             ],
