@@ -27,6 +27,7 @@ import httpx
 import tenacity
 
 from aps_client import auth, token_file
+from aps_client.call_stats import ANSWERS, CALL_STATS, RETRIES, THROTTLED
 from aps_client.config import APSConfig
 from aps_client.errors import (
     AMBIGUOUS_STATUSES,
@@ -159,6 +160,7 @@ def _worth_another_attempt(exc: BaseException, spec: RequestSpec | None) -> bool
 
 
 def _log_retry(retry_state: tenacity.RetryCallState) -> None:
+    CALL_STATS.count(RETRIES)
     error = retry_state.outcome.exception() if retry_state.outcome else None
     sleep = retry_state.next_action.sleep if retry_state.next_action else 0.0
     log.warning(
@@ -209,6 +211,9 @@ class RequestPolicy:
         """Return the response if it is a success or an accepted status, else raise the typed error."""
         status = response.status_code
         log.debug("%s %s -> %d", response.request.method, redact_url(response.request.url), status)
+        CALL_STATS.count(ANSWERS)
+        if status == 429:
+            CALL_STATS.count(THROTTLED)
         if status < 300 or status in spec.accept:
             return response
         raise error_from_response(response)
