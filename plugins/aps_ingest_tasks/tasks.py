@@ -7,12 +7,16 @@ XCom); engines and clients are built inside the task from the pipeline's Airflow
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from aps_ingest_tasks import metrics
 from aps_ingest_tasks.engines import results_engine
+from aps_ingest_tasks.metrics import counting_aps_calls
 from aps_pipeline.config import PipelineConfig, get_pipeline
 from aps_pipeline.labels import files_label
 from aps_provider.base import APSConnection
@@ -37,9 +41,12 @@ def _run() -> tuple[PipelineConfig, str, dict[str, Any]]:
     return config, context["run_id"], dict(context["params"])
 
 
-def _aps(config: PipelineConfig) -> APSClient:
-    """A client for the pipeline's APS connection and region (use it as a context manager)."""
-    return APSConnection(config.aps_conn_id, config.aps.region).hook.get_client()
+@contextmanager
+def _aps(config: PipelineConfig) -> Iterator[APSClient]:
+    """A client for the pipeline's APS connection and region; what its calls met becomes metrics."""
+    hook = APSConnection(config.aps_conn_id, config.aps.region).hook
+    with counting_aps_calls(config.name), hook.get_client() as client:
+        yield client
 
 
 def _landing(config: PipelineConfig) -> Landing:
@@ -218,6 +225,7 @@ def write_run_summary() -> dict[str, Any]:
                             started_at=started_at, details={"params": params})
     print(summary["line"])  # the one-line answer an operator looks for in the task log
     print(f"run page: {run_page_url(config.name, run_id)}")
+    metrics.files_by_outcome(config.name, summary)
     notify_run_ended(config, summary, context)
     return summary
 

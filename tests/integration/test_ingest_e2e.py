@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,8 @@ from aps_results.models import (
 )
 from aps_samples.batch import SIDECAR_SUFFIX, Expected, SampleFile, sample_metadata
 from aps_samples.ifc import generate_ifc, is_global_id
+from tests.fixtures.client import wait_until
+from tests.fixtures.statsd import StatsdListener
 
 pytestmark = pytest.mark.airflow_stack
 
@@ -72,6 +75,7 @@ class Ingest:
     doomed: SampleFile  # the valid IFC whose translation APS fails
     first: Run
     stats_after_first: dict[str, Any]
+    statsd: StatsdListener  # receives Airflow's metrics
 
 
 def put_doomed_file(stack: LocalStack) -> SampleFile:
@@ -99,11 +103,14 @@ def ingest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingest]:
     workdir: Path = tmp_path_factory.mktemp("ingest-e2e")
     stack = LocalStack.start(workdir, emulator_env={"APS_EMULATOR_TRANSLATION_SECONDS": "3"})
     engine = create_engine(stack.results_url)
+    statsd = StatsdListener()
     try:
         files = stack.put_sample_batch()
         doomed = put_doomed_file(stack)
-        # The daily maintenance DAG takes its backups into the stack's folder (see the last test).
-        stack.start_airflow(parallelism=8, extra_env={"APS_BACKUP_FOLDER": str(workdir / "backups")})
+        # The daily maintenance DAG takes its backups into the stack's folder (see the last test), and
+        # Airflow's metrics (the pipeline's among them) go to a StatsD listener of the test's.
+        stack.start_airflow(parallelism=8, extra_env={"APS_BACKUP_FOLDER": str(workdir / "backups"),
+                                                      **statsd.airflow_env()})
         create_pools(stack)
         assert stack.airflow is not None
         stack.airflow.wait_for_dag(DAG_ID)
@@ -113,8 +120,9 @@ def ingest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingest]:
         )
         first = run_ingest(stack)
         stack.emulator.configure(fault_429_rate=0.0)
-        yield Ingest(stack, engine, [*files, doomed], doomed, first, stack.emulator.stats())
+        yield Ingest(stack, engine, [*files, doomed], doomed, first, stack.emulator.stats(), statsd)
     finally:
+        statsd.close()
         engine.dispose()
         stack.stop()
 
@@ -375,3 +383,22 @@ def test_a_maintenance_run_backs_up_the_results_and_reports(ingest: Ingest, seco
     manifest = BackupManifest.read(manifests[-1].parent)
     assert manifest.tables["files"].rows == count(ingest.engine, File.id)
     assert manifest.tables["models"].rows == count(ingest.engine, Model.id)
+
+
+def test_the_pipeline_sends_metrics_files_by_outcome_and_the_429s_it_met(ingest: Ingest) -> None:
+    """Through Airflow's own metrics (StatsD here): run 1's outcomes and its 429 storm, on a real UDP port."""
+    with Session(ingest.engine) as session:
+        summary = session.scalars(select(RunSummary).where(RunSummary.run_id == ingest.first.run_id)).one()
+    name = "airflow.aps.aps_ingest."
+
+    def arrived() -> Counter[str] | None:
+        counters = ingest.statsd.counters(name)
+        return counters if name + "files.loaded" in counters else None
+
+    counters = wait_until(arrived)
+    # Later runs of this module add to the counts: run 1's are a floor.
+    assert counters[name + "files.loaded"] >= summary.loaded > 0
+    assert counters[name + "files.rejected"] >= summary.rejected > 0
+    assert counters[name + "api.throttled"] > 0  # the storm's 429s, met by the upload and load tasks
+    assert counters[name + "api.retries"] > 0
+    assert counters[name + "api.answers"] > counters[name + "api.throttled"]

@@ -1,0 +1,44 @@
+"""The ingest's Airflow metrics, sent wherever Airflow's `[metrics]` section says (StatsD or OpenTelemetry).
+
+    aps.<pipeline>.files.<loaded|rejected|failed|lost>   counter: a run's files by outcome (write_run_summary)
+    aps.<pipeline>.api.<answers|throttled|retries>       counter: what a task's APS calls met (429s, retries)
+
+The pipeline is part of the name, not a tag: plain StatsD drops tags. Dotted names; a
+StatsD exporter for Prometheus turns them into `airflow_aps_<pipeline>_files_failed` and so on (the alert
+rules in deploy/prometheus/ read those).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from airflow.sdk.observability.stats import incr, normalize_name_for_stats
+
+from aps_client.call_stats import CALL_STATS
+
+OUTCOMES = ("loaded", "rejected", "failed", "lost")
+
+
+def metric_name(pipeline: str, *parts: str) -> str:
+    return ".".join(["aps", normalize_name_for_stats(pipeline, log_warning=False), *parts])
+
+
+def files_by_outcome(pipeline: str, summary: Mapping[str, object]) -> None:
+    """One counter per outcome, by the run's summary counts."""
+    for outcome in OUTCOMES:
+        count = summary.get(outcome)
+        if isinstance(count, int) and count > 0:
+            incr(metric_name(pipeline, "files", outcome), count)
+
+
+@contextmanager
+def counting_aps_calls(pipeline: str) -> Iterator[None]:
+    """Send what the APS calls made inside the block met: answers, 429s and retries."""
+    before = CALL_STATS.snapshot()
+    try:
+        yield
+    finally:
+        for name, count in CALL_STATS.since(before).items():
+            if count > 0:
+                incr(metric_name(pipeline, "api", name), count)
