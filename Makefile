@@ -9,7 +9,7 @@ EXECUTOR ?= local
 WORKERS ?= 1
 TRIGGERERS ?= 1
 
-.PHONY: install test demo up down lint bench-upload bench-load bench-deferral bench-e2e bench-api bench-events bench-ids clean
+.PHONY: install test demo up down lint bench-upload bench-load bench-deferral bench-e2e bench-api bench-diff bench-events bench-ids clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ bench-deferral: install
 
 bench-e2e: install
 	$(PY) bench/e2e.py
+
+bench-diff: install
+	$(PY) bench/diff.py
 
 bench-api: install
 	$(PY) bench/api.py

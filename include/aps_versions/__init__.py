@@ -1,0 +1,1 @@
+"""aps_versions: documents and their versions; what changed between two versions (`diff`), Airflow-free."""
