@@ -3,6 +3,7 @@ fields are kept (extra="allow") so a new APS field never breaks parsing."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
@@ -69,6 +70,9 @@ class JobAccepted(APSModel):
     result: str | None = None
     already_translated: bool = False  # HTTP 201: the requested derivatives already exist
     accepted_jobs: dict[str, Any] | None = None
+    # Sent by APS beside acceptedJobs when the job names a workflow; its items' shape is not documented, so
+    # they are kept as sent.
+    register_keys: list[Any] = Field(default_factory=list)
 
 
 _PLACEHOLDER = re.compile(r"\{(\d+)\}")
@@ -271,3 +275,32 @@ class ObjectProperties(APSModel):
     @classmethod
     def _external_id_text(cls, value: Any) -> str | None:
         return None if value is None else str(value)
+
+
+class ExtractionFinished(BaseModel):
+    """An `extraction.finished` webhook callback, read from what APS really sends (aps-api.md §2.17):
+    `payload.Payload.scope` is an id string (the hook's `{workflow}` is in `hook.scope`), `registerKey` a list
+    of `{name}` that may be empty. With `callbackWithEventPayloadOnly` only the `payload` part comes."""
+
+    model_config = ConfigDict(extra="allow")
+
+    urn: str
+    status: str
+    scope: str | None = None  # Payload.scope as sent (an id); a dict would be kept as JSON text
+    register_keys: list[str] = Field(default_factory=list)
+    workflow: str | None = None  # the hook's scope.workflow, when the hook part was sent
+    timestamp_ms: int | None = None
+
+    @classmethod
+    def from_callback(cls, body: dict[str, Any]) -> ExtractionFinished:
+        event = body.get("payload", body)  # callbackWithEventPayloadOnly: the event is the body
+        inner = event.get("Payload") or {}
+        scope = inner.get("scope")
+        keys = [k.get("name") if isinstance(k, dict) else k for k in inner.get("registerKey") or []]
+        hook_scope = (body.get("hook") or {}).get("scope") or {}
+        urn = str(event.get("URN") or body.get("resourceUrn") or "")
+        return cls(urn=urn, status=str(inner.get("status", "")),
+                   scope=scope if isinstance(scope, str | None) else json.dumps(scope, sort_keys=True),
+                   register_keys=[str(k) for k in keys if k is not None],
+                   workflow=hook_scope.get("workflow") if isinstance(hook_scope, dict) else None,
+                   timestamp_ms=event.get("TimeStamp"))
