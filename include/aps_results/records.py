@@ -138,6 +138,9 @@ def property_value(value: Any) -> tuple[str | None, float | None]:
     """(text, number) for one APS property value, whatever JSON type it came as."""
     if value is None:
         return None, None
+    if isinstance(value, list) and len(value) == 1:
+        # APS sends some values as one-element lists (IFC's GLOBALID): the value is the element.
+        return property_value(value[0])
     if isinstance(value, bool):  # before int: bool is an int in Python
         return ("true" if value else "false"), None
     if isinstance(value, int | float):

@@ -1,6 +1,7 @@
 """Every real APS payload in tests/fixtures/aps_real/ goes through the parsers the pipeline uses, and what the
 pipeline needs survives: names and parents of tree nodes, properties with their externalIds and GlobalIds,
-statuses, messages with their arguments, views and roles, thumbnails, upload and job answers, webhook callbacks.
+statuses, messages with their arguments, views and roles, thumbnails, upload and job answers, webhook
+callbacks.
 
 Each fixture's expectations come from two places: generic ones computed from the raw JSON by a plain walk that
 does not share code with the parsers (every node, every message, every status), and the table `EXPECTED` for
@@ -49,7 +50,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "tree_rvt_name_after_objects": {"named": {1: "Model", 2263: "Topography"}},
     "tree_rvt_filtered_name_after_objects": {"named": {5414: "Alex"}},
     "properties_ifc_positional_externalid": {
-        "external_ids": {5: "0/0/1"}, "global_ids": {5: "20NmXiEJT6rAHgkxlCGBtf", 3: "1KdUotrl53Kw8knBQlDKyf"}},
+        "external_ids": {5: "0/0/1"},
+        "global_ids": {5: "20NmXiEJT6rAHgkxlCGBtf", 3: "1KdUotrl53Kw8knBQlDKyf"}},
     "properties_ifc2_positional_externalid": {"positional": True},
     "properties_rvt_categories": {"global_ids": {2264: None}},
     "oss_upload_complete_without_sha1": {"sha1": None, "size": 17813504},
@@ -113,7 +115,7 @@ def _check_nodes(parsed: list[ManifestNode], raw: list[dict[str, Any]]) -> None:
     assert len(thumbnails) == sum(r.get("role") == "thumbnail" for r in raw)
 
 
-# --- per kind -------------------------------------------------------------------------------------------------
+# --- per kind -----------------------------------------------------------------------------------------------
 
 
 def _manifest(name: str, body: dict[str, Any]) -> None:
@@ -128,7 +130,8 @@ def _manifest(name: str, body: dict[str, Any]) -> None:
         assert manifest.is_finished is expected["finished"]
         assert manifest.progress_percent == expected.get("percent", 100)
     if "roles" in expected:
-        assert {n.role for d in manifest.derivatives for n in d.walk() if n.type == "geometry"} == expected["roles"]
+        geometry = [n for d in manifest.derivatives for n in d.walk() if n.type == "geometry"]
+        assert {n.role for n in geometry} == expected["roles"]
     _expected_messages(manifest.messages(), expected)
     dumped = json.loads(json.dumps(manifest.model_dump(mode="json", by_alias=True)))
     assert len(_raw_messages([dumped, *[n for d in dumped["derivatives"] for n in _raw_nodes(d)]])) == len(
@@ -169,7 +172,8 @@ def _properties(name: str, body: dict[str, Any]) -> None:
     collection = body["data"]["collection"]
     parsed = list(properties_from_chunks(_chunks(body)))
     assert [(p.objectid, p.external_id, p.name, p.properties) for p in parsed] == [
-        (c["objectid"], c.get("externalId"), c.get("name") or "", c.get("properties") or {}) for c in collection]
+        (c["objectid"], c.get("externalId"), c.get("name") or "", c.get("properties") or {})
+        for c in collection]
     records = {r.object_id: r for r in properties_from_aps("v", collection)}
     expected = EXPECTED.get(name, {})
     for objectid, external_id in expected.get("external_ids", {}).items():
