@@ -27,6 +27,7 @@ class APIContext:
     tokens: ViewerTokenCache | None = None
     keys: APIKeyVerifier | None = None
     limiter: RateLimit | None = None  # requests per API key
+    key_limiters: dict[str, RateLimit] = field(default_factory=dict)  # keys with their own limit, by name
     sessions: ViewerSessions | None = None  # the /viewer page's cookies; None without a signing secret
     # Translated models by id (urn, region) for the viewer-token hot path; see settings.model_cache_seconds.
     translated_models: TTLCache[int, tuple[str, str]] | None = None
@@ -41,6 +42,8 @@ class APIContext:
             self._lookup_key, ttl=settings.api_key_cache_seconds, failures=invalid_keys
         )
         self.limiter = RateLimit.per_minute(settings.rate_limit_per_minute, "key")
+        self.key_limiters = {name: RateLimit.per_minute(amount, f"key:{name}")
+                             for name, amount in settings.rate_limit_per_key.items()}
         self.translated_models = TTLCache(maxsize=100_000, ttl=settings.model_cache_seconds)
         self.sessions = ViewerSessions.from_settings(settings)
         if settings.aps_configured:
@@ -51,6 +54,11 @@ class APIContext:
                 max_entries=settings.token_cache_max_entries,
                 metrics=self.metrics,
             )
+
+    def limiter_for(self, key_name: str) -> RateLimit:
+        """The rate limit of the API key named `key_name`: its own if it has one, else the default."""
+        assert self.limiter is not None
+        return self.key_limiters.get(key_name, self.limiter)
 
     async def close(self) -> None:
         if self.aps is not None:

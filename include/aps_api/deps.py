@@ -70,14 +70,14 @@ def _invalid_key_floods_refused(context: APIContext, address: str) -> Iterator[N
 
 
 def _within_rate_limit(context: APIContext, identity: KeyIdentity) -> KeyIdentity:
-    assert context.limiter is not None
-    wait = context.limiter.acquire(str(identity.id))
+    limiter = context.limiter_for(identity.name)
+    wait = limiter.acquire(str(identity.id))
     if wait is not None:
         context.metrics.rate_limited.inc()
         log.debug("rate limit reached for API key id=%s name=%s", identity.id, identity.name)
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=f"rate limit of {context.limiter.amount} requests per minute reached for this key",
+            detail=f"rate limit of {limiter.amount} requests per minute reached for this key",
             headers={"Retry-After": retry_after_header(wait)},
         )
     return identity

@@ -18,7 +18,10 @@ from fastapi.exceptions import RequestValidationError
 
 CURSOR_VERSION = 1
 _MAX_INT = 2**63 - 1
+_MAX_TEXT = 1024  # characters of a text sort key (the filters' own bound)
 _INVALID = "invalid cursor: pass back the `next_cursor` of the previous page unchanged"
+#: What every cursor this API issues looks like: unpadded base64url.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
 
 
 def encode_cursor(kind: str, key: Sequence[int | str]) -> str:
@@ -28,7 +31,7 @@ def encode_cursor(kind: str, key: Sequence[int | str]) -> str:
 
 def _fits(value: Any, expected: type) -> bool:
     if expected is str:
-        return isinstance(value, str) and "\x00" not in value and len(value) <= 1024
+        return isinstance(value, str) and "\x00" not in value and len(value) <= _MAX_TEXT
     if expected is int:
         return isinstance(value, int) and not isinstance(value, bool) and -_MAX_INT <= value <= _MAX_INT
     return isinstance(value, expected)
@@ -55,3 +58,9 @@ def decode_cursor(cursor: str | None, kind: str, shape: Sequence[type]) -> tuple
         error = {"type": "value_error", "loc": ("query", "cursor"), "msg": _INVALID, "input": cursor}
         raise RequestValidationError([error])
     return tuple(key)
+
+
+#: The longest cursor this API can issue: the properties listing's key (three texts, one integer) with every
+#: text at its bound in characters that JSON escapes longest. The parameter's documented maximum length.
+MAX_CURSOR_LENGTH = len(encode_cursor("properties", ("\U0010ffff" * _MAX_TEXT, -_MAX_INT,
+                                                     "\U0010ffff" * _MAX_TEXT, "\U0010ffff" * _MAX_TEXT)))

@@ -146,12 +146,40 @@ class ErrorBody(BaseModel):
     detail: Any
 
 
-# Responses shared by the routes that need an API key, and by the ones about one model.
+class ValidationIssue(BaseModel):
+    """One invalid parameter, as FastAPI (and the cursor and date-time checks) report it."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationErrorBody(BaseModel):
+    detail: list[ValidationIssue]
+
+
+_RETRY_AFTER = {"Retry-After": {"description": "whole seconds to wait before trying again",
+                                "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+
+# Responses shared by the routes that need an API key, by the ones about one model, by those that read the
+# results database and by those that take parameters.
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "missing, invalid or revoked API key"},
+    401: {"model": ErrorBody, "description": "missing, invalid or revoked API key",
+          "headers": {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}},
     429: {
         "model": ErrorBody,
         "description": "rate limit reached (per key, or invalid keys per address); see `Retry-After`",
+        "headers": _RETRY_AFTER,
     },
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "no such model"}}
+DATABASE_ERRORS: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "the results database is unavailable; try again shortly",
+          "headers": _RETRY_AFTER},
+}
+INVALID_PARAMETERS: dict[int | str, dict[str, Any]] = {
+    422: {"model": ValidationErrorBody,
+          "description": "an invalid parameter, including a `cursor` this API did not issue"},
+}

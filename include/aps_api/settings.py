@@ -37,6 +37,9 @@ class APISettings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Requests per API key per minute, counted per server process (see aps_api.ratelimit).
     rate_limit_per_minute: int = Field(default=1200, ge=1)
+    # Per-key exceptions to that limit, by key name (`aps-api keys create NAME`), e.g. a load test's or a
+    # fuzzer's key: APS_API_RATE_LIMIT_PER_KEY='{"schemathesis": 100000}'.
+    rate_limit_per_key: dict[str, int] = Field(default_factory=dict)
     # Invalid API keys per client address per minute; beyond it the address's unknown keys get 429 without
     # a database lookup (see aps_api.key_verifier). The address is the one uvicorn reports: behind a
     # reverse proxy, list the proxy in uvicorn's FORWARDED_ALLOW_IPS so X-Forwarded-For is used.

@@ -4,7 +4,8 @@
 The object tree and properties answer 202 while APS is still extracting them: poll with bounded backoff.
 Above 20 MB they answer 413: ask again with `forceget=true`; for properties, if that still says 413, page
 through `properties:query` instead. A forceget answer can be hundreds of MB: the blocking client's
-`iter_object_tree` / `iter_properties` parse it while it arrives (ijson) and yield one object at a time.
+`iter_object_tree` / `iter_properties` parse it while it arrives (`aps_client.derivative_readers`) and
+yield one object at a time.
 
 Waiting on a translation is one decision, `manifest_verdict`: given what one manifest GET gave (the
 manifest, or the error it raised) and the URN's `ManifestPoll` state, is the translation done, failed, not
@@ -16,15 +17,15 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import httpx
-import ijson
 
 from aps_client.config import APSConfig
+from aps_client.derivative_readers import properties_from_chunks, response_chunks, tree_entries_from_chunks
 from aps_client.errors import APSError, APSNotFoundError, APSStillProcessingError
 from aps_client.models import (
     FINISHED_STATUSES,
@@ -277,80 +278,6 @@ def properties_page_flow(
     return [ObjectProperties.model_validate(item) for item in collection], more
 
 
-# --- Streaming readers: a forceget answer can be hundreds of MB, so it is parsed while it arrives ----------
-
-
-def _body(response: httpx.Response) -> Iterator[bytes]:
-    """A streamed response's body, closed when read to the end or when the reader is dropped."""
-    try:
-        yield from response.iter_bytes()
-    finally:
-        response.close()
-
-
-def _parsed(chunks: Iterable[bytes], parser: Callable[..., Any], *args: Any) -> Iterator[Any]:
-    """Feed JSON `chunks` to an ijson push parser (items_coro, parse_coro); yield what it finds as it goes."""
-    found = ijson.sendable_list()
-    coroutine = parser(found, *args, use_float=True)  # floats, as json.loads gives (not Decimal)
-    for chunk in chunks:
-        coroutine.send(chunk)
-        yield from found
-        del found[:]
-    coroutine.close()
-    yield from found
-
-
-@dataclass
-class _OpenNode:
-    """A tree node whose JSON object the parser is inside."""
-
-    prefix: str  # ijson's path to it: data.objects.item(.objects.item)*
-    depth: int
-    objectid: int | None = None
-    name: Any = ""
-    done: bool = False  # yielded
-    orphans: list[_OpenNode] = field(default_factory=list)  # children that ended before its objectid came
-
-
-def _entry(node: _OpenNode, parent: _OpenNode | None) -> TreeEntry:
-    return TreeEntry.model_validate({"objectid": node.objectid, "name": node.name, "depth": node.depth,
-                                     "parent": parent.objectid if parent else None})
-
-
-def tree_entries(events: Iterable[tuple[str, str, Any]]) -> Iterator[TreeEntry]:
-    """The nodes of an object tree answer (`data.objects`, nested) as flat entries, from ijson events.
-
-    A node is yielded as soon as its objectid and its parent's are known: APS sends `objectid` before a
-    node's `objects`, so parents come before children and nothing waits. Were it sent after, the children
-    wait for it (in `orphans`) until their parent's object ends.
-    """
-    stack: list[_OpenNode] = []
-    for prefix, event, value in events:
-        top = stack[-1] if stack else None
-        parent = stack[-2] if len(stack) > 1 else None
-        if event == "start_map" and prefix == (top.prefix + ".objects.item" if top else "data.objects.item"):
-            stack.append(_OpenNode(prefix, len(stack)))
-        elif top is None:
-            continue
-        elif prefix == top.prefix + ".objectid":
-            top.objectid = value
-        elif prefix == top.prefix + ".name":
-            top.name = value
-        elif event == "map_key" and value == "objects" and prefix == top.prefix:
-            if top.objectid is not None and (parent is None or parent.objectid is not None):
-                top.done = True
-                yield _entry(top, parent)
-        elif event == "end_map" and prefix == top.prefix:
-            stack.pop()
-            for orphan in top.orphans:
-                yield _entry(orphan, top)
-            if not top.done:
-                if parent is None or parent.objectid is not None:
-                    yield _entry(top, parent)
-                else:
-                    parent.orphans.append(top)
-
-
 def thumbnail_flow(urn: str, region: str, width: int | None, height: int | None) -> Flow[bytes]:
     for value in (width, height):
         if value is not None and value not in THUMBNAIL_SIZES:
@@ -423,8 +350,9 @@ def summarize_messages(messages: Sequence[ManifestMessage]) -> list[str]:
     """APS's manifest messages as short strings ("error TranslationWorker-InternalFailure: ..."), bounded."""
     summary = []
     for message in messages[:MAX_VERDICT_MESSAGES]:
-        line = f"{message.type} {message.code}: {message.message}".strip()
-        summary.append(line if len(line) <= MAX_MESSAGE_CHARS else line[: MAX_MESSAGE_CHARS - 1] + "…")
+        # The template's words are shortened, never its arguments (the file names a user must see).
+        head = f"{message.type} {message.code}:"
+        summary.append(f"{head} {message.bounded(MAX_MESSAGE_CHARS - len(head) - 1)}".strip())
     if len(messages) > MAX_VERDICT_MESSAGES:
         summary.append(f"... and {len(messages) - MAX_VERDICT_MESSAGES} more messages")
     return summary
@@ -563,7 +491,7 @@ class DerivativeClient:
         )
         if response.status_code == 413:
             raise error_from_response(response)  # over the forceget ceiling: nothing more to try
-        return tree_entries(_parsed(_body(response), ijson.parse_coro))
+        return tree_entries_from_chunks(response_chunks(response))
 
     def iter_properties(self, urn: str, guid: str, region: str | None = None) -> Iterator[ObjectProperties]:
         """Every object's properties, one at a time: parsed while the body arrives, or (past the forceget
@@ -574,8 +502,7 @@ class DerivativeClient:
             _metadata_get(path, "md_properties", region, self._polling, stream=True)
         )
         if response.status_code != 413:
-            items = _parsed(_body(response), ijson.items_coro, "data.collection.item")
-            return (ObjectProperties.model_validate(item) for item in items)
+            return properties_from_chunks(response_chunks(response))
         first = self._transport.run(properties_page_flow(urn, guid, region, self._polling, 0))
         return self._query_pages(urn, guid, region, *first)
 

@@ -3,11 +3,12 @@ fields are kept (extra="allow") so a new APS field never breaks parsing."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -69,20 +70,90 @@ class JobAccepted(APSModel):
     result: str | None = None
     already_translated: bool = False  # HTTP 201: the requested derivatives already exist
     accepted_jobs: dict[str, Any] | None = None
+    # Sent by APS beside acceptedJobs when the job names a workflow; its items' shape is not documented, so
+    # they are kept as sent.
+    register_keys: list[Any] = Field(default_factory=list)
+
+
+_PLACEHOLDER = re.compile(r"\{(\d+)\}")
+ELLIPSIS = "…"
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
 
 
 class ManifestMessage(APSModel):
+    """One of APS's messages. `message` is the text with its arguments filled in: APS sends either a string
+    or a `[template, arg, ...]` list whose template names its arguments `{0}`, `{1}` ("The file: {0} does
+    not exist."). The template and arguments are kept too (`template`, `arguments`) so that a bounded
+    rendering (`bounded`) can shorten the template's words and never the arguments (the missing file names
+    a user needs)."""
+
     type: str = "info"
     code: str = ""
     message: str = ""
+    template: str = Field("", exclude=True)
+    arguments: list[str] = Field(default_factory=list, exclude=True)
 
-    @field_validator("message", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _join(cls, value: Any) -> str:
-        # APS sends either a string or a list of strings.
-        if isinstance(value, list):
-            return " ".join(str(item) for item in value)
-        return "" if value is None else str(value)
+    def _split_template(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "template" in data:
+            return data
+        raw = data.get("message")
+        data = dict(data)
+        if isinstance(raw, list):
+            data["template"] = _text(raw[0]) if raw else ""
+            data["arguments"] = [_text(item) for item in raw[1:]]
+        else:
+            data["template"], data["arguments"] = _text(raw), []
+        data["message"] = "".join(text for text, _ in _segments(data["template"], data["arguments"]))
+        return data
+
+    def bounded(self, limit: int) -> str:
+        """`message` in at most `limit` characters where possible: the template's words are cut from their
+        tail (marked "…"), the arguments are always whole, even when they alone are longer than `limit`."""
+        if len(self.message) <= limit:
+            return self.message
+        segments = _segments(self.template, self.arguments)
+        room = limit - len(ELLIPSIS) - sum(len(text) for text, is_argument in segments if is_argument)
+        out: list[str] = []
+        cut = False
+        for text, is_argument in segments:
+            if is_argument:
+                out.append(text)
+            elif not cut and len(text) <= room:
+                out.append(text)
+                room -= len(text)
+            else:
+                if not cut:
+                    out.append(text[: max(room, 0)] + ELLIPSIS)
+                    cut = True
+                elif text.startswith(" "):  # keep arguments apart once the words between them are gone
+                    out.append(" ")
+        return "".join(out)
+
+
+def _segments(template: str, arguments: list[str]) -> list[tuple[str, bool]]:
+    """The template as (text, is_argument) pieces, each `{n}` replaced by argument n. Arguments the
+    template does not name follow it, so none is lost; a `{n}` without its argument stays as written."""
+    pieces: list[tuple[str, bool]] = []
+    used: set[int] = set()
+    position = 0
+    for match in _PLACEHOLDER.finditer(template):
+        index = int(match.group(1))
+        if index >= len(arguments):
+            continue
+        pieces.append((template[position:match.start()], False))
+        pieces.append((arguments[index], True))
+        used.add(index)
+        position = match.end()
+    pieces.append((template[position:], False))
+    rest = [argument for index, argument in enumerate(arguments) if index not in used]
+    for argument in rest:
+        pieces.extend([(" ", False), (argument, True)])
+    return [(text, is_argument) for text, is_argument in pieces if text or is_argument]
 
 
 class ManifestNode(APSModel):
@@ -128,6 +199,9 @@ class Manifest(APSModel):
     region: str | None = None
     version: str | None = None
     has_thumbnail: bool = False
+    # APS puts messages at the root too (e.g. a missing reference of the whole design): `messages()` reads
+    # them with the derivatives'. Named apart from the method; dumped by alias as APS's `messages`.
+    root_messages: list[ManifestMessage] = Field(default_factory=list, alias="messages")
     derivatives: list[Derivative] = Field(default_factory=list)
 
     @field_validator("has_thumbnail", mode="before")
@@ -148,8 +222,9 @@ class Manifest(APSModel):
         return int(match.group(1)) if match else None
 
     def messages(self) -> list[ManifestMessage]:
-        """Every message anywhere in the tree (errors and warnings of all derivatives and resources)."""
-        found: list[ManifestMessage] = []
+        """Every message anywhere in the manifest: the root's, then each derivative's and each node's below
+        it (a geometry node or a resource), in document order."""
+        found: list[ManifestMessage] = list(self.root_messages)
         for derivative in self.derivatives:
             for node in derivative.walk():
                 found.extend(node.messages)
@@ -168,6 +243,9 @@ class TreeNode(APSModel):
     name: str = ""
     objects: list[TreeNode] = Field(default_factory=list)
 
+    _name = field_validator("name", mode="before")(classmethod(lambda cls, value: _text(value)))
+    _objects = field_validator("objects", mode="before")(classmethod(lambda cls, value: value or []))
+
 
 class TreeEntry(APSModel):
     """One node of an object tree, flattened: what the streaming reader yields instead of nested nodes."""
@@ -177,9 +255,52 @@ class TreeEntry(APSModel):
     parent: int | None = None  # the parent's objectid; None for a root
     depth: int = 0
 
+    _name = field_validator("name", mode="before")(classmethod(lambda cls, value: _text(value)))
+
 
 class ObjectProperties(APSModel):
+    """One entry of a properties answer. `properties` is APS's as sent: categories (`{"Item": {"GLOBALID":
+    ...}}`), uncategorised values at the top (`{"Name": "Wall"}`), values that are lists (IFC's
+    `["2O2Fr$t4X7Zf8NOew3FLOH"]`); `{}` or null for an object without any."""
+
     objectid: int
     name: str = ""
     external_id: str | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
+
+    _name = field_validator("name", mode="before")(classmethod(lambda cls, value: _text(value)))
+    _properties = field_validator("properties", mode="before")(classmethod(lambda cls, value: value or {}))
+
+    @field_validator("external_id", mode="before")
+    @classmethod
+    def _external_id_text(cls, value: Any) -> str | None:
+        return None if value is None else str(value)
+
+
+class ExtractionFinished(BaseModel):
+    """An `extraction.finished` webhook callback, read from what APS really sends (aps-api.md §2.17):
+    `payload.Payload.scope` is an id string (the hook's `{workflow}` is in `hook.scope`), `registerKey` a list
+    of `{name}` that may be empty. With `callbackWithEventPayloadOnly` only the `payload` part comes."""
+
+    model_config = ConfigDict(extra="allow")
+
+    urn: str
+    status: str
+    scope: str | None = None  # Payload.scope as sent (an id); a dict would be kept as JSON text
+    register_keys: list[str] = Field(default_factory=list)
+    workflow: str | None = None  # the hook's scope.workflow, when the hook part was sent
+    timestamp_ms: int | None = None
+
+    @classmethod
+    def from_callback(cls, body: dict[str, Any]) -> ExtractionFinished:
+        event = body.get("payload", body)  # callbackWithEventPayloadOnly: the event is the body
+        inner = event.get("Payload") or {}
+        scope = inner.get("scope")
+        keys = [k.get("name") if isinstance(k, dict) else k for k in inner.get("registerKey") or []]
+        hook_scope = (body.get("hook") or {}).get("scope") or {}
+        urn = str(event.get("URN") or body.get("resourceUrn") or "")
+        return cls(urn=urn, status=str(inner.get("status", "")),
+                   scope=scope if isinstance(scope, str | None) else json.dumps(scope, sort_keys=True),
+                   register_keys=[str(k) for k in keys if k is not None],
+                   workflow=hook_scope.get("workflow") if isinstance(hook_scope, dict) else None,
+                   timestamp_ms=event.get("TimeStamp"))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,6 +36,12 @@ class EmulatorContext:
     content_cache: ContentCache = field(default_factory=ContentCache)
     started_at: float = field(default_factory=time.time)
     dispatcher: DeliveryService | None = None
+    responses: Iterator[int] = field(default_factory=itertools.count)  # numbers real-shape draws
+
+    def real_shape_rng(self) -> random.Random | None:
+        """The generator one response draws its real shape from; None unless real-shape mode is on."""
+        seed = self.tunables.real_shapes_seed
+        return None if seed is None else random.Random(f"{seed}:{next(self.responses)}")
 
     @classmethod
     def create(cls, settings: EmulatorSettings) -> EmulatorContext:
@@ -56,6 +65,7 @@ class EmulatorContext:
         self.rate_limiter.reset()
         self.content_cache.clear()
         self.tunables = self.settings.tunables()
+        self.responses = itertools.count()
 
 
 def get_context(request: Request) -> EmulatorContext:

@@ -45,6 +45,8 @@ class Tunables(BaseModel):
     webhook_max_attempts: int = Field(4, ge=1)
     webhook_retry_base_seconds: float = Field(1.0, ge=0)
     webhook_timeout_seconds: float = Field(6.0, gt=0)
+    # Real-shape mode (real_shapes.py): answers in real APS's shapes, drawn per response from this seed.
+    real_shapes_seed: int | None = None
 
 
 class EmulatorSettings(BaseSettings, Tunables):

@@ -15,11 +15,13 @@ import hashlib
 import hmac
 import json
 import logging
+import random
 import uuid
 from typing import Any
 
 import httpx
 
+from aps_emulator import real_shapes
 from aps_emulator.bodies import hook_body
 from aps_emulator.context import EmulatorContext
 from aps_emulator.manifests import is_finished, job_status
@@ -31,9 +33,13 @@ FINISHED_EVENTS = ("extraction.finished", "extraction.*")
 MAX_DELIVERY_RECORDS = 1000
 
 
-def event_body(job: JobRecord, hook: HookRecord, status: str, now_ms: int) -> dict[str, Any]:
+def event_body(job: JobRecord, hook: HookRecord, status: str, now_ms: int,
+               rng: random.Random | None = None) -> dict[str, Any]:
+    """The callback body; with `rng` (real-shape mode) its `Payload` in a real shape."""
     payload: dict[str, Any] = {"status": status, "scope": job.workflow,
                                "registerKey": [{"name": str(f.get("type"))} for f in job.formats]}
+    if rng is not None:
+        payload = real_shapes.webhook_event(payload, rng)
     if job.workflow_attribute is not None:
         payload["WorkflowAttribute"] = job.workflow_attribute
     event = {"TimeStamp": now_ms, "URN": job.urn, "EventType": "EXTRACTION_FINISHED", "Payload": payload}
@@ -104,7 +110,8 @@ class WebhookDispatcher:
 
     async def _deliver(self, job: JobRecord, hook: HookRecord, status: str) -> None:
         context, tunables = self.context, self.context.tunables
-        raw = json.dumps(event_body(job, hook, status, context.clock.now_ms())).encode()
+        body = event_body(job, hook, status, context.clock.now_ms(), context.real_shape_rng())
+        raw = json.dumps(body).encode()
         record = DeliveryRecord(delivery_id=str(uuid.uuid4()), hook_id=hook.hook_id,
                                 callback_url=hook.callback_url, urn=job.urn, status=status)
         headers = {"Content-Type": "application/json", "x-adsk-delivery-id": record.delivery_id}

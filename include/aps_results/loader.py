@@ -128,14 +128,15 @@ class _Staging:
         return f"coalesce(s.{name}, {default})" if default is not None else f"s.{name}"
 
 
-# One row per object that has properties: its external id, to complete tree nodes that lack one.
+# One row per object that has properties: its external id and IFC GlobalId, to complete the tree's nodes.
 _EXTERNAL_IDS = _Staging("stage_external_ids", ModelObject.__table__, target=False,
-                         only=("view_guid", "object_id", "external_id"))
+                         only=("view_guid", "object_id", "external_id", "global_id"))
 _VIEWS = _Staging("stage_views", ModelView.__table__, distinct_on=("guid",))
 _OBJECTS = _Staging(
     "stage_objects", ModelObject.__table__, distinct_on=("view_guid", "object_id"),
     join="LEFT JOIN stage_external_ids e ON e.view_guid = s.view_guid AND e.object_id = s.object_id",
-    expressions={"external_id": "coalesce(s.external_id, e.external_id)"},
+    expressions={"external_id": "coalesce(s.external_id, e.external_id)",
+                 "global_id": "coalesce(s.global_id, e.global_id)"},
 )
 _DERIVATIVES = _Staging("stage_derivatives", Derivative.__table__)
 _THUMBNAILS = _Staging("stage_thumbnails", Thumbnail.__table__, keep_when_empty=True)
@@ -255,10 +256,12 @@ def _copy(pg: psycopg.Connection[Any], staging: _Staging, rows: Iterable[tuple[A
 def _property_rows(
     model_id: int, objects: Iterable[ObjectProperties], external_ids: list[tuple[Any, ...]]
 ) -> Iterator[tuple[Any, ...]]:
-    """Flattened property rows (_PROPERTY_ROW order); notes each object's external id on the side."""
+    """Flattened property rows (_PROPERTY_ROW order); notes each object's external id and IFC GlobalId on the
+    side."""
     for item in objects:
         view_guid, object_id, external_id = item.view_guid, item.object_id, item.external_id
-        if external_id is not None:
-            external_ids.append(_EXTERNAL_IDS.row(item))
+        ids = _EXTERNAL_IDS.row(item)
+        if ids[2] is not None or ids[3] is not None:  # an external id or a GlobalId to give the tree node
+            external_ids.append(ids)
         for category, name, value, number in flatten_properties(item.properties):
             yield model_id, view_guid, object_id, external_id, category, name, value, number

@@ -428,10 +428,16 @@ class ModelObject(Base):
     name: Mapped[str | None]
     parent_object_id: Mapped[int | None]
     depth: Mapped[int] = mapped_column(server_default=text("0"))
+    # For IFC, APS's externalId is not always the element's GlobalId (older conversions give positional
+    # paths like 0/0/1, which move when elements are inserted); the loader takes it from the properties.
+    global_id: Mapped[str | None] = mapped_column(
+        comment="IFC GlobalId (22 characters): the externalId when it is one, else from the properties"
+    )
 
     __table_args__ = (
         Index(None, "model_id", "external_id"),
         Index(None, "model_id", "name"),
+        Index(None, "model_id", "global_id"),
     )
 
 

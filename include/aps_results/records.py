@@ -68,6 +68,55 @@ class ObjectProperties:
     name: str | None
     properties: Mapping[str, Any]
 
+    @property
+    def global_id(self) -> str | None:
+        """The object's IFC GlobalId, if it has one (see `ifc_global_id`)."""
+        return ifc_global_id(self.external_id, self.properties)
+
+
+# --- IFC element identity ----------------------------------------------------------------------------------
+
+# An IFC GlobalId: 128 bits in 22 characters of IFC's base-64 alphabet.
+IFC_GLOBAL_ID = re.compile(r"[0-9A-Za-z_$]{22}")
+# Where APS puts an element's own GlobalId when its externalId is not one: the `IFC` category of older (svf)
+# conversions, a top-level (uncategorised) GlobalId, or Revit's IfcGUID parameter. A GLOBALID under any other
+# category belongs to a property set, not to the element, and is not taken.
+_ELEMENT_CATEGORY = "ifc"
+_GLOBAL_ID_NAMES = ("globalid", "ifcguid", "ifc guid")
+
+
+def _single_global_id(value: Any) -> str | None:
+    """A property value as a GlobalId: a string, or a list of them that all agree (APS sends lists)."""
+    values = value if isinstance(value, list) else [value]
+    found = {str(item).strip() for item in values if item is not None}
+    if len(found) != 1:
+        return None
+    (text,) = found
+    return text if IFC_GLOBAL_ID.fullmatch(text) else None
+
+
+def _named(mapping: Mapping[str, Any], names: tuple[str, ...]) -> Iterator[Any]:
+    return (value for key, value in mapping.items() if str(key).strip().lower() in names)
+
+
+def ifc_global_id(external_id: str | None, properties: Mapping[str, Any]) -> str | None:
+    """The IFC GlobalId of an object: its externalId when that is one, else the one its properties carry."""
+    if external_id and IFC_GLOBAL_ID.fullmatch(external_id):
+        return external_id
+    candidates: list[Any] = []
+    for category, values in properties.items():
+        if isinstance(values, Mapping) and str(category).strip().lower() == _ELEMENT_CATEGORY:
+            candidates[:0] = list(_named(values, ("globalid",)))  # the element's own: first choice
+    candidates.extend(_named(properties, _GLOBAL_ID_NAMES))
+    for values in properties.values():
+        if isinstance(values, Mapping):
+            candidates.extend(_named(values, ("ifcguid", "ifc guid")))
+    for candidate in candidates:
+        global_id = _single_global_id(candidate)
+        if global_id:
+            return global_id
+    return None
+
 
 # --- Property values ---------------------------------------------------------------------------------------
 
@@ -89,6 +138,9 @@ def property_value(value: Any) -> tuple[str | None, float | None]:
     """(text, number) for one APS property value, whatever JSON type it came as."""
     if value is None:
         return None, None
+    if isinstance(value, list) and len(value) == 1:
+        # APS sends some values as one-element lists (IFC's GLOBALID): the value is the element.
+        return property_value(value[0])
     if isinstance(value, bool):  # before int: bool is an int in Python
         return ("true" if value else "false"), None
     if isinstance(value, int | float):

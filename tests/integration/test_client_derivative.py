@@ -246,3 +246,27 @@ async def test_async_client_polls_the_manifest(aps: APSClient, fast_translation:
         assert (await aps_async.derivative.thumbnail(urn)).startswith(PNG_SIGNATURE)
         with pytest.raises(APSNotFoundError):
             await aps_async.derivative.manifest(urn, region="EMEA")
+
+
+def test_streaming_readers_read_real_shaped_answers_to_the_tidy_answers_data(
+    aps: APSClient, fast_translation: EmulatorServer
+) -> None:
+    """With the emulator in real-shape mode (key orders vary, parents' names after their children, list and
+    uncategorised values), the streaming readers still give every node its name and parent, and every object
+    its properties' values."""
+    fast_translation.configure(properties_202_count=0, synthetic_object_count=600)
+    urn = translated(aps, "real-shaped.rvt")
+    guid = next(v for v in aps.derivative.views(urn) if v.role == "3d").guid
+    tree = sorted(flattened(aps.derivative.object_tree(urn, guid)))
+    tidy = {p.objectid: p for p in aps.derivative.properties(urn, guid)}
+    fast_translation.configure(real_shapes_seed=26)
+    for _ in range(3):  # three answers, three draws
+        entries = aps.derivative.iter_object_tree(urn, guid)
+        assert sorted((e.objectid, e.name, e.parent, e.depth) for e in entries) == tree
+        streamed = list(aps.derivative.iter_properties(urn, guid))
+        assert {p.objectid: (p.external_id, p.name) for p in streamed} == {
+            i: (p.external_id, p.name) for i, p in tidy.items()}
+        for item in streamed:
+            values = {name for inner in item.properties.values() if isinstance(inner, dict) for name in inner}
+            values |= {key for key, value in item.properties.items() if not isinstance(value, dict)}
+            assert values == {name for inner in tidy[item.objectid].properties.values() for name in inner}

@@ -4,7 +4,6 @@ Viewer tokens for a model are served by `routers.viewer_tokens`."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
@@ -14,8 +13,11 @@ from aps_api.db import snapshot
 from aps_api.deps import Connection, ModelId, require_api_key
 from aps_api.errors import model_not_found
 from aps_api.pagination import decode_cursor, encode_cursor
+from aps_api.query_params import NO_NUL, Cursor, Limit, TextFilter, UpdatedSince, known_query_only
 from aps_api.schemas import (
     AUTH_ERRORS,
+    DATABASE_ERRORS,
+    INVALID_PARAMETERS,
     NOT_FOUND,
     ErrorBody,
     ModelDetail,
@@ -26,14 +28,11 @@ from aps_api.schemas import (
 from aps_results.models import ModelStatus
 
 router = APIRouter(
-    prefix="/v1/models", tags=["models"], dependencies=[Depends(require_api_key)], responses=AUTH_ERRORS
+    prefix="/v1/models", tags=["models"], dependencies=[Depends(require_api_key), Depends(known_query_only)],
+    responses={**AUTH_ERRORS, **DATABASE_ERRORS, **INVALID_PARAMETERS},
 )
 
-# Free-text filters: bounded, and without NUL characters (PostgreSQL text cannot hold them).
-_NO_NUL = r"^[^\x00]*$"
-TextFilter = Annotated[str | None, Query(max_length=1024, pattern=_NO_NUL)]
-Cursor = Annotated[str | None, Query(max_length=2048, description="`next_cursor` of the previous page")]
-Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
+
 
 
 # Routes return plain dicts shaped like their response_model: FastAPI validates and serialises them once,
@@ -75,10 +74,10 @@ async def list_models(
     status_: Annotated[ModelStatus | None, Query(alias="status")] = None,
     source_prefix: Annotated[
         str | None,
-        Query(max_length=1024, pattern=_NO_NUL, description="S3 key prefix of a file carrying the model"),
+        Query(max_length=1024, pattern=NO_NUL, description="S3 key prefix of a file carrying the model"),
     ] = None,
-    region: Annotated[str | None, Query(max_length=16, pattern=_NO_NUL)] = None,
-    updated_since: Annotated[datetime | None, Query(description="ISO 8601 date-time")] = None,
+    region: Annotated[str | None, Query(max_length=16, pattern=NO_NUL)] = None,
+    updated_since: UpdatedSince = None,
     urn: TextFilter = None,
     cursor: Cursor = None,
     limit: Limit = 50,
@@ -142,12 +141,12 @@ async def thumbnail(model_id: ModelId, conn: Connection) -> Response:
 async def list_objects(
     model_id: ModelId,
     conn: Connection,
-    name: Annotated[str | None, Query(max_length=1024, pattern=_NO_NUL, description="exact name")] = None,
+    name: Annotated[str | None, Query(max_length=1024, pattern=NO_NUL, description="exact name")] = None,
     name_contains: Annotated[
         str | None,
-        Query(max_length=1024, pattern=_NO_NUL, description="case-insensitive substring of the name"),
+        Query(max_length=1024, pattern=NO_NUL, description="case-insensitive substring of the name"),
     ] = None,
-    external_id: Annotated[str | None, Query(alias="externalId", max_length=1024, pattern=_NO_NUL)] = None,
+    external_id: Annotated[str | None, Query(alias="externalId", max_length=1024, pattern=NO_NUL)] = None,
     view_guid: TextFilter = None,
     cursor: Cursor = None,
     limit: Limit = 100,
@@ -175,10 +174,10 @@ async def list_objects(
 async def list_properties(
     model_id: ModelId,
     conn: Connection,
-    name: Annotated[str | None, Query(max_length=1024, pattern=_NO_NUL, description="property name")] = None,
-    value: Annotated[str | None, Query(max_length=10_000, pattern=_NO_NUL, description="exact value")] = None,
+    name: Annotated[str | None, Query(max_length=1024, pattern=NO_NUL, description="property name")] = None,
+    value: Annotated[str | None, Query(max_length=10_000, pattern=NO_NUL, description="exact value")] = None,
     category: TextFilter = None,
-    external_id: Annotated[str | None, Query(alias="externalId", max_length=1024, pattern=_NO_NUL)] = None,
+    external_id: Annotated[str | None, Query(alias="externalId", max_length=1024, pattern=NO_NUL)] = None,
     view_guid: TextFilter = None,
     cursor: Cursor = None,
     limit: Limit = 100,

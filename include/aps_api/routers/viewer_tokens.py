@@ -12,7 +12,15 @@ from aps_api import queries
 from aps_api.context import APIContext
 from aps_api.deps import Context, ModelId, require_api_key, require_viewer_session
 from aps_api.errors import VIEWER_TOKENS_NOT_CONFIGURED, APSUnavailable, model_not_found
-from aps_api.schemas import AUTH_ERRORS, NOT_FOUND, ErrorBody, ViewerToken
+from aps_api.query_params import known_query_only
+from aps_api.schemas import (
+    AUTH_ERRORS,
+    DATABASE_ERRORS,
+    INVALID_PARAMETERS,
+    NOT_FOUND,
+    ErrorBody,
+    ViewerToken,
+)
 from aps_client.regions import viewer_api
 from aps_client.viewer import viewer_scope
 from aps_results.models import ModelStatus
@@ -24,7 +32,9 @@ router = APIRouter(tags=["viewer"])
 _TOKEN_ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody, "description": "the model is not (successfully) translated"},
     502: {"model": ErrorBody, "description": "APS did not issue a token"},
-    503: {"model": ErrorBody, "description": "viewer tokens are not configured on this server"},
+    503: {**DATABASE_ERRORS[503], "description": "viewer tokens are not configured on this server, or the "
+                                                  "results database is unavailable"},
+    **INVALID_PARAMETERS,
 }
 
 
@@ -83,7 +93,7 @@ async def _viewer_token(context: APIContext, model_id: int, response: Response) 
     "/v1/models/{model_id}/viewer-token",
     response_model=ViewerToken,
     summary="A short-lived APS token for the Viewer",
-    dependencies=[Depends(require_api_key)],
+    dependencies=[Depends(require_api_key), Depends(known_query_only)],
     responses={**AUTH_ERRORS, **NOT_FOUND, **_TOKEN_ERRORS},
 )
 async def viewer_token(model_id: ModelId, context: Context, response: Response) -> dict[str, Any]:
@@ -94,7 +104,7 @@ async def viewer_token(model_id: ModelId, context: Context, response: Response) 
     "/viewer/viewer-token",
     response_model=ViewerToken,
     summary="A viewer token for the viewer page (session cookie, see /viewer/session)",
-    dependencies=[Depends(require_viewer_session)],
+    dependencies=[Depends(require_viewer_session), Depends(known_query_only)],
     responses={
         401: {"model": ErrorBody, "description": "no viewer session, or it expired, or its key was revoked"},
         404: {"model": ErrorBody, "description": "no model with this URN"},

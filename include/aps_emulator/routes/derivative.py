@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from aps_emulator import real_shapes
 from aps_emulator.content.checks import (
     EXTRACTOR_FAILURE,
     content_problems,
@@ -159,6 +160,9 @@ async def start_job(request: Request, caller: Annotated[Caller, Depends(authenti
         raise md_error(403, "The application has no access to the source object.")
     _check_formats(payload, record.object_key)
     accepted = {"result": "success", "urn": encode_urn(object_id), "acceptedJobs": {"output": raw["output"]}}
+    rng = context.real_shape_rng()
+    if rng is not None:
+        accepted = real_shapes.job_accepted(accepted, rng)
 
     force = request.headers.get("x-ads-force", "").lower() == "true"
     key = job_ref(region, object_id)
@@ -195,7 +199,9 @@ async def get_manifest(request: Request, urn: str,
                        caller: Annotated[Caller, Depends(authenticated)]) -> JSONResponse:
     context = get_context(request)
     job = _job(context, request, urn, caller, *MANIFEST_READ)
-    return JSONResponse(manifest_body(job, context.clock.now()))
+    body = manifest_body(job, context.clock.now())
+    rng = context.real_shape_rng()
+    return JSONResponse(body if rng is None else real_shapes.manifest(body, rng))
 
 
 @router.delete("/modelderivative/v2/designdata/{urn}/manifest", name="manifest_delete")
@@ -284,6 +290,9 @@ async def object_tree(
     if level is not None and level != 1:
         raise md_error(400, "Only level=1 is supported.")
     objects = content.tree(objectid, level if objectid is not None else None)
+    rng = context.real_shape_rng()
+    if rng is not None:
+        objects = real_shapes.tree(objects, rng)
     return _sized_json(context, {"data": {"type": "objects", "objects": objects}}, _forceget(forceget))
 
 
@@ -295,6 +304,9 @@ async def properties(
     context = get_context(request)
     content = await _model(context, request, urn, guid, caller)
     collection = content.collection([objectid] if objectid is not None else None)
+    rng = context.real_shape_rng()
+    if rng is not None:
+        collection = real_shapes.properties(collection, rng)
     body = {"data": {"type": "properties", "collection": collection}}
     return _sized_json(context, body, _forceget(forceget))
 

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from aps_emulator import real_shapes
 from aps_emulator.bodies import bucket_body, iso, object_body
 from aps_emulator.context import EmulatorContext, get_context
 from aps_emulator.errors import oss_error
@@ -270,7 +271,9 @@ async def complete_upload(request: Request, bucket_key: str, object_key: str, bo
         store.mark_dirty()
     if previous is not None:
         store.blob_path(previous.blob).unlink(missing_ok=True)
-    return JSONResponse(object_body(str(request.base_url), record))
+    answer = object_body(str(request.base_url), record)
+    rng = context.real_shape_rng()
+    return JSONResponse(answer if rng is None else real_shapes.upload_completion(answer, rng))
 
 
 # -- object details ----------------------------------------------------------------------------------------

@@ -1,0 +1,256 @@
+"""Every real APS payload in tests/fixtures/aps_real/ goes through the parsers the pipeline uses, and what the
+pipeline needs survives: names and parents of tree nodes, properties with their externalIds and GlobalIds,
+statuses, messages with their arguments, views and roles, thumbnails, upload and job answers, webhook
+callbacks.
+
+Each fixture's expectations come from two places: generic ones computed from the raw JSON by a plain walk that
+does not share code with the parsers (every node, every message, every status), and the table `EXPECTED` for
+what a person read in the payload (the GlobalId of an IFC element, the file name in a message's arguments).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aps_client.derivative import summarize_messages
+from aps_client.derivative_readers import properties_from_chunks, tree_entries_from_chunks
+from aps_client.models import (
+    Derivative,
+    ExtractionFinished,
+    JobAccepted,
+    Manifest,
+    ManifestNode,
+    ModelView,
+    ObjectDetails,
+    TreeNode,
+)
+from aps_results.records import properties_from_aps
+
+REAL = Path(__file__).parents[1] / "fixtures" / "aps_real"
+FIXTURES = sorted(path.name.removesuffix(".json") for path in REAL.glob("*.json")
+                  if not path.name.endswith(".source.json"))
+
+# What a reader of each payload found in it (beyond what the generic walk checks).
+EXPECTED: dict[str, dict[str, Any]] = {
+    "manifest_rvt_to_dwg_root_message_list": {
+        "messages": [("warning", "Revit-MissingLink", ["サンプル構造.rvt"])], "status": "success"},
+    "derivative_rvt_failed_unsupported_version": {
+        "messages": [("error", "Revit-UnsupportedFileType", []),
+                     ("error", "TranslationWorker-RecoverableInternalFailure", ["-536870935"])]},
+    "manifest_iam_inprogress_99": {"status": "inprogress", "finished": False, "percent": 99},
+    "manifest_iam_pending": {"status": "pending", "finished": False, "percent": 0},
+    "manifest_iam_failed": {"status": "failed", "finished": True},
+    "manifest_rvt_success_3d": {"roles": {"3d"}},
+    "views_rvt_3d_and_sheets": {"roles": ["3d", "2d", "2d"]},
+    "tree_rvt_name_after_objects": {"named": {1: "Model", 2263: "Topography"}},
+    "tree_rvt_filtered_name_after_objects": {"named": {5414: "Alex"}},
+    "properties_ifc_positional_externalid": {
+        "external_ids": {5: "0/0/1"},
+        "global_ids": {5: "20NmXiEJT6rAHgkxlCGBtf", 3: "1KdUotrl53Kw8knBQlDKyf"}},
+    "properties_ifc2_positional_externalid": {"positional": True},
+    "properties_rvt_categories": {"global_ids": {2264: None}},
+    "oss_upload_complete_without_sha1": {"sha1": None, "size": 17813504},
+    "oss_object_details_f3d": {"sha1": "aff3baa7e6ddd2053f669632ee69412bc70399fa"},
+    "webhook_extraction_finished_register_key_empty": {
+        "status": "failed", "scope": "7dca556c-e041-444a-91cf-cdea18a7699e", "register_keys": [],
+        "workflow": "my-workflow-id"},
+    "webhook_extraction_finished_register_key_named": {"register_keys": ["test123"]},
+}
+
+
+def _load(name: str) -> tuple[Any, dict[str, Any]]:
+    return (json.loads((REAL / f"{name}.json").read_text()),
+            json.loads((REAL / f"{name}.source.json").read_text()))
+
+
+def _chunks(body: Any, size: int = 64) -> list[bytes]:
+    raw = json.dumps(body).encode()
+    return [raw[i:i + size] for i in range(0, len(raw), size)]
+
+
+# --- ground truth, walked from the raw JSON -----------------------------------------------------------------
+
+
+def _raw_tree(objects: list[dict[str, Any]]) -> set[tuple[int, str, int | None, int]]:
+    found: set[tuple[int, str, int | None, int]] = set()
+    stack = [(node, None, 0) for node in objects]
+    while stack:
+        node, parent, depth = stack.pop()
+        found.add((node["objectid"], node.get("name") or "", parent, depth))
+        stack.extend((child, node["objectid"], depth + 1) for child in node.get("objects") or [])
+    return found
+
+
+def _raw_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("children") or []:
+        yield from _raw_nodes(child)
+
+
+def _raw_messages(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [message for node in nodes for message in node.get("messages") or []]
+
+
+def _check_messages(parsed: list[Any], raw: list[dict[str, Any]]) -> None:
+    assert len(parsed) == len(raw)
+    for message, source in zip(parsed, raw, strict=True):
+        text = source.get("message")
+        arguments = [str(a) for a in text[1:]] if isinstance(text, list) else []
+        assert (message.type, message.code) == (source.get("type", "info"), source.get("code", ""))
+        assert all(argument in message.message for argument in arguments)
+        assert "{0}" not in message.message or not arguments
+        for line in summarize_messages([message]):  # the bounded form keeps the arguments too
+            assert all(argument in line for argument in arguments)
+
+
+def _check_nodes(parsed: list[ManifestNode], raw: list[dict[str, Any]]) -> None:
+    assert [(n.guid, n.role, n.status, n.name) for n in parsed] == [
+        (r.get("guid"), r.get("role"), r.get("status"), r.get("name")) for r in raw]
+    thumbnails = [n for n in parsed if n.role == "thumbnail"]
+    assert len(thumbnails) == sum(r.get("role") == "thumbnail" for r in raw)
+
+
+# --- per kind -----------------------------------------------------------------------------------------------
+
+
+def _manifest(name: str, body: dict[str, Any]) -> None:
+    manifest = Manifest.model_validate(body)
+    raw_nodes = [node for derivative in body.get("derivatives") or [] for node in _raw_nodes(derivative)]
+    assert manifest.status == body.get("status", "pending")
+    assert manifest.has_thumbnail == (body.get("hasThumbnail") == "true")
+    _check_nodes([node for d in manifest.derivatives for node in d.walk()], raw_nodes)
+    _check_messages(manifest.messages(), _raw_messages([body, *raw_nodes]))
+    expected = EXPECTED.get(name, {})
+    if "finished" in expected:
+        assert manifest.is_finished is expected["finished"]
+        assert manifest.progress_percent == expected.get("percent", 100)
+    if "roles" in expected:
+        geometry = [n for d in manifest.derivatives for n in d.walk() if n.type == "geometry"]
+        assert {n.role for n in geometry} == expected["roles"]
+    _expected_messages(manifest.messages(), expected)
+    dumped = json.loads(json.dumps(manifest.model_dump(mode="json", by_alias=True)))
+    assert len(_raw_messages([dumped, *[n for d in dumped["derivatives"] for n in _raw_nodes(d)]])) == len(
+        manifest.messages())  # what the pipeline stores keeps every message, at its level
+
+
+def _expected_messages(messages: list[Any], expected: dict[str, Any]) -> None:
+    for (kind, code, arguments), message in zip(expected.get("messages", []), messages, strict=False):
+        assert (message.type, message.code) == (kind, code)
+        assert all(argument in message.message for argument in arguments)
+
+
+def _node(name: str, body: dict[str, Any], model: type[ManifestNode]) -> None:
+    node = model.model_validate(body)
+    _check_nodes(node.walk(), list(_raw_nodes(body)))
+    _check_messages([m for n in node.walk() for m in n.messages], _raw_messages(list(_raw_nodes(body))))
+    _expected_messages(node.messages, EXPECTED.get(name, {}))
+
+
+def _tree(name: str, body: dict[str, Any]) -> None:
+    truth = _raw_tree(body["data"]["objects"])
+    streamed = list(tree_entries_from_chunks(_chunks(body)))
+    assert {(e.objectid, e.name, e.parent, e.depth) for e in streamed} == truth
+    assert len(streamed) == len(truth)
+    whole = [TreeNode.model_validate(node) for node in body["data"]["objects"]]
+    flat: set[tuple[int, str]] = set()
+    stack = list(whole)
+    while stack:
+        node = stack.pop()
+        flat.add((node.objectid, node.name))
+        stack.extend(node.objects)
+    assert flat == {(objectid, node_name) for objectid, node_name, _, _ in truth}
+    for objectid, node_name in EXPECTED.get(name, {}).get("named", {}).items():
+        assert {e.name for e in streamed if e.objectid == objectid} == {node_name}
+
+
+def _properties(name: str, body: dict[str, Any]) -> None:
+    collection = body["data"]["collection"]
+    parsed = list(properties_from_chunks(_chunks(body)))
+    assert [(p.objectid, p.external_id, p.name, p.properties) for p in parsed] == [
+        (c["objectid"], c.get("externalId"), c.get("name") or "", c.get("properties") or {})
+        for c in collection]
+    records = {r.object_id: r for r in properties_from_aps("v", collection)}
+    expected = EXPECTED.get(name, {})
+    for objectid, external_id in expected.get("external_ids", {}).items():
+        assert records[objectid].external_id == external_id
+    for objectid, global_id in expected.get("global_ids", {}).items():
+        assert records[objectid].global_id == global_id
+    if expected.get("positional"):  # every element with an IFC category gets its GlobalId despite the path
+        ifc = [r for r in records.values() if isinstance(r.properties.get("IFC"), dict)
+               and "GLOBALID" in r.properties["IFC"]]
+        assert ifc
+        assert all(r.global_id for r in ifc)
+
+
+def _views(name: str, body: dict[str, Any]) -> None:
+    raw = body["data"]["metadata"]
+    views = [ModelView.model_validate(item) for item in raw]
+    assert [(v.guid, v.name, v.role) for v in views] == [(r["guid"], r["name"], r["role"]) for r in raw]
+    roles = EXPECTED.get(name, {}).get("roles")
+    assert roles is None or [v.role for v in views][: len(roles)] == roles
+
+
+def _oss_object(name: str, body: dict[str, Any]) -> None:
+    details = ObjectDetails.model_validate(body)
+    assert (details.object_id, details.object_key, details.bucket_key) == (
+        body["objectId"], body["objectKey"], body["bucketKey"])
+    expected = EXPECTED.get(name, {})
+    assert details.sha1 == expected.get("sha1", body.get("sha1"))
+    assert details.size == expected.get("size", body.get("size"))
+
+
+def _oss_signed_upload(_: str, body: dict[str, Any]) -> None:
+    assert body["uploadKey"]
+    assert isinstance(body["urls"], list)  # what aps_client.upload reads from the batch
+
+
+def _job(_: str, body: dict[str, Any]) -> None:
+    job = JobAccepted.model_validate(body)
+    assert (job.urn, job.result, job.accepted_jobs) == (body["urn"], body["result"], body["acceptedJobs"])
+
+
+def _webhook(name: str, body: dict[str, Any]) -> None:
+    event = ExtractionFinished.from_callback(body)
+    assert event.urn == body["payload"]["URN"]
+    for key, value in EXPECTED.get(name, {}).items():
+        assert getattr(event, key) == value
+    only_event = ExtractionFinished.from_callback(body["payload"])  # callbackWithEventPayloadOnly
+    assert (only_event.status, only_event.register_keys) == (event.status, event.register_keys)
+
+
+CHECKS: dict[str, Callable[[str, Any], None]] = {
+    "manifest": _manifest,
+    "derivative": lambda name, body: _node(name, body, Derivative),
+    "manifest_node": lambda name, body: _node(name, body, ManifestNode),
+    "tree": _tree,
+    "properties": _properties,
+    "views": _views,
+    "oss_object": _oss_object,
+    "oss_signed_upload": _oss_signed_upload,
+    "job": _job,
+    "webhook_callback": _webhook,
+}
+
+
+def test_the_corpus_is_large_enough_and_every_fixture_names_its_source_and_licence() -> None:
+    assert len(FIXTURES) >= 25
+    kinds = set()
+    for name in FIXTURES:
+        _, source = _load(name)
+        assert source["licence"]
+        assert source.get("url") or source.get("repository")
+        assert source["real_shapes"]
+        kinds.add(source["kind"])
+    assert kinds == set(CHECKS)
+    assert set(EXPECTED) <= set(FIXTURES)
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_a_real_payload_survives_the_parsers(name: str) -> None:
+    body, source = _load(name)
+    CHECKS[source["kind"]](name, body)
