@@ -328,6 +328,11 @@ class TranslationRecord:
     attempt: int
     status: str
     run_id: str | None = None  # the run that submitted it
+    job_submitted_at: datetime | None = None
+
+
+_TRANSLATION_COLUMNS = (Translation.id, Translation.model_id, Translation.attempt, Translation.status,
+                        Translation.run_id, Translation.job_submitted_at)
 
 
 def start_translation(
@@ -343,25 +348,51 @@ def start_translation(
     attempt = conn.execute(
         select(func.coalesce(func.max(Translation.attempt), 0) + 1).where(Translation.model_id == model_id)
     ).scalar_one()
-    translation_id = conn.execute(
+    translation_id, submitted_at = conn.execute(
         insert(Translation)
         .values(model_id=model_id, attempt=attempt, run_id=run_id, output_formats=list(output_formats),
                 forced=forced)
-        .returning(Translation.id)
-    ).scalar_one()
+        .returning(Translation.id, Translation.job_submitted_at)
+    ).one()
     set_model_status(conn, model_id, ModelStatus.TRANSLATING, run_id=run_id)
-    return TranslationRecord(translation_id, model_id, attempt, TranslationStatus.SUBMITTED.value, run_id)
+    return TranslationRecord(translation_id, model_id, attempt, TranslationStatus.SUBMITTED.value, run_id,
+                             submitted_at)
 
 
 def latest_translation(conn: Connection, model_id: int) -> TranslationRecord | None:
     row = conn.execute(
-        select(Translation.id, Translation.model_id, Translation.attempt, Translation.status,
-               Translation.run_id)
+        select(*_TRANSLATION_COLUMNS)
         .where(Translation.model_id == model_id)
         .order_by(Translation.attempt.desc())
         .limit(1)
     ).one_or_none()
     return None if row is None else TranslationRecord(*row)
+
+
+@dataclass(frozen=True)
+class ModelSnapshot:
+    """What settling a model reads, once: the model, its latest translation, the pipeline's run's unfinished
+    files of it, and the database's clock (the translation's deadline is measured on it)."""
+
+    model: ModelRecord
+    translation: TranslationRecord | None
+    file_ids: list[int]
+    now: datetime
+
+    def deadline_passed(self, translation_timeout: float) -> bool:
+        """Whether the latest translation was submitted more than `translation_timeout` seconds ago."""
+        submitted = self.translation.job_submitted_at if self.translation else None
+        return submitted is not None and (self.now - submitted).total_seconds() >= translation_timeout
+
+
+def model_snapshot(conn: Connection, model_id: int, pipeline: str, run_id: str) -> ModelSnapshot | None:
+    """The model's settlement snapshot, None when the model does not exist."""
+    model = get_model(conn, model_id)
+    if model is None:
+        return None
+    return ModelSnapshot(model, latest_translation(conn, model_id),
+                         [i for i, _ in unfinished_model_files(conn, model_id, pipeline, run_id)],
+                         conn.scalar(select(func.now())))
 
 
 def update_translation(
@@ -485,8 +516,9 @@ def write_run_summary(
 
 
 __all__ = [
-    "CheckOutcome", "ClaimedFile", "DiscoveredObject", "ModelRecord", "RunCounts", "TranslationRecord",
-    "claim_files", "count_unfinished_files", "delete_model", "get_model", "get_or_create_model",
-    "latest_translation", "record_validation", "record_validation_run", "run_counts", "set_file_state",
-    "set_model_status", "start_translation", "update_model", "update_translation", "write_run_summary",
+    "CheckOutcome", "ClaimedFile", "DiscoveredObject", "ModelRecord", "ModelSnapshot", "RunCounts",
+    "TranslationRecord", "claim_files", "count_unfinished_files", "delete_model", "get_model",
+    "get_or_create_model", "latest_translation", "model_snapshot", "record_validation",
+    "record_validation_run", "run_counts", "set_file_state", "set_model_status", "start_translation",
+    "update_model", "update_translation", "write_run_summary",
 ]
