@@ -135,7 +135,7 @@ def upload_models(
             return None
         with engine.begin() as connection:
             registry.update_model(connection, model_id, object_id=uploaded.object_id, urn=uploaded.urn,
-                                  bucket_key=uploaded.bucket_key, object_key=uploaded.object_key)
+                                  object_key=uploaded.object_key)
             registry.set_model_status(connection, model_id, ModelStatus.UPLOADED, run_id=run_id)
             registry.set_file_state(connection, file_ids, FileState.UPLOADED)
         logger.info("model %d: %s -> APS %s/%s (%s, %d bytes), urn %s", model_id,

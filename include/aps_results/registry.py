@@ -12,7 +12,7 @@ All writes are safe to repeat: a retried Airflow task calling them again creates
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ from sqlalchemy import Connection, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from aps_results.models import (
+    DEFAULT_OUTPUT_PROFILE,
     TERMINAL_FILE_STATES,
     File,
     FileState,
@@ -231,44 +232,60 @@ def record_validation_run(
 
 @dataclass(frozen=True)
 class ModelRecord:
+    """A model row as the pipeline reads it; its fields are the columns read (`_MODEL_COLUMNS`)."""
+
     id: int
     region: str
     sha256: str
+    bucket_key: str | None
+    output_profile: str
     status: str
     reason: str | None
-    bucket_key: str | None
     object_key: str | None
     object_id: str | None
     urn: str | None
     upload_key: str | None
     upload_state: dict[str, Any]
     loaded_at: datetime | None
-    created: bool  # True when this call created the model (the caller should upload it)
+    created: bool = False  # True when this call created the model (the caller should upload it)
 
 
-_MODEL_COLUMNS = (Model.id, Model.region, Model.sha256, Model.status, Model.reason, Model.bucket_key,
-                  Model.object_key, Model.object_id, Model.urn, Model.upload_key, Model.upload_state,
-                  Model.loaded_at)
+_MODEL_COLUMNS = tuple(getattr(Model, f.name) for f in fields(ModelRecord) if f.name != "created")
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What makes a translation different: the content, where and by which APS application it is translated
+    (a bucket key is unique across APS, so the bucket names its owner), and the output profile (the canonical
+    hash of the job's formats and options, `aps_pipeline.dedupe.translation_profile`)."""
+
+    region: str
+    sha256: str
+    bucket_key: str
+    output_profile: str = DEFAULT_OUTPUT_PROFILE
 
 
 def get_or_create_model(
-    conn: Connection, region: str, sha256: str, source_file_id: int | None = None, run_id: str | None = None
+    conn: Connection, identity: ModelIdentity, source_file_id: int | None = None, run_id: str | None = None
 ) -> ModelRecord:
-    """The model for this content in this region, created (status pending) if new.
+    """The model of this identity, created (status pending) if new.
 
-    Identical content is uploaded and translated once: files with the same sha256 share the model. When
-    `source_file_id` is given, that file is linked to the model.
+    Identical content asked for in the same way is uploaded and translated once: files with the same identity
+    share the model. When `source_file_id` is given, that file is linked to the model.
     """
+    key = {"region": identity.region, "sha256": identity.sha256, "bucket_key": identity.bucket_key,
+           "output_profile": identity.output_profile}
     created_id = conn.execute(
         pg_insert(Model)
-        .values(region=region, sha256=sha256, source_file_id=source_file_id)
-        .on_conflict_do_nothing(index_elements=[Model.region, Model.sha256])
+        .values(**key, source_file_id=source_file_id)
+        .on_conflict_do_nothing(index_elements=[Model.region, Model.sha256, Model.bucket_key,
+                                                Model.output_profile])
         .returning(Model.id)
     ).scalar()
     if created_id is not None:
         conn.execute(insert(ModelStatusHistory).values(model_id=created_id, status=ModelStatus.PENDING.value,
                                                        run_id=run_id))
-    row = conn.execute(select(*_MODEL_COLUMNS).where(Model.region == region, Model.sha256 == sha256)).one()
+    row = conn.execute(select(*_MODEL_COLUMNS).where(*(getattr(Model, k) == v for k, v in key.items()))).one()
     if source_file_id is not None:
         conn.execute(
             update(File).where(File.id == source_file_id).values(model_id=row.id, updated_at=func.now())
@@ -281,11 +298,12 @@ def get_model(conn: Connection, model_id: int) -> ModelRecord | None:
     return None if row is None else ModelRecord(*row, created=False)
 
 
-_MODEL_FIELDS = frozenset({"bucket_key", "object_key", "object_id", "urn", "upload_key", "upload_state"})
+# Not the identity's columns (region, sha256, bucket_key, output_profile): a model never changes identity.
+_MODEL_FIELDS = frozenset({"object_key", "object_id", "urn", "upload_key", "upload_state"})
 
 
 def update_model(conn: Connection, model_id: int, **fields: Any) -> None:
-    """Set upload details: bucket_key, object_key, object_id, urn, upload_key, upload_state."""
+    """Set upload details: object_key, object_id, urn, upload_key, upload_state."""
     unknown = set(fields) - _MODEL_FIELDS
     if unknown:
         raise ValueError(f"update_model cannot set {sorted(unknown)}; use set_model_status for the status")
@@ -331,8 +349,7 @@ class TranslationRecord:
     job_submitted_at: datetime | None = None
 
 
-_TRANSLATION_COLUMNS = (Translation.id, Translation.model_id, Translation.attempt, Translation.status,
-                        Translation.run_id, Translation.job_submitted_at)
+_TRANSLATION_COLUMNS = tuple(getattr(Translation, f.name) for f in fields(TranslationRecord))
 
 
 def start_translation(
@@ -516,8 +533,8 @@ def write_run_summary(
 
 
 __all__ = [
-    "CheckOutcome", "ClaimedFile", "DiscoveredObject", "ModelRecord", "ModelSnapshot", "RunCounts",
-    "TranslationRecord", "claim_files", "count_unfinished_files", "delete_model", "get_model",
+    "CheckOutcome", "ClaimedFile", "DiscoveredObject", "ModelIdentity", "ModelRecord", "ModelSnapshot",
+    "RunCounts", "TranslationRecord", "claim_files", "count_unfinished_files", "delete_model", "get_model",
     "get_or_create_model", "latest_translation", "model_snapshot", "record_validation",
     "record_validation_run", "run_counts", "set_file_state", "set_model_status", "start_translation",
     "update_model", "update_translation", "write_run_summary",

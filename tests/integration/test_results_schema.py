@@ -84,7 +84,6 @@ def test_0004_adds_the_files_sha1_column_and_its_downgrade_drops_it(results_url:
     def sha1_column() -> list[dict[str, object]]:
         return [c for c in inspect(engine).get_columns("files", schema=SCHEMA) if c["name"] == "sha1"]
 
-    assert migrate.head_revision() == "0004"
     (column,) = sha1_column()
     assert column["nullable"] is True
     migrate.downgrade(results_url, "0003")

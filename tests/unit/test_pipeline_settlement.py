@@ -19,8 +19,8 @@ TIMEOUT = 3600.0
 def snapshot(*, urn: str | None = "dXJu", files: tuple[int, ...] = (1,), submitted_ago: float | None = 60
              ) -> ModelSnapshot:
     model = ModelRecord(id=7, region="US", sha256="a" * 64, status="translating", reason=None,
-                        bucket_key="b", object_key="o.ifc", object_id=None, urn=urn, upload_key=None,
-                        upload_state={}, loaded_at=None, created=False)
+                        bucket_key="b", output_profile="p" * 64, object_key="o.ifc", object_id=None,
+                        urn=urn, upload_key=None, upload_state={}, loaded_at=None, created=False)
     translation = None if submitted_ago is None else TranslationRecord(
         id=3, model_id=7, attempt=1, status="submitted", run_id="r",
         job_submitted_at=NOW - timedelta(seconds=submitted_ago))
