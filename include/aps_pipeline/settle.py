@@ -49,6 +49,7 @@ from aps_client import Manifest, ModelView, ObjectProperties, TreeEntry
 from aps_client.derivative import DEADLINE_EXCEEDED
 from aps_client.errors import APSError, APSNotFoundError
 from aps_pipeline.batch import ModelWorkFailed, for_each_model
+from aps_pipeline.claims import let_go, model_holder
 from aps_pipeline.config import MAX_LOAD_ATTEMPTS, PipelineConfig
 from aps_results import records, registry
 from aps_results.loader import load_model_results
@@ -416,8 +417,11 @@ def settle_models(
     model's failure never blocks the others (see `end_failed_models`); a retried task skips the models
     already settled."""
     urn_verdicts = dict(verdicts or {})
+    holder = model_holder(pipeline, run_id)
 
     def settle(model_id: int) -> dict[str, Any] | None:
+        # A claim this run still holds (its submission never ran) is let go: other runs need not wait.
+        let_go(engine, model_id, holder)
         with engine.connect() as connection:
             model = registry.get_model(connection, model_id)
         verdict = urn_verdicts.get(model.urn) if model is not None and model.urn else None

@@ -273,6 +273,12 @@ class Model(Base):
     upload_state: Mapped[dict[str, Any]] = mapped_column(
         server_default=text("'{}'::jsonb"), comment="finished parts etc., so a retried upload resumes"
     )
+    claimed_by: Mapped[str | None] = mapped_column(
+        comment="<pipeline>/<run id> uploading or submitting the model now; others wait for it"
+    )
+    claimed_at: Mapped[datetime | None] = mapped_column(
+        comment="when the claim was taken or last renewed; a claim older than its lease is free again"
+    )
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
     loaded_at: Mapped[datetime | None] = mapped_column(comment="when the results were last (re)loaded")

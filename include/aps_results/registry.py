@@ -42,6 +42,7 @@ _TERMINAL = sorted(state.value for state in TERMINAL_FILE_STATES)
 FINAL_TRANSLATION_STATUSES = frozenset(
     {TranslationStatus.SUCCESS, TranslationStatus.FAILED, TranslationStatus.TIMEOUT}
 )
+_FINAL_TRANSLATION_VALUES = sorted(status.value for status in FINAL_TRANSLATION_STATUSES)
 
 
 # --- Files -------------------------------------------------------------------------------------------------
@@ -310,23 +311,50 @@ def update_model(conn: Connection, model_id: int, **fields: Any) -> None:
     conn.execute(update(Model).where(Model.id == model_id).values(**fields, updated_at=func.now()))
 
 
+# A model with results loaded stays servable: it never goes back to a status before its upload.
+_BEFORE_UPLOAD = frozenset({ModelStatus.PENDING, ModelStatus.UPLOADING, ModelStatus.UPLOADED})
+
+
 def set_model_status(
     conn: Connection, model_id: int, status: ModelStatus | str, reason: str | None = None,
     run_id: str | None = None,
 ) -> bool:
-    """Change a model's status and append it to its history; False (and no history row) if unchanged."""
+    """Change a model's status and append it to its history; False (and no history row) if unchanged, or
+    if the change would move a loaded model back to pending/uploading/uploaded."""
     status = ModelStatus(status)
+    statement = update(Model).where(Model.id == model_id, Model.status != status.value)
+    if status in _BEFORE_UPLOAD:
+        statement = statement.where(Model.loaded_at.is_(None))
     changed = conn.execute(
-        update(Model)
-        .where(Model.id == model_id, Model.status != status.value)
-        .values(status=status.value, reason=reason, updated_at=func.now())
-        .returning(Model.id)
+        statement.values(status=status.value, reason=reason, updated_at=func.now()).returning(Model.id)
     ).scalar()
     if changed is None:
         return False
     conn.execute(insert(ModelStatusHistory).values(model_id=model_id, status=status.value, reason=reason,
                                                    run_id=run_id))
     return True
+
+
+def claim_model(conn: Connection, model_id: int, holder: str, lease_seconds: float) -> str | None:
+    """Take (or renew) the model's claim for `holder` ("<pipeline>/<run id>"); None when `holder` has it
+    now, else who holds it. A claim not renewed for `lease_seconds` (its run died) is free again."""
+    taken = conn.execute(
+        update(Model)
+        .where(Model.id == model_id,
+               or_(Model.claimed_by.is_(None), Model.claimed_by == holder,
+                   Model.claimed_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, lease_seconds)))
+        .values(claimed_by=holder, claimed_at=func.now())
+        .returning(Model.id)
+    ).scalar()
+    if taken is not None:
+        return None
+    return conn.scalar(select(Model.claimed_by).where(Model.id == model_id)) or "a run that just let go"
+
+
+def release_model(conn: Connection, model_id: int, holder: str) -> None:
+    """Let go of the model's claim, if `holder` has it."""
+    conn.execute(update(Model).where(Model.id == model_id, Model.claimed_by == holder)
+                 .values(claimed_by=None, claimed_at=None))
 
 
 def delete_model(conn: Connection, model_id: int) -> None:
@@ -362,6 +390,15 @@ def start_translation(
     """
     # Lock the model row so two submitters cannot pick the same attempt number.
     conn.execute(select(Model.id).where(Model.id == model_id).with_for_update())
+    # An attempt still open is replaced (a forced re-translation): it ends here, so none stays open for ever.
+    conn.execute(
+        update(Translation)
+        .where(Translation.model_id == model_id, Translation.status.not_in(_FINAL_TRANSLATION_VALUES))
+        .values(status=TranslationStatus.FAILED.value, finished_at=func.now(),
+                messages=Translation.messages.op("||")(
+                    func.jsonb_build_array(func.jsonb_build_object(
+                        "type", "error", "code", "replaced",
+                        "message", "a later attempt of the same model replaced this one")))))
     attempt = conn.execute(
         select(func.coalesce(func.max(Translation.attempt), 0) + 1).where(Translation.model_id == model_id)
     ).scalar_one()

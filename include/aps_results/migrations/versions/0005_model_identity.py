@@ -5,6 +5,9 @@ Before, a model was keyed by (region, sha256) only: a pipeline asking for other 
 application, got the first pipeline's translation. Existing rows were translated with the default formats
 and get the default profile; their bucket_key is already set.
 
+Also the model's claim (`claimed_by`, `claimed_at`): overlapping runs sharing a model take turns uploading
+and submitting it instead of doing it twice.
+
 Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-07
@@ -35,6 +38,14 @@ def upgrade() -> None:
                           "identity"),
         schema=SCHEMA,
     )
+    op.add_column("models", sa.Column(
+        "claimed_by", sa.Text(), nullable=True,
+        comment="<pipeline>/<run id> uploading or submitting the model now; others wait for it"),
+        schema=SCHEMA)
+    op.add_column("models", sa.Column(
+        "claimed_at", sa.DateTime(timezone=True), nullable=True,
+        comment="when the claim was taken or last renewed; a claim older than its lease is free again"),
+        schema=SCHEMA)
     op.alter_column("models", "sha256", schema=SCHEMA,
                     comment="content hash: identical content is uploaded once per identity",
                     existing_comment="content hash: identical content is uploaded once per region",
@@ -53,4 +64,6 @@ def downgrade() -> None:
                     comment="content hash: identical content is uploaded once per region",
                     existing_comment="content hash: identical content is uploaded once per identity",
                     existing_type=sa.Text(), existing_nullable=False)
+    op.drop_column("models", "claimed_at", schema=SCHEMA)
+    op.drop_column("models", "claimed_by", schema=SCHEMA)
     op.drop_column("models", "output_profile", schema=SCHEMA)
