@@ -31,8 +31,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, TypedDict
 
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
 from aps_pipeline.checks import extension_of
 from aps_pipeline.config import PipelineConfig
@@ -95,14 +94,8 @@ def assign_models(
     """Link the run's valid files to models (one per content); return the models that need APS work."""
     region, bucket_key = pipeline.aps.region, pipeline.aps.bucket_key
     profile = translation_profile(pipeline.job_formats())
-    with Session(engine, expire_on_commit=False) as session:
-        valid = list(
-            session.scalars(
-                select(File)
-                .where(File.pipeline == pipeline.name, File.run_id == run_id, File.state.in_(_TO_PLAN))
-                .order_by(File.id)
-            )
-        )
+    with engine.connect() as connection:
+        valid = registry.run_files(connection, pipeline.name, run_id, _TO_PLAN)
     groups: dict[str, list[File]] = {}
     for file in valid:
         if file.sha256 is None:  # cannot happen after validation; guard against a hand-edited row

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
 
 from aps_results.models import (
     DEFAULT_OUTPUT_PROFILE,
@@ -119,7 +120,7 @@ def claim_files(
             .values(run_id=run_id, attempts=File.attempts + 1, updated_at=func.now())
         )
     claimed = conn.execute(
-        select(File.id, File.s3_bucket, File.s3_key, File.etag, File.size, File.state)
+        select(*(getattr(File, f.name) for f in fields(ClaimedFile)))
         .where(File.pipeline == pipeline, File.run_id == run_id)
         .order_by(File.id)
     )
@@ -173,6 +174,25 @@ def unfinished_model_files(
         .order_by(File.id)
     ).all()
     return [(row.id, row.s3_key) for row in rows]
+
+
+#: Every state but the terminal ones: `run_files(..., UNFINISHED_FILE_STATES)` are the run's open files.
+UNFINISHED_FILE_STATES = frozenset(FileState) - TERMINAL_FILE_STATES
+
+
+def run_files(
+    conn: Connection, pipeline: str, run_id: str, states: Collection[FileState | str], *,
+    limit: int | None = None,
+) -> list[File]:
+    """The pipeline's run's files in one of `states`, oldest first (at most `limit`): the one query for "the
+    run's files in state X". Detached rows to read; changes go through `set_file_state`."""
+    wanted = sorted(FileState(state).value for state in states)
+    statement = (select(File).where(File.pipeline == pipeline, File.run_id == run_id, File.state.in_(wanted))
+                 .order_by(File.id).limit(limit))
+    with Session(bind=conn, expire_on_commit=False) as session:
+        files = list(session.scalars(statement))
+        session.expunge_all()
+    return files
 
 
 def count_unfinished_files(conn: Connection, pipeline: str, run_id: str) -> int:
@@ -570,9 +590,30 @@ def write_run_summary(
 
 
 __all__ = [
-    "CheckOutcome", "ClaimedFile", "DiscoveredObject", "ModelIdentity", "ModelRecord", "ModelSnapshot",
-    "RunCounts", "TranslationRecord", "claim_files", "count_unfinished_files", "delete_model", "get_model",
-    "get_or_create_model", "latest_translation", "model_snapshot", "record_validation",
-    "record_validation_run", "run_counts", "set_file_state", "set_model_status", "start_translation",
-    "update_model", "update_translation", "write_run_summary",
+    "UNFINISHED_FILE_STATES",
+    "CheckOutcome",
+    "ClaimedFile",
+    "DiscoveredObject",
+    "ModelIdentity",
+    "ModelRecord",
+    "ModelSnapshot",
+    "RunCounts",
+    "TranslationRecord",
+    "claim_files",
+    "count_unfinished_files",
+    "delete_model",
+    "get_model",
+    "get_or_create_model",
+    "latest_translation",
+    "model_snapshot",
+    "record_validation",
+    "record_validation_run",
+    "run_counts",
+    "run_files",
+    "set_file_state",
+    "set_model_status",
+    "start_translation",
+    "update_model",
+    "update_translation",
+    "write_run_summary",
 ]
