@@ -340,17 +340,23 @@ def _read_manifest(aps: Any, model: registry.ModelRecord) -> tuple[Manifest | No
 
 def settle_model(
     aps: Any, engine: Engine, model_id: int, run_id: str, *, pipeline: str, last_attempt: bool,
-    verdict: Mapping[str, Any] | None = None, translation_timeout: float | None = None,
-    max_load_attempts: int = MAX_LOAD_ATTEMPTS,
+    verdict: Mapping[str, Any] | None = None, verdicts: Mapping[str, Mapping[str, Any]] | None = None,
+    translation_timeout: float | None = None, max_load_attempts: int = MAX_LOAD_ATTEMPTS,
 ) -> dict[str, Any] | None:
     """Bring a model's files of this run to a terminal state, whatever happened upstream (see the module's
     docstring for what each verdict means); None when no file of the run is left to settle.
 
+    `verdict` is the wait's entry for this model; or pass the wait's whole result as `verdicts` (by URN).
     Transient errors propagate so the task retries; on the `last_attempt` the files are ended `failed` with
     the error before it propagates, so none is lost.
     """
     timeout = translation_timeout if translation_timeout is not None else _DEFAULT_TRANSLATION_TIMEOUT
     snapshot = _snapshot(engine, model_id, pipeline, run_id)
+    holder = model_holder(pipeline, run_id)
+    if snapshot.model.claimed_by == holder:
+        let_go(engine, model_id, holder)  # its submission never ran: other runs need not wait for this one
+    if verdict is None and verdicts and snapshot.model.urn:
+        verdict = verdicts.get(snapshot.model.urn)
     try:
         manifest, manifest_error = None, None
         if snapshot.file_ids and snapshot.model.urn:
@@ -416,17 +422,10 @@ def settle_models(
     sensor's result; None when the wait gave none), in its own transactions, `concurrency` at a time. A
     model's failure never blocks the others (see `end_failed_models`); a retried task skips the models
     already settled."""
-    urn_verdicts = dict(verdicts or {})
-    holder = model_holder(pipeline, run_id)
 
     def settle(model_id: int) -> dict[str, Any] | None:
-        # A claim this run still holds (its submission never ran) is let go: other runs need not wait.
-        let_go(engine, model_id, holder)
-        with engine.connect() as connection:
-            model = registry.get_model(connection, model_id)
-        verdict = urn_verdicts.get(model.urn) if model is not None and model.urn else None
         result = settle_model(aps, engine, model_id, run_id, pipeline=pipeline, last_attempt=last_attempt,
-                              verdict=verdict, translation_timeout=translation_timeout,
+                              verdicts=verdicts, translation_timeout=translation_timeout,
                               max_load_attempts=max_load_attempts)
         if result is not None:
             logger.info("model %d: %s", model_id, result.get("status"))

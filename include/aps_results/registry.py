@@ -268,6 +268,7 @@ class ModelRecord:
     upload_key: str | None
     upload_state: dict[str, Any]
     loaded_at: datetime | None
+    claimed_by: str | None = None  # the run uploading or submitting it now (aps_pipeline.claims)
     created: bool = False  # True when this call created the model (the caller should upload it)
 
 
