@@ -81,7 +81,8 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
                 fail_on_unsuccessful=False, retries=1, retry_delay=timedelta(seconds=5),
                 retry_exponential_backoff=False,
             )
-            wait >> tasks.load_models(models)
+            # The wait's verdicts drive the load (None when the wait failed: the load then asks APS).
+            tasks.load_models(models, wait.output)
 
         schema, discovered, validated = (
             tasks.check_results_schema(), tasks.discover_files(), tasks.validate_files()

@@ -29,6 +29,7 @@ from aps_client.derivative_readers import properties_from_chunks, response_chunk
 from aps_client.errors import APSError, APSNotFoundError, APSStillProcessingError
 from aps_client.models import (
     FINISHED_STATUSES,
+    RUNNING_STATUSES,
     JobAccepted,
     Manifest,
     ManifestMessage,
@@ -50,10 +51,11 @@ THUMBNAIL_SIZES = (100, 200, 400)
 #: Bounds of the messages a verdict carries (they end up in a trigger event row and in a task's error).
 MAX_VERDICT_MESSAGES = 10
 MAX_MESSAGE_CHARS = 300
-#: Manifest statuses that mean "a job is already there": waiting on it beats submitting it again.
-REUSABLE_STATUSES = frozenset({"pending", "inprogress", "success"})
-#: Of those, the ones where the job is still running (a forced retry waits on these, and only these).
-RUNNING_STATUSES = frozenset({"pending", "inprogress"})
+def job_is_reusable(status: str | None, *, force: bool) -> bool:
+    """The one job-reuse decision: does a manifest in `status` (None: no manifest) show a job that a new
+    POST would only repeat? A running job always (a second POST is a second billed job, and with
+    `x-ads-force` it restarts the first); a successful one unless `force` asks for a new translation."""
+    return status in RUNNING_STATUSES or (status == "success" and not force)
 
 
 class Submission(StrEnum):
@@ -107,8 +109,6 @@ def job_body(
 
 #: How often an ambiguous POST /job (APS may have taken it) is followed by a look and another POST.
 JOB_POST_ATTEMPTS = 3
-#: Manifest states that mean a job is there: POSTing again would duplicate it (or, forced, restart it).
-_JOB_RUNNING = frozenset({"pending", "inprogress"})
 
 
 def start_job_flow(
@@ -140,7 +140,7 @@ def start_job_flow(
                 raise
             yield Sleep(1.0)  # let APS register a job it did take before reading the manifest
             status = yield from _manifest_status(urn, region)
-            if status in _JOB_RUNNING or (status == "success" and not force):
+            if job_is_reusable(status, force=force):
                 return JobAccepted(urn=urn, result=status, already_translated=status == "success")
             continue
         accepted = {"urn": urn, **response.json(), "already_translated": response.status_code == 201}
@@ -455,13 +455,12 @@ class DerivativeClient:
         again would restart it (a second billed translation).
         """
         region = region or self._region
-        reusable = RUNNING_STATUSES if force else REUSABLE_STATUSES
         if reuse_existing_job and (retried or not force):
             try:
                 status = self.manifest(urn, region=region).status
             except APSNotFoundError:
                 status = None
-            if status in reusable:
+            if job_is_reusable(status, force=force):
                 return Submission.REUSED
         accepted = self.start_job(urn, region=region, formats=formats, force=force, workflow=workflow,
                                   root_filename=root_filename)

@@ -189,6 +189,8 @@ class Derivative(ManifestNode):
 
 #: Manifest statuses after which nothing changes any more (APS's words); the one definition of "finished".
 FINISHED_STATUSES = frozenset({"success", "failed", "timeout"})
+#: The statuses of a job still running; whether one can be reused is `derivative.job_is_reusable`.
+RUNNING_STATUSES = frozenset({"pending", "inprogress"})
 _PERCENT = re.compile(r"(\d+)\s*%")
 
 

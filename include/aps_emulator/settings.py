@@ -38,6 +38,9 @@ class Tunables(BaseModel):
     large_response_bytes: int = Field(20 * 1024 * 1024, ge=1)
     forceget_ceiling_bytes: int = Field(800 * 1024 * 1024, ge=1)  # 413 even with forceget above this
     min_part_bytes: int = Field(5 * 1024 * 1024, ge=0)
+    # OSS retention by bucket policy (persistent: for ever), counted from an object's last upload.
+    transient_retention_seconds: float = Field(24 * 3600, gt=0)
+    temporary_retention_seconds: float = Field(30 * 24 * 3600, gt=0)
     # Emulator-specific extras (not in APS): limits and webhook delivery behaviour.
     max_urls_per_request: int = Field(25, ge=1)
     synthetic_object_count: int = Field(40, ge=1)

@@ -13,7 +13,7 @@ JSON-able dict the DAG can pass through XCom. In DAG order:
     upload.upload_models(aps, landing, engine, models, pipeline=..., run_id=..., concurrency=...)
     submission.submit_models(aps, engine, uploaded, pipeline=..., run_id=..., formats=...)
     (the wait: the provider's APSTranslationsSensor)
-    settle.settle_models(aps, engine, model_ids, run_id, pipeline=..., last_attempt=...)  load, or say why not
+    settle.settle_models(aps, engine, model_ids, run_id, pipeline=..., verdicts=...)  load, or say why not
     summary.summarize_run(engine, pipeline.name, run_id, started_at=None)
 
 Import the modules themselves (`from aps_pipeline.discovery import discover_files`): this package imports

@@ -5,12 +5,14 @@
 
 The whole batch is submitted before any wait begins. Per model, in order:
 - no unfinished file of this run (a re-run after success): nothing is done, no attempt row is added;
+- the run claims the model (`aps_pipeline.claims`; the upload step usually holds it already), so two runs
+  sharing the content never both POST; the claim is let go once the job is recorded;
 - an attempt this run already recorded (the task was retried): it is the job, nothing is POSTed;
-- otherwise `DerivativeClient.submit` POSTs the job, unless the manifest shows one this run would only
-  repeat (a crashed run's job, still running, is waited on instead);
-then the attempt (a new one, or the crashed run's still-running one) and the files' `translating` state are
-written in one transaction. A triggerer restart or a retried wait finds the job recorded and never submits
-it again.
+- otherwise `DerivativeClient.submit` POSTs the job, unless APS's manifest shows one this one would only
+  repeat (`aps_client.derivative.job_is_reusable`): then it answers `Submission.REUSED` and that job (a
+  crashed or overlapping run's, still running) is waited on under its recorded attempt;
+then the attempt (a new one, or the reused one) and the files' `translating` state are written in one
+transaction. A triggerer restart or a retried wait finds the job recorded and never submits it again.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from typing import Any, TypedDict
 from sqlalchemy import Engine
 
 from aps_client import APSClient
-from aps_client.models import FINISHED_STATUSES
+from aps_client.derivative import Submission
 from aps_pipeline.batch import for_each_model
+from aps_pipeline.claims import CLAIM_WAIT_SECONDS, hold_model, let_go, model_holder
 from aps_pipeline.upload import UploadedModel
 from aps_results import registry
 from aps_results.models import FileState, ModelStatus
@@ -39,6 +42,21 @@ class SubmittedModel(TypedDict):
     attempt: int
 
 
+def _record(engine: Engine, model_id: int, file_ids: list[int], outcome: Submission, run_id: str,
+            output_formats: list[str], force: bool) -> registry.TranslationRecord:
+    """The job's attempt and the files' `translating` state, in one transaction."""
+    with engine.begin() as connection:
+        latest = registry.latest_translation(connection, model_id)
+        if outcome is Submission.REUSED and latest is not None:
+            translation = latest  # APS works on the job this attempt recorded: it stays the attempt
+            registry.set_model_status(connection, model_id, ModelStatus.TRANSLATING, run_id=run_id)
+        else:
+            translation = registry.start_translation(connection, model_id, run_id=run_id,
+                                                     output_formats=output_formats, forced=force)
+        registry.set_file_state(connection, file_ids, FileState.TRANSLATING)
+    return translation
+
+
 def submit_models(
     aps: APSClient,
     engine: Engine,
@@ -50,31 +68,32 @@ def submit_models(
     force: bool = False,
     retried: bool = False,
     concurrency: int = 8,
+    claim_wait: float = CLAIM_WAIT_SECONDS,
 ) -> tuple[list[SubmittedModel], dict[int, BaseException]]:
     """Submit and record every uploaded model's translation; returns the submitted ones and the failures."""
     output_formats = [f["type"] for f in formats]
+    holder = model_holder(pipeline, run_id)
 
     def submit(model: UploadedModel) -> SubmittedModel | None:
         model_id, urn = model["model_id"], model["urn"]
         with engine.connect() as connection:
             file_ids = [i for i, _ in registry.unfinished_model_files(connection, model_id, pipeline, run_id)]
-            latest = registry.latest_translation(connection, model_id)
         if not file_ids:
             logger.info("model %d: no unfinished file in this run: nothing to submit", model_id)
+            let_go(engine, model_id, holder)
             return None
-        if latest is not None and latest.run_id == run_id:
-            logger.info("model %d: %s, attempt %d already submitted by this run", model_id, urn,
-                        latest.attempt)
-            return SubmittedModel(model_id=model_id, urn=urn, attempt=latest.attempt)
-        outcome = aps.derivative.submit(urn, formats=formats, force=force, retried=retried)
-        with engine.begin() as connection:
-            if latest is not None and not force and latest.status not in FINISHED_STATUSES:
-                translation = latest  # an earlier (crashed) run's job: still the one APS works on
-                registry.set_model_status(connection, model_id, ModelStatus.TRANSLATING, run_id=run_id)
-            else:
-                translation = registry.start_translation(connection, model_id, run_id=run_id,
-                                                         output_formats=output_formats, forced=force)
-            registry.set_file_state(connection, file_ids, FileState.TRANSLATING)
+        hold_model(engine, model_id, holder, wait_seconds=claim_wait)
+        try:
+            with engine.connect() as connection:
+                latest = registry.latest_translation(connection, model_id)
+            if latest is not None and latest.run_id == run_id:
+                logger.info("model %d: %s, attempt %d already submitted by this run", model_id, urn,
+                            latest.attempt)
+                return SubmittedModel(model_id=model_id, urn=urn, attempt=latest.attempt)
+            outcome = aps.derivative.submit(urn, formats=formats, force=force, retried=retried)
+            translation = _record(engine, model_id, file_ids, outcome, run_id, output_formats, force)
+        finally:
+            let_go(engine, model_id, holder)
         logger.info("model %d: %s %s, attempt %d (files %s)", model_id, model["source_key"], outcome.value,
                     translation.attempt, file_ids)
         return SubmittedModel(model_id=model_id, urn=urn, attempt=translation.attempt)

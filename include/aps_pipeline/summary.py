@@ -14,10 +14,9 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from aps_results import registry
-from aps_results.models import TERMINAL_FILE_STATES, File
 
 logger = logging.getLogger(__name__)
 
@@ -37,21 +36,16 @@ def summarize_run(
     details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the run summary and return its counts; raise FilesWithoutTerminalState if any file is lost."""
-    terminal = [s.value for s in TERMINAL_FILE_STATES]
     with engine.begin() as connection:
         counts = registry.write_run_summary(
             connection, pipeline, run_id, started_at=started_at, details=details
         )
-        lost = connection.execute(
-            select(File.id, File.s3_key, File.state)
-            .where(File.pipeline == pipeline, File.run_id == run_id, File.state.not_in(terminal))
-            .order_by(File.id)
-            .limit(LISTED_LOST_FILES)
-        ).all()
+        lost = registry.run_files(connection, pipeline, run_id, registry.UNFINISHED_FILE_STATES,
+                                  limit=LISTED_LOST_FILES)
     line = counts.line()
     logger.info("%s %s", pipeline, line)
     if counts.lost:
-        listed = ", ".join(f"#{i} {key!r} ({state})" for i, key, state in lost)
+        listed = ", ".join(f"#{f.id} {f.s3_key!r} ({f.state})" for f in lost)
         more = f" and {counts.lost - len(lost)} more" if counts.lost > len(lost) else ""
         raise FilesWithoutTerminalState(
             f"{counts.lost} files of run {run_id} have no terminal state: {listed}{more} ({line})"

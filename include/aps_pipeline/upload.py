@@ -4,11 +4,15 @@
                                        concurrency=8)
 
 Per model (`aps_landing.transfer.upload_to_oss` does the transfer):
-- a model an earlier try or run already uploaded (it has a URN and is past `uploading`) is not sent again;
+- the run claims the model first (`aps_pipeline.claims`): another run uploading or submitting the same
+  content is waited for, and its work reused; the claim is kept until this run's job is recorded;
+- a model an earlier try or run already uploaded (it has a URN and is past `uploading`) is not sent again,
+  if its OSS object is still there: a `transient` bucket deletes objects after 24 hours, and a job POSTed
+  for a deleted object fails; a model whose object is gone is uploaded again;
 - the bytes sent are the version validation read (`source_version_id`, else `source_etag`); an OSS object
   already holding that content (size and sha1) is reused;
-- progress is kept in the model's `upload_state` row after every part, so a killed worker's next try sends
-  only the parts that were missing, whichever worker runs it;
+- progress is kept in the model's `upload_state` row after every part (which also renews the claim), so a
+  killed worker's next try sends only the parts that were missing, whichever worker runs it;
 - if the validated version is gone or was overwritten, that file ends `failed` as superseded (the new
   version is a new file for the next discovery), and the model's other files of this run are handed to
   the next run, which uploads the content from one of them.
@@ -24,9 +28,11 @@ from typing import Any, TypedDict
 from sqlalchemy import Engine
 
 from aps_client import APSClient
+from aps_client.errors import APSNotFoundError
 from aps_landing import Landing, ObjectChanged
-from aps_landing.transfer import upload_to_oss
+from aps_landing.transfer import Uploaded, upload_to_oss
 from aps_pipeline.batch import for_each_model
+from aps_pipeline.claims import CLAIM_LEASE_SECONDS, CLAIM_WAIT_SECONDS, hold_model, let_go, model_holder
 from aps_pipeline.dedupe import ModelPlan
 from aps_results import registry
 from aps_results.models import FileState, ModelStatus
@@ -52,9 +58,10 @@ class UploadedModel(TypedDict):
 class ModelUploadStore:
     """Upload progress in the model's `upload_state` row: durable, and seen by whichever worker retries."""
 
-    def __init__(self, engine: Engine, model_id: int) -> None:
+    def __init__(self, engine: Engine, model_id: int, holder: str) -> None:
         self._engine = engine
         self._model_id = model_id
+        self._holder = holder
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._engine.connect() as connection:
@@ -65,6 +72,7 @@ class ModelUploadStore:
     def set(self, key: str, value: dict[str, Any]) -> None:
         with self._engine.begin() as connection:
             registry.update_model(connection, self._model_id, upload_state={key: value})
+            registry.claim_model(connection, self._model_id, self._holder, CLAIM_LEASE_SECONDS)  # renew
 
     def delete(self, key: str) -> None:
         with self._engine.begin() as connection:
@@ -93,6 +101,49 @@ def _supersede(engine: Engine, plan: ModelPlan, pipeline: str, run_id: str, exc:
                    plan["model_id"], plan["source_key"], len(twins))
 
 
+def _source_in_oss(aps: APSClient, model: registry.ModelRecord) -> bool:
+    """Whether the model's OSS object still exists (OSS deletes a transient bucket's objects after 24 h)."""
+    try:
+        aps.oss.object_details(model.bucket_key or "", model.object_key or "", region=model.region)
+    except APSNotFoundError:
+        return False
+    return True
+
+
+def _already_uploaded(aps: APSClient, model: registry.ModelRecord) -> bool:
+    if not (model.urn and model.status in _UPLOADED):
+        return False
+    if _source_in_oss(aps, model):
+        return True
+    logger.warning("model %d: its OSS object %s/%s is gone (bucket retention?): uploading it again",
+                   model.id, model.bucket_key, model.object_key)
+    return False
+
+
+def _send(aps: APSClient, landing: Landing, engine: Engine, plan: ModelPlan, file_ids: list[int],
+          holder: str, run_id: str) -> Uploaded:
+    """Upload the plan's validated version; the model is then `uploaded` (a loaded one keeps `success`)."""
+    model_id = plan["model_id"]
+    with engine.begin() as connection:
+        registry.set_model_status(connection, model_id, ModelStatus.UPLOADING, run_id=run_id)
+        registry.set_file_state(connection, file_ids, FileState.UPLOADING)
+    uploaded = upload_to_oss(
+        aps, landing, plan["source_key"], plan["bucket_key"], plan["object_key"],
+        etag=plan["source_etag"], version_id=plan["source_version_id"], size=plan["source_size"],
+        sha1=plan.get("source_sha1"), region=plan["region"], skip_existing=True,
+        store=ModelUploadStore(engine, model_id, holder),
+    )
+    with engine.begin() as connection:
+        registry.update_model(connection, model_id, object_id=uploaded.object_id, urn=uploaded.urn,
+                              object_key=uploaded.object_key)
+        registry.set_model_status(connection, model_id, ModelStatus.UPLOADED, run_id=run_id)
+        registry.set_file_state(connection, file_ids, FileState.UPLOADED)
+    logger.info("model %d: %s -> APS %s/%s (%s, %d bytes), urn %s", model_id,
+                landing.url(plan["source_key"]), uploaded.bucket_key, uploaded.object_key,
+                "sent" if uploaded.sent else "already there", uploaded.size, uploaded.urn)
+    return uploaded
+
+
 def upload_models(
     aps: APSClient,
     landing: Landing,
@@ -102,45 +153,37 @@ def upload_models(
     pipeline: str,
     run_id: str,
     concurrency: int,
+    claim_wait: float = CLAIM_WAIT_SECONDS,
 ) -> tuple[list[UploadedModel], dict[int, BaseException]]:
     """Upload every model of the batch; returns the uploaded ones and, by model id, the failures."""
+    holder = model_holder(pipeline, run_id)
 
     def upload(plan: ModelPlan) -> UploadedModel | None:
         model_id = plan["model_id"]
-        with engine.connect() as connection:
-            model = registry.get_model(connection, model_id)
-        if model is None:
-            raise LookupError(f"model {model_id} does not exist")
         file_ids = [i for i, _ in _unfinished_files(engine, model_id, pipeline, run_id)]
         if not file_ids:
             logger.info("model %d: no unfinished file in this run: nothing to upload", model_id)
             return None
-        if model.urn and model.status in _UPLOADED:
-            logger.info("model %d: %s already in APS as %s/%s (urn %s): not uploading again", model_id,
-                        landing.url(plan["source_key"]), model.bucket_key, model.object_key, model.urn)
-            return UploadedModel(model_id=model_id, urn=model.urn, object_key=model.object_key or "",
-                                 source_key=plan["source_key"])
-        with engine.begin() as connection:
-            registry.set_model_status(connection, model_id, ModelStatus.UPLOADING, run_id=run_id)
-            registry.set_file_state(connection, file_ids, FileState.UPLOADING)
+        hold_model(engine, model_id, holder, wait_seconds=claim_wait)  # kept until the job is recorded
         try:
-            uploaded = upload_to_oss(
-                aps, landing, plan["source_key"], plan["bucket_key"], plan["object_key"],
-                etag=plan["source_etag"], version_id=plan["source_version_id"], size=plan["source_size"],
-                sha1=plan.get("source_sha1"), region=plan["region"], skip_existing=True,
-                store=ModelUploadStore(engine, model_id),
-            )
-        except ObjectChanged as exc:
-            _supersede(engine, plan, pipeline, run_id, exc)
-            return None
-        with engine.begin() as connection:
-            registry.update_model(connection, model_id, object_id=uploaded.object_id, urn=uploaded.urn,
-                                  bucket_key=uploaded.bucket_key, object_key=uploaded.object_key)
-            registry.set_model_status(connection, model_id, ModelStatus.UPLOADED, run_id=run_id)
-            registry.set_file_state(connection, file_ids, FileState.UPLOADED)
-        logger.info("model %d: %s -> APS %s/%s (%s, %d bytes), urn %s", model_id,
-                    landing.url(plan["source_key"]), uploaded.bucket_key, uploaded.object_key,
-                    "sent" if uploaded.sent else "already there", uploaded.size, uploaded.urn)
+            with engine.connect() as connection:  # read after the claim: another run's work is in it
+                model = registry.get_model(connection, model_id)
+            if model is None:
+                raise LookupError(f"model {model_id} does not exist")
+            if _already_uploaded(aps, model):
+                logger.info("model %d: %s already in APS as %s/%s (urn %s): not uploading again", model_id,
+                            landing.url(plan["source_key"]), model.bucket_key, model.object_key, model.urn)
+                return UploadedModel(model_id=model_id, urn=model.urn or "",
+                                     object_key=model.object_key or "", source_key=plan["source_key"])
+            try:
+                uploaded = _send(aps, landing, engine, plan, file_ids, holder, run_id)
+            except ObjectChanged as exc:
+                _supersede(engine, plan, pipeline, run_id, exc)
+                let_go(engine, model_id, holder)
+                return None
+        except BaseException:
+            let_go(engine, model_id, holder)  # another run may do it meanwhile; a retry claims it again
+            raise
         return UploadedModel(model_id=model_id, urn=uploaded.urn, object_key=uploaded.object_key,
                              source_key=plan["source_key"])
 

@@ -7,8 +7,10 @@ compares them with autogenerate so the two cannot drift apart.
 Key ideas a reader needs:
 - `files` is the registry of S3 objects. A changed object (new etag) is a new row, so history is kept.
   Every file ends in one terminal state (loaded, rejected, failed) with a reason.
-- `models` is one APS model per (region, content sha256): identical content is uploaded and translated once,
-  however many files carry it.
+- `models` is one APS model per identity: region, content sha256, the APS bucket (its owner is the APS
+  application: bucket keys are unique across APS) and the output profile (a canonical hash of the job's
+  output formats and options). Identical content asked for in the same way is uploaded and translated once,
+  however many files and pipelines carry it.
 - The loaded results (views, objects, properties, derivatives) are replaced per model in one transaction by
   `aps_results.loader`, so readers never see a half-loaded model. Properties are keyed by `external_id`
   because APS `objectid`s change when a model is re-translated. The loader's records, staging tables and
@@ -293,6 +295,12 @@ class IdsResult(Base):
     __table_args__ = (Index(None, "check_id"),)
 
 
+#: `models.output_profile` of the default output formats (aps_client.derivative.DEFAULT_FORMATS), as
+#: `aps_pipeline.dedupe.translation_profile` computes it (a unit test holds the two together). Rows from
+#: before the profile existed were translated with the defaults and carry it.
+DEFAULT_OUTPUT_PROFILE = "9d60e2f75281f44b47321c72c3dfbf2a9507b52404fa974ff283572b892c7b33"
+
+
 class Model(Base):
     """One APS model: an uploaded object and its translation, shared by every file with the same content."""
 
@@ -300,7 +308,13 @@ class Model(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     region: Mapped[str] = mapped_column(comment="APS region (US, EMEA, AUS, ...); travels with every call")
-    sha256: Mapped[str] = mapped_column(comment="content hash: identical content is uploaded once per region")
+    sha256: Mapped[str] = mapped_column(
+        comment="content hash: identical content is uploaded once per identity"
+    )
+    output_profile: Mapped[str] = mapped_column(
+        server_default=DEFAULT_OUTPUT_PROFILE,
+        comment="sha256 of the job's canonical output formats and options: part of the model's identity",
+    )
     source_file_id: Mapped[int | None] = mapped_column(
         BigInteger, ForeignKey("files.id", ondelete="SET NULL"), comment="the first file with this content"
     )
@@ -314,12 +328,19 @@ class Model(Base):
     upload_state: Mapped[dict[str, Any]] = mapped_column(
         server_default=text("'{}'::jsonb"), comment="finished parts etc., so a retried upload resumes"
     )
+    claimed_by: Mapped[str | None] = mapped_column(
+        comment="<pipeline>/<run id> uploading or submitting the model now; others wait for it"
+    )
+    claimed_at: Mapped[datetime | None] = mapped_column(
+        comment="when the claim was taken or last renewed; a claim older than its lease is free again"
+    )
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
     loaded_at: Mapped[datetime | None] = mapped_column(comment="when the results were last (re)loaded")
 
     __table_args__ = (
-        UniqueConstraint("region", "sha256"),
+        # The identity; bucket_key names the APS application too (a bucket has one owner).
+        UniqueConstraint("region", "sha256", "bucket_key", "output_profile"),
         UniqueConstraint("region", "urn"),
         CheckConstraint(_one_of("status", ModelStatus), name="status"),
         Index(None, "status", "updated_at"),

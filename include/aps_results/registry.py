@@ -12,14 +12,16 @@ All writes are safe to repeat: a retried Airflow task calling them again creates
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
 
 from aps_results.models import (
+    DEFAULT_OUTPUT_PROFILE,
     TERMINAL_FILE_STATES,
     File,
     FileState,
@@ -41,6 +43,7 @@ _TERMINAL = sorted(state.value for state in TERMINAL_FILE_STATES)
 FINAL_TRANSLATION_STATUSES = frozenset(
     {TranslationStatus.SUCCESS, TranslationStatus.FAILED, TranslationStatus.TIMEOUT}
 )
+_FINAL_TRANSLATION_VALUES = sorted(status.value for status in FINAL_TRANSLATION_STATUSES)
 
 
 # --- Files -------------------------------------------------------------------------------------------------
@@ -117,7 +120,7 @@ def claim_files(
             .values(run_id=run_id, attempts=File.attempts + 1, updated_at=func.now())
         )
     claimed = conn.execute(
-        select(File.id, File.s3_bucket, File.s3_key, File.etag, File.size, File.state)
+        select(*(getattr(File, f.name) for f in fields(ClaimedFile)))
         .where(File.pipeline == pipeline, File.run_id == run_id)
         .order_by(File.id)
     )
@@ -171,6 +174,25 @@ def unfinished_model_files(
         .order_by(File.id)
     ).all()
     return [(row.id, row.s3_key) for row in rows]
+
+
+#: Every state but the terminal ones: `run_files(..., UNFINISHED_FILE_STATES)` are the run's open files.
+UNFINISHED_FILE_STATES = frozenset(FileState) - TERMINAL_FILE_STATES
+
+
+def run_files(
+    conn: Connection, pipeline: str, run_id: str, states: Collection[FileState | str], *,
+    limit: int | None = None,
+) -> list[File]:
+    """The pipeline's run's files in one of `states`, oldest first (at most `limit`): the one query for "the
+    run's files in state X". Detached rows to read; changes go through `set_file_state`."""
+    wanted = sorted(FileState(state).value for state in states)
+    statement = (select(File).where(File.pipeline == pipeline, File.run_id == run_id, File.state.in_(wanted))
+                 .order_by(File.id).limit(limit))
+    with Session(bind=conn, expire_on_commit=False) as session:
+        files = list(session.scalars(statement))
+        session.expunge_all()
+    return files
 
 
 def count_unfinished_files(conn: Connection, pipeline: str, run_id: str) -> int:
@@ -231,44 +253,61 @@ def record_validation_run(
 
 @dataclass(frozen=True)
 class ModelRecord:
+    """A model row as the pipeline reads it; its fields are the columns read (`_MODEL_COLUMNS`)."""
+
     id: int
     region: str
     sha256: str
+    bucket_key: str | None
+    output_profile: str
     status: str
     reason: str | None
-    bucket_key: str | None
     object_key: str | None
     object_id: str | None
     urn: str | None
     upload_key: str | None
     upload_state: dict[str, Any]
     loaded_at: datetime | None
-    created: bool  # True when this call created the model (the caller should upload it)
+    claimed_by: str | None = None  # the run uploading or submitting it now (aps_pipeline.claims)
+    created: bool = False  # True when this call created the model (the caller should upload it)
 
 
-_MODEL_COLUMNS = (Model.id, Model.region, Model.sha256, Model.status, Model.reason, Model.bucket_key,
-                  Model.object_key, Model.object_id, Model.urn, Model.upload_key, Model.upload_state,
-                  Model.loaded_at)
+_MODEL_COLUMNS = tuple(getattr(Model, f.name) for f in fields(ModelRecord) if f.name != "created")
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What makes a translation different: the content, where and by which APS application it is translated
+    (a bucket key is unique across APS, so the bucket names its owner), and the output profile (the canonical
+    hash of the job's formats and options, `aps_pipeline.dedupe.translation_profile`)."""
+
+    region: str
+    sha256: str
+    bucket_key: str
+    output_profile: str = DEFAULT_OUTPUT_PROFILE
 
 
 def get_or_create_model(
-    conn: Connection, region: str, sha256: str, source_file_id: int | None = None, run_id: str | None = None
+    conn: Connection, identity: ModelIdentity, source_file_id: int | None = None, run_id: str | None = None
 ) -> ModelRecord:
-    """The model for this content in this region, created (status pending) if new.
+    """The model of this identity, created (status pending) if new.
 
-    Identical content is uploaded and translated once: files with the same sha256 share the model. When
-    `source_file_id` is given, that file is linked to the model.
+    Identical content asked for in the same way is uploaded and translated once: files with the same identity
+    share the model. When `source_file_id` is given, that file is linked to the model.
     """
+    key = {"region": identity.region, "sha256": identity.sha256, "bucket_key": identity.bucket_key,
+           "output_profile": identity.output_profile}
     created_id = conn.execute(
         pg_insert(Model)
-        .values(region=region, sha256=sha256, source_file_id=source_file_id)
-        .on_conflict_do_nothing(index_elements=[Model.region, Model.sha256])
+        .values(**key, source_file_id=source_file_id)
+        .on_conflict_do_nothing(index_elements=[Model.region, Model.sha256, Model.bucket_key,
+                                                Model.output_profile])
         .returning(Model.id)
     ).scalar()
     if created_id is not None:
         conn.execute(insert(ModelStatusHistory).values(model_id=created_id, status=ModelStatus.PENDING.value,
                                                        run_id=run_id))
-    row = conn.execute(select(*_MODEL_COLUMNS).where(Model.region == region, Model.sha256 == sha256)).one()
+    row = conn.execute(select(*_MODEL_COLUMNS).where(*(getattr(Model, k) == v for k, v in key.items()))).one()
     if source_file_id is not None:
         conn.execute(
             update(File).where(File.id == source_file_id).values(model_id=row.id, updated_at=func.now())
@@ -281,34 +320,62 @@ def get_model(conn: Connection, model_id: int) -> ModelRecord | None:
     return None if row is None else ModelRecord(*row, created=False)
 
 
-_MODEL_FIELDS = frozenset({"bucket_key", "object_key", "object_id", "urn", "upload_key", "upload_state"})
+# Not the identity's columns (region, sha256, bucket_key, output_profile): a model never changes identity.
+_MODEL_FIELDS = frozenset({"object_key", "object_id", "urn", "upload_key", "upload_state"})
 
 
 def update_model(conn: Connection, model_id: int, **fields: Any) -> None:
-    """Set upload details: bucket_key, object_key, object_id, urn, upload_key, upload_state."""
+    """Set upload details: object_key, object_id, urn, upload_key, upload_state."""
     unknown = set(fields) - _MODEL_FIELDS
     if unknown:
         raise ValueError(f"update_model cannot set {sorted(unknown)}; use set_model_status for the status")
     conn.execute(update(Model).where(Model.id == model_id).values(**fields, updated_at=func.now()))
 
 
+# A model with results loaded stays servable: it never goes back to a status before its upload.
+_BEFORE_UPLOAD = frozenset({ModelStatus.PENDING, ModelStatus.UPLOADING, ModelStatus.UPLOADED})
+
+
 def set_model_status(
     conn: Connection, model_id: int, status: ModelStatus | str, reason: str | None = None,
     run_id: str | None = None,
 ) -> bool:
-    """Change a model's status and append it to its history; False (and no history row) if unchanged."""
+    """Change a model's status and append it to its history; False (and no history row) if unchanged, or
+    if the change would move a loaded model back to pending/uploading/uploaded."""
     status = ModelStatus(status)
+    statement = update(Model).where(Model.id == model_id, Model.status != status.value)
+    if status in _BEFORE_UPLOAD:
+        statement = statement.where(Model.loaded_at.is_(None))
     changed = conn.execute(
-        update(Model)
-        .where(Model.id == model_id, Model.status != status.value)
-        .values(status=status.value, reason=reason, updated_at=func.now())
-        .returning(Model.id)
+        statement.values(status=status.value, reason=reason, updated_at=func.now()).returning(Model.id)
     ).scalar()
     if changed is None:
         return False
     conn.execute(insert(ModelStatusHistory).values(model_id=model_id, status=status.value, reason=reason,
                                                    run_id=run_id))
     return True
+
+
+def claim_model(conn: Connection, model_id: int, holder: str, lease_seconds: float) -> str | None:
+    """Take (or renew) the model's claim for `holder` ("<pipeline>/<run id>"); None when `holder` has it
+    now, else who holds it. A claim not renewed for `lease_seconds` (its run died) is free again."""
+    taken = conn.execute(
+        update(Model)
+        .where(Model.id == model_id,
+               or_(Model.claimed_by.is_(None), Model.claimed_by == holder,
+                   Model.claimed_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, lease_seconds)))
+        .values(claimed_by=holder, claimed_at=func.now())
+        .returning(Model.id)
+    ).scalar()
+    if taken is not None:
+        return None
+    return conn.scalar(select(Model.claimed_by).where(Model.id == model_id)) or "a run that just let go"
+
+
+def release_model(conn: Connection, model_id: int, holder: str) -> None:
+    """Let go of the model's claim, if `holder` has it."""
+    conn.execute(update(Model).where(Model.id == model_id, Model.claimed_by == holder)
+                 .values(claimed_by=None, claimed_at=None))
 
 
 def delete_model(conn: Connection, model_id: int) -> None:
@@ -328,6 +395,10 @@ class TranslationRecord:
     attempt: int
     status: str
     run_id: str | None = None  # the run that submitted it
+    job_submitted_at: datetime | None = None
+
+
+_TRANSLATION_COLUMNS = tuple(getattr(Translation, f.name) for f in fields(TranslationRecord))
 
 
 def start_translation(
@@ -340,28 +411,63 @@ def start_translation(
     """
     # Lock the model row so two submitters cannot pick the same attempt number.
     conn.execute(select(Model.id).where(Model.id == model_id).with_for_update())
+    # An attempt still open is replaced (a forced re-translation): it ends here, so none stays open for ever.
+    conn.execute(
+        update(Translation)
+        .where(Translation.model_id == model_id, Translation.status.not_in(_FINAL_TRANSLATION_VALUES))
+        .values(status=TranslationStatus.FAILED.value, finished_at=func.now(),
+                messages=Translation.messages.op("||")(
+                    func.jsonb_build_array(func.jsonb_build_object(
+                        "type", "error", "code", "replaced",
+                        "message", "a later attempt of the same model replaced this one")))))
     attempt = conn.execute(
         select(func.coalesce(func.max(Translation.attempt), 0) + 1).where(Translation.model_id == model_id)
     ).scalar_one()
-    translation_id = conn.execute(
+    translation_id, submitted_at = conn.execute(
         insert(Translation)
         .values(model_id=model_id, attempt=attempt, run_id=run_id, output_formats=list(output_formats),
                 forced=forced)
-        .returning(Translation.id)
-    ).scalar_one()
+        .returning(Translation.id, Translation.job_submitted_at)
+    ).one()
     set_model_status(conn, model_id, ModelStatus.TRANSLATING, run_id=run_id)
-    return TranslationRecord(translation_id, model_id, attempt, TranslationStatus.SUBMITTED.value, run_id)
+    return TranslationRecord(translation_id, model_id, attempt, TranslationStatus.SUBMITTED.value, run_id,
+                             submitted_at)
 
 
 def latest_translation(conn: Connection, model_id: int) -> TranslationRecord | None:
     row = conn.execute(
-        select(Translation.id, Translation.model_id, Translation.attempt, Translation.status,
-               Translation.run_id)
+        select(*_TRANSLATION_COLUMNS)
         .where(Translation.model_id == model_id)
         .order_by(Translation.attempt.desc())
         .limit(1)
     ).one_or_none()
     return None if row is None else TranslationRecord(*row)
+
+
+@dataclass(frozen=True)
+class ModelSnapshot:
+    """What settling a model reads, once: the model, its latest translation, the pipeline's run's unfinished
+    files of it, and the database's clock (the translation's deadline is measured on it)."""
+
+    model: ModelRecord
+    translation: TranslationRecord | None
+    file_ids: list[int]
+    now: datetime
+
+    def deadline_passed(self, translation_timeout: float) -> bool:
+        """Whether the latest translation was submitted more than `translation_timeout` seconds ago."""
+        submitted = self.translation.job_submitted_at if self.translation else None
+        return submitted is not None and (self.now - submitted).total_seconds() >= translation_timeout
+
+
+def model_snapshot(conn: Connection, model_id: int, pipeline: str, run_id: str) -> ModelSnapshot | None:
+    """The model's settlement snapshot, None when the model does not exist."""
+    model = get_model(conn, model_id)
+    if model is None:
+        return None
+    return ModelSnapshot(model, latest_translation(conn, model_id),
+                         [i for i, _ in unfinished_model_files(conn, model_id, pipeline, run_id)],
+                         conn.scalar(select(func.now())))
 
 
 def update_translation(
@@ -485,8 +591,30 @@ def write_run_summary(
 
 
 __all__ = [
-    "CheckOutcome", "ClaimedFile", "DiscoveredObject", "ModelRecord", "RunCounts", "TranslationRecord",
-    "claim_files", "count_unfinished_files", "delete_model", "get_model", "get_or_create_model",
-    "latest_translation", "record_validation", "record_validation_run", "run_counts", "set_file_state",
-    "set_model_status", "start_translation", "update_model", "update_translation", "write_run_summary",
+    "UNFINISHED_FILE_STATES",
+    "CheckOutcome",
+    "ClaimedFile",
+    "DiscoveredObject",
+    "ModelIdentity",
+    "ModelRecord",
+    "ModelSnapshot",
+    "RunCounts",
+    "TranslationRecord",
+    "claim_files",
+    "count_unfinished_files",
+    "delete_model",
+    "get_model",
+    "get_or_create_model",
+    "latest_translation",
+    "model_snapshot",
+    "record_validation",
+    "record_validation_run",
+    "run_counts",
+    "run_files",
+    "set_file_state",
+    "set_model_status",
+    "start_translation",
+    "update_model",
+    "update_translation",
+    "write_run_summary",
 ]

@@ -201,14 +201,18 @@ def submit_translations(uploaded: list[UploadedModel]) -> list[SubmittedModel]:
 
 
 @task(trigger_rule="all_done")
-def load_models(models: list[ModelPlan]) -> list[dict[str, Any]]:
-    """Settle every model of the batch, whatever happened upstream: loaded, or failed with the reason."""
+def load_models(models: list[ModelPlan], verdicts: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Settle every model of the batch, whatever happened upstream: loaded, or failed with the reason.
+
+    `verdicts` is the wait's result, `{urn: {"status", "progress", "reason"?}}`; None when the wait failed
+    and returned nothing (then each model's own deadline decides whether it timed out)."""
     from aps_pipeline.settle import settle_models
 
     config, run_id, _ = _run()
     with _aps(config) as aps:
         return settle_models(aps, results_engine(config.results_conn_id), [m["model_id"] for m in models],
-                             run_id, pipeline=config.name, last_attempt=_tries()[1],
+                             run_id, pipeline=config.name, last_attempt=_tries()[1], verdicts=verdicts,
+                             translation_timeout=config.translation_timeout,
                              max_load_attempts=config.max_load_attempts, concurrency=config.load_concurrency)
 
 

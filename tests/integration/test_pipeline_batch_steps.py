@@ -178,3 +178,28 @@ def test_a_backlog_bigger_than_one_run_maps_is_left_in_order_for_the_next_run(
     assert [[m["source_key"] for m in b["models"]] for b in second] == [
         ["incoming/part-004.ifc", "incoming/part-005.ifc"], ["incoming/part-006.ifc"]
     ]
+
+
+def test_the_load_settles_each_model_by_the_wait_s_verdict_for_its_urn(
+    aps: APSClient, emulator: Any, landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig
+) -> None:
+    """What the DAG's load task does with the sensor's result: each URN's verdict settles its model."""
+    emulator.configure(translation_seconds=600)
+    land(landing, results_engine, landing_pipeline, "run-v", 2, seed=300)
+    (batch,) = plan_batches(results_engine, landing_pipeline, "run-v", max_map_length=1024)
+    uploaded, _ = upload_models(aps, landing, results_engine, batch["models"], pipeline=landing_pipeline.name,
+                                run_id="run-v", concurrency=2)
+    submitted, _ = submit_models(aps, results_engine, uploaded, pipeline=landing_pipeline.name,
+                                 run_id="run-v", formats=landing_pipeline.job_formats())
+    late, refused = (s["urn"] for s in submitted)
+    verdicts = {late: {"status": "deadline_exceeded", "progress": "", "reason": "still inprogress"},
+                refused: {"status": "error", "progress": None, "reason": "APSForbiddenError: no access"}}
+
+    settled = settle_models(aps, results_engine, [m["model_id"] for m in batch["models"]], "run-v",
+                            pipeline=landing_pipeline.name, last_attempt=False, verdicts=verdicts,
+                            translation_timeout=3600)
+
+    by_model = {r["model_id"]: r["status"] for r in settled}
+    urn_of = {s["model_id"]: s["urn"] for s in submitted}
+    assert {urn_of[m]: status for m, status in by_model.items()} == {late: "timeout", refused: "wait_ended"}
+    assert sorted(states(results_engine).values()) == ["failed", "failed"]

@@ -314,7 +314,77 @@ def test_files_left_mid_translation_by_a_crashed_run_are_carried_on(
     assert (summary["loaded"], summary["lost"]) == (1, 0)
 
 
-def test_wait_that_ends_before_aps_finishes_records_a_timeout(
+def test_a_wait_that_ends_early_fails_the_files_with_its_reason_and_a_later_copy_asks_aps_again(
+    aps: APSClient,
+    emulator: Any,
+    landing: Landing,
+    results_engine: Engine,
+    landing_pipeline: PipelineConfig,
+) -> None:
+    """Issue 20, finding 3: an early end of the wait (here the sensor's `error` verdict, long before the
+    translation's deadline) is no timeout: the files fail with the wait's own reason, the shared model and
+    its translation stay as APS left them, and a later copy of the content is planned and asks APS."""
+    emulator.configure(translation_seconds=600)
+    sample = generate_ifc(45, name="slow")
+    model = land_one(landing, results_engine, landing_pipeline, "run-w", "incoming/slow.ifc",
+                     sample.data)
+    urn = upload_and_translate(aps, results_engine, model, sample.data)
+    verdict = {"status": "error", "progress": None, "reason": "APSForbiddenError: 403 on a poll"}
+
+    result = settle_model(aps, results_engine, model["model_id"], "run-w", pipeline=PIPELINE_NAME,
+                          last_attempt=False, verdict=verdict, translation_timeout=3600)
+    assert result["status"] == "wait_ended"
+    with Session(results_engine) as session:
+        (file,) = session.scalars(select(File)).all()
+        assert file.state == FileState.FAILED
+        assert "APSForbiddenError: 403 on a poll" in file.reason
+        (translation,) = session.scalars(select(Translation)).all()
+        assert translation.status not in ("timeout", "failed")
+        assert translation.finished_at is None
+        assert session.get(Model, model["model_id"]).status == ModelStatus.TRANSLATING
+    assert summarize_run(results_engine, landing_pipeline.name, "run-w")["failed"] == 1
+
+    # APS finishes after all; a later copy is planned (not "failed before") and loads.
+    emulator.configure(translation_seconds=0.2)
+    aps.derivative.start_job(urn, force=True)
+    assert wait_for_manifest(aps, urn).status == "success"
+    landing.put("incoming/slow-again.ifc", sample.data, metadata={"project": "p"})
+    discover_files(landing, results_engine, landing_pipeline, "run-x")
+    validate_files(landing, results_engine, landing_pipeline, "run-x", supported=FORMATS)
+    (again,) = assign_models(results_engine, landing_pipeline, "run-x")["models"]
+    assert again["model_id"] == model["model_id"]
+    loaded = settle_model(aps, results_engine, model["model_id"], "run-x", pipeline=PIPELINE_NAME,
+                          last_attempt=False, verdict={"status": "success", "progress": "complete"})
+    assert loaded["status"] == "success"
+    assert file_rows(results_engine)["incoming/slow-again.ifc"].state == FileState.LOADED
+
+
+def test_a_wait_without_a_verdict_before_the_deadline_is_no_timeout(
+    aps: APSClient,
+    emulator: Any,
+    landing: Landing,
+    results_engine: Engine,
+    landing_pipeline: PipelineConfig,
+) -> None:
+    """The sensor failed (no verdict at all): the load asks APS itself; still running before the deadline
+    means the files fail with that reason and the model is not recorded as timed out."""
+    emulator.configure(translation_seconds=600)
+    sample = generate_ifc(47, name="sensorless")
+    model = land_one(landing, results_engine, landing_pipeline, "run-n", "incoming/sensorless.ifc",
+                     sample.data)
+    upload_and_translate(aps, results_engine, model, sample.data)
+
+    result = settle_model(aps, results_engine, model["model_id"], "run-n", pipeline=PIPELINE_NAME,
+                          last_attempt=False, verdict=None, translation_timeout=3600)
+    assert result["status"] == "wait_ended"
+    with Session(results_engine) as session:
+        (file,) = session.scalars(select(File)).all()
+        assert file.state == FileState.FAILED
+        assert "wait ended before the translation finished" in file.reason
+        assert session.get(Model, model["model_id"]).status == ModelStatus.TRANSLATING
+
+
+def test_a_translation_past_its_deadline_records_a_timeout(
     aps: APSClient,
     emulator: Any,
     landing: Landing,
@@ -322,14 +392,16 @@ def test_wait_that_ends_before_aps_finishes_records_a_timeout(
     landing_pipeline: PipelineConfig,
 ) -> None:
     emulator.configure(translation_seconds=600)
-    sample = generate_ifc(45, name="slow")
-    model = land_one(landing, results_engine, landing_pipeline, "run-w", "incoming/slow.ifc",
+    sample = generate_ifc(46, name="late")
+    model = land_one(landing, results_engine, landing_pipeline, "run-d", "incoming/late.ifc",
                      sample.data)
     upload_and_translate(aps, results_engine, model, sample.data)
 
     # The sensor's wall-clock deadline passed; the DAG's load task settles the model anyway.
-    result = settle_model(aps, results_engine, model["model_id"], "run-w", pipeline=PIPELINE_NAME,
-                          last_attempt=False)
+    verdict = {"status": "deadline_exceeded", "progress": "10% complete",
+               "reason": "translation still inprogress at the deadline"}
+    result = settle_model(aps, results_engine, model["model_id"], "run-d", pipeline=PIPELINE_NAME,
+                          last_attempt=False, verdict=verdict, translation_timeout=3600)
     assert result["status"] == "timeout"
     with Session(results_engine) as session:
         (file,) = session.scalars(select(File)).all()
@@ -343,7 +415,18 @@ def test_wait_that_ends_before_aps_finishes_records_a_timeout(
         stored = session.get(Model, model["model_id"])
         assert stored.status == ModelStatus.TIMEOUT
         assert "when the wait ended" in stored.reason
-    assert summarize_run(results_engine, landing_pipeline.name, "run-w")["failed"] == 1
+    assert summarize_run(results_engine, landing_pipeline.name, "run-d")["failed"] == 1
+
+    # Without a verdict, the translation's own deadline (submitted + timeout) decides the same way.
+    other = generate_ifc(48, name="later")
+    second = land_one(landing, results_engine, landing_pipeline, "run-e", "incoming/later.ifc", other.data)
+    upload_and_translate(aps, results_engine, second, other.data)
+    with results_engine.begin() as connection:
+        connection.execute(update(Translation).where(Translation.model_id == second["model_id"])
+                           .values(job_submitted_at=func.now() - func.make_interval(0, 0, 0, 0, 2)))
+    late = settle_model(aps, results_engine, second["model_id"], "run-e", pipeline=PIPELINE_NAME,
+                        last_attempt=False, verdict=None, translation_timeout=3600)
+    assert late["status"] == "timeout"
 
 
 @pytest.fixture

@@ -103,9 +103,10 @@ def test_validation_results_replace_an_earlier_try(results_engine: Engine) -> No
 def test_identical_content_shares_one_model_per_region(results_engine: Engine) -> None:
     with results_engine.begin() as conn:
         a, b = registry.claim_files(conn, PIPELINE, "run-1", landed("a.ifc", "copy-of-a.ifc"))
-        first = registry.get_or_create_model(conn, "US", "d" * 64, source_file_id=a.id, run_id="run-1")
-        second = registry.get_or_create_model(conn, "US", "d" * 64, source_file_id=b.id, run_id="run-1")
-        emea = registry.get_or_create_model(conn, "EMEA", "d" * 64)
+        us = registry.ModelIdentity("US", "d" * 64, "bucket")
+        first = registry.get_or_create_model(conn, us, source_file_id=a.id, run_id="run-1")
+        second = registry.get_or_create_model(conn, us, source_file_id=b.id, run_id="run-1")
+        emea = registry.get_or_create_model(conn, registry.ModelIdentity("EMEA", "d" * 64, "bucket"))
         links = conn.execute(select(File.model_id).order_by(File.id)).scalars().all()
     assert first.created
     assert not second.created
@@ -116,8 +117,8 @@ def test_identical_content_shares_one_model_per_region(results_engine: Engine) -
 
 def test_translation_attempts_and_model_status_history(results_engine: Engine) -> None:
     with results_engine.begin() as conn:
-        model = registry.get_or_create_model(conn, "US", "e" * 64)
-        registry.update_model(conn, model.id, bucket_key="bucket", object_key="e.ifc",
+        model = registry.get_or_create_model(conn, registry.ModelIdentity("US", "e" * 64, "bucket"))
+        registry.update_model(conn, model.id, object_key="e.ifc",
                               object_id="urn:adsk.objects:os.object:bucket/e.ifc", urn="dXJu",
                               upload_state={"parts": [1, 2]})
         one = registry.start_translation(conn, model.id, run_id="run-1", output_formats=["svf2"])

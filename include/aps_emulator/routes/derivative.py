@@ -30,6 +30,7 @@ from aps_emulator.errors import APSHTTPError, md_error
 from aps_emulator.manifests import GEOMETRY_TYPES, manifest_body, views
 from aps_emulator.manifests import job_status as status_of
 from aps_emulator.regions import md_region
+from aps_emulator.retention import drop_expired_objects
 from aps_emulator.routes.oss import access_of
 from aps_emulator.security import Caller, authenticated
 from aps_emulator.state import JobRecord, job_ref, object_ref
@@ -151,6 +152,7 @@ async def start_job(request: Request, caller: Annotated[Caller, Depends(authenti
         raise md_error(400, "Invalid 'misc.workflow': up to 36 letters, digits and hyphens.")
 
     parts = split_object_id(object_id)
+    drop_expired_objects(context)
     state = context.store.state
     record = state.objects.get(object_ref(*parts)) if parts else None
     bucket = state.buckets.get(parts[0]) if parts else None

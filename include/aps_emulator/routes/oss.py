@@ -26,6 +26,7 @@ from aps_emulator.bodies import bucket_body, iso, object_body
 from aps_emulator.context import EmulatorContext, get_context
 from aps_emulator.errors import oss_error
 from aps_emulator.regions import DEFAULT_REGION, oss_region
+from aps_emulator.retention import drop_expired_objects
 from aps_emulator.security import Caller, authenticated
 from aps_emulator.state import BucketRecord, ObjectRecord, UploadRecord, object_ref
 
@@ -232,6 +233,7 @@ async def complete_upload(request: Request, bucket_key: str, object_key: str, bo
     context = get_context(request)
     find_bucket(context, request, caller, bucket_key, write=True)
     store, min_part = context.store, context.tunables.min_part_bytes
+    drop_expired_objects(context)
     with store.lock:
         state = store.state
         finished_ref = state.completed_uploads.get(body.uploadKey)
@@ -286,6 +288,7 @@ async def object_details(
     with_: Annotated[list[str] | None, Query(alias="with")] = None,
 ) -> Response:
     context = get_context(request)
+    drop_expired_objects(context)
     record = context.store.state.objects.get(object_ref(bucket_key, object_key))
     object_id = f"urn:adsk.objects:os.object:{bucket_key}/{object_key}"
     caller.require(("data:read",), object_id=object_id)
