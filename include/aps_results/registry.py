@@ -204,6 +204,16 @@ def count_unfinished_files(conn: Connection, pipeline: str, run_id: str) -> int:
     ).scalar_one()
 
 
+def oldest_translating_seconds(conn: Connection, pipeline: str) -> float | None:
+    """How long the pipeline's longest-waiting file has been translating (any run), None when none is."""
+    since = conn.execute(select(func.min(File.updated_at)).where(
+        File.pipeline == pipeline, File.state == FileState.TRANSLATING.value)).scalar_one()
+    if since is None:
+        return None
+    now = conn.execute(select(func.now())).scalar_one()
+    return max(0.0, (now - since).total_seconds())
+
+
 # --- Validation --------------------------------------------------------------------------------------------
 
 

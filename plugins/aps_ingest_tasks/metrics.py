@@ -2,6 +2,7 @@
 
     aps.<pipeline>.files.<loaded|rejected|failed|lost>   counter: a run's files by outcome (write_run_summary)
     aps.<pipeline>.api.<answers|throttled|retries>       counter: what a task's APS calls met (429s, retries)
+    aps.<pipeline>.translations.oldest_waiting_seconds   gauge: the longest a file of it has been translating
 
 The pipeline is part of the name, not a tag: plain StatsD drops tags. Dotted names; a
 StatsD exporter for Prometheus turns them into `airflow_aps_<pipeline>_files_failed` and so on (the alert
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from airflow.sdk.observability.stats import incr, normalize_name_for_stats
+from airflow.sdk.observability.stats import gauge, incr, normalize_name_for_stats
 
 from aps_client.call_stats import CALL_STATS
 
@@ -42,3 +43,8 @@ def counting_aps_calls(pipeline: str) -> Iterator[None]:
         for name, count in CALL_STATS.since(before).items():
             if count > 0:
                 incr(metric_name(pipeline, "api", name), count)
+
+
+def oldest_waiting(pipeline: str, seconds: float | None) -> None:
+    """The age of the pipeline's longest-waiting translation (0 when none waits), for the stuck alert."""
+    gauge(metric_name(pipeline, "translations", "oldest_waiting_seconds"), seconds or 0.0)

@@ -15,6 +15,7 @@ from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from aps_ingest_tasks import metrics
+from aps_ingest_tasks.connections import landing_of
 from aps_ingest_tasks.engines import results_engine
 from aps_ingest_tasks.metrics import counting_aps_calls
 from aps_pipeline.config import PipelineConfig, get_pipeline
@@ -24,7 +25,6 @@ from aps_provider.links import run_page_url
 
 if TYPE_CHECKING:
     from aps_client import APSClient
-    from aps_landing import Landing
     from aps_pipeline.batch import ModelBatch
     from aps_pipeline.dedupe import ModelPlan
     from aps_pipeline.submission import SubmittedModel
@@ -47,18 +47,6 @@ def _aps(config: PipelineConfig) -> Iterator[APSClient]:
     hook = APSConnection(config.aps_conn_id, config.aps.region).hook
     with counting_aps_calls(config.name), hook.get_client() as client:
         yield client
-
-
-def _landing(config: PipelineConfig) -> Landing:
-    """The pipeline's landing; for a bucket, S3 is reached with the client of its `aws_conn_id` S3Hook."""
-
-    def s3_client() -> Any:
-        # Imported here: boto3 and the Amazon provider cost ~1 s per task process, and most tasks need no S3.
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        return S3Hook(aws_conn_id=config.aws_conn_id).get_conn()
-
-    return config.landing.open(s3_client)
 
 
 def batch_label(ti: Any) -> str:
@@ -118,7 +106,7 @@ def discover_files() -> dict[str, Any]:
     from aps_pipeline.discovery import discover_files as discover
 
     config, run_id, params = _run()
-    return discover(_landing(config), results_engine(config.results_conn_id), config, run_id,
+    return discover(landing_of(config), results_engine(config.results_conn_id), config, run_id,
                     limit=params.get("limit"), prefix=params.get("prefix"), keys=_event_keys(config),
                     run_is_active=_run_is_active)
 
@@ -138,7 +126,7 @@ def validate_files() -> dict[str, Any]:
 
     config, run_id, _ = _run()
     with _aps(config) as aps:
-        return validate(_landing(config), results_engine(config.results_conn_id), config, run_id, aps=aps)
+        return validate(landing_of(config), results_engine(config.results_conn_id), config, run_id, aps=aps)
 
 
 @task
@@ -147,7 +135,7 @@ def quarantine_rejected() -> dict[str, Any]:
     from aps_pipeline.quarantine import quarantine_rejected as quarantine
 
     config, run_id, _ = _run()
-    return quarantine(_landing(config), results_engine(config.results_conn_id), config, run_id)
+    return quarantine(landing_of(config), results_engine(config.results_conn_id), config, run_id)
 
 
 @task
@@ -175,7 +163,7 @@ def upload_models(models: list[ModelPlan]) -> list[UploadedModel]:
     config, run_id, _ = _run()
     engine = results_engine(config.results_conn_id)
     with _aps(config) as aps:
-        uploaded, failures = upload(aps, _landing(config), engine, models, pipeline=config.name,
+        uploaded, failures = upload(aps, landing_of(config), engine, models, pipeline=config.name,
                                     run_id=run_id, concurrency=config.upload_concurrency)
     end_failed_models(engine, failures, run_id, pipeline=config.name, step="upload",
                       last_attempt=_tries()[1])
@@ -221,6 +209,7 @@ def write_run_summary() -> dict[str, Any]:
     """Count the run's files per terminal state; fail loudly if any file has none."""
     from aps_ingest_tasks.notifications import notify_run_ended
     from aps_pipeline.summary import summarize_run
+    from aps_results import registry
 
     config, run_id, params = _run()
     context = get_current_context()
@@ -230,6 +219,8 @@ def write_run_summary() -> dict[str, Any]:
     print(summary["line"])  # the one-line answer an operator looks for in the task log
     print(f"run page: {run_page_url(config.name, run_id)}")
     metrics.files_by_outcome(config.name, summary)
+    with results_engine(config.results_conn_id).connect() as connection:
+        metrics.oldest_waiting(config.name, registry.oldest_translating_seconds(connection, config.name))
     notify_run_ended(config, summary, context)
     return summary
 

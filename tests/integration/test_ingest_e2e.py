@@ -402,3 +402,6 @@ def test_the_pipeline_sends_metrics_files_by_outcome_and_the_429s_it_met(ingest:
     assert counters[name + "api.throttled"] > 0  # the storm's 429s, met by the upload and load tasks
     assert counters[name + "api.retries"] > 0
     assert counters[name + "api.answers"] > counters[name + "api.throttled"]
+    # Each summary also sends the age of the longest-waiting translation (a gauge; 0 once all have ended).
+    assert any(line.startswith(name + "translations.oldest_waiting_seconds:") and line.endswith("|g")
+               for line in ingest.statsd.lines)
