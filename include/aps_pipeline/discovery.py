@@ -56,6 +56,7 @@ from aps_landing import (
     ObjectHead,
     read_small,
 )
+from aps_pipeline.boundary import PROPAGATES, FileFailure, describe, guarded, storable_text
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.metadata import (
     ERROR_KEY,
@@ -103,9 +104,11 @@ def is_ingestible_key(key: str, quarantine_prefix: str) -> bool:
 
 
 def _read(landing: Landing, key: str, what: str, read: Callable[[], T]) -> T:
-    """`read()`, asked again on a landing error that may pass; `Unreadable` on a refusal or the last failure.
+    """`read()`, asked again on an error that may pass; `Unreadable` on a refusal or the last failure.
 
-    `ObjectChanged` (the object is gone or was replaced) is no failure to read: it propagates as it is.
+    `ObjectChanged` (the object is gone or was replaced) is no failure to read: it propagates as it is. Any
+    other exception (not only the landing's errors: a library's surprise too) is asked again, and then is
+    the object's reason (aps_pipeline.boundary); only the boundary's PROPAGATES cross it.
     """
     pause = DISCOVERY_RETRY_PAUSE
     for attempt in range(1, DISCOVERY_READ_ATTEMPTS + 1):
@@ -115,21 +118,33 @@ def _read(landing: Landing, key: str, what: str, read: Callable[[], T]) -> T:
             raise
         except AccessRefused as exc:
             raise Unreadable(f"{what} {exc}") from exc
-        except LandingError as exc:
+        except PROPAGATES:
+            raise
+        except Exception as exc:
+            error = str(exc) if isinstance(exc, LandingError) else describe(exc)
             if attempt == DISCOVERY_READ_ATTEMPTS:
-                raise Unreadable(f"{what} failed after {attempt} attempts: {exc}") from exc
+                raise Unreadable(f"{what} failed after {attempt} attempts: {error}") from exc
             logger.warning("%s %s (attempt %d of %d): %s", what, landing.url(key), attempt,
-                           DISCOVERY_READ_ATTEMPTS, exc)
+                           DISCOVERY_READ_ATTEMPTS, error)
             time.sleep(pause)
             pause *= 2
     raise AssertionError("unreachable")
 
 
+def _sidecar_metadata(sidecar: str, raw: bytes) -> dict[str, Any]:
+    """A sidecar's bytes as the stored document; a document that is no metadata is recorded with `_error`."""
+    try:
+        return jsonb_safe_metadata({**read_sidecar_document(raw), SOURCE_KEY: "sidecar"})
+    except MetadataError as exc:
+        return {SOURCE_KEY: "sidecar", ERROR_KEY: f"{sidecar}: {exc}"}
+
+
 def read_metadata(landing: Landing, key: str, user_metadata: dict[str, str]) -> dict[str, Any]:
     """The sidecar's JSON object if there is a sidecar, else the user metadata, annotated with `_source`.
 
-    Always a document the registry can store (`jsonb_safe_metadata`). A sidecar the landing refuses is
-    recorded with `_error` (the file is rejected for it); `Unreadable` if reading it kept failing.
+    Always a document the registry can store (`jsonb_safe_metadata`). A sidecar the landing refuses, or one
+    whose parsing raised anything at all, is recorded with `_error` (the file is rejected for it);
+    `Unreadable` if reading it kept failing.
     """
     sidecar = key + SIDECAR_SUFFIX
     try:
@@ -140,10 +155,11 @@ def read_metadata(landing: Landing, key: str, user_metadata: dict[str, str]) -> 
             raise
         return {SOURCE_KEY: "sidecar", ERROR_KEY: f"{sidecar} could not be read: {exc.__cause__}"}
     if raw is not None:
-        try:
-            return jsonb_safe_metadata({**read_sidecar_document(raw), SOURCE_KEY: "sidecar"})
-        except MetadataError as exc:
-            return {SOURCE_KEY: "sidecar", ERROR_KEY: f"{sidecar}: {exc}"}
+        parsed = guarded(lambda: _sidecar_metadata(sidecar, raw), what="sidecar parse",
+                         subject=landing.url(sidecar))
+        if isinstance(parsed, FileFailure):
+            return {SOURCE_KEY: "sidecar", ERROR_KEY: f"{sidecar}: {parsed.reason}"}
+        return parsed
     if user_metadata:  # "s3": kept with the object itself (S3 user metadata, or a file's attributes)
         return jsonb_safe_metadata({**user_metadata, SOURCE_KEY: "s3"})
     return {SOURCE_KEY: "none"}
@@ -205,12 +221,9 @@ def _listed_by_keys(
              if key.startswith(prefix) and is_ingestible_key(key, quarantine_prefix)]
 
     def head_or_skip(key: str) -> ObjectHead | None:
-        try:
-            return _head(landing, key)
-        except Unreadable as exc:
-            # No listing names its version, so there is nothing to record: the next listing will.
-            logger.error("%s; skipped", exc)
-            return None
+        # No listing names its version, so there is nothing to record: the next listing will.
+        outcome = guarded(lambda: _head(landing, key), what="HEAD", subject=landing.url(key))
+        return None if isinstance(outcome, FileFailure) else outcome
 
     heads = {h.key: h for h in _in_parallel(head_or_skip, named, concurrency) if h is not None}
     listed = [ListedObject(h.key, h.etag, h.size, last_modified=None) for h in heads.values()]
@@ -218,7 +231,19 @@ def _listed_by_keys(
 
 
 def _inspect(landing: Landing, listed: ListedObject, head: ObjectHead | None = None) -> Candidate | None:
-    """What to register for one listed object; None if it is gone, a `failure` if it could not be read."""
+    """What to register for one listed object; None if it is gone, a `failure` if it could not be read.
+
+    The per-file boundary: whatever one object's HEAD and sidecar raise is that file's failure, never the
+    batch's (aps_pipeline.boundary).
+    """
+    outcome = guarded(lambda: _read_candidate(landing, listed, head), what="discovery",
+                      subject=landing.url(listed.key))
+    if isinstance(outcome, FileFailure):
+        return Candidate(listed, None, None, {}, failure=outcome.reason)
+    return outcome
+
+
+def _read_candidate(landing: Landing, listed: ListedObject, head: ObjectHead | None) -> Candidate | None:
     try:
         if head is None:
             head = _head(landing, listed.key)
@@ -227,7 +252,7 @@ def _inspect(landing: Landing, listed: ListedObject, head: ObjectHead | None = N
         metadata = read_metadata(landing, listed.key, dict(head.metadata))
     except Unreadable as exc:
         logger.error("%s; the file fails", exc)
-        return Candidate(listed, None, None, {}, failure=str(exc))
+        return Candidate(listed, None, None, {}, failure=storable_text(str(exc)))
     if head.etag != listed.etag:
         logger.info("%s was replaced since the listing; the version HEAD found is registered",
                     landing.url(listed.key))

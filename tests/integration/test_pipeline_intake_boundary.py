@@ -1,0 +1,93 @@
+"""The per-file error boundary of the intake steps (issue 20): one file's trouble, whatever its class, becomes
+that file's recorded reason; the rest of the batch goes on and no later run repeats the failure."""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from aps_landing import Landing
+from aps_landing.s3 import S3Landing
+from aps_pipeline.config import PipelineConfig
+from aps_pipeline.discovery import discover_files
+from aps_pipeline.metadata import ERROR_KEY
+from aps_pipeline.validation import validate_files
+from aps_results.models import File, FileState
+
+SUPPORTED = {"svf2": ["obj"]}
+HUGE_INTEGER = b'{"project": "p", "n": ' + b"9" * 4301 + b"}"  # json: ValueError (int digits limit)
+DEEP_NESTING = b'{"project": "p", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"  # json: RecursionError
+
+
+def files_by_key(engine: Engine) -> dict[str, File]:
+    with Session(engine) as session:
+        return {row.s3_key: row for row in session.scalars(select(File))}
+
+
+@pytest.mark.parametrize(("sidecar", "said"), [(HUGE_INTEGER, "digits"), (DEEP_NESTING, "deep")],
+                         ids=["4301-digit-integer", "deep-nesting"])
+def test_a_sidecar_python_json_refuses_rejects_its_file_and_the_rest_is_claimed(
+    landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig, sidecar: bytes, said: str
+) -> None:
+    landing.put("incoming/hostile.obj", b"v 0 0 0\n")
+    landing.put("incoming/hostile.obj.meta.json", sidecar)
+    landing.put("incoming/fine.obj", b"v 0 0 1\n", metadata={"project": "p"})
+
+    result = discover_files(landing, results_engine, landing_pipeline, "run-1")
+    assert len(result["file_ids"]) == 2
+    hostile = files_by_key(results_engine)["incoming/hostile.obj"]
+    assert said in hostile.meta[ERROR_KEY]
+
+    validate_files(landing, results_engine, landing_pipeline, "run-1", supported=SUPPORTED)
+    rows = files_by_key(results_engine)
+    assert rows["incoming/fine.obj"].state == FileState.VALID
+    assert rows["incoming/hostile.obj"].state == FileState.REJECTED
+    assert rows["incoming/hostile.obj"].reason.startswith("metadata: ")
+    assert said in rows["incoming/hostile.obj"].reason
+    # The next run is not stopped by it either.
+    assert discover_files(landing, results_engine, landing_pipeline, "run-2")["new"] == 0
+
+
+class BuggyLanding(S3Landing):
+    """An S3Landing whose reads of some keys raise an exception no step knows (a bug, a surprise)."""
+
+    def __init__(self, client: Any, bucket: str, broken: set[str], operations: set[str]) -> None:
+        super().__init__(client, bucket)
+        self.broken, self.operations = broken, operations
+
+    def head(self, key: str) -> Any:
+        if key in self.broken and "head" in self.operations:
+            raise ZeroDivisionError(f"surprise while reading {key}")
+        return super().head(key)
+
+    def read_range(self, key: str, start: int = 0, length: int | None = None, **pins: Any) -> BinaryIO:
+        if key in self.broken and "read" in self.operations:
+            raise ZeroDivisionError(f"surprise while reading {key}")
+        return super().read_range(key, start, length, **pins)
+
+
+def _s3_pipeline(bucket: str, **fields: Any) -> PipelineConfig:
+    return PipelineConfig.model_validate({
+        "name": "test_ingest", "landing": {"bucket": bucket, "prefix": "incoming/"},
+        "aps": {"bucket_key": "test-ingest-bucket"}, "max_file_size": "1MB", **fields})
+
+
+@pytest.mark.parametrize("operation", ["head", "read"])
+def test_any_exception_reading_one_object_at_discovery_is_that_files_reason(
+    s3_server: Any, s3_bucket: str, results_engine: Engine, operation: str
+) -> None:
+    client = s3_server.client()
+    for name in ("odd", "fine"):
+        client.put_object(Bucket=s3_bucket, Key=f"incoming/{name}.obj", Body=b"v 0 0 0\n")
+        client.put_object(Bucket=s3_bucket, Key=f"incoming/{name}.obj.meta.json", Body=b'{"project": "p"}')
+    broken = "incoming/odd.obj" if operation == "head" else "incoming/odd.obj.meta.json"
+    landing = BuggyLanding(client, s3_bucket, {broken}, {operation})
+    result = discover_files(landing, results_engine, _s3_pipeline(s3_bucket), "run-1")
+    assert len(result["file_ids"]) == 2
+    rows = files_by_key(results_engine)
+    assert rows["incoming/fine.obj"].state == FileState.DISCOVERED
+    assert rows["incoming/odd.obj"].state == FileState.FAILED
+    assert "ZeroDivisionError: surprise while reading" in rows["incoming/odd.obj"].reason
