@@ -45,12 +45,17 @@ PROPAGATES: tuple[type[BaseException], ...] = (SharedInfrastructureError, DBAPIE
 
 
 def storable_text(text: str, limit: int = MAX_REASON_CHARS) -> str:
-    """`text` as PostgreSQL's text can hold it (no NUL, no lone surrogate), at most `limit` characters."""
-    cleaned = "".join(
+    """`text` as PostgreSQL's text can hold it (no NUL, no lone surrogate), at most `limit` characters.
+
+    A longer text keeps its start and its end (an error's code is often last, after a long key).
+    """
+    if len(text) > limit:
+        half = (limit - 3) // 2
+        text = f"{text[:half]} … {text[-half:]}"
+    return "".join(
         f"\\x{ord(c):02x}" if c == "\x00" else (f"\\u{ord(c):04x}" if "\ud800" <= c <= "\udfff" else c)
-        for c in text[: limit * 2]
+        for c in text
     )
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 
 def describe(error: BaseException) -> str:

@@ -38,6 +38,7 @@ _DAG_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 _BUCKET_KEY = re.compile(r"^[-_.a-z0-9]{3,128}$")  # APS OSS bucket keys (aps-api.md §2.2)
 MAX_LOAD_ATTEMPTS = 3  # the default of PipelineConfig.max_load_attempts
 MAX_VALIDATION_ATTEMPTS = 3  # the default of PipelineConfig.max_validation_attempts
+MAX_QUARANTINE_ATTEMPTS = 3  # the default of PipelineConfig.max_quarantine_attempts
 
 
 class PipelineConfigError(ValueError):
@@ -261,6 +262,12 @@ class PipelineConfig(_Strict):
         default=MAX_VALIDATION_ATTEMPTS,
         ge=1,
         description="runs that try to validate a file (read errors, runs ended mid-way) before it fails",
+    )
+    max_quarantine_attempts: int = Field(
+        default=MAX_QUARANTINE_ATTEMPTS,
+        ge=1,
+        description="runs that try to copy a rejected file to the quarantine before it stays rejected and "
+        "not quarantined (the reason says why)",
     )
 
     @field_validator("name")

@@ -3,6 +3,8 @@ that file's recorded reason; the rest of the batch goes on and no later run repe
 
 from __future__ import annotations
 
+import threading
+from types import SimpleNamespace
 from typing import Any, BinaryIO
 
 import pytest
@@ -14,6 +16,7 @@ from aps_landing.s3 import S3Landing
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.discovery import discover_files
 from aps_pipeline.metadata import ERROR_KEY
+from aps_pipeline.quarantine import quarantine_rejected
 from aps_pipeline.validation import validate_files
 from aps_results.models import File, FileState
 
@@ -91,3 +94,69 @@ def test_any_exception_reading_one_object_at_discovery_is_that_files_reason(
     assert rows["incoming/fine.obj"].state == FileState.DISCOVERED
     assert rows["incoming/odd.obj"].state == FileState.FAILED
     assert "ZeroDivisionError: surprise while reading" in rows["incoming/odd.obj"].reason
+
+
+# --- Finding 2: a rejected file that cannot be quarantined ends rejected-not-quarantined ------------------
+
+
+class KeyLimitLanding(S3Landing):
+    """An S3Landing whose server enforces S3's 1,024-byte key limit on writes, as AWS does.
+
+    The moto server stores longer keys; AWS answers `KeyTooLongError` (400). botocore's own hooks hand the
+    client that answer for a CopyObject or PutObject whose Key is longer, so S3Landing maps it as a real one.
+    """
+
+    LIMIT = 1024
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        super().__init__(client, bucket)
+        self._key = threading.local()
+        for operation in ("CopyObject", "PutObject"):
+            client.meta.events.register(f"before-parameter-build.s3.{operation}", self._remember)
+            client.meta.events.register(f"before-call.s3.{operation}", self._refuse)
+
+    def _remember(self, params: dict[str, Any], **_: Any) -> None:
+        self._key.value = params.get("Key", "")
+
+    def _refuse(self, **_: Any) -> tuple[Any, dict[str, Any]] | None:
+        key, self._key.value = getattr(self._key, "value", ""), ""
+        if len(key.encode("utf-8")) <= self.LIMIT:
+            return None
+        error = {"Code": "KeyTooLongError", "Message": "Your key is too long"}
+        return (SimpleNamespace(status_code=400, headers={}),
+                {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}})
+
+
+def test_a_rejected_file_whose_quarantine_key_is_too_long_stops_failing_runs_after_its_attempts(
+    s3_server: Any, s3_bucket: str, results_engine: Engine
+) -> None:
+    """S3 keys hold 1,024 bytes; the quarantine prefix, run id and escaping push this one past it."""
+    client = s3_server.client()
+    long_key = "incoming/" + "%" * 330 + ".xyz"  # 1,012 bytes; each '%' becomes '%25' in the quarantine
+    client.put_object(Bucket=s3_bucket, Key=long_key, Body=b"text\n", Metadata={"project": "p"})
+    client.put_object(Bucket=s3_bucket, Key="incoming/short.xyz", Body=b"text\n", Metadata={"project": "p"})
+    landing = KeyLimitLanding(client, s3_bucket)
+    pipeline = _s3_pipeline(s3_bucket, max_quarantine_attempts=2, max_files_per_run=1)
+
+    for run in ("run-1", "run-2"):
+        discover_files(landing, results_engine, pipeline, run)
+        validate_files(landing, results_engine, pipeline, run, supported=SUPPORTED)
+    stuck_id = files_by_key(results_engine)[long_key].id
+
+    first = quarantine_rejected(landing, results_engine, pipeline, "run-2")  # no exception: not the run's
+    assert first["errors"] == 1
+    row = files_by_key(results_engine)[long_key]
+    assert (row.state, row.quarantine_key, row.quarantine_attempts) == (FileState.REJECTED, None, 1)
+
+    second = quarantine_rejected(landing, results_engine, pipeline, "run-3")
+    assert second["not_quarantined"] == [stuck_id]
+    # The stuck row does not take the room (max_files_per_run=1): the short file is quarantined beside it.
+    assert files_by_key(results_engine)["incoming/short.xyz"].quarantine_key is not None
+    row = files_by_key(results_engine)[long_key]
+    assert (row.state, row.quarantine_key, row.quarantine_attempts) == (FileState.REJECTED, None, 2)
+    assert row.reason.startswith("extension: ")  # the rejection's reason stays first
+    assert "not quarantined after 2 attempts" in row.reason
+    assert "KeyTooLong" in row.reason
+    # Later runs leave it alone.
+    assert quarantine_rejected(landing, results_engine, pipeline, "run-4") == {
+        "run_id": "run-4", "quarantined": [], "reason_only": [], "not_quarantined": [], "errors": 0}
