@@ -12,8 +12,9 @@ reaches. Such a failure counts as an attempt on the file; after `max_attempts` t
 reason. So no input can make a step fail on every run.
 
 Only what is no file's fault crosses the boundary and fails the step as a whole: the shared infrastructure
-being down (the results database: SQLAlchemy's `DBAPIError`; `SharedInfrastructureError`, which a step
-raises for its own shared parts) and the process's own trouble (MemoryError; BaseExceptions such as
+being down (the results database unreachable or at another schema: SQLAlchemy's OperationalError,
+InterfaceError, InternalError, ProgrammingError; `SharedInfrastructureError`, which a step raises for its
+own shared parts) and the process's own trouble (MemoryError; BaseExceptions such as
 KeyboardInterrupt pass anyway). A step records each file's verdict in one transaction, so a step that
 fails that way leaves no file half-recorded.
 
@@ -28,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import InterfaceError, InternalError, OperationalError, ProgrammingError
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +41,12 @@ class SharedInfrastructureError(RuntimeError):
     """Something every file needs is down (the listing, the results database): the step fails as a whole."""
 
 
-# Never a file's fault: these propagate through the boundary.
-PROPAGATES: tuple[type[BaseException], ...] = (SharedInfrastructureError, DBAPIError, MemoryError)
+# Never a file's fault: these propagate through the boundary. Of the database's errors, those that say it is
+# unreachable or the schema is not what the code expects; a value one file brings that PostgreSQL refuses
+# (DataError, IntegrityError) is that file's.
+PROPAGATES: tuple[type[BaseException], ...] = (
+    SharedInfrastructureError, OperationalError, InterfaceError, InternalError, ProgrammingError, MemoryError,
+)
 
 
 def storable_text(text: str, limit: int = MAX_REASON_CHARS) -> str:

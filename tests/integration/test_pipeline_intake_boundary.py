@@ -160,3 +160,27 @@ def test_a_rejected_file_whose_quarantine_key_is_too_long_stops_failing_runs_aft
     # Later runs leave it alone.
     assert quarantine_rejected(landing, results_engine, pipeline, "run-4") == {
         "run_id": "run-4", "quarantined": [], "reason_only": [], "not_quarantined": [], "errors": 0}
+
+
+def test_any_exception_validating_one_file_is_an_attempt_and_then_its_reason(
+    s3_server: Any, s3_bucket: str, results_engine: Engine
+) -> None:
+    client = s3_server.client()
+    for index, name in enumerate(("odd", "fine")):
+        client.put_object(Bucket=s3_bucket, Key=f"incoming/{name}.obj", Body=b"v 0 0 %d\n" % index,
+                          Metadata={"project": "p"})
+    landing = BuggyLanding(client, s3_bucket, {"incoming/odd.obj"}, {"read"})
+    pipeline = _s3_pipeline(s3_bucket, max_validation_attempts=2)
+    discover_files(landing, results_engine, pipeline, "run-1")
+    first = validate_files(landing, results_engine, pipeline, "run-1", supported=SUPPORTED)
+    rows = files_by_key(results_engine)
+    assert first["valid"] == [rows["incoming/fine.obj"].id]
+    assert first["retry_later"] == [rows["incoming/odd.obj"].id]
+    assert "attempt 1 of 2" in rows["incoming/odd.obj"].reason
+
+    discover_files(landing, results_engine, pipeline, "run-2")
+    second = validate_files(landing, results_engine, pipeline, "run-2", supported=SUPPORTED)
+    odd = files_by_key(results_engine)["incoming/odd.obj"]
+    assert second["failed"] == [odd.id]
+    assert odd.state == FileState.FAILED
+    assert "validation failed in 2 attempts, the last: ZeroDivisionError: surprise" in odd.reason
