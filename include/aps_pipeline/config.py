@@ -155,6 +155,9 @@ class NotifyConfig(_Strict):
     from_email: str | None = Field(default=None, description="default: the SMTP connection's from_email")
     webhook_conn_id: str | None = Field(default=None, description="HTTP connection with the webhook's URL")
     webhook_endpoint: str = Field(default="", description="path appended to the connection's URL")
+    webhook_timeout_seconds: float = Field(
+        default=10, gt=0, le=120, description="connect/read/write timeout of the webhook's POST"
+    )
     on: list[NotifyEvent] = Field(
         default_factory=lambda: ["run_failed", "files_failed", "files_rejected"],
         description="run_failed: the DAG run failed; files_failed/files_rejected: it ended with such files",
