@@ -246,13 +246,17 @@ class PipelineConfig(_Strict):
         default=50, ge=1, description="models per mapped batch task instance (1: one model per group)"
     )
     upload_concurrency: int = Field(
-        default=8, ge=1, description="models a batch task uploads (and submits) at the same time"
+        default=8, ge=1, le=64, description="models a batch task uploads (and submits) at the same time"
     )
     read_concurrency: int = Field(
         default=8, ge=1, description="landing reads in flight: discovery's HEADs, validation's GETs"
     )
     # Loads in parallel take turns only at the properties partition swap (aps_results.partitions), a few ms.
-    load_concurrency: int = Field(default=4, ge=1, description="models a batch task loads at the same time")
+    load_concurrency: int = Field(
+        default=4, ge=1, le=64,
+        description="models a batch task loads at the same time; each load holds a results connection (the "
+        "task's pool is sized from it: aps_results.db.pool_options)",
+    )
     pool: PoolConfig = Field(default_factory=PoolConfig)
     retries: int = Field(default=2, ge=0)
     retry_delay_seconds: float = Field(default=60, ge=0)
