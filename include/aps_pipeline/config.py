@@ -189,6 +189,11 @@ class EventsConfig(_Strict):
 
     queue_url: str = Field(min_length=1, description="https://sqs.<region>.amazonaws.com/<account>/<name>")
     aws_conn_id: str | None = Field(default=None, description="default: the pipeline's aws_conn_id")
+    allow_without_schedule: bool = Field(
+        default=False,
+        description="accept `schedule: none` (test stacks that start runs by hand): a lost event's file, "
+        "keys past max_files_per_run and unreadable HEADs then wait for the next landing or a manual run",
+    )
 
     @field_validator("queue_url")
     @classmethod
@@ -320,6 +325,21 @@ class PipelineConfig(_Strict):
     def _events_need_a_bucket(self) -> PipelineConfig:
         if self.events is not None and self.landing.kind != "s3":
             raise ValueError("events: S3 event notifications need an S3 landing (`landing.bucket`)")
+        return self
+
+    @model_validator(mode="after")
+    def _events_need_a_schedule(self) -> PipelineConfig:
+        # Refused rather than half-served: no run can remember an event it never got (the queue's trigger
+        # deletes each message before a run exists), so only a listing on a schedule finds what events miss.
+        if self.events is not None and self.schedule is None and not self.events.allow_without_schedule:
+            raise ValueError(
+                "events: an event-driven pipeline needs a schedule too (e.g. '@hourly'): it is the net that "
+                "lists the prefix for what events cannot bring. Without it a lost event's file, keys past "
+                "max_files_per_run, objects a HEAD could not read and files an ended run released wait for "
+                "an unrelated landing. A scheduled listing costs what landed since the last one (the listing "
+                "watermark), not the whole prefix. (A test stack that starts runs by hand may set "
+                "events.allow_without_schedule: true)"
+            )
         return self
 
     @property
