@@ -244,6 +244,11 @@ class PipelineConfig(_Strict):
         default=None, description="narrow APS's supported inputs to these extensions (None: all APS supports)"
     )
     max_files_per_run: int = Field(default=2000, ge=1, description="new files one run claims at most")
+    sidecar_grace_seconds: float = Field(
+        default=600, ge=0,
+        description="a sidecar landing up to this long after its file re-opens the file's rejection for "
+        "missing or bad metadata (aps_pipeline.late_sidecars); producers should put the sidecar first",
+    )
     # Runs overlap so that a file landing during a run starts its own within seconds (events); the files
     # registry keeps them apart: a run never claims a file another active run holds.
     max_active_runs: int = Field(default=6, ge=1, description="runs of the pipeline at the same time")

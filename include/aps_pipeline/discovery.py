@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, and_, or_, select, tuple_
@@ -58,6 +59,7 @@ from aps_landing import (
 )
 from aps_pipeline.boundary import PROPAGATES, FileFailure, describe, guarded, storable_text
 from aps_pipeline.config import PipelineConfig
+from aps_pipeline.late_sidecars import LandedSidecar, late_sidecar_files
 from aps_pipeline.metadata import (
     ERROR_KEY,
     MAX_SIDECAR_BYTES,
@@ -281,25 +283,16 @@ def discover_files(
     HEAD per key under the prefix; keys beyond the limit wait for the next scheduled listing.
     Unfinished files of earlier runs are taken over unless `run_is_active(their run)`: runs of a pipeline
     may overlap, and a run still at work keeps its files (the default suits one run at a time).
+    Sidecars that landed after their files re-open those files' metadata rejections (late_sidecars).
     """
-    bucket = landing.location
-    base_prefix = pipeline.landing.prefix
-    listing_prefix = base_prefix if prefix is None else prefix
-    if not listing_prefix.startswith(base_prefix):
-        raise ValueError(f"prefix {prefix!r} is outside the pipeline's landing prefix {base_prefix!r}")
+    listing_prefix = _listing_prefix(pipeline, prefix)
     limit = pipeline.max_files_per_run if limit is None else limit
     if limit < 0:
         raise ValueError("limit must be >= 0")
-
-    quarantine_prefix = pipeline.landing.quarantine_prefix
-    heads: dict[str, ObjectHead] = {}
-    if keys is None:
-        listed = [o for o in landing.list(listing_prefix) if is_ingestible_key(o.key, quarantine_prefix)]
-    else:
-        listed, heads = _listed_by_keys(landing, keys, listing_prefix, quarantine_prefix,
-                                        pipeline.read_concurrency)
+    landed = _landed(landing, pipeline, listing_prefix, keys)
+    listed = landed.objects
     listed.sort(key=lambda o: (o.last_modified is None, o.last_modified, o.key))
-    known = _known_versions(engine, pipeline.name, bucket, listed)
+    known = _known_versions(engine, pipeline.name, landing.location, listed)
     mine, others = _owned_and_unfinished(engine, pipeline.name, run_id)
     ended = {run for run in set(others.values()) if run is not None and not run_is_active(run)}
     orphans = {file_id for file_id, run in others.items() if run is None or run in ended}
@@ -308,38 +301,82 @@ def discover_files(
     # new files join the run (with those this run already claimed, if the task is retried).
     room = max(0, limit - len(mine))
     new_objects = [o for o in listed if (o.key, o.etag) not in known]
-    waiting = max(0, len(new_objects) - room)
-    inspected = _in_parallel(lambda o: _inspect(landing, o, heads.get(o.key)), new_objects[:room],
+    inspected = _in_parallel(lambda o: _inspect(landing, o, landed.heads.get(o.key)), new_objects[:room],
                              pipeline.read_concurrency)
     candidates = [c for c in inspected if c is not None]  # in the listing's order
+    late = late_sidecar_files(landing, engine, pipeline, landed.sidecars, read_metadata)
 
     with engine.begin() as connection:
-        claimed = registry.claim_files(
-            connection,
-            pipeline.name,
-            run_id,
-            [_discovered(bucket, c) for c in candidates],
-            take_over_from=ended,
-        )
+        reopened = set(registry.reopen_rejected_files(connection, pipeline.name, run_id, late))
+        claimed = registry.claim_files(connection, pipeline.name, run_id,
+                                       [_discovered(landing.location, c) for c in candidates],
+                                       take_over_from=ended)
     file_ids = [f.id for f in claimed]
     reclaimed = orphans & set(file_ids)
     result = {
         "run_id": run_id,
         "listed": len(listed),
         "source": "listing" if keys is None else "events",
-        "new": len(set(file_ids) - mine - reclaimed),
+        "new": len(set(file_ids) - mine - reclaimed - reopened),
         "reclaimed": len(reclaimed),
+        "reopened": len(reopened),
         "already_claimed": len(mine),
-        "waiting": waiting,
+        "waiting": max(0, len(new_objects) - room),
         "held_by_active_runs": len(others) - len(orphans),
         "unreadable": sum(1 for c in candidates if c.failure is not None),
         "file_ids": file_ids,
     }
     logger.info(
-        "%s: %d listed, %d new, %d re-claimed from earlier runs, %d left for later runs",
-        landing.url(listing_prefix), result["listed"], result["new"], result["reclaimed"], result["waiting"],
+        "%s: %d listed, %d new, %d re-claimed from earlier runs, %d re-opened by late sidecars, %d left for "
+        "later runs", landing.url(listing_prefix), result["listed"], result["new"], result["reclaimed"],
+        result["reopened"], result["waiting"],
     )  # fmt: skip
     return result
+
+
+def _listing_prefix(pipeline: PipelineConfig, prefix: str | None) -> str:
+    base_prefix = pipeline.landing.prefix
+    listing_prefix = base_prefix if prefix is None else prefix
+    if not listing_prefix.startswith(base_prefix):
+        raise ValueError(f"prefix {prefix!r} is outside the pipeline's landing prefix {base_prefix!r}")
+    return listing_prefix
+
+
+@dataclass
+class _Landed:
+    """What a listing (or an event run's HEADs) found: files to consider, their HEADs, landed sidecars."""
+
+    objects: list[ListedObject]
+    heads: dict[str, ObjectHead]
+    sidecars: list[LandedSidecar]
+
+
+def _landed(
+    landing: Landing, pipeline: PipelineConfig, listing_prefix: str, keys: Iterable[str] | None
+) -> _Landed:
+    quarantine_prefix = pipeline.landing.quarantine_prefix
+    if keys is None:
+        objects, sidecars = [], []
+        for o in landing.list(listing_prefix):
+            if is_ingestible_key(o.key, quarantine_prefix):
+                objects.append(o)
+            elif _is_sidecar(o.key, quarantine_prefix) and o.last_modified is not None:
+                sidecars.append(LandedSidecar(o.key, o.etag, o.last_modified))
+        return _Landed(objects, {}, sidecars)
+    named = list(dict.fromkeys(keys))
+    listed, heads = _listed_by_keys(landing, named, listing_prefix, quarantine_prefix,
+                                    pipeline.read_concurrency)
+    arrived = datetime.now(UTC)  # an event's sidecar arrived about now: the event is seconds old
+    sidecar_heads = [
+        guarded(lambda key=key: landing.head(key), what="sidecar HEAD", subject=landing.url(key))
+        for key in named if key.startswith(listing_prefix) and _is_sidecar(key, quarantine_prefix)
+    ]
+    sidecars = [LandedSidecar(h.key, h.etag, arrived) for h in sidecar_heads if isinstance(h, ObjectHead)]
+    return _Landed(listed, heads, sidecars)
+
+
+def _is_sidecar(key: str, quarantine_prefix: str) -> bool:
+    return key.endswith(SIDECAR_SUFFIX) and not (quarantine_prefix and key.startswith(quarantine_prefix))
 
 
 def _discovered(bucket: str, candidate: Candidate) -> registry.DiscoveredObject:

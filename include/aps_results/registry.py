@@ -124,6 +124,34 @@ def claim_files(
     return [ClaimedFile(*row) for row in claimed]
 
 
+@dataclass(frozen=True)
+class ReopenedFile:
+    """A rejected file whose metadata came late (aps_pipeline.late_sidecars), with the metadata read now."""
+
+    id: int
+    metadata: Mapping[str, Any]
+
+
+def reopen_rejected_files(
+    conn: Connection, pipeline: str, run_id: str, files: Iterable[ReopenedFile]
+) -> list[int]:
+    """Move rejected files back to `discovered` for `run_id`, with new metadata: the one way out of a
+    terminal state besides a reprocess, and only from `rejected` (a row that moved on meanwhile is left)."""
+    reopened = []
+    for file in files:
+        changed = conn.execute(
+            update(File)
+            .where(File.id == file.id, File.pipeline == pipeline, File.state == FileState.REJECTED.value)
+            .values(state=FileState.DISCOVERED.value, reason="re-opened: its sidecar landed after it",
+                    run_id=run_id, metadata=dict(file.metadata), quarantine_key=None, quarantine_attempts=0,
+                    finished_at=None, attempts=File.attempts + 1, updated_at=func.now())
+            .returning(File.id)
+        ).scalar()
+        if changed is not None:
+            reopened.append(changed)
+    return reopened
+
+
 def set_file_state(
     conn: Connection,
     file_ids: int | Sequence[int],
@@ -485,8 +513,10 @@ def write_run_summary(
 
 
 __all__ = [
-    "CheckOutcome", "ClaimedFile", "DiscoveredObject", "ModelRecord", "RunCounts", "TranslationRecord",
+    "CheckOutcome", "ClaimedFile", "DiscoveredObject", "ModelRecord", "ReopenedFile", "RunCounts",
+    "TranslationRecord",
     "claim_files", "count_unfinished_files", "delete_model", "get_model", "get_or_create_model",
-    "latest_translation", "record_validation", "record_validation_run", "run_counts", "set_file_state",
+    "latest_translation", "record_validation", "record_validation_run", "reopen_rejected_files",
+    "run_counts", "set_file_state",
     "set_model_status", "start_translation", "update_model", "update_translation", "write_run_summary",
 ]

@@ -184,3 +184,56 @@ def test_any_exception_validating_one_file_is_an_attempt_and_then_its_reason(
     assert second["failed"] == [odd.id]
     assert odd.state == FileState.FAILED
     assert "validation failed in 2 attempts, the last: ZeroDivisionError: surprise" in odd.reason
+
+
+# --- Finding 7: a sidecar that lands after its file re-opens the file's metadata rejection --------------
+
+
+def _rejected_for_missing_metadata(landing: Landing, engine: Engine, pipeline: PipelineConfig) -> File:
+    landing.put("incoming/early.obj", b"v 0 0 0\n")  # the producer put the file first...
+    discover_files(landing, engine, pipeline, "run-1", keys=["incoming/early.obj"])
+    validate_files(landing, engine, pipeline, "run-1", supported=SUPPORTED)
+    row = files_by_key(engine)["incoming/early.obj"]
+    assert row.state == FileState.REJECTED
+    assert row.reason.startswith("metadata: no metadata")
+    return row
+
+
+@pytest.mark.parametrize("source", ["events", "listing"])
+def test_a_sidecar_landing_after_its_file_reopens_the_metadata_rejection(
+    landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig, source: str
+) -> None:
+    pipeline = landing_pipeline.model_copy(update={"sidecar_grace_seconds": 600})
+    rejected = _rejected_for_missing_metadata(landing, results_engine, pipeline)
+    landing.put("incoming/early.obj.meta.json", b'{"project": "late"}')  # ...and its sidecar a moment later
+
+    keys = ["incoming/early.obj.meta.json"] if source == "events" else None
+    result = discover_files(landing, results_engine, pipeline, "run-2", keys=keys)
+    assert result["reopened"] == 1
+    assert rejected.id in result["file_ids"]
+    validate_files(landing, results_engine, pipeline, "run-2", supported=SUPPORTED)
+    row = files_by_key(results_engine)["incoming/early.obj"]
+    assert (row.id, row.state, row.run_id) == (rejected.id, FileState.VALID, "run-2")
+    assert row.meta["project"] == "late"
+
+    # Once loaded (or rejected again), the same sidecar re-opens nothing.
+    again = discover_files(landing, results_engine, pipeline, "run-3", keys=keys)
+    assert again["reopened"] == 0
+
+
+def test_a_sidecar_after_the_grace_or_a_rejection_for_another_reason_reopens_nothing(
+    landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig
+) -> None:
+    late = landing_pipeline.model_copy(update={"sidecar_grace_seconds": 0})
+    _rejected_for_missing_metadata(landing, results_engine, late)
+    landing.put("incoming/early.obj.meta.json", b'{"project": "late"}')
+    assert discover_files(landing, results_engine, late, "run-2",
+                          keys=["incoming/early.obj.meta.json"])["reopened"] == 0
+
+    landing.put("incoming/notes.xyz", b"text\n")  # rejected for its extension (and its metadata)
+    discover_files(landing, results_engine, landing_pipeline, "run-3", keys=["incoming/notes.xyz"])
+    validate_files(landing, results_engine, landing_pipeline, "run-3", supported=SUPPORTED)
+    landing.put("incoming/notes.xyz.meta.json", b'{"project": "p"}')
+    assert discover_files(landing, results_engine, landing_pipeline, "run-4",
+                          keys=["incoming/notes.xyz.meta.json"])["reopened"] == 0
+    assert files_by_key(results_engine)["incoming/notes.xyz"].state == FileState.REJECTED
