@@ -244,6 +244,16 @@ class PipelineConfig(_Strict):
         default=None, description="narrow APS's supported inputs to these extensions (None: all APS supports)"
     )
     max_files_per_run: int = Field(default=2000, ge=1, description="new files one run claims at most")
+    full_listing_every_hours: float = Field(
+        default=24, gt=0,
+        description="a scheduled run lists only what is new since the last listing (the watermark); this "
+        "often it considers every object under the prefix instead (aps_pipeline.watermark)",
+    )
+    listing_watermark_lag_seconds: float = Field(
+        default=3600, ge=0,
+        description="the watermark trails each listing by this much: objects listable later than their "
+        "LastModified (slow multipart uploads) within it are still found by the next run",
+    )
     sidecar_grace_seconds: float = Field(
         default=600, ge=0,
         description="a sidecar landing up to this long after its file re-opens the file's rejection for "

@@ -3,7 +3,8 @@
     result = discover_files(landing, engine, pipeline, run_id, limit=None, prefix=None, keys=None)
     result["file_ids"]   # the files this run now owns
 
-A scheduled or manual run lists the prefix; an event-driven run passes `keys` (aps_pipeline.events) and each
+A scheduled or manual run lists the prefix, and considers the objects modified since its watermark (with a
+full listing every `full_listing_every_hours`: aps_pipeline.watermark); an event-driven run passes `keys` (aps_pipeline.events) and each
 key is HEADed instead: keys outside the prefix or skipped below are ignored, a key with no object any more is
 ignored, and the object's current version goes through the same registry check as a listed one. So events
 only decide where to look, never what is new: duplicates, stale or foreign events claim nothing twice.
@@ -69,6 +70,7 @@ from aps_pipeline.metadata import (
     jsonb_safe_metadata,
     read_sidecar_document,
 )
+from aps_pipeline.watermark import ListingWindow, advance, listing_window
 from aps_results import registry
 from aps_results.models import TERMINAL_FILE_STATES, File, FileState
 
@@ -289,7 +291,9 @@ def discover_files(
     limit = pipeline.max_files_per_run if limit is None else limit
     if limit < 0:
         raise ValueError("limit must be >= 0")
-    landed = _landed(landing, pipeline, listing_prefix, keys)
+    window = None if keys is None else ListingWindow(datetime.now(UTC), None)  # events: no watermark
+    window = window or listing_window(engine, pipeline, landing.location, listing_prefix)
+    landed = _landed(landing, pipeline, listing_prefix, keys, window)
     listed = landed.objects
     listed.sort(key=lambda o: (o.last_modified is None, o.last_modified, o.key))
     known = _known_versions(engine, pipeline.name, landing.location, listed)
@@ -311,11 +315,17 @@ def discover_files(
         claimed = registry.claim_files(connection, pipeline.name, run_id,
                                        [_discovered(landing.location, c) for c in candidates],
                                        take_over_from=ended)
+        if keys is None:
+            waiting = new_objects[room:]
+            advance(connection, pipeline, landing.location, listing_prefix, window,
+                    waiting[0].last_modified if waiting else None)
     file_ids = [f.id for f in claimed]
     reclaimed = orphans & set(file_ids)
     result = {
         "run_id": run_id,
-        "listed": len(listed),
+        "listed": landed.listed,
+        "considered": len(listed),
+        "full_listing": keys is None and window.full,
         "source": "listing" if keys is None else "events",
         "new": len(set(file_ids) - mine - reclaimed - reopened),
         "reclaimed": len(reclaimed),
@@ -346,23 +356,28 @@ def _listing_prefix(pipeline: PipelineConfig, prefix: str | None) -> str:
 class _Landed:
     """What a listing (or an event run's HEADs) found: files to consider, their HEADs, landed sidecars."""
 
-    objects: list[ListedObject]
+    objects: list[ListedObject]  # those the listing window includes
     heads: dict[str, ObjectHead]
     sidecars: list[LandedSidecar]
+    listed: int  # objects (files) the listing or the events named, in or out of the window
 
 
 def _landed(
-    landing: Landing, pipeline: PipelineConfig, listing_prefix: str, keys: Iterable[str] | None
+    landing: Landing, pipeline: PipelineConfig, listing_prefix: str, keys: Iterable[str] | None,
+    window: ListingWindow,
 ) -> _Landed:
     quarantine_prefix = pipeline.landing.quarantine_prefix
     if keys is None:
-        objects, sidecars = [], []
+        objects, sidecars, listed = [], [], 0
         for o in landing.list(listing_prefix):
             if is_ingestible_key(o.key, quarantine_prefix):
-                objects.append(o)
-            elif _is_sidecar(o.key, quarantine_prefix) and o.last_modified is not None:
+                listed += 1
+                if window.includes(o.last_modified):
+                    objects.append(o)
+            elif (_is_sidecar(o.key, quarantine_prefix) and o.last_modified is not None
+                  and window.includes(o.last_modified)):
                 sidecars.append(LandedSidecar(o.key, o.etag, o.last_modified))
-        return _Landed(objects, {}, sidecars)
+        return _Landed(objects, {}, sidecars, listed)
     named = list(dict.fromkeys(keys))
     listed, heads = _listed_by_keys(landing, named, listing_prefix, quarantine_prefix,
                                     pipeline.read_concurrency)
@@ -372,7 +387,7 @@ def _landed(
         for key in named if key.startswith(listing_prefix) and _is_sidecar(key, quarantine_prefix)
     ]
     sidecars = [LandedSidecar(h.key, h.etag, arrived) for h in sidecar_heads if isinstance(h, ObjectHead)]
-    return _Landed(listed, heads, sidecars)
+    return _Landed(listed, heads, sidecars, len(listed))
 
 
 def _is_sidecar(key: str, quarantine_prefix: str) -> bool:
