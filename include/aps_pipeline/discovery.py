@@ -4,10 +4,11 @@
     result["file_ids"]   # the files this run now owns
 
 A scheduled or manual run lists the prefix, and considers the objects modified since its watermark (with a
-full listing every `full_listing_every_hours`: aps_pipeline.watermark); an event-driven run passes `keys` (aps_pipeline.events) and each
-key is HEADed instead: keys outside the prefix or skipped below are ignored, a key with no object any more is
-ignored, and the object's current version goes through the same registry check as a listed one. So events
-only decide where to look, never what is new: duplicates, stale or foreign events claim nothing twice.
+full listing every `full_listing_every_hours`: aps_pipeline.watermark); an event-driven run passes `keys`
+(aps_pipeline.events) and each key is HEADed instead: keys outside the prefix or skipped below are ignored,
+a key with no object any more is ignored, and the object's current version goes through the same registry
+check as a listed one. So events only decide where to look, never what is new: duplicates, stale or foreign
+events claim nothing twice.
 
 What is claimed, in ONE transaction:
 - an object version (key, ETag) never seen by this pipeline: a new `files` row (state `discovered`);
