@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 SIDECAR_ETAG_KEY = "_sidecar_etag"  # the sidecar version whose arrival re-opened the file
 CLOCK_SLACK = timedelta(seconds=2)  # S3's LastModified has whole seconds; the registry's clock is another
+LOOKUP_CHUNK = 1000  # file keys looked up per query (a full listing names every sidecar ever landed)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,11 @@ def late_sidecar_files(
         return []
     grace = timedelta(seconds=pipeline.sidecar_grace_seconds)
     reopened: list[registry.ReopenedFile] = []
-    for row in _metadata_only_rejections(engine, pipeline, landing.location, sorted(by_file)):
+    keys = sorted(by_file)
+    rows = [row for start in range(0, len(keys), LOOKUP_CHUNK)
+            for row in _metadata_only_rejections(engine, pipeline, landing.location,
+                                                 keys[start : start + LOOKUP_CHUNK])]
+    for row in rows:
         sidecar = by_file[row.s3_key]
         if (row.meta or {}).get(SIDECAR_ETAG_KEY) == sidecar.etag:
             continue  # this sidecar version was judged already
