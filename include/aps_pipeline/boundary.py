@@ -49,6 +49,11 @@ PROPAGATES: tuple[type[BaseException], ...] = (
 )
 
 
+def is_storable_text(text: str) -> bool:
+    """Whether PostgreSQL's text can hold `text` as it is (no NUL, no lone surrogate)."""
+    return "\x00" not in text and not any("\ud800" <= c <= "\udfff" for c in text)
+
+
 def storable_text(text: str, limit: int = MAX_REASON_CHARS) -> str:
     """`text` as PostgreSQL's text can hold it (no NUL, no lone surrogate), at most `limit` characters.
 

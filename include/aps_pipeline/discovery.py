@@ -59,7 +59,14 @@ from aps_landing import (
     ObjectHead,
     read_small,
 )
-from aps_pipeline.boundary import PROPAGATES, FileFailure, describe, guarded, storable_text
+from aps_pipeline.boundary import (
+    PROPAGATES,
+    FileFailure,
+    describe,
+    guarded,
+    is_storable_text,
+    storable_text,
+)
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.late_sidecars import LandedSidecar, late_sidecar_files
 from aps_pipeline.metadata import (
@@ -294,7 +301,7 @@ def discover_files(
         raise ValueError("limit must be >= 0")
     window = None if keys is None else ListingWindow(datetime.now(UTC), None)  # events: no watermark
     window = window or listing_window(engine, pipeline, landing.location, listing_prefix)
-    landed = _landed(landing, pipeline, listing_prefix, keys, window)
+    landed = _landed(landing, pipeline, listing_prefix, keys, window).without_unstorable_keys()
     listed = landed.objects
     listed.sort(key=lambda o: (o.last_modified is None, o.last_modified, o.key))
     known = _known_versions(engine, pipeline.name, landing.location, listed)
@@ -335,6 +342,7 @@ def discover_files(
         "waiting": max(0, len(new_objects) - room),
         "held_by_active_runs": len(others) - len(orphans),
         "unreadable": sum(1 for c in candidates if c.failure is not None),
+        "unstorable_keys": landed.unstorable,
         "file_ids": file_ids,
     }
     logger.info(
@@ -361,6 +369,19 @@ class _Landed:
     heads: dict[str, ObjectHead]
     sidecars: list[LandedSidecar]
     listed: int  # objects (files) the listing or the events named, in or out of the window
+    unstorable: int = 0  # keys no registry row can hold (left out, logged)
+
+    def without_unstorable_keys(self) -> _Landed:
+        """Leave out keys PostgreSQL cannot store (a local file name that is no UTF-8 arrives with lone
+        surrogates): such an object can be neither registered nor uploaded, and one of them in the claim's
+        insert would fail it for the whole batch, on every run."""
+        storable = [o for o in self.objects if is_storable_text(o.key)]
+        for o in self.objects:
+            if not is_storable_text(o.key):
+                logger.error("%r cannot be registered (its key is no valid text: rename it); left out",
+                             o.key)
+        sidecars = [s for s in self.sidecars if is_storable_text(s.key)]
+        return _Landed(storable, self.heads, sidecars, self.listed, len(self.objects) - len(storable))
 
 
 def _landed(

@@ -237,3 +237,25 @@ def test_a_sidecar_after_the_grace_or_a_rejection_for_another_reason_reopens_not
     assert discover_files(landing, results_engine, landing_pipeline, "run-4",
                           keys=["incoming/notes.xyz.meta.json"])["reopened"] == 0
     assert files_by_key(results_engine)["incoming/notes.xyz"].state == FileState.REJECTED
+
+
+def test_an_object_whose_key_postgresql_cannot_store_does_not_stop_the_claim(
+    tmp_path: Any, results_engine: Engine
+) -> None:
+    """A local file name that is no UTF-8 (Python gives it lone surrogates) cannot be a registry row: it is
+    left out with a logged reason, and the rest of the batch is claimed on this and every later run."""
+    import os
+
+    from aps_landing.local import LocalLanding
+
+    root = tmp_path / "folder"
+    (root / "incoming").mkdir(parents=True)
+    os.close(os.open(os.path.join(os.fsencode(root / "incoming"), b"bad\xff.obj"), os.O_CREAT | os.O_WRONLY))
+    landing = LocalLanding(root)
+    landing.put("incoming/fine.obj", b"v 0 0 0\n", metadata={"project": "p"})
+    pipeline = PipelineConfig.model_validate({"name": "odd_names", "landing": {"path": str(root),
+                                              "prefix": "incoming/"}, "aps": {"bucket_key": "odd-names"}})
+    result = discover_files(landing, results_engine, pipeline, "run-1")
+    assert len(result["file_ids"]) == 1
+    assert result["unstorable_keys"] == 1
+    assert set(files_by_key(results_engine)) == {"incoming/fine.obj"}
