@@ -161,6 +161,8 @@ class LocalStack:
             "APS_LANDING_BUCKET": LANDING_BUCKET,
             # Runs start when someone triggers them (the demo, a test, an operator in the UI).
             "APS_INGEST_SCHEDULE": os.environ.get("APS_INGEST_SCHEDULE", "none"),
+            # Events alone start runs here (no schedule): the pipelines file refuses that unless told.
+            "APS_EVENTS_WITHOUT_SCHEDULE": "true",
             "APS_LANDING_PREFIX": LANDING_PREFIX,
             # A landed file starts a run within seconds (S3 notification -> SQS -> the triggerer's watcher).
             "APS_EVENTS_QUEUE_URL": self.events_queue_url or "",

@@ -39,6 +39,7 @@ _DAG_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 _BUCKET_KEY = re.compile(r"^[-_.a-z0-9]{3,128}$")  # APS OSS bucket keys (aps-api.md §2.2)
 MAX_LOAD_ATTEMPTS = 3  # the default of PipelineConfig.max_load_attempts
 MAX_VALIDATION_ATTEMPTS = 3  # the default of PipelineConfig.max_validation_attempts
+MAX_QUARANTINE_ATTEMPTS = 3  # the default of PipelineConfig.max_quarantine_attempts
 
 
 class PipelineConfigError(ValueError):
@@ -155,6 +156,9 @@ class NotifyConfig(_Strict):
     from_email: str | None = Field(default=None, description="default: the SMTP connection's from_email")
     webhook_conn_id: str | None = Field(default=None, description="HTTP connection with the webhook's URL")
     webhook_endpoint: str = Field(default="", description="path appended to the connection's URL")
+    webhook_timeout_seconds: float = Field(
+        default=10, gt=0, le=120, description="connect/read/write timeout of the webhook's POST"
+    )
     on: list[NotifyEvent] = Field(
         default_factory=lambda: ["run_failed", "files_failed", "files_rejected"],
         description="run_failed: the DAG run failed; files_failed/files_rejected: it ended with such files",
@@ -186,6 +190,11 @@ class EventsConfig(_Strict):
 
     queue_url: str = Field(min_length=1, description="https://sqs.<region>.amazonaws.com/<account>/<name>")
     aws_conn_id: str | None = Field(default=None, description="default: the pipeline's aws_conn_id")
+    allow_without_schedule: bool = Field(
+        default=False,
+        description="accept `schedule: none` (test stacks that start runs by hand): a lost event's file, "
+        "keys past max_files_per_run and unreadable HEADs then wait for the next landing or a manual run",
+    )
 
     @field_validator("queue_url")
     @classmethod
@@ -257,6 +266,21 @@ class PipelineConfig(_Strict):
         default=None, description="narrow APS's supported inputs to these extensions (None: all APS supports)"
     )
     max_files_per_run: int = Field(default=2000, ge=1, description="new files one run claims at most")
+    full_listing_every_hours: float = Field(
+        default=24, gt=0,
+        description="a scheduled run lists only what is new since the last listing (the watermark); this "
+        "often it considers every object under the prefix instead (aps_pipeline.watermark)",
+    )
+    listing_watermark_lag_seconds: float = Field(
+        default=3600, ge=0,
+        description="the watermark trails each listing by this much: objects listable later than their "
+        "LastModified (slow multipart uploads) within it are still found by the next run",
+    )
+    sidecar_grace_seconds: float = Field(
+        default=600, ge=0,
+        description="a sidecar landing up to this long after its file re-opens the file's rejection for "
+        "missing or bad metadata (aps_pipeline.late_sidecars); producers should put the sidecar first",
+    )
     # Runs overlap so that a file landing during a run starts its own within seconds (events); the files
     # registry keeps them apart: a run never claims a file another active run holds.
     max_active_runs: int = Field(default=6, ge=1, description="runs of the pipeline at the same time")
@@ -264,13 +288,17 @@ class PipelineConfig(_Strict):
         default=50, ge=1, description="models per mapped batch task instance (1: one model per group)"
     )
     upload_concurrency: int = Field(
-        default=8, ge=1, description="models a batch task uploads (and submits) at the same time"
+        default=8, ge=1, le=64, description="models a batch task uploads (and submits) at the same time"
     )
     read_concurrency: int = Field(
         default=8, ge=1, description="landing reads in flight: discovery's HEADs, validation's GETs"
     )
     # Loads in parallel take turns only at the properties partition swap (aps_results.partitions), a few ms.
-    load_concurrency: int = Field(default=4, ge=1, description="models a batch task loads at the same time")
+    load_concurrency: int = Field(
+        default=4, ge=1, le=64,
+        description="models a batch task loads at the same time; each load holds a results connection (the "
+        "task's pool is sized from it: aps_results.db.pool_options)",
+    )
     pool: PoolConfig = Field(default_factory=PoolConfig)
     retries: int = Field(default=2, ge=0)
     retry_delay_seconds: float = Field(default=60, ge=0)
@@ -301,6 +329,12 @@ class PipelineConfig(_Strict):
     ids_timeout: float = Field(default=600, gt=0, description="wall-clock seconds per file's IDS check")
     ids_memory_limit: ByteSize = Field(
         default=ByteSize(4 * 1024**3), gt=0, description="address space of an IDS check's worker process"
+    )
+    max_quarantine_attempts: int = Field(
+        default=MAX_QUARANTINE_ATTEMPTS,
+        ge=1,
+        description="runs that try to copy a rejected file to the quarantine before it stays rejected and "
+        "not quarantined (the reason says why)",
     )
 
     @field_validator("name")
@@ -354,6 +388,21 @@ class PipelineConfig(_Strict):
     def _events_need_a_bucket(self) -> PipelineConfig:
         if self.events is not None and self.landing.kind != "s3":
             raise ValueError("events: S3 event notifications need an S3 landing (`landing.bucket`)")
+        return self
+
+    @model_validator(mode="after")
+    def _events_need_a_schedule(self) -> PipelineConfig:
+        # Refused rather than half-served: no run can remember an event it never got (the queue's trigger
+        # deletes each message before a run exists), so only a listing on a schedule finds what events miss.
+        if self.events is not None and self.schedule is None and not self.events.allow_without_schedule:
+            raise ValueError(
+                "events: an event-driven pipeline needs a schedule too (e.g. '@hourly'): it is the net that "
+                "lists the prefix for what events cannot bring. Without it a lost event's file, keys past "
+                "max_files_per_run, objects a HEAD could not read and files an ended run released wait for "
+                "an unrelated landing. A scheduled listing costs what landed since the last one (the listing "
+                "watermark), not the whole prefix. (A test stack that starts runs by hand may set "
+                "events.allow_without_schedule: true)"
+            )
         return self
 
     @property

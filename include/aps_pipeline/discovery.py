@@ -3,10 +3,12 @@
     result = discover_files(landing, engine, pipeline, run_id, limit=None, prefix=None, keys=None)
     result["file_ids"]   # the files this run now owns
 
-A scheduled or manual run lists the prefix; an event-driven run passes `keys` (aps_pipeline.events) and each
-key is HEADed instead: keys outside the prefix or skipped below are ignored, a key with no object any more is
-ignored, and the object's current version goes through the same registry check as a listed one. So events
-only decide where to look, never what is new: duplicates, stale or foreign events claim nothing twice.
+A scheduled or manual run lists the prefix, and considers the objects modified since its watermark (with a
+full listing every `full_listing_every_hours`: aps_pipeline.watermark); an event-driven run passes `keys`
+(aps_pipeline.events) and each key is HEADed instead: keys outside the prefix or skipped below are ignored,
+a key with no object any more is ignored, and the object's current version goes through the same registry
+check as a listed one. So events only decide where to look, never what is new: duplicates, stale or foreign
+events claim nothing twice.
 
 What is claimed, in ONE transaction:
 - an object version (key, ETag) never seen by this pipeline: a new `files` row (state `discovered`);
@@ -43,6 +45,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, and_, or_, select, tuple_
@@ -56,7 +59,16 @@ from aps_landing import (
     ObjectHead,
     read_small,
 )
+from aps_pipeline.boundary import (
+    PROPAGATES,
+    FileFailure,
+    describe,
+    guarded,
+    is_storable_text,
+    storable_text,
+)
 from aps_pipeline.config import PipelineConfig
+from aps_pipeline.late_sidecars import LandedSidecar, late_sidecar_files
 from aps_pipeline.metadata import (
     ERROR_KEY,
     MAX_SIDECAR_BYTES,
@@ -66,6 +78,7 @@ from aps_pipeline.metadata import (
     jsonb_safe_metadata,
     read_sidecar_document,
 )
+from aps_pipeline.watermark import ListingWindow, advance, listing_window
 from aps_results import registry
 from aps_results.models import TERMINAL_FILE_STATES, File, FileState
 
@@ -103,9 +116,11 @@ def is_ingestible_key(key: str, quarantine_prefix: str) -> bool:
 
 
 def _read(landing: Landing, key: str, what: str, read: Callable[[], T]) -> T:
-    """`read()`, asked again on a landing error that may pass; `Unreadable` on a refusal or the last failure.
+    """`read()`, asked again on an error that may pass; `Unreadable` on a refusal or the last failure.
 
-    `ObjectChanged` (the object is gone or was replaced) is no failure to read: it propagates as it is.
+    `ObjectChanged` (the object is gone or was replaced) is no failure to read: it propagates as it is. Any
+    other exception (not only the landing's errors: a library's surprise too) is asked again, and then is
+    the object's reason (aps_pipeline.boundary); only the boundary's PROPAGATES cross it.
     """
     pause = DISCOVERY_RETRY_PAUSE
     for attempt in range(1, DISCOVERY_READ_ATTEMPTS + 1):
@@ -115,21 +130,33 @@ def _read(landing: Landing, key: str, what: str, read: Callable[[], T]) -> T:
             raise
         except AccessRefused as exc:
             raise Unreadable(f"{what} {exc}") from exc
-        except LandingError as exc:
+        except PROPAGATES:
+            raise
+        except Exception as exc:
+            error = str(exc) if isinstance(exc, LandingError) else describe(exc)
             if attempt == DISCOVERY_READ_ATTEMPTS:
-                raise Unreadable(f"{what} failed after {attempt} attempts: {exc}") from exc
+                raise Unreadable(f"{what} failed after {attempt} attempts: {error}") from exc
             logger.warning("%s %s (attempt %d of %d): %s", what, landing.url(key), attempt,
-                           DISCOVERY_READ_ATTEMPTS, exc)
+                           DISCOVERY_READ_ATTEMPTS, error)
             time.sleep(pause)
             pause *= 2
     raise AssertionError("unreachable")
 
 
+def _sidecar_metadata(sidecar: str, raw: bytes) -> dict[str, Any]:
+    """A sidecar's bytes as the stored document; a document that is no metadata is recorded with `_error`."""
+    try:
+        return jsonb_safe_metadata({**read_sidecar_document(raw), SOURCE_KEY: "sidecar"})
+    except MetadataError as exc:
+        return {SOURCE_KEY: "sidecar", ERROR_KEY: f"{sidecar}: {exc}"}
+
+
 def read_metadata(landing: Landing, key: str, user_metadata: dict[str, str]) -> dict[str, Any]:
     """The sidecar's JSON object if there is a sidecar, else the user metadata, annotated with `_source`.
 
-    Always a document the registry can store (`jsonb_safe_metadata`). A sidecar the landing refuses is
-    recorded with `_error` (the file is rejected for it); `Unreadable` if reading it kept failing.
+    Always a document the registry can store (`jsonb_safe_metadata`). A sidecar the landing refuses, or one
+    whose parsing raised anything at all, is recorded with `_error` (the file is rejected for it);
+    `Unreadable` if reading it kept failing.
     """
     sidecar = key + SIDECAR_SUFFIX
     try:
@@ -140,10 +167,11 @@ def read_metadata(landing: Landing, key: str, user_metadata: dict[str, str]) -> 
             raise
         return {SOURCE_KEY: "sidecar", ERROR_KEY: f"{sidecar} could not be read: {exc.__cause__}"}
     if raw is not None:
-        try:
-            return jsonb_safe_metadata({**read_sidecar_document(raw), SOURCE_KEY: "sidecar"})
-        except MetadataError as exc:
-            return {SOURCE_KEY: "sidecar", ERROR_KEY: f"{sidecar}: {exc}"}
+        parsed = guarded(lambda: _sidecar_metadata(sidecar, raw), what="sidecar parse",
+                         subject=landing.url(sidecar))
+        if isinstance(parsed, FileFailure):
+            return {SOURCE_KEY: "sidecar", ERROR_KEY: f"{sidecar}: {parsed.reason}"}
+        return parsed
     if user_metadata:  # "s3": kept with the object itself (S3 user metadata, or a file's attributes)
         return jsonb_safe_metadata({**user_metadata, SOURCE_KEY: "s3"})
     return {SOURCE_KEY: "none"}
@@ -205,12 +233,9 @@ def _listed_by_keys(
              if key.startswith(prefix) and is_ingestible_key(key, quarantine_prefix)]
 
     def head_or_skip(key: str) -> ObjectHead | None:
-        try:
-            return _head(landing, key)
-        except Unreadable as exc:
-            # No listing names its version, so there is nothing to record: the next listing will.
-            logger.error("%s; skipped", exc)
-            return None
+        # No listing names its version, so there is nothing to record: the next listing will.
+        outcome = guarded(lambda: _head(landing, key), what="HEAD", subject=landing.url(key))
+        return None if isinstance(outcome, FileFailure) else outcome
 
     heads = {h.key: h for h in _in_parallel(head_or_skip, named, concurrency) if h is not None}
     listed = [ListedObject(h.key, h.etag, h.size, last_modified=None) for h in heads.values()]
@@ -218,7 +243,19 @@ def _listed_by_keys(
 
 
 def _inspect(landing: Landing, listed: ListedObject, head: ObjectHead | None = None) -> Candidate | None:
-    """What to register for one listed object; None if it is gone, a `failure` if it could not be read."""
+    """What to register for one listed object; None if it is gone, a `failure` if it could not be read.
+
+    The per-file boundary: whatever one object's HEAD and sidecar raise is that file's failure, never the
+    batch's (aps_pipeline.boundary).
+    """
+    outcome = guarded(lambda: _read_candidate(landing, listed, head), what="discovery",
+                      subject=landing.url(listed.key))
+    if isinstance(outcome, FileFailure):
+        return Candidate(listed, None, None, {}, failure=outcome.reason)
+    return outcome
+
+
+def _read_candidate(landing: Landing, listed: ListedObject, head: ObjectHead | None) -> Candidate | None:
     try:
         if head is None:
             head = _head(landing, listed.key)
@@ -227,7 +264,7 @@ def _inspect(landing: Landing, listed: ListedObject, head: ObjectHead | None = N
         metadata = read_metadata(landing, listed.key, dict(head.metadata))
     except Unreadable as exc:
         logger.error("%s; the file fails", exc)
-        return Candidate(listed, None, None, {}, failure=str(exc))
+        return Candidate(listed, None, None, {}, failure=storable_text(str(exc)))
     if head.etag != listed.etag:
         logger.info("%s was replaced since the listing; the version HEAD found is registered",
                     landing.url(listed.key))
@@ -256,25 +293,18 @@ def discover_files(
     HEAD per key under the prefix; keys beyond the limit wait for the next scheduled listing.
     Unfinished files of earlier runs are taken over unless `run_is_active(their run)`: runs of a pipeline
     may overlap, and a run still at work keeps its files (the default suits one run at a time).
+    Sidecars that landed after their files re-open those files' metadata rejections (late_sidecars).
     """
-    bucket = landing.location
-    base_prefix = pipeline.landing.prefix
-    listing_prefix = base_prefix if prefix is None else prefix
-    if not listing_prefix.startswith(base_prefix):
-        raise ValueError(f"prefix {prefix!r} is outside the pipeline's landing prefix {base_prefix!r}")
+    listing_prefix = _listing_prefix(pipeline, prefix)
     limit = pipeline.max_files_per_run if limit is None else limit
     if limit < 0:
         raise ValueError("limit must be >= 0")
-
-    quarantine_prefix = pipeline.landing.quarantine_prefix
-    heads: dict[str, ObjectHead] = {}
-    if keys is None:
-        listed = [o for o in landing.list(listing_prefix) if is_ingestible_key(o.key, quarantine_prefix)]
-    else:
-        listed, heads = _listed_by_keys(landing, keys, listing_prefix, quarantine_prefix,
-                                        pipeline.read_concurrency)
+    window = None if keys is None else ListingWindow(datetime.now(UTC), None)  # events: no watermark
+    window = window or listing_window(engine, pipeline, landing.location, listing_prefix)
+    landed = _landed(landing, pipeline, listing_prefix, keys, window).without_unstorable_keys()
+    listed = landed.objects
     listed.sort(key=lambda o: (o.last_modified is None, o.last_modified, o.key))
-    known = _known_versions(engine, pipeline.name, bucket, listed)
+    known = _known_versions(engine, pipeline.name, landing.location, listed)
     mine, others = _owned_and_unfinished(engine, pipeline.name, run_id)
     ended = {run for run in set(others.values()) if run is not None and not run_is_active(run)}
     orphans = {file_id for file_id, run in others.items() if run is None or run in ended}
@@ -283,38 +313,107 @@ def discover_files(
     # new files join the run (with those this run already claimed, if the task is retried).
     room = max(0, limit - len(mine))
     new_objects = [o for o in listed if (o.key, o.etag) not in known]
-    waiting = max(0, len(new_objects) - room)
-    inspected = _in_parallel(lambda o: _inspect(landing, o, heads.get(o.key)), new_objects[:room],
+    inspected = _in_parallel(lambda o: _inspect(landing, o, landed.heads.get(o.key)), new_objects[:room],
                              pipeline.read_concurrency)
     candidates = [c for c in inspected if c is not None]  # in the listing's order
+    late = late_sidecar_files(landing, engine, pipeline, landed.sidecars, read_metadata)
 
     with engine.begin() as connection:
-        claimed = registry.claim_files(
-            connection,
-            pipeline.name,
-            run_id,
-            [_discovered(bucket, c) for c in candidates],
-            take_over_from=ended,
-        )
+        reopened = set(registry.reopen_rejected_files(connection, pipeline.name, run_id, late))
+        claimed = registry.claim_files(connection, pipeline.name, run_id,
+                                       [_discovered(landing.location, c) for c in candidates],
+                                       take_over_from=ended)
+        if keys is None:
+            waiting = new_objects[room:]
+            advance(connection, pipeline, landing.location, listing_prefix, window,
+                    waiting[0].last_modified if waiting else None)
     file_ids = [f.id for f in claimed]
     reclaimed = orphans & set(file_ids)
     result = {
         "run_id": run_id,
-        "listed": len(listed),
+        "listed": landed.listed,
+        "considered": len(listed),
+        "full_listing": keys is None and window.full,
         "source": "listing" if keys is None else "events",
-        "new": len(set(file_ids) - mine - reclaimed),
+        "new": len(set(file_ids) - mine - reclaimed - reopened),
         "reclaimed": len(reclaimed),
+        "reopened": len(reopened),
         "already_claimed": len(mine),
-        "waiting": waiting,
+        "waiting": max(0, len(new_objects) - room),
         "held_by_active_runs": len(others) - len(orphans),
         "unreadable": sum(1 for c in candidates if c.failure is not None),
+        "unstorable_keys": landed.unstorable,
         "file_ids": file_ids,
     }
     logger.info(
-        "%s: %d listed, %d new, %d re-claimed from earlier runs, %d left for later runs",
-        landing.url(listing_prefix), result["listed"], result["new"], result["reclaimed"], result["waiting"],
+        "%s: %d listed, %d new, %d re-claimed from earlier runs, %d re-opened by late sidecars, %d left for "
+        "later runs", landing.url(listing_prefix), result["listed"], result["new"], result["reclaimed"],
+        result["reopened"], result["waiting"],
     )  # fmt: skip
     return result
+
+
+def _listing_prefix(pipeline: PipelineConfig, prefix: str | None) -> str:
+    base_prefix = pipeline.landing.prefix
+    listing_prefix = base_prefix if prefix is None else prefix
+    if not listing_prefix.startswith(base_prefix):
+        raise ValueError(f"prefix {prefix!r} is outside the pipeline's landing prefix {base_prefix!r}")
+    return listing_prefix
+
+
+@dataclass
+class _Landed:
+    """What a listing (or an event run's HEADs) found: files to consider, their HEADs, landed sidecars."""
+
+    objects: list[ListedObject]  # those the listing window includes
+    heads: dict[str, ObjectHead]
+    sidecars: list[LandedSidecar]
+    listed: int  # objects (files) the listing or the events named, in or out of the window
+    unstorable: int = 0  # keys no registry row can hold (left out, logged)
+
+    def without_unstorable_keys(self) -> _Landed:
+        """Leave out keys PostgreSQL cannot store (a local file name that is no UTF-8 arrives with lone
+        surrogates): such an object can be neither registered nor uploaded, and one of them in the claim's
+        insert would fail it for the whole batch, on every run."""
+        storable = [o for o in self.objects if is_storable_text(o.key)]
+        for o in self.objects:
+            if not is_storable_text(o.key):
+                logger.error("%r cannot be registered (its key is no valid text: rename it); left out",
+                             o.key)
+        sidecars = [s for s in self.sidecars if is_storable_text(s.key)]
+        return _Landed(storable, self.heads, sidecars, self.listed, len(self.objects) - len(storable))
+
+
+def _landed(
+    landing: Landing, pipeline: PipelineConfig, listing_prefix: str, keys: Iterable[str] | None,
+    window: ListingWindow,
+) -> _Landed:
+    quarantine_prefix = pipeline.landing.quarantine_prefix
+    if keys is None:
+        objects, sidecars, listed = [], [], 0
+        for o in landing.list(listing_prefix):
+            if is_ingestible_key(o.key, quarantine_prefix):
+                listed += 1
+                if window.includes(o.last_modified):
+                    objects.append(o)
+            elif (_is_sidecar(o.key, quarantine_prefix) and o.last_modified is not None
+                  and window.includes(o.last_modified)):
+                sidecars.append(LandedSidecar(o.key, o.etag, o.last_modified))
+        return _Landed(objects, {}, sidecars, listed)
+    named = list(dict.fromkeys(keys))
+    listed, heads = _listed_by_keys(landing, named, listing_prefix, quarantine_prefix,
+                                    pipeline.read_concurrency)
+    arrived = datetime.now(UTC)  # an event's sidecar arrived about now: the event is seconds old
+    sidecar_heads = [
+        guarded(lambda key=key: landing.head(key), what="sidecar HEAD", subject=landing.url(key))
+        for key in named if key.startswith(listing_prefix) and _is_sidecar(key, quarantine_prefix)
+    ]
+    sidecars = [LandedSidecar(h.key, h.etag, arrived) for h in sidecar_heads if isinstance(h, ObjectHead)]
+    return _Landed(listed, heads, sidecars, len(listed))
+
+
+def _is_sidecar(key: str, quarantine_prefix: str) -> bool:
+    return key.endswith(SIDECAR_SUFFIX) and not (quarantine_prefix and key.startswith(quarantine_prefix))
 
 
 def _discovered(bucket: str, candidate: Candidate) -> registry.DiscoveredObject:

@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 SIDECAR_SUFFIX = ".meta.json"
 MAX_METADATA_BYTES = 8 * 1024
 MAX_SIDECAR_BYTES = 64 * 1024  # read at most this much of a sidecar; a bigger one is rejected unread
+# Metadata is flat (scalars, lists of scalars): a deeper document is refused before anything recurses into it.
+MAX_SIDECAR_DEPTH = 32
 
 # Annotations the pipeline adds to the stored metadata document (never part of the producer's metadata).
 SOURCE_KEY = "_source"  # "sidecar", "s3" or "none"
@@ -77,7 +79,11 @@ def describe_validation_error(error: ValidationError) -> str:
 
 
 def read_sidecar_document(raw: bytes) -> dict[str, Any]:
-    """A sidecar's bytes as a JSON object, or MetadataError saying why it is not one."""
+    """A sidecar's bytes as a JSON object, or MetadataError saying why it is not one.
+
+    Whatever Python's json refuses is a MetadataError too, not only syntax: an integer of more than 4,300
+    digits (ValueError) and nesting deeper than the interpreter's recursion limit (RecursionError).
+    """
     if len(raw) > MAX_SIDECAR_BYTES:
         raise MetadataError(f"sidecar is larger than {MAX_SIDECAR_BYTES} bytes")
     try:
@@ -88,9 +94,29 @@ def read_sidecar_document(raw: bytes) -> dict[str, Any]:
         raise MetadataError(
             f"sidecar is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise MetadataError("sidecar is nested too deep for a JSON parser (metadata is flat)") from None
+    except ValueError as exc:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
+        raise MetadataError(f"sidecar is not JSON Python can read: {str(exc)[:200]}") from None
     if not isinstance(document, dict):
         raise MetadataError(f"sidecar must hold a JSON object, found {type(document).__name__}")
+    depth = nesting_depth(document)
+    if depth > MAX_SIDECAR_DEPTH:
+        raise MetadataError(
+            f"sidecar is nested {depth} levels deep (at most {MAX_SIDECAR_DEPTH}; metadata is flat)"
+        )
     return document
+
+
+def nesting_depth(document: Any) -> int:
+    """How deep containers nest in a parsed JSON document (1 for a flat object); never recursing."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 def _unstorable(value: Any) -> str | None:

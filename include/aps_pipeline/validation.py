@@ -7,15 +7,17 @@ Per file (checks.py): safe key, extension among APS's inputs (the formats endpoi
 `supported` argument), size in (0, max_file_size], magic bytes (one ranged GET of the first 4 KiB),
 metadata (metadata.py). A file that passes all of them is hashed by streaming it once (sha256, the content's
 key, and SHA-1, APS's digest; bounded memory).
-With `ids:` in the pipeline, IFC files that passed them are then checked against its IDS documents (ids.py).
 Then the batch expectations (expectations.py, Great Expectations) run over the passing files; their results
 go to `validation_runs`, every per-file check to `validation_results`.
+With `ids:` in the pipeline, IFC files that passed them are then checked against its IDS documents (ids.py).
 
 A file replaced or deleted since discovery is rejected (check `object`): its new version is a new file for
 the next run. A file the landing refuses to read (`AccessRefused`: no permission, archived) ends `failed` at
 once. One file never stalls the others: any other error on one file (the landing answered 500, ...) sends
 it back to `discovered` with the error as its reason, for the next run (which reclaims it, counting an
-attempt), and the step ends normally so the files that validated are planned. A file's try number is
+attempt), and the step ends normally so the files that validated are planned. "Any other error" is any
+exception at all from one file's checks or the recording of its verdict (aps_pipeline.boundary), not only
+the landing's. A file's try number is
 `attempts + 1` (`files.attempts`: earlier runs that took it over unfinished, also those that died while
 validating it); at the pipeline's `max_validation_attempts` the file ends `failed` with the last error,
 and a file already past it (its runs died mid-validation) fails without being read again.
@@ -26,13 +28,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
 from aps_landing import AccessRefused, ContentDigests, Landing, ObjectChanged, digests_of, read_head
+from aps_pipeline.boundary import FileFailure, guarded, next_attempt, storable_text
 from aps_pipeline.checks import (
     CHECK_METADATA,
     HEAD_BYTES,
@@ -128,99 +130,147 @@ def validate_files(
     supported: SupportedInputs | Mapping[str, list[str]] | None = None,
     aps: Any | None = None,
 ) -> dict[str, Any]:
-    """Validate the run's files still to validate. `supported` (or the APS formats endpoint via `aps`)."""
+    """Validate the run's files still to validate. `supported` (or the APS formats endpoint via `aps`).
+
+    Named steps: claim (the run's files to validate, marked `validating`) -> check and record (per file,
+    inside the per-file boundary, each verdict in its own transaction) -> expectations (the batch suites over
+    the passing files) -> end (the files left for the next run, the files that failed).
+    """
+    supported = _supported_inputs(supported, aps)
+    # IDS content checks (ids.py): the documents are read and validated before any file is claimed.
+    ids_gate = IdsGate.for_pipeline(landing, pipeline)
+    rows = _claim(engine, pipeline, run_id)
+    verdicts = _Verdicts()
+    to_check = [row for row in rows if not verdicts.out_of_attempts(row, pipeline.max_validation_attempts)]
+    _check_and_record(landing, engine, pipeline, run_id, supported, to_check, verdicts, ids_gate)
+    passing = [c for c in verdicts.checked if c.failure is None]
+    outcomes, enforced_failures = _expectations(engine, pipeline, run_id, passing)
+    _end(engine, verdicts)
+
+    valid = [c.file.id for c in passing if c.file.id not in enforced_failures]
+    rejected = [c.file.id for c in verdicts.checked if c.file.id not in valid]
+    duplicates = len(valid) - len({c.sha256 for c in passing if c.file.id in valid})
+    result = {
+        "run_id": run_id,
+        "validated": len(verdicts.checked),
+        "valid": valid,
+        "rejected": rejected,
+        "duplicate_content": duplicates,
+        "expectations": {o.suite: o.success for o in outcomes},
+        "failed": sorted(verdicts.failed),
+        "retry_later": sorted(verdicts.retry_later),
+        "errors": len(verdicts.retry_later) + len(verdicts.failed),
+    }
+    logger.info(
+        "validated %d files: %d valid (%d with duplicate content), %d rejected, %d failed, %d left for the "
+        "next run", len(verdicts.checked), len(valid), duplicates, len(rejected), len(verdicts.failed),
+        len(verdicts.retry_later),
+    )  # fmt: skip
+    return result
+
+
+def _supported_inputs(
+    supported: SupportedInputs | Mapping[str, list[str]] | None, aps: Any | None
+) -> SupportedInputs:
     if supported is None:
         if aps is None:
             raise ValueError("pass `supported` (APS formats) or `aps` (an APSClient to ask for them)")
-        supported = supported_inputs(aps)
-    elif not isinstance(supported, SupportedInputs):
-        supported = SupportedInputs.from_formats(supported)
+        return supported_inputs(aps)
+    return supported if isinstance(supported, SupportedInputs) else SupportedInputs.from_formats(supported)
 
-    with Session(engine, expire_on_commit=False) as session:
-        rows = list(
-            session.scalars(
-                select(File)
-                .where(File.pipeline == pipeline.name, File.run_id == run_id, File.state.in_(TO_VALIDATE))
-                .order_by(File.id)
-            )
-        )
-    # IDS content checks (ids.py): the documents are read and validated before any file is touched.
-    ids_gate = IdsGate.for_pipeline(landing, pipeline) if rows else None
-    if rows:
-        with engine.begin() as connection:
+
+def _claim(engine: Engine, pipeline: PipelineConfig, run_id: str) -> list[File]:
+    """The run's files still to validate, in id order, marked `validating` (a run that dies now counts)."""
+    with engine.begin() as connection:
+        rows = registry.run_files(connection, pipeline.name, run_id, TO_VALIDATE)
+        if rows:
             registry.set_file_state(connection, [r.id for r in rows], FileState.VALIDATING)
+    return rows
 
-    checked: list[_Checked] = []
-    retry_later: dict[int, str] = {}  # file id -> reason: back to `discovered`, for the next run
-    failed_files: dict[int, str] = {}  # file id -> reason: ended `failed`
+
+@dataclass
+class _Verdicts:
+    """What the check step decided per file: checked (valid or rejected), left for the next run, failed."""
+
+    checked: list[_Checked] = field(default_factory=list)
+    retry_later: dict[int, str] = field(default_factory=dict)  # file id -> reason: back to `discovered`
+    failed: dict[int, str] = field(default_factory=dict)  # file id -> reason: ended `failed`
+
+    def out_of_attempts(self, row: File, cap: int) -> bool:
+        """A file whose runs all ended before validating it (killed?) fails without another read."""
+        if row.attempts + 1 <= cap:
+            return False
+        self.failed[row.id] = (f"validation did not finish in {cap} attempts (the runs that tried it ended "
+                               "before it was validated: a worker killed?)")
+        return True
+
+    def failure(self, row: File, failure: FileFailure, cap: int) -> None:
+        """One file's check or record raised: the landing's refusal ends it, anything else is an attempt."""
+        if isinstance(failure.error, AccessRefused):  # asking again gives the same answer
+            self.failed[row.id] = storable_text(f"{CHECK_OBJECT}: {failure.error}")
+            return
+        verdict = next_attempt(failure, attempts_before=row.attempts, max_attempts=cap)
+        (self.failed if verdict.final else self.retry_later)[row.id] = verdict.reason
+
+
+def _check_and_record(
+    landing: Landing, engine: Engine, pipeline: PipelineConfig, run_id: str, supported: SupportedInputs,
+    rows: list[File], verdicts: _Verdicts, ids_gate: IdsGate | None = None,
+) -> None:
+    """Check each file (`read_concurrency` reads at a time) and record its verdict, in the rows' order, each
+    in its own transaction, so a worker killed mid-way keeps what it validated. Whatever one file's check
+    or record raises is that file's (aps_pipeline.boundary)."""
+
+    def check_one(row: File) -> _CheckOutcome:
+        outcome = check_file(landing, row, supported, pipeline)
+        return ids_gate.apply(landing, engine, run_id, row, outcome) if ids_gate else outcome
+
+    def check(row: File) -> _CheckOutcome | FileFailure:
+        return guarded(lambda: check_one(row), what="validation", subject=landing.url(row.s3_key))
+
     cap = pipeline.max_validation_attempts
-    to_check: list[File] = []
-    for row in rows:
-        if row.attempts + 1 > cap:
-            failed_files[row.id] = (f"validation did not finish in {cap} attempts (the runs that tried it "
-                                    "ended before it was validated: a worker killed?)")
-        else:
-            to_check.append(row)
-
-    def check(row: File) -> _CheckOutcome | Exception:
-        try:
-            outcome = check_file(landing, row, supported, pipeline)
-            return ids_gate.apply(landing, engine, run_id, row, outcome) if ids_gate else outcome
-        except Exception as exc:  # one file's trouble must not sink the batch: judged below, in order
-            return exc
-
-    # The reads run `read_concurrency` at a time; each file's verdict is recorded here, in the rows' order,
-    # in its own transaction, so a worker killed mid-way keeps what it validated.
-    with ThreadPoolExecutor(max(1, min(pipeline.read_concurrency, len(to_check) or 1)),
+    with ThreadPoolExecutor(max(1, min(pipeline.read_concurrency, len(rows) or 1)),
                             thread_name_prefix="validate") as pool:
-        for row, outcome in zip(to_check, pool.map(check, to_check), strict=True):
-            attempt = row.attempts + 1
-            if isinstance(outcome, AccessRefused):
-                failed_files[row.id] = f"{CHECK_OBJECT}: {outcome}"
-                continue
-            if isinstance(outcome, Exception):
-                logger.error("could not validate %s (attempt %d of %d)", landing.url(row.s3_key), attempt,
-                             cap, exc_info=outcome)
-                error = f"{type(outcome).__name__}: {outcome}"
-                if attempt >= cap:
-                    failed_files[row.id] = f"validation failed in {attempt} attempts, the last: {error}"
-                else:
-                    retry_later[row.id] = (f"validation attempt {attempt} of {cap} failed (the next run "
-                                           f"tries again): {error}")
+        for row, outcome in zip(rows, pool.map(check, rows), strict=True):
+            if isinstance(outcome, FileFailure):
+                verdicts.failure(row, outcome, cap)
                 continue
             item = _Checked(row, *outcome)
-            checked.append(item)
-            failure = item.failure
-            with engine.begin() as connection:
-                registry.record_validation(connection, row.id, run_id, item.results)
-                if failure is not None:
-                    registry.set_file_state(connection, row.id, FileState.REJECTED, rejection_reason(failure))
-                    logger.info("rejected %s: %s", landing.url(row.s3_key), rejection_reason(failure))
+            recorded = guarded(lambda item=item: _record_checks(engine, run_id, item),
+                               what="validation record", subject=landing.url(row.s3_key))
+            if isinstance(recorded, FileFailure):
+                verdicts.failure(row, recorded, cap)
+                continue
+            verdicts.checked.append(item)
+            if item.failure is not None:
+                logger.info("rejected %s: %s", landing.url(row.s3_key), rejection_reason(item.failure))
 
-    passing = [c for c in checked if c.failure is None]
+
+def _record_checks(engine: Engine, run_id: str, item: _Checked) -> None:
+    """One file's check results, and its rejection if a check failed, in one transaction."""
+    with engine.begin() as connection:
+        registry.record_validation(connection, item.file.id, run_id, item.results)
+        if item.failure is not None:
+            registry.set_file_state(connection, item.file.id, FileState.REJECTED,
+                                    storable_text(rejection_reason(item.failure)))
+
+
+def _expectations(
+    engine: Engine, pipeline: PipelineConfig, run_id: str, passing: list[_Checked]
+) -> tuple[list[Any], dict[int, list[str]]]:
+    """Run the batch suites over the passing files, store them, and end each passing file valid or rejected
+    (the enforced suite's failures), in one transaction: (the suites' outcomes, the enforced failures)."""
     gx_rows = [
-        {
-            "file_id": c.file.id,
-            "key": c.file.s3_key,
-            "project": (c.metadata or {}).get("project"),
-            "sha256": c.sha256,
-            "size": c.file.size,
-        }
+        {"file_id": c.file.id, "key": c.file.s3_key, "project": (c.metadata or {}).get("project"),
+         "sha256": c.sha256, "size": c.file.size}
         for c in passing
     ]
     outcomes = run_batch_expectations(gx_rows, int(pipeline.max_file_size))
     enforced_failures: dict[int, list[str]] = {}
     with engine.begin() as connection:
         for outcome in outcomes:
-            registry.record_validation_run(
-                connection,
-                pipeline.name,
-                run_id,
-                outcome.suite,
-                outcome.success,
-                outcome.statistics,
-                outcome.results,
-            )
+            registry.record_validation_run(connection, pipeline.name, run_id, outcome.suite, outcome.success,
+                                           outcome.statistics, outcome.results)
             if outcome.suite == ENFORCED_SUITE:
                 enforced_failures = outcome.failing_file_ids
         for item in passing:
@@ -232,32 +282,16 @@ def validate_files(
             else:
                 registry.set_file_state(connection, file_id, FileState.VALID, sha256=item.sha256,
                                         sha1=item.sha1, metadata=item.metadata)
+    return outcomes, enforced_failures
 
+
+def _end(engine: Engine, verdicts: _Verdicts) -> None:
+    """Send the files left for a later attempt back to `discovered` and end the failed ones."""
     with engine.begin() as connection:
-        for file_id, reason in retry_later.items():
+        for file_id, reason in verdicts.retry_later.items():
             # Back to `discovered` and out of this run (so its summary does not count them lost): the next
             # run's discovery takes them over, and counts the attempt.
             registry.set_file_state(connection, file_id, FileState.DISCOVERED, reason, run_id=None)
-        for file_id, reason in failed_files.items():
+        for file_id, reason in verdicts.failed.items():
             registry.set_file_state(connection, file_id, FileState.FAILED, reason)
             logger.error("file %d fails: %s", file_id, reason)
-
-    valid = [c.file.id for c in passing if c.file.id not in enforced_failures]
-    rejected = [c.file.id for c in checked if c.file.id not in valid]
-    duplicates = len(valid) - len({c.sha256 for c in passing if c.file.id in valid})
-    result = {
-        "run_id": run_id,
-        "validated": len(checked),
-        "valid": valid,
-        "rejected": rejected,
-        "duplicate_content": duplicates,
-        "expectations": {o.suite: o.success for o in outcomes},
-        "failed": sorted(failed_files),
-        "retry_later": sorted(retry_later),
-        "errors": len(retry_later) + len(failed_files),
-    }
-    logger.info(
-        "validated %d files: %d valid (%d with duplicate content), %d rejected, %d failed, %d left for the "
-        "next run", len(checked), len(valid), duplicates, len(rejected), len(failed_files), len(retry_later),
-    )  # fmt: skip
-    return result

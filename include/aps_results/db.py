@@ -21,6 +21,19 @@ def normalize_url(url: str | URL) -> URL:
     return parsed
 
 
+# Connections a task process uses beside its concurrent work (claims, verdicts, bookkeeping of the loads).
+POOL_BASE_CONNECTIONS = 2
+
+
+def pool_options(concurrency: int) -> dict[str, int]:
+    """Pool sizing for a process doing `concurrency` things at once that each hold a connection throughout
+    (a streamed load holds one for its whole COPY): those, plus POOL_BASE_CONNECTIONS beside them. The base
+    stays open; the rest are opened on demand and closed when returned (SQLAlchemy's overflow)."""
+    if concurrency < 1:
+        raise ValueError("concurrency must be >= 1")
+    return {"pool_size": POOL_BASE_CONNECTIONS, "max_overflow": concurrency + POOL_BASE_CONNECTIONS}
+
+
 def engine_from_connection(conn: Any, **kwargs: Any) -> Engine:
     """An engine for the database an Airflow-style connection names (login, password, host, port, schema)."""
     url = URL.create("postgresql+psycopg", username=conn.login, password=conn.password or None,

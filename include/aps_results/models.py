@@ -188,6 +188,9 @@ class File(Base):
     reason: Mapped[str | None] = mapped_column(comment="why the file is in its state (rejection, failure)")
     quarantine_key: Mapped[str | None] = mapped_column(comment="S3 key of the quarantined copy, if rejected")
     attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    quarantine_attempts: Mapped[int] = mapped_column(
+        server_default=text("0"), comment="copies to the quarantine that failed; capped, then not quarantined"
+    )
     run_id: Mapped[str | None] = mapped_column(comment="the Airflow run that claimed the file")
     model_id: Mapped[int | None] = mapped_column(
         BigInteger, ForeignKey("models.id", ondelete="SET NULL", use_alter=True)
@@ -205,6 +208,20 @@ class File(Base):
         Index(None, "sha256"),
         Index(None, "model_id"),
     )
+
+
+class ListingWatermark(Base):
+    """How far a pipeline's listings have registered everything: a listing looks only at objects modified
+    since `since`; a full listing every so often (`full_at`) catches what a watermark can miss."""
+
+    __tablename__ = "listing_watermarks"
+
+    pipeline: Mapped[str] = mapped_column(primary_key=True)
+    s3_bucket: Mapped[str] = mapped_column(primary_key=True)
+    prefix: Mapped[str] = mapped_column(primary_key=True)
+    since: Mapped[datetime | None] = mapped_column(comment="objects modified before it are all registered")
+    full_at: Mapped[datetime | None] = mapped_column(comment="when the last full listing began")
+    updated_at: Mapped[datetime] = _updated()
 
 
 class ValidationResult(Base):

@@ -127,6 +127,34 @@ def claim_files(
     return [ClaimedFile(*row) for row in claimed]
 
 
+@dataclass(frozen=True)
+class ReopenedFile:
+    """A rejected file whose metadata came late (aps_pipeline.late_sidecars), with the metadata read now."""
+
+    id: int
+    metadata: Mapping[str, Any]
+
+
+def reopen_rejected_files(
+    conn: Connection, pipeline: str, run_id: str, files: Iterable[ReopenedFile]
+) -> list[int]:
+    """Move rejected files back to `discovered` for `run_id`, with new metadata: the one way out of a
+    terminal state besides a reprocess, and only from `rejected` (a row that moved on meanwhile is left)."""
+    reopened = []
+    for file in files:
+        changed = conn.execute(
+            update(File)
+            .where(File.id == file.id, File.pipeline == pipeline, File.state == FileState.REJECTED.value)
+            .values(state=FileState.DISCOVERED.value, reason="re-opened: its sidecar landed after it",
+                    run_id=run_id, metadata=dict(file.metadata), quarantine_key=None, quarantine_attempts=0,
+                    finished_at=None, attempts=File.attempts + 1, updated_at=func.now())
+            .returning(File.id)
+        ).scalar()
+        if changed is not None:
+            reopened.append(changed)
+    return reopened
+
+
 def set_file_state(
     conn: Connection,
     file_ids: int | Sequence[int],
@@ -608,6 +636,7 @@ __all__ = [
     "ModelIdentity",
     "ModelRecord",
     "ModelSnapshot",
+    "ReopenedFile",
     "RunCounts",
     "TranslationRecord",
     "claim_files",
@@ -619,6 +648,7 @@ __all__ = [
     "model_snapshot",
     "record_validation",
     "record_validation_run",
+    "reopen_rejected_files",
     "run_counts",
     "run_files",
     "set_file_state",

@@ -4,6 +4,12 @@
     report = run_report(engine, "aps_ingest", run_id)
     report.summary        # the run's RunSummary row as a dict, or None before the summary task ran
     report.files[0].state, .reason, .model.views, .model.objects, .model.messages, .ids
+
+The page never scans a model's properties, nor waits on them: a loaded model's property count is the row
+count PostgreSQL recorded for its partition when the loader indexed it (`pg_class.reltuples`, a catalog read
+that takes no lock on the partition a swap may be replacing), plus its rows in the default partition (kept
+small by the loader). Every query of the page runs under STATEMENT_TIMEOUT and LOCK_TIMEOUT: a page that
+cannot answer in time fails, it never holds a lock a load's swap waits for.
 """
 
 from __future__ import annotations
@@ -11,20 +17,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from aps_results.ids_records import ids_checks_of
 from aps_results.models import (
+    PROPERTY_DEFAULT_PARTITION,
+    SCHEMA,
     File,
     Model,
     ModelObject,
     ModelView,
-    Property,
     RunSummary,
     Thumbnail,
     Translation,
+    property_partition,
 )
+
+STATEMENT_TIMEOUT = "15s"  # a run page that takes longer is better an error than a held connection
+LOCK_TIMEOUT = "2s"  # never queue behind (or in front of) a load's partition swap
 
 
 @dataclass(frozen=True)
@@ -75,8 +86,7 @@ def _models(session: Session, model_ids: set[int]) -> dict[int, ModelReport]:
         views[view.model_id].append({"guid": view.guid, "name": view.name, "role": view.role})
     objects = dict(session.execute(select(ModelObject.model_id, func.count()).where(
         ModelObject.model_id.in_(ids)).group_by(ModelObject.model_id)).tuples().all())
-    properties = dict(session.execute(select(Property.model_id, func.count()).where(
-        Property.model_id.in_(ids)).group_by(Property.model_id)).tuples().all())
+    properties = _property_counts(session, ids)
     thumbnails = set(session.scalars(select(Thumbnail.model_id).where(Thumbnail.model_id.in_(ids))))
     latest = (select(Translation.model_id, Translation.messages)
               .where(Translation.model_id.in_(ids))
@@ -93,9 +103,33 @@ def _models(session: Session, model_ids: set[int]) -> dict[int, ModelReport]:
     }
 
 
+def _property_counts(session: Session, ids: list[int]) -> dict[int, int]:
+    """Per model: its partition's recorded row count plus its rows in the default partition (see above)."""
+    partitions = {property_partition(i): i for i in ids}
+    recorded = session.execute(text(
+        "SELECT c.relname, c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = :schema AND c.relname = ANY(:names)"
+    ), {"schema": SCHEMA, "names": list(partitions)}).tuples().all()
+    counts = {partitions[name]: max(0, int(rows)) for name, rows in recorded}
+    stray = session.execute(text(
+        f"SELECT model_id, count(*) FROM {SCHEMA}.{PROPERTY_DEFAULT_PARTITION} "  # constants, no input
+        "WHERE model_id = ANY(:ids) GROUP BY model_id"
+    ), {"ids": ids}).tuples().all()
+    for model_id, rows in stray:
+        counts[model_id] = counts.get(model_id, 0) + int(rows)
+    return counts
+
+
+def _bounded(session: Session) -> None:
+    """This transaction's statements give up after STATEMENT_TIMEOUT, and after LOCK_TIMEOUT on a lock."""
+    session.execute(text(f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'"))
+    session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+
+
 def run_report(engine: Engine, pipeline: str, run_id: str) -> RunReport:
     """Every file the run claimed (in key order) with its model's results, and the run's summary."""
     with Session(engine) as session:
+        _bounded(session)
         files = session.scalars(select(File).where(File.pipeline == pipeline, File.run_id == run_id)
                                 .order_by(File.s3_key, File.id)).all()
         models = _models(session, {f.model_id for f in files if f.model_id is not None})
@@ -124,6 +158,7 @@ def _model_in_pipeline(pipeline: str) -> Any:
 
 def thumbnail_png(engine: Engine, pipeline: str, model_id: int) -> bytes | None:
     with Session(engine) as session:
+        _bounded(session)
         return session.scalar(select(Thumbnail.png).where(
             Thumbnail.model_id == model_id, Thumbnail.model_id.in_(_model_in_pipeline(pipeline))))
 
@@ -138,6 +173,7 @@ class StoredManifest:
 def latest_manifest(engine: Engine, pipeline: str, urn: str) -> StoredManifest | None:
     """The latest stored manifest of the pipeline's model `urn`; None if the pipeline has no such model."""
     with Session(engine) as session:
+        _bounded(session)
         model = session.execute(select(Model.id, Model.region).where(
             Model.urn == urn, Model.id.in_(_model_in_pipeline(pipeline))).limit(1)).first()
         if model is None:

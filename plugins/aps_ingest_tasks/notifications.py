@@ -8,19 +8,83 @@ entry, the summary line and the run page's address, and hands the message to the
 - `notify_run_failed(context)`: the DAG's `on_failure_callback` (run by the dag-processor).
 
 A notifier that cannot deliver is logged and does not stop the other one.
+
+The webhook is POSTed here (stdlib `http.client`), not through the HTTP provider's notifier: that one has no
+timeout (a hung endpoint held the run and its `max_active_runs` slot for ever) and its stack (requests,
+urllib3) logs the URL, whose path is the secret of most chat tools' incoming webhooks. Every socket
+operation here times out after `notify.webhook_timeout_seconds`, and what is logged or raised names the
+connection id, the scheme and host and the HTTP status: never the path, the query or a credential.
+E-mail goes through the SMTP provider's notifier, whose hook times out (its connection's `timeout` extra,
+30 s by default).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 from collections.abc import Mapping
+from http.client import HTTPConnection, HTTPSConnection
 from typing import Any
+from urllib.parse import urlsplit
 
 from aps_pipeline.config import PipelineConfig, get_pipeline
 from aps_pipeline.notify import RunMessage, due_events, run_message
 from aps_provider.links import run_page_url
 
 logger = logging.getLogger(__name__)
+
+
+class WebhookError(RuntimeError):
+    """The webhook was not delivered; the message holds no URL path, query or credential."""
+
+
+class WebhookNotifier:
+    """POST `{"text": ..., "subject": ...}` to the URL of an HTTP connection (plus `endpoint`), with timeouts.
+
+    The URL is the connection's host (a whole URL, e.g. https://hooks.slack.com/services/..., or a host with
+    the connection's schema and port); a login and password authenticate it (basic auth); the connection's
+    extra `headers` (a mapping) are sent too.
+    """
+
+    def __init__(self, conn_id: str, endpoint: str, payload: Mapping[str, Any], timeout: float) -> None:
+        self.conn_id, self.endpoint, self.payload, self.timeout = conn_id, endpoint, dict(payload), timeout
+
+    def notify(self, context: Mapping[str, Any]) -> None:
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(self.conn_id)
+        parts = urlsplit(_webhook_url(conn.host or "", conn.schema, conn.port, self.endpoint))
+        where = f"webhook {self.conn_id!r} ({parts.scheme}://{parts.hostname})"
+        headers = {"Content-Type": "application/json", **_extra_headers(conn.extra_dejson)}
+        if conn.login or conn.password:
+            token = base64.b64encode(f"{conn.login or ''}:{conn.password or ''}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        kind = HTTPSConnection if parts.scheme == "https" else HTTPConnection
+        connection = kind(parts.hostname or "", parts.port, timeout=self.timeout)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            connection.request("POST", target, body=json.dumps(self.payload).encode(), headers=headers)
+            response = connection.getresponse()
+            response.read(64 * 1024)
+        except TimeoutError:
+            raise WebhookError(f"{where}: no answer within {self.timeout:g} s (timed out)") from None
+        except OSError as exc:  # its text may quote the URL: only its class and errno
+            raise WebhookError(f"{where}: {type(exc).__name__} (errno {exc.errno})") from None
+        finally:
+            connection.close()
+        if not 200 <= response.status < 300:
+            raise WebhookError(f"{where} answered HTTP {response.status}")
+
+
+def _webhook_url(host: str, scheme: str | None, port: int | None, endpoint: str) -> str:
+    base = host if "://" in host else f"{scheme or 'http'}://{host}{f':{port}' if port else ''}"
+    return base.rstrip("/") + ("/" + endpoint.lstrip("/") if endpoint else "")
+
+
+def _extra_headers(extra: Mapping[str, Any]) -> dict[str, str]:
+    headers = extra.get("headers")
+    return {str(k): str(v) for k, v in headers.items()} if isinstance(headers, Mapping) else {}
 
 
 def _notifiers(config: PipelineConfig, message: RunMessage) -> list[Any]:
@@ -34,13 +98,10 @@ def _notifiers(config: PipelineConfig, message: RunMessage) -> list[Any]:
             html_content=message.html, smtp_conn_id=notify.smtp_conn_id,
         ))
     if notify.webhook_conn_id:
-        from airflow.providers.http.notifications.http import HttpNotifier
-
         # {"text": ...} is what Slack, Mattermost, Rocket.Chat and Teams incoming webhooks read.
-        notifiers.append(HttpNotifier(
-            http_conn_id=notify.webhook_conn_id, endpoint=notify.webhook_endpoint or None,
-            json={"text": message.text, "subject": message.subject},
-        ))
+        notifiers.append(WebhookNotifier(notify.webhook_conn_id, notify.webhook_endpoint,
+                                         {"text": message.text, "subject": message.subject},
+                                         notify.webhook_timeout_seconds))
     return notifiers
 
 
@@ -52,9 +113,11 @@ def send(config: PipelineConfig, message: RunMessage, context: Mapping[str, Any]
             # notify() directly, not notifier(context): the message is final text, not a template to render.
             notifier.notify(context)
             sent += 1
-        except Exception:
-            logger.exception("%s could not deliver the notification %r", type(notifier).__name__,
-                             message.subject)
+        except Exception as exc:
+            # No traceback: a chained exception's text may hold a URL (a webhook's secret path). The webhook's
+            # own errors hold none; SMTP's name the server and the SMTP answer, which are no secrets.
+            logger.error("%s could not deliver the notification %r: %s: %s", type(notifier).__name__,
+                         message.subject, type(exc).__name__, exc)
     return sent
 
 

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from aps_devstack import S3Server
 from aps_landing import Landing, ListedObject
+from aps_landing.local import LocalLanding
 from aps_landing.s3 import S3Landing
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.discovery import DISCOVERY_READ_ATTEMPTS, discover_files
 from aps_pipeline.metadata import ERROR_KEY, SOURCE_KEY, jsonb_safe_metadata
 from aps_pipeline.validation import validate_files
-from aps_results.models import File, FileState
+from aps_results.models import File, FileState, ListingWatermark
 from aps_samples import put_sample_batch
 from tests.fixtures.pipeline import RefusingLanding
 
@@ -314,3 +319,60 @@ def read_object_version(landing: Landing, key: str, etag: str, version_id: str |
         return body.read()
     finally:
         body.close()
+
+
+# --- Issue 20, finding 11: a run's listing work is proportional to what is new ----------------------------
+
+
+def _aged(root: Path, key: str, hours: float) -> None:
+    """Make a local object look modified `hours` ago (as a replicated or long multipart upload can)."""
+    then = time.time() - hours * 3600
+    os.utime(root / key, (then, then))
+
+
+def test_a_listing_considers_what_landed_since_its_watermark_and_reconciles_in_full_periodically(
+    tmp_path: Path, results_engine: Engine
+) -> None:
+    root = tmp_path / "folder"
+    root.mkdir()
+    landing = LocalLanding(root)
+    pipeline = PipelineConfig.model_validate({
+        "name": "watermarked", "landing": {"path": str(root), "prefix": "incoming/"},
+        "aps": {"bucket_key": "watermarked"}, "listing_watermark_lag_seconds": 60,
+        "full_listing_every_hours": 24})
+
+    def put(name: str, hours_ago: float = 0) -> None:
+        landing.put(f"incoming/{name}.obj", b"v 0 0 %d\n" % len(name), metadata={"project": "p"})
+        if hours_ago:
+            _aged(root, f"incoming/{name}.obj", hours_ago)
+
+    def finish_all() -> None:
+        with results_engine.begin() as connection:
+            connection.execute(update(File).values(state=FileState.LOADED.value))
+
+    for name in ("a", "b"):
+        put(name, hours_ago=2)
+    first = discover_files(landing, results_engine, pipeline, "run-1")
+    assert (first["full_listing"], first["considered"], first["new"]) == (True, 2, 2)
+    finish_all()
+
+    put("c")
+    second = discover_files(landing, results_engine, pipeline, "run-2")
+    assert (second["full_listing"], second["considered"], second["new"]) == (False, 1, 1)
+    finish_all()
+
+    # Landed late with an old modification time: the watermark passes it by, the full reconciliation not.
+    put("d", hours_ago=2)
+    assert discover_files(landing, results_engine, pipeline, "run-3")["new"] == 0
+    with results_engine.begin() as connection:
+        connection.execute(update(ListingWatermark).values(full_at=func.now() - timedelta(hours=25)))
+    fourth = discover_files(landing, results_engine, pipeline, "run-4")
+    assert (fourth["full_listing"], fourth["new"]) == (True, 1)
+    finish_all()
+
+    # Files left waiting by the limit hold the watermark back: the next incremental listing still sees them.
+    put("e")
+    put("ff")
+    assert discover_files(landing, results_engine, pipeline, "run-5", limit=1)["waiting"] == 1
+    sixth = discover_files(landing, results_engine, pipeline, "run-6")
+    assert (sixth["full_listing"], sixth["new"]) == (False, 1)

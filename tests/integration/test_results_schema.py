@@ -21,8 +21,8 @@ from aps_results.roles import create_reader_login
 
 EXPECTED_TABLES = {
     "alembic_version", "api_keys", "derivatives", "files", "model_status_history", "model_views", "models",
-    "objects", "properties", "properties_default", "run_summaries", "thumbnails", "translations",
-    "validation_results", "validation_runs", "ids_checks", "ids_results",
+    "listing_watermarks", "objects", "properties", "properties_default", "run_summaries", "thumbnails",
+    "translations", "validation_results", "validation_runs", "ids_checks", "ids_results",
 }
 
 

@@ -170,3 +170,105 @@ def test_a_failed_run_is_reported_with_the_counts_as_they_stand(
     assert "summary: discovered=0 loaded=0 rejected=0 failed=0 lost=0" in html
     assert "reason: task_failure" in html
     assert "the run failed" in json.loads(webhook_server[0][0]["body"])["text"]
+
+
+# --- Issue 20 finding 10: timeouts on every webhook call, and the URL path (the secret) never logged ------
+
+SECRET_PATH = "/services/T0SECRET/B0SECRET/xoxsecretpathtoken"
+
+
+class _Hanging:
+    """A TCP server that accepts connections and never answers (a hung webhook endpoint)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
+        self.accepted: list[Any] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        try:
+            while True:
+                connection, _ = self.socket.accept()
+                self.accepted.append(connection)  # kept open, never read or answered
+        except OSError:
+            return
+
+    def close(self) -> None:
+        for connection in self.accepted:
+            connection.close()
+        self.socket.close()
+
+
+@pytest.fixture
+def erroring_server() -> Iterator[int]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # the name http.server calls
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b"internal error")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _webhook_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, port: int) -> str:
+    """A pipeline notifying only a webhook whose connection holds the whole URL, secret path included."""
+    name = f"hook_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv(f"AIRFLOW_CONN_HOOK_{name.upper()}", json.dumps({
+        "conn_type": "http", "host": f"http://127.0.0.1:{port}{SECRET_PATH}"}))
+    pipelines = {"pipelines": [{
+        "name": name, "landing": {"bucket": "landing"}, "aps": {"bucket_key": "notify-test"},
+        "notify": {"webhook_conn_id": f"hook_{name}", "webhook_timeout_seconds": 1},
+    }]}
+    file = tmp_path / "pipelines.yaml"
+    file.write_text(yaml.safe_dump(pipelines))
+    monkeypatch.setenv(PIPELINES_FILE_ENV, str(file))
+    return name
+
+
+FAILED_SUMMARY = {"line": "summary: discovered=1 loaded=0 rejected=0 failed=1 lost=0", "discovered": 1,
+                  "loaded": 0, "rejected": 0, "failed": 1, "lost": 0}
+
+
+def test_a_hung_webhook_endpoint_times_out_and_does_not_hold_the_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    hanging = _Hanging()
+    try:
+        config = get_pipeline(_webhook_only(monkeypatch, tmp_path, hanging.port))
+        sent: list[int] = []
+        worker = threading.Thread(target=lambda: sent.append(
+            notify_run_ended(config, FAILED_SUMMARY, {"run_id": "manual__hung"})), daemon=True)
+        with caplog.at_level("DEBUG"):
+            worker.start()
+            worker.join(120)  # a bound on the test, not the timeout under test (1 s)
+        assert not worker.is_alive(), "the notification is still waiting on the hung endpoint"
+        assert sent == [0]
+        assert hanging.accepted  # it did reach the endpoint
+        assert "timed out" in caplog.text.lower() or "timeout" in caplog.text.lower()
+        assert "T0SECRET" not in caplog.text
+    finally:
+        hanging.close()
+
+
+def test_a_failing_webhook_logs_no_url_path_or_credential(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture, erroring_server: int
+) -> None:
+    config = get_pipeline(_webhook_only(monkeypatch, tmp_path, erroring_server))
+    with caplog.at_level("DEBUG"):
+        assert notify_run_ended(config, FAILED_SUMMARY, {"run_id": "manual__500"}) == 0
+    assert "500" in caplog.text  # the operator learns what went wrong...
+    assert "T0SECRET" not in caplog.text  # ...and not the secret path
+    assert "xoxsecretpathtoken" not in caplog.text

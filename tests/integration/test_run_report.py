@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import secrets
+import threading
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from aps_results.db import make_engine
-from aps_results.models import File, Model, ModelObject, ModelView, Property, Thumbnail, Translation
+from aps_results.models import (
+    SCHEMA,
+    File,
+    Model,
+    ModelObject,
+    ModelView,
+    Property,
+    Thumbnail,
+    Translation,
+    property_partition,
+)
+from aps_results.partitions import build_partition, swap_in_partition
 from aps_results.roles import create_reader_login
 from aps_results.run_report import latest_manifest, run_report, thumbnail_png
 
@@ -83,4 +96,83 @@ def test_the_run_page_reads_every_file_of_the_run_with_its_model_through_the_rea
         assert (stored.model_id, stored.manifest) == (ids["bad"], {"status": "failed"})
         assert latest_manifest(reader, "q", "dXJuOmJhZA") is None
     finally:
+        reader.dispose()
+
+
+# --- Issue 20, finding 11: the run page never scans, nor waits on, a model's properties ------------------
+
+
+def _loaded_partition(engine: Engine, model_id: int, rows: int) -> None:
+    """The model's properties as the loader leaves them: a partition of their own, indexed, swapped in."""
+    raw = engine.raw_connection()
+    try:
+        pg = raw.driver_connection
+        names = ["model_id", "view_guid", "object_id", "name", "value"]
+        data = [(model_id, "v3d", index, "Height", str(index)) for index in range(rows)]
+        build_partition(pg, model_id, names, data, {})  # type: ignore[arg-type]
+        swap_in_partition(pg, model_id, 30, {})  # type: ignore[arg-type]
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def test_the_run_page_counts_without_reading_a_partition_a_swap_holds(
+    results_url: str, results_engine: Engine
+) -> None:
+    ids = _seed(results_engine)
+    _loaded_partition(results_engine, ids["bad"], 3)
+    password = secrets.token_urlsafe(12)
+    create_reader_login(results_url, "run_page_2", password)
+    reader = make_engine(make_url(results_url).set(username="run_page_2", password=password))
+    holder = results_engine.connect()
+    transaction = holder.begin()
+    try:
+        # A swap in progress: the partition locked as DETACH/ATTACH lock it, until the swap commits.
+        holder.execute(text(f"LOCK TABLE {SCHEMA}.{property_partition(ids['bad'])} IN ACCESS EXCLUSIVE MODE"))
+        reports: list[Any] = []
+        worker = threading.Thread(target=lambda: reports.append(run_report(reader, "p", "run-1")),
+                                  daemon=True)
+        worker.start()
+        worker.join(120)  # a bound on the test: the page must not wait for the swap at all
+        assert not worker.is_alive(), "the run page waits on the partition a swap holds"
+        broken = {f.s3_key: f for f in reports[0].files}["in/broken.ifc"]
+        assert broken.model is not None
+        assert broken.model.properties == 3  # the count the load recorded
+        tower = {f.s3_key: f for f in reports[0].files}["in/tower.ifc"]
+        assert tower.model is not None
+        assert tower.model.properties == 1  # rows in the default partition
+    finally:
+        transaction.rollback()
+        holder.close()
+        reader.dispose()
+
+
+def test_the_run_page_gives_up_after_its_statement_timeout(results_url: str, results_engine: Engine) -> None:
+    """Whatever it reads, the page's queries carry a statement and lock timeout: a lock on `files` (a long
+    migration, say) makes the page fail after them, never hang."""
+    _seed(results_engine)
+    password = secrets.token_urlsafe(12)
+    create_reader_login(results_url, "run_page_3", password)
+    reader = make_engine(make_url(results_url).set(username="run_page_3", password=password))
+    holder = results_engine.connect()
+    transaction = holder.begin()
+    try:
+        holder.execute(text(f"LOCK TABLE {SCHEMA}.files IN ACCESS EXCLUSIVE MODE"))
+        errors: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                run_report(reader, "p", "run-1")
+            except Exception as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=read, daemon=True)
+        worker.start()
+        worker.join(120)
+        assert not worker.is_alive(), "the run page has no timeout"
+        assert errors
+        assert "timeout" in str(errors[0]).lower()
+    finally:
+        transaction.rollback()
+        holder.close()
         reader.dispose()

@@ -222,3 +222,23 @@ def test_events_are_optional_and_name_a_queue_url(tmp_path: Path) -> None:
     local = "pipelines:\n  - name: l\n    landing: {path: /data}\n    aps: {bucket_key: my-aps-bucket}\n"
     with pytest.raises(PipelineConfigError, match="S3 landing"):
         load_pipelines(write(tmp_path, local + f"    events: {{queue_url: {queue}}}\n"), env={})
+
+
+def test_an_event_only_pipeline_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """Issue 20, finding 8: with `schedule: none`, keys past the limit, failed HEADs, lost events and
+    released files wait for an unrelated landing; nothing inside a run can remember an event it never got."""
+    queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/landing-events"
+    text = MINIMAL.format(name="only") + f"    schedule: none\n    events: {{queue_url: {queue}}}\n"
+    with pytest.raises(PipelineConfigError, match=r"needs a schedule.*lost event"):
+        load_pipelines(write(tmp_path, text), env={})
+    # A schedule beside the events (the net), or no events at all, is fine.
+    (netted,) = load_pipelines(write(tmp_path, MINIMAL.format(name="net") + "    schedule: '@daily'\n"
+                                     f"    events: {{queue_url: {queue}}}\n"), env={})
+    assert (netted.schedule, netted.events is not None) == ("@daily", True)
+    manual_text = MINIMAL.format(name="manual") + "    schedule: none\n"
+    (manual,) = load_pipelines(write(tmp_path, manual_text), env={})
+    assert (manual.schedule, manual.events) == (None, None)
+    # A test stack that starts runs by hand says so explicitly.
+    allowed = text.replace("events: {", "events: {allow_without_schedule: true, ")
+    (only,) = load_pipelines(write(tmp_path, allowed), env={})
+    assert (only.schedule, only.events is not None) == (None, True)

@@ -3,7 +3,7 @@ requirement: pass or fail, the failing elements' GlobalIds and reasons). Written
 a pipeline names IDS documents (aps_pipeline.ids); read by quarantine and the API.
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0007
 Create Date: 2026-12-07
 """
 
