@@ -27,10 +27,10 @@ from aps_pipeline.ids import CHECK_IDS
 from aps_pipeline.quarantine import IDS_REPORT_SUFFIX, REASON_SUFFIX, quarantine_rejected
 from aps_pipeline.settle import fetch_and_load
 from aps_pipeline.validation import validate_files
-from aps_provider.web import _templates
 from aps_results import registry
 from aps_results.models import File, FileState, IdsCheck, IdsResult, ValidationResult
 from aps_results.run_report import run_report
+from aps_run_page.web import _templates
 from aps_samples import generate_ifc, generate_obj
 from aps_samples.ids import fire_rating_ids
 from tests.fixtures.pipeline import read_object
