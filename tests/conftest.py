@@ -20,6 +20,9 @@ from xdist.remote import Producer
 from xdist.scheduler import LoadGroupScheduling
 from xdist.workermanage import WorkerController
 
+# Fixture modules import each other's helpers: their asserts are rewritten whichever is imported first.
+pytest.register_assert_rewrite("tests.fixtures")
+
 pytest_plugins = [
     "pytester",  # runs small suites of its own in tests of the suite's set-up
     *sorted(
