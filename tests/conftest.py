@@ -1,4 +1,19 @@
-"""Shared test set-up. Fixture modules live in tests/fixtures/ (one per area) and are loaded here.
+"""Shared test set-up: which fixtures a test sees, and how the suite runs in parallel.
+
+Fixtures live in tests/fixtures/, one module per area, and come in two kinds:
+
+- The worker's services and one-offs, loaded here for every test (GLOBAL_FIXTURE_MODULES): the session-scoped
+  fixtures (PostgreSQL, the S3 server and the emulators in stack.py, an Airflow in airflow.py, the OpenAPI
+  specs, the official SDK) and the autouse token cache. pytest starts a session fixture once per module that
+  holds it, so these are never imported into a test module (tests/unit/test_fixture_imports.py says so).
+- Everything else is imported by the test module that uses it, so a reader sees where a fixture comes
+  from: `from tests.fixtures.api import api, results_db`. ruff's F401/F811 are off under tests/ for that (a
+  fixture is used as a parameter, which pyflakes reads as an unused import redefined). The fixtures an
+  imported fixture needs in turn (`api` needs `start_api`, `api_settings`, ...) are not imported too: a test
+  module sees every fixture of the fixture modules it imports from (`FixtureModule` below).
+
+tests/unit/test_fixture_imports.py fails, naming the import line to add, when a test module uses a fixture
+that is neither defined in it, nor imported into it, nor global (pytest's own, a plugin's, or the above).
 
 The suite runs on pytest-xdist workers (`make test`: two, `--dist loadgroup`). Each worker is a pytest
 session of its own: its session fixtures (tests/fixtures/stack.py) start its own PostgreSQL cluster, S3 server
@@ -12,8 +27,10 @@ other, and only one Airflow stack runs at a time. That unit is the longest, so i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from xdist.remote import Producer
@@ -23,14 +40,48 @@ from xdist.workermanage import WorkerController
 # Fixture modules import each other's helpers: their asserts are rewritten whichever is imported first.
 pytest.register_assert_rewrite("tests.fixtures")
 
+# The fixture modules every test sees (see above); the others are imported where they are used.
+GLOBAL_FIXTURE_MODULES = [
+    "tests.fixtures.airflow",
+    "tests.fixtures.aps_spec",
+    "tests.fixtures.official_sdk",
+    "tests.fixtures.stack",
+    "tests.fixtures.token_cache",
+]
 pytest_plugins = [
     "pytester",  # runs small suites of its own in tests of the suite's set-up
-    *sorted(
-        f"tests.fixtures.{path.stem}"
-        for path in (Path(__file__).parent / "fixtures").glob("*.py")
-        if path.stem != "__init__"
-    ),
+    *GLOBAL_FIXTURE_MODULES,
 ]
+FIXTURES_PACKAGE = "tests.fixtures"
+
+
+def imported_fixture_modules(module: ModuleType) -> list[ModuleType]:
+    """The fixture modules (not global) that `module` imports from, and those they import from in turn."""
+    found: dict[str, ModuleType] = {}
+    pending = [module]
+    while pending:
+        for value in list(vars(pending.pop()).values()):
+            home = getattr(value, "__module__", None)
+            if (isinstance(home, str) and home.startswith(f"{FIXTURES_PACKAGE}.")
+                    and home not in GLOBAL_FIXTURE_MODULES and home not in found):
+                found[home] = sys.modules[home]
+                pending.append(found[home])
+    return list(found.values())
+
+
+class FixtureModule(pytest.Module):
+    """A test module that also sees every fixture of the fixture modules it imports from."""
+
+    def collect(self) -> Iterable[pytest.Item | pytest.Collector]:
+        for fixtures in imported_fixture_modules(self.obj):
+            # Registered for this module alone: its own fixtures, registered after, still win.
+            self.session._fixturemanager.parsefactories(holder=fixtures, node=self)
+        return super().collect()
+
+
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Module:
+    return FixtureModule.from_parent(parent, path=module_path)
+
 
 # The xdist group of the tests marked `airflow_stack`.
 AIRFLOW_STACK_GROUP = "airflow_stack"

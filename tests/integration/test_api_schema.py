@@ -12,7 +12,7 @@ from schemathesis import Case
 from schemathesis.openapi import from_url
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.fixtures.api import ResultsDB, RunningAPI
+from tests.fixtures.api import ResultsDB, RunningAPI, api, results_db
 
 MAX_EXAMPLES = 25
 

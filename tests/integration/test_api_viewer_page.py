@@ -11,7 +11,15 @@ import httpx
 
 from aps_api.api_keys import generate_api_key, list_keys, revoke_key
 from aps_devstack import EmulatorServer
-from tests.fixtures.api import ResultsDB, RunningAPI, manifest_status
+from tests.fixtures.api import (
+    ResultsDB,
+    RunningAPI,
+    api,
+    manifest_status,
+    results_db,
+    start_api,
+    translate_in_emulator,
+)
 from tests.fixtures.client import wait_until
 
 PINNED_VIEWER = "https://developer.api.autodesk.com/modelderivative/v2/viewers/7.109.0/"

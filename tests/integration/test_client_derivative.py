@@ -11,7 +11,7 @@ from aps_client import APSClient, AsyncAPSClient, Manifest
 from aps_client.errors import APSNotFoundError
 from aps_client.models import TreeNode
 from aps_devstack import EmulatorServer
-from tests.fixtures.client import CUBE_OBJ, stat, upload_bytes, wait_for_manifest, wait_until_async
+from tests.fixtures.client import CUBE_OBJ, aps, stat, upload_bytes, wait_for_manifest, wait_until_async
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

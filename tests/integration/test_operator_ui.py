@@ -29,6 +29,7 @@ from aps_devstack.cli import FIRST_FILE
 from aps_devstack.process import free_port
 from aps_devstack.s3 import S3Server
 from aps_devstack.stack import LANDING_BUCKET, LANDING_PREFIX, REPO_ROOT
+from tests.fixtures.browser import browser
 from tests.fixtures.client import wait_until
 
 # `up`, a run and the browser in the first test's fixture: more than the suite's default per-test timeout.

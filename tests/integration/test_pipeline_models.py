@@ -34,7 +34,8 @@ from aps_results import registry
 from aps_results.models import File, FileState, Model, ModelStatus, Property, RunSummary, Translation
 from aps_samples import generate_ifc, put_sample_batch
 from tests.fixtures.client import wait_for_manifest, wait_until
-from tests.fixtures.pipeline import PIPELINE_NAME, read_object
+from tests.fixtures.pipeline import PIPELINE_NAME, landing, landing_pipeline, read_object
+from tests.fixtures.results import results_engine
 
 FORMATS = {"svf2": ["ifc", "obj", "rvt"]}
 

@@ -24,8 +24,9 @@ from aps_provider.operators.oss import APSCreateBucketOperator, APSUploadFromS3O
 from aps_provider.sensors.derivative import APSTranslationSensor
 from aps_provider.triggers.derivative import APSTranslationTrigger
 from aps_provider.upload_state import MemoryUploadStore
-from tests.fixtures.client import TWO_APPS, wait_until, wait_until_async
-from tests.fixtures.provider import FAST_CLIENT, IFC, start_translation
+from tests.fixtures.client import wait_until, wait_until_async
+from tests.fixtures.provider import FAST_CLIENT, IFC, aps_conn, start_translation
+from tests.fixtures.stack import TWO_APPS
 
 MIB = 1024 * 1024
 

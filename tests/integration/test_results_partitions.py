@@ -19,6 +19,7 @@ from aps_results.models import PROPERTY_DEFAULT_PARTITION, SCHEMA, property_part
 from aps_results.records import ObjectProperties
 from aps_results.roles import create_reader_login
 from tests.fixtures.client import wait_until
+from tests.fixtures.results import results_engine, results_url
 
 VIEW = "view-3d"
 WAIT = 60  # seconds: a deadline for conditions and hand-offs between threads, not a timing assertion

@@ -12,6 +12,7 @@ from aps_results.db import make_engine
 from aps_results.models import File, Model, ModelObject, ModelView, Property, Thumbnail, Translation
 from aps_results.roles import create_reader_login
 from aps_results.run_report import latest_manifest, run_report, thumbnail_png
+from tests.fixtures.results import results_engine, results_url
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 FAILURE = {"type": "error", "code": "TranslationWorker-InternalFailure", "message": "Unrecoverable exit code"}
