@@ -8,8 +8,12 @@ STAMP := $(VENV)/.installed
 EXECUTOR ?= local
 WORKERS ?= 1
 TRIGGERERS ?= 1
+# The suite runs on pytest-xdist workers: TEST_WORKERS of them, at most one per CPU (-n logical). Each worker
+# starts its own PostgreSQL, S3 server and emulator; the airflow_stack tests all run on one (tests/conftest.py).
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n logical --maxprocesses $(TEST_WORKERS) --dist loadgroup --durations=20
 
-.PHONY: install test demo up down lint bench-upload bench-load bench-deferral bench-e2e bench-api bench-diff bench-events bench-ids clean
+.PHONY: install test test-fast demo up down lint soak bench-upload bench-load bench-deferral bench-e2e bench-api bench-diff bench-events bench-ids clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +26,12 @@ install: $(STAMP)
 
 test: install
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+
+# The fast lane: ruff and the unit tests (no services started), in about a minute.
+test-fast: install
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest tests/unit $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 demo: install
 	$(PY) -m aps_devstack demo

@@ -15,7 +15,7 @@ from sqlalchemy.exc import ProgrammingError
 
 from aps_api.api_keys import create_key, generate_api_key, list_keys, revoke_key
 from aps_devstack import free_port
-from tests.fixtures.api import ResultsDB, RunningAPI
+from tests.fixtures.api import ResultsDB, RunningAPI, api, results_db, start_api
 
 V1_ROUTES = [
     "/v1/models",

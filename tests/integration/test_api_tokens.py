@@ -14,7 +14,15 @@ from sqlalchemy import event, text
 
 from aps_api.api_keys import generate_api_key
 from aps_devstack import EmulatorServer, ManagedProcess, free_port, wait_for_http
-from tests.fixtures.api import ResultsDB, RunningAPI, manifest_status
+from tests.fixtures.api import (
+    ResultsDB,
+    RunningAPI,
+    api,
+    manifest_status,
+    results_db,
+    start_api,
+    translate_in_emulator,
+)
 
 
 def _token_requests(emulator: EmulatorServer) -> int:

@@ -10,7 +10,7 @@ import pytest
 from aps_client import APSClient, APSConfig, AsyncAPSClient, clear_token_cache
 from aps_client.errors import APSAuthError, APSRateLimitedError, APSServerError
 from aps_devstack import EmulatorServer
-from tests.fixtures.client import client_config, stat, wait_until
+from tests.fixtures.client import aps, aps_config, client_config, stat, wait_until
 
 
 def test_one_token_serves_many_calls_and_clients(aps: APSClient, emulator: EmulatorServer) -> None:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import httpx
 import pytest
 
-from aps_client import APSClient, AsyncAPSClient
+from aps_client import APSClient, AsyncAPSClient, Manifest
 from aps_client.errors import APSNotFoundError
 from aps_client.models import TreeNode
 from aps_devstack import EmulatorServer
-from tests.fixtures.client import CUBE_OBJ, stat, upload_bytes, wait_for_manifest
+from tests.fixtures.client import CUBE_OBJ, aps, stat, upload_bytes, wait_for_manifest, wait_until_async
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -232,14 +230,12 @@ async def test_async_client_polls_the_manifest(aps: APSClient, fast_translation:
     async with AsyncAPSClient(aps.config) as aps_async:
         accepted = await aps_async.derivative.start_job(urn)
         assert not accepted.already_translated
-        deadline = time.monotonic() + 60
-        seen: list[str] = []
-        while True:
+
+        async def finished() -> Manifest | None:
             manifest = await aps_async.derivative.manifest(urn)
-            seen.append(manifest.status)
-            if manifest.is_finished or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.1)
+            return manifest if manifest.is_finished else None
+
+        manifest = await wait_until_async(finished, within=60, message="the translation did not finish")
         assert manifest.status == "success"
         guid = (await aps_async.derivative.views(urn))[0].guid
         assert await aps_async.derivative.properties(urn, guid)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aps_client import APSClient, TreeNode
 from aps_devstack import EmulatorServer
-from tests.fixtures.client import upload_bytes, wait_for_manifest
+from tests.fixtures.client import aps, upload_bytes, wait_for_manifest
 from tests.fixtures.ifc_coverage import GROUP, VOIDING, expected_properties, write_coverage_ifc
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aps_client import APSClient
 from aps_devstack import EmulatorServer
 from tests.fixtures.client import CUBE_OBJ, client_config, stat, upload_bytes, wait_for_manifest
-from tests.fixtures.gateway import LossyGateway
+from tests.fixtures.gateway import LossyGateway, lossy_gateway
 
 JOB_PATH = "/modelderivative/v2/designdata/job"
 

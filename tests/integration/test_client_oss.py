@@ -12,7 +12,8 @@ import pytest
 from aps_client import APSClient, UploadState, clear_token_cache, from_urn, to_urn
 from aps_client.errors import APSForbiddenError, APSNotFoundError, APSUploadError
 from aps_devstack import EmulatorServer, S3Server
-from tests.fixtures.client import TWO_APPS, client_config, stat, upload_bytes
+from tests.fixtures.client import aps, client_config, stat, upload_bytes
+from tests.fixtures.stack import TWO_APPS
 
 MIB = 1024 * 1024
 

@@ -17,7 +17,7 @@ import pytest
 from aps_client import APSClient, APSConfig, AsyncAPSClient, clear_token_cache
 from aps_client.token_file import file_key
 from aps_devstack import EmulatorServer
-from tests.fixtures.client import client_config
+from tests.fixtures.client import client_config, wait_until
 
 # A task process in miniature: one client, one authenticated call, then print a hash of the token it used.
 # With GO set it first reports READY and waits for GO, so that several processes call at the same moment.
@@ -84,11 +84,9 @@ def test_two_processes_starting_together_fetch_one_token(emulator: EmulatorServe
         for flag in ready
     ]
     try:
-        deadline = time.monotonic() + 60
-        while not all(flag.exists() for flag in ready):
-            assert all(p.poll() is None for p in procs), "a task process died before the start"
-            assert time.monotonic() < deadline, "the task processes never became ready"
-            time.sleep(0.01)
+        wait_until(lambda: all(flag.exists() for flag in ready) or any(p.poll() is not None for p in procs),
+                   timeout=60, interval=0.01, message="the task processes never became ready")
+        assert all(p.poll() is None for p in procs), "a task process died before the start"
         go.touch()
         outputs = [p.communicate(timeout=120) for p in procs]
     finally:

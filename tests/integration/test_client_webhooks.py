@@ -12,7 +12,7 @@ import pytest
 from aps_client import APSClient, verify_signature
 from aps_client.errors import APSNotFoundError
 from aps_devstack import EmulatorServer
-from tests.fixtures.client import CUBE_OBJ, stat, upload_bytes, wait_until
+from tests.fixtures.client import CUBE_OBJ, aps, stat, upload_bytes, wait_until
 
 HOOK_SECRET = "hook-signing-secret"
 

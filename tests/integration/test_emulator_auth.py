@@ -6,7 +6,7 @@ import base64
 import json
 
 from aps_devstack import EmulatorServer
-from tests.fixtures.emulator_http import EmulatorHTTP, to_urn
+from tests.fixtures.emulator_http import EmulatorHTTP, emu, to_urn
 
 TOKEN = "/authentication/v2/token"
 

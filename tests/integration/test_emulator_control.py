@@ -9,7 +9,7 @@ import pytest
 
 from aps_devstack import EmulatorServer, start_emulator
 from aps_samples import generate_ifc
-from tests.fixtures.emulator_http import EmulatorHTTP, to_urn
+from tests.fixtures.emulator_http import EmulatorHTTP, emu, to_urn
 
 
 def test_injected_429_has_retry_after_and_quota_body(emu: EmulatorHTTP, emulator: EmulatorServer) -> None:

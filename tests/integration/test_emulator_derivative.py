@@ -10,7 +10,7 @@ import pytest
 
 from aps_devstack import EmulatorServer
 from aps_samples import generate_ifc, generate_obj
-from tests.fixtures.emulator_http import EmulatorHTTP, to_urn
+from tests.fixtures.emulator_http import EmulatorHTTP, emu, to_urn
 
 BUCKET = "md-bucket"
 

@@ -16,7 +16,7 @@ from aps_client import APSClient, from_urn
 from aps_devstack import EmulatorServer
 from aps_samples import generate_obj
 from tests.fixtures.aps_spec import APSSpecs, RecordingProxy, aps_exchanges, checked, problems, without_schema
-from tests.fixtures.client import CUBE_OBJ, stat, upload_bytes, wait_for_manifest
+from tests.fixtures.client import CUBE_OBJ, aps, stat, upload_bytes, wait_for_manifest
 from tests.fixtures.official_sdk import OfficialSDK
 
 MIB = 1024 * 1024

@@ -8,7 +8,7 @@ import os
 import httpx
 
 from aps_devstack import EmulatorServer
-from tests.fixtures.emulator_http import MIB, EmulatorHTTP
+from tests.fixtures.emulator_http import MIB, EmulatorHTTP, emu, emu_two_apps
 
 
 def test_bucket_create_conflict_and_bad_key(emu: EmulatorHTTP) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aps_devstack import EmulatorServer
-from tests.fixtures.emulator_http import EmulatorHTTP
+from tests.fixtures.emulator_http import EmulatorHTTP, emu
 
 
 def test_repeated_slashes_reach_the_same_route(emu: EmulatorHTTP, emulator: EmulatorServer) -> None:

@@ -34,8 +34,8 @@ from tests.fixtures.aps_spec import (
     spec_dir,
     without_schema,
 )
-from tests.fixtures.client import wait_for_manifest
-from tests.fixtures.emulator_http import EmulatorHTTP
+from tests.fixtures.client import aps_config, wait_for_manifest
+from tests.fixtures.emulator_http import EmulatorHTTP, emu
 
 
 @pytest.fixture

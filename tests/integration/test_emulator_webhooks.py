@@ -15,7 +15,7 @@ import pytest
 
 from aps_devstack import EmulatorServer
 from aps_samples import generate_obj
-from tests.fixtures.emulator_http import EmulatorHTTP, to_urn, wait_for
+from tests.fixtures.emulator_http import EmulatorHTTP, emu, to_urn, wait_for
 
 HOOKS = "/webhooks/v1/systems/derivative/events/extraction.finished/hooks"
 

@@ -13,7 +13,6 @@ version processed exactly once: one registry row per (key, etag), one APS job pe
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -92,15 +91,15 @@ class Events:
 
     def wait_settled(self, keys: list[str], runs_at_least: int = 0) -> None:
         """Until every key has a row in a terminal state, `runs_at_least` runs exist and none is active."""
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        while time.monotonic() < deadline:
+
+        def settled() -> bool:
             runs = self.runs()
             done = all(self.rows(k) and all(r.state in TERMINAL for r in self.rows(k)) for k in keys)
             idle = all(r.state in ("success", "failed") for r in runs)
-            if done and idle and len(runs) >= runs_at_least:
-                return
-            time.sleep(1)
-        raise TimeoutError(f"not settled: runs {self.runs()}, rows {[self.rows(k) for k in keys]}")
+            return done and idle and len(runs) >= runs_at_least
+
+        wait_until(settled, timeout=SETTLE_TIMEOUT, interval=1,
+                   message=lambda: f"not settled: runs {self.runs()}, rows {[self.rows(k) for k in keys]}")
 
     def duplicated_versions(self) -> list[Any]:
         with self.engine.connect() as connection:
@@ -178,9 +177,8 @@ def test_an_overwritten_object_is_processed_once_per_version(events: Events) -> 
                              Metadata=USER_METADATA)
     events.send_notification(key)  # the overwrite's event, and a late duplicate of it
     events.send_notification(key)
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    while len(events.rows(key)) < 2 and time.monotonic() < deadline:
-        time.sleep(1)
+    wait_until(lambda: len(events.rows(key)) >= 2, timeout=SETTLE_TIMEOUT, interval=1,
+               message=f"no second row for {key}")
     events.wait_settled([key])
     assert sorted(r.state for r in events.rows(key)) == [FileState.LOADED.value] * 2
 

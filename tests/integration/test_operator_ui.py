@@ -16,7 +16,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,8 @@ from aps_devstack.cli import FIRST_FILE
 from aps_devstack.process import free_port
 from aps_devstack.s3 import S3Server
 from aps_devstack.stack import LANDING_BUCKET, LANDING_PREFIX, REPO_ROOT
+from tests.fixtures.browser import browser
+from tests.fixtures.client import wait_until
 
 # `up`, a run and the browser in the first test's fixture: more than the suite's default per-test timeout.
 pytestmark = [pytest.mark.airflow_stack, pytest.mark.timeout(1800)]
@@ -65,19 +66,19 @@ def readme_first_file_commands() -> list[str]:
 
 
 def _wait_for_run(stack_ui: str, token: str, run_id: str) -> str:
-    deadline = time.monotonic() + RUN_TIMEOUT
-    state = None
-    while time.monotonic() < deadline:
+    state: list[str | None] = [None]  # the last one read, for the failure message
+
+    def finished() -> str | None:
         try:
             response = httpx.get(f"{stack_ui}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}", timeout=60,
                                  headers={"Authorization": f"Bearer {token}"})
         except httpx.TimeoutException:  # a busy api-server (one worker) answers late: ask again
-            continue
-        state = response.json().get("state")
-        if state in ("success", "failed"):
-            return state
-        time.sleep(2)
-    raise TimeoutError(f"run {run_id} still {state} after {RUN_TIMEOUT}s")
+            return None
+        state[0] = response.json().get("state")
+        return state[0] if state[0] in ("success", "failed") else None
+
+    return wait_until(finished, timeout=RUN_TIMEOUT, interval=2,
+                      message=lambda: f"run {run_id} still {state[0]}")
 
 
 @pytest.fixture(scope="module")
@@ -110,10 +111,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             Bucket=LANDING_BUCKET, Key=ORPHAN_KEY, Body=b"o cube\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
 
         headers = {"Authorization": f"Bearer {token}"}
-        deadline = time.monotonic() + 180
-        while httpx.get(f"{ui}/api/v2/dags/{DAG_ID}", headers=headers, timeout=120).status_code != 200:
-            assert time.monotonic() < deadline, "aps_ingest was not parsed"
-            time.sleep(2)
+        wait_until(lambda: httpx.get(f"{ui}/api/v2/dags/{DAG_ID}", headers=headers, timeout=120).status_code
+                   == 200, timeout=180, interval=2, message="aps_ingest was not parsed")
         run_id = "manual__first_file"
         triggered = httpx.post(f"{ui}/api/v2/dags/{DAG_ID}/dagRuns", headers=headers, timeout=120,
                                json={"dag_run_id": run_id, "logical_date": None, "conf": {}})
@@ -225,10 +224,8 @@ def test_an_operator_logs_in_and_sees_labels_run_page_and_thumbnail(
         assert "no metadata" in frame.locator('tr[data-key$="orphan.obj"]').inner_text()
         thumbnail = frame.locator("img.thumbnail").first
         thumbnail.wait_for(timeout=30_000)
-        deadline = time.monotonic() + 30
-        while thumbnail.evaluate("img => img.complete && img.naturalWidth") == 0:
-            assert time.monotonic() < deadline, "the thumbnail did not load"
-            time.sleep(0.5)
+        wait_until(lambda: thumbnail.evaluate("img => img.complete && img.naturalWidth"), timeout=30,
+                   interval=0.5, message="the thumbnail did not load")
         assert thumbnail.evaluate("img => img.naturalWidth") > 0
         page.screenshot(path=tmp_path / "2-run-page.png", full_page=True)
 

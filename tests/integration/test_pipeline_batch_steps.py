@@ -28,6 +28,8 @@ from aps_results import registry
 from aps_results.models import File, FileState, Translation
 from aps_samples import generate_ifc
 from tests.fixtures.client import wait_until
+from tests.fixtures.pipeline import landing, landing_pipeline
+from tests.fixtures.results import results_engine
 
 FORMATS = {"svf2": ["ifc", "obj", "rvt"]}
 

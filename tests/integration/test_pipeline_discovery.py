@@ -23,7 +23,8 @@ from aps_pipeline.metadata import ERROR_KEY, SOURCE_KEY, jsonb_safe_metadata
 from aps_pipeline.validation import validate_files
 from aps_results.models import File, FileState, ListingWatermark
 from aps_samples import put_sample_batch
-from tests.fixtures.pipeline import RefusingLanding
+from tests.fixtures.pipeline import RefusingLanding, landing, landing_pipeline
+from tests.fixtures.results import results_engine
 
 
 def files_by_key(engine: Engine) -> dict[str, File]:

@@ -16,6 +16,8 @@ from aps_pipeline.config import PipelineConfig
 from aps_pipeline.discovery import discover_files
 from aps_pipeline.events import landed_keys
 from aps_results.models import File, FileState
+from tests.fixtures.pipeline import landing_pipeline
+from tests.fixtures.results import results_engine
 
 
 def notification(bucket: str, *keys: str, event: str = "ObjectCreated:Put") -> dict[str, Any]:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import weakref
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
@@ -34,7 +33,9 @@ from aps_pipeline.validation import validate_files
 from aps_results import registry
 from aps_results.models import File, FileState, Model, ModelStatus, Property, RunSummary, Translation
 from aps_samples import generate_ifc, put_sample_batch
-from tests.fixtures.pipeline import PIPELINE_NAME, read_object
+from tests.fixtures.client import wait_for_manifest, wait_until
+from tests.fixtures.pipeline import PIPELINE_NAME, landing, landing_pipeline, read_object
+from tests.fixtures.results import results_engine
 
 FORMATS = {"svf2": ["ifc", "obj", "rvt"]}
 
@@ -156,15 +157,6 @@ def test_formats_come_from_aps_and_are_cached(aps: APSClient, emulator: Any, tmp
     aps_formats(aps, cache_dir=tmp_path)
     assert emulator.stats() == calls
     assert list(tmp_path.glob("aps-formats-*.json"))
-
-
-def wait_for_manifest(aps: APSClient, urn: str, deadline_seconds: float = 120) -> Any:
-    deadline = time.monotonic() + deadline_seconds
-    while True:
-        manifest = aps.derivative.manifest(urn)
-        if manifest.is_finished or time.monotonic() > deadline:
-            return manifest
-        time.sleep(0.5)
 
 
 def land_one(landing: Landing, engine: Engine, pipeline: PipelineConfig, run_id: str, key: str,
@@ -579,11 +571,9 @@ def test_a_load_killed_by_the_kernel_is_counted_and_the_cap_then_fails_the_files
         process = subprocess.Popen([sys.executable, "-c", KILLED_LOAD, str(model_id), "run-k",
                                     PIPELINE_NAME], env=env)
         try:
-            deadline = time.monotonic() + 60
-            while unfinished_loads(results_engine, model_id) == 0:
-                assert process.poll() is None, "the load ended before it was killed"
-                assert time.monotonic() < deadline, "the load never began"
-                time.sleep(0.1)
+            wait_until(lambda: unfinished_loads(results_engine, model_id) or process.poll() is not None,
+                       timeout=60, message="the load never began")
+            assert process.poll() is None, "the load ended before it was killed"
             process.send_signal(signal.SIGKILL)
             assert process.wait(30) == -signal.SIGKILL
         finally:

@@ -27,7 +27,8 @@ from aps_pipeline.summary import summarize_run
 from aps_pipeline.validation import validate_files
 from aps_results.models import File, FileState, ValidationResult, ValidationRun
 from aps_samples import SampleFile, put_sample_batch, sample_batch
-from tests.fixtures.pipeline import RefusingLanding, read_object
+from tests.fixtures.pipeline import RefusingLanding, landing, landing_pipeline, read_object
+from tests.fixtures.results import results_engine
 
 # The shape of GET .../formats (aps-api.md §2.15), trimmed to what the batch needs.
 FORMATS = {"svf2": ["ifc", "obj", "rvt", "dwg", "nwd", "prt\\.\\d+$"], "thumbnail": ["ifc", "rvt"]}

@@ -13,6 +13,7 @@ import pytest
 
 from aps_devstack import EmulatorServer, S3Server
 from aps_devstack.airflow import AirflowStack
+from tests.fixtures.client import wait_until
 from tests.fixtures.provider import IFC
 
 pytestmark = pytest.mark.airflow_stack
@@ -34,10 +35,8 @@ def trigger_logs(stack: AirflowStack, dag_id: str, run_id: str) -> list[str]:
 def wait_until_the_trigger_polls(stack: AirflowStack, emulator: EmulatorServer, dag_id: str, run_id: str,
                                  timeout: float = 120) -> None:
     """The first triggerer has picked the trigger up: it logged and GOT the manifest at least once."""
-    deadline = time.monotonic() + timeout
-    while not (trigger_logs(stack, dag_id, run_id) and emulator.stats()["requests"].get("manifest", 0)):
-        assert time.monotonic() < deadline, "no triggerer picked the trigger up"
-        time.sleep(0.5)
+    wait_until(lambda: trigger_logs(stack, dag_id, run_id) and emulator.stats()["requests"].get("manifest"),
+               timeout=timeout, interval=0.5, message="no triggerer picked the trigger up")
 
 
 def test_deferred_sensor_survives_a_killed_triggerer(

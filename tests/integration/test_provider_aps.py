@@ -25,8 +25,9 @@ from aps_provider.operators.oss import APSCreateBucketOperator, APSUploadFromS3O
 from aps_provider.sensors.derivative import APSTranslationSensor
 from aps_provider.triggers.derivative import APSTranslationTrigger
 from aps_provider.upload_state import MemoryUploadStore
-from tests.fixtures.client import TWO_APPS
-from tests.fixtures.provider import FAST_CLIENT, IFC, start_translation
+from tests.fixtures.client import wait_until, wait_until_async
+from tests.fixtures.provider import FAST_CLIENT, IFC, aps_conn, start_translation
+from tests.fixtures.stack import TWO_APPS
 
 MIB = 1024 * 1024
 FAST_WAIT = WaitPolicy(poll_interval=0.2, max_poll_interval=1.0, first_poll_floor=0.0)
@@ -131,10 +132,9 @@ async def test_trigger_survives_token_expiry_during_the_wait(aps_conn: str, emul
     urn = start_translation("long-wait.ifc")
     trigger = fast_trigger(urn, deadline_in=240)
     waiting = asyncio.create_task(first_event(trigger, limit=240))
-    deadline = time.monotonic() + 60
-    while emulator.stats()["requests"].get("manifest", 0) < 2:  # the trigger is polling with its token
-        assert time.monotonic() < deadline, "the trigger never polled"
-        await asyncio.sleep(0.2)
+    # The trigger is polling with its token.
+    await wait_until_async(lambda: emulator.stats()["requests"].get("manifest", 0) >= 2, within=60,
+                           interval=0.2, message="the trigger never polled")
     tokens_before = emulator.stats()["requests"]["token"]
 
     # Two hours later on APS's clock: every issued token has expired (and the translation has finished).
@@ -156,10 +156,8 @@ def test_sensor_poke_mode(aps_conn: str, emulator: EmulatorServer) -> None:
     sensor = APSTranslationSensor(task_id="wait", urn=urn, deferrable=False)
 
     assert not sensor.poke(context={})  # still running
-    deadline = time.monotonic() + 60
-    while not (result := sensor.poke(context={})):
-        assert time.monotonic() < deadline, "translation never finished"
-        time.sleep(0.5)
+    result = wait_until(lambda: sensor.poke(context={}), timeout=60, interval=0.5,
+                        message="translation never finished")
     assert result.xcom_value == urn
 
     emulator.configure(translation_seconds=0.5, fail_keys=["*poked-bad*"])
@@ -208,9 +206,8 @@ def test_sensor_poke_mode_gives_a_missing_manifest_a_grace_period(
     never_submitted = to_urn("urn:adsk.objects:os.object:provider-tests/never-submitted.ifc")
     sensor = APSTranslationSensor(task_id="wait", urn=never_submitted, deferrable=False, not_found_grace=1)
     assert not sensor.poke(context={})
-    time.sleep(1.2)
-    with pytest.raises(AirflowFailException, match="No manifest"):
-        sensor.poke(context={})
+    with pytest.raises(AirflowFailException, match="No manifest"):  # once the grace second has passed
+        wait_until(lambda: sensor.poke(context={}), timeout=30, interval=0.2)
 
 
 def test_sensor_builds_its_hook_and_looks_the_connection_up_once_across_pokes(
@@ -277,12 +274,12 @@ async def test_trigger_polls_on_while_the_token_endpoint_is_rate_limited(
     emulator.configure(fault_429_rate=1.0, fault_429_operations=["token"], retry_after_seconds=0)
     trigger = fast_trigger(urn, deadline_in=120, aps_conn_id="aps_no_token_file")
     waiting = asyncio.create_task(first_event(trigger, limit=150))
-    deadline = time.monotonic() + 60
     one_fetch = APSConfig.model_fields["max_attempts"].default  # the attempts of one token fetch
-    while emulator.stats()["responses"].get("token 429", 0) <= one_fetch:  # a later poll asked again
-        assert not waiting.done(), await waiting
-        assert time.monotonic() < deadline, "the trigger stopped asking for a token"
-        await asyncio.sleep(0.2)
+    # A later poll asked again (or the trigger ended: its event is then the failure).
+    await wait_until_async(
+        lambda: waiting.done() or emulator.stats()["responses"].get("token 429", 0) > one_fetch,
+        within=60, interval=0.2, message="the trigger stopped asking for a token")
+    assert not waiting.done(), await waiting
     emulator.configure(fault_429_rate=0.0)
 
     event = await waiting

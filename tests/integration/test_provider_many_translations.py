@@ -17,7 +17,7 @@ from aps_devstack import EmulatorServer
 from aps_provider.sensors.derivative import APSTranslationsSensor
 from aps_provider.triggers.derivative import APSTranslationsTrigger
 from tests.fixtures.client import wait_until
-from tests.fixtures.provider import start_translation
+from tests.fixtures.provider import aps_conn, start_translation
 
 NEVER_SUBMITTED = to_urn(object_id("provider-tests", "never-submitted.ifc"))
 

@@ -14,6 +14,7 @@ from aps_results import loader
 from aps_results.loader import LoadStats, ModelNotFound, load_model_results
 from aps_results.models import SCHEMA, Model, ModelObject, ModelView, Property, Thumbnail, property_partition
 from aps_results.records import ObjectProperties, ThumbnailImage, TreeNode, ViewRecord, record_type
+from tests.fixtures.results import results_engine
 
 VIEW = "view-3d"
 WAIT = 60  # seconds: a deadline for each hand-off between threads, not a timing assertion

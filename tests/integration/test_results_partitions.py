@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +18,8 @@ from aps_results.loader import PartitionSwapTimeout, load_model_results
 from aps_results.models import PROPERTY_DEFAULT_PARTITION, SCHEMA, property_partition
 from aps_results.records import ObjectProperties
 from aps_results.roles import create_reader_login
+from tests.fixtures.client import wait_until
+from tests.fixtures.results import results_engine, results_url
 
 VIEW = "view-3d"
 WAIT = 60  # seconds: a deadline for conditions and hand-offs between threads, not a timing assertion
@@ -145,14 +146,12 @@ def test_a_swap_waits_for_a_reader_who_keeps_seeing_the_old_rows(results_engine:
     thread.start()
     try:
         # Wait until the loader is queued for its lock on aps.properties, behind the reader.
-        deadline = time.monotonic() + WAIT
         with psycopg.connect(dsn, autocommit=True) as observer:
-            while not observer.execute(
+            wait_until(lambda: observer.execute(
                 "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
                 (f"{SCHEMA}.properties",),
-            ).fetchone()[0]:  # type: ignore[index]
-                assert time.monotonic() < deadline, "the loader never waited for the reader's lock"
-                time.sleep(0.01)
+            ).fetchone()[0], timeout=WAIT, interval=0.01,  # type: ignore[index]
+                message="the loader never waited for the reader's lock")
         assert marks(reader, model_id) == {"v1": 20}  # the reader's view is unchanged meanwhile
     finally:
         reader.close()

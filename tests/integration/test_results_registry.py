@@ -10,6 +10,7 @@ from aps_pipeline.checks import CheckResult
 from aps_results import registry
 from aps_results.models import File, Model, ModelStatusHistory, RunSummary, Translation, ValidationResult
 from aps_results.registry import DiscoveredObject
+from tests.fixtures.results import results_engine
 
 PIPELINE = "aps_ingest"
 

@@ -18,6 +18,7 @@ from aps_devstack import LocalPostgres
 from aps_results import cli, migrate
 from aps_results.models import READER_ROLE, SCHEMA, Base
 from aps_results.roles import create_reader_login
+from tests.fixtures.results import results_url
 
 EXPECTED_TABLES = {
     "alembic_version", "api_keys", "derivatives", "files", "model_status_history", "model_views", "models",

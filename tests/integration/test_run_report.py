@@ -25,6 +25,7 @@ from aps_results.models import (
 from aps_results.partitions import build_partition, swap_in_partition
 from aps_results.roles import create_reader_login
 from aps_results.run_report import latest_manifest, run_report, thumbnail_png
+from tests.fixtures.results import results_engine, results_url
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 FAILURE = {"type": "error", "code": "TranslationWorker-InternalFailure", "message": "Unrecoverable exit code"}
