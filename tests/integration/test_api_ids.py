@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from aps_results.ids_records import record_ids_check
-from tests.fixtures.api import ResultsDB, RunningAPI
+from tests.fixtures.api import ResultsDB, RunningAPI, api, results_db
+from tests.fixtures.pipeline import landing
 
 FAILING_WALL = {"global_id": "3vB2YO$MX4xv5uCqZZG05x", "ifc_class": "IfcWall", "name": "Wall 3",
                 "reason": 'The property value "EI30" does not match the requirements'}

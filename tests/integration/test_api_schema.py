@@ -24,7 +24,7 @@ from schemathesis.openapi import from_url
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from aps_api.pagination import MAX_CURSOR_LENGTH
-from tests.fixtures.api import ResultsDB, RunningAPI, results_db
+from tests.fixtures.api import ResultsDB, RunningAPI, api, results_db, start_api
 
 # Examples per operation and generation mode: with 8 operations, two modes and every check (some re-send the
 # request), this keeps the run near a minute on this machine.

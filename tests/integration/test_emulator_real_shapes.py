@@ -17,7 +17,7 @@ from aps_client.models import JobAccepted, Manifest
 from aps_emulator import real_shapes
 from aps_results.records import IFC_GLOBAL_ID, properties_from_aps
 from aps_samples import generate_ifc
-from tests.fixtures.emulator_http import EmulatorHTTP
+from tests.fixtures.emulator_http import EmulatorHTTP, emu
 
 BUCKET = "real-shapes"
 ANSWERS = 12  # responses read per endpoint: enough for every variant to come up with the seeds below

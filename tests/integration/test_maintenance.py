@@ -14,6 +14,8 @@ from aps_pipeline import maintenance
 from aps_pipeline.config import BackupConfig, PipelineConfig, RetentionConfig
 from aps_results.backup import MANIFEST_NAME
 from aps_results.models import File, RunSummary, ValidationResult, ValidationRun
+from tests.fixtures.pipeline import landing, landing_pipeline
+from tests.fixtures.results import results_engine
 
 NOW = datetime.now(UTC)
 

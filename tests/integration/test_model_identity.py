@@ -17,6 +17,7 @@ from aps_results import migrate
 from aps_results.db import make_engine
 from aps_results.models import DEFAULT_OUTPUT_PROFILE, SCHEMA, Model
 from aps_samples import generate_ifc
+from tests.fixtures.results import results_engine
 
 FORMATS = {"svf2": ["ifc", "obj", "rvt"]}
 

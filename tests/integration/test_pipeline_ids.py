@@ -33,7 +33,8 @@ from aps_results.run_report import run_report
 from aps_run_page.web import _templates
 from aps_samples import generate_ifc, generate_obj
 from aps_samples.ids import fire_rating_ids
-from tests.fixtures.pipeline import read_object
+from tests.fixtures.pipeline import landing, landing_pipeline, read_object
+from tests.fixtures.results import results_engine
 
 FORMATS = {"svf2": ["ifc", "obj"]}
 RATED = "Walls are rated EI60 or EI90 or EI120"

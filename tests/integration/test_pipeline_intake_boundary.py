@@ -19,6 +19,8 @@ from aps_pipeline.metadata import ERROR_KEY
 from aps_pipeline.quarantine import quarantine_rejected
 from aps_pipeline.validation import validate_files
 from aps_results.models import File, FileState
+from tests.fixtures.pipeline import landing, landing_pipeline
+from tests.fixtures.results import results_engine
 
 SUPPORTED = {"svf2": ["obj"]}
 HUGE_INTEGER = b'{"project": "p", "n": ' + b"9" * 4301 + b"}"  # json: ValueError (int digits limit)

@@ -29,6 +29,8 @@ from aps_results.models import File, FileState, ModelObject, Property
 from aps_results.records import IFC_GLOBAL_ID
 from aps_samples import put_sample_batch
 from tests.fixtures.client import wait_until
+from tests.fixtures.pipeline import landing, landing_pipeline
+from tests.fixtures.results import results_engine
 
 FORMATS = {"svf2": ["ifc", "obj", "rvt"]}
 POSITIONAL = re.compile(r"\d+(/\d+)*")  # an older IFC conversion's externalId: the element's path

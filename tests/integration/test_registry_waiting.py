@@ -6,6 +6,7 @@ from sqlalchemy import Engine, insert, text
 
 from aps_results import registry
 from aps_results.models import File
+from tests.fixtures.results import results_engine
 
 
 def _file(engine: Engine, key: str, state: str, pipeline: str = "p", age_seconds: int = 0) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from aps_devstack import LocalPostgres
 from aps_results import backup, cli
 from aps_results.models import SCHEMA
-from tests.fixtures.api import ResultsDB, RunningAPI
+from tests.fixtures.api import ResultsDB, RunningAPI, results_db, start_api
 
 MODEL_ROUTES = ("", "/objects", "/properties", "/thumbnail")
 

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, select, text
 from aps_results.loader import load_model_results
 from aps_results.models import SCHEMA, ModelObject
 from aps_results.records import TreeNode, ViewRecord, properties_from_aps
+from tests.fixtures.results import results_engine
 from tests.integration.test_results_loader import make_model
 
 REAL = Path(__file__).parents[1] / "fixtures" / "aps_real"

@@ -23,6 +23,8 @@ from aps_pipeline.upload import upload_models
 from aps_pipeline.validation import validate_files
 from aps_results.models import Model
 from aps_samples import generate_ifc
+from tests.fixtures.pipeline import landing, landing_pipeline
+from tests.fixtures.results import results_engine
 
 FORMATS = {"svf2": ["ifc", "obj", "rvt"]}
 DAY = 24 * 3600

@@ -77,12 +77,19 @@ def _strings(node: ast.expr) -> list[str]:
     return []
 
 
-def _parametrized(decorators: list[ast.expr]) -> set[str]:
+def _parametrized(decorators: list[ast.expr], function: Function | None = None) -> set[str]:
+    """The names parametrize marks give, and (with `function`) the parameters Hypothesis' `@given` fills:
+    positional strategies fill the last parameters, keyword ones their names."""
     names: set[str] = set()
     for decorator in decorators:
         if (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)
                 and decorator.func.attr == "parametrize" and decorator.args):
             names.update(_strings(decorator.args[0]))
+        if (function is not None and isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Name)
+                and decorator.func.id == "given"):
+            parameters = [arg.arg for arg in function.args.args]
+            names.update(parameters[len(parameters) - len(decorator.args):] if decorator.args else [])
+            names.update(keyword.arg for keyword in decorator.keywords if keyword.arg)
     return names
 
 
@@ -97,7 +104,7 @@ def _requesting_functions(tree: ast.Module) -> Iterator[tuple[Function, set[str]
             if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
                 continue
             if function.name.startswith("test") or _fixture_decorator(function) is not None:
-                yield function, given | _parametrized(function.decorator_list)
+                yield function, given | _parametrized(function.decorator_list, function)
 
 
 def fixtures_used(tree: ast.Module) -> dict[str, int]:
