@@ -9,7 +9,7 @@ EXECUTOR ?= local
 WORKERS ?= 1
 TRIGGERERS ?= 1
 
-.PHONY: install test demo up down lint bench-upload bench-load bench-deferral bench-e2e bench-api bench-events clean
+.PHONY: install test demo up down lint soak bench-upload bench-load bench-deferral bench-e2e bench-api bench-events clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ down:
 # The code is laid out by hand (ruff check enforces the line length); `ruff format` is not the house style.
 lint: install
 	$(VENV)/bin/ruff check .
+
+# The model-based test with random seeds for SOAK_MINUTES (default 30): examples per second, and any
+# falsifying example with its seed (`python -m tests.model.soak --seed N -v` replays it).
+soak: install
+	SOAK_MINUTES=$${SOAK_MINUTES:-30} $(PY) -m tests.model.soak
 
 bench-upload: install
 	$(PY) bench/upload.py

@@ -16,7 +16,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,7 +168,8 @@ class PipelineDriver:
             "a": PipelineConfig.model_validate({
                 **common, "name": "model_a",
                 "landing": {**place, "prefix": "incoming/", "quarantine_prefix": "quarantine/"}}),
-            "b": PipelineConfig.model_validate({  # other output formats: another translation of the same bytes
+            # Other output formats: another translation of the same bytes.
+            "b": PipelineConfig.model_validate({
                 **common, "name": "model_b", "output_formats": [{"type": "svf", "views": ["3d"]}],
                 "landing": {**place, "prefix": "other/", "quarantine_prefix": "quarantine-b/"}}),
         }
@@ -200,10 +201,8 @@ class PipelineDriver:
             os.remove(Path(self.raw_landing.location) / key)
 
     def delete_sidecar(self, key: str) -> None:
-        try:
+        with suppress(FileNotFoundError):
             self.delete(key + ".meta.json")
-        except FileNotFoundError:
-            pass
 
     def etag_of(self, key: str) -> str | None:
         from aps_landing import ObjectChanged
@@ -222,11 +221,8 @@ class PipelineDriver:
         self.faults = ApsFaults()
 
     def delete_manifest(self, urn: str) -> None:
-        with self.client() as aps:
-            try:
-                aps.derivative.delete_manifest(urn)
-            except APSError:
-                pass  # already gone
+        with self.client() as aps, suppress(APSError):  # APSError: already gone
+            aps.derivative.delete_manifest(urn)
 
     def emulator_stats(self) -> dict[str, Any]:
         return self.emulator.stats()
@@ -261,7 +257,8 @@ class PipelineDriver:
     def plan(self, pipeline: PipelineConfig, run_id: str) -> list[Any]:
         return plan_batches(self.engine, pipeline, run_id, max_map_length=MAP_LENGTH)
 
-    def upload(self, pipeline: PipelineConfig, run_id: str, models: list[Any], last_attempt: bool) -> list[Any]:
+    def upload(self, pipeline: PipelineConfig, run_id: str, models: list[Any],
+               last_attempt: bool) -> list[Any]:
         with self.client() as aps:
             uploaded, failures = upload_models(aps, self.landing, self.engine, models, pipeline=pipeline.name,
                                                run_id=run_id, concurrency=pipeline.upload_concurrency)
@@ -273,8 +270,8 @@ class PipelineDriver:
                last_attempt: bool) -> list[Any]:
         with self.client() as aps:
             submitted, failures = submit_models(aps, self.engine, uploaded, pipeline=pipeline.name,
-                                                run_id=run_id, formats=pipeline.job_formats(), retried=retried,
-                                                concurrency=pipeline.upload_concurrency)
+                                                run_id=run_id, formats=pipeline.job_formats(),
+                                                retried=retried, concurrency=pipeline.upload_concurrency)
         end_failed_models(self.engine, failures, run_id, pipeline=pipeline.name, step="job submission",
                           last_attempt=last_attempt)
         return submitted

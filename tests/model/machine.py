@@ -8,6 +8,7 @@ not generated (the rule and its check stay). Remove a name once its fix is merge
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,15 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from aps_results.models import TERMINAL_FILE_STATES, File, FileState, Model, ModelView, RunSummary, Translation
+from aps_results.models import (
+    TERMINAL_FILE_STATES,
+    File,
+    FileState,
+    Model,
+    ModelView,
+    RunSummary,
+    Translation,
+)
 from aps_samples import generate_ifc, generate_obj
 from tests.model.driver import PipelineDriver, Services, SimulatedRun
 from tests.model.hostile import PYTHON_REFUSES, hostile_sidecars, odd_key_names
@@ -77,9 +86,13 @@ class World:
 class PipelineMachine(RuleBasedStateMachine):
     services: Services  # set by the test before it runs the machine
     landing_kind = "s3"
+    examples = 0  # examples begun in this process (soak's examples per second)
+    tally: Counter[str] = Counter()  # step outcomes over the process: what the examples exercised
+    errors: dict[str, str] = {}  # one message per (step, error type) seen, for a reader of the soak
 
     def __init__(self) -> None:
         super().__init__()
+        PipelineMachine.examples += 1
         self.driver = PipelineDriver(self.services, self.landing_kind)
         self.world = World()
         self.live: dict[str, SimulatedRun] = {}
@@ -132,7 +145,8 @@ class PipelineMachine(RuleBasedStateMachine):
             return
         if self._same_content_may_meet_in_two_runs():
             return
-        source = data.draw(st.sampled_from(sorted(k for k, e in self.world.landed.items() if e.expected_valid)))
+        valid = sorted(k for k, e in self.world.landed.items() if e.expected_valid)
+        source = data.draw(st.sampled_from(valid))
         original = self.world.landed[source]
         pipeline = original.pipeline
         if to_other_pipeline:
@@ -142,9 +156,8 @@ class PipelineMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), pipeline=st.sampled_from(["a", "b"]))
     def land_hostile_sidecar(self, data: st.DataObject, pipeline: str) -> None:
-        kind, sidecar = data.draw(hostile_sidecars())
-        if kind in PYTHON_REFUSES and is_open("hostile_sidecar_json"):
-            return
+        excluded = frozenset(PYTHON_REFUSES) if is_open("hostile_sidecar_json") else frozenset()
+        kind, sidecar = data.draw(hostile_sidecars(excluded))
         key = f"{self._prefix(pipeline)}hostile/{kind}-{data.draw(st.integers(0, 5))}.ifc"
         self._land(Landed(pipeline, key, self._content("ifc"), None, f"sidecar:{kind}"), sidecar)
 
@@ -157,7 +170,8 @@ class PipelineMachine(RuleBasedStateMachine):
         if self.landing_kind == "local":
             room = min(room, 200)
         kind, name = data.draw(odd_key_names(room))
-        self._land(Landed(pipeline, prefix + name, self._content("ifc"), None, f"key:{kind}"), b'{"project": "p"}')
+        entry = Landed(pipeline, prefix + name, self._content("ifc"), None, f"key:{kind}")
+        self._land(entry, b'{"project": "p"}')
 
     @rule(pipeline=st.sampled_from(["a", "b"]), name=st.integers(0, 5),
           bad=st.sampled_from(["magic", "empty", "extension", "too_big"]))
@@ -265,6 +279,16 @@ class PipelineMachine(RuleBasedStateMachine):
     def _pick_run(self, data: st.DataObject) -> SimulatedRun:
         return self.live[data.draw(st.sampled_from(sorted(self.live)))]
 
+    def _advance(self, run: SimulatedRun, kill_after: int | None = None) -> None:
+        outcome = run.advance(kill_after)
+        step = outcome.step.partition(":")[0]
+        error = outcome.error
+        result = "ok" if error is None else "killed" if outcome.killed else type(error).__name__
+        PipelineMachine.tally[f"{step} {result}"] += 1
+        if outcome.error is not None and not outcome.killed:
+            PipelineMachine.errors.setdefault(f"{step} {result}", str(outcome.error)[:300])
+        self.world.disturbed |= outcome.killed
+
     def _after_step(self, run: SimulatedRun) -> None:
         if run.finished:
             self.ended[run.run_id] = self.live.pop(run.run_id)
@@ -276,7 +300,7 @@ class PipelineMachine(RuleBasedStateMachine):
         for _ in range(steps):
             if run.finished:
                 break
-            run.advance()
+            self._advance(run)
         self._after_step(run)
 
     @precondition(lambda self: bool(self.live))
@@ -284,8 +308,7 @@ class PipelineMachine(RuleBasedStateMachine):
     def kill_step(self, data: st.DataObject, after: int) -> None:
         """The step's worker dies at its `after`th SQL statement or landing call; Airflow retries it."""
         run = self._pick_run(data)
-        outcome = run.advance(kill_after=after)
-        self.world.disturbed |= outcome.killed
+        self._advance(run, kill_after=after)
         self._after_step(run)
 
     @precondition(lambda self: bool(self.live))
@@ -326,8 +349,9 @@ class PipelineMachine(RuleBasedStateMachine):
                 model = session.get(Model, model_id)
                 views = session.scalar(select(func.count()).select_from(ModelView)
                                        .where(ModelView.model_id == model_id))
-                assert model is not None and model.status == "success" and views, (
-                    f"model {model_id} was loaded, now {model and model.status} with {views} views")
+                assert model is not None, f"model {model_id} was loaded, now it is gone"
+                assert model.status == "success", f"model {model_id} was loaded, now {model.status}"
+                assert views, f"model {model_id} was loaded, now it has no views"
 
     @invariant()
     def one_upload_and_one_job_per_model_and_attempt(self) -> None:
@@ -335,7 +359,8 @@ class PipelineMachine(RuleBasedStateMachine):
         completes = sum(n for op, n in responses.items() if op.startswith("upload_complete 2"))
         jobs = sum(n for op, n in responses.items() if op.startswith("job 2"))
         with Session(self.driver.engine) as session:
-            models = session.scalar(select(func.count()).select_from(Model).where(Model.object_id.is_not(None)))
+            models = session.scalar(select(func.count()).select_from(Model)
+                                    .where(Model.object_id.is_not(None)))
             attempts = session.scalar(select(func.count()).select_from(Translation))
         runs = [*self.live.values(), *self.ended.values()]
         killed_submits = sum(r.submit_kills for r in runs)
@@ -353,8 +378,8 @@ class PipelineMachine(RuleBasedStateMachine):
                     .group_by(File.state)).all())
                 found = (counts.get("loaded", 0), counts.get("rejected", 0), counts.get("failed", 0))
                 assert found == (summary.loaded, summary.rejected, summary.failed), (
-                    f"run {summary.run_id}'s summary counted {summary.loaded, summary.rejected, summary.failed},"
-                    f" its files now {counts}")
+                    f"run {summary.run_id}'s summary counted (loaded, rejected, failed) "
+                    f"{summary.loaded, summary.rejected, summary.failed}, its files now {counts}")
 
     @invariant()
     def loaded_files_got_their_formats(self) -> None:
@@ -364,10 +389,11 @@ class PipelineMachine(RuleBasedStateMachine):
                 model_ids = set(session.scalars(select(File.model_id).where(
                     File.pipeline == config.name, File.state == "loaded", File.model_id.is_not(None))))
                 for model_id in model_ids:
-                    formats = {f for t in session.scalars(select(Translation.output_formats).where(
-                        Translation.model_id == model_id, Translation.status == "success")) for f in (t or [])}
+                    done = session.scalars(select(Translation.output_formats).where(
+                        Translation.model_id == model_id, Translation.status == "success"))
+                    formats = {f for listed in done for f in (listed or [])}
                     assert wanted <= formats, (
-                        f"pipeline {pipeline_key}: files loaded from model {model_id} translated to {formats}")
+                        f"pipeline {pipeline_key}: files loaded from model {model_id}, made of {formats}")
 
     # -- the end: faults stop, K runs, every claimed file ended and every valid landed file loaded ---------
 
@@ -381,7 +407,7 @@ class PipelineMachine(RuleBasedStateMachine):
         self.driver.clear_faults()
         for run in list(self.live.values()):
             while not run.finished:
-                run.advance()
+                self._advance(run)
             self._after_step(run)
         for _ in range(QUIESCE_RUNS):
             for pipeline in ("a", "b"):
@@ -389,7 +415,7 @@ class PipelineMachine(RuleBasedStateMachine):
                 run = SimulatedRun(self.driver, pipeline, run_id, self._is_live)
                 self.live[run_id] = run
                 while not run.finished:
-                    run.advance()
+                    self._advance(run)
                 self._after_step(run)
             self.files_keep_their_promises()
         self.one_upload_and_one_job_per_model_and_attempt()
@@ -398,7 +424,8 @@ class PipelineMachine(RuleBasedStateMachine):
 
     def _every_file_ended_and_valid_ones_loaded(self) -> None:
         with Session(self.driver.engine) as session:
-            rows = session.execute(select(File.s3_key, File.etag, File.state, File.reason, File.pipeline)).all()
+            rows = session.execute(
+                select(File.s3_key, File.etag, File.state, File.reason, File.pipeline)).all()
         open_rows = [r for r in rows if r.state not in TERMINAL]
         assert not open_rows, f"{QUIESCE_RUNS} runs after faults stopped, files still open: {open_rows[:5]}"
         by_version = {(r.pipeline, r.s3_key, r.etag): r for r in rows}
@@ -408,7 +435,8 @@ class PipelineMachine(RuleBasedStateMachine):
             assert row is not None, f"{key!r} ({entry.kind}) landed and was never claimed"
             if entry.expected_valid is True:
                 allowed = {"loaded", "failed"} if self.world.disturbed else {"loaded"}
-                assert row.state in allowed, f"{key!r} ({entry.kind}) is valid, ended {row.state}: {row.reason}"
+                assert row.state in allowed, (
+                    f"{key!r} ({entry.kind}) is valid, ended {row.state}: {row.reason}")
             elif entry.expected_valid is False:
                 assert row.state in ("rejected", "failed"), (
                     f"{key!r} ({entry.kind}) is invalid, ended {row.state}: {row.reason}")
