@@ -158,6 +158,7 @@ class PipelineDriver:
         self.landing = KillableLanding(self.raw_landing, self.switch)
         self.faults = ApsFaults()
         self.client_timeout = CLIENT_TIMEOUT
+        self._clients: dict[bool, APSClient] = {}
         self.emulator.reset()
         self.emulator.configure(translation_seconds=TRANSLATION_SECONDS, retry_after_seconds=0)
         place = ({"bucket": self.raw_landing.location} if isinstance(self.raw_landing, S3Landing)
@@ -186,6 +187,8 @@ class PipelineDriver:
         return S3Landing(self.services.s3_server.client(), bucket)
 
     def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
         self.engine.dispose()
         self.services.drop_database(self.db_name)
 
@@ -227,13 +230,19 @@ class PipelineDriver:
     def emulator_stats(self) -> dict[str, Any]:
         return self.emulator.stats()
 
-    def client(self) -> APSClient:
-        secret = "wrong-secret" if self.faults.refuse_tokens else self.emulator.client_secret
-        config = APSConfig(client_id=self.emulator.client_id, client_secret=SecretStr(secret),
-                           base_url=self.emulator.base_url, timeout=self.client_timeout, max_attempts=3,
-                           backoff_initial=0.01, backoff_max=0.05, max_retry_seconds=5.0,
-                           poll_initial_delay=0.01, poll_max_delay=0.05, poll_timeout=20.0)
-        return APSClient(config)
+    @contextmanager
+    def client(self) -> Iterator[APSClient]:
+        """The APS client a task would build from its connection (one per credentials: building one costs
+        ~0.1 s of TLS set-up, and a task's client is shared by its threads as this one is)."""
+        refused = self.faults.refuse_tokens
+        if refused not in self._clients:
+            secret = "wrong-secret" if refused else self.emulator.client_secret
+            config = APSConfig(client_id=self.emulator.client_id, client_secret=SecretStr(secret),
+                               base_url=self.emulator.base_url, timeout=self.client_timeout, max_attempts=3,
+                               backoff_initial=0.01, backoff_max=0.05, max_retry_seconds=5.0,
+                               poll_initial_delay=0.01, poll_max_delay=0.05, poll_timeout=20.0)
+            self._clients[refused] = APSClient(config)
+        yield self._clients[refused]
 
     # -- the steps, as plugins/aps_ingest_tasks/tasks.py calls them -------------------------------------
 

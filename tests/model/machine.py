@@ -8,6 +8,7 @@ not generated (the rule and its check stay). Remove a name once its fix is merge
 from __future__ import annotations
 
 import itertools
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from aps_landing import UnsafeKey
 from aps_results.models import (
     TERMINAL_FILE_STATES,
     File,
@@ -41,6 +43,9 @@ KNOWN_OPEN: set[str] = {
     "sidecar_after_file",  # (7) a sidecar landing after its file was claimed never re-opens the rejection
     "event_only_drops",  # (8) event-only pipelines: the model drives listings only (no event-only runs)
 }
+
+# MODEL_ENABLE_FINDINGS=name,name generates those cases anyway (to try a fix before editing the set above).
+KNOWN_OPEN -= set(os.environ.get("MODEL_ENABLE_FINDINGS", "").split(","))
 
 MAX_LIVE_RUNS = 3
 QUIESCE_RUNS = 3  # K: runs per pipeline after faults stop, within which every claimed file must end
@@ -119,7 +124,7 @@ class PipelineMachine(RuleBasedStateMachine):
                 self.driver.put(entry.key, entry.content)
                 if metadata is not None:
                     self.driver.put(entry.key + ".meta.json", metadata)
-        except OSError:  # a local folder cannot hold every name S3 can
+        except (OSError, UnsafeKey):  # a local folder cannot hold every name S3 can
             return False
         self.world.landed[entry.key] = entry
         return True
@@ -294,7 +299,7 @@ class PipelineMachine(RuleBasedStateMachine):
             self.ended[run.run_id] = self.live.pop(run.run_id)
 
     @precondition(lambda self: bool(self.live))
-    @rule(data=st.data(), steps=st.integers(1, 4))
+    @rule(data=st.data(), steps=st.integers(1, 12))
     def step_run(self, data: st.DataObject, steps: int) -> None:
         run = self._pick_run(data)
         for _ in range(steps):

@@ -1,7 +1,7 @@
 """Soak mode of the model-based test: the state machine with random seeds for as long as asked.
 
     python -m tests.model.soak                      # SOAK_MINUTES (default 30) of random seeds
-    python -m tests.model.soak --seed 1234 -v       # one seed again, printing every step (a reproduction)
+    python -m tests.model.soak --seed 1234 --landing s3   # one seed again, shrunk to a minimal example
 
 Starts its own PostgreSQL, S3 server and APS emulator (as the test fixtures do), then runs the machine seed
 after seed (SOAK_EXAMPLES_PER_SEED examples each) until the time is up. Prints examples per second as it
@@ -21,7 +21,7 @@ import time
 import traceback
 from pathlib import Path
 
-from hypothesis import HealthCheck, Verbosity, seed, settings
+from hypothesis import HealthCheck, Phase, Verbosity, seed, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from aps_devstack import LocalPostgres, start_emulator, start_s3_server
@@ -32,15 +32,18 @@ EXAMPLES_PER_SEED = int(os.environ.get("SOAK_EXAMPLES_PER_SEED", "5"))
 STEPS = int(os.environ.get("SOAK_STEPS", "40"))
 
 
-def soak_settings(verbose: bool) -> settings:
+def soak_settings(replay: bool) -> settings:
+    """A soak seed reports its first falsifying example as found (shrinking one costs minutes at ~10 s an
+    example); the replay of a seed (`--seed`) shrinks it to a minimal one and prints every step."""
+    phases = list(Phase) if replay else [Phase.explicit, Phase.generate]
     return settings(max_examples=EXAMPLES_PER_SEED, stateful_step_count=STEPS, deadline=None, database=None,
-                    suppress_health_check=list(HealthCheck), print_blob=True,
-                    verbosity=Verbosity.verbose if verbose else Verbosity.normal)
+                    suppress_health_check=list(HealthCheck), print_blob=True, phases=phases,
+                    verbosity=Verbosity.verbose if replay else Verbosity.normal)
 
 
-def run_seed(services: Services, number: int, landing_kind: str, verbose: bool) -> None:
+def run_seed(services: Services, number: int, landing_kind: str, replay: bool) -> None:
     machine = seed(number)(machine_for(services, landing_kind))
-    run_state_machine_as_test(machine, settings=soak_settings(verbose))
+    run_state_machine_as_test(machine, settings=soak_settings(replay))
 
 
 def main() -> int:
@@ -49,7 +52,6 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=float(os.environ.get("SOAK_MINUTES", "30")))
     parser.add_argument("--seed", type=int, help="run this one seed (a reproduction) and stop")
     parser.add_argument("--landing", choices=["s3", "local", "both"], default="both")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print every step Hypothesis runs")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # the steps' own logs would drown the steps and the figures
 
@@ -73,12 +75,12 @@ def main() -> int:
                 number = random.SystemRandom().randrange(2**32)
             kind = kinds[seeds_run % len(kinds)]
             try:
-                run_seed(services, number, kind, args.verbose)
+                run_seed(services, number, kind, replay=args.seed is not None)
             except Exception:
                 failures += 1
                 traceback.print_exc()
                 print(f"FALSIFIED: seed {number} landing {kind}: re-run with "
-                      f"`python -m tests.model.soak --seed {number} --landing {kind} -v`", flush=True)
+                      f"`python -m tests.model.soak --seed {number} --landing {kind}`", flush=True)
                 if seeds is None:
                     break
             seeds_run += 1
