@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -377,8 +378,7 @@ class SimulatedRun:
     claimed: set[int] = field(default_factory=set)
     summary: dict[str, Any] | None = None
     summary_error: BaseException | None = None
-    upload_tries: int = 0
-    submit_kills: int = 0
+    kills: Counter[str] = field(default_factory=Counter)  # killed tries per step name
 
     @property
     def pipeline(self) -> PipelineConfig:
@@ -403,8 +403,7 @@ class SimulatedRun:
                 self._run(step, last_attempt)
         except StepKilled as exc:
             outcome.error, outcome.killed = exc, True
-            if step.startswith("submit"):
-                self.submit_kills += 1
+            self.kills[step.partition(":")[0]] += 1
         except Exception as exc:  # a task failure: Airflow retries it, or fails it on its last try
             outcome.error = exc
         if outcome.error is None or last_attempt:
@@ -441,7 +440,6 @@ class SimulatedRun:
                 self.steps += [f"upload:{b}", f"submit:{b}", f"wait:{b}", f"load:{b}"]
             self.steps.append("summary")
         elif name == "upload":
-            self.upload_tries += 1
             self.uploaded[i] = d.upload(p, run, self.batches[i]["models"], last_attempt)
         elif name == "submit":
             self.submitted[i] = d.submit(p, run, self.uploaded.get(i, []), retried=self.tries > 1,
