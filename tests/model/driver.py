@@ -367,6 +367,7 @@ class SimulatedRun:
     pipeline_key: str
     run_id: str
     is_live: Callable[[str], bool]
+    quiet: bool = False  # started after the faults stopped
     steps: list[str] = field(default_factory=lambda: [*HEAD_STEPS])
     position: int = 0
     tries: int = 0  # of the current step
@@ -379,6 +380,7 @@ class SimulatedRun:
     summary: dict[str, Any] | None = None
     summary_error: BaseException | None = None
     kills: Counter[str] = field(default_factory=Counter)  # killed tries per step name
+    errors: list[str] = field(default_factory=list)  # why each failed try failed
 
     @property
     def pipeline(self) -> PipelineConfig:
@@ -406,6 +408,7 @@ class SimulatedRun:
             self.kills[step.partition(":")[0]] += 1
         except Exception as exc:  # a task failure: Airflow retries it, or fails it on its last try
             outcome.error = exc
+            self.errors.append(f"{step}: {type(exc).__name__}: {str(exc)[:200]}")
         if outcome.error is None or last_attempt:
             if outcome.error is not None:
                 self._fail(step)

@@ -7,9 +7,11 @@ not generated (the rule and its check stay). Remove a name once its fix is merge
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +60,21 @@ SUPPORTED_OPS = ["manifest", "upload_complete", "object_details", "job", "upload
 
 def is_open(finding: str) -> bool:
     return finding in KNOWN_OPEN
+
+
+def timed_rule(**strategies: st.SearchStrategy[Any]) -> Callable[[Callable[..., None]], Any]:
+    """`rule`, after which time passes: a live run (drawn) moves on 0-3 steps. Files land and faults come
+    while runs work, and runs move far more often than a rule of their own among twenty would let them."""
+
+    def decorate(function: Callable[..., None]) -> Any:
+        @functools.wraps(function)
+        def with_time(self: PipelineMachine, time_passes: tuple[int, int], **kwargs: Any) -> None:
+            function(self, **kwargs)
+            self._let_time_pass(*time_passes)
+
+        return rule(time_passes=st.tuples(st.integers(0, 7), st.integers(0, 3)), **strategies)(with_time)
+
+    return decorate
 
 
 @dataclass
@@ -132,7 +149,7 @@ class PipelineMachine(RuleBasedStateMachine):
     def _same_content_may_meet_in_two_runs(self) -> bool:
         return is_open("overlapping_runs_same_content") and bool(self.live)
 
-    @rule(pipeline=st.sampled_from(["a", "b"]), kind=st.sampled_from(["ifc", "obj"]),
+    @timed_rule(pipeline=st.sampled_from(["a", "b"]), kind=st.sampled_from(["ifc", "obj"]),
           name=st.integers(0, 30), as_user_metadata=st.booleans())
     def land_valid(self, pipeline: str, kind: str, name: int, as_user_metadata: bool) -> None:
         key = f"{self._prefix(pipeline)}v/{kind}-{name}.{kind}"
@@ -140,7 +157,7 @@ class PipelineMachine(RuleBasedStateMachine):
         self._land(entry, {"project": "p"} if as_user_metadata else b'{"project": "p", "tags": ["m"]}')
 
     @precondition(lambda self: any(e.expected_valid for e in self.world.landed.values()))
-    @rule(data=st.data(), to_other_pipeline=st.booleans())
+    @timed_rule(data=st.data(), to_other_pipeline=st.booleans())
     def land_copy(self, data: st.DataObject, to_other_pipeline: bool) -> None:
         """The same bytes under another key: in the same pipeline (dedupe), or in the other one, whose
         output formats differ (a different translation of the same content)."""
@@ -157,14 +174,14 @@ class PipelineMachine(RuleBasedStateMachine):
         key = f"{self._prefix(pipeline)}copies/{data.draw(st.integers(0, 20))}-{source.rsplit('/', 1)[-1]}"
         self._land(Landed(pipeline, key, original.content, True, "copy"), b'{"project": "p"}')
 
-    @rule(data=st.data(), pipeline=st.sampled_from(["a", "b"]))
+    @timed_rule(data=st.data(), pipeline=st.sampled_from(["a", "b"]))
     def land_hostile_sidecar(self, data: st.DataObject, pipeline: str) -> None:
         excluded = frozenset(PYTHON_REFUSES) if is_open("hostile_sidecar_json") else frozenset()
         kind, sidecar = data.draw(hostile_sidecars(excluded))
         key = f"{self._prefix(pipeline)}hostile/{kind}-{data.draw(st.integers(0, 5))}.ifc"
         self._land(Landed(pipeline, key, self._content("ifc"), None, f"sidecar:{kind}"), sidecar)
 
-    @rule(data=st.data(), pipeline=st.sampled_from(["a", "b"]))
+    @timed_rule(data=st.data(), pipeline=st.sampled_from(["a", "b"]))
     def land_odd_key(self, data: st.DataObject, pipeline: str) -> None:
         prefix = self._prefix(pipeline)
         room = S3_KEY_BYTES - len(prefix.encode())
@@ -176,7 +193,7 @@ class PipelineMachine(RuleBasedStateMachine):
         entry = Landed(pipeline, prefix + name, self._content("ifc"), None, f"key:{kind}")
         self._land(entry, b'{"project": "p"}')
 
-    @rule(pipeline=st.sampled_from(["a", "b"]), name=st.integers(0, 5),
+    @timed_rule(pipeline=st.sampled_from(["a", "b"]), name=st.integers(0, 5),
           bad=st.sampled_from(["magic", "empty", "extension", "too_big"]))
     def land_bad_content(self, pipeline: str, name: int, bad: str) -> None:
         body, extension = {"magic": (b"not an ifc at all\n", "ifc"), "empty": (b"", "ifc"),
@@ -185,13 +202,13 @@ class PipelineMachine(RuleBasedStateMachine):
         key = f"{self._prefix(pipeline)}bad/{bad}-{name}.{extension}"
         self._land(Landed(pipeline, key, body, True, f"bad:{bad}", content_ok=False), b'{"project": "p"}')
 
-    @rule(pipeline=st.sampled_from(["a", "b"]), name=st.integers(0, 5))
+    @timed_rule(pipeline=st.sampled_from(["a", "b"]), name=st.integers(0, 5))
     def land_without_metadata(self, pipeline: str, name: int) -> None:
         key = f"{self._prefix(pipeline)}bare/{name}.ifc"
         self._land(Landed(pipeline, key, self._content("ifc"), False, "bare"), None)
 
     @precondition(lambda self: any(e.kind == "bare" for e in self.world.landed.values()))
-    @rule(data=st.data())
+    @timed_rule(data=st.data())
     def sidecar_after_file(self, data: st.DataObject) -> None:
         key = data.draw(st.sampled_from(sorted(k for k, e in self.world.landed.items() if e.kind == "bare")))
         if is_open("sidecar_after_file") and self._version_claimed(key):
@@ -201,7 +218,7 @@ class PipelineMachine(RuleBasedStateMachine):
         entry.kind, entry.metadata_ok = "late_sidecar", True
 
     @precondition(lambda self: bool(self.world.landed))
-    @rule(data=st.data(), valid=st.booleans())
+    @timed_rule(data=st.data(), valid=st.booleans())
     def overwrite(self, data: st.DataObject, valid: bool) -> None:
         key = data.draw(st.sampled_from(sorted(self.world.landed)))
         entry = self.world.landed[key]
@@ -210,7 +227,7 @@ class PipelineMachine(RuleBasedStateMachine):
         entry.content, entry.content_ok = body, valid and not key.endswith(".xyz")
 
     @precondition(lambda self: bool(self.world.landed))
-    @rule(data=st.data())
+    @timed_rule(data=st.data())
     def delete(self, data: st.DataObject) -> None:
         key = data.draw(st.sampled_from(sorted(self.world.landed)))
         self.driver.delete(key)
@@ -225,24 +242,24 @@ class PipelineMachine(RuleBasedStateMachine):
 
     # -- faults -----------------------------------------------------------------------------------------
 
-    @rule(rate=st.sampled_from([0.2, 0.5, 1.0]), operations=st.lists(st.sampled_from(SUPPORTED_OPS),
+    @timed_rule(rate=st.sampled_from([0.2, 0.5, 1.0]), operations=st.lists(st.sampled_from(SUPPORTED_OPS),
                                                                          min_size=1, max_size=3))
     def fault_429(self, rate: float, operations: list[str]) -> None:
         self.world.disturbed = True
         self.driver.configure_emulator(fault_429_rate=rate, fault_429_operations=operations)
 
-    @rule(burst=st.integers(1, 12))
+    @timed_rule(burst=st.integers(1, 12))
     def fault_5xx_burst(self, burst: int) -> None:
         self.world.disturbed = True
         self.driver.configure_emulator(fault_5xx_burst=burst)
 
-    @rule(operation=st.sampled_from(SUPPORTED_OPS))
+    @timed_rule(operation=st.sampled_from(SUPPORTED_OPS))
     def fault_timeouts(self, operation: str) -> None:
         self.world.disturbed = True
         self.driver.configure_emulator(latency_ms=int(self.driver.client_timeout * 1000) + 300,
                                        latency_operations=[operation])
 
-    @rule(data=st.data())
+    @timed_rule(data=st.data())
     def fault_manifest_404(self, data: st.DataObject) -> None:
         with Session(self.driver.engine) as session:
             urns = sorted(u for u in session.scalars(select(Model.urn).where(Model.urn.is_not(None))))
@@ -250,21 +267,21 @@ class PipelineMachine(RuleBasedStateMachine):
             self.world.disturbed = True
             self.driver.delete_manifest(data.draw(st.sampled_from(urns)))
 
-    @rule(status=st.sampled_from([400, 403]))
+    @timed_rule(status=st.sampled_from([400, 403]))
     def fault_poll_refused(self, status: int) -> None:
         if is_open("early_wait_end_timeout"):
             return
         self.world.disturbed = True
         self.driver.faults.poll_status = status
 
-    @rule()
+    @timed_rule()
     def fault_token_refused(self) -> None:
         if is_open("early_wait_end_timeout"):
             return  # a wait that cannot poll ends early: the open finding (3)
         self.world.disturbed = True
         self.driver.faults.refuse_tokens = True
 
-    @rule()
+    @timed_rule()
     def clear_faults(self) -> None:
         self.driver.clear_faults()
 
@@ -291,6 +308,16 @@ class PipelineMachine(RuleBasedStateMachine):
         if outcome.error is not None and not outcome.killed:
             PipelineMachine.errors.setdefault(f"{step} {result}", str(outcome.error)[:300])
         self.world.disturbed |= outcome.killed
+
+    def _let_time_pass(self, which: int, steps: int) -> None:
+        if not self.live or not steps:
+            return
+        run = self.live[sorted(self.live)[which % len(self.live)]]
+        for _ in range(steps):
+            if run.finished:
+                break
+            self._advance(run)
+        self._after_step(run)
 
     def _after_step(self, run: SimulatedRun) -> None:
         if run.finished:
@@ -419,7 +446,7 @@ class PipelineMachine(RuleBasedStateMachine):
         for _ in range(QUIESCE_RUNS):
             for pipeline in ("a", "b"):
                 run_id = f"r{next(self.run_numbers)}"
-                run = SimulatedRun(self.driver, pipeline, run_id, self._is_live)
+                run = SimulatedRun(self.driver, pipeline, run_id, self._is_live, quiet=True)
                 self.live[run_id] = run
                 while not run.finished:
                     self._advance(run)
@@ -429,17 +456,25 @@ class PipelineMachine(RuleBasedStateMachine):
         self.loaded_models_stay_servable()
         self._every_file_ended_and_valid_ones_loaded()
 
+    def _quiet_failures(self) -> str:
+        """What failed in the runs after the faults stopped (the likely cause of a liveness failure)."""
+        failed = [f"{r.run_id}({r.pipeline_key}): {r.failed_steps} {r.errors}" for r in self.ended.values()
+                  if r.quiet and r.failed_steps]
+        return "; ".join(failed)[:2000] or "none"
+
     def _every_file_ended_and_valid_ones_loaded(self) -> None:
         with Session(self.driver.engine) as session:
             rows = session.execute(
                 select(File.s3_key, File.etag, File.state, File.reason, File.pipeline)).all()
         open_rows = [r for r in rows if r.state not in TERMINAL]
-        assert not open_rows, f"{QUIESCE_RUNS} runs after faults stopped, files still open: {open_rows[:5]}"
+        assert not open_rows, (f"{QUIESCE_RUNS} runs after faults stopped, files still open: "
+                               f"{open_rows[:5]}; failed steps of those runs: {self._quiet_failures()}")
         by_version = {(r.pipeline, r.s3_key, r.etag): r for r in rows}
         for key, entry in sorted(self.world.landed.items()):
             pipeline = self.driver.pipelines[entry.pipeline].name
             row = by_version.get((pipeline, key, self.driver.etag_of(key)))
-            assert row is not None, f"{key!r} ({entry.kind}) landed and was never claimed"
+            assert row is not None, (f"{key!r} ({entry.kind}) landed and was never claimed; failed steps "
+                                     f"of the runs after faults stopped: {self._quiet_failures()}")
             if entry.expected_valid is True:
                 allowed = {"loaded", "failed"} if self.world.disturbed else {"loaded"}
                 assert row.state in allowed, (
