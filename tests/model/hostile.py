@@ -66,10 +66,11 @@ def hostile_sidecars(exclude: frozenset[str] = frozenset()) -> st.SearchStrategy
                        if name not in exclude))
 
 
-def odd_key_names(max_bytes: int) -> st.SearchStrategy[tuple[str, str]]:
+def odd_key_names(max_bytes: int, *, allow_nul: bool = True) -> st.SearchStrategy[tuple[str, str]]:
     """(kind, a key's name below the prefix): odd characters, dot segments, long names (`max_bytes` UTF-8
     bytes at most, so the landing can hold it; a long name may leave no room for the quarantine prefix)."""
-    odd_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/"), min_size=1,
+    banned = "/" if allow_nul else "/\x00"
+    odd_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=banned), min_size=1,
                        max_size=30)
     kinds = [
         st.tuples(st.just("odd_chars"), odd_text.map(lambda s: f"{s}.ifc")),

@@ -44,6 +44,8 @@ KNOWN_OPEN: set[str] = {
     "model_identity_formats",  # (6) the same bytes in two pipelines with other output formats share a model
     "sidecar_after_file",  # (7) a sidecar landing after its file was claimed never re-opens the rejection
     "event_only_drops",  # (8) event-only pipelines: the model drives listings only (no event-only runs)
+    # Found by this machine (not among the review's findings):
+    "nul_in_key",  # a key holding NUL (S3 takes it): discovery's registry lookup fails, every run, for good
 }
 
 # MODEL_ENABLE_FINDINGS=name,name generates those cases anyway (to try a fix before editing the set above).
@@ -189,7 +191,7 @@ class PipelineMachine(RuleBasedStateMachine):
             room = min(room, QUARANTINE_ROOM - len(prefix.encode()))
         if self.landing_kind == "local":
             room = min(room, 200)
-        kind, name = data.draw(odd_key_names(room))
+        kind, name = data.draw(odd_key_names(room, allow_nul=not is_open("nul_in_key")))
         entry = Landed(pipeline, prefix + name, self._content("ifc"), None, f"key:{kind}")
         self._land(entry, b'{"project": "p"}')
 
