@@ -35,7 +35,7 @@ from aps_client.derivative import (
 )
 from aps_client.errors import APSError
 from aps_devstack import EmulatorServer, LocalPostgres, S3Server
-from aps_landing import Landing
+from aps_landing import Landing, LandingError
 from aps_landing.local import LocalLanding
 from aps_landing.s3 import S3Landing
 from aps_pipeline.batch import plan_batches
@@ -205,8 +205,10 @@ class PipelineDriver:
             os.remove(Path(self.raw_landing.location) / key)
 
     def delete_sidecar(self, key: str) -> None:
-        with suppress(FileNotFoundError):
-            self.delete(key + ".meta.json")
+        sidecar = key + ".meta.json"
+        with suppress(LandingError):  # none could be there: a key too long, a name no folder holds
+            if self.etag_of(sidecar) is not None:
+                self.delete(sidecar)
 
     def etag_of(self, key: str) -> str | None:
         from aps_landing import ObjectChanged

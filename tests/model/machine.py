@@ -193,7 +193,8 @@ class PipelineMachine(RuleBasedStateMachine):
             room = min(room, 200)
         kind, name = data.draw(odd_key_names(room, allow_nul=not is_open("nul_in_key")))
         entry = Landed(pipeline, prefix + name, self._content("ifc"), None, f"key:{kind}")
-        self._land(entry, b'{"project": "p"}')
+        sidecar_fits = len((entry.key + ".meta.json").encode()) <= S3_KEY_BYTES
+        self._land(entry, b'{"project": "p"}' if sidecar_fits else {"project": "p"})
 
     @timed_rule(pipeline=st.sampled_from(["a", "b"]), name=st.integers(0, 5),
           bad=st.sampled_from(["magic", "empty", "extension", "too_big"]))
