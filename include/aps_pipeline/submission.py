@@ -22,6 +22,7 @@ from typing import Any, TypedDict
 from sqlalchemy import Engine
 
 from aps_client import APSClient
+from aps_client.derivative import Submission
 from aps_client.models import FINISHED_STATUSES
 from aps_pipeline.batch import for_each_model
 from aps_pipeline.upload import UploadedModel
@@ -68,8 +69,11 @@ def submit_models(
             return SubmittedModel(model_id=model_id, urn=urn, attempt=latest.attempt)
         outcome = aps.derivative.submit(urn, formats=formats, force=force, retried=retried)
         with engine.begin() as connection:
-            if latest is not None and not force and latest.status not in FINISHED_STATUSES:
-                translation = latest  # an earlier (crashed) run's job: still the one APS works on
+            if (outcome is Submission.REUSED and latest is not None and not force
+                    and latest.status not in FINISHED_STATUSES):
+                # An earlier (crashed) run's job, still the one APS works on. A job POSTed now (APS lost
+                # that one, or it ended unrecorded) is a new attempt.
+                translation = latest
                 registry.set_model_status(connection, model_id, ModelStatus.TRANSLATING, run_id=run_id)
             else:
                 translation = registry.start_translation(connection, model_id, run_id=run_id,
