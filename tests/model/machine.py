@@ -20,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from aps_landing import UnsafeKey
+from aps_landing import LandingError
 from aps_results.models import (
     TERMINAL_FILE_STATES,
     File,
@@ -143,7 +143,7 @@ class PipelineMachine(RuleBasedStateMachine):
                 self.driver.put(entry.key, entry.content)
                 if metadata is not None:
                     self.driver.put(entry.key + ".meta.json", metadata)
-        except (OSError, UnsafeKey):  # a local folder cannot hold every name S3 can
+        except (OSError, LandingError):  # the landing refuses the name (a folder, or S3 for some bytes)
             return False
         self.world.landed[entry.key] = entry
         return True
