@@ -41,7 +41,7 @@ from aps_landing.s3 import S3Landing
 from aps_pipeline.batch import plan_batches
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.discovery import discover_files
-from aps_pipeline.quarantine import quarantine_rejected
+from aps_pipeline.quarantine import REASON_SUFFIX, quarantine_key, quarantine_rejected
 from aps_pipeline.settle import end_failed_models, settle_models
 from aps_pipeline.submission import submit_models
 from aps_pipeline.summary import summarize_run
@@ -57,7 +57,8 @@ WAIT_ROUNDS = 6  # manifest polls per URN before the wait's deadline
 WAIT_ROUND_SECONDS = 30.0  # emulator (and verdict) clock per round: translations take TRANSLATION_SECONDS
 TRANSLATION_SECONDS = 20.0
 NOT_FOUND_GRACE = 60.0
-CLIENT_TIMEOUT = 2.0  # seconds: a latency fault above it is a timeout
+CLIENT_TIMEOUT = 2.0
+S3_KEY_BYTES = 1024  # seconds: a latency fault above it is a timeout
 
 
 class StepKilled(BaseException):
@@ -203,6 +204,11 @@ class PipelineDriver:
             self.services.s3_server.client().delete_object(Bucket=self.raw_landing.location, Key=key)
         else:
             os.remove(Path(self.raw_landing.location) / key)
+
+    def quarantinable(self, pipeline_key: str, key: str) -> bool:
+        """Whether a rejected file of this key gets quarantine keys S3 can hold (run ids stay below r999)."""
+        target = quarantine_key(self.pipelines[pipeline_key], "r999", key) + REASON_SUFFIX
+        return len(target.encode("utf-8", "surrogatepass")) <= S3_KEY_BYTES
 
     def delete_sidecar(self, key: str) -> None:
         sidecar = key + ".meta.json"

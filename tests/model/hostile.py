@@ -78,5 +78,7 @@ def odd_key_names(max_bytes: int, *, allow_nul: bool = True) -> st.SearchStrateg
             "../x.ifc", "a/./b.ifc", "a//b.ifc", "./x.ifc", "a/../../b.ifc", "%2e%2e/x.ifc",
             "a\\..\\b.ifc"])),
         st.tuples(st.just("long_key"), st.integers(200, max_bytes).map(lambda n: "L" * (n - 4) + ".ifc")),
+        st.tuples(st.just("long_odd_key"), st.integers(200, max_bytes).map(
+            lambda n: "\x7f%\u200b" + "L" * (n - 15) + ".ifc")),
     ]
     return st.one_of(*kinds).filter(lambda kv: len(kv[1].encode("utf-8")) <= max_bytes)

@@ -31,7 +31,7 @@ from aps_results.models import (
     Translation,
 )
 from aps_samples import generate_ifc, generate_obj
-from tests.model.driver import PipelineDriver, Services, SimulatedRun
+from tests.model.driver import S3_KEY_BYTES, PipelineDriver, Services, SimulatedRun
 from tests.model.hostile import PYTHON_REFUSES, hostile_sidecars, odd_key_names
 
 #: Findings of issue 20 whose fixes are not merged yet: their cases are not generated (see module doc).
@@ -53,8 +53,6 @@ KNOWN_OPEN -= set(os.environ.get("MODEL_ENABLE_FINDINGS", "").split(","))
 
 MAX_LIVE_RUNS = 3
 QUIESCE_RUNS = 3  # K: runs per pipeline after faults stop, within which every claimed file must end
-S3_KEY_BYTES = 1024
-QUARANTINE_ROOM = 1024 - len("quarantine-b/") - len("r999/") - 3 * 40  # escaping may triple a few bytes
 TERMINAL = {s.value for s in TERMINAL_FILE_STATES}
 SUPPORTED_OPS = ["manifest", "upload_complete", "object_details", "job", "upload_urls", "metadata", "tree",
                  "properties", "token"]
@@ -183,16 +181,17 @@ class PipelineMachine(RuleBasedStateMachine):
         key = f"{self._prefix(pipeline)}hostile/{kind}-{data.draw(st.integers(0, 5))}.ifc"
         self._land(Landed(pipeline, key, self._content("ifc"), None, f"sidecar:{kind}"), sidecar)
 
-    @timed_rule(data=st.data(), pipeline=st.sampled_from(["a", "b"]))
-    def land_odd_key(self, data: st.DataObject, pipeline: str) -> None:
+    @timed_rule(data=st.data(), pipeline=st.sampled_from(["a", "b"]), content_ok=st.booleans())
+    def land_odd_key(self, data: st.DataObject, pipeline: str, content_ok: bool) -> None:
+        """A file under an odd or long key; with bad content it is rejected, and its quarantine key (the
+        prefix, the run, the key escaped) may be longer than S3 allows."""
         prefix = self._prefix(pipeline)
-        room = S3_KEY_BYTES - len(prefix.encode())
-        if is_open("unquarantinable_key"):
-            room = min(room, QUARANTINE_ROOM - len(prefix.encode()))
-        if self.landing_kind == "local":
-            room = min(room, 200)
+        room = 200 if self.landing_kind == "local" else S3_KEY_BYTES - len(prefix.encode())
         kind, name = data.draw(odd_key_names(room, allow_nul=not is_open("nul_in_key")))
-        entry = Landed(pipeline, prefix + name, self._content("ifc"), None, f"key:{kind}")
+        if is_open("unquarantinable_key") and not self.driver.quarantinable(pipeline, prefix + name):
+            return
+        body = self._content("ifc") if content_ok else b"not a model under an odd key"
+        entry = Landed(pipeline, prefix + name, body, None, f"key:{kind}", content_ok=content_ok)
         sidecar_fits = len((entry.key + ".meta.json").encode()) <= S3_KEY_BYTES
         self._land(entry, b'{"project": "p"}' if sidecar_fits else {"project": "p"})
 
