@@ -14,7 +14,7 @@ from aps_devstack import EmulatorServer, LocalPostgres, S3Server
 from tests.model.driver import Services
 from tests.model.machine import machine_for
 
-CI_EXAMPLES = 10
+CI_EXAMPLES = 16
 CI_STEPS = 30
 CI_PROFILE = settings(derandomize=True, database=None, max_examples=CI_EXAMPLES, stateful_step_count=CI_STEPS,
                       deadline=None, suppress_health_check=list(HealthCheck), print_blob=True)
