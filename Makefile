@@ -46,6 +46,11 @@ down:
 lint: install
 	$(VENV)/bin/ruff check .
 
+# The model-based test with random seeds for SOAK_MINUTES (default 30): examples per second, and any
+# falsifying example with its seed (`python -m tests.model.soak --seed N -v` replays it).
+soak: install
+	SOAK_MINUTES=$${SOAK_MINUTES:-30} $(PY) -m tests.model.soak
+
 bench-ids: install
 	$(PY) bench/ids.py
 

@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from aps_client import APSClient
 from aps_client.derivative import Submission
+from aps_client.models import FINISHED_STATUSES
 from aps_pipeline.batch import for_each_model
 from aps_pipeline.claims import CLAIM_WAIT_SECONDS, hold_model, let_go, model_holder
 from aps_pipeline.upload import UploadedModel
@@ -47,8 +48,11 @@ def _record(engine: Engine, model_id: int, file_ids: list[int], outcome: Submiss
     """The job's attempt and the files' `translating` state, in one transaction."""
     with engine.begin() as connection:
         latest = registry.latest_translation(connection, model_id)
-        if outcome is Submission.REUSED and latest is not None:
-            translation = latest  # APS works on the job this attempt recorded: it stays the attempt
+        if (outcome is Submission.REUSED and latest is not None and not force
+                and latest.status not in FINISHED_STATUSES):
+            # APS works on the job this (maybe a crashed run's) attempt recorded: it stays the attempt. A job
+            # POSTed now, because APS lost that one or it ended unrecorded, is a new attempt.
+            translation = latest
             registry.set_model_status(connection, model_id, ModelStatus.TRANSLATING, run_id=run_id)
         else:
             translation = registry.start_translation(connection, model_id, run_id=run_id,

@@ -1,0 +1,469 @@
+"""The one place the model-based test calls the pipeline's steps (aps_pipeline), as the DAG's tasks do.
+
+Other work changes these steps' signatures (settlement taking the wait's verdicts, intake's per-file error
+boundary): adapt the calls HERE, and only here. `SimulatedRun` plays one DAG run the way Airflow would:
+the steps in order, each task tried `retries + 1` times, the batch steps' trigger rules (`load_models` and
+`write_run_summary` run whatever happened upstream), a step killed mid-way retried.
+
+Kills: `StepKilled` is a BaseException (as a SIGKILL is no exception a step could catch): once armed, the
+step's Nth SQL statement or landing call raises it, and every one after it, so nothing more of that try
+happens (work already running in another thread may finish, as a real worker's in-flight requests do).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+from sqlalchemy import Engine, event
+
+from aps_client import APSClient, APSConfig
+from aps_client.derivative import (
+    ManifestPoll,
+    PollState,
+    deadline_status,
+    manifest_verdict,
+    waited_status,
+)
+from aps_client.errors import APSError
+from aps_devstack import EmulatorServer, LocalPostgres, S3Server
+from aps_landing import Landing, LandingError
+from aps_landing.local import LocalLanding
+from aps_landing.s3 import S3Landing
+from aps_pipeline.batch import plan_batches
+from aps_pipeline.config import PipelineConfig
+from aps_pipeline.discovery import discover_files
+from aps_pipeline.quarantine import REASON_SUFFIX, quarantine_key, quarantine_rejected
+from aps_pipeline.settle import end_failed_models, settle_models
+from aps_pipeline.submission import submit_models
+from aps_pipeline.summary import summarize_run
+from aps_pipeline.upload import upload_models
+from aps_pipeline.validation import validate_files
+from aps_results.db import make_engine
+from aps_results.migrate import upgrade
+
+FORMATS = {"svf2": ["ifc", "obj"], "svf": ["ifc", "obj"]}  # what the emulator translates (no formats GET)
+APS_BUCKET = "model-test-bucket"
+MAP_LENGTH = 1024
+WAIT_ROUNDS = 6  # manifest polls per URN before the wait's deadline
+WAIT_ROUND_SECONDS = 30.0  # emulator (and verdict) clock per round: translations take TRANSLATION_SECONDS
+TRANSLATION_SECONDS = 20.0
+NOT_FOUND_GRACE = 60.0
+CLIENT_TIMEOUT = 2.0
+S3_KEY_BYTES = 1024  # seconds: a latency fault above it is a timeout
+
+
+class StepKilled(BaseException):
+    """The step's worker died here (injected)."""
+
+
+@dataclass
+class Services:
+    """The session's real services, shared by every example (each example gets its own database,
+    bucket or folder, and a reset emulator)."""
+
+    postgres: LocalPostgres
+    s3_server: S3Server
+    emulator: EmulatorServer
+    tmp: Path
+    template_db: str = ""
+
+    def fresh_database(self, name: str) -> str:
+        """A new database at the head migration: a copy of a migrated template (migrating each is slow)."""
+        import psycopg
+
+        if not self.template_db:
+            self.template_db = f"model_tpl_{uuid.uuid4().hex[:8]}"
+            upgrade(self.postgres.create_database(self.template_db))
+        with psycopg.connect(self.postgres.dsn(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template_db}"')
+        return self.postgres.url(name)
+
+    def drop_database(self, name: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.postgres.dsn(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class KillSwitch:
+    """Counts a step's SQL statements and landing calls; raises StepKilled from the armed one on."""
+
+    def __init__(self) -> None:
+        self.after: int | None = None
+        self.calls = 0
+        self.fired = False
+
+    def arm(self, after: int | None) -> None:
+        self.after, self.calls, self.fired = after, 0, False
+
+    def tick(self) -> None:
+        if self.after is None:
+            return
+        self.calls += 1
+        if self.calls > self.after:
+            self.fired = True
+            raise StepKilled(f"killed at call {self.calls}")
+
+
+class KillableLanding:
+    """A landing whose every call first asks the kill switch (the steps see a plain Landing)."""
+
+    def __init__(self, landing: Landing, switch: KillSwitch) -> None:
+        self._landing = landing
+        self._switch = switch
+
+    @property
+    def location(self) -> str:
+        return self._landing.location
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._landing, name)
+        if not callable(target) or name == "url":
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._switch.tick()
+            return target(*args, **kwargs)
+
+        return call
+
+
+@dataclass
+class ApsFaults:
+    """Faults the driver applies itself (the emulator's own switches go through its control API)."""
+
+    refuse_tokens: bool = False  # clients get a wrong secret: the token endpoint answers 401
+    poll_status: int | None = None  # the wait's manifest GETs answer 400 or 403
+
+
+class PipelineDriver:
+    """One example's world: its database, landing, two pipelines and the emulator; and the steps' calls."""
+
+    def __init__(self, services: Services, landing_kind: str = "s3") -> None:
+        self.services = services
+        self.emulator = services.emulator
+        self.example = uuid.uuid4().hex[:10]
+        self.db_name = f"model_{self.example}"
+        self.engine: Engine = make_engine(services.fresh_database(self.db_name), pool_size=8, max_overflow=8)
+        self.switch = KillSwitch()
+        event.listen(self.engine, "before_cursor_execute", lambda *a, **k: self.switch.tick())
+        self.raw_landing = self._landing(landing_kind)
+        self.landing = KillableLanding(self.raw_landing, self.switch)
+        self.faults = ApsFaults()
+        self.client_timeout = CLIENT_TIMEOUT
+        self._clients: dict[bool, APSClient] = {}
+        self.emulator.reset()
+        self.emulator.configure(translation_seconds=TRANSLATION_SECONDS, retry_after_seconds=0)
+        place = ({"bucket": self.raw_landing.location} if isinstance(self.raw_landing, S3Landing)
+                 else {"path": self.raw_landing.location})
+        common = {"aps": {"bucket_key": APS_BUCKET, "region": "US"}, "max_file_size": "1MB",
+                  "read_concurrency": 4, "upload_concurrency": 3, "load_concurrency": 2}
+        self.pipelines = {
+            "a": PipelineConfig.model_validate({
+                **common, "name": "model_a",
+                "landing": {**place, "prefix": "incoming/", "quarantine_prefix": "quarantine/"}}),
+            # Other output formats: another translation of the same bytes.
+            "b": PipelineConfig.model_validate({
+                **common, "name": "model_b", "output_formats": [{"type": "svf", "views": ["3d"]}],
+                "landing": {**place, "prefix": "other/", "quarantine_prefix": "quarantine-b/"}}),
+        }
+        with self.client() as aps:
+            aps.oss.ensure_bucket(APS_BUCKET)
+
+    def _landing(self, kind: str) -> Landing:
+        if kind == "local":
+            root = self.services.tmp / f"landing-{self.example}"
+            root.mkdir()
+            return LocalLanding(root)
+        bucket = f"model-{self.example}"
+        self.services.s3_server.make_bucket(bucket)
+        return S3Landing(self.services.s3_server.client(), bucket)
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self.engine.dispose()
+        self.services.drop_database(self.db_name)
+
+    # -- the world outside the pipeline -------------------------------------------------------------
+
+    def put(self, key: str, body: bytes, metadata: dict[str, str] | None = None) -> None:
+        self.raw_landing.put(key, body, metadata=metadata)
+
+    def delete(self, key: str) -> None:
+        if isinstance(self.raw_landing, S3Landing):
+            self.services.s3_server.client().delete_object(Bucket=self.raw_landing.location, Key=key)
+        else:
+            os.remove(Path(self.raw_landing.location) / key)
+
+    def quarantinable(self, pipeline_key: str, key: str) -> bool:
+        """Whether a rejected file of this key gets quarantine keys S3 can hold (run ids stay below r999)."""
+        target = quarantine_key(self.pipelines[pipeline_key], "r999", key) + REASON_SUFFIX
+        return len(target.encode("utf-8", "surrogatepass")) <= S3_KEY_BYTES
+
+    def delete_sidecar(self, key: str) -> None:
+        sidecar = key + ".meta.json"
+        with suppress(LandingError):  # none could be there: a key too long, a name no folder holds
+            if self.etag_of(sidecar) is not None:
+                self.delete(sidecar)
+
+    def etag_of(self, key: str) -> str | None:
+        from aps_landing import ObjectChanged
+
+        try:
+            return self.raw_landing.head(key).etag
+        except ObjectChanged:
+            return None
+
+    def configure_emulator(self, **settings: Any) -> None:
+        self.emulator.configure(**settings)
+
+    def clear_faults(self) -> None:
+        self.emulator.configure(fault_429_rate=0.0, fault_429_operations=[], fault_5xx_burst=0, latency_ms=0,
+                                latency_operations=[])
+        self.faults = ApsFaults()
+
+    def delete_manifest(self, urn: str) -> None:
+        with self.client() as aps, suppress(APSError):  # APSError: already gone
+            aps.derivative.delete_manifest(urn)
+
+    def emulator_stats(self) -> dict[str, Any]:
+        return self.emulator.stats()
+
+    @contextmanager
+    def client(self) -> Iterator[APSClient]:
+        """The APS client a task would build from its connection (one per credentials: building one costs
+        ~0.1 s of TLS set-up, and a task's client is shared by its threads as this one is)."""
+        refused = self.faults.refuse_tokens
+        if refused not in self._clients:
+            secret = "wrong-secret" if refused else self.emulator.client_secret
+            config = APSConfig(client_id=self.emulator.client_id, client_secret=SecretStr(secret),
+                               base_url=self.emulator.base_url, timeout=self.client_timeout, max_attempts=3,
+                               backoff_initial=0.01, backoff_max=0.05, max_retry_seconds=5.0,
+                               poll_initial_delay=0.01, poll_max_delay=0.05, poll_timeout=20.0)
+            self._clients[refused] = APSClient(config)
+        yield self._clients[refused]
+
+    # -- the steps, as plugins/aps_ingest_tasks/tasks.py calls them -------------------------------------
+
+    @contextmanager
+    def killable(self, kill_after: int | None) -> Iterator[None]:
+        self.switch.arm(kill_after)
+        try:
+            yield
+        finally:
+            self.switch.arm(None)
+
+    def discover(self, pipeline: PipelineConfig, run_id: str, live: Callable[[str], bool]) -> dict[str, Any]:
+        return discover_files(self.landing, self.engine, pipeline, run_id, run_is_active=live)
+
+    def validate(self, pipeline: PipelineConfig, run_id: str) -> dict[str, Any]:
+        return validate_files(self.landing, self.engine, pipeline, run_id, supported=FORMATS)
+
+    def quarantine(self, pipeline: PipelineConfig, run_id: str) -> dict[str, Any]:
+        return quarantine_rejected(self.landing, self.engine, pipeline, run_id)
+
+    def plan(self, pipeline: PipelineConfig, run_id: str) -> list[Any]:
+        return plan_batches(self.engine, pipeline, run_id, max_map_length=MAP_LENGTH)
+
+    def upload(self, pipeline: PipelineConfig, run_id: str, models: list[Any],
+               last_attempt: bool) -> list[Any]:
+        with self.client() as aps:
+            uploaded, failures = upload_models(aps, self.landing, self.engine, models, pipeline=pipeline.name,
+                                               run_id=run_id, concurrency=pipeline.upload_concurrency)
+        end_failed_models(self.engine, failures, run_id, pipeline=pipeline.name, step="upload",
+                          last_attempt=last_attempt)
+        return uploaded
+
+    def submit(self, pipeline: PipelineConfig, run_id: str, uploaded: list[Any], retried: bool,
+               last_attempt: bool) -> list[Any]:
+        with self.client() as aps:
+            submitted, failures = submit_models(aps, self.engine, uploaded, pipeline=pipeline.name,
+                                                run_id=run_id, formats=pipeline.job_formats(),
+                                                retried=retried, concurrency=pipeline.upload_concurrency)
+        end_failed_models(self.engine, failures, run_id, pipeline=pipeline.name, step="job submission",
+                          last_attempt=last_attempt)
+        return submitted
+
+    def wait(self, urns: list[str]) -> dict[str, dict[str, Any]]:
+        """What APSTranslationsSensor does, without Airflow: poll every URN's manifest, judged by
+        `manifest_verdict`, until each finished or the deadline (WAIT_ROUNDS) passed. The emulator's clock
+        moves WAIT_ROUND_SECONDS per round, so translations finish unless a fault keeps the wait from
+        seeing it."""
+        polls = {urn: ManifestPoll(urn, not_found_grace=NOT_FOUND_GRACE) for urn in urns}
+        statuses: dict[str, dict[str, Any]] = {}
+        now = 0.0
+        with self.client() as aps:
+            for _ in range(WAIT_ROUNDS):
+                for urn in [u for u in urns if u not in statuses]:
+                    outcome = self._poll(aps, urn)
+                    verdict = manifest_verdict(polls[urn], outcome, now)
+                    if verdict.state is not PollState.PENDING:
+                        statuses[urn] = waited_status(verdict)
+                if len(statuses) == len(urns):
+                    break
+                now += WAIT_ROUND_SECONDS
+                self.emulator.advance_clock(WAIT_ROUND_SECONDS)
+                time.sleep(0.01)
+        return {**{urn: deadline_status(polls[urn]) for urn in urns if urn not in statuses}, **statuses}
+
+    def _poll(self, aps: APSClient, urn: str) -> Any:
+        if self.faults.poll_status is not None:
+            # A 400 or 403 on a poll: a malformed URN gets APS's 400; a token without data:read its 403.
+            urn = "not~a~urn" if self.faults.poll_status == 400 else urn
+            if self.faults.poll_status == 403:
+                with self._read_refused_client() as refused:
+                    return self._get_manifest(refused, urn)
+        return self._get_manifest(aps, urn)
+
+    def _read_refused_client(self) -> APSClient:
+        config = APSConfig(client_id=self.emulator.client_id,
+                           client_secret=SecretStr(self.emulator.client_secret),
+                           base_url=self.emulator.base_url, timeout=CLIENT_TIMEOUT, max_attempts=2,
+                           backoff_initial=0.01, backoff_max=0.05, scopes=("bucket:read",))
+        return APSClient(config)
+
+    @staticmethod
+    def _get_manifest(aps: APSClient, urn: str) -> Any:
+        try:
+            return aps.derivative.manifest(urn)
+        except APSError as exc:
+            return exc
+
+    def settle(self, pipeline: PipelineConfig, run_id: str, models: list[Any],
+               verdicts: dict[str, dict[str, Any]], last_attempt: bool) -> list[dict[str, Any]]:
+        # `verdicts` (the wait's statuses by URN) are not taken by settle_models yet: the change that makes
+        # settlement take them passes them here.
+        del verdicts
+        with self.client() as aps:
+            return settle_models(aps, self.engine, [m["model_id"] for m in models], run_id,
+                                 pipeline=pipeline.name, last_attempt=last_attempt,
+                                 max_load_attempts=pipeline.max_load_attempts,
+                                 concurrency=pipeline.load_concurrency)
+
+    def summarize(self, pipeline: PipelineConfig, run_id: str) -> dict[str, Any]:
+        return summarize_run(self.engine, pipeline.name, run_id)
+
+
+# -- one DAG run -------------------------------------------------------------------------------------
+
+HEAD_STEPS = ("discover", "validate", "quarantine", "plan")
+
+
+@dataclass
+class StepOutcome:
+    step: str
+    tried: int
+    error: BaseException | None = None
+    killed: bool = False
+
+
+@dataclass
+class SimulatedRun:
+    """One DAG run of a pipeline, one task try at a time (`advance`), as Airflow's scheduler would run it."""
+
+    driver: PipelineDriver
+    pipeline_key: str
+    run_id: str
+    is_live: Callable[[str], bool]
+    quiet: bool = False  # started after the faults stopped
+    steps: list[str] = field(default_factory=lambda: [*HEAD_STEPS])
+    position: int = 0
+    tries: int = 0  # of the current step
+    failed_steps: list[str] = field(default_factory=list)
+    batches: list[Any] = field(default_factory=list)
+    uploaded: dict[int, list[Any]] = field(default_factory=dict)
+    submitted: dict[int, list[Any]] = field(default_factory=dict)
+    verdicts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    claimed: set[int] = field(default_factory=set)
+    summary: dict[str, Any] | None = None
+    summary_error: BaseException | None = None
+    kills: Counter[str] = field(default_factory=Counter)  # killed tries per step name
+    errors: list[str] = field(default_factory=list)  # why each failed try failed
+
+    @property
+    def pipeline(self) -> PipelineConfig:
+        return self.driver.pipelines[self.pipeline_key]
+
+    @property
+    def finished(self) -> bool:
+        return self.position >= len(self.steps)
+
+    @property
+    def current(self) -> str:
+        return self.steps[self.position]
+
+    def advance(self, kill_after: int | None = None) -> StepOutcome:
+        """Run one try of the current step; on success or its last failed try, move to the next step."""
+        step = self.current
+        self.tries += 1
+        last_attempt = self.tries > self.pipeline.retries
+        outcome = StepOutcome(step, self.tries)
+        try:
+            with self.driver.killable(kill_after):
+                self._run(step, last_attempt)
+        except StepKilled as exc:
+            outcome.error, outcome.killed = exc, True
+            self.kills[step.partition(":")[0]] += 1
+        except Exception as exc:  # a task failure: Airflow retries it, or fails it on its last try
+            outcome.error = exc
+            self.errors.append(f"{step}: {type(exc).__name__}: {str(exc)[:200]}")
+        if outcome.error is None or last_attempt:
+            if outcome.error is not None:
+                self._fail(step)
+            self.position += 1
+            self.tries = 0
+        return outcome
+
+    def _fail(self, step: str) -> None:
+        """A task failed for good: what its downstream tasks do by their trigger rules."""
+        self.failed_steps.append(step)
+        name, _, index = step.partition(":")
+        if name in HEAD_STEPS:  # the batch group never expands; the summary still runs (all_done)
+            self.steps = [*self.steps[: self.position + 1], "summary"]
+        elif name in ("upload", "submit"):  # the rest of the group is upstream_failed but load_models
+            self.steps = [s for s in self.steps if s not in (f"submit:{index}", f"wait:{index}")
+                          or self.steps.index(s) <= self.position]
+
+    def _run(self, step: str, last_attempt: bool) -> None:
+        d, p, run = self.driver, self.pipeline, self.run_id
+        name, _, raw_index = step.partition(":")
+        i = int(raw_index) if raw_index else -1
+        if name == "discover":
+            result = d.discover(p, run, self.is_live)
+            self.claimed.update(result["file_ids"])
+        elif name == "validate":
+            d.validate(p, run)
+        elif name == "quarantine":
+            d.quarantine(p, run)
+        elif name == "plan":
+            self.batches = d.plan(p, run)
+            for b in range(len(self.batches)):
+                self.steps += [f"upload:{b}", f"submit:{b}", f"wait:{b}", f"load:{b}"]
+            self.steps.append("summary")
+        elif name == "upload":
+            self.uploaded[i] = d.upload(p, run, self.batches[i]["models"], last_attempt)
+        elif name == "submit":
+            self.submitted[i] = d.submit(p, run, self.uploaded.get(i, []), retried=self.tries > 1,
+                                         last_attempt=last_attempt)
+        elif name == "wait":
+            self.verdicts[i] = d.wait([s["urn"] for s in self.submitted.get(i, [])])
+        elif name == "load":
+            d.settle(p, run, self.batches[i]["models"], self.verdicts.get(i, {}), last_attempt)
+        elif name == "summary":
+            try:
+                self.summary = d.summarize(p, run)
+            except Exception as exc:  # files without a terminal state: the run fails, a later run finishes
+                self.summary_error = exc
+                raise
+        else:
+            raise AssertionError(step)
