@@ -341,12 +341,11 @@ class PipelineDriver:
 
     def settle(self, pipeline: PipelineConfig, run_id: str, models: list[Any],
                verdicts: dict[str, dict[str, Any]], last_attempt: bool) -> list[dict[str, Any]]:
-        # `verdicts` (the wait's statuses by URN) are not taken by settle_models yet: the change that makes
-        # settlement take them passes them here.
-        del verdicts
+        # The wait's statuses by URN drive the settlement, as the DAG passes the sensor's result.
         with self.client() as aps:
             return settle_models(aps, self.engine, [m["model_id"] for m in models], run_id,
-                                 pipeline=pipeline.name, last_attempt=last_attempt,
+                                 pipeline=pipeline.name, last_attempt=last_attempt, verdicts=verdicts,
+                                 translation_timeout=pipeline.translation_timeout,
                                  max_load_attempts=pipeline.max_load_attempts,
                                  concurrency=pipeline.load_concurrency)
 

@@ -36,13 +36,7 @@ from tests.model.hostile import PYTHON_REFUSES, hostile_sidecars, odd_key_names
 
 #: Findings of issue 20 whose fixes are not merged yet: their cases are not generated (see module doc).
 KNOWN_OPEN: set[str] = {
-    "hostile_sidecar_json",  # (1) a sidecar Python's json refuses (huge int, deep nesting) stops discovery
-    "unquarantinable_key",  # (2) a rejected file whose quarantine key is too long fails every later run
-    "early_wait_end_timeout",  # (3) a wait ended early (400/403 poll, token refusal) recorded as TIMEOUT
     "expired_source_object",  # (4) the emulator has no bucket retention yet: not generated at all
-    "overlapping_runs_same_content",  # (5) two live runs holding the same bytes upload twice
-    "model_identity_formats",  # (6) the same bytes in two pipelines with other output formats share a model
-    "sidecar_after_file",  # (7) a sidecar landing after its file was claimed never re-opens the rejection
     "event_only_drops",  # (8) event-only pipelines: the model drives listings only (no event-only runs)
     # Found by this machine (not among the review's findings):
     "nul_in_key",  # a key holding NUL (S3 takes it): discovery's registry lookup fails, every run, for good

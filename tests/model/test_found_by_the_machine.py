@@ -46,6 +46,7 @@ def test_a_job_posted_again_for_a_crashed_runs_lost_job_is_a_new_attempt(driver:
         attempts = session.execute(select(Translation.attempt, Translation.run_id, Translation.status)
                                    .order_by(Translation.attempt)).all()
     assert job_posts(driver) == 2
-    assert [tuple(a) for a in attempts] == [(1, "r1", "submitted"), (2, "r2", "success")]
+    # The new attempt closes the dead run's (failed, code `replaced`): no attempt stays `submitted` for ever.
+    assert [tuple(a) for a in attempts] == [(1, "r1", "failed"), (2, "r2", "success")]
     assert second.summary is not None
     assert second.summary["loaded"] == 1
