@@ -44,7 +44,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -68,7 +68,7 @@ from aps_pipeline.boundary import (
     storable_text,
 )
 from aps_pipeline.config import PipelineConfig
-from aps_pipeline.late_sidecars import LandedSidecar, late_sidecar_files
+from aps_pipeline.late_sidecars import SIDECAR_ETAG_KEY, LandedSidecar, late_sidecar_files
 from aps_pipeline.metadata import (
     ERROR_KEY,
     MAX_SIDECAR_BYTES,
@@ -274,6 +274,20 @@ def _read_candidate(landing: Landing, listed: ListedObject, head: ObjectHead | N
                      metadata=metadata)
 
 
+def _with_judged_sidecars(candidates: list[Candidate], sidecars: list[LandedSidecar]) -> list[Candidate]:
+    """Note on each candidate read from a sidecar which version of it discovery read (its ETag as listed):
+    that sidecar is judged with the file, so its "arrival" in a later listing re-opens nothing
+    (late_sidecars: only a sidecar version the file never saw does)."""
+    etags = {sidecar.key: sidecar.etag for sidecar in sidecars}
+    judged = []
+    for candidate in candidates:
+        etag = etags.get(candidate.listed.key + SIDECAR_SUFFIX)
+        if etag is not None and candidate.metadata.get(SOURCE_KEY) == "sidecar":
+            candidate = replace(candidate, metadata={**candidate.metadata, SIDECAR_ETAG_KEY: etag})
+        judged.append(candidate)
+    return judged
+
+
 def discover_files(
     landing: Landing,
     engine: Engine,
@@ -315,7 +329,7 @@ def discover_files(
     new_objects = [o for o in listed if (o.key, o.etag) not in known]
     inspected = _in_parallel(lambda o: _inspect(landing, o, landed.heads.get(o.key)), new_objects[:room],
                              pipeline.read_concurrency)
-    candidates = [c for c in inspected if c is not None]  # in the listing's order
+    candidates = _with_judged_sidecars([c for c in inspected if c is not None], landed.sidecars)
     late = late_sidecar_files(landing, engine, pipeline, landed.sidecars, read_metadata)
 
     with engine.begin() as connection:

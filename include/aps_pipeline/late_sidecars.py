@@ -12,9 +12,9 @@ same bytes gives the same ETag, so nothing would ever re-claim it. So a sidecar'
   `metadata` (a file rejected for anything else stays rejected);
 - the sidecar arrived no earlier than the file was discovered (less a little clock slack) and at most
   `sidecar_grace_seconds` after;
-- the file is still the version that was rejected (one HEAD), and this sidecar version (its ETag) has not
-  re-opened it before (`_sidecar_etag` in the stored metadata), so a bad sidecar is judged once, not on
-  every run.
+- the file is still the version that was rejected (one HEAD), and this sidecar version (its ETag) is not
+  the one the file was judged with (`_sidecar_etag` in the stored metadata: discovery notes the sidecar it
+  read, and a re-open the sidecar that re-opened it), so a bad sidecar is judged once, not on every run.
 
 The file then goes back to `discovered` with the metadata read now, claimed by this run (the same row: its
 history stays), and the later steps validate it as any other.

@@ -223,6 +223,23 @@ def test_a_sidecar_landing_after_its_file_reopens_the_metadata_rejection(
     assert again["reopened"] == 0
 
 
+def test_a_bad_sidecar_that_landed_with_its_file_is_judged_once_and_reopens_nothing(
+    landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig
+) -> None:
+    """Found by the model-based test: a file and its (too deeply nested) sidecar land together; the file is
+    rejected for that sidecar; a later listing sees the same sidecar "arrive" within the grace and must not
+    re-open the rejection (a terminal state changes only through a reprocess, or a sidecar it never saw)."""
+    pipeline = landing_pipeline.model_copy(update={"sidecar_grace_seconds": 600})
+    landing.put("incoming/bad.obj.meta.json", DEEP_NESTING)
+    landing.put("incoming/bad.obj", b"v 0 0 0\n")
+    discover_files(landing, results_engine, pipeline, "run-1")
+    validate_files(landing, results_engine, pipeline, "run-1", supported=SUPPORTED)
+    assert files_by_key(results_engine)["incoming/bad.obj"].state == FileState.REJECTED
+
+    assert discover_files(landing, results_engine, pipeline, "run-2")["reopened"] == 0
+    assert files_by_key(results_engine)["incoming/bad.obj"].state == FileState.REJECTED
+
+
 def test_a_sidecar_after_the_grace_or_a_rejection_for_another_reason_reopens_nothing(
     landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig
 ) -> None:
