@@ -99,6 +99,8 @@ class World:
     terminal: dict[int, str] = field(default_factory=dict)  # file id -> terminal state seen
     holder: dict[int, str | None] = field(default_factory=dict)  # file id -> run id seen
     loaded_models: set[int] = field(default_factory=set)
+    # keys whose sidecar landed after them: their metadata rejection may be re-opened, once (issue 20, 7)
+    late_sidecar_keys: set[str] = field(default_factory=set)
     disturbed: bool = False  # a fault or a kill happened: a valid file may end failed (with its reason)
 
 
@@ -213,6 +215,7 @@ class PipelineMachine(RuleBasedStateMachine):
         if is_open("sidecar_after_file") and self._version_claimed(key):
             return
         self.driver.put(key + ".meta.json", b'{"project": "late"}')
+        self.world.late_sidecar_keys.add(key)
         entry = self.world.landed[key]
         entry.kind, entry.metadata_ok = "late_sidecar", True
 
@@ -361,6 +364,12 @@ class PipelineMachine(RuleBasedStateMachine):
             if state in TERMINAL:
                 assert run_id is not None, f"{where}: terminal but no run holds it: no summary counts it"
             seen = self.world.terminal.get(file_id)
+            if seen == FileState.REJECTED.value and state != seen and key in self.world.late_sidecar_keys:
+                # The one sanctioned way out of `rejected` besides a reprocess: a sidecar that landed after
+                # its file re-opens the metadata rejection, once per sidecar.
+                self.world.late_sidecar_keys.discard(key)
+                del self.world.terminal[file_id]
+                seen = None
             assert seen is None or seen == state, f"{where}: terminal {seen} changed without a reprocess"
             if state in TERMINAL:
                 self.world.terminal[file_id] = state
