@@ -101,6 +101,7 @@ class World:
     loaded_models: set[int] = field(default_factory=set)
     # keys whose sidecar landed after them: their metadata rejection may be re-opened, once (issue 20, 7)
     late_sidecar_keys: set[str] = field(default_factory=set)
+    reopened_from: Counter[str] = field(default_factory=Counter)  # run id -> its rejected files re-opened
     disturbed: bool = False  # a fault or a kill happened: a valid file may end failed (with its reason)
 
 
@@ -370,6 +371,9 @@ class PipelineMachine(RuleBasedStateMachine):
                 self.world.late_sidecar_keys.discard(key)
                 del self.world.terminal[file_id]
                 seen = None
+                rejected_by = self.world.holder.get(file_id)
+                if rejected_by is not None:  # its summary counted it rejected; the file now moves on
+                    self.world.reopened_from[rejected_by] += 1
             assert seen is None or seen == state, f"{where}: terminal {seen} changed without a reprocess"
             if state in TERMINAL:
                 self.world.terminal[file_id] = state
@@ -418,7 +422,10 @@ class PipelineMachine(RuleBasedStateMachine):
                     select(File.state, func.count()).where(File.pipeline == summary.pipeline,
                                                            File.run_id == summary.run_id)
                     .group_by(File.state)).all())
-                found = (counts.get("loaded", 0), counts.get("rejected", 0), counts.get("failed", 0))
+                # A late sidecar's re-open moves a rejected file to a later run after this summary counted it.
+                reopened = self.world.reopened_from[summary.run_id]
+                found = (counts.get("loaded", 0), counts.get("rejected", 0) + reopened,
+                         counts.get("failed", 0))
                 assert found == (summary.loaded, summary.rejected, summary.failed), (
                     f"run {summary.run_id}'s summary counted (loaded, rejected, failed) "
                     f"{summary.loaded, summary.rejected, summary.failed}, its files now {counts}")
