@@ -22,7 +22,11 @@ def test_a_429_storm_is_counted_as_throttled_answers_and_retries(emulator: Emula
         emulator.configure(fault_429_rate=0.0)
         aps.derivative.formats()
     assert stat(emulator, "formats 429", "responses") == 3
-    assert CALL_STATS.since(before) == {"answers": 4, "throttled": 3, "retries": 2}
+    counted = CALL_STATS.since(before)
+    # Three 429s, two retries between them; answers: those and the last call's (a token refresh, when an
+    # earlier test of this worker reset the emulator, adds its own).
+    assert (counted["throttled"], counted["retries"]) == (3, 2)
+    assert counted["answers"] >= 4
 
 
 async def test_the_async_client_counts_alike(emulator: EmulatorServer) -> None:
@@ -34,4 +38,6 @@ async def test_the_async_client_counts_alike(emulator: EmulatorServer) -> None:
         with pytest.raises(APSRateLimitedError):
             await aps.derivative.formats()
         emulator.configure(fault_429_rate=0.0)
-    assert CALL_STATS.since(before) == {"answers": 2, "throttled": 2, "retries": 1}
+    counted = CALL_STATS.since(before)
+    assert (counted["throttled"], counted["retries"]) == (2, 1)
+    assert counted["answers"] >= 2
