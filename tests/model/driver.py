@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 
 from aps_client import APSClient, APSConfig
 from aps_client.derivative import (
@@ -58,6 +58,9 @@ WAIT_ROUND_SECONDS = 30.0  # emulator (and verdict) clock per round: translation
 TRANSLATION_SECONDS = 20.0
 NOT_FOUND_GRACE = 60.0
 CLIENT_TIMEOUT = 2.0
+# The runs here take turns in one thread: a run waiting for another's claim could never see it released, so
+# it does not wait (ModelClaimed: the step fails, as a task does after its wait, and is retried).
+CLAIM_WAIT = 0.0
 S3_KEY_BYTES = 1024  # seconds: a latency fault above it is a timeout
 
 
@@ -279,7 +282,8 @@ class PipelineDriver:
                last_attempt: bool) -> list[Any]:
         with self.client() as aps:
             uploaded, failures = upload_models(aps, self.landing, self.engine, models, pipeline=pipeline.name,
-                                               run_id=run_id, concurrency=pipeline.upload_concurrency)
+                                               run_id=run_id, concurrency=pipeline.upload_concurrency,
+                                               claim_wait=CLAIM_WAIT)
         end_failed_models(self.engine, failures, run_id, pipeline=pipeline.name, step="upload",
                           last_attempt=last_attempt)
         return uploaded
@@ -289,7 +293,8 @@ class PipelineDriver:
         with self.client() as aps:
             submitted, failures = submit_models(aps, self.engine, uploaded, pipeline=pipeline.name,
                                                 run_id=run_id, formats=pipeline.job_formats(),
-                                                retried=retried, concurrency=pipeline.upload_concurrency)
+                                                retried=retried, concurrency=pipeline.upload_concurrency,
+                                                claim_wait=CLAIM_WAIT)
         end_failed_models(self.engine, failures, run_id, pipeline=pipeline.name, step="job submission",
                           last_attempt=last_attempt)
         return submitted
@@ -348,6 +353,12 @@ class PipelineDriver:
                                  translation_timeout=pipeline.translation_timeout,
                                  max_load_attempts=pipeline.max_load_attempts,
                                  concurrency=pipeline.load_concurrency)
+
+    def let_claims_expire(self) -> None:
+        """Age every claim past its lease, as the hour between scheduled runs does."""
+        with self.engine.begin() as connection:
+            connection.execute(text("UPDATE aps.models SET claimed_at = claimed_at - interval '1 day' "
+                                    "WHERE claimed_at IS NOT NULL"))
 
     def summarize(self, pipeline: PipelineConfig, run_id: str) -> dict[str, Any]:
         return summarize_run(self.engine, pipeline.name, run_id)
