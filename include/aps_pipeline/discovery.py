@@ -330,7 +330,8 @@ def discover_files(
     inspected = _in_parallel(lambda o: _inspect(landing, o, landed.heads.get(o.key)), new_objects[:room],
                              pipeline.read_concurrency)
     candidates = _with_judged_sidecars([c for c in inspected if c is not None], landed.sidecars)
-    late = late_sidecar_files(landing, engine, pipeline, landed.sidecars, read_metadata)
+    late = late_sidecar_files(landing, engine, pipeline, landed.sidecars, read_metadata,
+                              lambda run: run != run_id and run_is_active(run))
 
     with engine.begin() as connection:
         reopened = set(registry.reopen_rejected_files(connection, pipeline.name, run_id, late))

@@ -83,7 +83,7 @@ ReadMetadata = Callable[[Landing, str, dict[str, str]], dict[str, Any]]
 
 def late_sidecar_files(
     landing: Landing, engine: Engine, pipeline: PipelineConfig, sidecars: Iterable[LandedSidecar],
-    read_metadata: ReadMetadata,
+    read_metadata: ReadMetadata, run_is_active: Callable[[str], bool] = lambda run_id: False,
 ) -> list[registry.ReopenedFile]:
     """The files whose metadata rejection the landed `sidecars` re-open, with their metadata read now
     (`read_metadata`: discovery's own reader, passed in so that there is one)."""
@@ -98,6 +98,8 @@ def late_sidecar_files(
                                                  keys[start : start + LOOKUP_CHUNK])]
     for row in rows:
         sidecar = by_file[row.s3_key]
+        if row.run_id is not None and run_is_active(row.run_id):
+            continue  # the run that rejected it is still at work: its summary counts it; a later run re-opens
         if (row.meta or {}).get(SIDECAR_ETAG_KEY) == sidecar.etag:
             continue  # this sidecar version was judged already
         if not row.discovered_at - CLOCK_SLACK <= sidecar.arrived <= row.discovered_at + grace:

@@ -240,6 +240,23 @@ def test_a_bad_sidecar_that_landed_with_its_file_is_judged_once_and_reopens_noth
     assert files_by_key(results_engine)["incoming/bad.obj"].state == FileState.REJECTED
 
 
+def test_a_late_sidecar_never_takes_a_file_from_the_live_run_that_rejected_it(
+    landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig
+) -> None:
+    """Found by the model-based test's soak (seed 472633442): the rejecting run, still at work, would lose the
+    file its summary must count. A later run re-opens it once that run has ended."""
+    pipeline = landing_pipeline.model_copy(update={"sidecar_grace_seconds": 600})
+    rejected = _rejected_for_missing_metadata(landing, results_engine, pipeline)
+    landing.put("incoming/early.obj.meta.json", b'{"project": "late"}')
+    live = discover_files(landing, results_engine, pipeline, "run-2",
+                          run_is_active=lambda run: run == "run-1")
+    assert live["reopened"] == 0
+    assert files_by_key(results_engine)["incoming/early.obj"].run_id == "run-1"
+    ended = discover_files(landing, results_engine, pipeline, "run-3", run_is_active=lambda run: False)
+    assert ended["reopened"] == 1
+    assert rejected.id in ended["file_ids"]
+
+
 def test_a_sidecar_after_the_grace_or_a_rejection_for_another_reason_reopens_nothing(
     landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig
 ) -> None:
