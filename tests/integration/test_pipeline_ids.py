@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from aps_results.run_report import run_report
 from aps_run_page.web import _templates
 from aps_samples import generate_ifc, generate_obj
 from aps_samples.ids import fire_rating_ids
+from tests.fixtures.client import wait_for_manifest
 from tests.fixtures.pipeline import landing, landing_pipeline, read_object
 from tests.fixtures.results import results_engine
 
@@ -82,9 +82,7 @@ def load(aps: APSClient, engine: Engine, pipeline: PipelineConfig, run_id: str, 
     with engine.begin() as connection:
         registry.update_model(connection, model["model_id"], object_id=details.object_id, urn=urn)
         registry.start_translation(connection, model["model_id"], run_id=run_id)
-    deadline = time.monotonic() + 120
-    while not aps.derivative.manifest(urn).is_finished and time.monotonic() < deadline:
-        time.sleep(0.3)
+    wait_for_manifest(aps, urn, timeout=120)
     return fetch_and_load(aps, engine, model["model_id"], run_id, pipeline=pipeline.name)
 
 

@@ -13,7 +13,6 @@ happens (work already running in another thread may finish, as a real worker's i
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -317,8 +316,7 @@ class PipelineDriver:
                 if len(statuses) == len(urns):
                     break
                 now += WAIT_ROUND_SECONDS
-                self.emulator.advance_clock(WAIT_ROUND_SECONDS)
-                time.sleep(0.01)
+                self.emulator.advance_clock(WAIT_ROUND_SECONDS)  # synchronous: the next poll sees it
         return {**{urn: deadline_status(polls[urn]) for urn in urns if urn not in statuses}, **statuses}
 
     def _poll(self, aps: APSClient, urn: str) -> Any:
