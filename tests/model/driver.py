@@ -57,6 +57,7 @@ WAIT_ROUND_SECONDS = 30.0  # emulator (and verdict) clock per round: translation
 TRANSLATION_SECONDS = 20.0
 NOT_FOUND_GRACE = 60.0
 CLIENT_TIMEOUT = 2.0
+DAY_AND_AN_HOUR = 25 * 3600.0  # past OSS's 24-hour retention of transient objects (aps-api.md)
 # The runs here take turns in one thread: a run waiting for another's claim could never see it released, so
 # it does not wait (ModelClaimed: the step fails, as a task does after its wait, and is retried).
 CLAIM_WAIT = 0.0
@@ -233,6 +234,9 @@ class PipelineDriver:
         self.emulator.configure(fault_429_rate=0.0, fault_429_operations=[], fault_5xx_burst=0, latency_ms=0,
                                 latency_operations=[])
         self.faults = ApsFaults()
+
+    def a_day_passes_at_aps(self) -> None:
+        self.emulator.advance_clock(DAY_AND_AN_HOUR)
 
     def delete_manifest(self, urn: str) -> None:
         with self.client() as aps, suppress(APSError):  # APSError: already gone

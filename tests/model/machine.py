@@ -39,9 +39,6 @@ from tests.model.hostile import PYTHON_REFUSES, hostile_sidecars, odd_key_names
 #: unquarantinable keys, early wait ends, overlapping runs, model identity, late sidecars) and the NUL key
 #: this machine found are generated: their fixes are merged.
 KNOWN_OPEN: set[str] = {
-    # (4) no rule here expires OSS objects yet (the emulator can: `transient_retention_seconds`; the finding's
-    # own test is tests/integration/test_source_retention.py).
-    "expired_source_object",
     # (8) event-only pipelines are refused when the pipelines file is read; the model drives listings only.
     "event_only_drops",
 }
@@ -284,6 +281,15 @@ class PipelineMachine(RuleBasedStateMachine):
             return  # a wait that cannot poll ends early: the open finding (3)
         self.world.disturbed = True
         self.driver.faults.refuse_tokens = True
+
+    @timed_rule()
+    def a_day_passes_at_aps(self) -> None:
+        """A day passes on APS's clock: every transient OSS object expires (finding 4), translations in
+        progress end, tokens and signed URLs lapse. A later copy of loaded content must upload it again."""
+        if is_open("expired_source_object"):
+            return
+        self.world.disturbed = True
+        self.driver.a_day_passes_at_aps()
 
     @timed_rule()
     def clear_faults(self) -> None:
