@@ -400,6 +400,9 @@ class SimulatedRun:
     summary: dict[str, Any] | None = None
     summary_error: BaseException | None = None
     kills: Counter[str] = field(default_factory=Counter)  # killed tries per step name
+    # Models a killed upload or submit try had in flight: the step works on them concurrently, so one kill
+    # can leave each of them done at APS and not yet recorded (its retry records them without sending again).
+    killed_in_flight: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)  # why each failed try failed
 
     @property
@@ -425,7 +428,9 @@ class SimulatedRun:
                 self._run(step, last_attempt)
         except StepKilled as exc:
             outcome.error, outcome.killed = exc, True
-            self.kills[step.partition(":")[0]] += 1
+            name, _, index = step.partition(":")
+            self.kills[name] += 1
+            self.killed_in_flight[name] += len(self._step_models(name, int(index or -1)))
         except Exception as exc:  # a task failure: Airflow retries it, or fails it on its last try
             outcome.error = exc
             self.errors.append(f"{step}: {type(exc).__name__}: {str(exc)[:200]}")
@@ -435,6 +440,11 @@ class SimulatedRun:
             self.position += 1
             self.tries = 0
         return outcome
+
+    def _step_models(self, name: str, index: int) -> list[Any]:
+        if name == "upload":
+            return list(self.batches[index]["models"])
+        return list(self.uploaded.get(index, [])) if name == "submit" else []
 
     def _fail(self, step: str) -> None:
         """A task failed for good: what its downstream tasks do by their trigger rules."""

@@ -412,14 +412,14 @@ class PipelineMachine(RuleBasedStateMachine):
                                     .where(Model.object_id.is_not(None)))
             attempts = session.scalar(select(func.count()).select_from(Translation))
         runs = [*self.live.values(), *self.ended.values()]
-        # A try killed after APS answered and before the registry recorded it leaves one unrecorded (the
-        # retry must then not send again): each killed try may account for one.
-        killed_uploads = sum(r.kills["upload"] for r in runs)
-        killed_submits = sum(r.kills["submit"] for r in runs)
+        # A try killed after APS answered and before the registry recorded it leaves what it had in flight
+        # unrecorded (the retry must then not send again): each model of a killed try may account for one.
+        killed_uploads = sum(r.killed_in_flight["upload"] for r in runs)
+        killed_submits = sum(r.killed_in_flight["submit"] for r in runs)
         assert completes <= models + killed_uploads, (
-            f"{completes} uploads completed for {models} models ({killed_uploads} upload tries killed)")
+            f"{completes} uploads completed for {models} models ({killed_uploads} in killed upload tries)")
         assert jobs <= attempts + killed_submits, (
-            f"{jobs} job POSTs for {attempts} attempts ({killed_submits} submit tries killed)")
+            f"{jobs} job POSTs for {attempts} attempts ({killed_submits} in killed submit tries)")
 
     @invariant()
     def summaries_count_their_files(self) -> None:

@@ -6,12 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from aps_devstack import EmulatorServer, LocalPostgres, S3Server
 from aps_results.models import Model, Translation
-from aps_samples import generate_ifc
+from aps_samples import generate_ifc, generate_obj
 from tests.model.driver import PipelineDriver, Services, SimulatedRun
 
 
@@ -50,3 +50,29 @@ def test_a_job_posted_again_for_a_crashed_runs_lost_job_is_a_new_attempt(driver:
     assert [tuple(a) for a in attempts] == [(1, "r1", "failed"), (2, "r2", "success")]
     assert second.summary is not None
     assert second.summary["loaded"] == 1
+
+
+def test_a_submit_try_killed_with_three_jobs_in_flight_records_all_three_on_its_retry_without_posting_again(
+    driver: PipelineDriver,
+) -> None:
+    """Seed 3801321324 of the soak: the submit step POSTs a batch's jobs concurrently, so a worker killed
+    mid-step can leave every one of them POSTed and unrecorded (the model had allowed one per killed try).
+    The retry finds each job in APS's manifest and records it: three POSTs, three attempts, three loads."""
+    for n in (8, 17, 24):
+        driver.put(f"incoming/v/obj-{n}.obj", generate_obj(n).data, metadata={"project": "p"})
+    run = SimulatedRun(driver, "a", "r1", lambda run_id: True)
+    while run.current != "submit:0":
+        assert run.advance().error is None
+    killed = run.advance(kill_after=9)
+    assert killed.killed
+    with Session(driver.engine) as session:
+        assert session.scalar(select(func.count()).select_from(Translation)) == 0
+    assert job_posts(driver) == 3 == run.killed_in_flight["submit"]
+
+    while not run.finished:
+        assert run.advance().error is None, run.errors
+    with Session(driver.engine) as session:
+        assert session.scalar(select(func.count()).select_from(Translation)) == 3
+    assert job_posts(driver) == 3
+    assert run.summary is not None
+    assert run.summary["loaded"] == 3
