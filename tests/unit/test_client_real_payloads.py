@@ -62,9 +62,10 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "manifest_rvt_svf2_link_arc": {"status": "success", "finished": True, "percent": 100, "roles": {"3d"}},
     "views_rvt_master_view_and_sheet": {"roles": ["3d", "3d", "2d"], "master": ["New Construction"]},
     "tree_iam_a5": {"named": {1: "A5", 4: "Box", 8: "Box"}, "parents": {4: 3, 8: 7, 6: 5, 1: None}},
-    # No GlobalId expectation here: these Inventor externalIds are 22 base-64 characters and are read as IFC
-    # GlobalIds (aps_results.records.ifc_global_id); see the corpus README.
-    "properties_iam_a5": {"external_ids": {1: "mou0zG8ViUOsqUzhb4TUiA", 6: "2Iu0zG8ViUOsqUzhb4TUiA"}},
+    # These Inventor externalIds are 22 characters of IFC's base-64 alphabet, and no GlobalId: only an IFC
+    # source's externalId is its GlobalId (the sidecar's `source_format`).
+    "properties_iam_a5": {"external_ids": {1: "mou0zG8ViUOsqUzhb4TUiA", 6: "2Iu0zG8ViUOsqUzhb4TUiA"},
+                          "global_ids": {1: None, 2: None, 6: None}},
     "properties_rvt_query_paginated": {
         "external_ids": {438: "d85573c2-f8d5-46ae-966a-ac82fa18f500-00066187"}, "global_ids": {438: None}},
     "oss_objects_page_ordered": {"keys": ["file-0001", "file-0010"], "sizes": [9, 9]},
@@ -189,11 +190,12 @@ def _tree(name: str, body: dict[str, Any]) -> None:
 
 def _properties(name: str, body: dict[str, Any]) -> None:
     collection = body["data"]["collection"]
+    source_format = _load(name)[1]["source_format"]  # the translated file's format: only IFC has GlobalIds
     parsed = list(properties_from_chunks(_chunks(body)))
     assert [(p.objectid, p.external_id, p.name, p.properties) for p in parsed] == [
         (c["objectid"], c.get("externalId"), c.get("name") or "", c.get("properties") or {})
         for c in collection]
-    records = {r.object_id: r for r in properties_from_aps("v", collection)}
+    records = {r.object_id: r for r in properties_from_aps("v", collection, source_format=source_format)}
     expected = EXPECTED.get(name, {})
     for objectid, external_id in expected.get("external_ids", {}).items():
         assert records[objectid].external_id == external_id
