@@ -70,8 +70,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "external_ids": {438: "d85573c2-f8d5-46ae-966a-ac82fa18f500-00066187"}, "global_ids": {438: None}},
     "oss_objects_page_ordered": {"keys": ["file-0001", "file-0010"], "sizes": [9, 9]},
     "oss_objects_page_unordered": {"keys": ["file-0061", "file-0098", "file-0067"], "sizes": [0, 0, 0]},
-    # 2015's list wrote `createDate`; Bucket reads `createdDate` (bucket details), so the date is not read.
-    "oss_buckets_list_2015": {"buckets": [("test-bucket-000", "temporary", None)]},
+    # 2015's list wrote `createDate` where bucket details write `createdDate`: both are the creation date.
+    "oss_buckets_list_2015": {"buckets": [("test-bucket-000", "temporary", 1445334118731)]},
     "webhook_hooks_page": {"page_state": "AMMAEACAtgALYWRzay53aXBkZXYNZnMuZmlsZS5hZGRlZAZmb2xkZXIydXJuOmFk"
                                           "c2sud2lwcWE6ZnMuZm9sZGVyOmNvLlRSM253QUtoVFNDQ0x0azY0VE52Q2cydXJu"
                                           "OmFkc2sud2lwcWE6ZnMuZm9sZGVyOmNvLlRSM253QUtoVFNDQ0x0azY0VE52Q2ct"
