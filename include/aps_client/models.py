@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -41,9 +42,18 @@ class Token(BaseModel):
 class Bucket(APSModel):
     bucket_key: str
     bucket_owner: str | None = None
-    created_date: int | None = None
+    # Epoch milliseconds: bucket details (and today's list) write `createdDate`, older lists `createDate`.
+    created_date: int | None = Field(
+        default=None, validation_alias=AliasChoices("createdDate", "createDate", "created_date"))
     permissions: list[dict[str, Any]] = Field(default_factory=list)
     policy_key: str | None = None
+
+    @property
+    def created_at(self) -> datetime | None:
+        """When the bucket was created (UTC), if APS said."""
+        if self.created_date is None:
+            return None
+        return datetime.fromtimestamp(self.created_date / 1000, UTC)
 
 
 class ObjectDetails(APSModel):

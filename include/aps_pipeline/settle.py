@@ -41,6 +41,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -49,6 +50,7 @@ from aps_client import Manifest, ModelView, ObjectProperties, TreeEntry
 from aps_client.derivative import DEADLINE_EXCEEDED
 from aps_client.errors import APSError, APSNotFoundError
 from aps_pipeline.batch import ModelWorkFailed, for_each_model
+from aps_pipeline.checks import extension_of
 from aps_pipeline.claims import let_go, model_holder
 from aps_pipeline.config import MAX_LOAD_ATTEMPTS, PipelineConfig
 from aps_results import records, registry
@@ -212,9 +214,16 @@ def _tree_node(view_guid: str, entry: TreeEntry) -> records.TreeNode:
                             parent_object_id=entry.parent, depth=entry.depth)
 
 
-def _object_properties(view_guid: str, item: ObjectProperties) -> records.ObjectProperties:
+def _object_properties(source_format: str | None, view_guid: str,
+                       item: ObjectProperties) -> records.ObjectProperties:
     return records.ObjectProperties(view_guid, item.objectid, item.external_id, item.name or None,
-                                    item.properties)
+                                    item.properties, source_format)
+
+
+def _source_format(model: registry.ModelRecord) -> str | None:
+    """The translated file's format: the extension of the OSS object APS translated (`<sha256>.<ext>`, see
+    `dedupe.object_key_for`); it tells whether externalIds can be IFC GlobalIds."""
+    return (extension_of(model.object_key) or None) if model.object_key else None
 
 
 def _per_view(model_id: int, views: list[ModelView], read: Callable[[str], Iterator[T]],
@@ -283,7 +292,7 @@ def _load(aps: Any, engine: Engine, snapshot: registry.ModelSnapshot, manifest: 
             tree=_per_view(model.id, views, lambda guid: aps.derivative.iter_object_tree(
                 model.urn, guid, region=model.region), _tree_node),
             properties=_per_view(model.id, views, lambda guid: aps.derivative.iter_properties(
-                model.urn, guid, region=model.region), _object_properties),
+                model.urn, guid, region=model.region), partial(_object_properties, _source_format(model))),
             thumbnail=thumbnail, manifest=manifest.model_dump(mode="json", by_alias=True),
             before_commit=finish,
         )

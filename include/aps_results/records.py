@@ -60,18 +60,23 @@ ThumbnailImage = record_type("ThumbnailImage", Thumbnail.__table__, "The model's
 
 @dataclass(frozen=True, slots=True)
 class ObjectProperties:
-    """One entry of GET .../properties `collection`: APS's nested `{category: {name: value}}` as is."""
+    """One entry of GET .../properties `collection`: APS's nested `{category: {name: value}}` as is.
+
+    `source_format`: the translated file's extension (`ifc`, `rvt`, ...), None when unknown; it decides
+    whether the externalId can be an IFC GlobalId (see `ifc_global_id`).
+    """
 
     view_guid: str
     object_id: int
     external_id: str | None
     name: str | None
     properties: Mapping[str, Any]
+    source_format: str | None = None
 
     @property
     def global_id(self) -> str | None:
         """The object's IFC GlobalId, if it has one (see `ifc_global_id`)."""
-        return ifc_global_id(self.external_id, self.properties)
+        return ifc_global_id(self.external_id, self.properties, source_format=self.source_format)
 
 
 # --- IFC element identity ----------------------------------------------------------------------------------
@@ -99,9 +104,21 @@ def _named(mapping: Mapping[str, Any], names: tuple[str, ...]) -> Iterator[Any]:
     return (value for key, value in mapping.items() if str(key).strip().lower() in names)
 
 
-def ifc_global_id(external_id: str | None, properties: Mapping[str, Any]) -> str | None:
-    """The IFC GlobalId of an object: its externalId when that is one, else the one its properties carry."""
-    if external_id and IFC_GLOBAL_ID.fullmatch(external_id):
+def is_ifc_source(source_format: str | None) -> bool:
+    """Whether a translated file of this format (its extension, any case, with or without the dot) is IFC."""
+    return (source_format or "").strip().lstrip(".").lower() == "ifc"
+
+
+def ifc_global_id(external_id: str | None, properties: Mapping[str, Any], *,
+                  source_format: str | None) -> str | None:
+    """The IFC GlobalId of an object, if it has one.
+
+    For an IFC source, APS's externalId is the GlobalId when it has a GlobalId's shape (newer conversions;
+    older ones write positional paths like `0/0/1`). Other sources have externalIds of that shape too
+    (Inventor's are 22 base-64 characters), so for them, and when the format is unknown, only a GlobalId
+    property counts: the element's own (`IFC` category), an uncategorised one, or Revit's `IfcGUID`.
+    """
+    if is_ifc_source(source_format) and external_id and IFC_GLOBAL_ID.fullmatch(external_id):
         return external_id
     candidates: list[Any] = []
     for category, values in properties.items():
@@ -204,9 +221,9 @@ def tree_from_aps(view_guid: str, objects: Iterable[Mapping[str, Any]]) -> Itera
 
 
 def properties_from_aps(
-    view_guid: str, collection: Iterable[Mapping[str, Any]]
+    view_guid: str, collection: Iterable[Mapping[str, Any]], *, source_format: str | None = None
 ) -> Iterator[ObjectProperties]:
-    """From GET .../metadata/{guid}/properties `data.collection`."""
+    """From GET .../metadata/{guid}/properties `data.collection` of a translated `source_format` file."""
     for item in collection:
         yield ObjectProperties(
             view_guid=view_guid,
@@ -214,6 +231,7 @@ def properties_from_aps(
             external_id=item.get("externalId"),
             name=item.get("name"),
             properties=item.get("properties") or {},
+            source_format=source_format,
         )
 
 

@@ -81,7 +81,7 @@ def test_property_answers_use_lists_uncategorised_values_and_positional_ids_and_
     for answer in answers:
         items = list(properties_from_chunks(_chunks(answer)))
         assert {item.objectid for item in items} == set(expected)
-        for record in properties_from_aps(guid, answer["data"]["collection"]):
+        for record in properties_from_aps(guid, answer["data"]["collection"], source_format="ifc"):
             assert record.global_id == expected[record.object_id]  # one way or the other, the GlobalId
             global_id = expected[record.object_id]
             if global_id is not None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from structlog.testing import capture_logs
 
 from aps_client import APSClient, APSConfig, clear_token_cache
 from aps_client.wait_policy import WaitPolicy
@@ -311,6 +312,19 @@ def test_operators_upload_from_s3_and_start_translation(
     assert emulator.stats()["requests"]["job"] == 1
     with APSHook().get_client() as aps:
         assert aps.derivative.manifest(urn).status in ("pending", "inprogress", "success")
+
+
+def test_create_bucket_logs_when_the_existing_bucket_was_created(
+    aps_conn: str, emulator: EmulatorServer
+) -> None:
+    APSCreateBucketOperator(task_id="bucket", bucket_key="provider-dated").execute(context={})
+    with capture_logs() as logs:  # operators log through structlog in Airflow 3
+        APSCreateBucketOperator(task_id="bucket", bucket_key="provider-dated").execute(context={})
+    with APSHook().get_client() as aps:
+        created = aps.oss.bucket_details("provider-dated").created_at
+    assert created is not None
+    line = f"APS bucket provider-dated is ready (policy transient, created {created.isoformat()})"
+    assert line in [entry["event"] % entry.get("positional_args", ()) for entry in logs]
 
 
 def test_rerun_after_a_crash_neither_uploads_nor_submits_again(

@@ -39,7 +39,7 @@ def test_the_loader_records_the_globalid_of_ifc_elements_with_positional_externa
         model_id,
         views=[ViewRecord(guid=VIEW, name="3D", role="3d")],
         tree=tree,
-        properties=properties_from_aps(VIEW, collection),
+        properties=properties_from_aps(VIEW, collection, source_format="ifc"),
     )
     with results_engine.connect() as conn:
         rows = dict(

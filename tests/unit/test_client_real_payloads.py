@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from aps_client.derivative import summarize_messages
+from aps_client.derivative import start_job_flow, summarize_messages
 from aps_client.derivative_readers import properties_from_chunks, tree_entries_from_chunks
 from aps_client.errors import APSConflictError
 from aps_client.models import (
@@ -33,6 +33,7 @@ from aps_client.models import (
     TreeNode,
 )
 from aps_client.transport import RequestSpec
+from aps_client.urn import from_urn
 from aps_client.webhooks import create_hook_flow, list_hooks_flow
 from aps_results.records import properties_from_aps
 
@@ -62,21 +63,28 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "manifest_rvt_svf2_link_arc": {"status": "success", "finished": True, "percent": 100, "roles": {"3d"}},
     "views_rvt_master_view_and_sheet": {"roles": ["3d", "3d", "2d"], "master": ["New Construction"]},
     "tree_iam_a5": {"named": {1: "A5", 4: "Box", 8: "Box"}, "parents": {4: 3, 8: 7, 6: 5, 1: None}},
-    # No GlobalId expectation here: these Inventor externalIds are 22 base-64 characters and are read as IFC
-    # GlobalIds (aps_results.records.ifc_global_id); see the corpus README.
-    "properties_iam_a5": {"external_ids": {1: "mou0zG8ViUOsqUzhb4TUiA", 6: "2Iu0zG8ViUOsqUzhb4TUiA"}},
+    # These Inventor externalIds are 22 characters of IFC's base-64 alphabet, and no GlobalId: only an IFC
+    # source's externalId is its GlobalId (the sidecar's `source_format`).
+    "properties_iam_a5": {"external_ids": {1: "mou0zG8ViUOsqUzhb4TUiA", 6: "2Iu0zG8ViUOsqUzhb4TUiA"},
+                          "global_ids": {1: None, 2: None, 6: None}},
     "properties_rvt_query_paginated": {
         "external_ids": {438: "d85573c2-f8d5-46ae-966a-ac82fa18f500-00066187"}, "global_ids": {438: None}},
     "oss_objects_page_ordered": {"keys": ["file-0001", "file-0010"], "sizes": [9, 9]},
     "oss_objects_page_unordered": {"keys": ["file-0061", "file-0098", "file-0067"], "sizes": [0, 0, 0]},
-    # 2015's list wrote `createDate`; Bucket reads `createdDate` (bucket details), so the date is not read.
-    "oss_buckets_list_2015": {"buckets": [("test-bucket-000", "temporary", None)]},
+    # 2015's list wrote `createDate` where bucket details write `createdDate`: both are the creation date.
+    "oss_buckets_list_2015": {"buckets": [("test-bucket-000", "temporary", 1445334118731)]},
     "webhook_hooks_page": {"page_state": "AMMAEACAtgALYWRzay53aXBkZXYNZnMuZmlsZS5hZGRlZAZmb2xkZXIydXJuOmFk"
                                           "c2sud2lwcWE6ZnMuZm9sZGVyOmNvLlRSM253QUtoVFNDQ0x0azY0VE52Q2cydXJu"
                                           "OmFkc2sud2lwcWE6ZnMuZm9sZGVyOmNvLlRSM253QUtoVFNDQ0x0azY0VE52Q2ct"
                                           "aHR0cDovL2FwaS53ZWJob29raW5ib3guY29tL2kvM0l6eGlLZndmL2luL3gy8H__"
                                           "__3wf____Twpc5_2RqlBtCsLMPJlT9kABA=="},
     "webhook_hook_details": {"hook_id": "05f10350-991a-11e7-8cd7-91969336b9c2"},
+    # The answer's URN has no '=' padding where the request's had one; both name the same object.
+    "job_obj_svf_2016": {"object_id": "urn:adsk.objects:os.object:cyrille-20161025/Au.obj",
+                         "formats": ["svf"]},
+    "derivative_dwg_failed_invalid_file": {
+        "messages": [("error", "AutoCAD-InvalidFile", ["recover the file in AutoCAD"]),
+                     ("error", "TranslationWorker-InternalFailure", ["-1073741831"])]},
 }
 
 
@@ -189,11 +197,12 @@ def _tree(name: str, body: dict[str, Any]) -> None:
 
 def _properties(name: str, body: dict[str, Any]) -> None:
     collection = body["data"]["collection"]
+    source_format = _load(name)[1]["source_format"]  # the translated file's format: only IFC has GlobalIds
     parsed = list(properties_from_chunks(_chunks(body)))
     assert [(p.objectid, p.external_id, p.name, p.properties) for p in parsed] == [
         (c["objectid"], c.get("externalId"), c.get("name") or "", c.get("properties") or {})
         for c in collection]
-    records = {r.object_id: r for r in properties_from_aps("v", collection)}
+    records = {r.object_id: r for r in properties_from_aps("v", collection, source_format=source_format)}
     expected = EXPECTED.get(name, {})
     for objectid, external_id in expected.get("external_ids", {}).items():
         assert records[objectid].external_id == external_id
@@ -273,9 +282,19 @@ def _oss_signed_upload(_: str, body: dict[str, Any]) -> None:
     assert isinstance(body["urls"], list)  # what aps_client.upload reads from the batch
 
 
-def _job(_: str, body: dict[str, Any]) -> None:
-    job = JobAccepted.model_validate(body)
+def _job(name: str, body: dict[str, Any]) -> None:
+    submitted = body["urn"] + "=" * (-len(body["urn"]) % 4)  # what a client may have sent: padded
+    requests, job = _drive(start_job_flow(submitted, "US", [{"type": "svf", "views": ["2d", "3d"]}], False,
+                                          None, None), [httpx.Response(200, json=body)])
+    assert isinstance(job, JobAccepted)
+    assert len(requests) == 1
     assert (job.urn, job.result, job.accepted_jobs) == (body["urn"], body["result"], body["acceptedJobs"])
+    assert job.register_keys == body.get("registerKeys", [])
+    assert not job.already_translated
+    expected = EXPECTED.get(name, {})
+    assert from_urn(job.urn) == from_urn(submitted) == expected.get("object_id", from_urn(job.urn))
+    formats = [fmt["type"] for fmt in (job.accepted_jobs or {})["output"]["formats"]]
+    assert formats == expected.get("formats", formats)
 
 
 def _webhook(name: str, body: dict[str, Any]) -> None:
@@ -304,14 +323,27 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
     "webhook_hook": _webhook_hook,
 }
 
-# Kinds with a check but, for now, no payload under an open licence (issue 26): the job POST answer, the
-# signed S3 upload batch and the extraction.finished callback. Their earlier payloads were Autodesk
-# documentation examples without an open licence. A payload added for one of these takes it out of this set.
-WITHOUT_OPEN_PAYLOAD = {"job", "oss_signed_upload", "webhook_callback"}
+# Kinds with a check but, for now, no payload we may keep (issue 26). A payload added for one of these takes
+# it out of this set. Looked in: Autodesk's SDK and sample repositories (autodesk-platform-services/*, incl.
+# aps-sdk-openapi, aps-tutorial-postman; Autodesk-Forge/*, incl. forge-tutorial-postman and the SDK issue
+# trackers), ADN's blog archive (ADN-DevTech/typepad-migration-dump), cyrillef/*, petrbroz/*, the Go client,
+# and code and issue search for registerKeys, uploadKey, EXTRACTION_FINISHED and signeds3upload bodies.
+WITHOUT_OPEN_PAYLOAD = {
+    # Only in Autodesk's docs ("Upload a file" tutorials, aps.autodesk.com) and copies of them without a
+    # licence; no captured batch in an open repository or issue.
+    "oss_signed_upload",
+    # Only the APS docs' examples (aps.autodesk.com/en/docs/webhooks/v1/reference/callback/
+    # model_derivative_events/extraction.finished and the webhooks guide), under Autodesk's website terms.
+    "webhook_callback",
+}
+# Source formats with a manifest check but no manifest payload we may keep: an IFC or NWD manifest was found
+# only as screenshots in issues (petrbroz/vscode-forge-tools#106, #121) and in Autodesk's docs.
+MANIFEST_FORMATS_WITHOUT_PAYLOAD = {"ifc", "nwd"}
+MANIFEST_KINDS = {"manifest", "derivative", "manifest_node"}
 
 
 def test_the_corpus_is_large_enough_and_every_fixture_names_its_source_and_licence() -> None:
-    assert len(FIXTURES) >= 27
+    assert len(FIXTURES) >= 30
     kinds = set()
     for name in FIXTURES:
         _, source = _load(name)
@@ -321,6 +353,15 @@ def test_the_corpus_is_large_enough_and_every_fixture_names_its_source_and_licen
         kinds.add(source["kind"])
     assert kinds == set(CHECKS) - WITHOUT_OPEN_PAYLOAD
     assert set(EXPECTED) <= set(FIXTURES)
+
+
+def test_the_manifests_cover_the_pipeline_s_main_source_formats() -> None:
+    sources = [_load(name)[1] for name in FIXTURES]
+    covered = {source["source_format"] for source in sources if source["kind"] in MANIFEST_KINDS}
+    assert {"rvt", "dwg", "iam", "f3d"} <= covered
+    assert not covered & MANIFEST_FORMATS_WITHOUT_PAYLOAD  # a payload found takes its format out of the set
+    # Property payloads name their source's format: only an IFC source's externalIds can be GlobalIds.
+    assert all(source.get("source_format") for source in sources if source["kind"] == "properties")
 
 
 @pytest.mark.parametrize("name", FIXTURES)

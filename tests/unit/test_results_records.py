@@ -10,6 +10,7 @@ from aps_results.records import (
     ViewRecord,
     derivatives_from_manifest,
     flatten_properties,
+    ifc_global_id,
     parse_number,
     properties_from_aps,
     property_value,
@@ -123,3 +124,37 @@ def test_derivatives_from_manifest_flattens_children_with_their_output_type() ->
         ("g-3d", None, "svf2", "3d"), ("g-gfx", "g-3d", "svf2", "graphics"),
     ]
     assert list(derivatives_from_manifest({})) == []
+
+
+# Inventor's externalIds are 22 characters of IFC's base-64 alphabet too (A5.iam, Autodesk's own example):
+# only an IFC source's externalId is its GlobalId.
+INVENTOR_EXTERNAL_ID = "2Iu0zG8ViUOsqUzhb4TUiA"
+
+
+@pytest.mark.parametrize("source_format", ["iam", "rvt", "dwg", "nwd", None])
+def test_a_non_ifc_external_id_of_22_base64_characters_is_not_a_global_id(source_format: str | None) -> None:
+    item = {"objectid": 6, "name": "Box", "externalId": INVENTOR_EXTERNAL_ID,
+            "properties": {"Name": "Box", "Mass Properties": {"Volume": "8000 millimeter^3"}}}
+    (record,) = properties_from_aps("v", [item], source_format=source_format)
+    assert record.external_id == INVENTOR_EXTERNAL_ID
+    assert record.global_id is None
+    assert ifc_global_id(INVENTOR_EXTERNAL_ID, item["properties"], source_format=source_format) is None
+
+
+@pytest.mark.parametrize("properties", [
+    {"Identity Data": {"IfcGUID": "1KdUotrl53Kw8knBQlDKyf"}},  # Revit's shared parameter
+    {"IFC Parameters": {"IfcGUID": ["1KdUotrl53Kw8knBQlDKyf"]}},  # a list value
+    {"GlobalId": "1KdUotrl53Kw8knBQlDKyf"},  # uncategorised
+])
+def test_a_non_ifc_source_takes_the_global_id_from_its_properties(properties: dict[str, object]) -> None:
+    assert ifc_global_id(INVENTOR_EXTERNAL_ID, properties, source_format="rvt") == "1KdUotrl53Kw8knBQlDKyf"
+
+
+@pytest.mark.parametrize("source_format", ["ifc", "IFC", ".ifc"])
+def test_an_ifc_source_takes_its_external_id_as_global_id(source_format: str) -> None:
+    (record,) = properties_from_aps("v", [{"objectid": 9, "externalId": "3vB2YO$MX4xv5uCqZZG05x",
+                                           "properties": {}}], source_format=source_format)
+    assert record.global_id == "3vB2YO$MX4xv5uCqZZG05x"
+    # The GlobalId of the element itself still wins over a positional externalId (older IFC conversions).
+    assert ifc_global_id("0/0/1", {"IFC": {"GLOBALID": ["20NmXiEJT6rAHgkxlCGBtf"]}},
+                         source_format=source_format) == "20NmXiEJT6rAHgkxlCGBtf"

@@ -51,8 +51,10 @@ class APSCreateBucketOperator(APSBaseOperator):
             except APSForbiddenError as exc:
                 # Another application owns the key (or the credentials lack a scope): retrying cannot help.
                 raise AirflowFailException(str(exc)) from exc
-        self.log.info("APS bucket %s is ready (policy %s)", bucket.bucket_key,
-                      bucket.policy_key or self.policy)
+        # The creation date tells a bucket this application made long ago from one just (re)made.
+        created = bucket.created_at.isoformat() if bucket.created_at else "unknown"
+        self.log.info("APS bucket %s is ready (policy %s, created %s)", bucket.bucket_key,
+                      bucket.policy_key or self.policy, created)
         return bucket.bucket_key
 
 
