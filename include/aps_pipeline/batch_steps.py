@@ -1,4 +1,4 @@
-"""A batch's steps as the ingest DAG's mapped tasks run them: upload and submit in one task, settle in another.
+"""A batch's steps as the ingest DAG's mapped tasks run them: upload and submit in one task, then settle.
 
     submitted = upload_and_submit(aps, landing, engine, models, pipeline=config, run_id=..., force=False,
                                   retried=False, last_attempt=False)

@@ -41,6 +41,7 @@ class Step:
     name: str
     run: Callable[[], Any]
     blocking: bool = True  # a failure stops the steps after it (else, on the last attempt, they go on)
+    summary: Callable[[Any], Any] = lambda result: result  # what is recorded and logged of its result
 
 
 @dataclass
@@ -50,13 +51,14 @@ class StepOutcome:
     seconds: float = 0.0
     result: Any = None
     error: str | None = None
+    summary: Any = None
 
     def as_primitives(self) -> dict[str, Any]:
         done: dict[str, Any] = {"state": self.state, "seconds": round(self.seconds, 3)}
         if self.error is not None:
             done["error"] = self.error
         elif self.state == SUCCESS:
-            done["result"] = self.result
+            done["result"] = self.summary
         return done
 
 
@@ -95,8 +97,8 @@ def run_steps(
     section: Callable[[str], AbstractContextManager[None]] = _no_section,
     record: Callable[[StepOutcomes], None] = lambda outcomes: None,
 ) -> StepOutcomes:
-    """Run `steps` in order (see the module's docstring); `record` is called with the outcomes after every
-    step, so what happened is kept whether the task ends well or not."""
+    """Run `steps` in order (see the module's docstring). `record` is given the outcomes once: when a step
+    fails (before the exception propagates) or after the last step, so they are kept either way."""
     outcomes = StepOutcomes([StepOutcome(step.name) for step in steps])
     for step, outcome in zip(steps, outcomes.steps, strict=True):
         started = time.monotonic()
@@ -106,17 +108,18 @@ def run_steps(
             except Exception as exc:
                 outcome.state, outcome.error = FAILED, describe(exc)
                 outcome.seconds = time.monotonic() - started
-                record(outcomes)
                 goes_on = not step.blocking and last_attempt
                 logger.error("step %s failed in %.1fs: %s%s", step.name, outcome.seconds, outcome.error,
                              "; the steps after it go on, and the run will end failed" if goes_on else "")
                 if not goes_on:
+                    record(outcomes)
                     raise
                 continue
             outcome.state, outcome.seconds = SUCCESS, time.monotonic() - started
+            outcome.summary = step.summary(outcome.result)
             logger.info("step %s: %s in %.1fs: %s", step.name, outcome.state, outcome.seconds,
-                        _brief(outcome.result))
-            record(outcomes)
+                        _brief(outcome.summary))
+    record(outcomes)
     return outcomes
 
 

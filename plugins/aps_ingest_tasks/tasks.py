@@ -24,7 +24,7 @@ from aps_ingest_tasks.engines import results_engine
 from aps_ingest_tasks.metrics import counting_aps_calls
 from aps_pipeline.config import PipelineConfig, get_pipeline
 from aps_pipeline.labels import files_label
-from aps_pipeline.steps import Step, failed_steps, run_steps
+from aps_pipeline.steps import failed_steps, run_steps
 from aps_provider.base import APSConnection
 from aps_provider.links import run_page_url
 
@@ -111,14 +111,13 @@ def _run_is_active(run_id: str) -> bool:
     return live > 0
 
 
-def _ensure_aps_bucket(aps: APSClient, config: PipelineConfig, batches: list[ModelBatch]) -> str | None:
-    """The pipeline's OSS bucket exists (created, or already this application's); None: nothing to upload."""
+def _ensure_aps_bucket(aps: APSClient, config: PipelineConfig) -> str:
+    """The pipeline's OSS bucket exists (created, or already this application's)."""
     from aps_client.errors import APSForbiddenError
 
-    if not batches:
-        return None
     try:
-        bucket = aps.oss.ensure_bucket(config.aps.bucket_key, policy=config.aps.policy, region=config.aps.region)
+        bucket = aps.oss.ensure_bucket(config.aps.bucket_key, policy=config.aps.policy,
+                                       region=config.aps.region)
     except APSForbiddenError as exc:  # another application owns the key: retrying cannot help
         raise AirflowFailException(str(exc)) from exc
     return bucket.bucket_key
@@ -134,50 +133,32 @@ def _log_section(name: str) -> Iterator[None]:
         logger.info("::endgroup::")
 
 
-def _intake_steps(config: PipelineConfig, run_id: str, params: dict[str, Any], aps: APSClient) -> list[Step]:
-    """The steps before the batch group, in order, as `prepare_run` runs them."""
-    from airflow.sdk import conf
-
-    from aps_pipeline.batch import plan_batches
-    from aps_pipeline.discovery import discover_files
-    from aps_pipeline.quarantine import quarantine_rejected
-    from aps_pipeline.validation import validate_files
-
-    engine, landing = results_engine(config.results_conn_id), landing_of(config)
-    planned: list[ModelBatch] = []
-
-    def plan() -> list[ModelBatch]:
-        planned[:] = plan_batches(engine, config, run_id, force=bool(params.get("force")),
-                                  max_map_length=conf.getint("core", "max_map_length", fallback=1024))
-        return planned
-
-    return [
-        Step("check_results_schema", lambda: _check_results_schema(config)),
-        Step("discover_files", lambda: discover_files(
-            landing, engine, config, run_id, limit=params.get("limit"), prefix=params.get("prefix"),
-            keys=_event_keys(config), run_is_active=_run_is_active)),
-        Step("validate_files", lambda: validate_files(landing, engine, config, run_id, aps=aps)),
-        # What a failed quarantine leaves undone, a later run's quarantine takes up: the valid files go on.
-        Step("quarantine_rejected", lambda: quarantine_rejected(landing, engine, config, run_id),
-             blocking=False),
-        Step("plan_models", plan),
-        Step("ensure_aps_bucket", lambda: _ensure_aps_bucket(aps, config, planned)),
-    ]
-
-
 @task
 def prepare_run() -> list[ModelBatch]:
-    """The run's intake, one step after the other: check_results_schema, discover_files, validate_files,
-    quarantine_rejected, plan_models, ensure_aps_bucket (`aps_pipeline.steps`). Returns the run's models in
-    batches (the mapped `models` group's arguments). Each step logs its own section and one line with its
-    outcome, and every step's outcome is kept in the XCom `steps`; a step that fails fails the task."""
+    """The run's intake, one step after the other (`aps_pipeline.intake`): check_results_schema,
+    discover_files, validate_files, quarantine_rejected, plan_models, ensure_aps_bucket. Returns the run's
+    models in batches (the mapped `models` group's arguments). Each step logs its own section and one line
+    with its outcome, every step's outcome is kept in the XCom `steps`, and a step that fails fails the task
+    (`aps_pipeline.steps`)."""
+    from airflow.sdk import conf
+
+    from aps_pipeline.intake import PLAN_STEP, intake_steps
+
     config, run_id, params = _run()
     ti = get_current_context()["ti"]
+    engine = results_engine(config.results_conn_id)
     with _aps(config) as aps:
-        outcomes = run_steps(_intake_steps(config, run_id, params, aps), last_attempt=_tries()[1],
-                             section=_log_section,
+        steps = intake_steps(
+            landing_of(config), engine, config, run_id, aps=aps,
+            check_schema=lambda: _check_results_schema(config),
+            ensure_bucket=lambda: _ensure_aps_bucket(aps, config),
+            max_map_length=conf.getint("core", "max_map_length", fallback=1024),
+            event_keys=lambda: _event_keys(config), run_is_active=_run_is_active,
+            limit=params.get("limit"), prefix=params.get("prefix"), force=bool(params.get("force")),
+        )
+        outcomes = run_steps(steps, last_attempt=_tries()[1], section=_log_section,
                              record=lambda done: ti.xcom_push(STEPS_KEY, done.as_primitives()))
-    batches: list[ModelBatch] = outcomes.result("plan_models") or []
+    batches: list[ModelBatch] = outcomes.result(PLAN_STEP) or []
     ti.xcom_push(LABELS_KEY, [batch["label"] for batch in batches])
     return batches
 
