@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from aps_landing import Landing
+from aps_pipeline.claims import CLAIM_WAIT_SECONDS
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.dedupe import ModelPlan
 from aps_pipeline.settle import end_failed_models, settle_models
@@ -34,16 +35,16 @@ logger = logging.getLogger(__name__)
 
 def upload_and_submit(
     aps: Any, landing: Landing, engine: Engine, models: Sequence[ModelPlan], *, pipeline: PipelineConfig,
-    run_id: str, force: bool, retried: bool, last_attempt: bool,
+    run_id: str, force: bool, retried: bool, last_attempt: bool, claim_wait: float = CLAIM_WAIT_SECONDS,
 ) -> list[SubmittedModel]:
     """Upload the batch's models from the landing to APS OSS, then submit and record every job."""
     uploaded, failures = upload_models(aps, landing, engine, models, pipeline=pipeline.name, run_id=run_id,
-                                       concurrency=pipeline.upload_concurrency)
+                                       concurrency=pipeline.upload_concurrency, claim_wait=claim_wait)
     end_failed_models(engine, failures, run_id, pipeline=pipeline.name, step="upload",
                       last_attempt=last_attempt)
     submitted, failures = submit_models(aps, engine, uploaded, pipeline=pipeline.name, run_id=run_id,
                                         formats=pipeline.job_formats(), force=force, retried=retried,
-                                        concurrency=pipeline.upload_concurrency)
+                                        concurrency=pipeline.upload_concurrency, claim_wait=claim_wait)
     end_failed_models(engine, failures, run_id, pipeline=pipeline.name, step="job submission",
                       last_attempt=last_attempt)
     logger.info("%d of %d models uploaded, %d jobs submitted and recorded", len(uploaded), len(models),

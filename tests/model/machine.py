@@ -408,8 +408,9 @@ class PipelineMachine(RuleBasedStateMachine):
         runs = [*self.live.values(), *self.ended.values()]
         # A try killed after APS answered and before the registry recorded it leaves one unrecorded (the
         # retry must then not send again): each killed try may account for one.
-        killed_uploads = sum(r.kills["upload"] for r in runs)
-        killed_submits = sum(r.kills["submit"] for r in runs)
+        # upload_submit uploads, then submits: a killed try may be in either.
+        killed_uploads = sum(r.kills["upload_submit"] for r in runs)
+        killed_submits = sum(r.kills["upload_submit"] for r in runs)
         assert completes <= models + killed_uploads, (
             f"{completes} uploads completed for {models} models ({killed_uploads} upload tries killed)")
         assert jobs <= attempts + killed_submits, (
