@@ -12,7 +12,7 @@ translations cost no deferral) and loads what is still to load; nothing is sent 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, AirflowSensorTimeout
@@ -47,9 +47,12 @@ class WaitAndLoadOperator(APSTranslationsSensor):
         resume = super().resume_execution  # the trigger's event, or its failure (`__fail__`), lands here
         return self._load_after(context, lambda: resume(next_method, next_kwargs, context))
 
-    def _load_after(self, context: Context, wait: Callable[[], Any]) -> list[dict[str, Any]]:
+    def _load(self, verdicts: Mapping[str, Any] | None, *, last_attempt: bool) -> list[dict[str, Any]]:
         from aps_ingest_tasks.tasks import load_batch
 
+        return load_batch(self.models, verdicts, last_attempt=last_attempt)
+
+    def _load_after(self, context: Context, wait: Callable[[], Any]) -> list[dict[str, Any]]:
         ti = context["ti"]
         last_attempt = ti.try_number > ti.max_tries
         try:
@@ -62,11 +65,11 @@ class WaitAndLoadOperator(APSTranslationsSensor):
             self.log.error("The wait failed for good (%s: %s): settling each model on what APS says now",
                            type(exc).__name__, exc)
             try:
-                load_batch(self.models, None, last_attempt=True)
+                self._load(None, last_attempt=True)
             except Exception as settling:  # the wait's own error is the one to report
                 self.log.error("Settling the batch failed too: %s: %s", type(settling).__name__, settling)
             raise
         finished = sum(1 for verdict in verdicts.values() if verdict.get("status") == "success")
         self.log.info("The wait ended: %d of %d translations succeeded; loading the batch's %d models",
                       finished, len(verdicts), len(self.models))
-        return load_batch(self.models, verdicts, last_attempt=last_attempt)
+        return self._load(verdicts, last_attempt=last_attempt)
