@@ -266,7 +266,7 @@ class PipelineDriver:
             self.switch.arm(None)
 
     def intake(self, pipeline: PipelineConfig, run_id: str, live: Callable[[str], bool], last_attempt: bool,
-               claimed: set[int]) -> list[Any]:
+               claimed: set[int]) -> StepOutcomes:
         """prepare_run's steps (no schema check: the driver's database is current; the bucket is made once);
         the files discovery claimed go into `claimed` even when a later step fails."""
 
@@ -278,7 +278,7 @@ class PipelineDriver:
         steps = intake_steps(self.landing, self.engine, pipeline, run_id, check_schema=lambda: None,
                              ensure_bucket=lambda: None, max_map_length=MAP_LENGTH, run_is_active=live,
                              supported=FORMATS)
-        return list(run_steps(steps, last_attempt=last_attempt, record=record).result(PLAN_STEP))
+        return run_steps(steps, last_attempt=last_attempt, record=record)
 
     def upload_submit(self, pipeline: PipelineConfig, run_id: str, models: list[Any], retried: bool,
                       last_attempt: bool) -> list[Any]:
@@ -448,7 +448,10 @@ class SimulatedRun:
         name, _, raw_index = step.partition(":")
         i = int(raw_index) if raw_index else -1
         if name == "intake":
-            self.batches = d.intake(p, run, self.is_live, last_attempt, self.claimed)
+            outcomes = d.intake(p, run, self.is_live, last_attempt, self.claimed)
+            self.batches = list(outcomes.result(PLAN_STEP))
+            # A non-blocking step that failed for good (quarantine): the batches go on, the run ends failed.
+            self.failed_steps += [f"intake:{o.name}" for o in outcomes.failed]
             for b in range(len(self.batches)):
                 self.steps += [f"upload_submit:{b}", f"wait_load:{b}"]
             self.steps.append("summary")
