@@ -4,19 +4,22 @@
 One DAG per entry of the pipelines file (`include/aps_pipeline/pipelines.yaml`, or `$APS_PIPELINES_FILE`).
 Every run:
 
-1. **check_results_schema**: the results database is at the schema version this code expects.
-2. **discover_files**: claims new or changed objects under the landing prefix (params `prefix`, `limit`).
-3. **validate_files**: extension, size, magic bytes, safe key, metadata, batch expectations.
-4. **quarantine_rejected**: copies each rejected object beside a JSON reason; originals are never touched.
-5. **plan_models**: one model per distinct content (identical files are uploaded and translated once), in
-   batches of `models_per_task`; a backlog bigger than one run can map is left, in order, for the next run.
-6. **ensure_aps_bucket**, then per batch (**models** group, mapped, labelled with its files): upload the
-   validated versions to APS → submit and record every job → wait for all of them on the triggerer
-   (deferrable) → load each model's views, object tree, properties and thumbnail, or record why not.
-7. **write_run_summary**: counts per terminal state (loaded, rejected, failed), whatever happened upstream;
-   fails if any file has none.
-8. **publish_results**: emits the results asset for downstream DAGs, only when no step of the run failed;
-   a run whose schema check, discovery, validation, quarantine or planning failed ends failed.
+1. **prepare_run**, one step after the other (each in its own section of the task's log, with its outcome):
+   - **check_results_schema**: the results database is at the schema version this code expects;
+   - **discover_files**: claims new or changed objects under the landing prefix (params `prefix`, `limit`);
+   - **validate_files**: extension, size, magic bytes, safe key, metadata, batch expectations;
+   - **quarantine_rejected**: copies each rejected object beside a JSON reason; originals are never touched;
+   - **plan_models**: one model per distinct content (identical files are uploaded and translated once), in
+     batches of `models_per_task`; a backlog bigger than one run can map is left, in order, for the next run;
+   - **ensure_aps_bucket**.
+2. Per batch (**models** group, mapped, labelled with its files): **upload_and_submit** uploads the validated
+   versions to APS and submits and records every job → **wait_and_load** waits for all of them on the
+   triggerer (deferrable), then loads each model's views, object tree, properties and thumbnail, or records
+   why not.
+3. **finish_run**: counts per terminal state (loaded, rejected, failed), whatever happened upstream (fails if
+   any file has none: write_run_summary); then emits the results asset for downstream DAGs, only when no
+   step of the run failed; a run whose schema check, discovery, validation, quarantine, planning or batch
+   failed ends failed.
 
 Every file of a run, with its reason, views, counts and thumbnail, is on the run's **APS files** tab. The
 pipeline's `notify:` recipients hear about failed runs and runs that end with failed or rejected files.
@@ -33,9 +36,8 @@ from airflow.sdk import DAG, Asset, Param, task_group
 from aps_ingest_tasks import tasks
 from aps_ingest_tasks.notifications import notify_run_failed
 from aps_ingest_tasks.schedules import ingest_schedule
+from aps_ingest_tasks.wait_and_load import WaitAndLoadOperator
 from aps_pipeline.config import PipelineConfig, load_pipelines
-from aps_provider.operators.oss import APSCreateBucketOperator
-from aps_provider.sensors.derivative import APSTranslationsSensor
 
 
 def ingest_dag(pipeline: PipelineConfig) -> DAG:
@@ -64,43 +66,24 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
             "force": Param(False, type="boolean", description="re-translate content translated before"),
         },
     ) as dag:
-        # Every task of a batch, the sensor included (poke mode calls APS from a worker slot), takes a slot
-        # of the pipeline's pool: the pool bounds concurrent APS work. A deferred sensor holds no slot.
-        # The group's arguments are the keys of aps_pipeline.batch.ModelBatch (plan_models returns them);
+        # Every task of a batch, the wait included (poke mode calls APS from a worker slot), takes a slot of
+        # the pipeline's pool: the pool bounds concurrent APS work. A deferred wait holds no slot.
+        # The group's arguments are the keys of aps_pipeline.batch.ModelBatch (prepare_run returns them);
         # each mapped instance is labelled with its files' names.
         @task_group(group_id="models", default_args={
             "pool": pipeline.pool.name, "map_index_template": "{{ batch_label(ti) }}",
         })
         def process_batch(label, models):
-            submitted = tasks.submit_translations(tasks.upload_models(models))
-            wait = APSTranslationsSensor(
-                task_id="wait_for_translations", urns=submitted, region=pipeline.aps.region,
-                aps_conn_id=pipeline.aps_conn_id, wait_policy=pipeline.wait_policy.as_primitives(),
-                # One quick retry, only for Airflow's resume race (see FIRST_POLL_FLOOR): it looks again and
-                # finds the finished translations. Their outcomes are the load's to record, not a retry's.
-                fail_on_unsuccessful=False, retries=1, retry_delay=timedelta(seconds=5),
-                retry_exponential_backoff=False,
+            WaitAndLoadOperator(
+                task_id="wait_and_load", models=models, urns=tasks.upload_and_submit(models),
+                region=pipeline.aps.region, aps_conn_id=pipeline.aps_conn_id,
+                wait_policy=pipeline.wait_policy.as_primitives(),
             )
-            # The wait's verdicts drive the load (None when the wait failed: the load then asks APS).
-            tasks.load_models(models, wait.output)
 
-        schema, discovered, validated = (
-            tasks.check_results_schema(), tasks.discover_files(), tasks.validate_files()
-        )
-        planned = tasks.plan_models()
-        bucket = APSCreateBucketOperator(
-            task_id="ensure_aps_bucket", bucket_key=pipeline.aps.bucket_key, policy=pipeline.aps.policy,
-            region=pipeline.aps.region, aps_conn_id=pipeline.aps_conn_id,
-        )
-        models = process_batch.expand_kwargs(planned)
-        summary = tasks.write_run_summary()
-        published = tasks.publish_results.override(outlets=[Asset(name=f"{pipeline.name}_results")])(summary)
-
-        quarantined = tasks.quarantine_rejected()
-        schema >> discovered >> validated >> [quarantined, planned]
-        planned >> bucket >> models >> summary
-        [validated, quarantined] >> summary
-        [schema, discovered, validated, quarantined, planned, bucket, models] >> published
+        batches = tasks.prepare_run()
+        models = process_batch.expand_kwargs(batches)
+        finished = tasks.finish_run.override(outlets=[Asset(name=f"{pipeline.name}_results")])()
+        [batches, models] >> finished
 
     return dag
 

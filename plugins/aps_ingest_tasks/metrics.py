@@ -1,6 +1,6 @@
 """The ingest's Airflow metrics, sent wherever Airflow's `[metrics]` section says (StatsD or OpenTelemetry).
 
-    aps.<pipeline>.files.<loaded|rejected|failed|lost>   counter: a run's files by outcome (write_run_summary)
+    aps.<pipeline>.files.<loaded|rejected|failed|lost>   counter: a run's files by outcome (finish_run)
     aps.<pipeline>.api.<answers|throttled|retries>       counter: what a task's APS calls met (429s, retries)
     aps.<pipeline>.translations.oldest_waiting_seconds   gauge: the longest a file of it has been translating
 

@@ -1,5 +1,9 @@
 """Tasks of the ingest DAG. Each one resolves its pipeline entry by name and delegates to `aps_pipeline`.
 
+A task process costs a DAG parse and its imports (seconds of CPU), so a one-file run starts few of them:
+`prepare_run` (the intake's steps, `aps_pipeline.steps`), per batch `upload_and_submit` and `wait_and_load`
+(`aps_ingest_tasks.wait_and_load`: it defers, and the worker that resumes it loads), and `finish_run`.
+
 Task arguments are the pipeline's name and small JSON values (they are stored in the serialized DAG and in
 XCom); engines and clients are built inside the task from the pipeline's Airflow connections.
 """
@@ -20,6 +24,7 @@ from aps_ingest_tasks.engines import results_engine
 from aps_ingest_tasks.metrics import counting_aps_calls
 from aps_pipeline.config import PipelineConfig, get_pipeline
 from aps_pipeline.labels import files_label
+from aps_pipeline.steps import failed_steps, run_steps
 from aps_provider.base import APSConnection
 from aps_provider.links import run_page_url
 
@@ -28,11 +33,11 @@ if TYPE_CHECKING:
     from aps_pipeline.batch import ModelBatch
     from aps_pipeline.dedupe import ModelPlan
     from aps_pipeline.submission import SubmittedModel
-    from aps_pipeline.upload import UploadedModel
 
 logger = logging.getLogger(__name__)
-PLAN_TASK_ID = "plan_models"  # the task whose list the batch group maps over
+PREPARE_TASK_ID = "prepare_run"  # the task whose list the batch group maps over
 LABELS_KEY = "labels"  # its second XCom: one label per batch, small, for the map index template
+STEPS_KEY = "steps"  # its third: each of its steps' outcome (aps_pipeline.steps)
 
 
 def _run() -> tuple[PipelineConfig, str, dict[str, Any]]:
@@ -51,7 +56,7 @@ def _aps(config: PipelineConfig) -> Iterator[APSClient]:
 
 def batch_label(ti: Any) -> str:
     """A batch task's map index label: its files' names, e.g. "a.ifc" or "a.ifc, b.ifc +23 more"."""
-    labels = ti.xcom_pull(task_ids=PLAN_TASK_ID, key=LABELS_KEY)
+    labels = ti.xcom_pull(task_ids=PREPARE_TASK_ID, key=LABELS_KEY)
     label = labels[ti.map_index] if isinstance(labels, list) and 0 <= ti.map_index < len(labels) else ""
     # Never a bare number: the DAG renders templates as native objects, and "3" would become the int 3.
     return str(label or f"batch #{ti.map_index}")
@@ -63,12 +68,10 @@ def _tries() -> tuple[bool, bool]:
     return ti.try_number > 1, ti.try_number > ti.max_tries
 
 
-@task
-def check_results_schema() -> str:
+def _check_results_schema(config: PipelineConfig) -> str:
     """Stop the run early when the results database is not at the schema version this code expects."""
     from aps_results.migrate import SchemaNotCurrent, assert_schema_current
 
-    config, _, _ = _run()
     try:
         return assert_schema_current(results_engine(config.results_conn_id))
     except SchemaNotCurrent as exc:  # needs `aps-db upgrade` by a human: retrying only delays the news
@@ -100,17 +103,6 @@ def _event_keys(config: PipelineConfig) -> list[str] | None:
     return keys
 
 
-@task
-def discover_files() -> dict[str, Any]:
-    """Claim new and changed objects for this run: the keys its S3 events name, else the whole prefix."""
-    from aps_pipeline.discovery import discover_files as discover
-
-    config, run_id, params = _run()
-    return discover(landing_of(config), results_engine(config.results_conn_id), config, run_id,
-                    limit=params.get("limit"), prefix=params.get("prefix"), keys=_event_keys(config),
-                    run_is_active=_run_is_active)
-
-
 def _run_is_active(run_id: str) -> bool:
     """Whether another run of this DAG is still queued or running (Airflow says; its files stay its own).
     A run Airflow does not know (deleted, or the registry outlived Airflow's database) is not active."""
@@ -119,94 +111,103 @@ def _run_is_active(run_id: str) -> bool:
     return live > 0
 
 
+def _ensure_aps_bucket(aps: APSClient, config: PipelineConfig) -> str:
+    """The pipeline's OSS bucket exists (created, or already this application's)."""
+    from aps_client.errors import APSForbiddenError
+
+    try:
+        bucket = aps.oss.ensure_bucket(config.aps.bucket_key, policy=config.aps.policy,
+                                       region=config.aps.region)
+    except APSForbiddenError as exc:  # another application owns the key: retrying cannot help
+        raise AirflowFailException(str(exc)) from exc
+    return bucket.bucket_key
+
+
+@contextmanager
+def _log_section(name: str) -> Iterator[None]:
+    """A collapsible section of the task's log in the UI (Airflow's `::group::` markers)."""
+    logger.info("::group::%s", name)
+    try:
+        yield
+    finally:
+        logger.info("::endgroup::")
+
+
 @task
-def validate_files() -> dict[str, Any]:
-    """Per-file checks and the batch expectations; every claimed file ends `valid` or `rejected`."""
-    from aps_pipeline.validation import validate_files as validate
-
-    config, run_id, _ = _run()
-    with _aps(config) as aps:
-        return validate(landing_of(config), results_engine(config.results_conn_id), config, run_id, aps=aps)
-
-
-@task
-def quarantine_rejected() -> dict[str, Any]:
-    """Copy each rejected object beside a JSON reason under the quarantine prefix (originals untouched)."""
-    from aps_pipeline.quarantine import quarantine_rejected as quarantine
-
-    config, run_id, _ = _run()
-    return quarantine(landing_of(config), results_engine(config.results_conn_id), config, run_id)
-
-
-@task
-def plan_models() -> list[ModelBatch]:
-    """The run's models in batches (the mapped `models` group's arguments), at most what Airflow can map;
-    what does not fit is left, in order, for the next run."""
+def prepare_run() -> list[ModelBatch]:
+    """The run's intake, one step after the other (`aps_pipeline.intake`): check_results_schema,
+    discover_files, validate_files, quarantine_rejected, plan_models, ensure_aps_bucket. Returns the run's
+    models in batches (the mapped `models` group's arguments). Each step logs its own section and one line
+    with its outcome, every step's outcome is kept in the XCom `steps`, and a step that fails fails the task
+    (`aps_pipeline.steps`)."""
     from airflow.sdk import conf
 
-    from aps_pipeline.batch import plan_batches
+    from aps_pipeline.intake import PLAN_STEP, intake_steps
 
     config, run_id, params = _run()
-    batches = plan_batches(results_engine(config.results_conn_id), config, run_id,
-                           max_map_length=conf.getint("core", "max_map_length", fallback=1024),
-                           force=bool(params.get("force")))
-    get_current_context()["ti"].xcom_push(LABELS_KEY, [batch["label"] for batch in batches])
+    ti = get_current_context()["ti"]
+    engine = results_engine(config.results_conn_id)
+    with _aps(config) as aps:
+        steps = intake_steps(
+            landing_of(config), engine, config, run_id, aps=aps,
+            check_schema=lambda: _check_results_schema(config),
+            ensure_bucket=lambda: _ensure_aps_bucket(aps, config),
+            max_map_length=conf.getint("core", "max_map_length", fallback=1024),
+            event_keys=lambda: _event_keys(config), run_is_active=_run_is_active,
+            limit=params.get("limit"), prefix=params.get("prefix"), force=bool(params.get("force")),
+        )
+        outcomes = run_steps(steps, last_attempt=_tries()[1], section=_log_section,
+                             record=lambda done: ti.xcom_push(STEPS_KEY, done.as_primitives()))
+    batches: list[ModelBatch] = outcomes.result(PLAN_STEP) or []
+    ti.xcom_push(LABELS_KEY, [batch["label"] for batch in batches])
     return batches
 
 
 @task
-def upload_models(models: list[ModelPlan]) -> list[UploadedModel]:
-    """Upload the batch's models from the landing to APS OSS, `upload_concurrency` at a time."""
-    from aps_pipeline.settle import end_failed_models
-    from aps_pipeline.upload import upload_models as upload
-
-    config, run_id, _ = _run()
-    engine = results_engine(config.results_conn_id)
-    with _aps(config) as aps:
-        uploaded, failures = upload(aps, landing_of(config), engine, models, pipeline=config.name,
-                                    run_id=run_id, concurrency=config.upload_concurrency)
-    end_failed_models(engine, failures, run_id, pipeline=config.name, step="upload",
-                      last_attempt=_tries()[1])
-    return uploaded
-
-
-@task
-def submit_translations(uploaded: list[UploadedModel]) -> list[SubmittedModel]:
-    """POST every uploaded model's translation job and record it, before any wait begins."""
-    from aps_pipeline.settle import end_failed_models
-    from aps_pipeline.submission import submit_models
+def upload_and_submit(models: list[ModelPlan]) -> list[SubmittedModel]:
+    """Upload the batch's models to APS OSS (`upload_concurrency` at a time), then submit and record every
+    job, before any wait begins. On its last attempt, a failure still settles every model of the batch."""
+    from aps_pipeline.batch_steps import settled_if_it_fails
+    from aps_pipeline.batch_steps import upload_and_submit as upload_then_submit
 
     config, run_id, params = _run()
     engine = results_engine(config.results_conn_id)
     retried, last_attempt = _tries()
-    with _aps(config) as aps:
-        submitted, failures = submit_models(aps, engine, uploaded, pipeline=config.name, run_id=run_id,
-                                            formats=config.job_formats(), force=bool(params.get("force")),
-                                            retried=retried, concurrency=config.upload_concurrency)
-    end_failed_models(engine, failures, run_id, pipeline=config.name, step="job submission",
-                      last_attempt=last_attempt)
-    return submitted
+    with _aps(config) as aps, settled_if_it_fails(aps, engine, models, pipeline=config, run_id=run_id,
+                                                  last_attempt=last_attempt):
+        return upload_then_submit(aps, landing_of(config), engine, models, pipeline=config, run_id=run_id,
+                                  force=bool(params.get("force")), retried=retried,
+                                  last_attempt=last_attempt)
 
 
-@task(trigger_rule="all_done")
-def load_models(models: list[ModelPlan], verdicts: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
-    """Settle every model of the batch, whatever happened upstream: loaded, or failed with the reason.
-
-    `verdicts` is the wait's result, `{urn: {"status", "progress", "reason"?}}`; None when the wait failed
-    and returned nothing (then each model's own deadline decides whether it timed out)."""
-    from aps_pipeline.settle import settle_models
+def load_batch(models: list[ModelPlan], verdicts: dict[str, dict[str, Any]] | None, *,
+               last_attempt: bool) -> list[dict[str, Any]]:
+    """Settle every model of the batch (`aps_pipeline.batch_steps.settle_batch`): what the wait_and_load
+    task does once its wait has ended, and, with `verdicts` None, when the wait failed for good."""
+    from aps_pipeline.batch_steps import settle_batch
 
     config, run_id, _ = _run()
     with _aps(config) as aps:
-        return settle_models(aps, results_engine(config.results_conn_id), [m["model_id"] for m in models],
-                             run_id, pipeline=config.name, last_attempt=_tries()[1], verdicts=verdicts,
-                             translation_timeout=config.translation_timeout,
-                             max_load_attempts=config.max_load_attempts, concurrency=config.load_concurrency)
+        return settle_batch(aps, results_engine(config.results_conn_id), models, pipeline=config,
+                            run_id=run_id, verdicts=verdicts, last_attempt=last_attempt)
+
+
+def _failed_steps(context: Any) -> list[str]:
+    """What failed in this run: its failed (or upstream-failed) task instances, as Airflow records them, and
+    the steps `prepare_run` recorded as failed while it went on (a quarantine that failed for good)."""
+    ti = context["ti"]
+    states = ti.get_task_states(dag_id=context["dag"].dag_id, run_ids=[context["run_id"]])
+    failed = sorted(f"{task} ({state})" for task, state in states.get(context["run_id"], {}).items()
+                    if state in ("failed", "upstream_failed"))
+    recorded = ti.xcom_pull(task_ids=PREPARE_TASK_ID, key=STEPS_KEY)
+    return failed + [f"step {step}" for step in failed_steps(recorded)]
 
 
 @task(trigger_rule="all_done")
-def write_run_summary() -> dict[str, Any]:
-    """Count the run's files per terminal state; fail loudly if any file has none."""
+def finish_run() -> dict[str, Any]:
+    """The run's end, whatever happened upstream: count its files per terminal state (write_run_summary,
+    fails if any file has none), send the metrics, tell the recipients; then publish the results (the
+    task's outlet, with the counts) only when no step of the run failed, else fail the run."""
     from aps_ingest_tasks.notifications import notify_run_ended
     from aps_pipeline.summary import summarize_run
     from aps_results import registry
@@ -222,18 +223,11 @@ def write_run_summary() -> dict[str, Any]:
     with results_engine(config.results_conn_id).connect() as connection:
         metrics.oldest_waiting(config.name, registry.oldest_translating_seconds(connection, config.name))
     notify_run_ended(config, summary, context)
-    return summary
-
-
-@task(trigger_rule="none_failed")
-def publish_results(summary: dict[str, Any]) -> dict[str, Any]:
-    """Tell downstream DAGs about the run's results (the task's outlet), only when no step failed.
-
-    The summary runs whatever happened upstream, so it cannot be the gate: this task's upstream is every step,
-    and a failed one leaves it upstream_failed, which fails the run and emits no asset event.
-    """
-    context = get_current_context()
+    failed = _failed_steps(context)
+    if failed:  # the task is the run's only leaf: its failure fails the run, and no asset event is sent
+        raise AirflowFailException(f"not publishing the results: {len(failed)} step(s) of the run failed: "
+                                   + "; ".join(failed))
     counts = {key: summary[key] for key in ("run_id", "discovered", "loaded", "rejected", "failed", "lost")}
     for outlet in context["outlets"]:
         context["outlet_events"][outlet].extra = counts
-    return counts
+    return summary

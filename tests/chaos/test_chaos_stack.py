@@ -210,14 +210,14 @@ def test_a_worker_killed_mid_multipart_upload(chaos: Chaos) -> None:
         chaos.stack.emulator.configure(latency_ms=1500, latency_operations=["upload_part"])
         try:
             wait_for(lambda: len(parts_stored(chaos, object_key)) >= 2)
-            killed.extend(airflow.kill_task(DAG_ID, run_id, "models.upload_models"))
+            killed.extend(airflow.kill_task(DAG_ID, run_id, "models.upload_and_submit"))
         finally:
             chaos.stack.emulator.configure(latency_ms=0, latency_operations=[])
 
     outcome = run_under_storm(chaos, 33, kill_the_uploading_worker, extra={"big-tower.ifc": big})
     assert killed, "no upload task process was found to kill"
     assert_exactly_once(outcome)
-    assert tries(chaos, outcome["run_id"], "models.upload_models") == 2  # the kill failed one try
+    assert tries(chaos, outcome["run_id"], "models.upload_and_submit") == 2  # the kill failed one try
     stored = parts_stored(chaos, object_key)
     assert sorted(stored, key=int) == [str(n) for n in range(1, parts_total + 1)]
     # The retry resumed from the saved parts: at most the part in flight was sent again.
@@ -242,7 +242,7 @@ def test_postgres_restarted_mid_load(chaos: Chaos) -> None:
     outcome = run_under_storm(chaos, 34, restart_postgres)
     assert restarted
     assert_exactly_once(outcome)
-    assert tries(chaos, outcome["run_id"], "models.load_models") >= 2  # the restart cut a load
+    assert tries(chaos, outcome["run_id"], "models.wait_and_load") >= 2  # the restart cut a load
     with chaos.engine.connect() as connection:
         # Each model's rows are in once: the cut load left nothing behind, the retry's replaced it whole.
         doubled_objects = connection.execute(text(

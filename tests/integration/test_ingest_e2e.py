@@ -148,11 +148,10 @@ def test_first_run_succeeds_with_the_summary_written(ingest: Ingest) -> None:
     assert ingest.first.state == "success", ingest.first.report
     assert ingest.stack.airflow is not None
     states = ingest.stack.airflow.task_states(DAG_ID, ingest.first.run_id)
-    assert states[("write_run_summary", -1)] == "success", ingest.first.report
+    assert states[("finish_run", -1)] == "success", ingest.first.report
     # The batch's wait reports the doomed file's failure per URN instead of failing, and its load settles
     # every model of the batch (the doomed one with APS's words).
-    batch_steps = ("models.upload_models", "models.submit_translations", "models.wait_for_translations",
-                   "models.load_models")
+    batch_steps = ("models.upload_and_submit", "models.wait_and_load")
     for step in batch_steps:
         ran = {state for (task, _), state in states.items() if task == step}
         assert ran == {"success"}, ingest.first.report
@@ -365,8 +364,12 @@ def test_a_run_whose_step_failed_ends_failed_and_publishes_no_results(
     assert run.state == "failed", run.report
     assert stack.airflow is not None
     states = stack.airflow.task_states(DAG_ID, run.run_id)
-    assert states[("check_results_schema", -1)] == "failed"
-    assert states[("write_run_summary", -1)] == "success"  # it records what it can
+    assert states[("prepare_run", -1)] == "failed"  # its first step, check_results_schema, failed
+    assert states[("finish_run", -1)] == "failed"  # it records what it can, then fails the run
+    with ingest.engine.connect() as conn:  # the summary is written all the same
+        summaries = conn.execute(select(func.count()).select_from(RunSummary)
+                                 .where(RunSummary.run_id == run.run_id)).scalar_one()
+    assert summaries == 1
     assert asset_events_of(stack, run.run_id) == 0
 
 

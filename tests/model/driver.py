@@ -2,8 +2,10 @@
 
 Other work changes these steps' signatures (settlement taking the wait's verdicts, intake's per-file error
 boundary): adapt the calls HERE, and only here. `SimulatedRun` plays one DAG run the way Airflow would:
-the steps in order, each task tried `retries + 1` times, the batch steps' trigger rules (`load_models` and
-`write_run_summary` run whatever happened upstream), a step killed mid-way retried.
+the tasks in order, each tried `retries + 1` times: `intake` (prepare_run: discover, validate, quarantine
+and plan through `aps_pipeline.steps`, a retry re-running them from the first), per batch `upload_submit`
+and `wait_load` (the wait, then the load, as WaitAndLoadOperator does), and `summary` (run whatever
+happened upstream, as finish_run is); a task killed mid-way retried.
 
 Kills: `StepKilled` is a BaseException (as a SIGKILL is no exception a step could catch): once armed, the
 step's Nth SQL statement or landing call raises it, and every one after it, so nothing more of that try
@@ -37,15 +39,13 @@ from aps_devstack import EmulatorServer, LocalPostgres, S3Server
 from aps_landing import Landing, LandingError
 from aps_landing.local import LocalLanding
 from aps_landing.s3 import S3Landing
-from aps_pipeline.batch import plan_batches
+from aps_pipeline.batch_steps import settled_if_it_fails, upload_and_submit
 from aps_pipeline.config import PipelineConfig
-from aps_pipeline.discovery import discover_files
-from aps_pipeline.quarantine import REASON_SUFFIX, quarantine_key, quarantine_rejected
-from aps_pipeline.settle import end_failed_models, settle_models
-from aps_pipeline.submission import submit_models
+from aps_pipeline.intake import PLAN_STEP, intake_steps
+from aps_pipeline.quarantine import REASON_SUFFIX, quarantine_key
+from aps_pipeline.settle import settle_models
+from aps_pipeline.steps import StepOutcomes, run_steps
 from aps_pipeline.summary import summarize_run
-from aps_pipeline.upload import upload_models
-from aps_pipeline.validation import validate_files
 from aps_results.db import make_engine
 from aps_results.migrate import upgrade
 
@@ -269,38 +269,29 @@ class PipelineDriver:
         finally:
             self.switch.arm(None)
 
-    def discover(self, pipeline: PipelineConfig, run_id: str, live: Callable[[str], bool]) -> dict[str, Any]:
-        return discover_files(self.landing, self.engine, pipeline, run_id, run_is_active=live)
+    def intake(self, pipeline: PipelineConfig, run_id: str, live: Callable[[str], bool], last_attempt: bool,
+               claimed: set[int]) -> StepOutcomes:
+        """prepare_run's steps (no schema check: the driver's database is current; the bucket is made once);
+        the files discovery claimed go into `claimed` even when a later step fails."""
 
-    def validate(self, pipeline: PipelineConfig, run_id: str) -> dict[str, Any]:
-        return validate_files(self.landing, self.engine, pipeline, run_id, supported=FORMATS)
+        def record(outcomes: StepOutcomes) -> None:
+            discovered = next(o for o in outcomes.steps if o.name == "discover_files")
+            if discovered.state == "success":
+                claimed.update(discovered.result["file_ids"])
 
-    def quarantine(self, pipeline: PipelineConfig, run_id: str) -> dict[str, Any]:
-        return quarantine_rejected(self.landing, self.engine, pipeline, run_id)
+        steps = intake_steps(self.landing, self.engine, pipeline, run_id, check_schema=lambda: None,
+                             ensure_bucket=lambda: None, max_map_length=MAP_LENGTH, run_is_active=live,
+                             supported=FORMATS)
+        return run_steps(steps, last_attempt=last_attempt, record=record)
 
-    def plan(self, pipeline: PipelineConfig, run_id: str) -> list[Any]:
-        return plan_batches(self.engine, pipeline, run_id, max_map_length=MAP_LENGTH)
-
-    def upload(self, pipeline: PipelineConfig, run_id: str, models: list[Any],
-               last_attempt: bool) -> list[Any]:
-        with self.client() as aps:
-            uploaded, failures = upload_models(aps, self.landing, self.engine, models, pipeline=pipeline.name,
-                                               run_id=run_id, concurrency=pipeline.upload_concurrency,
-                                               claim_wait=CLAIM_WAIT)
-        end_failed_models(self.engine, failures, run_id, pipeline=pipeline.name, step="upload",
-                          last_attempt=last_attempt)
-        return uploaded
-
-    def submit(self, pipeline: PipelineConfig, run_id: str, uploaded: list[Any], retried: bool,
-               last_attempt: bool) -> list[Any]:
-        with self.client() as aps:
-            submitted, failures = submit_models(aps, self.engine, uploaded, pipeline=pipeline.name,
-                                                run_id=run_id, formats=pipeline.job_formats(),
-                                                retried=retried, concurrency=pipeline.upload_concurrency,
-                                                claim_wait=CLAIM_WAIT)
-        end_failed_models(self.engine, failures, run_id, pipeline=pipeline.name, step="job submission",
-                          last_attempt=last_attempt)
-        return submitted
+    def upload_submit(self, pipeline: PipelineConfig, run_id: str, models: list[Any], retried: bool,
+                      last_attempt: bool) -> list[Any]:
+        """upload_and_submit: on its last attempt a failure settles the batch's models (then propagates)."""
+        with self.client() as aps, settled_if_it_fails(aps, self.engine, models, pipeline=pipeline,
+                                                       run_id=run_id, last_attempt=last_attempt):
+            return upload_and_submit(aps, self.landing, self.engine, models, pipeline=pipeline, run_id=run_id,
+                                     force=False, retried=retried, last_attempt=last_attempt,
+                                     claim_wait=CLAIM_WAIT)
 
     def wait(self, urns: list[str]) -> dict[str, dict[str, Any]]:
         """What APSTranslationsSensor does, without Airflow: poll every URN's manifest, judged by
@@ -347,7 +338,7 @@ class PipelineDriver:
             return exc
 
     def settle(self, pipeline: PipelineConfig, run_id: str, models: list[Any],
-               verdicts: dict[str, dict[str, Any]], last_attempt: bool) -> list[dict[str, Any]]:
+               verdicts: dict[str, dict[str, Any]] | None, last_attempt: bool) -> list[dict[str, Any]]:
         # The wait's statuses by URN drive the settlement, as the DAG passes the sensor's result.
         with self.client() as aps:
             return settle_models(aps, self.engine, [m["model_id"] for m in models], run_id,
@@ -368,7 +359,7 @@ class PipelineDriver:
 
 # -- one DAG run -------------------------------------------------------------------------------------
 
-HEAD_STEPS = ("discover", "validate", "quarantine", "plan")
+HEAD_STEPS = ("intake",)
 
 
 @dataclass
@@ -393,7 +384,6 @@ class SimulatedRun:
     tries: int = 0  # of the current step
     failed_steps: list[str] = field(default_factory=list)
     batches: list[Any] = field(default_factory=list)
-    uploaded: dict[int, list[Any]] = field(default_factory=dict)
     submitted: dict[int, list[Any]] = field(default_factory=dict)
     verdicts: dict[int, dict[str, Any]] = field(default_factory=dict)
     claimed: set[int] = field(default_factory=set)
@@ -442,9 +432,7 @@ class SimulatedRun:
         return outcome
 
     def _step_models(self, name: str, index: int) -> list[Any]:
-        if name == "upload":
-            return list(self.batches[index]["models"])
-        return list(self.uploaded.get(index, [])) if name == "submit" else []
+        return list(self.batches[index]["models"]) if name == "upload_submit" else []
 
     def _fail(self, step: str) -> None:
         """A task failed for good: what its downstream tasks do by their trigger rules."""
@@ -452,35 +440,38 @@ class SimulatedRun:
         name, _, index = step.partition(":")
         if name in HEAD_STEPS:  # the batch group never expands; the summary still runs (all_done)
             self.steps = [*self.steps[: self.position + 1], "summary"]
-        elif name in ("upload", "submit"):  # the rest of the group is upstream_failed but load_models
-            self.steps = [s for s in self.steps if s not in (f"submit:{index}", f"wait:{index}")
-                          or self.steps.index(s) <= self.position]
+        elif name == "upload_submit":  # wait_load is upstream_failed (the failed try settled the batch)
+            self.steps = [s for s in self.steps if s != f"wait_load:{index}"]
+
+    def _wait_and_load(self, i: int, last_attempt: bool) -> None:
+        """WaitAndLoadOperator: the wait, then the load; a wait failing on the last try still settles."""
+        d, p, models = self.driver, self.pipeline, self.batches[i]["models"]
+        try:
+            self.verdicts[i] = d.wait([s["urn"] for s in self.submitted.get(i, [])])
+        except Exception:
+            if last_attempt:
+                with suppress(Exception):
+                    d.settle(p, self.run_id, models, None, True)
+            raise
+        d.settle(p, self.run_id, models, self.verdicts[i], last_attempt)
 
     def _run(self, step: str, last_attempt: bool) -> None:
         d, p, run = self.driver, self.pipeline, self.run_id
         name, _, raw_index = step.partition(":")
         i = int(raw_index) if raw_index else -1
-        if name == "discover":
-            result = d.discover(p, run, self.is_live)
-            self.claimed.update(result["file_ids"])
-        elif name == "validate":
-            d.validate(p, run)
-        elif name == "quarantine":
-            d.quarantine(p, run)
-        elif name == "plan":
-            self.batches = d.plan(p, run)
+        if name == "intake":
+            outcomes = d.intake(p, run, self.is_live, last_attempt, self.claimed)
+            self.batches = list(outcomes.result(PLAN_STEP))
+            # A non-blocking step that failed for good (quarantine): the batches go on, the run ends failed.
+            self.failed_steps += [f"intake:{o.name}" for o in outcomes.failed]
             for b in range(len(self.batches)):
-                self.steps += [f"upload:{b}", f"submit:{b}", f"wait:{b}", f"load:{b}"]
+                self.steps += [f"upload_submit:{b}", f"wait_load:{b}"]
             self.steps.append("summary")
-        elif name == "upload":
-            self.uploaded[i] = d.upload(p, run, self.batches[i]["models"], last_attempt)
-        elif name == "submit":
-            self.submitted[i] = d.submit(p, run, self.uploaded.get(i, []), retried=self.tries > 1,
-                                         last_attempt=last_attempt)
-        elif name == "wait":
-            self.verdicts[i] = d.wait([s["urn"] for s in self.submitted.get(i, [])])
-        elif name == "load":
-            d.settle(p, run, self.batches[i]["models"], self.verdicts.get(i, {}), last_attempt)
+        elif name == "upload_submit":
+            self.submitted[i] = d.upload_submit(p, run, self.batches[i]["models"], retried=self.tries > 1,
+                                                last_attempt=last_attempt)
+        elif name == "wait_load":
+            self._wait_and_load(i, last_attempt)
         elif name == "summary":
             try:
                 self.summary = d.summarize(p, run)

@@ -418,8 +418,8 @@ class PipelineMachine(RuleBasedStateMachine):
         runs = [*self.live.values(), *self.ended.values()]
         # A try killed after APS answered and before the registry recorded it leaves what it had in flight
         # unrecorded (the retry must then not send again): each model of a killed try may account for one.
-        killed_uploads = sum(r.killed_in_flight["upload"] for r in runs)
-        killed_submits = sum(r.killed_in_flight["submit"] for r in runs)
+        # upload_submit uploads, then submits: a killed try may be in either.
+        killed_uploads = killed_submits = sum(r.killed_in_flight["upload_submit"] for r in runs)
         expired = self.world.expired_objects
         assert completes <= models + killed_uploads + expired, (
             f"{completes} uploads completed for {models} models ({killed_uploads} in killed upload tries, "

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from aps_devstack import EmulatorServer, LocalPostgres, S3Server
 from aps_results.models import Model, Translation
 from aps_samples import generate_ifc, generate_obj
-from tests.model.driver import PipelineDriver, Services, SimulatedRun
+from tests.model.driver import PipelineDriver, Services, SimulatedRun, StepKilled
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_a_job_posted_again_for_a_crashed_runs_lost_job_is_a_new_attempt(driver:
     the dead run's (one job POST per model and attempt)."""
     driver.put("incoming/a.ifc", generate_ifc(1).data, metadata={"project": "p"})
     first = SimulatedRun(driver, "a", "r1", lambda run_id: False)
-    while first.current != "wait:0":  # discovery to submission, then the run dies
+    while first.current != "wait_load:0":  # discovery to submission, then the run dies
         assert first.advance().error is None
     with Session(driver.engine) as session:
         (urn,) = session.scalars(select(Model.urn)).all()
@@ -52,27 +52,33 @@ def test_a_job_posted_again_for_a_crashed_runs_lost_job_is_a_new_attempt(driver:
     assert second.summary["loaded"] == 1
 
 
-def test_a_submit_try_killed_with_three_jobs_in_flight_records_all_three_on_its_retry_without_posting_again(
+def test_upload_and_submit_killed_anywhere_leaves_at_most_its_batch_unrecorded_and_never_posts_twice(
     driver: PipelineDriver,
 ) -> None:
-    """Seed 3801321324 of the soak: the submit step POSTs a batch's jobs concurrently, so a worker killed
-    mid-step can leave every one of them POSTed and unrecorded (the model had allowed one per killed try).
-    The retry finds each job in APS's manifest and records it: three POSTs, three attempts, three loads."""
+    """Seed 3801321324 of the soak: the step POSTs a batch's jobs concurrently, so a worker killed mid-step
+    can leave every one of them POSTed and unrecorded (the model had allowed one per killed try). Killed at
+    every statement in turn, each try leaves at most the batch's three models done and unrecorded, and the
+    tries that follow record each job without POSTing it again: three POSTs, three attempts, three loads."""
     for n in (8, 17, 24):
         driver.put(f"incoming/v/obj-{n}.obj", generate_obj(n).data, metadata={"project": "p"})
     run = SimulatedRun(driver, "a", "r1", lambda run_id: True)
-    while run.current != "submit:0":
+    while run.current != "upload_submit:0":
         assert run.advance().error is None
-    killed = run.advance(kill_after=9)
-    assert killed.killed
-    with Session(driver.engine) as session:
-        assert session.scalar(select(func.count()).select_from(Translation)) == 0
-    assert job_posts(driver) == 3 == run.killed_in_flight["submit"]
-
-    while not run.finished:
-        assert run.advance().error is None, run.errors
+    models = run.batches[0]["models"]
+    unrecorded = []
+    for kill_after in range(500):
+        try:
+            with driver.killable(kill_after):
+                driver.upload_submit(run.pipeline, run.run_id, models, retried=kill_after > 0,
+                                     last_attempt=False)
+        except StepKilled:
+            with Session(driver.engine) as session:
+                attempts = session.scalar(select(func.count()).select_from(Translation))
+            unrecorded.append(job_posts(driver) - attempts)
+            continue
+        break
+    assert unrecorded, "no try was killed"
+    assert max(unrecorded) <= 3
     with Session(driver.engine) as session:
         assert session.scalar(select(func.count()).select_from(Translation)) == 3
     assert job_posts(driver) == 3
-    assert run.summary is not None
-    assert run.summary["loaded"] == 3

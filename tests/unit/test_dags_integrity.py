@@ -19,10 +19,10 @@ from aps_pipeline.batch import ModelBatch
 from aps_pipeline.config import DEFAULT_PIPELINES_FILE, PIPELINES_FILE_ENV, PipelineConfig, load_pipelines
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
-SENSOR_TASK = "models.wait_for_translations"
-LOAD_TASK = "models.load_models"
-SUMMARY_TASK = "write_run_summary"
-PUBLISH_TASK = "publish_results"
+PREPARE_TASK = "prepare_run"
+UPLOAD_TASK = "models.upload_and_submit"
+WAIT_TASK = "models.wait_and_load"  # the deferrable wait; the worker that resumes it loads the batch
+FINISH_TASK = "finish_run"
 
 # Runs in the subprocess: fill a DagBag from argv[1], write what the tests need to know to argv[2].
 _DESCRIBE_DAGBAG = r"""
@@ -46,6 +46,7 @@ def describe_task(task):
     group = task.task_group
     return {
         "operator": type(task).__name__,
+        "operator_bases": [cls.__name__ for cls in type(task).__mro__],
         "retries": task.retries,
         "exponential_backoff": bool(task.retry_exponential_backoff),
         "retry_delay_seconds": task.retry_delay.total_seconds(),
@@ -136,8 +137,9 @@ def test_dag_runs_overlap_as_configured_without_catchup_and_is_documented(shippe
         assert dag["catchup"] is False, dag_id
         assert dag["tags"], dag_id
         # The docs an operator sees in the UI name the steps of the run.
-        assert "discover_files" in dag["doc_md"], dag_id
-        assert "write_run_summary" in dag["doc_md"], dag_id
+        for step in ("prepare_run", "discover_files", "validate_files", "quarantine_rejected", "plan_models",
+                     "upload_and_submit", "wait_and_load", "finish_run"):
+            assert step in dag["doc_md"], (dag_id, step)
     ingest = shipped["dags"]["aps_ingest"]
     assert ingest["tags"] == ["aps", "ingest"]
     assert ingest["schedule"] == "@hourly"
@@ -154,74 +156,69 @@ def test_manual_runs_take_prefix_limit_and_force(shipped: dict[str, Any]) -> Non
     assert "string" in schemas["prefix"]["type"]
 
 
-def test_tasks_retry_with_exponential_backoff_except_the_sensor(shipped: dict[str, Any]) -> None:
-    tasks = shipped["dags"]["aps_ingest"]["tasks"]
-    for task_id, task in tasks.items():
-        if task_id == SENSOR_TASK:
-            # A failed or timed-out translation is an answer, not a glitch: the wait reports it and the load
-            # records it. Its one quick retry is for Airflow's resume race only (a new look, nothing resent).
-            assert (task["retries"], task["exponential_backoff"]) == (1, False)
-            assert task["retry_delay_seconds"] <= 10
-        else:
-            assert task["exponential_backoff"], task_id
-            assert task["retries"] >= 1, task_id
-            assert task["retry_delay_seconds"] > 0, task_id
+def test_every_task_retries_with_exponential_backoff(shipped: dict[str, Any]) -> None:
+    # The wait included: a retry of wait_and_load looks at the manifests again (a finished translation
+    # costs no deferral) and loads what is left; a failed translation is an answer the load records.
+    for task_id, task in shipped["dags"]["aps_ingest"]["tasks"].items():
+        assert task["exponential_backoff"], task_id
+        assert task["retries"] >= 1, task_id
+        assert task["retry_delay_seconds"] > 0, task_id
 
 
 def test_the_batch_group_is_mapped_and_bounded_by_the_pipeline_pool(shipped: dict[str, Any]) -> None:
     (pipeline,) = load_pipelines(DEFAULT_PIPELINES_FILE, env={})
     tasks = model_tasks(shipped["dags"]["aps_ingest"])
-    assert set(tasks) == {"models.upload_models", "models.submit_translations", SENSOR_TASK, LOAD_TASK}
+    assert set(tasks) == {UPLOAD_TASK, WAIT_TASK}
     for task_id, task in tasks.items():
         assert task["mapped_group"], task_id
         assert task["pool"] == pipeline.pool.name, task_id
     all_tasks = shipped["dags"]["aps_ingest"]["tasks"]
-    # Discovery, validation and the summary never wait for a slot of the APS pool.
+    # The intake and the run's end never wait for a slot of the APS pool.
     outside_pools = {task["pool"] for task_id, task in all_tasks.items() if task_id not in tasks}
     assert pipeline.pool.name not in outside_pools
 
 
-def test_the_batch_group_takes_the_batch_as_plan_models_returns_it(shipped: dict[str, Any]) -> None:
+def test_the_batch_group_takes_the_batch_as_prepare_run_returns_it(shipped: dict[str, Any]) -> None:
     tasks = model_tasks(shipped["dags"]["aps_ingest"])
     used = set().union(*(task["mapped_arguments"] for task in tasks.values()))
     # Every argument the group's tasks take is a ModelBatch key (no renaming between the step and the DAG).
     assert used <= ModelBatch.__required_keys__
-    assert "models" in tasks["models.upload_models"]["mapped_arguments"]
-    assert "models" in tasks[LOAD_TASK]["mapped_arguments"]  # the load settles every model, uploaded or not
-    # The batch is submitted before any wait: upload -> submit -> wait -> load.
-    assert tasks["models.submit_translations"]["upstream"] == ["models.upload_models"]
-    assert tasks[SENSOR_TASK]["upstream"] == ["models.submit_translations"]
-    assert set(tasks[LOAD_TASK]["upstream"]) == {SENSOR_TASK, "plan_models"}  # its models come from the plan
+    assert "models" in tasks[UPLOAD_TASK]["mapped_arguments"]
+    assert "models" in tasks[WAIT_TASK]["mapped_arguments"]  # the load settles every model, uploaded or not
+    # The batch is uploaded and submitted before any wait: upload_and_submit -> wait_and_load.
+    assert tasks[UPLOAD_TASK]["upstream"] == [PREPARE_TASK]
+    assert set(tasks[WAIT_TASK]["upstream"]) == {UPLOAD_TASK, PREPARE_TASK}  # its models come from the plan
 
 
-def test_the_sensor_defers_when_operators_default_deferrable_is_on(shipped: dict[str, Any]) -> None:
-    sensor = shipped["dags"]["aps_ingest"]["tasks"][SENSOR_TASK]
-    assert sensor["operator"] == "APSTranslationsSensor"
-    assert sensor["deferrable"] is True
+def test_the_wait_defers_when_operators_default_deferrable_is_on(shipped: dict[str, Any]) -> None:
+    wait = shipped["dags"]["aps_ingest"]["tasks"][WAIT_TASK]
+    assert wait["operator"] == "WaitAndLoadOperator"
+    assert "APSTranslationsSensor" in wait["operator_bases"]  # the provider's wait, not a copy of it
+    assert wait["deferrable"] is True
 
 
-def test_results_are_loaded_and_summarised_whatever_happened_upstream(shipped: dict[str, Any]) -> None:
+def test_the_run_ends_with_one_task_that_summarises_and_publishes(shipped: dict[str, Any]) -> None:
     tasks = shipped["dags"]["aps_ingest"]["tasks"]
-    summary = tasks[SUMMARY_TASK]
-    assert summary["trigger_rule"] == "all_done"
-    assert summary["outlets"] == []
-    # A failed translation must still reach the load, which records it: every file ends terminal.
-    assert tasks[LOAD_TASK]["trigger_rule"] == "all_done"
-    # The summary (and its asset event) comes after every step that moves files: quarantine included.
-    assert {"validate_files", "quarantine_rejected", LOAD_TASK} <= set(summary["upstream"])
-
-
-def test_results_are_published_only_when_no_step_failed(shipped: dict[str, Any]) -> None:
-    tasks = shipped["dags"]["aps_ingest"]["tasks"]
-    published = tasks[PUBLISH_TASK]
-    assert published["outlets"] == ["aps_ingest_results"]
-    # none_failed: a run with nothing to translate (the model group skipped) still publishes.
-    assert published["trigger_rule"] == "none_failed"
-    steps = {"check_results_schema", "discover_files", "validate_files", "quarantine_rejected", "plan_models",
-             "ensure_aps_bucket", LOAD_TASK, SUMMARY_TASK}
-    assert steps <= set(published["upstream"])
+    finish = tasks[FINISH_TASK]
+    # The summary runs whatever happened upstream; the task fails the run (and publishes nothing) when a
+    # step failed, so it must be the run's only leaf: the run's state is its state.
+    assert finish["trigger_rule"] == "all_done"
+    assert finish["outlets"] == ["aps_ingest_results"]
+    assert {PREPARE_TASK, WAIT_TASK} <= set(finish["upstream"])
     leaves = [task_id for task_id in tasks if not any(task_id in t["upstream"] for t in tasks.values())]
-    assert leaves == [PUBLISH_TASK]  # the run's state is the gate's: a failed step fails the run
+    assert leaves == [FINISH_TASK]
+
+
+def test_a_one_file_run_starts_at_most_five_task_processes(shipped: dict[str, Any]) -> None:
+    """One file is one model, one batch: each task outside the group runs once, each task of the mapped
+    group once for the batch, and a deferrable task once more when its trigger fires (a new task process
+    on a worker). Retries aside, that is every task process the run starts."""
+    tasks = shipped["dags"]["aps_ingest"]["tasks"]
+    batches = 1
+    instances = sum(batches if task["mapped_group"] else 1 for task in tasks.values())
+    resumes = sum(batches if task["mapped_group"] else 1 for task in tasks.values() if task["deferrable"])
+    assert (instances, resumes) == (4, 1)
+    assert instances + resumes <= 5
 
 
 # -- adding a pipeline is configuration ----------------------------------------------------------------------
@@ -272,14 +269,14 @@ def test_a_second_pipeline_entry_is_a_second_dag_with_its_own_settings(tmp_path:
 
     assert {t["pool"] for t in model_tasks(drawings).values()} == {"aps_drawings"}
     assert {t["pool"] for t in model_tasks(ingest).values()} == {"aps_translation"}
-    assert drawings["tasks"][PUBLISH_TASK]["outlets"] == ["aps_ingest_drawings_results"]
-    assert ingest["tasks"][PUBLISH_TASK]["outlets"] == ["aps_ingest_results"]
-    assert drawings["tasks"]["discover_files"]["retries"] == 4
-    assert drawings["tasks"]["discover_files"]["retry_delay_seconds"] == 5
-    assert ingest["tasks"]["discover_files"]["retries"] == 2
-    assert ingest["tasks"]["discover_files"]["retry_delay_seconds"] == 30
+    assert drawings["tasks"][FINISH_TASK]["outlets"] == ["aps_ingest_drawings_results"]
+    assert ingest["tasks"][FINISH_TASK]["outlets"] == ["aps_ingest_results"]
+    assert drawings["tasks"][PREPARE_TASK]["retries"] == 4
+    assert drawings["tasks"][PREPARE_TASK]["retry_delay_seconds"] == 5
+    assert ingest["tasks"][PREPARE_TASK]["retries"] == 2
+    assert ingest["tasks"][PREPARE_TASK]["retry_delay_seconds"] == 30
     for dag in (ingest, drawings):
-        assert dag["tasks"][SENSOR_TASK]["deferrable"] is False
+        assert dag["tasks"][WAIT_TASK]["deferrable"] is False
 
 
 def test_a_local_folder_landing_is_a_dag_too(tmp_path: Path) -> None:
@@ -290,7 +287,7 @@ def test_a_local_folder_landing_is_a_dag_too(tmp_path: Path) -> None:
     )
     report = describe_dagbag(tmp_path, {PIPELINES_FILE_ENV: str(pipelines)})
     assert report["import_errors"] == {}
-    assert set(model_tasks(report["dags"]["from_folder"])) >= {"models.upload_models", LOAD_TASK}
+    assert set(model_tasks(report["dags"]["from_folder"])) == {UPLOAD_TASK, WAIT_TASK}
 
 
 def test_an_events_queue_makes_the_schedule_the_cron_or_the_queues_asset(tmp_path: Path) -> None:

@@ -73,6 +73,8 @@ def test_the_airflow_stack_runs_on_celery_with_a_broker_and_the_metadata_databas
                          triggerers=2)
     assert stack.env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert stack.env["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:2/0"
+    preloading = "aps_ingest_tasks.celery_config.CELERY_CONFIG"  # workers preload the task modules
+    assert stack.env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] == preloading
     assert stack.env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+postgresql+psycopg2://u@127.0.0.1:1/airflow"
     assert stack.env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == "4"  # 7 slots over 2 workers, rounded up
     assert stack.components == ["api-server", "scheduler", "dag-processor", "triggerer", "triggerer-2",
@@ -80,6 +82,7 @@ def test_the_airflow_stack_runs_on_celery_with_a_broker_and_the_metadata_databas
     assert stack.describe() == "CeleryExecutor: 2 celery worker(s) x 4 slots, 2 triggerer(s)"
 
     local = AirflowStack(tmp_path / "c", tmp_path, database)
-    assert local.env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    # The LocalExecutor, its workers preloading the task modules (aps_ingest_tasks.executor).
+    assert local.env["AIRFLOW__CORE__EXECUTOR"] == "aps_ingest_tasks.executor.PreloadingLocalExecutor"
     assert not [key for key in local.env if key.startswith("AIRFLOW__CELERY__")]
     assert local.components == ["api-server", "scheduler", "dag-processor", "triggerer"]
