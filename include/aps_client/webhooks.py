@@ -15,6 +15,9 @@ SYSTEM = "derivative"
 EVENT = "extraction.finished"
 HOOKS_PATH = f"/webhooks/v1/systems/{SYSTEM}/events/{EVENT}/hooks"
 SIGNATURE_PREFIX = "sha1hash="
+#: The PostgreSQL channel the results API's receiver NOTIFYs a verified callback's URN on, and the waiting
+#: triggers LISTEN on (`WaitPolicy.listen_conn_id`): the one name both sides share.
+NOTIFY_CHANNEL = "aps_extraction_finished"
 _WORKFLOW = re.compile(r"^[A-Za-z0-9-]{1,36}$")
 MAX_PAGES = 100
 
