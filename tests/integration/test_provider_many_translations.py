@@ -121,7 +121,8 @@ def test_deferrable_sensor_defers_only_the_unfinished(
     assert isinstance(trigger, APSTranslationsTrigger)
     assert trigger.urns == list(three.values())
     assert set(trigger.finished_before) == {three["quick"], three["bad"]}  # polled: only the slow one
-    assert trigger.end_from_trigger and not trigger.fail_on_unsuccessful
+    assert trigger.end_from_trigger
+    assert not trigger.fail_on_unsuccessful
     finished = deferred.value.kwargs["finished"]
     assert set(finished) == {three["quick"], three["bad"]}
     # The trigger's event completes the picture, in the order the URNs were given.
@@ -165,8 +166,8 @@ async def test_a_wait_the_task_would_return_ends_the_task_from_the_triggerer(
 async def test_a_wait_the_task_must_fail_resumes_it_after_the_resume_floor(three: dict[str, str]) -> None:
     """A failing outcome is the sensor's to raise (with APS's words), so the task resumes on a worker."""
     policy = WaitPolicy(poll_interval=0.2, max_poll_interval=1.0, resume_floor=0.5)
-    trigger = APSTranslationsTrigger(urns=list(three.values()), deadline=time.time() + 120, wait_policy=policy,
-                                     end_from_trigger=True, fail_on_unsuccessful=True)
+    trigger = APSTranslationsTrigger(urns=list(three.values()), deadline=time.time() + 120,
+                                     wait_policy=policy, end_from_trigger=True, fail_on_unsuccessful=True)
 
     (event,) = await all_events(trigger)
 

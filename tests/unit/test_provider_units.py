@@ -340,7 +340,8 @@ def test_wait_policy_backoff_and_first_delay() -> None:
 def test_wait_policy_polls_less_while_callbacks_are_heard() -> None:
     policy = WaitPolicy(poll_interval=2, max_poll_interval=7, webhook_poll_interval=30,
                         listen_conn_id="aps_results")
-    assert policy.webhooks and not WaitPolicy().webhooks  # webhooks are opt-in
+    assert policy.webhooks
+    assert not WaitPolicy().webhooks
     assert (policy.first_delay(), policy.first_delay(hearing_callbacks=True)) == (2, 30)
     assert policy.next_delay(30, hearing_callbacks=True) == 30  # the webhook interval is its own ceiling
     assert policy.next_delay(30) == 7  # deaf again: back under the plain ceiling
