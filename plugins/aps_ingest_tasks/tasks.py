@@ -173,6 +173,7 @@ def upload_models(models: list[ModelPlan]) -> list[UploadedModel]:
 @task
 def submit_translations(uploaded: list[UploadedModel]) -> list[SubmittedModel]:
     """POST every uploaded model's translation job and record it, before any wait begins."""
+    from aps_ingest_tasks.webhooks import ensure_webhook
     from aps_pipeline.settle import end_failed_models
     from aps_pipeline.submission import submit_models
 
@@ -180,9 +181,11 @@ def submit_translations(uploaded: list[UploadedModel]) -> list[SubmittedModel]:
     engine = results_engine(config.results_conn_id)
     retried, last_attempt = _tries()
     with _aps(config) as aps:
+        ensure_webhook(aps, config)  # before the jobs, so none finishes unheard
         submitted, failures = submit_models(aps, engine, uploaded, pipeline=config.name, run_id=run_id,
                                             formats=config.job_formats(), force=bool(params.get("force")),
-                                            retried=retried, concurrency=config.upload_concurrency)
+                                            retried=retried, concurrency=config.upload_concurrency,
+                                            workflow=config.webhook_workflow)
     end_failed_models(engine, failures, run_id, pipeline=config.name, step="job submission",
                       last_attempt=last_attempt)
     return submitted
