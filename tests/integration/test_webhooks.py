@@ -32,7 +32,7 @@ from aps_pipeline.config import DEFAULT_PIPELINES_FILE, get_pipeline
 from aps_provider.hooks.aps import APSHook
 from aps_provider.triggers.derivative import APSTranslationsTrigger
 from tests.fixtures.api import ResultsDB, RunningAPI, api_settings, results_db, start_api
-from tests.fixtures.client import wait_until
+from tests.fixtures.client import wait_until, wait_until_async
 from tests.fixtures.provider import IFC, aps_conn
 
 SECRET = "hook-secret-for-tests"
@@ -161,6 +161,33 @@ async def test_a_delivered_callback_ends_the_wait_long_before_the_poll(
     assert len(delivery_rows(results_db, urn)) == 1
     delivered = [d for d in emulator.control.get("/deliveries").json() if d["urn"] == urn]
     assert [(d["delivered"], d["last_status_code"]) for d in delivered] == [(True, 200)]
+
+
+async def test_waiting_triggers_share_one_listening_connection(
+    aps_conn: str, emulator: EmulatorServer, webhook_api: RunningAPI, listen_conn: str, results_db: ResultsDB,
+) -> None:
+    """A triggerer runs hundreds of waits: one LISTEN connection serves them all, and each hears its own."""
+    emulator.configure(translation_seconds=3)
+    register(webhook_api)
+    urns = [submit(f"shared-{index}.ifc") for index in range(3)]
+
+    def listeners() -> int:
+        with results_db.admin.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM pg_stat_activity "
+                                     "WHERE application_name = 'aps-translation-trigger'")).scalar_one()
+
+    before = manifest_gets(emulator)
+    waits = [asyncio.create_task(ended(trigger_for(urn))) for urn in urns]
+    # Each trigger looks once as soon as it hears callbacks: three looks, three triggers listening.
+    await wait_until_async(lambda: manifest_gets(emulator) - before >= 3,
+                           message="not every trigger listened")
+    listening = listeners()
+    events = await asyncio.gather(*waits)
+
+    assert listening == 1
+    assert [event.xcoms["return_value"][urn]["status"] for event, urn in zip(events, urns, strict=True)] == [
+        "success"] * 3
+    assert await wait_until_async(lambda: listeners() == 0, message="the last wait left its listener open")
 
 
 def test_a_forged_callback_is_refused_and_recorded_nowhere(

@@ -1,8 +1,10 @@
-"""CallbackListener: hears the URNs of APS's extraction.finished callbacks on the triggerer.
+"""CallbackListener: hears the URNs of APS's extraction.finished callbacks on the triggerer; one per database
+and triggerer process (`CallbackHub`), shared by the waiting triggers (`subscribed`).
 
 The results API's receiver verifies a callback's signature, records its delivery id and NOTIFYs the URN on
-`aps_client.webhooks.NOTIFY_CHANNEL` in the results database. A waiting trigger LISTENs there (one psycopg
-async connection, autocommit) and, for a URN it waits on, polls that manifest at once: the callback only
+`aps_client.webhooks.NOTIFY_CHANNEL` in the results database. The waiting triggers LISTEN there (through
+one psycopg async connection per process, autocommit) and, for a URN one waits on, it polls that manifest
+at once: the callback only
 says "look now"; `manifest_verdict` on the manifest stays the judge, so a forged or wrong callback costs at
 most one extra GET. A lost connection is retried with backoff; while it is down the waiter polls at its
 plain interval (`WaitPolicy.first_delay(hearing_callbacks=False)`), and once it is back every URN is looked at
@@ -13,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import Any
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
@@ -31,6 +34,9 @@ KEEPALIVE_SECONDS = 30.0
 RECONNECT_DELAYS = (1.0, 30.0)
 #: libpq parameters a connection's extra may carry (TLS); anything else in it is not libpq's.
 _LIBPQ_EXTRAS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "target_session_attrs")
+
+# A hub outlives the trigger that started it: it logs to the triggerer's log, each trigger to its task's.
+log = logging.getLogger(__name__)
 
 
 def conninfo_of(connection: Any) -> str:
@@ -49,17 +55,15 @@ class CallbackListener:
 
     :param conninfo: Reads the connection string (called at each (re)connection, on the event loop).
     :param on_urn: Called with each notification's payload (a URN) while connected.
-    :param on_health: Called with True once listening, and with False when the connection is lost.
-    :param log: The trigger's logger (connection strings never reach it).
+    :param on_health: Called with True once listening, and with False when a connection fails or is lost.
     """
 
     def __init__(self, conninfo: Callable[[], Any], on_urn: Callable[[str], None],
-                 on_health: Callable[[bool], None], log: Any) -> None:
+                 on_health: Callable[[bool], None]) -> None:
         self._conninfo = conninfo
         self._on_urn = on_urn
         self._on_health = on_health
-        self._log = log
-        self.healthy = False
+        self.healthy: bool | None = None  # None: not tried yet
 
     async def run(self) -> None:
         delay = RECONNECT_DELAYS[0]
@@ -68,9 +72,9 @@ class CallbackListener:
                 await self._listen()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # whatever broke, polling carries on; the message may hold a host only
-                self._log.warning("Not hearing APS callbacks (%s); polling at the plain interval, "
-                                  "reconnecting in %.0fs", type(exc).__name__, delay)
+            except Exception as exc:  # whatever broke, polling carries on (the message may name a host)
+                log.warning("Not hearing APS callbacks (%s); reconnecting in %.0fs", type(exc).__name__,
+                            delay)
             self._set_health(False)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_DELAYS[1])
@@ -93,21 +97,68 @@ class CallbackListener:
     def _set_health(self, healthy: bool) -> None:
         if healthy != self.healthy:
             self.healthy = healthy
-            if healthy:
-                self._log.info("Hearing APS extraction.finished callbacks; polling is the net for lost ones")
             self._on_health(healthy)
 
 
+class Subscriber(Protocol):
+    """What a hub tells a waiting trigger: a URN APS named, and whether callbacks are heard at all."""
+
+    def hear(self, urn: str) -> None: ...
+
+    def set_hearing(self, hearing: bool) -> None: ...
+
+
+class CallbackHub:
+    """One LISTEN connection per database in a triggerer process, shared by every trigger waiting there
+    (a triggerer runs hundreds of triggers; each with its own connection would exhaust PostgreSQL's)."""
+
+    def __init__(self, conninfo: Callable[[], Any]) -> None:
+        self.subscribers: set[Subscriber] = set()
+        self.listener = CallbackListener(conninfo, self._hear, self._health)
+        self.task: asyncio.Task[None] | None = None
+
+    def _hear(self, urn: str) -> None:
+        for subscriber in list(self.subscribers):
+            subscriber.hear(urn)
+
+    def _health(self, healthy: bool) -> None:
+        for subscriber in list(self.subscribers):
+            subscriber.set_hearing(healthy)
+
+    def add(self, subscriber: Subscriber) -> None:
+        self.subscribers.add(subscriber)
+        if self.listener.healthy is not None:  # known already: listening (this trigger looks once), or not
+            subscriber.set_hearing(self.listener.healthy)
+        if self.task is None:
+            self.task = asyncio.create_task(self.listener.run(), name="aps-callback-listener")
+
+    async def remove(self, subscriber: Subscriber) -> bool:
+        """Forget `subscriber`; stop listening when it was the last one (True then)."""
+        self.subscribers.discard(subscriber)
+        if self.subscribers or self.task is None:
+            return False
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
+        return True
+
+
+#: The hubs of this process, per (connection id, event loop): a hub's task belongs to its loop.
+_HUBS: dict[tuple[str, int], CallbackHub] = {}
+
+
 @contextlib.asynccontextmanager
-async def listening(listener: CallbackListener | None) -> Any:
-    """Run `listener` in the background for the body's duration (nothing when it is None)."""
-    if listener is None:
-        yield
-        return
-    task = asyncio.create_task(listener.run(), name="aps-callback-listener")
+async def subscribed(
+    conn_id: str, conninfo: Callable[[], Any], subscriber: Subscriber
+) -> AsyncIterator[None]:
+    """Let `subscriber` hear the callbacks on `conn_id`'s database for the body's duration."""
+    key = (conn_id, id(asyncio.get_running_loop()))
+    hub = _HUBS.get(key)
+    if hub is None:
+        hub = _HUBS[key] = CallbackHub(conninfo)
+    hub.add(subscriber)
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        if await hub.remove(subscriber) and _HUBS.get(key) is hub:
+            del _HUBS[key]

@@ -45,7 +45,7 @@ from aps_client.urn import describe_urn
 from aps_client.wait_policy import WaitPolicy
 from aps_provider.hooks.aps import APSHook
 from aps_provider.triggers.base import APSBaseTrigger
-from aps_provider.triggers.callbacks import CallbackListener, conninfo_of, listening
+from aps_provider.triggers.callbacks import conninfo_of, subscribed
 
 #: Manifest GETs one many-URN waiter has in flight at most, by default.
 MAX_CONCURRENT_POLLS = 8
@@ -163,6 +163,12 @@ class _PollLoop:
             self.wake.set()
 
     def set_hearing(self, hearing: bool) -> None:
+        if hearing:
+            self.trigger.log.info("Hearing APS extraction.finished callbacks; polls every %.0fs are the net",
+                                  self.policy.first_delay(True))
+        else:
+            self.trigger.log.warning("Not hearing APS callbacks (connection %s); polling every %.0fs",
+                                     self.policy.listen_conn_id, self.policy.first_delay())
         self.hearing = hearing
         now = time.time()
         # Hearing again: callbacks sent while deaf were lost, so look at every URN once. Deaf: nothing
@@ -283,21 +289,22 @@ class APSTranslationsTrigger(APSBaseTrigger):
             unreadable = WaitedURN.unreadable(f"cannot build the APS client: {exc}")
             return {urn: waited.get(urn, unreadable) for urn in self.urns}
         loop = _PollLoop(self)
-        async with client as aps, listening(self._listener(loop)):
+        async with client as aps, self._hearing(loop):
             waited.update(await loop.run(aps))
         return {urn: waited[urn] for urn in self.urns}
 
-    def _listener(self, loop: _PollLoop) -> CallbackListener | None:
+    def _hearing(self, loop: _PollLoop) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hear APS's callbacks on the policy's database while the loop runs (nothing without one)."""
         conn_id = self.wait_policy.listen_conn_id
         if not conn_id or not loop.due_at:
-            return None
+            return contextlib.nullcontext()
 
         async def conninfo() -> str:
             from airflow.providers.common.compat.connection import get_async_connection
 
             return conninfo_of(await get_async_connection(conn_id))
 
-        return CallbackListener(conninfo, loop.hear, loop.set_hearing, self.log)
+        return subscribed(conn_id, conninfo, loop)
 
     def return_value(self, waited: dict[str, WaitedURN]) -> Any:
         """What the sensor returns for this wait, or None when the task must be resumed (to fail it)."""
