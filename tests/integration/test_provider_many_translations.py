@@ -90,6 +90,17 @@ def test_trigger_serializes_to_its_init_arguments() -> None:
     assert kwargs["urns"] == ["dXJuOmE", "dXJuOmI"]
     assert kwargs["wait_policy"] == policy.as_primitives()
     assert (rebuilt.wait_policy, rebuilt.max_concurrent_polls) == (policy, 3)
+    # What the sensor knew before deferring, and how the wait ends the task, survive a triggerer restart.
+    done = {"state": "done", "entry": {"status": "success", "progress": "complete"}, "messages": []}
+    ending = APSTranslationsTrigger(urns=["dXJuOmE", "dXJuOmI"], deadline=5.0,
+                                    finished_before={"dXJuOmE": done}, end_from_trigger=True,
+                                    fail_on_unsuccessful=False,
+                                    wait_policy=policy.with_overrides(listen_conn_id="aps_results"))
+    classpath, kwargs = ending.serialize()
+    json.dumps(kwargs)
+    assert APSTranslationsTrigger(**kwargs).serialize() == (classpath, kwargs)
+    assert (kwargs["finished_before"], kwargs["end_from_trigger"]) == ({"dXJuOmE": done}, True)
+    assert kwargs["wait_policy"]["listen_conn_id"] == "aps_results"
 
 
 def test_sensor_poke_mode_reports_each_urn_without_failing(three: dict[str, str]) -> None:
