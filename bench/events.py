@@ -1,6 +1,6 @@
 """Benchmark: files landed one at a time start event-driven runs; latency from PUT to run start and to loaded.
 
-    python bench/events.py [--n 50] [--seed 1] [--mean-interval 15] [--translation-seconds 3]
+    python bench/events.py [--n 50] [--seed 1] [--mean-interval 15] [--translation-seconds 3] [--webhooks]
 
 Starts the local stack of `make demo` with events (the S3 server notifies an SQS queue, the triggerer's asset
 watcher reads it), the schedule set to a cron that does not fire during the bench. Then N valid IFC files
@@ -12,12 +12,17 @@ registry's finished_at), p50/p95/max, against the hourly schedule's expected lat
 a random moment (30 min mean, 57 min p95, to the run's start); and the number of runs the events started
 (several files folded into one run count once). The last line is machine-readable:
 
-    events: files=N p95_start_s=... p95_loaded_s=... runs=...
+    events: files=N p95_start_s=... p95_loaded_s=... runs=... webhooks=on|off
+
+With `--webhooks`, the results API serves the APS webhook receiver, the pipeline registers its hook
+(`APS_WEBHOOK_CONN_ID`) and the emulator's extraction.finished callbacks end the waits; the polls are then
+the net, every `--webhook-poll-interval` seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import sys
@@ -29,6 +34,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
+from aps_api.routers.webhooks import PATH as WEBHOOK_PATH
 from aps_devstack.demo import create_pools
 from aps_devstack.stack import LANDING_BUCKET, LANDING_PREFIX, LocalStack
 from aps_samples.ifc import generate_ifc
@@ -99,6 +105,16 @@ def run_starts(stack: LocalStack, run_ids: set[str]) -> dict[str, Any]:
         return {r.run_id: r for r in rows if r.run_id in run_ids}
 
 
+def webhook_env(stack: LocalStack, poll_interval: float) -> dict[str, str]:
+    """Serve the receiver and point the pipeline's hook at it: Airflow's extra environment."""
+    secret = f"bench-hook-{random.SystemRandom().getrandbits(64):x}"
+    api_url = stack.start_api(webhook_secret=secret)
+    connection = {"conn_type": "generic", "password": secret,
+                  "extra": {"callback_url": api_url + WEBHOOK_PATH}}
+    return {"AIRFLOW_CONN_APS_WEBHOOK": json.dumps(connection), "APS_WEBHOOK_CONN_ID": "aps_webhook",
+            "APS_WEBHOOK_POLL_INTERVAL": str(poll_interval)}
+
+
 def line(name: str, values: list[float]) -> str:
     return (f"{name:<18} p50 {statistics.median(values):7.1f} s   p95 {percentile(values, 0.95):7.1f} s   "
             f"max {max(values):7.1f} s")
@@ -113,6 +129,10 @@ def main() -> int:
     parser.add_argument("--translation-seconds", type=float, default=3.0, help="emulator translation time")
     parser.add_argument("--timeout", type=float, default=900.0, help="give up this long after the last PUT")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary directory")
+    parser.add_argument("--webhooks", action="store_true",
+                        help="APS callbacks end the waits (polls: the net)")
+    parser.add_argument("--webhook-poll-interval", type=float, default=60.0,
+                        help="with --webhooks: seconds between polls while callbacks are heard")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-events-") as tmp:
@@ -122,7 +142,8 @@ def main() -> int:
             events=True,
         )
         try:
-            airflow = stack.start_airflow(extra_env={"APS_INGEST_SCHEDULE": NEVER})
+            hooks = webhook_env(stack, args.webhook_poll_interval) if args.webhooks else {}
+            airflow = stack.start_airflow(extra_env={"APS_INGEST_SCHEDULE": NEVER, **hooks})
             create_pools(stack)
             airflow.wait_for_dag(DAG_ID)
             wait_idle(stack, timeout=300)
@@ -138,13 +159,14 @@ def main() -> int:
     states = sorted({r.state for r in rows})
     kinds = sorted({runs[r.run_id].run_type for r in rows})
     print(f"\n{len(rows)} files ({', '.join(states)}) in {len(runs)} runs ({', '.join(kinds)}); "
-          f"translations {args.translation_seconds:.0f} s")
+          f"translations {args.translation_seconds:.0f} s; webhooks {'on' if args.webhooks else 'off'}")
     print(line("PUT -> run start", start_s))
     print(line("PUT -> loaded", loaded_s))
     print(f"{'hourly schedule':<18} mean {HOURLY_MEAN_S:6.0f} s   p95 {HOURLY_P95_S:7.0f} s   "
           "(to the run's start)")
     print(f"events: files={len(rows)} p95_start_s={percentile(start_s, 0.95):.1f} "
-          f"p95_loaded_s={percentile(loaded_s, 0.95):.1f} runs={len(runs)}")
+          f"p95_loaded_s={percentile(loaded_s, 0.95):.1f} runs={len(runs)} "
+          f"webhooks={'on' if args.webhooks else 'off'}")
     return 0 if states == ["loaded"] else 1
 
 

@@ -16,6 +16,7 @@ from aps_api.ratelimit import RateLimit
 from aps_api.settings import APISettings
 from aps_api.token_cache import ViewerTokenCache
 from aps_api.viewer_sessions import ViewerSessions
+from aps_api.webhooks import WebhookReceiver
 
 
 @dataclass
@@ -31,6 +32,7 @@ class APIContext:
     sessions: ViewerSessions | None = None  # the /viewer page's cookies; None without a signing secret
     # Translated models by id (urn, region) for the viewer-token hot path; see settings.model_cache_seconds.
     translated_models: TTLCache[int, tuple[str, str]] | None = None
+    webhooks: WebhookReceiver | None = None  # APS's callbacks; None unless configured
     # (monotonic time, message) of the last failed APS check in /health, to answer repeats from memory.
     aps_health_failure: tuple[float, str] | None = None
 
@@ -46,6 +48,10 @@ class APIContext:
                              for name, amount in settings.rate_limit_per_key.items()}
         self.translated_models = TTLCache(maxsize=100_000, ttl=settings.model_cache_seconds)
         self.sessions = ViewerSessions.from_settings(settings)
+        if settings.webhooks_configured:
+            secrets = [settings.webhook_secret.get_secret_value(),
+                       settings.webhook_previous_secret.get_secret_value()]
+            self.webhooks = WebhookReceiver.create(settings.webhook_database_url.get_secret_value(), secrets)
         if settings.aps_configured:
             self.aps = _viewer_aps_client(settings)
             self.tokens = ViewerTokenCache(
@@ -63,6 +69,8 @@ class APIContext:
     async def close(self) -> None:
         if self.aps is not None:
             await self.aps.aclose()
+        if self.webhooks is not None:
+            await self.webhooks.close()
         if self.engine is not None:
             await self.engine.dispose()
 

@@ -64,6 +64,12 @@ class APISettings(BaseSettings):
     # a deployment shares already (rotating that secret then ends the sessions).
     viewer_session_secret: SecretStr = SecretStr("")
 
+    # APS extraction.finished callbacks (aps_api.webhooks): the hook secret (and, while it is rotated, the
+    # previous one), and a login in role aps_webhook_receiver. Without both, the route is not mounted.
+    webhook_secret: SecretStr = SecretStr("")
+    webhook_previous_secret: SecretStr = SecretStr("")
+    webhook_database_url: SecretStr = SecretStr("")
+
     @field_validator("viewer_js_url", "viewer_css_url")
     @classmethod
     def _pinned_https(cls, value: str) -> str:
@@ -82,6 +88,10 @@ class APISettings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @property
+    def webhooks_configured(self) -> bool:
+        return bool(self.webhook_secret.get_secret_value() and self.webhook_database_url.get_secret_value())
 
     @property
     def aps_configured(self) -> bool:

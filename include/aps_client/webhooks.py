@@ -15,6 +15,9 @@ SYSTEM = "derivative"
 EVENT = "extraction.finished"
 HOOKS_PATH = f"/webhooks/v1/systems/{SYSTEM}/events/{EVENT}/hooks"
 SIGNATURE_PREFIX = "sha1hash="
+#: The PostgreSQL channel the results API's receiver NOTIFYs a verified callback's URN on, and the waiting
+#: triggers LISTEN on (`WaitPolicy.listen_conn_id`): the one name both sides share.
+NOTIFY_CHANNEL = "aps_extraction_finished"
 _WORKFLOW = re.compile(r"^[A-Za-z0-9-]{1,36}$")
 MAX_PAGES = 100
 
@@ -104,11 +107,8 @@ def create_hook_flow(
 
 def _find_hook(hooks: list[dict[str, Any]], callback_url: str, workflow: str) -> str | None:
     """The id of the hook with this callback URL and workflow scope, if listed."""
-    for hook in hooks:
-        if hook.get("callbackUrl") == callback_url and (hook.get("scope") or {}).get("workflow") == workflow:
-            hook_id = hook.get("hookId")
-            return str(hook_id) if hook_id else None
-    return None
+    hook = _hook_of(hooks, callback_url, workflow)
+    return str(hook["hookId"]) if hook else None
 
 
 def _hook_id_from(location: str | None, body: Any) -> str | None:
@@ -116,6 +116,40 @@ def _hook_id_from(location: str | None, body: Any) -> str | None:
         return str(body["hookId"])
     if location:
         return location.rstrip("/").rsplit("/", 1)[-1]
+    return None
+
+
+def secret_fingerprint(secret: str) -> str:
+    """A short tag of the hook secret, kept in the hook's hookAttribute so a later registration can tell
+    that the secret changed without APS ever showing it. An HMAC under a fixed label: it reveals nothing."""
+    return hmac.new(secret.encode("utf-8"), b"aps-pipeline hook secret", hashlib.sha256).hexdigest()[:16]
+
+
+def ensure_hook_flow(callback_url: str, workflow: str, region: str, secret: str) -> Flow[str]:
+    """Make sure one active hook sends this workflow's extraction.finished to `callback_url`, signed with
+    `secret`; returns its id. Idempotent and cheap when nothing changed: one GET of the region's hooks.
+    A hook APS deactivated (after failed deliveries) is reactivated; a changed secret is set again."""
+    attribute = {"secretFingerprint": secret_fingerprint(secret)}
+    hook = _hook_of((yield from list_hooks_flow(region)), callback_url, workflow)
+    if hook is None:
+        return (yield from create_hook_flow(callback_url, workflow, region, secret, attribute))
+    changes: dict[str, Any] = {}
+    if hook.get("status") not in ("active", "reactivated"):
+        changes["status"] = "active"
+    if (hook.get("hookAttribute") or {}).get("secretFingerprint") != attribute["secretFingerprint"]:
+        changes.update(token=secret, hookAttribute=attribute)
+    hook_id = str(hook["hookId"])
+    if changes:
+        yield RequestSpec("PATCH", f"{HOOKS_PATH}/{hook_id}", family="hooks_modify",
+                          headers=region_headers(region), json=changes)
+    return hook_id
+
+
+def _hook_of(hooks: list[dict[str, Any]], callback_url: str, workflow: str) -> dict[str, Any] | None:
+    for hook in hooks:
+        if (hook.get("callbackUrl") == callback_url and (hook.get("scope") or {}).get("workflow") == workflow
+                and hook.get("hookId")):
+            return hook
     return None
 
 
@@ -144,6 +178,10 @@ class WebhooksClient:
         return self._transport.run(
             create_hook_flow(callback_url, workflow, region or self._region, secret, hook_attribute)
         )
+
+    def ensure_hook(self, callback_url: str, workflow: str, secret: str, *, region: str | None = None) -> str:
+        """`ensure_hook_flow`: one active hook for this callback URL and workflow, with this secret."""
+        return self._transport.run(ensure_hook_flow(callback_url, workflow, region or self._region, secret))
 
     def list_hooks(self, region: str | None = None) -> list[dict[str, Any]]:
         return self._transport.run(list_hooks_flow(region or self._region))

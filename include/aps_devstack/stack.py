@@ -214,13 +214,17 @@ class LocalStack:
         self.airflow.start()
         return self.airflow
 
-    def start_api(self, port: int | None = None) -> str:
+    def start_api(self, port: int | None = None, webhook_secret: str | None = None) -> str:
+        """Serve the results API; with `webhook_secret`, its APS webhook receiver too (writing through the
+        results database's owner: a stand-in's shortcut for a login in role aps_webhook_receiver)."""
         port = port or free_port()
+        webhooks = {"APS_API_WEBHOOK_SECRET": webhook_secret,
+                    "APS_API_WEBHOOK_DATABASE_URL": self.results_url} if webhook_secret else {}
         self.api = ManagedProcess(
             "aps-api",
             [sys.executable, "-m", "aps_api", "--host", "127.0.0.1", "--port", str(port)],
             self.workdir / "logs" / "aps-api.log",
-            env={**os.environ, **self.api_env()},
+            env={**os.environ, **self.api_env(), **webhooks},
         )
         self.api_url = f"http://127.0.0.1:{port}"
         wait_for_http(f"{self.api_url}/health", timeout=60, process=self.api)

@@ -48,6 +48,8 @@ class Tunables(BaseModel):
     webhook_max_attempts: int = Field(4, ge=1)
     webhook_retry_base_seconds: float = Field(1.0, ge=0)
     webhook_timeout_seconds: float = Field(6.0, gt=0)
+    # Fault: callbacks are recorded as deliveries but never sent (a lost webhook: the poll is the net).
+    webhook_drop_deliveries: bool = False
     # Real-shape mode (real_shapes.py): answers in real APS's shapes, drawn per response from this seed.
     real_shapes_seed: int | None = None
 

@@ -122,6 +122,8 @@ class WebhookDispatcher:
             context.store.state.deliveries.append(record)
             del context.store.state.deliveries[:-MAX_DELIVERY_RECORDS]
         assert self._client is not None
+        if tunables.webhook_drop_deliveries:
+            return  # the fault: recorded, never sent (attempts stays 0)
         for attempt in range(1, tunables.webhook_max_attempts + 1):
             record.attempts = attempt
             try:

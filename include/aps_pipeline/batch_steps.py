@@ -44,7 +44,8 @@ def upload_and_submit(
                       last_attempt=last_attempt)
     submitted, failures = submit_models(aps, engine, uploaded, pipeline=pipeline.name, run_id=run_id,
                                         formats=pipeline.job_formats(), force=force, retried=retried,
-                                        concurrency=pipeline.upload_concurrency, claim_wait=claim_wait)
+                                        concurrency=pipeline.upload_concurrency, claim_wait=claim_wait,
+                                        workflow=pipeline.webhook_workflow)
     end_failed_models(engine, failures, run_id, pipeline=pipeline.name, step="job submission",
                       last_attempt=last_attempt)
     logger.info("%d of %d models uploaded, %d jobs submitted and recorded", len(uploaded), len(models),

@@ -210,6 +210,36 @@ class EventsConfig(_Strict):
         return value or None
 
 
+class WebhooksConfig(_Strict):
+    """APS's extraction.finished callbacks end translation waits early (polling stays the net).
+
+    Each batch's submission makes sure one hook per APS application and region sends the jobs of `workflow`
+    (their `misc.workflow`) to the callback URL, signed with the hook secret; the results API's receiver
+    records each delivery once and NOTIFYs its URN on `listen_conn_id`'s database, where the waiting
+    triggers listen. The URL and secret live in the connection: `extra.callback_url`, `password`.
+    """
+
+    conn_id: str = Field(min_length=1, description="connection: extra.callback_url and the hook secret")
+    workflow: str = Field(default="", description="misc.workflow of the jobs; default: from the DAG id")
+    listen_conn_id: str | None = Field(default=None, description="default: the pipeline's results_conn_id")
+    poll_interval: float = Field(
+        default=WaitPolicy.webhook_poll_interval, gt=0,
+        description="first poll delay while callbacks are heard (the net for a lost one), seconds",
+    )
+
+    @field_validator("workflow")
+    @classmethod
+    def _workflow(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9-]{1,36}", value):
+            raise ValueError("must be 1-36 letters, digits or hyphens (APS's misc.workflow)")
+        return value
+
+    @field_validator("listen_conn_id", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return value or None
+
+
 class RetentionConfig(_Strict):
     """What the daily `aps_maintenance` DAG removes for this pipeline (None: keep for ever)."""
 
@@ -241,6 +271,7 @@ class PipelineConfig(_Strict):
 
     aws_conn_id: str = "aws_default"
     events: EventsConfig | None = Field(default=None, description="start runs from S3 events (optional)")
+    webhooks: WebhooksConfig | None = Field(default=None, description="APS callbacks end waits (optional)")
     aps_conn_id: str = "aps_default"
     results_conn_id: str = "aps_results"
     reader_conn_id: str = Field(
@@ -360,6 +391,14 @@ class PipelineConfig(_Strict):
             return None
         return value
 
+    @field_validator("webhooks", mode="before")
+    @classmethod
+    def _no_connection_no_webhooks(cls, value: Any) -> Any:
+        # `conn_id: ${APS_WEBHOOK_CONN_ID:-}` with the variable unset: waits poll only.
+        if isinstance(value, Mapping) and not value.get("conn_id"):
+            return None
+        return value
+
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str | None) -> str | None:
@@ -407,9 +446,21 @@ class PipelineConfig(_Strict):
 
     @property
     def wait_policy(self) -> WaitPolicy:
-        """The translation wait's policy: this pipeline's delays and deadline, WaitPolicy's for the rest."""
-        return WaitPolicy(poll_interval=self.poll_interval, max_poll_interval=self.poll_max_interval,
-                          timeout=self.translation_timeout)
+        """The translation wait's policy: this pipeline's delays and deadline, WaitPolicy's for the rest;
+        with webhooks, the database the trigger hears callbacks on and the longer poll interval then."""
+        policy = WaitPolicy(poll_interval=self.poll_interval, max_poll_interval=self.poll_max_interval,
+                            timeout=self.translation_timeout)
+        if self.webhooks is None:
+            return policy
+        return policy.with_overrides(listen_conn_id=self.webhooks.listen_conn_id or self.results_conn_id,
+                                     webhook_poll_interval=self.webhooks.poll_interval)
+
+    @property
+    def webhook_workflow(self) -> str | None:
+        """The `misc.workflow` the jobs are submitted with (their hook's scope); None without webhooks."""
+        if self.webhooks is None:
+            return None
+        return self.webhooks.workflow or re.sub(r"[^A-Za-z0-9-]", "-", self.name)[:36]
 
     @property
     def events_conn_id(self) -> str | None:

@@ -73,8 +73,10 @@ def submit_models(
     retried: bool = False,
     concurrency: int = 8,
     claim_wait: float = CLAIM_WAIT_SECONDS,
+    workflow: str | None = None,
 ) -> tuple[list[SubmittedModel], dict[int, BaseException]]:
-    """Submit and record every uploaded model's translation; returns the submitted ones and the failures."""
+    """Submit and record every uploaded model's translation; returns the submitted ones and the failures.
+    `workflow` is the jobs' `misc.workflow`: the scope of the pipeline's APS webhook (None: no webhook)."""
     output_formats = [f["type"] for f in formats]
     holder = model_holder(pipeline, run_id)
 
@@ -94,7 +96,8 @@ def submit_models(
                 logger.info("model %d: %s, attempt %d already submitted by this run", model_id, urn,
                             latest.attempt)
                 return SubmittedModel(model_id=model_id, urn=urn, attempt=latest.attempt)
-            outcome = aps.derivative.submit(urn, formats=formats, force=force, retried=retried)
+            outcome = aps.derivative.submit(urn, formats=formats, force=force, retried=retried,
+                                            workflow=workflow)
             translation = _record(engine, model_id, file_ids, outcome, run_id, output_formats, force)
         finally:
             let_go(engine, model_id, holder)

@@ -575,3 +575,18 @@ class ApiKey(Base):
     )
 
     __table_args__ = (UniqueConstraint("key_hash"), Index(None, "key_prefix"))
+
+
+class WebhookDelivery(Base):
+    """An APS extraction.finished callback the results API accepted (signature verified), once per delivery
+    id: APS delivers at least once, and a delivery sent again must have one effect (aps_api.webhooks)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    delivery_id: Mapped[str] = mapped_column(primary_key=True, comment="APS's x-adsk-delivery-id")
+    urn: Mapped[str] = mapped_column(comment="the design URN the callback names")
+    status: Mapped[str | None] = mapped_column(
+        comment="the callback's Payload.status (a hint: the manifest decides)")
+    received_at: Mapped[datetime] = _created()
+
+    __table_args__ = (Index(None, "received_at"),)

@@ -167,6 +167,7 @@ def prepare_run() -> list[ModelBatch]:
 def upload_and_submit(models: list[ModelPlan]) -> list[SubmittedModel]:
     """Upload the batch's models to APS OSS (`upload_concurrency` at a time), then submit and record every
     job, before any wait begins. On its last attempt, a failure still settles every model of the batch."""
+    from aps_ingest_tasks.webhooks import ensure_webhook
     from aps_pipeline.batch_steps import settled_if_it_fails
     from aps_pipeline.batch_steps import upload_and_submit as upload_then_submit
 
@@ -175,6 +176,7 @@ def upload_and_submit(models: list[ModelPlan]) -> list[SubmittedModel]:
     retried, last_attempt = _tries()
     with _aps(config) as aps, settled_if_it_fails(aps, engine, models, pipeline=config, run_id=run_id,
                                                   last_attempt=last_attempt):
+        ensure_webhook(aps, config)  # before the jobs, so none finishes unheard
         return upload_then_submit(aps, landing_of(config), engine, models, pipeline=config, run_id=run_id,
                                   force=bool(params.get("force")), retried=retried,
                                   last_attempt=last_attempt)

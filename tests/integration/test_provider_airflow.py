@@ -6,10 +6,12 @@ tests/dags/aps_sensor_dag.py (upload from S3 -> start translation -> wait).
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
 import pytest
+from sqlalchemy import text
 
 from aps_devstack import EmulatorServer, S3Server
 from aps_devstack.airflow import AirflowStack
@@ -103,3 +105,35 @@ def test_many_urn_sensor_defers_to_a_real_triggerer(
     assert "status=success" in text
     assert "was the job submitted?" in text  # the never-existing URN, reported, not failed
     assert emulator.stats()["requests"]["job"] == 1
+
+
+def test_a_trigger_that_fires_at_once_never_loses_the_resume_race(airflow_stack: AirflowStack) -> None:
+    """Airflow 3.3.2 fails a task resumed from deferral when the scheduler sees the deferring try's exit
+    only after the task was queued again; the first-poll floor (8 s before every first poll) used to
+    dodge that. Without the floor, waits whose trigger fires within a second of the deferral all end well:
+    the provider ends them from the triggerer, and the stale exit meets a finished task."""
+    dag_id = "aps_resume_race"
+    airflow_stack.wait_for_dag(dag_id)
+    runs = [airflow_stack.trigger(dag_id) for _ in range(2)]
+
+    for run_id in runs:
+        state = airflow_stack.wait_for_run(dag_id, run_id, timeout=400)
+        assert state == "success", airflow_stack.failure_report(dag_id, run_id)
+        states = airflow_stack.task_states(dag_id, run_id)
+        assert set(states.values()) == {"success"}
+        assert len(states) == 8
+        logs = "\n".join(airflow_stack.task_logs(dag_id, run_id).values())
+        assert logs.count("Ending the task from the triggerer") == 8  # each deferred, none resumed
+    with airflow_stack.engine.connect() as conn:
+        mismatches = conn.execute(
+            text("SELECT count(*) FROM log WHERE dag_id = :d AND event = 'state mismatch'"), {"d": dag_id}
+        ).scalar_one()
+        tries = set(conn.execute(text("SELECT DISTINCT try_number FROM task_instance WHERE dag_id = :d"),
+                                 {"d": dag_id}).scalars())
+        values = list(conn.execute(text("SELECT value FROM xcom WHERE dag_id = :d AND key = 'return_value'"),
+                                   {"d": dag_id}).scalars())
+    assert (mismatches, tries) == (0, {1})
+    assert len(values) == 16
+    for value in values:  # the sensor's return value, pushed by the trigger: one URN, no manifest
+        entries = json.loads(value) if isinstance(value, str) else value
+        assert [entry["status"] for entry in entries.values()] == ["error"]

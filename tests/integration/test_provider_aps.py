@@ -31,7 +31,7 @@ from tests.fixtures.provider import FAST_CLIENT, IFC, aps_conn, start_translatio
 from tests.fixtures.stack import TWO_APPS
 
 MIB = 1024 * 1024
-FAST_WAIT = WaitPolicy(poll_interval=0.2, max_poll_interval=1.0, first_poll_floor=0.0)
+FAST_WAIT = WaitPolicy(poll_interval=0.2, max_poll_interval=1.0, resume_floor=0.0)
 
 
 async def first_event(trigger: APSTranslationTrigger, limit: float = 120) -> dict[str, Any]:

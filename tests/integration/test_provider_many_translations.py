@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+from airflow.triggers.base import TaskSuccessEvent
 
 from aps_client import to_urn
 from aps_client.urn import object_id
@@ -32,7 +33,7 @@ async def the_event(trigger: APSTranslationsTrigger, limit: float = 120) -> dict
 
 
 def fast_trigger(urns: list[str], deadline_in: float = 120, **kwargs: Any) -> APSTranslationsTrigger:
-    policy = WaitPolicy(**{"poll_interval": 0.2, "max_poll_interval": 1.0, "first_poll_floor": 0.0, **kwargs})
+    policy = WaitPolicy(**{"poll_interval": 0.2, "max_poll_interval": 1.0, "resume_floor": 0.0, **kwargs})
     return APSTranslationsTrigger(urns=urns, deadline=time.time() + deadline_in, wait_policy=policy)
 
 
@@ -78,7 +79,7 @@ async def test_trigger_reports_the_unfinished_at_its_deadline(aps_conn: str, emu
 
 
 def test_trigger_serializes_to_its_init_arguments() -> None:
-    policy = WaitPolicy(poll_interval=3, max_poll_interval=30, not_found_grace=40, first_poll_floor=0)
+    policy = WaitPolicy(poll_interval=3, max_poll_interval=30, not_found_grace=40)
     trigger = APSTranslationsTrigger(urns=["dXJuOmE", "dXJuOmI"], deadline=5.0, region="EMEA",
                                      max_concurrent_polls=3, wait_policy=policy)
     classpath, kwargs = trigger.serialize()
@@ -89,6 +90,17 @@ def test_trigger_serializes_to_its_init_arguments() -> None:
     assert kwargs["urns"] == ["dXJuOmE", "dXJuOmI"]
     assert kwargs["wait_policy"] == policy.as_primitives()
     assert (rebuilt.wait_policy, rebuilt.max_concurrent_polls) == (policy, 3)
+    # What the sensor knew before deferring, and how the wait ends the task, survive a triggerer restart.
+    done = {"state": "done", "entry": {"status": "success", "progress": "complete"}, "messages": []}
+    ending = APSTranslationsTrigger(urns=["dXJuOmE", "dXJuOmI"], deadline=5.0,
+                                    finished_before={"dXJuOmE": done}, end_from_trigger=True,
+                                    fail_on_unsuccessful=False,
+                                    wait_policy=policy.with_overrides(listen_conn_id="aps_results"))
+    classpath, kwargs = ending.serialize()
+    json.dumps(kwargs)
+    assert APSTranslationsTrigger(**kwargs).serialize() == (classpath, kwargs)
+    assert (kwargs["finished_before"], kwargs["end_from_trigger"]) == ({"dXJuOmE": done}, True)
+    assert kwargs["wait_policy"]["listen_conn_id"] == "aps_results"
 
 
 def test_sensor_poke_mode_reports_each_urn_without_failing(three: dict[str, str]) -> None:
@@ -118,7 +130,10 @@ def test_deferrable_sensor_defers_only_the_unfinished(
         sensor.execute(context={})
     trigger = deferred.value.trigger
     assert isinstance(trigger, APSTranslationsTrigger)
-    assert trigger.urns == [three["slow"]]
+    assert trigger.urns == list(three.values())
+    assert set(trigger.finished_before) == {three["quick"], three["bad"]}  # polled: only the slow one
+    assert trigger.end_from_trigger
+    assert not trigger.fail_on_unsuccessful
     finished = deferred.value.kwargs["finished"]
     assert set(finished) == {three["quick"], three["bad"]}
     # The trigger's event completes the picture, in the order the URNs were given.
@@ -131,3 +146,41 @@ def test_deferrable_sensor_defers_only_the_unfinished(
 
 def test_sensor_with_no_urns_is_done_at_once(aps_conn: str) -> None:
     assert APSTranslationsSensor(task_id="wait", urns=[], deferrable=True).execute(context={}) == {}
+
+
+async def all_events(trigger: APSTranslationsTrigger, limit: float = 120) -> list[Any]:
+    async with asyncio.timeout(limit):
+        return [event async for event in trigger.run()]
+
+
+async def test_a_wait_the_task_would_return_ends_the_task_from_the_triggerer(
+    three: dict[str, str], emulator: EmulatorServer
+) -> None:
+    """No task process resumes it (and Airflow's resume race cannot fail it): the trigger ends the task with
+    the sensor's return value, the outcomes known before the deferral included."""
+    emulator.advance_clock(1.5)  # quick and bad are final, slow is not
+    sensor = APSTranslationsSensor(task_id="wait", urns=list(three.values()), deferrable=True, timeout=600,
+                                   fail_on_unsuccessful=False, poll_interval=0.2, max_poll_interval=1.0)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context={})
+    emulator.advance_clock(5)
+
+    (event,) = await all_events(deferred.value.trigger)
+
+    assert isinstance(event, TaskSuccessEvent)
+    value = event.xcoms["return_value"]
+    assert list(value) == list(three.values())
+    assert [entry["status"] for entry in value.values()] == ["success", "failed", "success"]
+    json.dumps(value)  # an XCom Airflow stores as JSON
+
+
+async def test_a_wait_the_task_must_fail_resumes_it_after_the_resume_floor(three: dict[str, str]) -> None:
+    """A failing outcome is the sensor's to raise (with APS's words), so the task resumes on a worker."""
+    policy = WaitPolicy(poll_interval=0.2, max_poll_interval=1.0, resume_floor=0.5)
+    trigger = APSTranslationsTrigger(urns=list(three.values()), deadline=time.time() + 120,
+                                     wait_policy=policy, end_from_trigger=True, fail_on_unsuccessful=True)
+
+    (event,) = await all_events(trigger)
+
+    assert not isinstance(event, TaskSuccessEvent)
+    assert event.payload["statuses"][three["bad"]]["status"] == "failed"

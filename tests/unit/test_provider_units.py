@@ -321,21 +321,39 @@ def test_sensor_arguments_override_the_policy_they_are_given() -> None:
 
 @pytest.mark.parametrize("bad", [{"poll_interval": 0}, {"poll_interval": 10, "max_poll_interval": 5},
                                  {"backoff_factor": 0.5}, {"not_found_grace": -1}, {"timeout": 0},
-                                 {"first_poll_floor": -1}])
+                                 {"resume_floor": -1}, {"webhook_poll_interval": 0}])
 def test_wait_policy_refuses_delays_that_cannot_work(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must"):
         WaitPolicy(**bad)
 
 
 def test_wait_policy_backoff_and_first_delay() -> None:
-    policy = WaitPolicy(poll_interval=2, max_poll_interval=7, backoff_factor=3, first_poll_floor=5)
-    assert policy.first_delay == 5
+    policy = WaitPolicy(poll_interval=2, max_poll_interval=7, backoff_factor=3, resume_floor=5)
+    assert policy.first_delay() == 2  # no floor before the first poll: the sensor's look came before
     assert [policy.next_delay(d) for d in (2, 6)] == [6, 7]
-    assert WaitPolicy(poll_interval=20, max_poll_interval=60).first_delay == 20
     assert WaitPolicy.coerce(None) == WaitPolicy()
     assert WaitPolicy.coerce(policy.as_primitives()) == policy
     assert policy.with_overrides(poll_interval=None, timeout=5) == WaitPolicy(
-        poll_interval=2, max_poll_interval=7, backoff_factor=3, first_poll_floor=5, timeout=5)
+        poll_interval=2, max_poll_interval=7, backoff_factor=3, resume_floor=5, timeout=5)
+
+
+def test_wait_policy_polls_less_while_callbacks_are_heard() -> None:
+    policy = WaitPolicy(poll_interval=2, max_poll_interval=7, webhook_poll_interval=30,
+                        listen_conn_id="aps_results")
+    assert policy.webhooks
+    assert not WaitPolicy().webhooks
+    assert (policy.first_delay(), policy.first_delay(hearing_callbacks=True)) == (2, 30)
+    assert policy.next_delay(30, hearing_callbacks=True) == 30  # the webhook interval is its own ceiling
+    assert policy.next_delay(30) == 7  # deaf again: back under the plain ceiling
+    assert WaitPolicy.coerce(policy.as_primitives()) == policy
+    assert json.loads(json.dumps(policy.as_primitives())) == policy.as_primitives()
+
+
+def test_wait_policy_reads_a_policy_serialized_before_the_resume_floor() -> None:
+    """A trigger stored in Airflow's database by the previous version carries `first_poll_floor`."""
+    old = {"poll_interval": 10.0, "max_poll_interval": 60.0, "backoff_factor": 2.0, "not_found_grace": 120.0,
+           "timeout": 14400.0, "first_poll_floor": 8.0}
+    assert WaitPolicy.coerce(old) == WaitPolicy()
 
 
 def test_pipeline_wait_policy_is_its_delays_and_deadline() -> None:

@@ -24,7 +24,10 @@ from aps_provider.triggers.derivative import (
     APSTranslationsTrigger,
     APSTranslationTrigger,
     WaitedURN,
+    log_unsuccessful,
     log_verdict,
+    task_succeeds,
+    unsuccessful,
 )
 
 if TYPE_CHECKING:
@@ -66,6 +69,8 @@ class APSTranslationsSensor(APSBaseSensor):
         field of `wait_policy` (None: the policy's). `timeout` is wall clock, from the first look.
     :param fail_on_unsuccessful: Fail the task when any URN did not end `success`.
     :param max_concurrent_polls: Deferrable mode: manifest GETs in flight at most.
+    :param end_from_trigger: Deferrable mode: a wait the task would return ends it on the triggerer (no task
+        process starts again; see `APSTranslationsTrigger`); False resumes it on a worker, as before.
     """
 
     template_fields: Sequence[str] = aps_template_fields("urns")
@@ -85,6 +90,7 @@ class APSTranslationsSensor(APSBaseSensor):
         timeout: timedelta | float | None = None,
         fail_on_unsuccessful: bool = True,
         max_concurrent_polls: int = MAX_CONCURRENT_POLLS,
+        end_from_trigger: bool = True,
         poke_interval: timedelta | float = 30,
         **kwargs: Any,
     ) -> None:
@@ -97,6 +103,7 @@ class APSTranslationsSensor(APSBaseSensor):
         self.wait_policy = policy
         self.fail_on_unsuccessful = fail_on_unsuccessful
         self.max_concurrent_polls = max_concurrent_polls
+        self.end_from_trigger = end_from_trigger
         self._waited: dict[str, WaitedURN] = {}
         self._started: float | None = None
 
@@ -118,10 +125,13 @@ class APSTranslationsSensor(APSBaseSensor):
     def _waiting(self) -> list[str]:
         return [urn for urn in self._urn_list if urn not in self._waited]
 
-    def _trigger(self, waiting: list[str], deadline: float) -> APSTranslationsTrigger:
+    def _trigger(self, urns: list[str], deadline: float) -> APSTranslationsTrigger:
+        """The trigger for this wait: it polls those of `urns` not waited on yet."""
         return APSTranslationsTrigger(
-            urns=waiting, deadline=deadline, aps_conn_id=self.aps_conn_id, region=self.region,
+            urns=urns, deadline=deadline, aps_conn_id=self.aps_conn_id, region=self.region,
             wait_policy=self.wait_policy, max_concurrent_polls=self.max_concurrent_polls,
+            finished_before={urn: waited.as_primitives() for urn, waited in self._waited.items()},
+            end_from_trigger=self.end_from_trigger, fail_on_unsuccessful=self.fail_on_unsuccessful,
         )
 
     def execute(self, context: Context) -> Any:
@@ -137,7 +147,7 @@ class APSTranslationsSensor(APSBaseSensor):
         self.log.info("Deferring: waiting for %d of %d translations on the triggerer (deadline in %.0fs)",
                       len(waiting), len(self._urn_list), timeout)
         self.defer(
-            trigger=self._trigger(waiting, time.time() + timeout),
+            trigger=self._trigger(self._urn_list, time.time() + timeout),
             method_name="execute_complete",
             kwargs={"finished": {urn: waited.as_primitives() for urn, waited in self._waited.items()}},
             timeout=timedelta(seconds=timeout) + _DEFERRAL_GRACE,
@@ -190,14 +200,12 @@ class APSTranslationsSensor(APSBaseSensor):
         return {urn: WaitedURN.checked(states.get(urn), entry) for urn, entry in statuses.items()}
 
     def _result(self, waited: dict[str, WaitedURN]) -> Any:
-        unsuccessful = {urn: w.entry for urn, w in waited.items() if not w.succeeded}
-        for urn, entry in unsuccessful.items():
-            self.log.warning("Translation of %s: %s%s", describe_urn(urn), entry.get("status"),
-                             f" ({entry['reason']})" if entry.get("reason") else "")
-        if unsuccessful and self.fail_on_unsuccessful:
+        log_unsuccessful(self.log, waited)
+        if not task_succeeds(waited, self.fail_on_unsuccessful):
+            failed = unsuccessful(waited)
             listed = ", ".join(f"{describe_urn(urn)}: {entry.get('status')}"
-                               for urn, entry in list(unsuccessful.items())[:10])
-            raise AirflowFailException(f"{len(unsuccessful)} of {len(waited)} translations did not "
+                               for urn, entry in list(failed.items())[:10])
+            raise AirflowFailException(f"{len(failed)} of {len(waited)} translations did not "
                                        f"succeed: {listed}")
         return {urn: w.entry for urn, w in waited.items()}
 
@@ -227,9 +235,10 @@ class APSTranslationSensor(APSTranslationsSensor):
     def _urn_list(self) -> list[str]:
         return [self.urn]
 
-    def _trigger(self, waiting: list[str], deadline: float) -> APSTranslationTrigger:
+    def _trigger(self, urns: list[str], deadline: float) -> APSTranslationTrigger:
         return APSTranslationTrigger(urn=self.urn, deadline=deadline, aps_conn_id=self.aps_conn_id,
-                                     region=self.region, wait_policy=self.wait_policy)
+                                     region=self.region, wait_policy=self.wait_policy,
+                                     end_from_trigger=self.end_from_trigger)
 
     def _waited_in(self, event: Any) -> dict[str, WaitedURN]:
         """The outcome an `APSTranslationTrigger` event carries; ValueError when it is not one."""
