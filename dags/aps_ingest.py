@@ -13,9 +13,10 @@ Every run:
      batches of `models_per_task`; a backlog bigger than one run can map is left, in order, for the next run;
    - **ensure_aps_bucket**.
 2. Per batch (**models** group, mapped, labelled with its files): **upload_and_submit** uploads the validated
-   versions to APS and submits and records every job → **wait_and_load** waits for all of them on the
-   triggerer (deferrable), then loads each model's views, object tree, properties and thumbnail, or records
-   why not.
+   versions to APS and submits and records every job → **wait_for_translations** waits for all of them on
+   the triggerer (deferrable; the triggerer ends it with every translation's status) → **load_models**
+   (whatever happened upstream) loads each model's views, object tree, properties and thumbnail, or records
+   why not: a batch whose upload or wait failed for good is still settled, model by model.
 3. **finish_run**: counts per terminal state (loaded, rejected, failed), whatever happened upstream (fails if
    any file has none: write_run_summary); then emits the results asset for downstream DAGs, only when no
    step of the run failed; a run whose schema check, discovery, validation, quarantine, planning or batch
@@ -36,8 +37,8 @@ from airflow.sdk import DAG, Asset, Param, task_group
 from aps_ingest_tasks import tasks
 from aps_ingest_tasks.notifications import notify_run_failed
 from aps_ingest_tasks.schedules import ingest_schedule
-from aps_ingest_tasks.wait_and_load import WaitAndLoadOperator
 from aps_pipeline.config import PipelineConfig, load_pipelines
+from aps_provider.sensors.derivative import APSTranslationsSensor
 
 
 def ingest_dag(pipeline: PipelineConfig) -> DAG:
@@ -74,11 +75,15 @@ def ingest_dag(pipeline: PipelineConfig) -> DAG:
             "pool": pipeline.pool.name, "map_index_template": "{{ batch_label(ti) }}",
         })
         def process_batch(label, models):
-            WaitAndLoadOperator(
-                task_id="wait_and_load", models=models, urns=tasks.upload_and_submit(models),
+            # A failed translation is an answer load_models records (fail_on_unsuccessful=False): a deferred
+            # wait is ended by the triggerer, which pushes the verdicts as the wait's XCom, and no task
+            # process resumes it. load_models runs whatever happened upstream (None: the wait gave none).
+            wait = APSTranslationsSensor(
+                task_id="wait_for_translations", urns=tasks.upload_and_submit(models),
                 region=pipeline.aps.region, aps_conn_id=pipeline.aps_conn_id,
-                wait_policy=pipeline.wait_policy.as_primitives(),
+                wait_policy=pipeline.wait_policy.as_primitives(), fail_on_unsuccessful=False,
             )
+            tasks.load_models(models, wait.output)
 
         batches = tasks.prepare_run()
         models = process_batch.expand_kwargs(batches)

@@ -3,21 +3,19 @@
     submitted = upload_and_submit(aps, landing, engine, models, pipeline=config, run_id=..., force=False,
                                   retried=False, last_attempt=False)
     settled = settle_batch(aps, engine, models, pipeline=config, run_id=..., verdicts=..., last_attempt=...)
-    with settled_if_it_fails(aps, engine, models, pipeline=config, run_id=..., last_attempt=...):
-        ...  # a batch task's work: on its last attempt, a failure still settles every model of the batch
 
 Upload and submit are one task (one task process, one DAG parse): every model is uploaded, then every job
 submitted and recorded, before the wait begins. Each model's failure is its own (`end_failed_models`):
 passing trouble makes the task retry (which skips what is done), on the last attempt the model's files end
-`failed`. A batch task that fails as a whole on its last attempt settles every model of the batch on what
-APS says (`settle_models` without the wait's verdicts), so the batch's files never wait for a later run.
+`failed`. The settlement is the batch's last task and runs whatever happened before it: when the upload or
+the wait failed for good, it settles every model of the batch on what APS says (no verdicts), so the
+batch's files never wait for a later run.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine
@@ -66,23 +64,3 @@ def settle_batch(
                          translation_timeout=pipeline.translation_timeout,
                          max_load_attempts=pipeline.max_load_attempts, concurrency=pipeline.load_concurrency)
 
-
-@contextmanager
-def settled_if_it_fails(
-    aps: Any, engine: Engine, models: Sequence[ModelPlan], *, pipeline: PipelineConfig, run_id: str,
-    last_attempt: bool,
-) -> Iterator[None]:
-    """On the last attempt, a failure of the block settles every model of the batch, then propagates."""
-    try:
-        yield
-    except Exception as exc:
-        if not last_attempt:
-            raise
-        logger.error("the batch's step failed on its last attempt (%s: %s): settling each of its %d models "
-                     "on what APS says now", type(exc).__name__, exc, len(models))
-        try:
-            settle_batch(aps, engine, models, pipeline=pipeline, run_id=run_id, verdicts=None,
-                         last_attempt=True)
-        except Exception as settling:  # the step's own error is the one to report
-            logger.error("settling the batch failed too: %s: %s", type(settling).__name__, settling)
-        raise

@@ -31,7 +31,7 @@ TASK_MODULES = (
     "airflow.providers.amazon.aws.hooks.s3",
     # The DAG file's imports and every task's steps.
     "aps_ingest_tasks.tasks",
-    "aps_ingest_tasks.wait_and_load",
+    "aps_provider.sensors.derivative",
     "aps_ingest_tasks.notifications",
     "aps_ingest_tasks.schedules",
     "aps_results.migrate",

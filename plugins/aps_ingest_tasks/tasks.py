@@ -1,8 +1,9 @@
 """Tasks of the ingest DAG. Each one resolves its pipeline entry by name and delegates to `aps_pipeline`.
 
-A task process costs a DAG parse and its imports (seconds of CPU), so a one-file run starts few of them:
-`prepare_run` (the intake's steps, `aps_pipeline.steps`), per batch `upload_and_submit` and `wait_and_load`
-(`aps_ingest_tasks.wait_and_load`: it defers, and the worker that resumes it loads), and `finish_run`.
+A task process costs a DAG parse (the workers preloaded the imports), so a one-file run starts few of them:
+`prepare_run` (the intake's steps, `aps_pipeline.steps`), per batch `upload_and_submit`, the provider's
+`wait_for_translations` (it defers, and the triggerer ends it: no process resumes it) and `load_models`, and
+`finish_run`.
 
 Task arguments are the pipeline's name and small JSON values (they are stored in the serialized DAG and in
 XCom); engines and clients are built inside the task from the pipeline's Airflow connections.
@@ -166,32 +167,39 @@ def prepare_run() -> list[ModelBatch]:
 @task
 def upload_and_submit(models: list[ModelPlan]) -> list[SubmittedModel]:
     """Upload the batch's models to APS OSS (`upload_concurrency` at a time), then submit and record every
-    job, before any wait begins. On its last attempt, a failure still settles every model of the batch."""
+    job, before any wait begins. When it fails for good, `load_models` still settles the batch."""
     from aps_ingest_tasks.webhooks import ensure_webhook
-    from aps_pipeline.batch_steps import settled_if_it_fails
     from aps_pipeline.batch_steps import upload_and_submit as upload_then_submit
 
     config, run_id, params = _run()
     engine = results_engine(config.results_conn_id)
     retried, last_attempt = _tries()
-    with _aps(config) as aps, settled_if_it_fails(aps, engine, models, pipeline=config, run_id=run_id,
-                                                  last_attempt=last_attempt):
+    with _aps(config) as aps:
         ensure_webhook(aps, config)  # before the jobs, so none finishes unheard
         return upload_then_submit(aps, landing_of(config), engine, models, pipeline=config, run_id=run_id,
                                   force=bool(params.get("force")), retried=retried,
                                   last_attempt=last_attempt)
 
 
-def load_batch(models: list[ModelPlan], verdicts: dict[str, dict[str, Any]] | None, *,
-               last_attempt: bool) -> list[dict[str, Any]]:
-    """Settle every model of the batch (`aps_pipeline.batch_steps.settle_batch`): what the wait_and_load
-    task does once its wait has ended, and, with `verdicts` None, when the wait failed for good."""
+@task(trigger_rule="all_done")
+def load_models(models: list[ModelPlan], verdicts: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Settle every model of the batch, uploaded or not (`aps_pipeline.batch_steps.settle_batch`), whatever
+    happened upstream: with the wait's `verdicts` (`{urn: {"status", "progress", "reason"?}}`, the XCom the
+    triggerer pushed when it ended the wait), or None when the wait or upload_and_submit failed for good
+    (then each model is settled on what APS says now), so none of the batch's files waits for a later run."""
     from aps_pipeline.batch_steps import settle_batch
 
     config, run_id, _ = _run()
+    if verdicts is None:
+        logger.warning("The wait gave no verdicts (it or upload_and_submit failed): settling each of the "
+                       "batch's %d models on what APS says now", len(models))
+    else:
+        succeeded = sum(1 for verdict in verdicts.values() if verdict.get("status") == "success")
+        logger.info("%d of %d translations succeeded: loading the batch's %d models", succeeded,
+                    len(verdicts), len(models))
     with _aps(config) as aps:
         return settle_batch(aps, results_engine(config.results_conn_id), models, pipeline=config,
-                            run_id=run_id, verdicts=verdicts, last_attempt=last_attempt)
+                            run_id=run_id, verdicts=verdicts, last_attempt=_tries()[1])
 
 
 def _failed_steps(context: Any) -> list[str]:

@@ -17,11 +17,13 @@ import pytest
 
 from aps_pipeline.batch import ModelBatch
 from aps_pipeline.config import DEFAULT_PIPELINES_FILE, PIPELINES_FILE_ENV, PipelineConfig, load_pipelines
+from aps_provider.triggers.derivative import WaitedURN, task_succeeds
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 PREPARE_TASK = "prepare_run"
 UPLOAD_TASK = "models.upload_and_submit"
-WAIT_TASK = "models.wait_and_load"  # the deferrable wait; the worker that resumes it loads the batch
+WAIT_TASK = "models.wait_for_translations"  # the provider's deferrable wait, ended by the triggerer
+LOAD_TASK = "models.load_models"  # settles every model of the batch, whatever happened upstream
 FINISH_TASK = "finish_run"
 
 # Runs in the subprocess: fill a DagBag from argv[1], write what the tests need to know to argv[2].
@@ -54,6 +56,8 @@ def describe_task(task):
         "trigger_rule": str(task.trigger_rule.value),
         "outlets": [getattr(outlet, "name", str(outlet)) for outlet in task.outlets],
         "deferrable": getattr(task, "deferrable", None),
+        "end_from_trigger": getattr(task, "end_from_trigger", None),
+        "fail_on_unsuccessful": getattr(task, "fail_on_unsuccessful", None),
         "group": group.group_id if group is not None else None,
         "mapped_group": isinstance(group, MappedTaskGroup),
         "upstream": sorted(task.upstream_task_ids),
@@ -138,7 +142,7 @@ def test_dag_runs_overlap_as_configured_without_catchup_and_is_documented(shippe
         assert dag["tags"], dag_id
         # The docs an operator sees in the UI name the steps of the run.
         for step in ("prepare_run", "discover_files", "validate_files", "quarantine_rejected", "plan_models",
-                     "upload_and_submit", "wait_and_load", "finish_run"):
+                     "upload_and_submit", "wait_for_translations", "load_models", "finish_run"):
             assert step in dag["doc_md"], (dag_id, step)
     ingest = shipped["dags"]["aps_ingest"]
     assert ingest["tags"] == ["aps", "ingest"]
@@ -157,8 +161,8 @@ def test_manual_runs_take_prefix_limit_and_force(shipped: dict[str, Any]) -> Non
 
 
 def test_every_task_retries_with_exponential_backoff(shipped: dict[str, Any]) -> None:
-    # The wait included: a retry of wait_and_load looks at the manifests again (a finished translation
-    # costs no deferral) and loads what is left; a failed translation is an answer the load records.
+    # The wait included: a retry looks at the manifests again (a finished translation costs no deferral).
+    # load_models retries too, and skips the models already settled.
     for task_id, task in shipped["dags"]["aps_ingest"]["tasks"].items():
         assert task["exponential_backoff"], task_id
         assert task["retries"] >= 1, task_id
@@ -168,7 +172,7 @@ def test_every_task_retries_with_exponential_backoff(shipped: dict[str, Any]) ->
 def test_the_batch_group_is_mapped_and_bounded_by_the_pipeline_pool(shipped: dict[str, Any]) -> None:
     (pipeline,) = load_pipelines(DEFAULT_PIPELINES_FILE, env={})
     tasks = model_tasks(shipped["dags"]["aps_ingest"])
-    assert set(tasks) == {UPLOAD_TASK, WAIT_TASK}
+    assert set(tasks) == {UPLOAD_TASK, WAIT_TASK, LOAD_TASK}
     for task_id, task in tasks.items():
         assert task["mapped_group"], task_id
         assert task["pool"] == pipeline.pool.name, task_id
@@ -184,17 +188,28 @@ def test_the_batch_group_takes_the_batch_as_prepare_run_returns_it(shipped: dict
     # Every argument the group's tasks take is a ModelBatch key (no renaming between the step and the DAG).
     assert used <= ModelBatch.__required_keys__
     assert "models" in tasks[UPLOAD_TASK]["mapped_arguments"]
-    assert "models" in tasks[WAIT_TASK]["mapped_arguments"]  # the load settles every model, uploaded or not
-    # The batch is uploaded and submitted before any wait: upload_and_submit -> wait_and_load.
+    assert "models" in tasks[LOAD_TASK]["mapped_arguments"]  # the load settles every model, uploaded or not
+    # The batch is uploaded and submitted before any wait: upload_and_submit -> wait -> load.
     assert tasks[UPLOAD_TASK]["upstream"] == [PREPARE_TASK]
-    assert set(tasks[WAIT_TASK]["upstream"]) == {UPLOAD_TASK, PREPARE_TASK}  # its models come from the plan
+    assert tasks[WAIT_TASK]["upstream"] == [UPLOAD_TASK]
+    assert set(tasks[LOAD_TASK]["upstream"]) == {WAIT_TASK, PREPARE_TASK}  # its models come from the plan
+
+
+def test_a_batch_whose_upload_or_wait_fails_for_good_is_still_settled(shipped: dict[str, Any]) -> None:
+    # A batch task that fails for good makes the tasks after it upstream_failed; load_models runs anyway
+    # (all_done), with no verdicts, and settles every model of the batch: no file waits for a later run.
+    # The settlement itself is tested on real services (tests/integration/test_pipeline_merged_steps.py).
+    tasks = model_tasks(shipped["dags"]["aps_ingest"])
+    assert tasks[LOAD_TASK]["trigger_rule"] == "all_done"
+    assert [tasks[t]["trigger_rule"] for t in (UPLOAD_TASK, WAIT_TASK)] == ["all_success"] * 2
 
 
 def test_the_wait_defers_when_operators_default_deferrable_is_on(shipped: dict[str, Any]) -> None:
     wait = shipped["dags"]["aps_ingest"]["tasks"][WAIT_TASK]
-    assert wait["operator"] == "WaitAndLoadOperator"
-    assert "APSTranslationsSensor" in wait["operator_bases"]  # the provider's wait, not a copy of it
+    assert wait["operator"] == "APSTranslationsSensor"  # the provider's wait itself
     assert wait["deferrable"] is True
+    # A failed translation is an answer the load records, so the triggerer ends every wait it finishes.
+    assert (wait["end_from_trigger"], wait["fail_on_unsuccessful"]) == (True, False)
 
 
 def test_the_run_ends_with_one_task_that_summarises_and_publishes(shipped: dict[str, Any]) -> None:
@@ -204,7 +219,7 @@ def test_the_run_ends_with_one_task_that_summarises_and_publishes(shipped: dict[
     # step failed, so it must be the run's only leaf: the run's state is its state.
     assert finish["trigger_rule"] == "all_done"
     assert finish["outlets"] == ["aps_ingest_results"]
-    assert {PREPARE_TASK, WAIT_TASK} <= set(finish["upstream"])
+    assert {PREPARE_TASK, LOAD_TASK} <= set(finish["upstream"])
     leaves = [task_id for task_id in tasks if not any(task_id in t["upstream"] for t in tasks.values())]
     assert leaves == [FINISH_TASK]
 
@@ -212,12 +227,19 @@ def test_the_run_ends_with_one_task_that_summarises_and_publishes(shipped: dict[
 def test_a_one_file_run_starts_at_most_five_task_processes(shipped: dict[str, Any]) -> None:
     """One file is one model, one batch: each task outside the group runs once, each task of the mapped
     group once for the batch, and a deferrable task once more when its trigger fires (a new task process
-    on a worker). Retries aside, that is every task process the run starts."""
+    on a worker), unless the triggerer ends it: a wait that ends from the trigger and never fails on an
+    unsuccessful translation. Retries aside, that is every task process the run starts."""
     tasks = shipped["dags"]["aps_ingest"]["tasks"]
     batches = 1
+
+    def resumed(task: dict[str, Any]) -> bool:  # by the provider's rule, with a translation that failed
+        failed = {"urn:a": WaitedURN.unreadable("the translation failed")}
+        ends_in_triggerer = task["end_from_trigger"] and task_succeeds(failed, task["fail_on_unsuccessful"])
+        return bool(task["deferrable"]) and not ends_in_triggerer
+
     instances = sum(batches if task["mapped_group"] else 1 for task in tasks.values())
-    resumes = sum(batches if task["mapped_group"] else 1 for task in tasks.values() if task["deferrable"])
-    assert (instances, resumes) == (4, 1)
+    resumes = sum(batches if task["mapped_group"] else 1 for task in tasks.values() if resumed(task))
+    assert (instances, resumes) == (5, 0)
     assert instances + resumes <= 5
 
 
@@ -287,7 +309,7 @@ def test_a_local_folder_landing_is_a_dag_too(tmp_path: Path) -> None:
     )
     report = describe_dagbag(tmp_path, {PIPELINES_FILE_ENV: str(pipelines)})
     assert report["import_errors"] == {}
-    assert set(model_tasks(report["dags"]["from_folder"])) == {UPLOAD_TASK, WAIT_TASK}
+    assert set(model_tasks(report["dags"]["from_folder"])) == {UPLOAD_TASK, WAIT_TASK, LOAD_TASK}
 
 
 def test_an_events_queue_makes_the_schedule_the_cron_or_the_queues_asset(tmp_path: Path) -> None:
