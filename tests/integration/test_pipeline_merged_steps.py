@@ -1,5 +1,6 @@
 """The ingest's merged tasks on real services (PostgreSQL, the S3 server or a folder, the emulator over HTTP):
-`prepare_run`'s intake (aps_pipeline.intake through aps_pipeline.steps) and the batch's `upload_and_submit`
+`prepare_run`'s intake (aps_pipeline.intake through aps_pipeline.steps), the batch's `upload_and_submit`
+and the settlement `load_models` makes when the batch's upload or wait failed for good
 (aps_pipeline.batch_steps). A step failing inside a merged task fails the task and records that step's
 outcome; one file's (or one model's) failure inside a step never sinks the batch."""
 
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from aps_client import APSClient, APSConfig
 from aps_landing import Landing
-from aps_pipeline.batch_steps import settled_if_it_fails, upload_and_submit
+from aps_pipeline.batch_steps import settle_batch, upload_and_submit
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.intake import PLAN_STEP, intake_steps
 from aps_pipeline.steps import FAILED, NOT_RUN, SUCCESS, StepOutcomes, failed_steps, run_steps
@@ -178,20 +179,30 @@ def test_upload_and_submit_is_one_task_and_one_model_s_failure_never_sinks_the_b
 
 
 def test_a_batch_task_that_fails_for_good_still_settles_every_model_of_the_batch(
-    aps: APSClient, landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig
+    aps: APSClient, emulator: Any, landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig
 ) -> None:
-    models = plan_of(landing, results_engine, landing_pipeline, "run-f", 2)
+    """What load_models does after upload_and_submit or the wait failed for good (it runs whatever happened
+    upstream, with no verdicts): every model of the batch is settled on what APS says now, and no file is
+    left for a later run to find."""
+    models = plan_of(landing, results_engine, landing_pipeline, "run-f", 3)
+    finished, translating, never_submitted = models
+    # upload_and_submit got one model's job done, then another's half a minute later, then failed for good.
+    for model in (finished, translating):
+        upload_and_submit(aps, landing, results_engine, [model], pipeline=landing_pipeline, run_id="run-f",
+                          force=False, retried=False, last_attempt=False)
+        if model is finished:
+            emulator.advance_clock(60)  # past the emulator's translation time
 
-    # A try that is not the last leaves the files for the retry.
-    with pytest.raises(RuntimeError, match="worker lost"), settled_if_it_fails(
-            aps, results_engine, models, pipeline=landing_pipeline, run_id="run-f", last_attempt=False):
-        raise RuntimeError("the worker lost its connection")
-    assert {state for state, _ in states(results_engine).values()} == {FileState.VALID}
+    settled = settle_batch(aps, results_engine, models, pipeline=landing_pipeline, run_id="run-f",
+                           verdicts=None, last_attempt=False)
 
-    # The last one: every file of the batch ends failed with why, none is left for a later run to find.
-    with pytest.raises(RuntimeError, match="worker lost"), settled_if_it_fails(
-            aps, results_engine, models, pipeline=landing_pipeline, run_id="run-f", last_attempt=True):
-        raise RuntimeError("the worker lost its connection")
+    assert len(settled) == 3
     rows = states(results_engine)
-    assert {state for state, _ in rows.values()} == {FileState.FAILED}
-    assert all("upload to APS or job submission failed" in (reason or "") for _, reason in rows.values())
+    assert rows[finished["source_key"]][0] == FileState.LOADED  # APS finished: believed without a verdict
+    state, reason = rows[translating["source_key"]]
+    assert state == FileState.FAILED
+    assert "the wait gave no verdict" in (reason or "")
+    assert rows[never_submitted["source_key"]] == (FileState.FAILED, "upload to APS or job submission failed")
+    # A retry of the task finds nothing left to settle.
+    assert settle_batch(aps, results_engine, models, pipeline=landing_pipeline, run_id="run-f",
+                        verdicts=None, last_attempt=False) == []
