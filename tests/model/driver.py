@@ -3,9 +3,10 @@
 Other work changes these steps' signatures (settlement taking the wait's verdicts, intake's per-file error
 boundary): adapt the calls HERE, and only here. `SimulatedRun` plays one DAG run the way Airflow would:
 the tasks in order, each tried `retries + 1` times: `intake` (prepare_run: discover, validate, quarantine
-and plan through `aps_pipeline.steps`, a retry re-running them from the first), per batch `upload_submit`
-and `wait_load` (the wait, then the load, as WaitAndLoadOperator does), and `summary` (run whatever
-happened upstream, as finish_run is); a task killed mid-way retried.
+and plan through `aps_pipeline.steps`, a retry re-running them from the first), per batch `upload_submit`,
+`wait` (wait_for_translations) and `load` (load_models: run whatever happened upstream, with the wait's
+verdicts or None), and `summary` (run whatever happened upstream, as finish_run is); a task killed mid-way
+retried.
 
 Kills: `StepKilled` is a BaseException (as a SIGKILL is no exception a step could catch): once armed, the
 step's Nth SQL statement or landing call raises it, and every one after it, so nothing more of that try
@@ -39,11 +40,10 @@ from aps_devstack import EmulatorServer, LocalPostgres, S3Server
 from aps_landing import Landing, LandingError
 from aps_landing.local import LocalLanding
 from aps_landing.s3 import S3Landing
-from aps_pipeline.batch_steps import settled_if_it_fails, upload_and_submit
+from aps_pipeline.batch_steps import settle_batch, upload_and_submit
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.intake import PLAN_STEP, intake_steps
 from aps_pipeline.quarantine import REASON_SUFFIX, quarantine_key
-from aps_pipeline.settle import settle_models
 from aps_pipeline.steps import StepOutcomes, run_steps
 from aps_pipeline.summary import summarize_run
 from aps_results.db import make_engine
@@ -286,9 +286,8 @@ class PipelineDriver:
 
     def upload_submit(self, pipeline: PipelineConfig, run_id: str, models: list[Any], retried: bool,
                       last_attempt: bool) -> list[Any]:
-        """upload_and_submit: on its last attempt a failure settles the batch's models (then propagates)."""
-        with self.client() as aps, settled_if_it_fails(aps, self.engine, models, pipeline=pipeline,
-                                                       run_id=run_id, last_attempt=last_attempt):
+        """upload_and_submit (when it fails for good, `load` still settles the batch)."""
+        with self.client() as aps:
             return upload_and_submit(aps, self.landing, self.engine, models, pipeline=pipeline, run_id=run_id,
                                      force=False, retried=retried, last_attempt=last_attempt,
                                      claim_wait=CLAIM_WAIT)
@@ -339,13 +338,11 @@ class PipelineDriver:
 
     def settle(self, pipeline: PipelineConfig, run_id: str, models: list[Any],
                verdicts: dict[str, dict[str, Any]] | None, last_attempt: bool) -> list[dict[str, Any]]:
-        # The wait's statuses by URN drive the settlement, as the DAG passes the sensor's result.
+        """load_models: the wait's statuses by URN drive the settlement, as the DAG passes the sensor's
+        result (None when the wait or the upload failed for good)."""
         with self.client() as aps:
-            return settle_models(aps, self.engine, [m["model_id"] for m in models], run_id,
-                                 pipeline=pipeline.name, last_attempt=last_attempt, verdicts=verdicts,
-                                 translation_timeout=pipeline.translation_timeout,
-                                 max_load_attempts=pipeline.max_load_attempts,
-                                 concurrency=pipeline.load_concurrency)
+            return settle_batch(aps, self.engine, models, pipeline=pipeline, run_id=run_id,
+                                verdicts=verdicts, last_attempt=last_attempt)
 
     def let_claims_expire(self) -> None:
         """Age every claim past its lease, as the hour between scheduled runs does."""
@@ -440,20 +437,9 @@ class SimulatedRun:
         name, _, index = step.partition(":")
         if name in HEAD_STEPS:  # the batch group never expands; the summary still runs (all_done)
             self.steps = [*self.steps[: self.position + 1], "summary"]
-        elif name == "upload_submit":  # wait_load is upstream_failed (the failed try settled the batch)
-            self.steps = [s for s in self.steps if s != f"wait_load:{index}"]
-
-    def _wait_and_load(self, i: int, last_attempt: bool) -> None:
-        """WaitAndLoadOperator: the wait, then the load; a wait failing on the last try still settles."""
-        d, p, models = self.driver, self.pipeline, self.batches[i]["models"]
-        try:
-            self.verdicts[i] = d.wait([s["urn"] for s in self.submitted.get(i, [])])
-        except Exception:
-            if last_attempt:
-                with suppress(Exception):
-                    d.settle(p, self.run_id, models, None, True)
-            raise
-        d.settle(p, self.run_id, models, self.verdicts[i], last_attempt)
+        elif name == "upload_submit":  # the wait is upstream_failed; the load runs (all_done), no verdicts
+            self.steps = [s for s in self.steps if s != f"wait:{index}"]
+        # A wait that failed for good left no verdicts: the load (all_done) settles the batch without them.
 
     def _run(self, step: str, last_attempt: bool) -> None:
         d, p, run = self.driver, self.pipeline, self.run_id
@@ -465,13 +451,15 @@ class SimulatedRun:
             # A non-blocking step that failed for good (quarantine): the batches go on, the run ends failed.
             self.failed_steps += [f"intake:{o.name}" for o in outcomes.failed]
             for b in range(len(self.batches)):
-                self.steps += [f"upload_submit:{b}", f"wait_load:{b}"]
+                self.steps += [f"upload_submit:{b}", f"wait:{b}", f"load:{b}"]
             self.steps.append("summary")
         elif name == "upload_submit":
             self.submitted[i] = d.upload_submit(p, run, self.batches[i]["models"], retried=self.tries > 1,
                                                 last_attempt=last_attempt)
-        elif name == "wait_load":
-            self._wait_and_load(i, last_attempt)
+        elif name == "wait":
+            self.verdicts[i] = d.wait([s["urn"] for s in self.submitted.get(i, [])])
+        elif name == "load":
+            d.settle(p, run, self.batches[i]["models"], self.verdicts.get(i), last_attempt)
         elif name == "summary":
             try:
                 self.summary = d.summarize(p, run)

@@ -33,7 +33,7 @@ def test_a_job_posted_again_for_a_crashed_runs_lost_job_is_a_new_attempt(driver:
     the dead run's (one job POST per model and attempt)."""
     driver.put("incoming/a.ifc", generate_ifc(1).data, metadata={"project": "p"})
     first = SimulatedRun(driver, "a", "r1", lambda run_id: False)
-    while first.current != "wait_load:0":  # discovery to submission, then the run dies
+    while first.current != "wait:0":  # discovery to submission, then the run dies
         assert first.advance().error is None
     with Session(driver.engine) as session:
         (urn,) = session.scalars(select(Model.urn)).all()
