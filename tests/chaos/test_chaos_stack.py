@@ -242,7 +242,7 @@ def test_postgres_restarted_mid_load(chaos: Chaos) -> None:
     outcome = run_under_storm(chaos, 34, restart_postgres)
     assert restarted
     assert_exactly_once(outcome)
-    assert tries(chaos, outcome["run_id"], "models.wait_and_load") >= 2  # the restart cut a load
+    assert tries(chaos, outcome["run_id"], "models.load_models") >= 2  # the restart cut a load
     with chaos.engine.connect() as connection:
         # Each model's rows are in once: the cut load left nothing behind, the retry's replaced it whole.
         doubled_objects = connection.execute(text(

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.airflow_stack
 WORKERS = ("celery-worker-1", "celery-worker-2")
 # Celery's worker log line for each task message it takes from the broker.
 RECEIVED = re.compile(r"Task \S+\[([0-9a-f-]{36})\] received")
-SENSOR = "models.wait_and_load"  # the deferrable wait (its resume loads the batch)
+SENSOR = "models.wait_for_translations"  # the deferrable wait (the triggerer ends it)
 # Long enough that every sensor finds its translation unfinished and defers (seconds, emulator time).
 TRANSLATION_SECONDS = "30"
 

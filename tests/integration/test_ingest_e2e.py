@@ -151,7 +151,7 @@ def test_first_run_succeeds_with_the_summary_written(ingest: Ingest) -> None:
     assert states[("finish_run", -1)] == "success", ingest.first.report
     # The batch's wait reports the doomed file's failure per URN instead of failing, and its load settles
     # every model of the batch (the doomed one with APS's words).
-    batch_steps = ("models.upload_and_submit", "models.wait_and_load")
+    batch_steps = ("models.upload_and_submit", "models.wait_for_translations", "models.load_models")
     for step in batch_steps:
         ran = {state for (task, _), state in states.items() if task == step}
         assert ran == {"success"}, ingest.first.report

@@ -134,13 +134,14 @@ def test_a_landed_file_is_loaded_by_an_event_run_alone(events: Events) -> None:
     assert run_types[rows[0].run_id] == "asset_triggered"
     assert [r for r, kind in run_types.items() if kind == "scheduled"] == scheduled_before
     assert events.jobs() == 1
-    # Every task process logs its DAG parse once: prepare_run, upload_and_submit, wait_and_load (and its
-    # resume, when the translation had not finished at its first look) and finish_run.
+    # Every task process logs its DAG parse once: prepare_run, upload_and_submit, wait_for_translations
+    # (once: whether it returned at its first look or deferred, the triggerer ended it), load_models and
+    # finish_run. No process resumes the wait.
     assert events.stack.airflow is not None
     logs = events.stack.airflow.task_logs(DAG_ID, rows[0].run_id)
     processes = sum(text.count("Worker startup parse complete") for path, text in logs.items()
                     if ".trigger." not in path.name)
-    assert 4 <= processes <= 5, sorted(path.name for path in logs)
+    assert processes == 5, sorted(path.name for path in logs)
 
 
 def test_duplicated_events_process_nothing_twice(events: Events) -> None:

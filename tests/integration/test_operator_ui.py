@@ -168,7 +168,7 @@ def test_run_page_and_its_parts_need_an_airflow_login(stack: Stack) -> None:
 
 def test_extra_links_open_pages_that_work_when_logged_in(stack: Stack) -> None:
     links = stack.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{stack.run_id}/taskInstances/"
-                      "models.wait_and_load/links", params={"map_index": 0})
+                      "models.wait_for_translations/links", params={"map_index": 0})
     assert links.status_code == 200, links.text
     run_page = links.json()["extra_links"]["APS files"]  # a batch's wait links to the run's files
     assert run_page.startswith(f"{stack.ui}/aps/runs/{DAG_ID}/")
@@ -230,12 +230,12 @@ def test_an_operator_logs_in_and_sees_labels_run_page_and_thumbnail(
         page.screenshot(path=tmp_path / "2-run-page.png", full_page=True)
 
         # The mapped batch tasks are labelled with their files' names, not 0, 1, 2.
-        page.goto(f"{run}/tasks/models.wait_and_load/mapped")
+        page.goto(f"{run}/tasks/models.wait_for_translations/mapped")
         page.get_by_text("model.ifc").first.wait_for(timeout=60_000)
         page.screenshot(path=tmp_path / "3-mapped-tasks.png", full_page=True)
 
         # One task instance, and its own "APS files" tab.
-        task = f"{run}/tasks/models.wait_and_load/mapped/0"
+        task = f"{run}/tasks/models.wait_for_translations/mapped/0"
         page.goto(task)
         page.get_by_text("model.ifc").first.wait_for(timeout=60_000)
         page.screenshot(path=tmp_path / "4-task.png", full_page=True)
