@@ -182,14 +182,16 @@ def upload_and_submit(models: list[ModelPlan]) -> list[SubmittedModel]:
 
 
 @task(trigger_rule="all_done")
-def load_models(models: list[ModelPlan], verdicts: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
+def load_models(models: list[ModelPlan], waited: Any) -> list[dict[str, Any]]:
     """Settle every model of the batch, uploaded or not (`aps_pipeline.batch_steps.settle_batch`), whatever
-    happened upstream: with the wait's `verdicts` (`{urn: {"status", "progress", "reason"?}}`, the XCom the
+    happened upstream: with the wait's verdicts (`{urn: {"status", "progress", "reason"?}}`, the XCom the
     triggerer pushed when it ended the wait), or None when the wait or upload_and_submit failed for good
     (then each model is settled on what APS says now), so none of the batch's files waits for a later run."""
     from aps_pipeline.batch_steps import settle_batch
+    from aps_provider.sensors.derivative import translations_from_xcom
 
     config, run_id, _ = _run()
+    verdicts = translations_from_xcom(waited)
     if verdicts is None:
         logger.warning("The wait gave no verdicts (it or upload_and_submit failed): settling each of the "
                        "batch's %d models on what APS says now", len(models))

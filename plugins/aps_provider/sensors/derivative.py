@@ -3,6 +3,7 @@ translations, on the triggerer or by poking."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -42,6 +43,21 @@ def _seconds(value: timedelta | float | None) -> float | None:
     return value.total_seconds() if isinstance(value, timedelta) else value
 
 
+def translations_from_xcom(value: Any) -> dict[str, dict[str, Any]] | None:
+    """`APSTranslationsSensor`'s return value as a downstream task pulls it: `{urn: {"status", "progress",
+    "reason"?}}`, or None when the wait returned nothing (it failed, or never ran).
+
+    A wait the triggerer ended has its XCom pushed by Airflow's server side (the `TaskSuccessEvent`'s
+    xcoms), which in Airflow 3.3.2 stores it JSON-encoded once more than a task's own push: the task SDK
+    then pulls a JSON string. This reads both; anything else is a TypeError naming what it was.
+    """
+    decoded = json.loads(value) if isinstance(value, str) else value
+    if decoded is not None and not isinstance(decoded, dict):
+        raise TypeError(f"not a translations wait's result: a {type(value).__name__} holding a "
+                        f"{type(decoded).__name__}")
+    return decoded
+
+
 class APSTranslationsSensor(APSBaseSensor):
     """Wait until the translations of many URNs finish; return every URN's outcome.
 
@@ -56,7 +72,9 @@ class APSTranslationsSensor(APSBaseSensor):
     `not_found_grace`, refused credentials), or `deadline_exceeded` for one still running when `timeout`
     passed. With `fail_on_unsuccessful` (the default) the task then fails, naming the URNs that did not
     succeed; without it the task succeeds and whoever reads the result decides per URN (the ingest DAG's
-    load step does). The hook (and so the connection lookup) is built once per task try, not once per poke.
+    load step does). A downstream task reads the result with `translations_from_xcom` (a wait the triggerer
+    ended reaches it JSON-encoded). The hook (and so the connection lookup) is built once per task try, not
+    once per poke.
 
     :param urns: URNs (templated): a list of strings, or of dicts with an "urn" entry (such as a submit
         step's output).
