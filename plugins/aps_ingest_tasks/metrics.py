@@ -3,6 +3,8 @@
     aps.<pipeline>.files.<loaded|rejected|failed|lost>   counter: a run's files by outcome (write_run_summary)
     aps.<pipeline>.api.<answers|throttled|retries>       counter: what a task's APS calls met (429s, retries)
     aps.<pipeline>.translations.oldest_waiting_seconds   gauge: the longest a file of it has been translating
+    aps.<pipeline>.budget.<day|month>_used_percent       gauge: the pipeline's budget used this period
+    aps.<pipeline>.budget.global_<day|month>_used_percent  gauge: the global budget used this period
 
 The pipeline is part of the name, not a tag: plain StatsD drops tags. Dotted names; a
 StatsD exporter for Prometheus turns them into `airflow_aps_<pipeline>_files_failed` and so on (the alert
@@ -11,12 +13,16 @@ rules in deploy/prometheus/ read those).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from airflow.sdk.observability.stats import gauge, incr, normalize_name_for_stats
 
 from aps_client.call_stats import CALL_STATS
+
+if TYPE_CHECKING:
+    from aps_pipeline.budget import PeriodUse
 
 OUTCOMES = ("loaded", "rejected", "failed", "lost")
 
@@ -48,3 +54,12 @@ def counting_aps_calls(pipeline: str) -> Iterator[None]:
 def oldest_waiting(pipeline: str, seconds: float | None) -> None:
     """The age of the pipeline's longest-waiting translation (0 when none waits), for the stuck alert."""
     gauge(metric_name(pipeline, "translations", "oldest_waiting_seconds"), seconds or 0.0)
+
+
+def budget_use(pipeline: str, use: Iterable[PeriodUse]) -> None:
+    """Each limited budget's use this period, in percent (planned jobs included), for the spent alert."""
+    from aps_pipeline.budget import GLOBAL_SCOPE
+
+    for entry in use:
+        name = f"{'global_' if entry.scope == GLOBAL_SCOPE else ''}{entry.kind}_used_percent"
+        gauge(metric_name(pipeline, "budget", name), entry.percent)

@@ -7,7 +7,7 @@ XCom); engines and clients are built inside the task from the pipeline's Airflow
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from aps_provider.links import run_page_url
 if TYPE_CHECKING:
     from aps_client import APSClient
     from aps_pipeline.batch import ModelBatch
+    from aps_pipeline.budget import BudgetDecision
     from aps_pipeline.dedupe import ModelPlan
     from aps_pipeline.submission import SubmittedModel
     from aps_pipeline.upload import UploadedModel
@@ -149,9 +150,19 @@ def plan_models() -> list[ModelBatch]:
     config, run_id, params = _run()
     batches = plan_batches(results_engine(config.results_conn_id), config, run_id,
                            max_map_length=conf.getint("core", "max_map_length", fallback=1024),
-                           force=bool(params.get("force")))
+                           force=bool(params.get("force")), on_budget=_budget_heard(config))
     get_current_context()["ti"].xcom_push(LABELS_KEY, [batch["label"] for batch in batches])
     return batches
+
+
+def _budget_heard(config: PipelineConfig) -> Callable[[BudgetDecision], None]:
+    """What the planning does with the budget's decision: the use metric, and the 80%/100% notices."""
+    def heard(decision: BudgetDecision) -> None:
+        from aps_ingest_tasks.notifications import notify_budget
+
+        metrics.budget_use(config.name, decision.use)
+        notify_budget(config, decision, get_current_context())
+    return heard
 
 
 @task
