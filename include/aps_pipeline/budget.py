@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from aps_pipeline.checks import extension_of
@@ -183,7 +183,7 @@ def read_snapshot(
         .join(Model, Model.id == Translation.model_id)
         .where(Translation.reused.is_(False), Translation.job_submitted_at >= month_start,
                Translation.job_submitted_at <= now)
-        .group_by(Translation.pipeline, extension, Translation.job_submitted_at >= day_start)
+        .group_by(text("1, 2, 3"))  # by position: the bound day start makes each expression a new one
     ).all()
 
     def spend(budget: BudgetConfig, only: str | None) -> ScopeSpend:

@@ -41,7 +41,8 @@ def test_a_big_file_is_not_overtaken_by_smaller_ones_and_free_ones_always_pass()
                               Candidate("reused", "nwd", free=True)])
     assert decision.admitted == ["reused"]
     assert list(decision.waiting) == ["big", "small"]
-    assert decision.use[0].kind == "month" and decision.use[0].period == "month:2026-12"
+    assert decision.use[0].kind == "month"
+    assert decision.use[0].period == "month:2026-12"
 
 
 def test_the_global_budget_limits_too_with_its_own_weights() -> None:
@@ -55,7 +56,9 @@ def test_the_global_budget_limits_too_with_its_own_weights() -> None:
 
 def test_no_budget_admits_everything_and_reports_no_use() -> None:
     decision = decide_budget(snapshot(), [Candidate(str(i), "ifc") for i in range(50)])
-    assert len(decision.admitted) == 50 and not decision.waiting and decision.use == []
+    assert len(decision.admitted) == 50
+    assert not decision.waiting
+    assert decision.use == []
 
 
 @pytest.mark.parametrize(("spent", "planned_files", "expected"), [
@@ -75,7 +78,8 @@ def test_the_pipelines_file_has_a_global_budget_that_an_entry_cannot_set() -> No
              "budget": {"jobs_per_day": 5, "weights": {".RVT": 2}}}
     (pipeline,) = parse_pipelines({"pipelines": [entry], "budget": {"jobs_per_month": "${CAP:-100}"}},
                                   source="t", env={})
-    assert pipeline.budget.weight("rvt") == 2 and pipeline.budget.weight("ifc") == 1
+    assert pipeline.budget.weight("rvt") == 2
+    assert pipeline.budget.weight("ifc") == 1
     assert pipeline.global_budget.jobs_per_month == 100
     with pytest.raises(PipelineConfigError, match="top-level `budget:`"):
         parse_pipelines({"pipelines": [{**entry, "global_budget": {}}]}, source="t", env={})
