@@ -37,7 +37,7 @@ from aps_pipeline.checks import extension_of
 from aps_pipeline.config import BudgetConfig, PipelineConfig
 from aps_pipeline.dedupe import ModelPlan
 from aps_results import registry
-from aps_results.models import BudgetNotice, FileState, Model, ModelStatus, Translation
+from aps_results.models import BudgetNotice, File, FileState, Model, ModelStatus, Translation
 
 logger = logging.getLogger(__name__)
 
@@ -240,3 +240,13 @@ def plan_within_budget(
     for use in decision.use:
         logger.info("budget: %s", use.line())
     return [by_key[key] for key in decision.admitted], decision
+
+
+def period_use(engine: Engine, pipeline: PipelineConfig) -> tuple[list[PeriodUse], int]:
+    """This period's use of each limited budget, and how many of the pipeline's files wait for budget (the
+    run page and `aps-pipeline budget` show them)."""
+    with engine.connect() as connection:
+        use = decide_budget(read_snapshot(connection, pipeline), []).use
+        waiting = connection.execute(select(func.count()).select_from(File).where(
+            File.pipeline == pipeline.name, File.state == FileState.WAITING_BUDGET.value)).scalar_one()
+    return use, waiting

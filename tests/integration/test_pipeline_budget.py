@@ -4,6 +4,7 @@ new day lets a later run translate them; reused jobs cost nothing; notices are d
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -11,25 +12,36 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from aps_client import APSClient, APSConfig
 from aps_landing import Landing
 from aps_pipeline.batch import plan_batches
-from aps_pipeline.budget import BudgetDecision, claim_notices, database_now, due_notices, read_snapshot
+from aps_pipeline.budget import (
+    BudgetDecision,
+    claim_notices,
+    database_now,
+    due_notices,
+    period_use,
+    read_snapshot,
+)
 from aps_pipeline.config import BudgetConfig, PipelineConfig
 from aps_pipeline.discovery import discover_files
 from aps_pipeline.submission import submit_models
 from aps_pipeline.summary import summarize_run
 from aps_pipeline.upload import upload_models
 from aps_pipeline.validation import validate_files
+from aps_results.db import make_engine
 from aps_results.models import File, FileState, Translation
+from aps_results.roles import create_reader_login
+from aps_results.run_report import run_report
 from aps_samples import generate_ifc
 from tests.fixtures.pipeline import landing, landing_pipeline
-from tests.fixtures.results import results_engine
+from tests.fixtures.results import results_engine, results_url
 from tests.integration.test_pipeline_batch_steps import FORMATS, run_batch
 
-__all__ = ["landing", "landing_pipeline", "results_engine"]
+__all__ = ["landing", "landing_pipeline", "results_engine", "results_url"]
 
 
 @pytest.fixture
@@ -153,3 +165,28 @@ def test_the_80_and_100_percent_notices_are_due_once_per_period(
     assert [threshold for _, threshold in due] == [80, 100]
     assert [threshold for _, threshold in claim_notices(results_engine, due)] == [100]
     assert files(results_engine)["f"].state == "waiting_budget"
+
+
+def test_the_run_page_shows_the_periods_use_through_the_reader_login(
+    landing: Landing, results_url: str, results_engine: Engine, landing_pipeline: PipelineConfig
+) -> None:
+    pipeline = with_budget(landing_pipeline, jobs_per_day=1)
+    land(landing, results_engine, pipeline, "r1", ["a", "b"])
+    plan_batches(results_engine, pipeline, "r1", max_map_length=1024)
+    password, login = secrets.token_urlsafe(12), f"budget_page_{secrets.token_hex(4)}"
+    create_reader_login(results_url, login, password)
+    reader = make_engine(make_url(results_url).set(username=login, password=password))
+    try:
+        use, waiting = period_use(reader, pipeline)
+    finally:
+        reader.dispose()
+    assert waiting == 1
+    (day,) = use
+    assert (day.kind, day.spent, day.limit) == ("day", 0, 1)  # planned, not submitted yet: nothing spent
+    from aps_run_page.web import _templates  # the run page's own templates, filters and globals
+
+    page = _templates.get_template("run.html")
+    html = page.render(prefix="", report=run_report(results_engine, pipeline.name, "r1"), budget_use=use,
+                       waiting_budget=waiting)
+    assert f"test_ingest {day.period}: 0 of 1 weighted jobs" in html
+    assert "1 file(s) waiting_budget" in html
