@@ -95,7 +95,8 @@ class PeriodUse:
 
     def line(self) -> str:
         who = "all pipelines" if self.scope == GLOBAL_SCOPE else self.scope
-        return (f"{who} {self.period}: {self.spent + self.planned:g} of {self.limit:g} weighted jobs "
+        planned = f" + {self.planned:g} planned" if self.planned else ""
+        return (f"{who} {self.period}: {self.spent:g} spent{planned} of {self.limit:g} weighted jobs "
                 f"({self.percent:g}%){', spent: files wait' if self.blocked else ''}")
 
 

@@ -4,9 +4,11 @@ new day lets a later run translate them; reused jobs cost nothing; notices are d
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from aps_client import APSClient, APSConfig
+from aps_devstack.s3 import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY
 from aps_landing import Landing
+from aps_landing.s3 import S3Landing
 from aps_pipeline.batch import plan_batches
 from aps_pipeline.budget import (
     BudgetDecision,
@@ -26,6 +30,7 @@ from aps_pipeline.budget import (
     period_use,
     read_snapshot,
 )
+from aps_pipeline.cli import main
 from aps_pipeline.config import BudgetConfig, PipelineConfig
 from aps_pipeline.discovery import discover_files
 from aps_pipeline.submission import submit_models
@@ -188,5 +193,35 @@ def test_the_run_page_shows_the_periods_use_through_the_reader_login(
     page = _templates.get_template("run.html")
     html = page.render(prefix="", report=run_report(results_engine, pipeline.name, "r1"), budget_use=use,
                        waiting_budget=waiting)
-    assert f"test_ingest {day.period}: 0 of 1 weighted jobs" in html
+    assert f"test_ingest {day.period}: 0 spent of 1 weighted jobs" in html
     assert "1 file(s) waiting_budget" in html
+
+
+def test_aps_pipeline_budget_prints_the_estimate_for_the_landing_now(
+    aps: APSClient, landing: Landing, results_url: str, results_engine: Engine,
+    landing_pipeline: PipelineConfig, s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pipeline = with_budget(landing_pipeline, jobs_per_day=2)
+    land(landing, results_engine, pipeline, "r1", ["a"])
+    assert run(aps, landing, results_engine, pipeline, "r1") == 1
+    for name in ("b", "c", "d"):
+        landing.put(f"incoming/{name}.ifc", generate_ifc(sum(map(ord, name)), name=name).data)
+    landing.put("incoming/b.ifc.meta.json", b'{"project": "p"}')  # a sidecar is no file
+    place = ({"bucket": landing.location} if isinstance(landing, S3Landing) else {"path": landing.location})
+    entry = {"name": pipeline.name, "landing": {**place, "prefix": "incoming/", "quarantine_prefix": "q/"},
+             "aps": {"bucket_key": "test-ingest-bucket"}, "budget": {"jobs_per_day": 2}}
+    (tmp_path / "pipelines.yaml").write_text(json.dumps({"pipelines": [entry]}))
+    monkeypatch.setenv("APS_PIPELINES_FILE", str(tmp_path / "pipelines.yaml"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", S3_REGION)
+
+    code = main(["budget", "--url", results_url, "--s3-endpoint", s3_server.endpoint_url])
+    out = capsys.readouterr().out
+    assert code == 1, out  # files would wait
+    assert f"{pipeline.name}: 4 files in" in out
+    assert "cost a job: 3 .ifc" in out
+    assert "free: 1 already ended" in out
+    assert "1 spent + 1 planned of 2 weighted jobs (100%), spent: files wait" in out
+    assert "would start now: 1, would wait: 2" in out
