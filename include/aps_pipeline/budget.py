@@ -9,7 +9,8 @@ A period's spend is read from the `translations` table: every job a run of the p
 period began, weighted by its model's extension, except the jobs APS only reused (`translations.reused`:
 `Submission.REUSED`, or a 201 for derivatives that exist), which cost nothing. A candidate costs nothing when
 no new job will be started for it: its model is translating already (the job is recorded and only waited
-on). The planning step (`plan_within_budget`, from aps_pipeline.batch) and `aps-pipeline budget` both decide
+on) or translated (a reprocess's reload: the submit reuses the successful job), unless the run forces.
+The planning step (`plan_within_budget`, from aps_pipeline.batch) and `aps-pipeline budget` both decide
 through `decide_budget`.
 
 Candidates are admitted in plan order while every limit they count against has room; the first that does
@@ -41,6 +42,9 @@ from aps_results.models import BudgetNotice, File, FileState, Model, ModelStatus
 
 logger = logging.getLogger(__name__)
 
+# A model in these states has its job already: the submit reuses it (a running job, or a successful one a
+# reload fetches again: aps_client.derivative.job_is_reusable), so it costs nothing unless forced.
+_JOB_REUSED = frozenset({ModelStatus.TRANSLATING.value, ModelStatus.SUCCESS.value})
 GLOBAL_SCOPE = "*"  # the scope name of the file's top-level budget
 THRESHOLDS = (80, 100)  # percent of a budget at which operators hear about it, once per period
 PeriodKind = Literal["day", "month"]
@@ -225,7 +229,7 @@ def plan_within_budget(
     by_key = {str(m["model_id"]): m for m in models}
     candidates = [
         Candidate(key, model_extension(m["object_key"], m["source_key"]),
-                  free=m["status"] == ModelStatus.TRANSLATING.value and not force)
+                  free=m["status"] in _JOB_REUSED and not force)
         for key, m in by_key.items()
     ]
     with engine.begin() as connection:

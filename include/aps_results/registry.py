@@ -158,6 +158,24 @@ def reopen_rejected_files(
     return reopened
 
 
+def reopen_for_reprocess(
+    conn: Connection, pipeline: str, file_ids: Collection[int], from_states: Collection[str],
+    state: FileState, run_id: str, reason: str,
+) -> list[int]:
+    """Move terminal files (only those still in `from_states`) to `state` for the reprocess run `run_id`:
+    besides a late sidecar, the one way out of a terminal state (aps_pipeline.reprocess). A file moved on
+    meanwhile is left. A re-opened rejection starts afresh: no quarantine copy, no attempts."""
+    values: dict[str, Any] = {"state": state.value, "reason": reason, "run_id": run_id, "finished_at": None,
+                              "updated_at": func.now()}
+    if state == FileState.DISCOVERED:
+        values.update(quarantine_key=None, quarantine_attempts=0, attempts=0)
+    return list(conn.execute(
+        update(File)
+        .where(File.id.in_(list(file_ids)), File.pipeline == pipeline, File.state.in_(list(from_states)))
+        .values(values).returning(File.id)
+    ).scalars())
+
+
 def set_file_state(
     conn: Connection,
     file_ids: int | Sequence[int],
