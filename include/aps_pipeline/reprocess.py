@@ -50,6 +50,22 @@ ELIGIBLE: dict[str, frozenset[str]] = {
 }
 REOPENED_AS = {"reload": FileState.VALID, "retranslate": FileState.VALID, "revalidate": FileState.DISCOVERED}
 LISTED_FILES = 200  # files a dry run lists by name (all are counted)
+# The files a reprocess run re-opens carry its run id under this prefix: the ingest's discovery then asks the
+# reprocess DAG, not its own, whether that run is still live (`owner_dag_run`), and never takes them over.
+REPROCESS_DAG_ID = "aps_reprocess"
+RUN_PREFIX = f"{REPROCESS_DAG_ID}/"
+
+
+def files_run_id(airflow_run_id: str) -> str:
+    """The run id a reprocess run's files carry."""
+    return RUN_PREFIX + airflow_run_id
+
+
+def owner_dag_run(files_run: str, ingest_dag_id: str) -> tuple[str, str]:
+    """(dag id, Airflow run id) of the run holding files as `files_run`: a reprocess run, or the ingest's."""
+    if files_run.startswith(RUN_PREFIX):
+        return REPROCESS_DAG_ID, files_run.removeprefix(RUN_PREFIX)
+    return ingest_dag_id, files_run
 
 
 @dataclass(frozen=True)

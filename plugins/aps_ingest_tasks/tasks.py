@@ -115,8 +115,11 @@ def discover_files() -> dict[str, Any]:
 def _run_is_active(run_id: str) -> bool:
     """Whether another run of this DAG is still queued or running (Airflow says; its files stay its own).
     A run Airflow does not know (deleted, or the registry outlived Airflow's database) is not active."""
+    from aps_pipeline.reprocess import owner_dag_run
+
     context = get_current_context()
-    live = context["ti"].get_dr_count(context["dag"].dag_id, run_ids=[run_id], states=["queued", "running"])
+    dag_id, airflow_run = owner_dag_run(run_id, context["dag"].dag_id)  # a reprocess run's files: its DAG's
+    live = context["ti"].get_dr_count(dag_id, run_ids=[airflow_run], states=["queued", "running"])
     return live > 0
 
 
