@@ -3,6 +3,8 @@
     aps.<pipeline>.files.<loaded|rejected|failed|lost>   counter: a run's files by outcome (write_run_summary)
     aps.<pipeline>.api.<answers|throttled|retries>       counter: what a task's APS calls met (429s, retries)
     aps.<pipeline>.translations.oldest_waiting_seconds   gauge: the longest a file of it has been translating
+    aps.<pipeline>.translations.seconds                  timing: a translation's submission to its load
+    aps.<pipeline>.load.rows_per_second                  gauge: a model's objects and properties per second
     aps.<pipeline>.budget.<day|month>_used_percent       gauge: the pipeline's budget used this period
     aps.<pipeline>.budget.global_<day|month>_used_percent  gauge: the global budget used this period
 
@@ -15,9 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.observability.stats import gauge, incr, normalize_name_for_stats
+from airflow.sdk.observability.stats import gauge, incr, normalize_name_for_stats, timing
 
 from aps_client.call_stats import CALL_STATS
 
@@ -63,3 +66,18 @@ def budget_use(pipeline: str, use: Iterable[PeriodUse]) -> None:
     for entry in use:
         name = f"{'global_' if entry.scope == GLOBAL_SCOPE else ''}{entry.kind}_used_percent"
         gauge(metric_name(pipeline, "budget", name), entry.percent)
+
+
+def settled(pipeline: str, results: Iterable[Mapping[str, Any]]) -> None:
+    """For each model a load step loaded: its translation's seconds (a timing: StatsD's histogram) and the
+    load's rows (objects and properties) per second."""
+    for result in results:
+        if result.get("status") != "success":  # aps_pipeline.settle.Outcome.LOAD
+            continue
+        seconds = result.get("translation_seconds")
+        if isinstance(seconds, (int, float)) and seconds >= 0:
+            timing(metric_name(pipeline, "translations", "seconds"), timedelta(seconds=seconds))
+        load_seconds = result.get("load_seconds")
+        rows = result.get("objects", 0) + result.get("properties", 0)
+        if isinstance(load_seconds, (int, float)) and load_seconds > 0:
+            gauge(metric_name(pipeline, "load", "rows_per_second"), rows / load_seconds)

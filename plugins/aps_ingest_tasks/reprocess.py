@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import get_current_context, task
 
+from aps_ingest_tasks import metrics
 from aps_ingest_tasks.connections import landing_of
 from aps_ingest_tasks.engines import results_engine
 from aps_ingest_tasks.metrics import counting_aps_calls
@@ -159,11 +160,14 @@ def load(models: list[ModelPlan], verdicts: dict[str, dict[str, Any]] | None) ->
 
     pipeline, request = _request()
     with _aps(pipeline) as aps:
-        return settle_models(aps, results_engine(pipeline.results_conn_id), [m["model_id"] for m in models],
-                             request.run_id, pipeline=pipeline.name, last_attempt=_tries()[1],
-                             verdicts=verdicts, translation_timeout=pipeline.translation_timeout,
-                             max_load_attempts=pipeline.max_load_attempts,
-                             concurrency=pipeline.load_concurrency)
+        settled = settle_models(aps, results_engine(pipeline.results_conn_id),
+                                [m["model_id"] for m in models], request.run_id, pipeline=pipeline.name,
+                                last_attempt=_tries()[1], verdicts=verdicts,
+                                translation_timeout=pipeline.translation_timeout,
+                                max_load_attempts=pipeline.max_load_attempts,
+                                concurrency=pipeline.load_concurrency)
+    metrics.settled(pipeline.name, settled)
+    return settled
 
 
 @task(trigger_rule="all_done")

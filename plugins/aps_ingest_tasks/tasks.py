@@ -212,10 +212,13 @@ def load_models(models: list[ModelPlan], verdicts: dict[str, dict[str, Any]] | N
 
     config, run_id, _ = _run()
     with _aps(config) as aps:
-        return settle_models(aps, results_engine(config.results_conn_id), [m["model_id"] for m in models],
-                             run_id, pipeline=config.name, last_attempt=_tries()[1], verdicts=verdicts,
-                             translation_timeout=config.translation_timeout,
-                             max_load_attempts=config.max_load_attempts, concurrency=config.load_concurrency)
+        settled = settle_models(aps, results_engine(config.results_conn_id), [m["model_id"] for m in models],
+                                run_id, pipeline=config.name, last_attempt=_tries()[1], verdicts=verdicts,
+                                translation_timeout=config.translation_timeout,
+                                max_load_attempts=config.max_load_attempts,
+                                concurrency=config.load_concurrency)
+    metrics.settled(config.name, settled)
+    return settled
 
 
 @task(trigger_rule="all_done")

@@ -405,3 +405,8 @@ def test_the_pipeline_sends_metrics_files_by_outcome_and_the_429s_it_met(ingest:
     # Each summary also sends the age of the longest-waiting translation (a gauge; 0 once all have ended).
     assert any(line.startswith(name + "translations.oldest_waiting_seconds:") and line.endswith("|g")
                for line in ingest.statsd.lines)
+    # Each loaded model: its translation's seconds (a timing) and the load's rows per second (a gauge).
+    assert any(line.startswith(name + "translations.seconds:") and line.endswith("|ms")
+               for line in ingest.statsd.lines)
+    assert any(line.startswith(name + "load.rows_per_second:") and line.endswith("|g")
+               for line in ingest.statsd.lines)
