@@ -65,10 +65,20 @@ def budget(argv: list[str], out: TextIO) -> int:
     return EXIT_WAITING if waiting else 0
 
 
+USAGE = """usage: aps-pipeline {budget,ids} ...
+
+  budget    what the landing holds now would cost against the budget (aps-pipeline budget --help)
+  ids       buildingSMART IDS checks (aps-pipeline ids check --help)
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["budget"]:
         return budget(argv[1:], sys.stdout)
+    if not argv or argv[0] in ("-h", "--help"):
+        sys.stdout.write(USAGE)
+        return 0 if argv else 2
     from aps_ids import cli as ids_cli
 
     return ids_cli.main(argv)
