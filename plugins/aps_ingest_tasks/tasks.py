@@ -164,7 +164,10 @@ def _budget_heard(config: PipelineConfig) -> Callable[[BudgetDecision], None]:
         from aps_ingest_tasks.notifications import notify_budget
 
         metrics.budget_use(config.name, decision.use)
-        notify_budget(config, decision, get_current_context())
+        try:
+            notify_budget(config, decision, get_current_context())
+        except Exception:  # a notice that cannot be recorded or sent never stops the planning
+            logger.exception("the budget notices of %s could not be sent", config.name)
     return heard
 
 
