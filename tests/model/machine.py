@@ -369,6 +369,7 @@ class PipelineMachine(RuleBasedStateMachine):
             if state in (FileState.REJECTED.value, FileState.FAILED.value):
                 assert reason, f"{where}: ended without a reason"
             if state == FileState.WAITING_BUDGET.value:  # visible, released: a later run takes it over
+                PipelineMachine.tally["seen waiting_budget"] += 1  # the soak prints what was exercised
                 assert "waiting for budget" in (reason or ""), f"{where}: waits without its reason"
                 assert run_id is None, f"{where}: waits for budget, yet a run holds it"
             if state in TERMINAL:
