@@ -40,11 +40,13 @@ from aps_results.models import DEFAULT_OUTPUT_PROFILE, File, FileState, ModelSta
 
 logger = logging.getLogger(__name__)
 
-# Validated but not finished: `valid`, or a later state left behind by a run that crashed or was stopped.
+# Validated but not finished: `valid`, or a later state left behind by a run that crashed or was stopped, or
+# waiting for budget (aps_pipeline.budget: planned again, and the budget decides again).
 _TO_PLAN = [
     s.value
     for s in (
         FileState.VALID,
+        FileState.WAITING_BUDGET,
         FileState.UPLOADING,
         FileState.UPLOADED,
         FileState.TRANSLATING,

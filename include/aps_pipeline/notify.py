@@ -59,3 +59,16 @@ def run_message(
     body = "".join(f"<p>{escape(line)}</p>" for line in lines[:-1])
     html = f'{body}<p><a href="{escape(run_page_url)}">Open the run page</a> ({escape(run_page_url)})</p>'
     return RunMessage(subject=subject, text=text, html=html)
+
+
+def budget_message(pipeline: str, line: str, threshold: int, run_page_url: str) -> RunMessage:
+    """The notice that a budget reached `threshold` percent this period (`line`: the budget's use)."""
+    headline = ("budget spent: files wait for the next period" if threshold >= 100
+                else f"{threshold}% of a budget used")
+    subject = f"[{pipeline}] {headline}"
+    lines = [f"Pipeline {pipeline}: {headline}.", f"budget: {line}",
+             "Raise the budget in the pipelines file, or wait for the period to roll over: waiting files "
+             "continue by themselves.", f"run page: {run_page_url}"]
+    body = "".join(f"<p>{escape(text)}</p>" for text in lines[:-1])
+    html = f'{body}<p><a href="{escape(run_page_url)}">Open the run page</a> ({escape(run_page_url)})</p>'
+    return RunMessage(subject=subject, text="\n".join(lines), html=html)

@@ -302,9 +302,14 @@ def _load(aps: Any, engine: Engine, snapshot: registry.ModelSnapshot, manifest: 
         raise
     logger.info("model %d loaded: %d views, %d objects, %d properties, thumbnail=%s, files %s", model.id,
                 stats.views, stats.objects, stats.properties, stats.thumbnail, loaded_files)
+    submitted = snapshot.translation.job_submitted_at if snapshot.translation else None
+    # For the metrics (aps_ingest_tasks.metrics.settled): how long APS took, as the database's clock saw it
+    # from the job's submission to this settlement, and the load's own seconds.
+    translation_seconds = (snapshot.now - submitted).total_seconds() if submitted is not None else None
     return {"model_id": model.id, "status": Outcome.LOAD.value, "urn": model.urn, "views": stats.views,
             "objects": stats.objects, "properties": stats.properties, "thumbnail": stats.thumbnail,
-            "loaded_files": loaded_files}
+            "loaded_files": loaded_files, "load_seconds": stats.seconds,
+            "translation_seconds": translation_seconds}
 
 
 def fetch_and_load(

@@ -94,6 +94,9 @@ class FileState(StrEnum):
     LOADING = "loading"
     LOADED = "loaded"
     FAILED = "failed"
+    # Valid, but the budget (aps_pipeline.budget) cannot pay for its translation this period: released to
+    # wait for a later run, never failed.
+    WAITING_BUDGET = "waiting_budget"
 
 
 TERMINAL_FILE_STATES = frozenset({FileState.LOADED, FileState.REJECTED, FileState.FAILED})
@@ -397,6 +400,9 @@ class Translation(Base):
     )
     manifest: Mapped[dict[str, Any] | None]
     run_id: Mapped[str | None]
+    pipeline: Mapped[str | None] = mapped_column(comment="the pipeline whose run submitted the job")
+    reused: Mapped[bool] = mapped_column(server_default=text("false"),
+                                         comment="APS reused an earlier job: no cost")
     unfinished_loads: Mapped[int] = mapped_column(
         server_default=text("0"),
         comment="loads of its results begun and not ended: one killed mid-load stays counted",
@@ -408,6 +414,7 @@ class Translation(Base):
     __table_args__ = (
         UniqueConstraint("model_id", "attempt"),
         CheckConstraint(_one_of("status", TranslationStatus), name="status"),
+        Index(None, "job_submitted_at"),
     )
 
 
@@ -553,6 +560,35 @@ class RunSummary(Base):
     details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
 
     __table_args__ = (UniqueConstraint("pipeline", "run_id"),)
+
+
+class BudgetNotice(Base):
+    """A budget notice already sent (aps_pipeline.budget): one per scope, period and threshold."""
+
+    __tablename__ = "budget_notices"
+
+    scope: Mapped[str] = mapped_column(primary_key=True,
+                                       comment="a pipeline's name, or '*' for the global budget")
+    period: Mapped[str] = mapped_column(primary_key=True, comment="e.g. day:2026-12-07 or month:2026-12")
+    threshold: Mapped[int] = mapped_column(primary_key=True, comment="percent of the budget: 80 or 100")
+    sent_at: Mapped[datetime] = _created()
+
+
+class ReprocessAction(Base):
+    """What one `aps_reprocess` run did to one file (aps_pipeline.reprocess): who asked, when and why."""
+
+    __tablename__ = "reprocess_actions"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    reprocess_run_id: Mapped[str] = mapped_column(comment="the aps_reprocess run")
+    file_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("files.id", ondelete="CASCADE"))
+    action: Mapped[str]
+    requested_by: Mapped[str] = mapped_column(comment="the run's triggering user, else the run id")
+    reason: Mapped[str]
+    outcome: Mapped[str | None] = mapped_column(comment="what the action did to the file")
+    created_at: Mapped[datetime] = _created()
+
+    __table_args__ = (UniqueConstraint("reprocess_run_id", "file_id", "action"), Index(None, "file_id"))
 
 
 class ApiKey(Base):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -117,7 +117,10 @@ def claim_files(
             update(File)
             .where(File.pipeline == pipeline, File.state.not_in(_TERMINAL),
                    or_(File.run_id.is_(None), File.run_id.in_(set(take_over_from) - {run_id})))
-            .values(run_id=run_id, attempts=File.attempts + 1, updated_at=func.now())
+            # Waiting for budget is no failed attempt: a file may wait many runs and must not run out of them.
+            .values(run_id=run_id, updated_at=func.now(),
+                    attempts=case((File.state == FileState.WAITING_BUDGET.value, File.attempts),
+                                  else_=File.attempts + 1))
         )
     claimed = conn.execute(
         select(*(getattr(File, f.name) for f in fields(ClaimedFile)))
@@ -153,6 +156,24 @@ def reopen_rejected_files(
         if changed is not None:
             reopened.append(changed)
     return reopened
+
+
+def reopen_for_reprocess(
+    conn: Connection, pipeline: str, file_ids: Collection[int], from_states: Collection[str],
+    state: FileState, run_id: str, reason: str,
+) -> list[int]:
+    """Move terminal files (only those still in `from_states`) to `state` for the reprocess run `run_id`:
+    besides a late sidecar, the one way out of a terminal state (aps_pipeline.reprocess). A file moved on
+    meanwhile is left. A re-opened rejection starts afresh: no quarantine copy, no attempts."""
+    values: dict[str, Any] = {"state": state.value, "reason": reason, "run_id": run_id, "finished_at": None,
+                              "updated_at": func.now()}
+    if state == FileState.DISCOVERED:
+        values.update(quarantine_key=None, quarantine_attempts=0, attempts=0)
+    return list(conn.execute(
+        update(File)
+        .where(File.id.in_(list(file_ids)), File.pipeline == pipeline, File.state.in_(list(from_states)))
+        .values(values).returning(File.id)
+    ).scalars())
 
 
 def set_file_state(
@@ -441,9 +462,12 @@ _TRANSLATION_COLUMNS = tuple(getattr(Translation, f.name) for f in fields(Transl
 
 def start_translation(
     conn: Connection, model_id: int, *, run_id: str | None = None, output_formats: Sequence[str] = (),
-    forced: bool = False,
+    forced: bool = False, pipeline: str | None = None, reused: bool = False,
 ) -> TranslationRecord:
     """Record a submitted translation job as the model's next attempt, and mark the model translating.
+
+    `pipeline` is whose run submitted it and `reused` whether APS only reused an earlier job: a period's
+    budget spend is read from these (aps_pipeline.budget).
 
     Call it in the same transaction that persists the job (right after APS accepted it), before deferring.
     """
@@ -464,7 +488,7 @@ def start_translation(
     translation_id, submitted_at = conn.execute(
         insert(Translation)
         .values(model_id=model_id, attempt=attempt, run_id=run_id, output_formats=list(output_formats),
-                forced=forced)
+                forced=forced, pipeline=pipeline, reused=reused)
         .returning(Translation.id, Translation.job_submitted_at)
     ).one()
     set_model_status(conn, model_id, ModelStatus.TRANSLATING, run_id=run_id)

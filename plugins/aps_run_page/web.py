@@ -86,8 +86,12 @@ def _page(request: Request, template: str, **values: Any) -> HTMLResponse:
          dependencies=[Depends(requires_access_dag("GET", DagAccessEntity.RUN))])
 def run_page(request: Request, dag_id: str, run_id: str) -> HTMLResponse:
     pipeline = _pipeline(dag_id)
-    report = run_report.run_report(reader_engine(pipeline.reader_conn_id), pipeline.name, run_id)
-    return _page(request, "run.html", report=report)
+    from aps_pipeline.budget import period_use
+
+    engine = reader_engine(pipeline.reader_conn_id)
+    report = run_report.run_report(engine, pipeline.name, run_id)
+    budget_use, waiting_budget = period_use(engine, pipeline)
+    return _page(request, "run.html", report=report, budget_use=budget_use, waiting_budget=waiting_budget)
 
 
 @app.get("/dags/{dag_id}/models/{model_id}/thumbnail.png", response_class=Response,

@@ -20,7 +20,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy.engine import make_url
 
 from aps_devstack.process import free_port
-from aps_ingest_tasks.notifications import notify_run_ended, notify_run_failed
+from aps_ingest_tasks.notifications import notify_budget, notify_run_ended, notify_run_failed
+from aps_pipeline.budget import BudgetDecision, PeriodUse
 from aps_pipeline.config import PIPELINES_FILE_ENV, get_pipeline
 from aps_results.migrate import upgrade
 
@@ -272,3 +273,25 @@ def test_a_failing_webhook_logs_no_url_path_or_credential(
     assert "500" in caplog.text  # the operator learns what went wrong...
     assert "T0SECRET" not in caplog.text  # ...and not the secret path
     assert "xoxsecretpathtoken" not in caplog.text
+
+
+def test_a_budget_notice_goes_out_once_per_period_at_80_and_100_percent(
+    pipeline_env: str, smtp_server: tuple[_Inbox, int], webhook_server: tuple[list[dict[str, Any]], int]
+) -> None:
+    inbox, hooks = smtp_server[0], webhook_server[0]
+    config = get_pipeline(pipeline_env)
+    context = {"run_id": "scheduled__2026-12-07T10:00:00+00:00"}
+
+    def day(spent: float, planned: float, blocked: bool) -> BudgetDecision:
+        return BudgetDecision(use=[PeriodUse(pipeline_env, "day", "day:2026-12-07", 10, spent, planned,
+                                             blocked)])
+
+    assert notify_budget(config, day(2, 1, False), context) == 0  # 30%: nothing due
+    assert notify_budget(config, day(7, 1, False), context) == 2  # 80%: mail and webhook
+    assert notify_budget(config, day(8, 1, False), context) == 0  # 90%: the 80% notice went out already
+    assert notify_budget(config, day(9, 1, True), context) == 2  # spent, files wait
+    assert notify_budget(config, day(10, 0, True), context) == 0  # once per period
+    subjects = [m["Subject"] for m in inbox.messages]
+    assert subjects == [f"[{pipeline_env}] 80% of a budget used",
+                        f"[{pipeline_env}] budget spent: files wait for the next period"]
+    assert f"{pipeline_env} day:2026-12-07: 9 spent + 1 planned of 10 weighted jobs" in hooks[-1]["body"]
