@@ -521,6 +521,35 @@ class Property(Base):
         return condition
 
 
+class PropertySearch(Base):
+    """Every loaded property row once more, in one table with portfolio-wide indexes: what `/v1/search` reads.
+
+    `properties` is partitioned per model, so a query across all models plans, locks and probes every
+    partition (10,000 models: seconds). This table is written by the loader in the same transaction as the
+    model's partition (`aps_results.search`), so search sees exactly the loaded models, and it carries what a
+    hit needs without joins: the object's name and the model's project. `number` is the value's number even
+    when it carries a unit (`70 mm` -> 70): min/max compare it, in the property's own unit. `row_no` numbers
+    a model's rows; (model_id, row_no) is the sort key of every search.
+    """
+
+    __tablename__ = "property_search"
+
+    model_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # no FK: as `properties`
+    row_no: Mapped[int] = mapped_column(primary_key=True, comment="the row's number within its model's load")
+    project: Mapped[str | None] = mapped_column(comment="the model's project (its source file's metadata)")
+    external_id: Mapped[str | None]
+    object_name: Mapped[str | None]
+    category: Mapped[str | None]
+    name: Mapped[str]
+    value: Mapped[str | None]
+    number: Mapped[float | None] = mapped_column(comment="the value's number, with or without a unit")
+
+    __table_args__ = (
+        Index(None, "name", "value", "model_id", "row_no", postgresql_where=text(PROPERTY_INDEX_PREDICATE)),
+        Index(None, "name", "number", postgresql_where=text("number IS NOT NULL")),
+    )
+
+
 class Thumbnail(Base):
     """The model's PNG thumbnail as APS rendered it."""
 
