@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, exists, func, or_, select, tuple_
+from sqlalchemy import Row, exists, func, or_, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aps_api.key_verifier import KeyIdentity
 from aps_results.models import (
+    PROPERTY_INDEX_PREDICATE,
+    PROPERTY_INDEXED_BYTES,
     ApiKey,
     Derivative,
     File,
@@ -305,3 +307,126 @@ async def list_properties(
     if filters.view_guid is not None:
         query = query.where(Property.view_guid == filters.view_guid)
     return await _page(conn, query, limit)
+
+
+# --- search across all models -----------------------------------------------------------------------------
+# Reads aps.property_search (aps_results.search), never the per-model partitions of aps.properties. A hit is a
+# property row; the document versions its model is are looked up for the page's models only.
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    name: str
+    value: str | None = None
+    contains: str | None = None
+    min: float | None = None
+    max: float | None = None
+    category: str | None = None
+    project: str | None = None
+    document: int | None = None
+    all_versions: bool = False
+
+
+# A document's versions in landing order (as aps_results.models.DocumentVersion orders them: landed_at,
+# s3_version_id with NULLs last, file_id), as one comparable row value.
+def _landing_key(alias: str) -> str:
+    return (f"({alias}.landed_at, {alias}.s3_version_id IS NULL, coalesce({alias}.s3_version_id, ''), "
+            f"{alias}.file_id)")
+
+
+# The model is a version (of the given document) that no later version of its document follows.
+_LATEST_VERSION_OF = (
+    "EXISTS (SELECT FROM aps.files f JOIN aps.document_versions v ON v.file_id = f.id "
+    "WHERE f.model_id = s.model_id{document} AND NOT EXISTS (SELECT FROM aps.document_versions w "
+    f"WHERE w.document_id = v.document_id AND {_landing_key('w')} > {_landing_key('v')}))"
+)
+_VERSION_OF = ("EXISTS (SELECT FROM aps.files f JOIN aps.document_versions v ON v.file_id = f.id "
+               "WHERE f.model_id = s.model_id{document})")
+
+
+def _search_sql(filters: SearchFilters, after: tuple[int, int] | None) -> tuple[str, dict[str, Any]]:
+    where = ["s.name = :name"]
+    params: dict[str, Any] = {"name": filters.name}
+    if filters.value is not None:
+        where.append("s.value = :value")
+        params["value"] = filters.value
+        if len(filters.name.encode()) + len(filters.value.encode()) <= PROPERTY_INDEXED_BYTES:
+            where.append(PROPERTY_INDEX_PREDICATE)  # lets PostgreSQL use the (name, value, ...) index
+    if filters.contains is not None:
+        # Only values the (name, value, ...) index holds (nearly all): its leading column finds the name.
+        where.append(f"s.value ILIKE :pattern ESCAPE '\\' AND {PROPERTY_INDEX_PREDICATE}")
+        params["pattern"] = "%" + _like_prefix(filters.contains)
+    if filters.min is not None:
+        where.append("s.number >= :min")
+        params["min"] = filters.min
+    if filters.max is not None:
+        where.append("s.number <= :max")
+        params["max"] = filters.max
+    for column in ("category", "project"):
+        if getattr(filters, column) is not None:
+            where.append(f"s.{column} = :{column}")
+            params[column] = getattr(filters, column)
+    document = ""
+    if filters.document is not None:
+        document = " AND v.document_id = :document"
+        params["document"] = filters.document
+    if filters.all_versions:
+        if document:
+            where.append(_VERSION_OF.format(document=document))
+    elif document:
+        where.append(_LATEST_VERSION_OF.format(document=document))
+    else:  # a model of no document (loaded before documents existed) is its own latest version
+        where.append(f"({_LATEST_VERSION_OF.format(document='')} OR NOT {_VERSION_OF.format(document='')})")
+    if after is not None:
+        where.append("(s.model_id, s.row_no) > (:after_model, :after_row)")
+        params["after_model"], params["after_row"] = after
+    statement = ("SELECT s.model_id, s.row_no, s.external_id, s.object_name, s.category, s.name, s.value "
+                 "FROM aps.property_search s WHERE " + " AND ".join(where)
+                 + " ORDER BY s.model_id, s.row_no LIMIT :limit")
+    return statement, params
+
+
+@dataclass(frozen=True)
+class DocumentVersionRef:
+    document_id: int
+    version: int
+    latest: bool
+
+
+async def search_properties(
+    conn: AsyncConnection, filters: SearchFilters, after: tuple[int, int] | None, limit: int
+) -> Page:
+    statement, params = _search_sql(filters, after)
+    rows = list((await conn.execute(text(statement), {**params, "limit": limit + 1})).all())
+    return Page(rows=rows[:limit], has_more=len(rows) > limit)
+
+
+async def versions_of_models(
+    conn: AsyncConnection, model_ids: Sequence[int], document: int | None
+) -> dict[int, list[DocumentVersionRef]]:
+    """The document versions each model is (its number: its place in its document's landing order)."""
+    if not model_ids:
+        return {}
+    statement = (
+        "SELECT f.model_id, v.document_id, "
+        f"(SELECT count(*) FROM aps.document_versions w WHERE w.document_id = v.document_id "
+        f"AND {_landing_key('w')} <= {_landing_key('v')}) AS version, "
+        f"NOT EXISTS (SELECT FROM aps.document_versions w WHERE w.document_id = v.document_id "
+        f"AND {_landing_key('w')} > {_landing_key('v')}) AS latest "
+        "FROM aps.files f JOIN aps.document_versions v ON v.file_id = f.id "
+        "WHERE f.model_id = ANY(:models)" + (" AND v.document_id = :document" if document is not None else "")
+        + " ORDER BY f.model_id, v.document_id, version"
+    )
+    params: dict[str, Any] = {"models": list(model_ids)}
+    if document is not None:
+        params["document"] = document
+    found: dict[int, list[DocumentVersionRef]] = {}
+    for row in await conn.execute(text(statement), params):
+        ref = DocumentVersionRef(row.document_id, row.version, row.latest)
+        found.setdefault(row.model_id, []).append(ref)
+    return found
+
+
+async def document_exists(conn: AsyncConnection, document_id: int) -> bool:
+    query = text("SELECT EXISTS (SELECT FROM aps.documents WHERE id = :id)")
+    return bool((await conn.execute(query, {"id": document_id})).scalar())

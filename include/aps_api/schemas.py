@@ -130,6 +130,26 @@ class PropertyPage(BaseModel):
     next_cursor: str | None
 
 
+class SearchHit(BaseModel):
+    """One property value found by `/v1/search`, in the document version its model is."""
+
+    document_id: int | None = Field(description="null for a model loaded before documents existed")
+    version: int | None = Field(description="the version's number in its document's landing order")
+    model_id: int
+    external_id: str | None
+    object_name: str | None
+    category: str | None
+    name: str
+    value: str | None
+
+
+class SearchPage(BaseModel):
+    items: list[SearchHit]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` to get the next page; null on the last page"
+    )
+
+
 class ComponentHealth(BaseModel):
     ok: bool
     detail: str
