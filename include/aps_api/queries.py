@@ -29,6 +29,7 @@ from aps_results.models import (
     Thumbnail,
     Translation,
 )
+from aps_results.search import landing_key
 
 models_t = Model.__table__
 files_t = File.__table__
@@ -327,18 +328,11 @@ class SearchFilters:
     all_versions: bool = False
 
 
-# A document's versions in landing order (as aps_results.models.DocumentVersion orders them: landed_at,
-# s3_version_id with NULLs last, file_id), as one comparable row value.
-def _landing_key(alias: str) -> str:
-    return (f"({alias}.landed_at, {alias}.s3_version_id IS NULL, coalesce({alias}.s3_version_id, ''), "
-            f"{alias}.file_id)")
-
-
 # The model is a version (of the given document) that no later version of its document follows.
 _LATEST_VERSION_OF = (
     "EXISTS (SELECT FROM aps.files f JOIN aps.document_versions v ON v.file_id = f.id "
     "WHERE f.model_id = s.model_id{document} AND NOT EXISTS (SELECT FROM aps.document_versions w "
-    f"WHERE w.document_id = v.document_id AND {_landing_key('w')} > {_landing_key('v')}))"
+    f"WHERE w.document_id = v.document_id AND {landing_key('w')} > {landing_key('v')}))"
 )
 _VERSION_OF = ("EXISTS (SELECT FROM aps.files f JOIN aps.document_versions v ON v.file_id = f.id "
                "WHERE f.model_id = s.model_id{document})")
@@ -410,9 +404,9 @@ async def versions_of_models(
     statement = (
         "SELECT f.model_id, v.document_id, "
         f"(SELECT count(*) FROM aps.document_versions w WHERE w.document_id = v.document_id "
-        f"AND {_landing_key('w')} <= {_landing_key('v')}) AS version, "
+        f"AND {landing_key('w')} <= {landing_key('v')}) AS version, "
         f"NOT EXISTS (SELECT FROM aps.document_versions w WHERE w.document_id = v.document_id "
-        f"AND {_landing_key('w')} > {_landing_key('v')}) AS latest "
+        f"AND {landing_key('w')} > {landing_key('v')}) AS latest "
         "FROM aps.files f JOIN aps.document_versions v ON v.file_id = f.id "
         "WHERE f.model_id = ANY(:models)" + (" AND v.document_id = :document" if document is not None else "")
         + " ORDER BY f.model_id, v.document_id, version"

@@ -8,6 +8,10 @@
                                                manifest (row counts, checksums); keep the newest N backups
     aps-db restore BACKUP --url URL [--replace]
                                                restore one backup folder into an empty database and verify it
+    aps-db export DEST [--document ID] [--url URL]
+                                               every loaded document version's objects and properties as
+                                               Parquet under DEST (a folder or s3://bucket/prefix; S3
+                                               credentials and AWS_ENDPOINT_URL from the environment)
 
 The URL comes from --url or APS_RESULTS_DB_URL. The reader's password comes from APS_READER_PASSWORD or,
 when that is unset, an interactive prompt; it is never printed.
@@ -23,7 +27,7 @@ import sys
 from pydantic import SecretStr
 from sqlalchemy.exc import SQLAlchemyError
 
-from aps_results import backup, migrate, roles
+from aps_results import backup, export, migrate, roles
 from aps_results.db import URL_ENV, url_from_env
 
 PASSWORD_ENV = "APS_READER_PASSWORD"
@@ -48,7 +52,26 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("source", help="one backup's folder (holding results.dump and manifest.json)")
     load.add_argument("--url", help=url_help)
     load.add_argument("--replace", action="store_true", help="restore over an existing results schema")
+    parquet = commands.add_parser("export", help="write loaded document versions as Parquet")
+    parquet.add_argument("dest", help="a folder, or s3://bucket/prefix")
+    parquet.add_argument("--document", type=int, help="only this document's versions")
+    parquet.add_argument("--url", help=url_help)
     return parser
+
+
+def _export(url: str, dest: str, document: int | None) -> None:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        versions = rows = 0
+        for done in export.export_all(engine, export.open_sink(dest), document):
+            versions += 1
+            rows += sum(done.rows.values())
+            print(f"version {done.version_id} (model {done.model_id}): {done.files['properties']}")
+        print(f"exported {versions} document versions, {rows} rows, to {dest}")
+    finally:
+        engine.dispose()
 
 
 def _reader_password() -> SecretStr:
@@ -84,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             manifest = backup.restore(args.source, url, replace=args.replace)
             print(f"restored {args.source} (revision {manifest.revision}): {len(manifest.tables)} tables "
                   "match the manifest")
+        elif args.command == "export":
+            _export(url, args.dest, args.document)
     except (RuntimeError, ValueError, OSError) as error:
         print(f"aps-db: {error}", file=sys.stderr)
         return 2
