@@ -347,8 +347,7 @@ def _search_sql(filters: SearchFilters, after: tuple[int, int] | None) -> tuple[
         if len(filters.name.encode()) + len(filters.value.encode()) <= PROPERTY_INDEXED_BYTES:
             where.append(PROPERTY_INDEX_PREDICATE)  # lets PostgreSQL use the (name, value, ...) index
     if filters.contains is not None:
-        # Only values the (name, value, ...) index holds (nearly all): its leading column finds the name.
-        where.append(f"s.value ILIKE :pattern ESCAPE '\\' AND {PROPERTY_INDEX_PREDICATE}")
+        where.append("s.value ILIKE :pattern ESCAPE '\\'")  # the value's trigram index finds them
         params["pattern"] = "%" + _like_prefix(filters.contains)
     if filters.min is not None:
         where.append("s.number >= :min")

@@ -24,11 +24,13 @@ SCHEMA = "aps"  # frozen here on purpose: a migration must not change when model
 READER = "aps_reader"
 INDEXED = "octet_length(name) + octet_length(value) <= 2000"
 # aps_results.search.NUMBER_WITH_UNIT as of this revision.
-NUMBER_WITH_UNIT = (r"^\s*([-+]?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE][-+]?\d{1,2})?)"
-                    r"\s*(?![eE][-+]?\d)[[:alpha:]°%]\S{0,30}\s*$")
+NUMBER_WITH_UNIT = (r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d\d?)?)"
+                    r"\s*(?:[a-dA-Df-zF-Z°%µΩ]\S*|[eE](?:[^\d\s+-]\S*)?)\s*$")
 
 
 def upgrade() -> None:
+    # Trigram indexes serve substring searches. A trusted extension: the database's owner may create it.
+    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     op.create_table(
         "property_search",
         sa.Column("model_id", sa.BigInteger(), nullable=False),
@@ -41,7 +43,6 @@ def upgrade() -> None:
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column("value", sa.Text(), nullable=True),
         sa.Column("number", sa.Double(), nullable=True, comment="the value's number, with or without a unit"),
-        sa.PrimaryKeyConstraint("model_id", "row_no", name="pk_property_search"),
         schema=SCHEMA,
     )
     # Fill before indexing: one sort per index instead of an insert per row.
@@ -51,7 +52,8 @@ def upgrade() -> None:
         "SELECT p.model_id, row_number() OVER (PARTITION BY p.model_id), f.metadata->>'project', "
         "p.external_id, o.name, p.category, p.name, p.value, "
         "CASE WHEN p.value_num IS NOT NULL THEN p.value_num "
-        "WHEN octet_length(p.value) <= 80 AND p.value ~ :pattern "
+        "WHEN octet_length(p.value) <= 80 AND left(ltrim(p.value), 1) IN "
+        "('0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '+', '-', '.') "
         "THEN substring(p.value FROM :pattern)::double precision END "
         f"FROM {SCHEMA}.properties p "
         f"JOIN {SCHEMA}.models m ON m.id = p.model_id "
@@ -63,8 +65,12 @@ def upgrade() -> None:
                     ["name", "value", "model_id", "row_no"], schema=SCHEMA, postgresql_where=sa.text(INDEXED))
     op.create_index("ix_property_search_name_number", "property_search", ["name", "number"], schema=SCHEMA,
                     postgresql_where=sa.text("number IS NOT NULL"))
+    op.create_index("ix_property_search_model_id", "property_search", ["model_id"], schema=SCHEMA,
+                    postgresql_using="brin")
+    op.create_index("ix_property_search_value_trgm", "property_search", ["value"], schema=SCHEMA,
+                    postgresql_using="gin", postgresql_ops={"value": "gin_trgm_ops"})
     op.execute(f"GRANT SELECT ON {SCHEMA}.property_search TO {READER}")
 
 
 def downgrade() -> None:
-    op.drop_table("property_search", schema=SCHEMA)
+    op.drop_table("property_search", schema=SCHEMA)  # pg_trgm stays: other schemas may use it
