@@ -1,6 +1,7 @@
 """`aps-api`: serve the API (default), or manage API keys.
 
     aps-api [serve] --host 127.0.0.1 --port 8080 [--workers N] [--no-access-log]
+                                                # N: $APS_API_WORKERS, else one process per CPU
     aps-api keys create NAME [--db-url URL]     # prints the new key once, alone on a line
     aps-api keys list [--db-url URL]
     aps-api keys revoke ID [--db-url URL]
@@ -14,9 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 ADMIN_URL_ENV = "APS_API_ADMIN_DATABASE_URL"
+WORKERS_ENV = "APS_API_WORKERS"
 _COMMANDS = {"serve", "keys"}
 
 
@@ -28,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument(
-        "--workers", type=int, default=1, help="server processes (rate limits are per process)"
+        "--workers", type=int, default=None,
+        help=f"server processes (default: ${WORKERS_ENV}, else one per CPU this process may use; rate limits "
+             "are per process)",
     )
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
@@ -50,6 +54,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def default_workers(environ: Mapping[str, str] = os.environ) -> int:
+    """Server processes when `--workers` is not given: $APS_API_WORKERS if set (and not empty), else one per
+    CPU the process may run on (a container's cpuset counts, not the host's cores): one process serves one
+    core's worth of requests (the event loop and JSON work are single-threaded)."""
+    configured = environ.get(WORKERS_ENV, "").strip()
+    if configured:
+        if not configured.isdigit() or int(configured) < 1:
+            raise ValueError(f"{WORKERS_ENV} must be a whole number >= 1, not {configured!r}")
+        return int(configured)
+    return max(1, len(os.sched_getaffinity(0)))
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
     from pydantic import ValidationError
@@ -65,12 +81,17 @@ def _serve(args: argparse.Namespace) -> int:
         )
         print(f"aps-api: invalid settings: {problems}", file=sys.stderr)
         return 2
+    try:
+        workers = args.workers if args.workers is not None else default_workers()
+    except ValueError as exc:
+        print(f"aps-api: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(
         "aps_api.app:create_app",
         factory=True,
         host=args.host,
         port=args.port,
-        workers=args.workers,
+        workers=workers,
         log_level=args.log_level,
         access_log=not args.no_access_log,
     )
