@@ -94,3 +94,50 @@ def first_rating(revisions: dict[str, bytes]) -> str:
 
     (door,) = [e for e in revision_elements()["v1"] if e.name == "Door 1"]
     return door.properties["FireRating"]
+
+
+def test_a_version_that_lands_late_takes_its_place_and_a_renamed_file_continues_its_document(
+    aps: APSClient, s3_landing: Landing, results_engine: Engine, s3_pipeline: PipelineConfig,
+) -> None:
+    """The older revision (landed first under another name) is discovered after the newer one: it is
+    version 1, the newer one moves to 2, and the diff between them is stored once both are loaded."""
+    revisions = revision_bytes()
+    put_revision(s3_landing, "incoming/floor-old-name.ifc", revisions["v1"], document="floor")
+    put_revision(s3_landing, "incoming/floor-new-name.ifc", revisions["v2"], document="floor")
+    ingest(aps, s3_landing, results_engine, s3_pipeline, "run-events-1", keys=["incoming/floor-new-name.ifc"])
+    assert [(r["key"], r["number"], r["s3_key"]) for r in versions(results_engine)] == [
+        ("floor", 1, "incoming/floor-new-name.ifc")]
+    assert stored_diffs(results_engine) == []
+
+    ingest(aps, s3_landing, results_engine, s3_pipeline, "run-events-2", keys=["incoming/floor-old-name.ifc"])
+    rows = versions(results_engine)
+    assert [(r["key"], r["number"], r["s3_key"]) for r in rows] == [
+        ("floor", 1, "incoming/floor-old-name.ifc"), ("floor", 2, "incoming/floor-new-name.ifc")]
+    (diff,) = stored_diffs(results_engine)
+    assert diff["pair"] == (rows[0]["id"], rows[1]["id"])
+    assert diff["counts"] == {"added": 1, "removed": 1, "changed": 2, "unchanged": 6 + SPATIAL_ELEMENTS}
+    with results_engine.connect() as conn:
+        assert conn.execute(select(Document.pipeline, Document.key, Document.project)).all() == [
+            ("test_ingest", "floor", "tower")]
+
+
+def test_identical_content_under_a_new_key_is_a_version_loaded_without_a_job(
+    aps: APSClient, s3_landing: Landing, results_engine: Engine, s3_pipeline: PipelineConfig,
+) -> None:
+    """A revision whose bytes were loaded before (dedupe marks it loaded at planning) is a version too, and
+    its diff against the version before it is stored by the planning step."""
+    revisions = revision_bytes()
+    put_revision(s3_landing, "incoming/a.ifc", revisions["v1"], document="floor")
+    put_revision(s3_landing, "incoming/b.ifc", revisions["v2"], document="floor")
+    ingest(aps, s3_landing, results_engine, s3_pipeline, "run-1")
+    put_revision(s3_landing, "incoming/c.ifc", revisions["v1"], document="floor")  # a revert to v1
+    plan = ingest(aps, s3_landing, results_engine, s3_pipeline, "run-2")
+    assert plan["models"] == []
+    rows = versions(results_engine)
+    assert [(r["number"], r["s3_key"]) for r in rows] == [
+        (1, "incoming/a.ifc"), (2, "incoming/b.ifc"), (3, "incoming/c.ifc")]
+    assert rows[0]["model_id"] == rows[2]["model_id"]
+    (report,) = plan["diffs"]
+    assert (report["from_version_id"], report["to_version_id"]) == (rows[1]["id"], rows[2]["id"])
+    assert {key: report[key] for key in ("added", "removed", "changed", "unchanged")} == {
+        "added": 1, "removed": 1, "changed": 2, "unchanged": 6 + SPATIAL_ELEMENTS}
