@@ -13,7 +13,7 @@ from aps_api import __version__
 from aps_api.context import APIContext
 from aps_api.errors import install_error_handlers
 from aps_api.metrics import MetricsMiddleware
-from aps_api.routers import health, ids, metrics, models, search, viewer_page, viewer_tokens
+from aps_api.routers import documents, health, ids, metrics, models, search, viewer_page, viewer_tokens
 from aps_api.settings import APISettings
 
 DESCRIPTION = """Read-only access to the APS pipeline's results, and short-lived APS Viewer tokens.
@@ -47,7 +47,7 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
     )
     app.state.context = context
     install_error_handlers(app)
-    for module in (health, models, search, ids, viewer_tokens, metrics, viewer_page):
+    for module in (health, models, documents, search, ids, viewer_tokens, metrics, viewer_page):
         app.include_router(module.router)
     app.mount(viewer_page.ASSETS_PATH, StaticFiles(directory=viewer_page.ASSETS_DIR), name="viewer-assets")
     if context.settings.cors_origins:

@@ -20,6 +20,8 @@ from aps_results.models import (
     PROPERTY_INDEXED_BYTES,
     ApiKey,
     Derivative,
+    Document,
+    DocumentVersion,
     File,
     Model,
     ModelObject,
@@ -28,8 +30,12 @@ from aps_results.models import (
     Property,
     Thumbnail,
     Translation,
+    VersionDiff,
+    VersionDiffItem,
 )
 from aps_results.search import landing_key
+from aps_versions.documents import numbered_versions
+from aps_versions.elements import element_rows
 
 models_t = Model.__table__
 files_t = File.__table__
@@ -217,6 +223,102 @@ async def thumbnail_png(conn: AsyncConnection, model_id: int) -> bytes | None:
     return bytes(row.png) if row is not None else None
 
 
+# --- documents, versions and diffs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DocumentFilters:
+    key: str | None = None
+    project: str | None = None
+
+
+async def list_documents(
+    conn: AsyncConnection, filters: DocumentFilters, after_id: int | None, limit: int
+) -> Page:
+    query = select(Document.id, Document.pipeline, Document.key, Document.project, Document.deleted_at)
+    query = query.order_by(Document.id)
+    if after_id is not None:
+        query = query.where(Document.id > after_id)
+    if filters.key is not None:
+        query = query.where(Document.key == filters.key)
+    if filters.project is not None:
+        query = query.where(Document.project == filters.project)
+    return await _page(conn, query, limit)
+
+
+async def latest_versions(conn: AsyncConnection, document_ids: Sequence[int]) -> dict[int, Row[Any]]:
+    """Per document: its number of versions, and its latest version (number, model, loaded_at)."""
+    if not document_ids:
+        return {}
+    numbered = numbered_versions(document_ids)
+    count = func.count().over(partition_by=numbered.c.document_id).label("versions")
+    query = (
+        select(numbered.c.document_id, numbered.c.number.label("version"), count, File.model_id,
+               numbered.c.loaded_at)
+        .join(File, File.id == numbered.c.file_id)
+        .distinct(numbered.c.document_id)
+        .order_by(numbered.c.document_id, numbered.c.number.desc())
+    )
+    return {row.document_id: row for row in (await conn.execute(query)).all()}
+
+
+async def document_exists(conn: AsyncConnection, document_id: int) -> bool:
+    return (await conn.execute(select(Document.id).where(Document.id == document_id))).first() is not None
+
+
+def _version_columns(numbered: Any) -> tuple[Any, ...]:
+    return (numbered.c.id, numbered.c.number.label("version"), File.model_id, numbered.c.file_id, File.etag,
+            File.version_id, numbered.c.landed_at, numbered.c.loaded_at, numbered.c.state,
+            numbered.c.deleted_at, numbered.c.purged_at, Model.loaded_at.label("results_loaded_at"))
+
+
+async def list_versions(conn: AsyncConnection, document_id: int, after: int | None, limit: int) -> Page:
+    numbered = numbered_versions([document_id])
+    query = (select(*_version_columns(numbered))
+             .join(File, File.id == numbered.c.file_id).outerjoin(Model, Model.id == File.model_id)
+             .order_by(numbered.c.number))
+    if after is not None:
+        query = query.where(numbered.c.number > after)
+    return await _page(conn, query, limit)
+
+
+async def all_versions(conn: AsyncConnection, document_id: int) -> list[Row[Any]]:
+    """Every version of the document, by number (a document has tens of versions, not millions)."""
+    return list((await list_versions(conn, document_id, None, 1_000_000)).rows)
+
+
+async def stored_diff(conn: AsyncConnection, from_version_id: int, to_version_id: int) -> Row[Any] | None:
+    query = select(VersionDiff.id, VersionDiff.added, VersionDiff.removed, VersionDiff.changed,
+                   VersionDiff.unchanged).where(VersionDiff.from_version_id == from_version_id,
+                                                VersionDiff.to_version_id == to_version_id)
+    return (await conn.execute(query)).first()
+
+
+async def diff_items(
+    conn: AsyncConnection, diff_id: int, change: str | None, after_seq: int | None, limit: int
+) -> Page:
+    query = (select(VersionDiffItem.seq, VersionDiffItem.change, VersionDiffItem.external_id,
+                    VersionDiffItem.previous_external_id, VersionDiffItem.name, VersionDiffItem.category,
+                    VersionDiffItem.matched_by, VersionDiffItem.properties)
+             .where(VersionDiffItem.diff_id == diff_id).order_by(VersionDiffItem.seq))
+    if change is not None:
+        query = query.where(VersionDiffItem.change == change)
+    if after_seq is not None:
+        query = query.where(VersionDiffItem.seq > after_seq)
+    return await _page(conn, query, limit)
+
+
+async def element_count(conn: AsyncConnection, model_ids: Sequence[int]) -> int:
+    """Objects below their views' roots in the models: what a diff computed on request would read."""
+    query = select(func.count()).select_from(ModelObject).where(
+        ModelObject.model_id.in_(list(model_ids)), ModelObject.parent_object_id.is_not(None))
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def element_rows_of(conn: AsyncConnection, model_id: int) -> list[Row[Any]]:
+    return list((await conn.execute(element_rows(model_id))).all())
+
+
 # --- objects and properties -------------------------------------------------------------------------------
 
 
@@ -397,29 +499,28 @@ async def search_properties(
 async def versions_of_models(
     conn: AsyncConnection, model_ids: Sequence[int], document: int | None
 ) -> dict[int, list[DocumentVersionRef]]:
-    """The document versions each model is (its number: its place in its document's landing order)."""
+    """The document versions each model is, numbered as every route numbers them (numbered_versions)."""
     if not model_ids:
         return {}
-    statement = (
-        "SELECT f.model_id, v.document_id, "
-        f"(SELECT count(*) FROM aps.document_versions w WHERE w.document_id = v.document_id "
-        f"AND {landing_key('w')} <= {landing_key('v')}) AS version, "
-        f"NOT EXISTS (SELECT FROM aps.document_versions w WHERE w.document_id = v.document_id "
-        f"AND {landing_key('w')} > {landing_key('v')}) AS latest "
-        "FROM aps.files f JOIN aps.document_versions v ON v.file_id = f.id "
-        "WHERE f.model_id = ANY(:models)" + (" AND v.document_id = :document" if document is not None else "")
-        + " ORDER BY f.model_id, v.document_id, version"
-    )
-    params: dict[str, Any] = {"models": list(model_ids)}
+    carriers = (select(DocumentVersion.document_id).join(File, File.id == DocumentVersion.file_id)
+                .where(File.model_id.in_(list(model_ids))))
     if document is not None:
-        params["document"] = document
+        carriers = carriers.where(DocumentVersion.document_id == document)
+    documents = sorted(set((await conn.execute(carriers)).scalars()))
+    if not documents:
+        return {}
+    numbered = numbered_versions(documents)
+    rows = (await conn.execute(
+        select(numbered.c.document_id, numbered.c.number, File.model_id)
+        .join(File, File.id == numbered.c.file_id))).all()
+    last: dict[int, int] = {}
+    for row in rows:
+        last[row.document_id] = max(last.get(row.document_id, 0), row.number)
+    wanted = set(model_ids)
     found: dict[int, list[DocumentVersionRef]] = {}
-    for row in await conn.execute(text(statement), params):
-        ref = DocumentVersionRef(row.document_id, row.version, row.latest)
-        found.setdefault(row.model_id, []).append(ref)
+    for row in sorted(rows, key=lambda r: (r.document_id, r.number)):
+        if row.model_id in wanted:
+            ref = DocumentVersionRef(row.document_id, row.number, row.number == last[row.document_id])
+            found.setdefault(row.model_id, []).append(ref)
     return found
 
-
-async def document_exists(conn: AsyncConnection, document_id: int) -> bool:
-    query = text("SELECT EXISTS (SELECT FROM aps.documents WHERE id = :id)")
-    return bool((await conn.execute(query, {"id": document_id})).scalar())

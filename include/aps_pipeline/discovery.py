@@ -238,7 +238,7 @@ def _listed_by_keys(
         return None if isinstance(outcome, FileFailure) else outcome
 
     heads = {h.key: h for h in _in_parallel(head_or_skip, named, concurrency) if h is not None}
-    listed = [ListedObject(h.key, h.etag, h.size, last_modified=None) for h in heads.values()]
+    listed = [ListedObject(h.key, h.etag, h.size, last_modified=h.last_modified) for h in heads.values()]
     return listed, heads
 
 
@@ -268,8 +268,8 @@ def _read_candidate(landing: Landing, listed: ListedObject, head: ObjectHead | N
     if head.etag != listed.etag:
         logger.info("%s was replaced since the listing; the version HEAD found is registered",
                     landing.url(listed.key))
-    # ETag, size and version id all from the one HEAD: the listing's ETag may be of an older version.
-    current = ListedObject(listed.key, head.etag, head.size, listed.last_modified)
+    # ETag, size, version id and landing time all from the one HEAD: the listing's may be of an older version.
+    current = ListedObject(listed.key, head.etag, head.size, head.last_modified or listed.last_modified)
     return Candidate(listed=current, version_id=head.version_id, content_type=head.content_type,
                      metadata=metadata)
 
@@ -440,6 +440,7 @@ def _discovered(bucket: str, candidate: Candidate) -> registry.DiscoveredObject:
         version_id=candidate.version_id,
         content_type=candidate.content_type,
         metadata=candidate.metadata,
+        landed_at=candidate.listed.last_modified,
         state=FileState.DISCOVERED if candidate.failure is None else FileState.FAILED,
         reason=candidate.failure,
     )

@@ -54,6 +54,7 @@ from aps_pipeline.config import MAX_LOAD_ATTEMPTS, PipelineConfig
 from aps_results import records, registry
 from aps_results.loader import load_model_results
 from aps_results.models import FileState, TranslationStatus
+from aps_versions.stored import store_missing_diffs
 
 logger = logging.getLogger(__name__)
 
@@ -295,7 +296,7 @@ def _load(aps: Any, engine: Engine, snapshot: registry.ModelSnapshot, manifest: 
                 stats.views, stats.objects, stats.properties, stats.thumbnail, loaded_files)
     return {"model_id": model.id, "status": Outcome.LOAD.value, "urn": model.urn, "views": stats.views,
             "objects": stats.objects, "properties": stats.properties, "thumbnail": stats.thumbnail,
-            "loaded_files": loaded_files}
+            "loaded_files": loaded_files, "diffs": store_missing_diffs(engine, loaded_files)}
 
 
 def fetch_and_load(

@@ -32,8 +32,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import Column, Connection, Engine, Table, select, text
 
-from aps_results.models import SCHEMA, ModelObject, Property, pg_type
-from aps_results.search import landing_key
+from aps_results.models import SCHEMA, Document, DocumentVersion, File, ModelObject, Property, pg_type
+from aps_versions.documents import numbered_versions
 
 BATCH_ROWS = 50_000
 # By PostgreSQL type (models.pg_type), as the loader's COPY names them.
@@ -119,13 +119,17 @@ def _arrow_type(column: Column[Any]) -> pa.DataType:
     raise TypeError(f"no Parquet type for {column.table.name}.{column.name} ({column.type})")
 
 
-_VERSION_SQL = text(
-    f"SELECT v.id, v.document_id, d.project, f.model_id, "
-    f"(SELECT count(*) FROM {SCHEMA}.document_versions w WHERE w.document_id = v.document_id "
-    f"AND {landing_key('w')} <= {landing_key('v')}) AS number "
-    f"FROM {SCHEMA}.document_versions v JOIN {SCHEMA}.documents d ON d.id = v.document_id "
-    f"JOIN {SCHEMA}.files f ON f.id = v.file_id WHERE v.id = :id"
-)
+def _version(conn: Connection, version_id: int) -> Any:
+    """The version's document, project, model and number (numbered as every route numbers them)."""
+    document_id = conn.execute(select(DocumentVersion.document_id).where(DocumentVersion.id == version_id)
+                               ).scalar()
+    if document_id is None:
+        return None
+    numbered = numbered_versions([document_id])
+    return conn.execute(
+        select(numbered.c.id, numbered.c.document_id, numbered.c.number, Document.project, File.model_id)
+        .join(Document, Document.id == numbered.c.document_id).join(File, File.id == numbered.c.file_id)
+        .where(numbered.c.id == version_id)).first()
 
 
 def version_folder(project: str | None, document_id: int, number: int) -> str:
@@ -137,7 +141,7 @@ def export_version(engine: Engine, version_id: int, sink: FolderSink | S3Sink) -
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
-            found = conn.execute(_VERSION_SQL, {"id": version_id}).first()
+            found = _version(conn, version_id)
             if found is None or found.model_id is None:
                 raise LookupError(f"document version {version_id} does not exist or has no model")
             folder = version_folder(found.project, found.document_id, found.number)

@@ -1,0 +1,143 @@
+"""Documents, versions and stored diffs through the load step: IFC revisions with known edits landed in the
+S3 server, translated by the emulator, loaded into PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from aps_client import APSClient
+from aps_landing import Landing
+from aps_pipeline.config import PipelineConfig
+from aps_results.models import Document, File, VersionDiff, VersionDiffItem
+from aps_versions.documents import numbered_versions
+from tests.fixtures.client import aps, aps_config
+from tests.fixtures.results import results_engine
+from tests.fixtures.versions import (
+    SPATIAL_ELEMENTS,
+    ingest,
+    put_revision,
+    revision_bytes,
+    s3_landing,
+    s3_pipeline,
+)
+
+__all__ = ["aps", "aps_config", "results_engine", "s3_landing", "s3_pipeline"]
+
+
+def versions(engine: Engine) -> list[dict[str, Any]]:
+    numbered = numbered_versions()
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Document.key, numbered.c.number, File.s3_key, File.model_id, numbered.c.id,
+                   numbered.c.state)
+            .join(numbered, numbered.c.document_id == Document.id).join(File, File.id == numbered.c.file_id)
+            .order_by(Document.key, numbered.c.number)
+        ).all()
+    return [dict(row._mapping) for row in rows]
+
+
+def stored_diffs(engine: Engine) -> list[dict[str, Any]]:
+    with Session(engine) as session:
+        diffs = session.scalars(select(VersionDiff).order_by(VersionDiff.id)).all()
+        result = []
+        for diff in diffs:
+            items = session.scalars(select(VersionDiffItem).where(VersionDiffItem.diff_id == diff.id)
+                                    .order_by(VersionDiffItem.seq)).all()
+            result.append({
+                "pair": (diff.from_version_id, diff.to_version_id),
+                "counts": {"added": diff.added, "removed": diff.removed, "changed": diff.changed,
+                           "unchanged": diff.unchanged},
+                "matched_by": diff.matched_by,
+                "items": {(i.change, i.name, i.matched_by): [(p["name"], p["before"], p["after"])
+                                                             for p in i.properties] for i in items},
+            })
+    return result
+
+
+def test_revisions_of_one_key_are_numbered_versions_with_stored_diffs(
+    aps: APSClient, s3_landing: Landing, results_engine: Engine, s3_pipeline: PipelineConfig,
+) -> None:
+    revisions = revision_bytes()
+    for run, name in enumerate(("v1", "v2", "v3"), start=1):
+        put_revision(s3_landing, "incoming/floor.ifc", revisions[name])
+        ingest(aps, s3_landing, results_engine, s3_pipeline, f"run-{run}")
+
+    rows = versions(results_engine)
+    assert [(r["key"], r["number"], r["state"]) for r in rows] == [
+        ("incoming/floor.ifc", 1, "loaded"), ("incoming/floor.ifc", 2, "loaded"),
+        ("incoming/floor.ifc", 3, "loaded")]
+    assert len({r["model_id"] for r in rows}) == 3
+    ids = [r["id"] for r in rows]
+    first, second = stored_diffs(results_engine)
+    assert first["pair"] == (ids[0], ids[1])
+    # Walls 1-2, door 2, window 1, the two partitions and the spatial structure are unchanged.
+    assert first["counts"] == {"added": 1, "removed": 1, "changed": 2, "unchanged": 6 + SPATIAL_ELEMENTS}
+    assert first["items"] == {
+        ("changed", "Door 1", "global_id"): [("FireRating", first_rating(revisions), "EI120")],
+        ("changed", "Window 2b", "global_id"): [("Name", "Window 2", "Window 2b")],
+        ("added", "Wall 4", None): [],
+        ("removed", "Wall 3", None): [],
+    }
+    assert first["matched_by"] == {"global_id": 8 + SPATIAL_ELEMENTS}
+    # The re-export shares no GlobalId with v2: nothing is removed and added again.
+    assert second["pair"] == (ids[1], ids[2])
+    assert second["counts"] == {"added": 0, "removed": 0, "changed": 0, "unchanged": 9 + SPATIAL_ELEMENTS}
+    assert second["items"] == {}
+    assert second["matched_by"] == {"name": 7 + SPATIAL_ELEMENTS, "signature": 2}
+
+
+def first_rating(revisions: dict[str, bytes]) -> str:
+    from tests.fixtures.versions import revision_elements
+
+    (door,) = [e for e in revision_elements()["v1"] if e.name == "Door 1"]
+    return door.properties["FireRating"]
+
+
+def test_a_version_that_lands_late_takes_its_place_and_a_renamed_file_continues_its_document(
+    aps: APSClient, s3_landing: Landing, results_engine: Engine, s3_pipeline: PipelineConfig,
+) -> None:
+    """The older revision (landed first under another name) is discovered after the newer one: it is
+    version 1, the newer one moves to 2, and the diff between them is stored once both are loaded."""
+    revisions = revision_bytes()
+    put_revision(s3_landing, "incoming/floor-old-name.ifc", revisions["v1"], document="floor")
+    put_revision(s3_landing, "incoming/floor-new-name.ifc", revisions["v2"], document="floor")
+    ingest(aps, s3_landing, results_engine, s3_pipeline, "run-events-1", keys=["incoming/floor-new-name.ifc"])
+    assert [(r["key"], r["number"], r["s3_key"]) for r in versions(results_engine)] == [
+        ("floor", 1, "incoming/floor-new-name.ifc")]
+    assert stored_diffs(results_engine) == []
+
+    ingest(aps, s3_landing, results_engine, s3_pipeline, "run-events-2", keys=["incoming/floor-old-name.ifc"])
+    rows = versions(results_engine)
+    assert [(r["key"], r["number"], r["s3_key"]) for r in rows] == [
+        ("floor", 1, "incoming/floor-old-name.ifc"), ("floor", 2, "incoming/floor-new-name.ifc")]
+    (diff,) = stored_diffs(results_engine)
+    assert diff["pair"] == (rows[0]["id"], rows[1]["id"])
+    assert diff["counts"] == {"added": 1, "removed": 1, "changed": 2, "unchanged": 6 + SPATIAL_ELEMENTS}
+    with results_engine.connect() as conn:
+        assert conn.execute(select(Document.pipeline, Document.key, Document.project)).all() == [
+            ("test_ingest", "floor", "tower")]
+
+
+def test_identical_content_under_a_new_key_is_a_version_loaded_without_a_job(
+    aps: APSClient, s3_landing: Landing, results_engine: Engine, s3_pipeline: PipelineConfig,
+) -> None:
+    """A revision whose bytes were loaded before (dedupe marks it loaded at planning) is a version too, and
+    its diff against the version before it is stored by the planning step."""
+    revisions = revision_bytes()
+    put_revision(s3_landing, "incoming/a.ifc", revisions["v1"], document="floor")
+    put_revision(s3_landing, "incoming/b.ifc", revisions["v2"], document="floor")
+    ingest(aps, s3_landing, results_engine, s3_pipeline, "run-1")
+    put_revision(s3_landing, "incoming/c.ifc", revisions["v1"], document="floor")  # a revert to v1
+    plan = ingest(aps, s3_landing, results_engine, s3_pipeline, "run-2")
+    assert plan["models"] == []
+    rows = versions(results_engine)
+    assert [(r["number"], r["s3_key"]) for r in rows] == [
+        (1, "incoming/a.ifc"), (2, "incoming/b.ifc"), (3, "incoming/c.ifc")]
+    assert rows[0]["model_id"] == rows[2]["model_id"]
+    (report,) = plan["diffs"]
+    assert (report["from_version_id"], report["to_version_id"]) == (rows[1]["id"], rows[2]["id"])
+    assert {key: report[key] for key in ("added", "removed", "changed", "unchanged")} == {
+        "added": 1, "removed": 1, "changed": 2, "unchanged": 6 + SPATIAL_ELEMENTS}
