@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 ADMIN_URL_ENV = "APS_API_ADMIN_DATABASE_URL"
-WORKERS_ENV = "APS_API_WORKERS"
 _COMMANDS = {"serve", "keys"}
 
 
@@ -31,8 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument(
         "--workers", type=int, default=None,
-        help=f"server processes (default: ${WORKERS_ENV}, else one per CPU this process may use; rate limits "
-             "are per process)",
+        help="server processes (default: $APS_API_WORKERS, else one per CPU this process may use; rate "
+             "limits are per process)",
     )
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
@@ -54,16 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def default_workers(environ: Mapping[str, str] = os.environ) -> int:
-    """Server processes when `--workers` is not given: $APS_API_WORKERS if set (and not empty), else one per
-    CPU the process may run on (a container's cpuset counts, not the host's cores): one process serves one
-    core's worth of requests (the event loop and JSON work are single-threaded)."""
-    configured = environ.get(WORKERS_ENV, "").strip()
-    if configured:
-        if not configured.isdigit() or int(configured) < 1:
-            raise ValueError(f"{WORKERS_ENV} must be a whole number >= 1, not {configured!r}")
-        return int(configured)
-    return max(1, len(os.sched_getaffinity(0)))
+def default_workers(configured: int | None) -> int:
+    """Server processes when `--workers` is not given: APS_API_WORKERS (settings.workers) if set, else one
+    per CPU the process may run on (a container's cpuset counts, not the host's cores): one process serves
+    one core's worth of requests (the event loop and the JSON work are single-threaded)."""
+    return configured if configured is not None else max(1, len(os.sched_getaffinity(0)))
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -73,7 +67,7 @@ def _serve(args: argparse.Namespace) -> int:
     from aps_api.settings import ENV_PREFIX, APISettings
 
     try:
-        APISettings()  # type: ignore[call-arg]  # fail early, with a readable message, on bad settings
+        settings = APISettings()  # type: ignore[call-arg]  # fail early, with a readable message
     except ValidationError as exc:
         problems = "; ".join(
             f"{ENV_PREFIX}{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
@@ -81,11 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
         print(f"aps-api: invalid settings: {problems}", file=sys.stderr)
         return 2
-    try:
-        workers = args.workers if args.workers is not None else default_workers()
-    except ValueError as exc:
-        print(f"aps-api: {exc}", file=sys.stderr)
-        return 2
+    workers = args.workers if args.workers is not None else default_workers(settings.workers)
     uvicorn.run(
         "aps_api.app:create_app",
         factory=True,

@@ -226,6 +226,20 @@ class RetentionConfig(_Strict):
         return None if value == "" else value
 
 
+class ExportConfig(_Strict):
+    """Analytics export on load: each loaded document version's objects and properties as Parquet
+    (aps_results.export), under a folder every worker mounts or `s3://bucket/prefix`. Empty: no export
+    on load (`aps-db export DEST` exports later, or again)."""
+
+    to: str | None = Field(default=None, description="a folder, or s3://bucket/prefix")
+    aws_conn_id: str | None = Field(default=None, description="for s3://; default: the pipeline's")
+
+    @field_validator("to", "aws_conn_id", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
 class PipelineConfig(_Strict):
     """One ingest pipeline (one DAG)."""
 
@@ -248,6 +262,7 @@ class PipelineConfig(_Strict):
     )
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
 
     output_formats: list[OutputFormat] = Field(default_factory=_default_formats, min_length=1)
     translation_timeout: float = Field(

@@ -198,10 +198,27 @@ def load_models(models: list[ModelPlan], verdicts: dict[str, dict[str, Any]] | N
 
     config, run_id, _ = _run()
     with _aps(config) as aps:
-        return settle_models(aps, results_engine(config.results_conn_id), [m["model_id"] for m in models],
-                             run_id, pipeline=config.name, last_attempt=_tries()[1], verdicts=verdicts,
-                             translation_timeout=config.translation_timeout,
-                             max_load_attempts=config.max_load_attempts, concurrency=config.load_concurrency)
+        settled = settle_models(aps, results_engine(config.results_conn_id), [m["model_id"] for m in models],
+                                run_id, pipeline=config.name, last_attempt=_tries()[1], verdicts=verdicts,
+                                translation_timeout=config.translation_timeout,
+                                max_load_attempts=config.max_load_attempts,
+                                concurrency=config.load_concurrency)
+    if config.export.to:  # after the loads committed; its failures are logged, the results stay loaded
+        _export_loaded(config, [f for outcome in settled for f in outcome.get("loaded_files", [])])
+    return settled
+
+
+def _export_loaded(config: PipelineConfig, file_ids: list[int]) -> None:
+    from aps_pipeline.analytics import export_loaded
+
+    dest = config.export.to or ""
+    client = None
+    if dest.startswith("s3://"):
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        client = S3Hook(aws_conn_id=config.export.aws_conn_id or config.aws_conn_id).get_conn()
+    outcome = export_loaded(results_engine(config.results_conn_id), dest, file_ids, s3_client=client)
+    print(f"analytics export to {dest}: {len(outcome['exported'])} versions, {len(outcome['failed'])} failed")
 
 
 @task(trigger_rule="all_done")

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from aps_devstack import S3Server
+from aps_pipeline.analytics import export_loaded
 from aps_results import cli
 from aps_results.export import export_all, export_version, open_sink
 from aps_results.loader import load_model_results
@@ -134,3 +135,24 @@ def test_export_to_s3_lands_parquet_that_duckdb_reads_back_equal(
         local.parent.mkdir(parents=True, exist_ok=True)
         client.download_file(s3_bucket, key, str(local))
     assert_export_equals_postgres(results_engine, tmp_path, document)
+
+
+def test_the_load_step_exports_the_versions_of_the_files_it_loaded_and_reports_a_failure(
+    results_engine: Engine, document: dict[str, Any], tmp_path: Path,
+) -> None:
+    second_version, _ = document["versions"][2]
+    with results_engine.connect() as conn:
+        file_id = conn.execute(text(f"SELECT file_id FROM {SCHEMA}.document_versions WHERE id = :v"),
+                               {"v": second_version}).scalar_one()
+    outcome = export_loaded(results_engine, str(tmp_path / "lake"), [file_id])
+    assert outcome == {"exported": [second_version], "failed": {}}
+    assert sorted(p.name for p in (tmp_path / "lake").rglob("*.parquet")) == ["objects.parquet",
+                                                                            "properties.parquet"]
+    assert [p.parent.name for p in (tmp_path / "lake").rglob("properties.parquet")] == ["version=2"]
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the export wants a folder")
+    failed = export_loaded(results_engine, str(blocked / "lake"), [file_id])
+    assert failed["exported"] == []
+    assert list(failed["failed"]) == [second_version]
+    assert "Error" in failed["failed"][second_version]
