@@ -219,8 +219,13 @@ class RetentionConfig(_Strict):
     history_days: int | None = Field(
         default=None, ge=1, description="remove run summaries and validation rows older than this"
     )
+    keep_versions: int | None = Field(
+        default=None, ge=1,
+        description="keep the results of each document's newest N versions; older ones are purged "
+                    "(the version rows and their diffs stay)",
+    )
 
-    @field_validator("quarantine_days", "history_days", mode="before")
+    @field_validator("quarantine_days", "history_days", "keep_versions", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value

@@ -55,8 +55,8 @@ def register_versions(conn: Connection, file_ids: Sequence[int]) -> list[int]:
     if not file_ids:
         return []
     files = conn.execute(
-        select(File.id, File.pipeline, File.s3_key, File.meta.label("meta"), File.landed_at, File.discovered_at,
-               File.version_id)
+        select(File.id, File.pipeline, File.s3_key, File.meta.label("meta"), File.landed_at,
+               File.discovered_at, File.version_id)
         .where(File.id.in_(list(file_ids)), File.state == FileState.LOADED.value,
                ~select(DocumentVersion.id).where(DocumentVersion.file_id == File.id).exists())
         .order_by(File.id)

@@ -3,15 +3,17 @@ S3 server, translated by the emulator, loaded into PostgreSQL."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from aps_client import APSClient
 from aps_landing import Landing
-from aps_pipeline.config import PipelineConfig
-from aps_results.models import Document, File, VersionDiff, VersionDiffItem
+from aps_pipeline import maintenance
+from aps_pipeline.config import PipelineConfig, RetentionConfig
+from aps_results.models import Document, File, Model, Property, VersionDiff, VersionDiffItem
 from aps_versions.documents import numbered_versions
 from tests.fixtures.client import aps, aps_config
 from tests.fixtures.results import results_engine
@@ -141,3 +143,36 @@ def test_identical_content_under_a_new_key_is_a_version_loaded_without_a_job(
     assert (report["from_version_id"], report["to_version_id"]) == (rows[1]["id"], rows[2]["id"])
     assert {key: report[key] for key in ("added", "removed", "changed", "unchanged")} == {
         "added": 1, "removed": 1, "changed": 2, "unchanged": 6 + SPATIAL_ELEMENTS}
+
+
+def test_keep_versions_purges_older_results_but_keeps_versions_diffs_and_shared_models(
+    aps: APSClient, s3_landing: Landing, results_engine: Engine, s3_pipeline: PipelineConfig,
+) -> None:
+    revisions = revision_bytes()
+    put_revision(s3_landing, "incoming/floor.ifc", revisions["v1"])
+    put_revision(s3_landing, "incoming/annex.ifc", revisions["v1"])  # the same bytes: one model for both
+    ingest(aps, s3_landing, results_engine, s3_pipeline, "run-1")
+    for run, name in enumerate(("v2", "v3"), start=2):
+        put_revision(s3_landing, "incoming/floor.ifc", revisions[name])
+        ingest(aps, s3_landing, results_engine, s3_pipeline, f"run-{run}")
+    rows = versions(results_engine)
+    annex, floor = rows[0], rows[1:]
+    assert annex["model_id"] == floor[0]["model_id"]
+
+    keep_one = s3_pipeline.model_copy(update={"retention": RetentionConfig(keep_versions=1)})
+    report = maintenance.purge_history(results_engine, keep_one, datetime.now(UTC))
+    assert (report["versions_purged"], report["models_purged"]) == (2, 1)
+    after = versions(results_engine)
+    assert [(r["key"], r["number"], r["state"]) for r in after] == [
+        ("incoming/annex.ifc", 1, "loaded"), ("incoming/floor.ifc", 1, "purged"),
+        ("incoming/floor.ifc", 2, "purged"), ("incoming/floor.ifc", 3, "loaded")]
+    with results_engine.connect() as conn:
+        loaded = dict(conn.execute(select(Model.id, Model.loaded_at.is_not(None))).all())
+        counted = select(Property.model_id, func.count()).group_by(Property.model_id)
+        properties = dict(conn.execute(counted).all())
+    # v1's model also serves annex.ifc: kept. v2's served only a purged version: its results are gone.
+    assert loaded == {floor[0]["model_id"]: True, floor[1]["model_id"]: False, floor[2]["model_id"]: True}
+    assert set(properties) == {floor[0]["model_id"], floor[2]["model_id"]}
+    assert len(stored_diffs(results_engine)) == 2  # what changed stays readable
+    again = maintenance.purge_history(results_engine, keep_one, datetime.now(UTC))
+    assert (again["versions_purged"], again["models_purged"]) == (0, 0)
