@@ -141,7 +141,7 @@ class PoolConfig(_Strict):
     slots: int = Field(default=8, ge=1)
 
 
-NotifyEvent = Literal["run_failed", "files_failed", "files_rejected"]
+NotifyEvent = Literal["run_failed", "files_failed", "files_rejected", "elements_changed"]
 
 
 class NotifyConfig(_Strict):
@@ -161,7 +161,8 @@ class NotifyConfig(_Strict):
     )
     on: list[NotifyEvent] = Field(
         default_factory=lambda: ["run_failed", "files_failed", "files_rejected"],
-        description="run_failed: the DAG run failed; files_failed/files_rejected: it ended with such files",
+        description="run_failed: the DAG run failed; files_failed/files_rejected: it ended with such files; "
+                    "elements_changed: it loaded a version whose elements differ from the version before",
     )
 
     @field_validator("email", mode="before")

@@ -13,8 +13,12 @@ from aps_client import APSClient
 from aps_landing import Landing
 from aps_pipeline import maintenance
 from aps_pipeline.config import PipelineConfig, RetentionConfig
+from aps_pipeline.notify import change_lines
 from aps_results.models import Document, File, Model, Property, VersionDiff, VersionDiffItem
+from aps_results.run_report import run_report, version_diff
+from aps_run_page.web import _templates
 from aps_versions.documents import numbered_versions
+from aps_versions.reports import run_versions
 from tests.fixtures.client import aps, aps_config
 from tests.fixtures.results import results_engine
 from tests.fixtures.versions import (
@@ -89,6 +93,31 @@ def test_revisions_of_one_key_are_numbered_versions_with_stored_diffs(
     assert second["counts"] == {"added": 0, "removed": 0, "changed": 0, "unchanged": 9 + SPATIAL_ELEMENTS}
     assert second["items"] == {}
     assert second["matched_by"] == {"name": 7 + SPATIAL_ELEMENTS, "signature": 2}
+
+    # People see it: the run page shows the version and its diff with a link; the diff page lists it.
+    (page,) = run_report(results_engine, s3_pipeline.name, "run-2").files
+    assert page.version is not None
+    assert (page.version.number, page.version.versions, page.version.previous) == (2, 3, 1)
+    assert page.version.counts == first["counts"]
+    html = _templates.get_template("run.html").render(prefix="/aps", report=run_report(
+        results_engine, s3_pipeline.name, "run-2"))
+    assert "version 2 of 3" in html
+    assert "vs version 1: 1 added, 1 removed, 2 changed, 10 unchanged" in html
+    link = f'href="/aps/dags/{s3_pipeline.name}/documents/{page.version.document_id}/diff?to=2"'
+    assert link in html
+    diff = version_diff(results_engine, s3_pipeline.name, page.version.document_id, 2)
+    assert diff is not None
+    assert [(item["change"], item["name"]) for item in diff.items] == [
+        ("changed", "Door 1"), ("changed", "Window 2b"), ("added", "Wall 4"), ("removed", "Wall 3")]
+    page_html = _templates.get_template("diff.html").render(prefix="/aps", pipeline=s3_pipeline.name,
+                                                            diff=diff)
+    assert "version 1 → 2" in page_html
+    assert "FireRating:</span> " in page_html
+    assert version_diff(results_engine, "another_pipeline", page.version.document_id, 2) is None
+    with results_engine.connect() as conn:
+        assert change_lines(run_versions(conn, s3_pipeline.name, "run-3")) == []  # the re-export: no change
+        assert change_lines(run_versions(conn, s3_pipeline.name, "run-2")) == [
+            "4 elements changed in incoming/floor.ifc (version 2 against 1: 1 added, 1 removed, 2 changed)"]
 
 
 def first_rating(revisions: dict[str, bytes]) -> str:
