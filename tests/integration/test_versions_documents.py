@@ -3,18 +3,28 @@ S3 server, translated by the emulator, loaded into PostgreSQL."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+import pytest
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
 from aps_client import APSClient
 from aps_landing import Landing
-from aps_pipeline import maintenance
+from aps_pipeline import discovery, maintenance
 from aps_pipeline.config import PipelineConfig, RetentionConfig
+from aps_pipeline.discovery import discover_files
 from aps_pipeline.notify import change_lines
-from aps_results.models import Document, File, Model, Property, VersionDiff, VersionDiffItem
+from aps_results.models import (
+    Document,
+    File,
+    ListingWatermark,
+    Model,
+    Property,
+    VersionDiff,
+    VersionDiffItem,
+)
 from aps_results.run_report import run_report, version_diff
 from aps_run_page.web import _templates
 from aps_versions.documents import numbered_versions
@@ -205,3 +215,49 @@ def test_keep_versions_purges_older_results_but_keeps_versions_diffs_and_shared_
     assert len(stored_diffs(results_engine)) == 2  # what changed stays readable
     again = maintenance.purge_history(results_engine, keep_one, datetime.now(UTC))
     assert (again["versions_purged"], again["models_purged"]) == (0, 0)
+
+
+def test_an_object_removed_from_the_landing_marks_its_version_and_document_deleted_keeping_results(
+    aps: APSClient, s3_landing: Landing, results_engine: Engine, s3_pipeline: PipelineConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    revisions = revision_bytes()
+    put_revision(s3_landing, "incoming/floor.ifc", revisions["v1"])
+    put_revision(s3_landing, "incoming/annex.ifc", revisions["v2"])
+    ingest(aps, s3_landing, results_engine, s3_pipeline, "run-1")
+    put_revision(s3_landing, "incoming/floor.ifc", revisions["v2"])
+    ingest(aps, s3_landing, results_engine, s3_pipeline, "run-2")
+
+    # An event run: the s3:ObjectRemoved:* event names the key, its HEAD finds no object.
+    s3_landing.delete("incoming/floor.ifc")
+    found = discover_files(s3_landing, results_engine, s3_pipeline, "run-3", keys=["incoming/floor.ifc"])
+    assert found["versions_deleted"] == 1
+    rows = {(r["key"], r["number"]): r for r in versions(results_engine)}
+    assert [(key, number, r["state"]) for (key, number), r in rows.items()] == [
+        ("incoming/annex.ifc", 1, "loaded"), ("incoming/floor.ifc", 1, "loaded"),
+        ("incoming/floor.ifc", 2, "deleted")]
+    with results_engine.connect() as conn:
+        deleted = dict(conn.execute(select(Document.key, Document.deleted_at.is_not(None))).all())
+        assert deleted == {"incoming/annex.ifc": False, "incoming/floor.ifc": True}
+        latest_model = rows[("incoming/floor.ifc", 2)]["model_id"]
+        kept = conn.scalar(select(Model.loaded_at).where(Model.id == latest_model))
+        assert kept is not None  # results kept
+    assert discover_files(s3_landing, results_engine, s3_pipeline, "run-4",
+                          keys=["incoming/floor.ifc"])["versions_deleted"] == 0  # once
+
+    # A full listing that no longer finds a loaded key (its event was lost) marks it too.
+    s3_landing.delete("incoming/annex.ifc")
+    monkeypatch.setattr(discovery, "DELETION_SLACK", timedelta(0))
+    with results_engine.begin() as conn:
+        conn.execute(delete(ListingWatermark))  # a full listing is due
+    assert discover_files(s3_landing, results_engine, s3_pipeline, "run-5")["versions_deleted"] == 1
+    assert [r["state"] for r in versions(results_engine)] == ["deleted", "loaded", "deleted"]
+
+    # A new version of the deleted document revives it; the deleted one stays in its history.
+    put_revision(s3_landing, "incoming/floor.ifc", revisions["v3"])
+    ingest(aps, s3_landing, results_engine, s3_pipeline, "run-6")
+    assert [(r["key"], r["number"], r["state"]) for r in versions(results_engine)][1:] == [
+        ("incoming/floor.ifc", 1, "loaded"), ("incoming/floor.ifc", 2, "deleted"),
+        ("incoming/floor.ifc", 3, "loaded")]
+    with results_engine.connect() as conn:
+        assert conn.scalar(select(Document.deleted_at).where(Document.key == "incoming/floor.ifc")) is None
