@@ -4,8 +4,9 @@
     elements = elements_from_rows(rows)              # list[aps_versions.diff.Element]
 
 An element is an object with properties, below its view's root (tree nodes without properties, such as
-category folders, are not elements; nor is the root, which stands for the file and is named after it). An object shown in several views is one element (its first view's name). Its category is the first
-of CATEGORY_PROPERTIES it carries (IFC's class, Revit's category), else "". A property whose value is the
+category folders, are not elements; nor is the root, which stands for the file and is named after it). An
+object shown in several views is one element (its first view's name). Its category is the first of
+CATEGORY_PROPERTIES it carries (IFC's class, Revit's category), else "". A property whose value is the
 element's own GlobalId or externalId is its id, not a property: an exporter that re-issues ids would
 otherwise make every element "changed".
 """

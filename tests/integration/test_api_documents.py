@@ -100,9 +100,10 @@ def test_diffs_stored_and_computed(loaded: None, results_db: ResultsDB, api: Run
         far = client.get(path, params={"from": 1, "to": 3}).json()
         assert (far["stored"], far["counts"]) == (False, {
             "added": 2, "removed": 2, "changed": 1, "unchanged": 6 + SPATIAL_ELEMENTS})
-        assert sorted((i["change"], i["name"]) for i in walk(client, path, **{"from": 1, "to": 3, "limit": 1})) \
-            == [("added", "Wall 4"), ("added", "Window 2b"), ("changed", "Door 1"), ("removed", "Wall 3"),
-                ("removed", "Window 2")]
+        far_items = walk(client, path, **{"from": 1, "to": 3, "limit": 1})
+        assert sorted((i["change"], i["name"]) for i in far_items) == [
+            ("added", "Wall 4"), ("added", "Window 2b"), ("changed", "Door 1"), ("removed", "Wall 3"),
+            ("removed", "Window 2")]
         monkeypatch.setattr(documents_router, "ON_REQUEST_ELEMENTS", 10)
         too_big = client.get(path, params={"from": 1, "to": 3})
         assert too_big.status_code == 409

@@ -96,3 +96,16 @@ def test_the_migration_fills_the_search_table_from_the_models_already_loaded(eng
         assert conn.execute(text(f"SELECT to_regclass('{SCHEMA}.property_search')")).scalar() is None
     migrate.upgrade(url)
     assert rows(engine, model_id) == before
+
+
+def test_purging_a_models_results_removes_its_search_rows(engine: Engine) -> None:
+    """keep_versions (aps_results.retention) removes a model's results: its search rows go with them."""
+    from aps_results.retention import purge_model_results
+
+    kept, purged = make_model(engine, "alpha", "a" * 64), make_model(engine, "alpha", "b" * 64)
+    load(engine, kept, {"Width": "70 mm"})
+    load(engine, purged, {"Width": "80 mm"})
+    with engine.begin() as conn:
+        purge_model_results(conn, purged)
+    assert rows(engine, purged) == []
+    assert len(rows(engine, kept)) == 2

@@ -3,16 +3,32 @@ S3 server, translated by the emulator, loaded into PostgreSQL."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+import pytest
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
 from aps_client import APSClient
 from aps_landing import Landing
-from aps_pipeline.config import PipelineConfig
-from aps_results.models import Document, File, VersionDiff, VersionDiffItem
+from aps_pipeline import discovery, maintenance
+from aps_pipeline.config import PipelineConfig, RetentionConfig
+from aps_pipeline.discovery import discover_files
+from aps_pipeline.notify import change_lines
+from aps_results.models import (
+    Document,
+    File,
+    ListingWatermark,
+    Model,
+    Property,
+    VersionDiff,
+    VersionDiffItem,
+)
+from aps_results.run_report import run_report, version_diff
+from aps_run_page.web import _templates
 from aps_versions.documents import numbered_versions
+from aps_versions.reports import run_versions
 from tests.fixtures.client import aps, aps_config
 from tests.fixtures.results import results_engine
 from tests.fixtures.versions import (
@@ -88,6 +104,31 @@ def test_revisions_of_one_key_are_numbered_versions_with_stored_diffs(
     assert second["items"] == {}
     assert second["matched_by"] == {"name": 7 + SPATIAL_ELEMENTS, "signature": 2}
 
+    # People see it: the run page shows the version and its diff with a link; the diff page lists it.
+    (page,) = run_report(results_engine, s3_pipeline.name, "run-2").files
+    assert page.version is not None
+    assert (page.version.number, page.version.versions, page.version.previous) == (2, 3, 1)
+    assert page.version.counts == first["counts"]
+    html = _templates.get_template("run.html").render(prefix="/aps", report=run_report(
+        results_engine, s3_pipeline.name, "run-2"))
+    assert "version 2 of 3" in html
+    assert "vs version 1: 1 added, 1 removed, 2 changed, 10 unchanged" in html
+    link = f'href="/aps/dags/{s3_pipeline.name}/documents/{page.version.document_id}/diff?to=2"'
+    assert link in html
+    diff = version_diff(results_engine, s3_pipeline.name, page.version.document_id, 2)
+    assert diff is not None
+    assert [(item["change"], item["name"]) for item in diff.items] == [
+        ("changed", "Door 1"), ("changed", "Window 2b"), ("added", "Wall 4"), ("removed", "Wall 3")]
+    page_html = _templates.get_template("diff.html").render(prefix="/aps", pipeline=s3_pipeline.name,
+                                                            diff=diff)
+    assert "version 1 → 2" in page_html
+    assert "FireRating:</span> " in page_html
+    assert version_diff(results_engine, "another_pipeline", page.version.document_id, 2) is None
+    with results_engine.connect() as conn:
+        assert change_lines(run_versions(conn, s3_pipeline.name, "run-3")) == []  # the re-export: no change
+        assert change_lines(run_versions(conn, s3_pipeline.name, "run-2")) == [
+            "4 elements changed in incoming/floor.ifc (version 2 against 1: 1 added, 1 removed, 2 changed)"]
+
 
 def first_rating(revisions: dict[str, bytes]) -> str:
     from tests.fixtures.versions import revision_elements
@@ -141,3 +182,82 @@ def test_identical_content_under_a_new_key_is_a_version_loaded_without_a_job(
     assert (report["from_version_id"], report["to_version_id"]) == (rows[1]["id"], rows[2]["id"])
     assert {key: report[key] for key in ("added", "removed", "changed", "unchanged")} == {
         "added": 1, "removed": 1, "changed": 2, "unchanged": 6 + SPATIAL_ELEMENTS}
+
+
+def test_keep_versions_purges_older_results_but_keeps_versions_diffs_and_shared_models(
+    aps: APSClient, s3_landing: Landing, results_engine: Engine, s3_pipeline: PipelineConfig,
+) -> None:
+    revisions = revision_bytes()
+    put_revision(s3_landing, "incoming/floor.ifc", revisions["v1"])
+    put_revision(s3_landing, "incoming/annex.ifc", revisions["v1"])  # the same bytes: one model for both
+    ingest(aps, s3_landing, results_engine, s3_pipeline, "run-1")
+    for run, name in enumerate(("v2", "v3"), start=2):
+        put_revision(s3_landing, "incoming/floor.ifc", revisions[name])
+        ingest(aps, s3_landing, results_engine, s3_pipeline, f"run-{run}")
+    rows = versions(results_engine)
+    annex, floor = rows[0], rows[1:]
+    assert annex["model_id"] == floor[0]["model_id"]
+
+    keep_one = s3_pipeline.model_copy(update={"retention": RetentionConfig(keep_versions=1)})
+    report = maintenance.purge_history(results_engine, keep_one, datetime.now(UTC))
+    assert (report["versions_purged"], report["models_purged"]) == (2, 1)
+    after = versions(results_engine)
+    assert [(r["key"], r["number"], r["state"]) for r in after] == [
+        ("incoming/annex.ifc", 1, "loaded"), ("incoming/floor.ifc", 1, "purged"),
+        ("incoming/floor.ifc", 2, "purged"), ("incoming/floor.ifc", 3, "loaded")]
+    with results_engine.connect() as conn:
+        loaded = dict(conn.execute(select(Model.id, Model.loaded_at.is_not(None))).all())
+        counted = select(Property.model_id, func.count()).group_by(Property.model_id)
+        properties = dict(conn.execute(counted).all())
+    # v1's model also serves annex.ifc: kept. v2's served only a purged version: its results are gone.
+    assert loaded == {floor[0]["model_id"]: True, floor[1]["model_id"]: False, floor[2]["model_id"]: True}
+    assert set(properties) == {floor[0]["model_id"], floor[2]["model_id"]}
+    assert len(stored_diffs(results_engine)) == 2  # what changed stays readable
+    again = maintenance.purge_history(results_engine, keep_one, datetime.now(UTC))
+    assert (again["versions_purged"], again["models_purged"]) == (0, 0)
+
+
+def test_an_object_removed_from_the_landing_marks_its_version_and_document_deleted_keeping_results(
+    aps: APSClient, s3_landing: Landing, results_engine: Engine, s3_pipeline: PipelineConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    revisions = revision_bytes()
+    put_revision(s3_landing, "incoming/floor.ifc", revisions["v1"])
+    put_revision(s3_landing, "incoming/annex.ifc", revisions["v2"])
+    ingest(aps, s3_landing, results_engine, s3_pipeline, "run-1")
+    put_revision(s3_landing, "incoming/floor.ifc", revisions["v2"])
+    ingest(aps, s3_landing, results_engine, s3_pipeline, "run-2")
+
+    # An event run: the s3:ObjectRemoved:* event names the key, its HEAD finds no object.
+    s3_landing.delete("incoming/floor.ifc")
+    found = discover_files(s3_landing, results_engine, s3_pipeline, "run-3", keys=["incoming/floor.ifc"])
+    assert found["versions_deleted"] == 1
+    rows = {(r["key"], r["number"]): r for r in versions(results_engine)}
+    assert [(key, number, r["state"]) for (key, number), r in rows.items()] == [
+        ("incoming/annex.ifc", 1, "loaded"), ("incoming/floor.ifc", 1, "loaded"),
+        ("incoming/floor.ifc", 2, "deleted")]
+    with results_engine.connect() as conn:
+        deleted = dict(conn.execute(select(Document.key, Document.deleted_at.is_not(None))).all())
+        assert deleted == {"incoming/annex.ifc": False, "incoming/floor.ifc": True}
+        latest_model = rows[("incoming/floor.ifc", 2)]["model_id"]
+        kept = conn.scalar(select(Model.loaded_at).where(Model.id == latest_model))
+        assert kept is not None  # results kept
+    assert discover_files(s3_landing, results_engine, s3_pipeline, "run-4",
+                          keys=["incoming/floor.ifc"])["versions_deleted"] == 0  # once
+
+    # A full listing that no longer finds a loaded key (its event was lost) marks it too.
+    s3_landing.delete("incoming/annex.ifc")
+    monkeypatch.setattr(discovery, "DELETION_SLACK", timedelta(0))
+    with results_engine.begin() as conn:
+        conn.execute(delete(ListingWatermark))  # a full listing is due
+    assert discover_files(s3_landing, results_engine, s3_pipeline, "run-5")["versions_deleted"] == 1
+    assert [r["state"] for r in versions(results_engine)] == ["deleted", "loaded", "deleted"]
+
+    # A new version of the deleted document revives it; the deleted one stays in its history.
+    put_revision(s3_landing, "incoming/floor.ifc", revisions["v3"])
+    ingest(aps, s3_landing, results_engine, s3_pipeline, "run-6")
+    assert [(r["key"], r["number"], r["state"]) for r in versions(results_engine)][1:] == [
+        ("incoming/floor.ifc", 1, "loaded"), ("incoming/floor.ifc", 2, "deleted"),
+        ("incoming/floor.ifc", 3, "loaded")]
+    with results_engine.connect() as conn:
+        assert conn.scalar(select(Document.deleted_at).where(Document.key == "incoming/floor.ifc")) is None
