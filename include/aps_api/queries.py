@@ -34,7 +34,7 @@ from aps_results.models import (
     VersionDiffItem,
 )
 from aps_results.search import landing_key
-from aps_versions.documents import numbered_versions
+from aps_versions.documents import LANDING_ORDER, numbered_versions
 from aps_versions.elements import element_rows
 
 models_t = Model.__table__
@@ -499,28 +499,28 @@ async def search_properties(
 async def versions_of_models(
     conn: AsyncConnection, model_ids: Sequence[int], document: int | None
 ) -> dict[int, list[DocumentVersionRef]]:
-    """The document versions each model is, numbered as every route numbers them (numbered_versions)."""
+    """The document versions each model is: its number (place in LANDING_ORDER, as numbered_versions
+    numbers them) and whether it is its document's latest. One query over the page's documents only."""
     if not model_ids:
         return {}
     carriers = (select(DocumentVersion.document_id).join(File, File.id == DocumentVersion.file_id)
                 .where(File.model_id.in_(list(model_ids))))
     if document is not None:
         carriers = carriers.where(DocumentVersion.document_id == document)
-    documents = sorted(set((await conn.execute(carriers)).scalars()))
-    if not documents:
-        return {}
-    numbered = numbered_versions(documents)
-    rows = (await conn.execute(
-        select(numbered.c.document_id, numbered.c.number, File.model_id)
-        .join(File, File.id == numbered.c.file_id))).all()
-    last: dict[int, int] = {}
-    for row in rows:
-        last[row.document_id] = max(last.get(row.document_id, 0), row.number)
-    wanted = set(model_ids)
+    window = {"partition_by": DocumentVersion.document_id}
+    numbered = (
+        select(DocumentVersion.document_id, File.model_id,
+               func.row_number().over(**window, order_by=LANDING_ORDER).label("number"),
+               func.count().over(**window).label("versions"))
+        .join(File, File.id == DocumentVersion.file_id)
+        .where(DocumentVersion.document_id.in_(carriers))
+        .subquery()
+    )
+    query = (select(numbered).where(numbered.c.model_id.in_(list(model_ids)))
+             .order_by(numbered.c.model_id, numbered.c.document_id, numbered.c.number))
     found: dict[int, list[DocumentVersionRef]] = {}
-    for row in sorted(rows, key=lambda r: (r.document_id, r.number)):
-        if row.model_id in wanted:
-            ref = DocumentVersionRef(row.document_id, row.number, row.number == last[row.document_id])
-            found.setdefault(row.model_id, []).append(ref)
+    for row in await conn.execute(query):
+        ref = DocumentVersionRef(row.document_id, row.number, row.number == row.versions)
+        found.setdefault(row.model_id, []).append(ref)
     return found
 

@@ -85,6 +85,7 @@ def index_model(pg: psycopg.Connection[Any], model_id: int, phases: dict[str, fl
 def landing_key(alias: str) -> str:
     """A document version's place in its document's landing order as one comparable SQL row value, for the
     `document_versions` row `alias`: landed_at, then s3_version_id with NULLs last (as ORDER BY sorts
-    them), then file_id. Its number is the count of its document's versions whose key is <= its own."""
+    them), then file_id: aps_versions.documents.LANDING_ORDER, written so that `>` compares two rows (the
+    search route's "no later version" test; tests/integration/test_api_search.py holds the two together)."""
     return (f"({alias}.landed_at, {alias}.s3_version_id IS NULL, coalesce({alias}.s3_version_id, ''), "
             f"{alias}.file_id)")

@@ -161,3 +161,20 @@ def test_search_never_plans_the_per_model_partitions(
                                                           {**params, "limit": 51}))
     assert "property_search" in plan
     assert re.search(r"\bproperties(_m\d+|_default)?\b", plan) is None, plan
+
+
+def test_search_and_the_documents_routes_agree_on_the_latest_version_when_landing_times_tie(
+    results_db: ResultsDB, api: RunningAPI
+) -> None:
+    """Equal landed_at: a version without an S3 VersionId comes after one with it (ORDER BY's NULLs last)."""
+    doc = add_document(results_db, "tie.ifc", "alpha")
+    without_id = add_version(results_db, "tie-a.ifc", "alpha", doc, hour=5, doors={"D": {"Mark": "T1"}})
+    with_id = add_version(results_db, "tie-b.ifc", "alpha", doc, hour=5, doors={"D": {"Mark": "T1"}})
+    with results_db.admin.begin() as conn:
+        conn.execute(text("UPDATE aps.document_versions SET s3_version_id = 'v-1' WHERE file_id = "
+                          "(SELECT id FROM aps.files WHERE model_id = :m)"), {"m": with_id})
+    with api.client(results_db.key()) as client:
+        versions = client.get(f"/v1/documents/{doc}/versions").json()["items"]
+        assert [(v["version"], v["model_id"]) for v in versions] == [(1, with_id), (2, without_id)]
+        latest = client.get("/v1/search", params={"name": "Mark", "value": "T1"}).json()["items"]
+        assert [(hit["version"], hit["model_id"]) for hit in latest] == [(2, without_id)]
