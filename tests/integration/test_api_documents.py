@@ -69,6 +69,10 @@ def test_documents_and_versions(loaded: None, results_db: ResultsDB, api: Runnin
         assert len({v["etag"] for v in versions}) == 3
         missing = client.get("/v1/documents/999999/versions")
         assert (missing.status_code, missing.json()) == (404, {"detail": "document 999999 not found"})
+    with api.client() as anonymous:  # every route needs a key
+        for path in ("/v1/documents", f"/v1/documents/{floor['id']}/versions",
+                     f"/v1/documents/{floor['id']}/diff"):
+            assert anonymous.get(path).status_code == 401, path
 
 
 def test_diffs_stored_and_computed(loaded: None, results_db: ResultsDB, api: RunningAPI,
