@@ -34,8 +34,8 @@ from aps_results.models import (
     VersionDiffItem,
 )
 from aps_results.search import landing_key
+from aps_versions import elements
 from aps_versions.documents import LANDING_ORDER, numbered_versions
-from aps_versions.elements import element_rows
 
 models_t = Model.__table__
 files_t = File.__table__
@@ -309,14 +309,12 @@ async def diff_items(
 
 
 async def element_count(conn: AsyncConnection, model_ids: Sequence[int]) -> int:
-    """Objects below their views' roots in the models: what a diff computed on request would read."""
-    query = select(func.count()).select_from(ModelObject).where(
-        ModelObject.model_id.in_(list(model_ids)), ModelObject.parent_object_id.is_not(None))
-    return int((await conn.execute(query)).scalar_one())
+    """About the elements a diff computed on request would read (aps_versions.elements.element_count)."""
+    return int((await conn.execute(elements.element_count(model_ids))).scalar_one())
 
 
 async def element_rows_of(conn: AsyncConnection, model_id: int) -> list[Row[Any]]:
-    return list((await conn.execute(element_rows(model_id))).all())
+    return list((await conn.execute(elements.element_rows(model_id))).all())
 
 
 # --- objects and properties -------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ otherwise make every element "changed".
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Select, and_, select
+from sqlalchemy import Select, and_, func, select
 
 from aps_results.models import ModelObject, Property
 from aps_versions.diff import Element, PropertyKey
@@ -44,6 +44,13 @@ def element_rows(model_id: int) -> Select[Any]:
                ModelObject.parent_object_id.is_not(None))
         .order_by(Property.external_id, Property.view_guid)
     )
+
+
+def element_count(model_ids: Sequence[int]) -> Select[Any]:
+    """How many objects lie below their views' roots in the models: an upper bound of their elements, read
+    from the objects index (what bounds a diff before its rows are read)."""
+    return select(func.count()).select_from(ModelObject).where(
+        ModelObject.model_id.in_(list(model_ids)), ModelObject.parent_object_id.is_not(None))
 
 
 def _category(properties: dict[PropertyKey, str]) -> str:

@@ -13,6 +13,7 @@ from aps_api.routers.documents import choose_pair
 from aps_client import APSClient
 from aps_landing import Landing
 from aps_pipeline.config import PipelineConfig
+from aps_pipeline.discovery import discover_files
 from tests.fixtures.api import ResultsDB, RunningAPI, api, api_settings, results_db, start_api
 from tests.fixtures.client import aps, aps_config
 from tests.fixtures.versions import (
@@ -50,7 +51,8 @@ def walk(client: httpx.Client, path: str, **params: Any) -> list[dict[str, Any]]
             return items
 
 
-def test_documents_and_versions(loaded: None, results_db: ResultsDB, api: RunningAPI) -> None:
+def test_documents_and_versions(loaded: None, results_db: ResultsDB, api: RunningAPI, s3_landing: Landing,
+                                s3_pipeline: PipelineConfig) -> None:
     with api.client(results_db.key()) as client:
         documents = walk(client, "/v1/documents", limit=1)
         assert [(d["key"], d["project"], d["versions"], d["latest"]["version"]) for d in documents] == [
@@ -69,6 +71,19 @@ def test_documents_and_versions(loaded: None, results_db: ResultsDB, api: Runnin
         assert len({v["etag"] for v in versions}) == 3
         missing = client.get("/v1/documents/999999/versions")
         assert (missing.status_code, missing.json()) == (404, {"detail": "document 999999 not found"})
+        # The side document's object leaves the landing: the API shows it deleted, its results kept.
+        side = documents[1]
+        s3_landing.delete("incoming/side.ifc")
+        discover_files(s3_landing, results_db.admin, s3_pipeline, "run-gone", keys=["incoming/side.ifc"])
+        gone = client.get("/v1/documents", params={"key": "incoming/side.ifc"}).json()["items"][0]
+        assert gone["deleted_at"] is not None
+        (version,) = client.get(f"/v1/documents/{side['id']}/versions").json()["items"]
+        assert (version["state"], version["deleted_at"] is not None) == ("deleted", True)
+        assert client.get(f"/v1/models/{version['model_id']}/objects").json()["items"]
+    with api.client() as anonymous:  # every route needs a key
+        for path in ("/v1/documents", f"/v1/documents/{floor['id']}/versions",
+                     f"/v1/documents/{floor['id']}/diff"):
+            assert anonymous.get(path).status_code == 401, path
 
 
 def test_diffs_stored_and_computed(loaded: None, results_db: ResultsDB, api: RunningAPI,

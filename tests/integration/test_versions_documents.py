@@ -261,3 +261,27 @@ def test_an_object_removed_from_the_landing_marks_its_version_and_document_delet
         ("incoming/floor.ifc", 3, "loaded")]
     with results_engine.connect() as conn:
         assert conn.scalar(select(Document.deleted_at).where(Document.key == "incoming/floor.ifc")) is None
+
+
+def test_a_version_landing_late_between_two_others_renumbers_them_and_gets_both_its_diffs(
+    aps: APSClient, s3_landing: Landing, results_engine: Engine, s3_pipeline: PipelineConfig,
+) -> None:
+    revisions = revision_bytes()
+    for name in ("v1", "v2", "v3"):
+        put_revision(s3_landing, f"incoming/floor-{name}.ifc", revisions[name], document="floor")
+    ingest(aps, s3_landing, results_engine, s3_pipeline, "run-a", keys=["incoming/floor-v1.ifc"])
+    ingest(aps, s3_landing, results_engine, s3_pipeline, "run-c", keys=["incoming/floor-v3.ifc"])
+    before = versions(results_engine)
+    assert [(r["number"], r["s3_key"]) for r in before] == [(1, "incoming/floor-v1.ifc"),
+                                                            (2, "incoming/floor-v3.ifc")]
+    ingest(aps, s3_landing, results_engine, s3_pipeline, "run-b", keys=["incoming/floor-v2.ifc"])
+    rows = versions(results_engine)
+    assert [(r["number"], r["s3_key"]) for r in rows] == [
+        (1, "incoming/floor-v1.ifc"), (2, "incoming/floor-v2.ifc"), (3, "incoming/floor-v3.ifc")]
+    one, two, three = (r["id"] for r in rows)
+    diffs = {diff["pair"]: diff["counts"] for diff in stored_diffs(results_engine)}
+    assert diffs == {
+        (one, three): {"added": 2, "removed": 2, "changed": 1, "unchanged": 6 + SPATIAL_ELEMENTS},  # kept
+        (one, two): {"added": 1, "removed": 1, "changed": 2, "unchanged": 6 + SPATIAL_ELEMENTS},
+        (two, three): {"added": 0, "removed": 0, "changed": 0, "unchanged": 9 + SPATIAL_ELEMENTS},
+    }
