@@ -1,6 +1,6 @@
 """Profile one API route in process: where a request's CPU time goes (cProfile), without a network.
 
-    .venv/bin/python bench/api_profile.py [--path "/v1/models?limit=50"] [--models 60] [--requests 500]
+    .venv/bin/python -m bench.api_profile [--path "/v1/models?limit=50"] [--models 60] [--requests 500]
 
 Starts a throwaway PostgreSQL at the head of the migrations, seeds --models translated models with a
 source file each (as bench/api.py does), builds the app (aps_api.app.create_app) and sends --requests GETs
