@@ -326,7 +326,6 @@ def discover_files(
     window = window or listing_window(engine, pipeline, landing.location, listing_prefix)
     landed = _landed(landing, pipeline, listing_prefix, keys, window).without_unstorable_keys()
     listed = landed.objects
-    present = {o.key for o in listed}  # before a limit leaves some out: what the landing has
     listed.sort(key=lambda o: (o.last_modified is None, o.last_modified, o.key))
     known = _known_versions(engine, pipeline.name, landing.location, listed)
     mine, others = _owned_and_unfinished(engine, pipeline.name, run_id)
@@ -344,7 +343,7 @@ def discover_files(
                               lambda run: run != run_id and run_is_active(run))
 
     with engine.begin() as connection:
-        deleted = _mark_deleted(connection, landing, pipeline, listing_prefix, window, landed, present)
+        deleted = _mark_deleted(connection, landing, pipeline, listing_prefix, window, landed)
         reopened = set(registry.reopen_rejected_files(connection, pipeline.name, run_id, late))
         claimed = registry.claim_files(connection, pipeline.name, run_id,
                                        [_discovered(landing.location, c) for c in candidates],
@@ -381,14 +380,14 @@ def discover_files(
 
 
 def _mark_deleted(connection: Connection, landing: Landing, pipeline: PipelineConfig, listing_prefix: str,
-                  window: ListingWindow, landed: _Landed, present: set[str]) -> list[int]:
+                  window: ListingWindow, landed: _Landed) -> list[int]:
     """Versions whose objects left the landing, marked deleted: the keys an event run found gone, or after a
     full listing, the keys of versions that landed before it began and that it did not find."""
     gone = set(landed.gone)
     if window.full and landed.complete:
         before = window.started - DELETION_SLACK  # S3's clock and ours may differ a little
         live = keys_with_live_versions(connection, pipeline.name, landing.location, listing_prefix, before)
-        gone |= live - present
+        gone |= live - {o.key for o in landed.objects}  # every object listed (the limit cuts no listing)
     deleted = mark_deleted(connection, pipeline.name, landing.location, gone)
     if deleted:
         logger.info("%s: %d version(s) marked deleted: their objects left the landing",
