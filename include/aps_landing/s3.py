@@ -124,6 +124,7 @@ class S3Landing:
             version_id=version_id if version_id not in (None, "null") else None,  # "null": unversioned
             content_type=response.get("ContentType"),
             metadata={str(k): str(v) for k, v in (response.get("Metadata") or {}).items()},
+            last_modified=response.get("LastModified"),
         )
 
     def read_range(

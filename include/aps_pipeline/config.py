@@ -141,7 +141,7 @@ class PoolConfig(_Strict):
     slots: int = Field(default=8, ge=1)
 
 
-NotifyEvent = Literal["run_failed", "files_failed", "files_rejected"]
+NotifyEvent = Literal["run_failed", "files_failed", "files_rejected", "elements_changed"]
 
 
 class NotifyConfig(_Strict):
@@ -161,7 +161,8 @@ class NotifyConfig(_Strict):
     )
     on: list[NotifyEvent] = Field(
         default_factory=lambda: ["run_failed", "files_failed", "files_rejected"],
-        description="run_failed: the DAG run failed; files_failed/files_rejected: it ended with such files",
+        description="run_failed: the DAG run failed; files_failed/files_rejected: it ended with such files; "
+                    "elements_changed: it loaded a version whose elements differ from the version before",
     )
 
     @field_validator("email", mode="before")
@@ -249,8 +250,27 @@ class RetentionConfig(_Strict):
     history_days: int | None = Field(
         default=None, ge=1, description="remove run summaries and validation rows older than this"
     )
+    keep_versions: int | None = Field(
+        default=None, ge=1,
+        description="keep the results of each document's newest N versions; older ones are purged "
+                    "(the version rows and their diffs stay)",
+    )
 
-    @field_validator("quarantine_days", "history_days", mode="before")
+    @field_validator("quarantine_days", "history_days", "keep_versions", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class ExportConfig(_Strict):
+    """Analytics export on load: each loaded document version's objects and properties as Parquet
+    (aps_results.export), under a folder every worker mounts or `s3://bucket/prefix`. Empty: no export
+    on load (`aps-db export DEST` exports later, or again)."""
+
+    to: str | None = Field(default=None, description="a folder, or s3://bucket/prefix")
+    aws_conn_id: str | None = Field(default=None, description="for s3://; default: the pipeline's")
+
+    @field_validator("to", "aws_conn_id", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -319,6 +339,7 @@ class PipelineConfig(_Strict):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     # The file's top-level `budget:`, shared by every pipeline: set by parse_pipelines, never by an entry.
     global_budget: BudgetConfig = Field(default_factory=BudgetConfig, exclude=True)
+    export: ExportConfig = Field(default_factory=ExportConfig)
 
     output_formats: list[OutputFormat] = Field(default_factory=_default_formats, min_length=1)
     translation_timeout: float = Field(

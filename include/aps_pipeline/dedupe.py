@@ -37,6 +37,7 @@ from aps_pipeline.checks import extension_of
 from aps_pipeline.config import PipelineConfig
 from aps_results import registry
 from aps_results.models import DEFAULT_OUTPUT_PROFILE, File, FileState, ModelStatus
+from aps_versions.stored import store_missing_diffs
 
 logger = logging.getLogger(__name__)
 
@@ -145,8 +146,10 @@ def assign_models(
                     source_sha1=first.sha1,
                 )
             )
+    diffs = store_missing_diffs(engine, already_loaded)  # their documents' new versions, against the last
     result = {
         "run_id": run_id,
+        "diffs": diffs,
         "valid_files": len(valid),
         "contents": len(groups),
         "models": work,

@@ -56,6 +56,7 @@ from aps_pipeline.config import MAX_LOAD_ATTEMPTS, PipelineConfig
 from aps_results import records, registry
 from aps_results.loader import load_model_results
 from aps_results.models import FileState, TranslationStatus
+from aps_versions.stored import store_missing_diffs
 
 logger = logging.getLogger(__name__)
 
@@ -309,7 +310,7 @@ def _load(aps: Any, engine: Engine, snapshot: registry.ModelSnapshot, manifest: 
     return {"model_id": model.id, "status": Outcome.LOAD.value, "urn": model.urn, "views": stats.views,
             "objects": stats.objects, "properties": stats.properties, "thumbnail": stats.thumbnail,
             "loaded_files": loaded_files, "load_seconds": stats.seconds,
-            "translation_seconds": translation_seconds}
+            "translation_seconds": translation_seconds, "diffs": store_missing_diffs(engine, loaded_files)}
 
 
 def fetch_and_load(

@@ -10,6 +10,9 @@
     aps-db restore BACKUP --url URL [--replace]
                                                restore one backup (a folder, or s3://BUCKET/PREFIX/<stamp>)
                                                into an empty database and verify it
+    aps-db export DEST [--document ID] [--url URL]
+                                               every loaded document version's objects and properties as
+                                               Parquet under DEST (a folder or s3://bucket/prefix)
 
 S3 is reached with the AWS environment's credentials (AWS_ENDPOINT_URL_S3 for an S3-compatible server).
 
@@ -28,7 +31,7 @@ from typing import Any
 from pydantic import SecretStr
 from sqlalchemy.exc import SQLAlchemyError
 
-from aps_results import backup, backup_s3, migrate, roles
+from aps_results import backup, backup_s3, export, migrate, roles
 from aps_results.db import URL_ENV, url_from_env
 
 PASSWORD_ENV = "APS_READER_PASSWORD"
@@ -53,7 +56,26 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("source", help="one backup's folder or s3:// prefix (results.dump and manifest.json)")
     load.add_argument("--url", help=url_help)
     load.add_argument("--replace", action="store_true", help="restore over an existing results schema")
+    parquet = commands.add_parser("export", help="write loaded document versions as Parquet")
+    parquet.add_argument("dest", help="a folder, or s3://bucket/prefix")
+    parquet.add_argument("--document", type=int, help="only this document's versions")
+    parquet.add_argument("--url", help=url_help)
     return parser
+
+
+def _export(url: str, dest: str, document: int | None) -> None:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        versions = rows = 0
+        for done in export.export_all(engine, export.open_sink(dest), document):
+            versions += 1
+            rows += sum(done.rows.values())
+            print(f"version {done.version_id} (model {done.model_id}): {done.files['properties']}")
+        print(f"exported {versions} document versions, {rows} rows, to {dest}")
+    finally:
+        engine.dispose()
 
 
 def _reader_password() -> SecretStr:
@@ -108,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                         backup.restore(args.source, url, replace=args.replace))
             print(f"restored {args.source} (revision {manifest.revision}): {len(manifest.tables)} tables "
                   "match the manifest")
+        elif args.command == "export":
+            _export(url, args.dest, args.document)
     except (RuntimeError, ValueError, OSError) as error:
         print(f"aps-db: {error}", file=sys.stderr)
         return 2

@@ -36,6 +36,8 @@ from aps_results.models import (
     ValidationRun,
 )
 from aps_results.partitions import drop_partition
+from aps_results.search import forget_model
+from aps_versions.documents import register_versions
 
 # Plain strings for SQL parameters: psycopg would send an Enum member's name, not its value.
 _TERMINAL = sorted(state.value for state in TERMINAL_FILE_STATES)
@@ -60,6 +62,7 @@ class DiscoveredObject:
     version_id: str | None = None
     content_type: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    landed_at: datetime | None = None  # the version's LastModified: orders a document's versions
     # Registered in this state: `discovered`, or at once terminal (e.g. `failed`: the object cannot be read).
     state: FileState = FileState.DISCOVERED
     reason: str | None = None
@@ -103,6 +106,7 @@ def claim_files(
             "size": obj.size,
             "content_type": obj.content_type,
             "metadata": dict(obj.metadata),  # the column's name (File.meta in Python)
+            "landed_at": obj.landed_at,
             "run_id": run_id,
             "state": FileState(obj.state).value,
             "reason": obj.reason,
@@ -187,6 +191,8 @@ def set_file_state(
     **fields: Any,
 ) -> int:
     """Move files to `state` (with a reason); terminal states also set `finished_at`. Returns rows changed.
+    A file moved to `loaded` becomes a version of its document (aps_versions.documents) in the same
+    transaction.
 
     A terminal state is final: a file that is loaded, rejected or failed is never moved out of it (nor to
     another terminal state); only its own terminal state may be written again, e.g. to record the
@@ -209,7 +215,11 @@ def set_file_state(
     )
     if pipeline is not None:
         statement = statement.where(File.pipeline == pipeline)
-    return conn.execute(statement.values(values)).rowcount
+    changed = conn.execute(statement.values(values)).rowcount
+    if state == FileState.LOADED:
+        # The one place files become loaded: each is a document version from the same transaction on.
+        register_versions(conn, ids)
+    return changed
 
 
 def unfinished_model_files(
@@ -440,6 +450,7 @@ def release_model(conn: Connection, model_id: int, holder: str) -> None:
 def delete_model(conn: Connection, model_id: int) -> None:
     """Delete a model and everything loaded for it (objects and properties have no cascading foreign key)."""
     drop_partition(conn.connection.driver_connection, model_id)  # type: ignore[arg-type]
+    forget_model(conn.connection.driver_connection, model_id)  # type: ignore[arg-type]
     conn.execute(delete(ModelObject).where(ModelObject.model_id == model_id))
     conn.execute(delete(Model).where(Model.id == model_id))
 

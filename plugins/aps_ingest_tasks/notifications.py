@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aps_pipeline.config import PipelineConfig, get_pipeline
-from aps_pipeline.notify import RunMessage, budget_message, due_events, run_message
+from aps_pipeline.notify import RunMessage, budget_message, change_lines, due_events, run_message
 from aps_provider.links import run_page_url
 
 if TYPE_CHECKING:
@@ -127,13 +127,33 @@ def send(config: PipelineConfig, message: RunMessage, context: Mapping[str, Any]
 
 
 def notify_run_ended(config: PipelineConfig, summary: Mapping[str, Any], context: Mapping[str, Any]) -> int:
-    """Notify when the run's summary counts failed or rejected files (and `notify:` asks for it)."""
-    events = due_events(config.notify, run_failed=False, counts=summary)
-    if not events or not config.notify.enabled:
+    """Notify when the run's summary counts failed or rejected files, or it loaded versions whose elements
+    changed (and `notify:` asks for it)."""
+    if not config.notify.enabled:
         return 0
     run_id = str(context["run_id"])
-    message = run_message(config.name, run_id, events, summary.get("line"), run_page_url(config.name, run_id))
+    changes = _change_lines(config, run_id)
+    events = due_events(config.notify, run_failed=False, counts=summary, changes=changes)
+    if not events:
+        return 0
+    message = run_message(config.name, run_id, events, summary.get("line"), run_page_url(config.name, run_id),
+                          changes=changes)
     return send(config, message, context)
+
+
+def _change_lines(config: PipelineConfig, run_id: str) -> list[str]:
+    """What changed in the versions the run loaded; none when the database does not answer (the
+    notification still goes)."""
+    from aps_ingest_tasks.engines import results_engine
+    from aps_versions.reports import run_versions
+
+    try:
+        with results_engine(config.results_conn_id).connect() as connection:
+            return change_lines(run_versions(connection, config.name, run_id))
+    except Exception:
+        logger.warning("no changes for %s %s: the results database did not answer", config.name, run_id,
+                       exc_info=True)
+        return []
 
 
 def _summary_line(config: PipelineConfig, run_id: str) -> str | None:

@@ -211,6 +211,8 @@ def load_batch(models: list[ModelPlan], verdicts: dict[str, dict[str, Any]] | No
         settled = settle_batch(aps, results_engine(config.results_conn_id), models, pipeline=config,
                                run_id=run_id, verdicts=verdicts, last_attempt=last_attempt)
     metrics.settled(config.name, settled)
+    if config.export.to:  # after the loads committed; its failures are logged, the results stay loaded
+        _export_loaded(config, [f for outcome in settled for f in outcome.get("loaded_files", [])])
     return settled
 
 
@@ -223,6 +225,20 @@ def _failed_steps(context: Any) -> list[str]:
                     if state in ("failed", "upstream_failed"))
     recorded = ti.xcom_pull(task_ids=PREPARE_TASK_ID, key=STEPS_KEY)
     return failed + [f"step {step}" for step in failed_steps(recorded)]
+
+
+def _export_loaded(config: PipelineConfig, file_ids: list[int]) -> None:
+    from aps_pipeline.analytics import export_loaded
+
+    dest = config.export.to or ""
+    client = None
+    if dest.startswith("s3://"):
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        client = S3Hook(aws_conn_id=config.export.aws_conn_id or config.aws_conn_id).get_conn()
+    outcome = export_loaded(results_engine(config.results_conn_id), dest, file_ids, s3_client=client)
+    logger.info("analytics export to %s: %d versions, %d failed", dest, len(outcome["exported"]),
+                len(outcome["failed"]))
 
 
 @task(trigger_rule="all_done")
