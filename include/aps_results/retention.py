@@ -64,12 +64,10 @@ def purge_history(engine: Engine, pipeline: str, before: datetime) -> dict[str, 
 
 def _purge_older_versions(conn: Connection, pipeline: str, keep: int) -> list[int]:
     """Mark the versions past the newest `keep` of each of the pipeline's documents purged; their file ids."""
-    numbered = numbered_versions()
+    numbered = numbered_versions(select(Document.id).where(Document.pipeline == pipeline))
     ranked = (
         select(numbered.c.id, numbered.c.number,
                func.count().over(partition_by=numbered.c.document_id).label("versions"))
-        .join(Document, Document.id == numbered.c.document_id)
-        .where(Document.pipeline == pipeline)
         .subquery()
     )
     older = select(ranked.c.id).where(ranked.c.number <= ranked.c.versions - keep)

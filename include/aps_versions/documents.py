@@ -91,9 +91,10 @@ def register_versions(conn: Connection, file_ids: Sequence[int]) -> list[int]:
     return created
 
 
-def numbered_versions(document_ids: Sequence[int] | None = None) -> Subquery:
-    """`document_versions` (of `document_ids`, else all) with each version's `number` (1..n in LANDING_ORDER
-    within its document) and the `previous_id` version before it (None for the first)."""
+def numbered_versions(document_ids: Sequence[int] | Select[Any] | None = None) -> Subquery:
+    """`document_versions` (of `document_ids`, a list or a query of them; else all) with each version's
+    `number` (1..n in LANDING_ORDER within its document) and the `previous_id` version before it (None for
+    the first). Filter by documents here, not outside: the window then reads only their versions."""
     window = {"partition_by": DocumentVersion.document_id, "order_by": LANDING_ORDER}
     query = select(
         DocumentVersion,
@@ -101,7 +102,8 @@ def numbered_versions(document_ids: Sequence[int] | None = None) -> Subquery:
         func.lag(DocumentVersion.id).over(**window).label("previous_id"),
     )
     if document_ids is not None:
-        query = query.where(DocumentVersion.document_id.in_(list(document_ids)))
+        wanted = document_ids if isinstance(document_ids, Select) else list(document_ids)
+        query = query.where(DocumentVersion.document_id.in_(wanted))
     return query.subquery("numbered_versions")
 
 

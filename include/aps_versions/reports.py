@@ -47,9 +47,9 @@ def file_versions(conn: Connection, file_ids: Sequence[int]) -> dict[int, FileVe
     if not file_ids:
         return {}
     documents = select(DocumentVersion.document_id).where(DocumentVersion.file_id.in_(list(file_ids)))
-    numbered = numbered_versions()
+    numbered = numbered_versions(documents)
     ranked = select(numbered, func.count().over(partition_by=numbered.c.document_id).label("versions")) \
-        .where(numbered.c.document_id.in_(documents)).subquery()
+        .subquery()
     previous = aliased(ranked)
     rows = conn.execute(
         select(ranked.c.file_id, ranked.c.document_id, Document.key, ranked.c.number, ranked.c.versions,

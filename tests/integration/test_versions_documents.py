@@ -216,6 +216,15 @@ def test_keep_versions_purges_older_results_but_keeps_versions_diffs_and_shared_
     again = maintenance.purge_history(results_engine, keep_one, datetime.now(UTC))
     assert (again["versions_purged"], again["models_purged"]) == (0, 0)
 
+    # v2's bytes landing again (the same key and ETag would be no new file: under another name, continuing
+    # the document): planning hands the purged model back for APS work, and it loads again.
+    put_revision(s3_landing, "incoming/floor-again.ifc", revisions["v2"], document="incoming/floor.ifc")
+    plan = ingest(aps, s3_landing, results_engine, s3_pipeline, "run-4")
+    assert [model["model_id"] for model in plan["models"]] == [floor[1]["model_id"]]
+    assert versions(results_engine)[-1]["state"] == "loaded"
+    with results_engine.connect() as conn:
+        assert conn.scalar(select(Model.loaded_at).where(Model.id == floor[1]["model_id"])) is not None
+
 
 def test_an_object_removed_from_the_landing_marks_its_version_and_document_deleted_keeping_results(
     aps: APSClient, s3_landing: Landing, results_engine: Engine, s3_pipeline: PipelineConfig,
