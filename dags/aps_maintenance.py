@@ -7,7 +7,8 @@ of it is removed. Every run:
 1. per pipeline, **purge_quarantine__<pipeline>**: quarantine copies and reason files older than
    `retention.quarantine_days` (landed files are never touched);
 2. per pipeline, **purge_history__<pipeline>**: run summaries and validation rows older than
-   `retention.history_days` (files, models and their results stay);
+   `retention.history_days` (files, models and their results stay), and the results of each document's
+   versions older than the newest `retention.keep_versions` (the versions stay, marked `purged`);
 3. **back_up_results**: `aps-db backup` of the results database into `maintenance.backup.folder`, keeping
    the newest `keep` (skipped when no folder is set);
 4. **clean_airflow_db**: `airflow db clean` for Airflow's records older than `maintenance.airflow_db_days`;

@@ -13,7 +13,17 @@ from aps_api import __version__
 from aps_api.context import APIContext
 from aps_api.errors import install_error_handlers
 from aps_api.metrics import MetricsMiddleware
-from aps_api.routers import health, ids, metrics, models, viewer_page, viewer_tokens, webhooks
+from aps_api.routers import (
+    documents,
+    health,
+    ids,
+    metrics,
+    models,
+    search,
+    viewer_page,
+    viewer_tokens,
+    webhooks,
+)
 from aps_api.settings import APISettings
 
 DESCRIPTION = """Read-only access to the APS pipeline's results, and short-lived APS Viewer tokens.
@@ -47,11 +57,13 @@ def create_app(settings: APISettings | None = None) -> FastAPI:
     )
     app.state.context = context
     install_error_handlers(app)
-    for module in (health, models, ids, viewer_tokens, metrics, viewer_page):
+    for module in (health, models, documents, search, ids,
+                   viewer_tokens, metrics, viewer_page):
         app.include_router(module.router)
     if context.settings.webhooks_configured:  # the one route that writes: only when asked for
         app.include_router(webhooks.router)
-    app.mount(viewer_page.ASSETS_PATH, StaticFiles(directory=viewer_page.ASSETS_DIR), name="viewer-assets")
+    app.mount(viewer_page.ASSETS_PATH, StaticFiles(directory=viewer_page.ASSETS_DIR),
+              name="viewer-assets")
     if context.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,6 +1,7 @@
 """`aps-api`: serve the API (default), or manage API keys.
 
     aps-api [serve] --host 127.0.0.1 --port 8080 [--workers N] [--no-access-log]
+                                                # N: $APS_API_WORKERS, else one process per CPU
     aps-api keys create NAME [--db-url URL]     # prints the new key once, alone on a line
     aps-api keys list [--db-url URL]
     aps-api keys revoke ID [--db-url URL]
@@ -28,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument(
-        "--workers", type=int, default=1, help="server processes (rate limits are per process)"
+        "--workers", type=int, default=None,
+        help="server processes (default: $APS_API_WORKERS, else one per CPU this process may use; rate "
+             "limits are per process)",
     )
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
@@ -50,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def default_workers(configured: int | None) -> int:
+    """Server processes when `--workers` is not given: APS_API_WORKERS (settings.workers) if set, else one
+    per CPU the process may run on (a container's cpuset counts, not the host's cores): one process serves
+    one core's worth of requests (the event loop and the JSON work are single-threaded)."""
+    return configured if configured is not None else max(1, len(os.sched_getaffinity(0)))
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
     from pydantic import ValidationError
@@ -57,7 +67,7 @@ def _serve(args: argparse.Namespace) -> int:
     from aps_api.settings import ENV_PREFIX, APISettings
 
     try:
-        APISettings()  # type: ignore[call-arg]  # fail early, with a readable message, on bad settings
+        settings = APISettings()  # type: ignore[call-arg]  # fail early, with a readable message
     except ValidationError as exc:
         problems = "; ".join(
             f"{ENV_PREFIX}{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
@@ -65,12 +75,13 @@ def _serve(args: argparse.Namespace) -> int:
         )
         print(f"aps-api: invalid settings: {problems}", file=sys.stderr)
         return 2
+    workers = args.workers if args.workers is not None else default_workers(settings.workers)
     uvicorn.run(
         "aps_api.app:create_app",
         factory=True,
         host=args.host,
         port=args.port,
-        workers=args.workers,
+        workers=workers,
         log_level=args.log_level,
         access_log=not args.no_access_log,
     )

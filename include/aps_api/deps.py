@@ -28,7 +28,7 @@ _bearer = HTTPBearer(auto_error=False, description="an API key from `aps-api key
 BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def get_context(request: Request) -> APIContext:
+async def get_context(request: Request) -> APIContext:
     return request.app.state.context
 
 

@@ -11,13 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, exists, func, or_, select, tuple_
+from sqlalchemy import Row, exists, func, or_, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aps_api.key_verifier import KeyIdentity
 from aps_results.models import (
+    PROPERTY_INDEX_PREDICATE,
+    PROPERTY_INDEXED_BYTES,
     ApiKey,
     Derivative,
+    Document,
+    DocumentVersion,
     File,
     Model,
     ModelObject,
@@ -26,7 +30,12 @@ from aps_results.models import (
     Property,
     Thumbnail,
     Translation,
+    VersionDiff,
+    VersionDiffItem,
 )
+from aps_results.search import landing_key
+from aps_versions import elements
+from aps_versions.documents import LANDING_ORDER, numbered_versions
 
 models_t = Model.__table__
 files_t = File.__table__
@@ -214,6 +223,100 @@ async def thumbnail_png(conn: AsyncConnection, model_id: int) -> bytes | None:
     return bytes(row.png) if row is not None else None
 
 
+# --- documents, versions and diffs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DocumentFilters:
+    key: str | None = None
+    project: str | None = None
+
+
+async def list_documents(
+    conn: AsyncConnection, filters: DocumentFilters, after_id: int | None, limit: int
+) -> Page:
+    query = select(Document.id, Document.pipeline, Document.key, Document.project, Document.deleted_at)
+    query = query.order_by(Document.id)
+    if after_id is not None:
+        query = query.where(Document.id > after_id)
+    if filters.key is not None:
+        query = query.where(Document.key == filters.key)
+    if filters.project is not None:
+        query = query.where(Document.project == filters.project)
+    return await _page(conn, query, limit)
+
+
+async def latest_versions(conn: AsyncConnection, document_ids: Sequence[int]) -> dict[int, Row[Any]]:
+    """Per document: its number of versions, and its latest version (number, model, loaded_at)."""
+    if not document_ids:
+        return {}
+    numbered = numbered_versions(document_ids)
+    count = func.count().over(partition_by=numbered.c.document_id).label("versions")
+    query = (
+        select(numbered.c.document_id, numbered.c.number.label("version"), count, File.model_id,
+               numbered.c.loaded_at)
+        .join(File, File.id == numbered.c.file_id)
+        .distinct(numbered.c.document_id)
+        .order_by(numbered.c.document_id, numbered.c.number.desc())
+    )
+    return {row.document_id: row for row in (await conn.execute(query)).all()}
+
+
+async def document_exists(conn: AsyncConnection, document_id: int) -> bool:
+    return (await conn.execute(select(Document.id).where(Document.id == document_id))).first() is not None
+
+
+def _version_columns(numbered: Any) -> tuple[Any, ...]:
+    return (numbered.c.id, numbered.c.number.label("version"), File.model_id, numbered.c.file_id, File.etag,
+            File.version_id, numbered.c.landed_at, numbered.c.loaded_at, numbered.c.state,
+            numbered.c.deleted_at, numbered.c.purged_at, Model.loaded_at.label("results_loaded_at"))
+
+
+async def list_versions(conn: AsyncConnection, document_id: int, after: int | None, limit: int) -> Page:
+    numbered = numbered_versions([document_id])
+    query = (select(*_version_columns(numbered))
+             .join(File, File.id == numbered.c.file_id).outerjoin(Model, Model.id == File.model_id)
+             .order_by(numbered.c.number))
+    if after is not None:
+        query = query.where(numbered.c.number > after)
+    return await _page(conn, query, limit)
+
+
+async def all_versions(conn: AsyncConnection, document_id: int) -> list[Row[Any]]:
+    """Every version of the document, by number (a document has tens of versions, not millions)."""
+    return list((await list_versions(conn, document_id, None, 1_000_000)).rows)
+
+
+async def stored_diff(conn: AsyncConnection, from_version_id: int, to_version_id: int) -> Row[Any] | None:
+    query = select(VersionDiff.id, VersionDiff.added, VersionDiff.removed, VersionDiff.changed,
+                   VersionDiff.unchanged).where(VersionDiff.from_version_id == from_version_id,
+                                                VersionDiff.to_version_id == to_version_id)
+    return (await conn.execute(query)).first()
+
+
+async def diff_items(
+    conn: AsyncConnection, diff_id: int, change: str | None, after_seq: int | None, limit: int
+) -> Page:
+    query = (select(VersionDiffItem.seq, VersionDiffItem.change, VersionDiffItem.external_id,
+                    VersionDiffItem.previous_external_id, VersionDiffItem.name, VersionDiffItem.category,
+                    VersionDiffItem.matched_by, VersionDiffItem.properties)
+             .where(VersionDiffItem.diff_id == diff_id).order_by(VersionDiffItem.seq))
+    if change is not None:
+        query = query.where(VersionDiffItem.change == change)
+    if after_seq is not None:
+        query = query.where(VersionDiffItem.seq > after_seq)
+    return await _page(conn, query, limit)
+
+
+async def element_count(conn: AsyncConnection, model_ids: Sequence[int]) -> int:
+    """About the elements a diff computed on request would read (aps_versions.elements.element_count)."""
+    return int((await conn.execute(elements.element_count(model_ids))).scalar_one())
+
+
+async def element_rows_of(conn: AsyncConnection, model_id: int) -> list[Row[Any]]:
+    return list((await conn.execute(elements.element_rows(model_id))).all())
+
+
 # --- objects and properties -------------------------------------------------------------------------------
 
 
@@ -305,3 +408,117 @@ async def list_properties(
     if filters.view_guid is not None:
         query = query.where(Property.view_guid == filters.view_guid)
     return await _page(conn, query, limit)
+
+
+# --- search across all models -----------------------------------------------------------------------------
+# Reads aps.property_search (aps_results.search), never the per-model partitions of aps.properties. A hit is a
+# property row; the document versions its model is are looked up for the page's models only.
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    name: str
+    value: str | None = None
+    contains: str | None = None
+    min: float | None = None
+    max: float | None = None
+    category: str | None = None
+    project: str | None = None
+    document: int | None = None
+    all_versions: bool = False
+
+
+# The model is a version (of the given document) that no later version of its document follows.
+_LATEST_VERSION_OF = (
+    "EXISTS (SELECT FROM aps.files f JOIN aps.document_versions v ON v.file_id = f.id "
+    "WHERE f.model_id = s.model_id{document} AND NOT EXISTS (SELECT FROM aps.document_versions w "
+    f"WHERE w.document_id = v.document_id AND {landing_key('w')} > {landing_key('v')}))"
+)
+_VERSION_OF = ("EXISTS (SELECT FROM aps.files f JOIN aps.document_versions v ON v.file_id = f.id "
+               "WHERE f.model_id = s.model_id{document})")
+
+
+def _search_sql(filters: SearchFilters, after: tuple[int, int] | None) -> tuple[str, dict[str, Any]]:
+    where = ["s.name = :name"]
+    params: dict[str, Any] = {"name": filters.name}
+    if filters.value is not None:
+        where.append("s.value = :value")
+        params["value"] = filters.value
+        if len(filters.name.encode()) + len(filters.value.encode()) <= PROPERTY_INDEXED_BYTES:
+            where.append(PROPERTY_INDEX_PREDICATE)  # lets PostgreSQL use the (name, value, ...) index
+    if filters.contains is not None:
+        where.append("s.value ILIKE :pattern ESCAPE '\\'")  # the value's trigram index finds them
+        params["pattern"] = "%" + _like_prefix(filters.contains)
+    if filters.min is not None:
+        where.append("s.number >= :min")
+        params["min"] = filters.min
+    if filters.max is not None:
+        where.append("s.number <= :max")
+        params["max"] = filters.max
+    for column in ("category", "project"):
+        if getattr(filters, column) is not None:
+            where.append(f"s.{column} = :{column}")
+            params[column] = getattr(filters, column)
+    document = ""
+    if filters.document is not None:
+        document = " AND v.document_id = :document"
+        params["document"] = filters.document
+    if filters.all_versions:
+        if document:
+            where.append(_VERSION_OF.format(document=document))
+    elif document:
+        where.append(_LATEST_VERSION_OF.format(document=document))
+    else:  # a model of no document (loaded before documents existed) is its own latest version
+        where.append(f"({_LATEST_VERSION_OF.format(document='')} OR NOT {_VERSION_OF.format(document='')})")
+    if after is not None:
+        where.append("(s.model_id, s.row_no) > (:after_model, :after_row)")
+        params["after_model"], params["after_row"] = after
+    statement = ("SELECT s.model_id, s.row_no, s.external_id, s.object_name, s.category, s.name, s.value "
+                 "FROM aps.property_search s WHERE " + " AND ".join(where)
+                 + " ORDER BY s.model_id, s.row_no LIMIT :limit")
+    return statement, params
+
+
+@dataclass(frozen=True)
+class DocumentVersionRef:
+    document_id: int
+    version: int
+    latest: bool
+
+
+async def search_properties(
+    conn: AsyncConnection, filters: SearchFilters, after: tuple[int, int] | None, limit: int
+) -> Page:
+    statement, params = _search_sql(filters, after)
+    rows = list((await conn.execute(text(statement), {**params, "limit": limit + 1})).all())
+    return Page(rows=rows[:limit], has_more=len(rows) > limit)
+
+
+async def versions_of_models(
+    conn: AsyncConnection, model_ids: Sequence[int], document: int | None
+) -> dict[int, list[DocumentVersionRef]]:
+    """The document versions each model is: its number (place in LANDING_ORDER, as numbered_versions
+    numbers them) and whether it is its document's latest. One query over the page's documents only."""
+    if not model_ids:
+        return {}
+    carriers = (select(DocumentVersion.document_id).join(File, File.id == DocumentVersion.file_id)
+                .where(File.model_id.in_(list(model_ids))))
+    if document is not None:
+        carriers = carriers.where(DocumentVersion.document_id == document)
+    window = {"partition_by": DocumentVersion.document_id}
+    numbered = (
+        select(DocumentVersion.document_id, File.model_id,
+               func.row_number().over(**window, order_by=LANDING_ORDER).label("number"),
+               func.count().over(**window).label("versions"))
+        .join(File, File.id == DocumentVersion.file_id)
+        .where(DocumentVersion.document_id.in_(carriers))
+        .subquery()
+    )
+    query = (select(numbered).where(numbered.c.model_id.in_(list(model_ids)))
+             .order_by(numbered.c.model_id, numbered.c.document_id, numbered.c.number))
+    found: dict[int, list[DocumentVersionRef]] = {}
+    for row in await conn.execute(query):
+        ref = DocumentVersionRef(row.document_id, row.number, row.number == row.versions)
+        found.setdefault(row.model_id, []).append(ref)
+    return found
+

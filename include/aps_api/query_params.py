@@ -52,7 +52,7 @@ def parse_date_time(text: str) -> datetime | None:
         return None
 
 
-def _updated_since(
+async def _updated_since(
     updated_since: Annotated[str | None, Query(
         max_length=64, description="RFC 3339 date-time with an offset, e.g. `2026-01-31T12:00:00Z`",
         json_schema_extra={"format": "date-time"},
@@ -83,7 +83,7 @@ def _declared_query(route: APIRoute) -> frozenset[str]:
     return declared
 
 
-def known_query_only(request: Request) -> None:
+async def known_query_only(request: Request) -> None:
     """Refuse (422) a query parameter the route does not declare: the document lists each route's parameters
     and allows no others, so a misspelt filter is an error rather than silently ignored."""
     route = request.scope.get("route")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class SourceFile(BaseModel):
@@ -130,6 +130,103 @@ class PropertyPage(BaseModel):
     next_cursor: str | None
 
 
+class SearchHit(BaseModel):
+    """One property value found by `/v1/search`, in the document version its model is."""
+
+    document_id: int | None = Field(description="null for a model loaded before documents existed")
+    version: int | None = Field(description="the version's number in its document's landing order")
+    model_id: int
+    external_id: str | None
+    object_name: str | None
+    category: str | None
+    name: str
+    value: str | None
+
+
+class SearchPage(BaseModel):
+    items: list[SearchHit]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` to get the next page; null on the last page"
+    )
+
+
+class LatestVersion(BaseModel):
+    version: int = Field(description="the document's highest version number")
+    model_id: int | None = Field(description="the model holding its results (/v1/models/{id})")
+    loaded_at: datetime
+
+
+class DocumentSummary(BaseModel):
+    id: int
+    pipeline: str
+    key: str = Field(description="the landing key, or the metadata field `document` its files name")
+    project: str | None
+    versions: int = Field(description="how many versions it has (loaded, deleted or purged)")
+    latest: LatestVersion | None
+    deleted_at: datetime | None = Field(description="when its latest object left the landing")
+
+
+class DocumentPage(BaseModel):
+    items: list[DocumentSummary]
+    next_cursor: str | None
+
+
+class DocumentVersionInfo(BaseModel):
+    version: int = Field(description="1..n in the order the versions landed (LastModified, VersionId)")
+    model_id: int | None
+    file_id: int
+    etag: str
+    version_id: str | None = Field(description="the S3 object version, when the bucket keeps versions")
+    landed_at: datetime
+    loaded_at: datetime
+    state: str = Field(description="`loaded`, `deleted` (its object left the landing; results kept) or "
+                                   "`purged` (results removed by `keep_versions`)")
+    deleted_at: datetime | None
+    purged_at: datetime | None
+
+
+class VersionPage(BaseModel):
+    items: list[DocumentVersionInfo]
+    next_cursor: str | None
+
+
+class DiffCounts(BaseModel):
+    added: int
+    removed: int
+    changed: int
+    unchanged: int
+
+
+class PropertyDifference(BaseModel):
+    category: str
+    name: str
+    before: str | None
+    after: str | None
+
+
+class ElementDifference(BaseModel):
+    change: str = Field(description="`added`, `removed` or `changed`")
+    external_id: str = Field(description="the element's id in `to` (in `from` for a removed one)")
+    previous_external_id: str | None = Field(description="its id in `from`, when that differs")
+    name: str | None
+    category: str | None
+    matched_by: str | None = Field(description="how a changed element was paired: `global_id`, `id`, "
+                                                "`name` or `signature`; null when added or removed")
+    properties: list[PropertyDifference]
+
+
+class DiffPage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: int = Field(alias="from", description="the earlier version's number")
+    to: int = Field(description="the later version's number")
+    stored: bool = Field(description="true when read from the diff stored at load; false when computed "
+                                     "for this request")
+    counts: DiffCounts
+    items: list[ElementDifference]
+    next_cursor: str | None
+
+
 class ComponentHealth(BaseModel):
     ok: bool
     detail: str
@@ -175,6 +272,12 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     },
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "no such model"}}
+DOCUMENT_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "no such document (or no such version of it)"}}
+DIFF_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "no diff to give: the document has one version, a version's "
+                                             "results were purged, or the pair has no stored diff and is "
+                                             "too large to compute on request"}}
 DATABASE_ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorBody, "description": "the results database is unavailable; try again shortly",
           "headers": _RETRY_AFTER},

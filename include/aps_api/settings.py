@@ -20,6 +20,9 @@ class APISettings(BaseSettings):
     # The results database, connected as the read-only role (e.g. `aps_reader`). The server never writes.
     database_url: SecretStr = Field(description="SQLAlchemy URL of the results database (read-only role)")
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # Server processes `aps-api` starts (read by its CLI, aps_api.cli.default_workers): None, or empty in
+    # the environment, is one per CPU the process may use.
+    workers: int | None = Field(default=None, ge=1, le=256)
 
     # APS credentials, used ONLY to mint viewer tokens (never the pipeline's own token).
     aps_base_url: str = "https://developer.api.autodesk.com"  # the emulator: http://127.0.0.1:PORT
@@ -76,6 +79,11 @@ class APISettings(BaseSettings):
         if not value.startswith("https://") or any(c in value for c in "*; '\"\n"):
             raise ValueError("must be an https URL of one exact Viewer version (no wildcards)")
         return value
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _empty_workers(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("aps_base_url")
     @classmethod

@@ -72,7 +72,8 @@ class S3Server:
         }
 
     def make_notified_queue(self, bucket: str, queue: str) -> str:
-        """An SQS queue on this server that gets `bucket`'s s3:ObjectCreated:* notifications; its URL.
+        """An SQS queue on this server that gets `bucket`'s s3:ObjectCreated:* and s3:ObjectRemoved:*
+        notifications; its URL.
 
         moto's server delivers a bucket's notifications to its own SQS queues, as S3 does to a real queue
         once the bucket notification (the user's infrastructure in production) is configured.
@@ -83,7 +84,8 @@ class S3Server:
         self.client().put_bucket_notification_configuration(
             Bucket=bucket,
             NotificationConfiguration={
-                "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]
+                "QueueConfigurations": [
+                    {"QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]
             },
         )
         self.drain_queue(url)  # the s3:TestEvent of a new configuration

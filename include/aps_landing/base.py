@@ -39,6 +39,7 @@ class ObjectHead:
     version_id: str | None  # None when the landing keeps no versions
     content_type: str | None
     metadata: Mapping[str, str] = field(default_factory=dict)  # user metadata (flat strings)
+    last_modified: datetime | None = None  # when this version landed (orders a document's versions)
 
 
 class LandingError(RuntimeError):

@@ -219,6 +219,7 @@ class LocalLanding:
             metadata={
                 n[len(_META_XATTR):]: v.decode() for n, v in attributes.items() if n.startswith(_META_XATTR)
             },
+            last_modified=datetime.fromtimestamp(stat.st_mtime, UTC),
         )
 
     def read_range(

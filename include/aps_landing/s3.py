@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from aps_landing.base import AccessRefused, LandingError, ListedObject, ObjectChanged, ObjectGone, ObjectHead
@@ -26,15 +27,20 @@ _EMPTY_RANGE = ("InvalidRange", "416")
 _REFUSED = ("AccessDenied", "AllAccessDisabled", "403", "InvalidObjectState")
 
 
+# Connect and read timeouts for the clients made here: a hung endpoint fails the call instead of the process.
+# The read timeout is above SQS's longest long poll (20 s).
+CLIENT_TIMEOUTS = Config(connect_timeout=10, read_timeout=60, retries={"max_attempts": 5, "mode": "standard"})
+
+
 def make_aws_client(
     service: str, *, endpoint_url: str | None = None, access_key: str | None = None,
     secret_key: str | None = None, region: str | None = None,
 ) -> Any:
-    """A boto3 client outside Airflow (the dev stack and tests; in Airflow the Amazon provider's hooks make
-    them): `s3`, the `sqs` queue of the landing's notifications, `secretsmanager` for the dev stack's
-    connections."""
+    """A boto3 client outside Airflow (the dev stack, tests and the command-line tools; in Airflow the Amazon
+    provider's hooks make them): `s3`, the `sqs` queue of the landing's notifications, `secretsmanager` for
+    the dev stack's connections. Every call times out (CLIENT_TIMEOUTS), and retries are bounded."""
     return boto3.client(service, endpoint_url=endpoint_url, aws_access_key_id=access_key,
-                        aws_secret_access_key=secret_key, region_name=region)
+                        aws_secret_access_key=secret_key, region_name=region, config=CLIENT_TIMEOUTS)
 
 
 def make_s3_client(**kwargs: Any) -> Any:
@@ -118,6 +124,7 @@ class S3Landing:
             version_id=version_id if version_id not in (None, "null") else None,  # "null": unversioned
             content_type=response.get("ContentType"),
             metadata={str(k): str(v) for k, v in (response.get("Metadata") or {}).items()},
+            last_modified=response.get("LastModified"),
         )
 
     def read_range(

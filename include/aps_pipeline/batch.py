@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import datetime
 from typing import TypedDict, TypeVar
 
 from sqlalchemy import Engine
 
+from aps_pipeline.budget import BudgetDecision, plan_within_budget
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.dedupe import ModelPlan, assign_models
 from aps_pipeline.labels import files_label
@@ -89,13 +91,19 @@ def for_each_model(
 
 
 def plan_batches(
-    engine: Engine, pipeline: PipelineConfig, run_id: str, *, max_map_length: int, force: bool = False
+    engine: Engine, pipeline: PipelineConfig, run_id: str, *, max_map_length: int, force: bool = False,
+    on_budget: Callable[[BudgetDecision], None] | None = None, now: datetime | None = None,
 ) -> list[ModelBatch]:
-    """The run's models (`assign_models`) in batches, at most what Airflow can map; the rest go to the next
-    run: their files are released (valid, no run), so the next run's discovery takes them over in order and
-    this run's summary does not count them as lost."""
+    """The run's models (`assign_models`) that the budget lets start (`plan_within_budget`; the others wait,
+    released, in `waiting_budget`) in batches, at most what Airflow can map; the rest go to the next run:
+    their files are released (valid, no run), so the next run's discovery takes them over in order and this
+    run's summary does not count them as lost. `on_budget` hears the budget's decision (notices, metrics);
+    `now` replaces the database's clock for the budget (tests)."""
     plan = assign_models(engine, pipeline, run_id, force=force)
-    batches, left = batch_models(plan["models"], models_per_task=pipeline.models_per_task,
+    admitted, decision = plan_within_budget(engine, pipeline, run_id, plan["models"], force=force, now=now)
+    if on_budget is not None:
+        on_budget(decision)
+    batches, left = batch_models(admitted, models_per_task=pipeline.models_per_task,
                                  max_entries=mapped_entry_ceiling(max_map_length))
     if left:
         file_ids = [i for model in left for i in model["file_ids"]]

@@ -141,7 +141,7 @@ class PoolConfig(_Strict):
     slots: int = Field(default=8, ge=1)
 
 
-NotifyEvent = Literal["run_failed", "files_failed", "files_rejected"]
+NotifyEvent = Literal["run_failed", "files_failed", "files_rejected", "elements_changed"]
 
 
 class NotifyConfig(_Strict):
@@ -161,7 +161,8 @@ class NotifyConfig(_Strict):
     )
     on: list[NotifyEvent] = Field(
         default_factory=lambda: ["run_failed", "files_failed", "files_rejected"],
-        description="run_failed: the DAG run failed; files_failed/files_rejected: it ended with such files",
+        description="run_failed: the DAG run failed; files_failed/files_rejected: it ended with such files; "
+                    "elements_changed: it loaded a version whose elements differ from the version before",
     )
 
     @field_validator("email", mode="before")
@@ -249,11 +250,67 @@ class RetentionConfig(_Strict):
     history_days: int | None = Field(
         default=None, ge=1, description="remove run summaries and validation rows older than this"
     )
+    keep_versions: int | None = Field(
+        default=None, ge=1,
+        description="keep the results of each document's newest N versions; older ones are purged "
+                    "(the version rows and their diffs stay)",
+    )
 
-    @field_validator("quarantine_days", "history_days", mode="before")
+    @field_validator("quarantine_days", "history_days", "keep_versions", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
+
+
+class ExportConfig(_Strict):
+    """Analytics export on load: each loaded document version's objects and properties as Parquet
+    (aps_results.export), under a folder every worker mounts or `s3://bucket/prefix`. Empty: no export
+    on load (`aps-db export DEST` exports later, or again)."""
+
+    to: str | None = Field(default=None, description="a folder, or s3://bucket/prefix")
+    aws_conn_id: str | None = Field(default=None, description="for s3://; default: the pipeline's")
+
+    @field_validator("to", "aws_conn_id", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class BudgetConfig(_Strict):
+    """`budget:` (per pipeline, and the file's top-level one for all pipelines together): translation jobs
+    a UTC day and a UTC month may start (None: no limit), each weighted by its input format
+    (aps_pipeline.budget).
+
+    Every format weighs `default_weight` (1) unless `weights` says otherwise, e.g. `{rvt: 2, nwd: 2}`. APS
+    publishes no per-format rate to derive other defaults from: its 2025 business model meters Model
+    Derivative jobs against a monthly cap for paid APIs (README, "Operating it"), so a job is the unit.
+    """
+
+    jobs_per_day: float | None = Field(default=None, ge=0, description="weighted jobs a UTC day may start")
+    jobs_per_month: float | None = Field(default=None, ge=0,
+                                        description="weighted jobs a UTC month may start")
+    default_weight: float = Field(default=1.0, ge=0, description="a job's weight for an unlisted format")
+    weights: dict[str, float] = Field(default_factory=dict, description="weight per input extension")
+
+    @field_validator("jobs_per_day", "jobs_per_month", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value in ("", "none", "None") else value
+
+    @field_validator("weights")
+    @classmethod
+    def _extensions(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(weight < 0 for weight in value.values()):
+            raise ValueError("weights must not be negative")
+        return {ext.lower().lstrip("."): weight for ext, weight in value.items()}
+
+    @property
+    def limited(self) -> bool:
+        return self.jobs_per_day is not None or self.jobs_per_month is not None
+
+    def weight(self, extension: str) -> float:
+        """What one translation of a file with this extension costs against the budget."""
+        return self.weights.get(extension.lower().lstrip("."), self.default_weight)
 
 
 class PipelineConfig(_Strict):
@@ -279,6 +336,10 @@ class PipelineConfig(_Strict):
     )
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    # The file's top-level `budget:`, shared by every pipeline: set by parse_pipelines, never by an entry.
+    global_budget: BudgetConfig = Field(default_factory=BudgetConfig, exclude=True)
+    export: ExportConfig = Field(default_factory=ExportConfig)
 
     output_formats: list[OutputFormat] = Field(default_factory=_default_formats, min_length=1)
     translation_timeout: float = Field(
@@ -516,6 +577,7 @@ class MaintenanceConfig(_Strict):
 class PipelinesFile(_Strict):
     pipelines: list[PipelineConfig]
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
 
 
 # --- loading ------------------------------------------------------------------------------------------
@@ -573,13 +635,14 @@ def parse_pipelines(
     env = os.environ if env is None else env
     if not isinstance(document, dict) or not isinstance(document.get("pipelines"), list):
         raise PipelineConfigError(f"{source}: expected a mapping with a `pipelines:` list")
-    unknown = set(document) - {"pipelines", "defaults", "maintenance"}
+    unknown = set(document) - {"pipelines", "defaults", "maintenance", "budget"}
     if unknown:
         raise PipelineConfigError(f"{source}: unknown top-level keys {sorted(unknown)}")
     defaults = document.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise PipelineConfigError(f"{source}: `defaults:` must be a mapping")
 
+    shared_budget = _global_budget(document, source, env)
     pipelines: list[PipelineConfig] = []
     for index, raw in enumerate(document["pipelines"], start=1):
         label = f"entry {index}"
@@ -587,9 +650,12 @@ def parse_pipelines(
             label = f"pipeline {raw['name']!r} ({label})"
         if not isinstance(raw, dict):
             raise PipelineConfigError(f"{source}: {label}: expected a mapping, got {type(raw).__name__}")
+        if "global_budget" in raw:
+            raise PipelineConfigError(
+                f"{source}: {label}: the global budget is the file's top-level `budget:`")
         try:
             expanded = expand_env(_merge(defaults, raw), env)
-            pipelines.append(PipelineConfig.model_validate(expanded))
+            pipelines.append(PipelineConfig.model_validate({**expanded, "global_budget": shared_budget}))
         except PipelineConfigError as exc:
             raise PipelineConfigError(f"{source}: {label}: {exc}") from None
         except ValidationError as exc:
@@ -600,6 +666,14 @@ def parse_pipelines(
     if duplicates:
         raise PipelineConfigError(f"{source}: pipeline names must be unique (they are DAG ids): {duplicates}")
     return pipelines
+
+
+def _global_budget(document: dict[str, Any], source: str, env: Mapping[str, str]) -> BudgetConfig:
+    """The file's top-level `budget:` (no limit when absent)."""
+    try:
+        return BudgetConfig.model_validate(expand_env(document.get("budget") or {}, env, "budget"))
+    except ValidationError as exc:
+        raise PipelineConfigError(f"{source}: budget: {_describe(exc)}") from None
 
 
 def _read(path: str | Path | None, env: Mapping[str, str] | None) -> tuple[Path, Any]:

@@ -37,14 +37,17 @@ from aps_pipeline.checks import extension_of
 from aps_pipeline.config import PipelineConfig
 from aps_results import registry
 from aps_results.models import DEFAULT_OUTPUT_PROFILE, File, FileState, ModelStatus
+from aps_versions.stored import store_missing_diffs
 
 logger = logging.getLogger(__name__)
 
-# Validated but not finished: `valid`, or a later state left behind by a run that crashed or was stopped.
+# Validated but not finished: `valid`, or a later state left behind by a run that crashed or was stopped, or
+# waiting for budget (aps_pipeline.budget: planned again, and the budget decides again).
 _TO_PLAN = [
     s.value
     for s in (
         FileState.VALID,
+        FileState.WAITING_BUDGET,
         FileState.UPLOADING,
         FileState.UPLOADED,
         FileState.TRANSLATING,
@@ -143,8 +146,10 @@ def assign_models(
                     source_sha1=first.sha1,
                 )
             )
+    diffs = store_missing_diffs(engine, already_loaded)  # their documents' new versions, against the last
     result = {
         "run_id": run_id,
+        "diffs": diffs,
         "valid_files": len(valid),
         "contents": len(groups),
         "models": work,

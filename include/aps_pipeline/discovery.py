@@ -24,6 +24,11 @@ new ETag, so it gets a new row and the history stays. A new row's ETag, size and
 HEAD of the object, never from the listing beside a later HEAD: an object overwritten between the two is
 registered as the version the HEAD saw, whole (its metadata, sidecar aside, from the same answer).
 
+Deletions: a key an event-driven run names whose HEAD finds no object (an `s3:ObjectRemoved:*` event's), and
+after a full listing, the key of a loaded version that landed before the listing began and that the listing
+no longer has, mark that key's newest version `deleted` in the same transaction (aps_versions.documents:
+results are kept).
+
 Skipped: sidecars (`*.meta.json`), "directory" keys ending in `/`, anything under the quarantine prefix.
 Sidecar or user metadata (S3 user metadata; a local folder's extended attributes) is read here (HEAD + one
 small read per new object) and stored as found; the validation step judges it. A sidecar that is not a
@@ -44,11 +49,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, and_, or_, select, tuple_
+from sqlalchemy import Connection, Engine, and_, or_, select, tuple_
 
 from aps_landing import (
     AccessRefused,
@@ -81,6 +86,7 @@ from aps_pipeline.metadata import (
 from aps_pipeline.watermark import ListingWindow, advance, listing_window
 from aps_results import registry
 from aps_results.models import TERMINAL_FILE_STATES, File, FileState
+from aps_versions.documents import keys_with_live_versions, mark_deleted
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +95,8 @@ _LOOKUP_CHUNK = 1000
 # Reads of one object that failed with an error that may pass (not a refusal) are made this many times in all.
 DISCOVERY_READ_ATTEMPTS = 3
 DISCOVERY_RETRY_PAUSE = 0.2  # seconds before the 2nd attempt; doubled before each later one
+# A full listing marks deleted only versions that landed this long before it began: S3's clock may run ahead.
+DELETION_SLACK = timedelta(minutes=1)
 T = TypeVar("T")
 A = TypeVar("A")
 
@@ -227,19 +235,20 @@ def _in_parallel(work: Callable[[A], T], items: list[A], concurrency: int) -> li
 
 def _listed_by_keys(
     landing: Landing, keys: Iterable[str], prefix: str, quarantine_prefix: str, concurrency: int
-) -> tuple[list[ListedObject], dict[str, ObjectHead]]:
-    """The named objects that exist under `prefix`, as a listing would give them, with their HEADs."""
+) -> tuple[list[ListedObject], dict[str, ObjectHead], list[str]]:
+    """The named objects that exist under `prefix`, as a listing would give them, with their HEADs; and the
+    named keys the landing says have no object (deleted, as an `s3:ObjectRemoved:*` event says)."""
     named = [key for key in dict.fromkeys(keys)
              if key.startswith(prefix) and is_ingestible_key(key, quarantine_prefix)]
 
-    def head_or_skip(key: str) -> ObjectHead | None:
+    def head_or_skip(key: str) -> ObjectHead | FileFailure | None:
         # No listing names its version, so there is nothing to record: the next listing will.
-        outcome = guarded(lambda: _head(landing, key), what="HEAD", subject=landing.url(key))
-        return None if isinstance(outcome, FileFailure) else outcome
+        return guarded(lambda: _head(landing, key), what="HEAD", subject=landing.url(key))
 
-    heads = {h.key: h for h in _in_parallel(head_or_skip, named, concurrency) if h is not None}
-    listed = [ListedObject(h.key, h.etag, h.size, last_modified=None) for h in heads.values()]
-    return listed, heads
+    outcomes = dict(zip(named, _in_parallel(head_or_skip, named, concurrency), strict=True))
+    heads = {key: h for key, h in outcomes.items() if isinstance(h, ObjectHead)}
+    listed = [ListedObject(h.key, h.etag, h.size, last_modified=h.last_modified) for h in heads.values()]
+    return listed, heads, [key for key, outcome in outcomes.items() if outcome is None]
 
 
 def _inspect(landing: Landing, listed: ListedObject, head: ObjectHead | None = None) -> Candidate | None:
@@ -268,8 +277,8 @@ def _read_candidate(landing: Landing, listed: ListedObject, head: ObjectHead | N
     if head.etag != listed.etag:
         logger.info("%s was replaced since the listing; the version HEAD found is registered",
                     landing.url(listed.key))
-    # ETag, size and version id all from the one HEAD: the listing's ETag may be of an older version.
-    current = ListedObject(listed.key, head.etag, head.size, listed.last_modified)
+    # ETag, size, version id and landing time all from the one HEAD: the listing's may be of an older version.
+    current = ListedObject(listed.key, head.etag, head.size, head.last_modified or listed.last_modified)
     return Candidate(listed=current, version_id=head.version_id, content_type=head.content_type,
                      metadata=metadata)
 
@@ -334,6 +343,7 @@ def discover_files(
                               lambda run: run != run_id and run_is_active(run))
 
     with engine.begin() as connection:
+        deleted = _mark_deleted(connection, landing, pipeline, listing_prefix, window, landed)
         reopened = set(registry.reopen_rejected_files(connection, pipeline.name, run_id, late))
         claimed = registry.claim_files(connection, pipeline.name, run_id,
                                        [_discovered(landing.location, c) for c in candidates],
@@ -358,6 +368,7 @@ def discover_files(
         "held_by_active_runs": len(others) - len(orphans),
         "unreadable": sum(1 for c in candidates if c.failure is not None),
         "unstorable_keys": landed.unstorable,
+        "versions_deleted": len(deleted),
         "file_ids": file_ids,
     }
     logger.info(
@@ -366,6 +377,22 @@ def discover_files(
         result["reopened"], result["waiting"],
     )  # fmt: skip
     return result
+
+
+def _mark_deleted(connection: Connection, landing: Landing, pipeline: PipelineConfig, listing_prefix: str,
+                  window: ListingWindow, landed: _Landed) -> list[int]:
+    """Versions whose objects left the landing, marked deleted: the keys an event run found gone, or after a
+    full listing, the keys of versions that landed before it began and that it did not find."""
+    gone = set(landed.gone)
+    if window.full and landed.complete:
+        before = window.started - DELETION_SLACK  # S3's clock and ours may differ a little
+        live = keys_with_live_versions(connection, pipeline.name, landing.location, listing_prefix, before)
+        gone |= live - {o.key for o in landed.objects}  # every object listed (the limit cuts no listing)
+    deleted = mark_deleted(connection, pipeline.name, landing.location, gone)
+    if deleted:
+        logger.info("%s: %d version(s) marked deleted: their objects left the landing",
+                    landing.url(listing_prefix), len(deleted))
+    return deleted
 
 
 def _listing_prefix(pipeline: PipelineConfig, prefix: str | None) -> str:
@@ -385,6 +412,8 @@ class _Landed:
     sidecars: list[LandedSidecar]
     listed: int  # objects (files) the listing or the events named, in or out of the window
     unstorable: int = 0  # keys no registry row can hold (left out, logged)
+    gone: list[str] = field(default_factory=list)  # keys the events named that have no object
+    complete: bool = True  # a listing of the whole prefix (False: events, which name some keys)
 
     def without_unstorable_keys(self) -> _Landed:
         """Leave out keys PostgreSQL cannot store (a local file name that is no UTF-8 arrives with lone
@@ -396,7 +425,8 @@ class _Landed:
                 logger.error("%r cannot be registered (its key is no valid text: rename it); left out",
                              o.key)
         sidecars = [s for s in self.sidecars if is_storable_text(s.key)]
-        return _Landed(storable, self.heads, sidecars, self.listed, len(self.objects) - len(storable))
+        return _Landed(storable, self.heads, sidecars, self.listed, len(self.objects) - len(storable),
+                       self.gone, self.complete)
 
 
 def _landed(
@@ -416,15 +446,15 @@ def _landed(
                 sidecars.append(LandedSidecar(o.key, o.etag, o.last_modified))
         return _Landed(objects, {}, sidecars, listed)
     named = list(dict.fromkeys(keys))
-    listed, heads = _listed_by_keys(landing, named, listing_prefix, quarantine_prefix,
-                                    pipeline.read_concurrency)
+    listed, heads, gone = _listed_by_keys(landing, named, listing_prefix, quarantine_prefix,
+                                          pipeline.read_concurrency)
     arrived = datetime.now(UTC)  # an event's sidecar arrived about now: the event is seconds old
     sidecar_heads = [
         guarded(lambda key=key: landing.head(key), what="sidecar HEAD", subject=landing.url(key))
         for key in named if key.startswith(listing_prefix) and _is_sidecar(key, quarantine_prefix)
     ]
     sidecars = [LandedSidecar(h.key, h.etag, arrived) for h in sidecar_heads if isinstance(h, ObjectHead)]
-    return _Landed(listed, heads, sidecars, len(listed))
+    return _Landed(listed, heads, sidecars, len(listed), gone=gone, complete=False)
 
 
 def _is_sidecar(key: str, quarantine_prefix: str) -> bool:
@@ -440,6 +470,7 @@ def _discovered(bucket: str, candidate: Candidate) -> registry.DiscoveredObject:
         version_id=candidate.version_id,
         content_type=candidate.content_type,
         metadata=candidate.metadata,
+        landed_at=candidate.listed.last_modified,
         state=FileState.DISCOVERED if candidate.failure is None else FileState.FAILED,
         reason=candidate.failure,
     )

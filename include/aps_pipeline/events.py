@@ -6,7 +6,8 @@ An asset event made by the Amazon provider's SQS trigger (through an `AssetWatch
 payload: `{"from_trigger": true, "payload": {"message_batch": [message, ...]}}` (the payload alone is taken
 too), each message as SQS returns it, its `Body` the S3 notification `{"Records": [{"eventName":
 "ObjectCreated:Put", "s3": {"bucket": {"name": ...}, "object": {"key": ...}}}]}`. Several events may be folded
-into one run, and one message may carry several records: every created object of every one counts. Keys
+into one run, and one message may carry several records: every created (or removed) object of every one
+counts; a removed one's HEAD finds it gone, and discovery marks its version deleted. Keys
 arrive URL-encoded (a space is `+`).
 
 These keys are only hints of where to look: discovery HEADs each one and the files registry decides what is
@@ -26,6 +27,7 @@ from urllib.parse import unquote_plus
 logger = logging.getLogger(__name__)
 
 CREATED_EVENT_PREFIX = "ObjectCreated:"
+REMOVED_EVENT_PREFIX = "ObjectRemoved:"  # discovery's HEAD finds the object gone: its version is deleted
 
 
 def _messages(extra: Mapping[str, Any]) -> list[Any]:
@@ -45,9 +47,9 @@ def _records(message: Any) -> list[Any]:
 
 
 def _created_object(record: Any) -> tuple[str, str] | None:
-    """(bucket, decoded key) of an `ObjectCreated:*` record, else None."""
+    """(bucket, decoded key) of an `ObjectCreated:*` or `ObjectRemoved:*` record, else None."""
     if not isinstance(record, Mapping) or not str(record.get("eventName", "")).startswith(
-        CREATED_EVENT_PREFIX
+        (CREATED_EVENT_PREFIX, REMOVED_EVENT_PREFIX)
     ):
         return None
     s3 = record.get("s3") or {}
@@ -59,7 +61,7 @@ def _created_object(record: Any) -> tuple[str, str] | None:
 
 
 def landed_keys(extras: Iterable[Mapping[str, Any] | None], *, bucket: str) -> list[str]:
-    """The distinct keys created in `bucket` that the events name, in the order first named."""
+    """The distinct keys created or removed in `bucket` that the events name, in the order first named."""
     keys: dict[str, None] = {}
     foreign = 0
     for extra in extras:

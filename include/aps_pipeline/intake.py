@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 
 from aps_landing import Landing
 from aps_pipeline.batch import ModelBatch, plan_batches
+from aps_pipeline.budget import BudgetDecision
 from aps_pipeline.config import PipelineConfig
 from aps_pipeline.discovery import discover_files
 from aps_pipeline.quarantine import quarantine_rejected
@@ -40,9 +41,11 @@ def intake_steps(
     run_is_active: Callable[[str], bool] = lambda run_id: False,
     limit: int | None = None, prefix: str | None = None, force: bool = False,
     aps: Any | None = None, supported: Mapping[str, list[str]] | None = None,
+    on_budget: Callable[[BudgetDecision], None] | None = None,
 ) -> list[Step]:
     """The intake's steps for `run_id` (see the module's docstring); `event_keys` gives the keys the run's
-    events name (None: list the prefix), `aps` or `supported` the input formats validation accepts."""
+    events name (None: list the prefix), `aps` or `supported` the input formats validation accepts,
+    `on_budget` hears the planning's budget decision (metrics, notices)."""
     planned: list[ModelBatch] = []
 
     def discover() -> dict[str, Any]:
@@ -50,7 +53,8 @@ def intake_steps(
                               keys=event_keys(), run_is_active=run_is_active)
 
     def plan() -> list[ModelBatch]:
-        planned[:] = plan_batches(engine, pipeline, run_id, max_map_length=max_map_length, force=force)
+        planned[:] = plan_batches(engine, pipeline, run_id, max_map_length=max_map_length, force=force,
+                                  on_budget=on_budget)
         return planned
 
     def bucket() -> Any:

@@ -1,7 +1,8 @@
 """The daily maintenance of one pipeline and of the results database, Airflow-free.
 
     purge_quarantine(landing, pipeline, now)    quarantine copies and reason files past `quarantine_days`
-    purge_history(engine, pipeline, now)        run summaries and validation rows past `history_days`
+    purge_history(engine, pipeline, now)        run summaries and validation rows past `history_days`, and
+                                                purge_versions: results of versions past `keep_versions`
     back_up_results(engine, backup)             a verified dump of the results database, the newest N kept
 
 Each returns a small JSON-able report of what it removed or wrote, so the maintenance DAG can log and return
@@ -48,13 +49,25 @@ def purge_quarantine(landing: Landing, pipeline: PipelineConfig, now: datetime) 
 
 
 def purge_history(engine: Engine, pipeline: PipelineConfig, now: datetime) -> dict[str, Any]:
-    """Delete the pipeline's run summaries and validation rows older than `history_days`."""
+    """Delete the pipeline's run summaries and validation rows older than `history_days`, and the results of
+    its documents' versions past `keep_versions`."""
+    report = purge_versions(engine, pipeline)
     days = pipeline.retention.history_days
     if days is None:
-        return {"history_removed": {}, "kept_for_ever": True}
+        return {"history_removed": {}, "kept_for_ever": True, **report}
     removed = retention.purge_history(engine, pipeline.name, now - timedelta(days=days))
     logger.info("%s: removed %s (older than %d days)", pipeline.name, removed, days)
-    return {"history_removed": removed}
+    return {"history_removed": removed, **report}
+
+
+def purge_versions(engine: Engine, pipeline: PipelineConfig) -> dict[str, Any]:
+    """Purge the results of each document's versions older than the newest `keep_versions`."""
+    keep = pipeline.retention.keep_versions
+    if keep is None:
+        return {"versions_purged": 0, "all_versions_kept": True}
+    report = retention.purge_versions(engine, pipeline.name, keep)
+    logger.info("%s: keeping %d versions per document: %s", pipeline.name, keep, report)
+    return report
 
 
 def back_up_results(engine: Engine, config: BackupConfig) -> dict[str, Any]:

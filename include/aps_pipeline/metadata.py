@@ -47,6 +47,8 @@ class FileMetadata(BaseModel):
     revision: str | None = Field(default=None, max_length=50)
     description: str | None = Field(default=None, max_length=2000)
     tags: list[str] = Field(default_factory=list, max_length=50)
+    # The document a renamed file continues (aps_versions.documents); absent: the file's own key.
+    document: str | None = Field(default=None, min_length=1, max_length=1024)
 
     @field_validator("tags", mode="before")
     @classmethod

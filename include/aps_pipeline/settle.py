@@ -56,6 +56,7 @@ from aps_pipeline.config import MAX_LOAD_ATTEMPTS, PipelineConfig
 from aps_results import records, registry
 from aps_results.loader import load_model_results
 from aps_results.models import FileState, TranslationStatus
+from aps_versions.stored import store_missing_diffs
 
 logger = logging.getLogger(__name__)
 
@@ -302,9 +303,14 @@ def _load(aps: Any, engine: Engine, snapshot: registry.ModelSnapshot, manifest: 
         raise
     logger.info("model %d loaded: %d views, %d objects, %d properties, thumbnail=%s, files %s", model.id,
                 stats.views, stats.objects, stats.properties, stats.thumbnail, loaded_files)
+    submitted = snapshot.translation.job_submitted_at if snapshot.translation else None
+    # For the metrics (aps_ingest_tasks.metrics.settled): how long APS took, as the database's clock saw it
+    # from the job's submission to this settlement, and the load's own seconds.
+    translation_seconds = (snapshot.now - submitted).total_seconds() if submitted is not None else None
     return {"model_id": model.id, "status": Outcome.LOAD.value, "urn": model.urn, "views": stats.views,
             "objects": stats.objects, "properties": stats.properties, "thumbnail": stats.thumbnail,
-            "loaded_files": loaded_files}
+            "loaded_files": loaded_files, "load_seconds": stats.seconds,
+            "translation_seconds": translation_seconds, "diffs": store_missing_diffs(engine, loaded_files)}
 
 
 def fetch_and_load(

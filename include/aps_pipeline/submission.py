@@ -44,7 +44,7 @@ class SubmittedModel(TypedDict):
 
 
 def _record(engine: Engine, model_id: int, file_ids: list[int], outcome: Submission, run_id: str,
-            output_formats: list[str], force: bool) -> registry.TranslationRecord:
+            output_formats: list[str], force: bool, pipeline: str) -> registry.TranslationRecord:
     """The job's attempt and the files' `translating` state, in one transaction."""
     with engine.begin() as connection:
         latest = registry.latest_translation(connection, model_id)
@@ -55,8 +55,12 @@ def _record(engine: Engine, model_id: int, file_ids: list[int], outcome: Submiss
             translation = latest
             registry.set_model_status(connection, model_id, ModelStatus.TRANSLATING, run_id=run_id)
         else:
+            # APS ran no new job for a reused one, nor for a 201 (the derivatives exist): neither is charged
+            # to the budget (aps_pipeline.budget).
             translation = registry.start_translation(connection, model_id, run_id=run_id,
-                                                     output_formats=output_formats, forced=force)
+                                                     output_formats=output_formats, forced=force,
+                                                     pipeline=pipeline,
+                                                     reused=outcome is not Submission.SUBMITTED)
         registry.set_file_state(connection, file_ids, FileState.TRANSLATING)
     return translation
 
@@ -98,7 +102,8 @@ def submit_models(
                 return SubmittedModel(model_id=model_id, urn=urn, attempt=latest.attempt)
             outcome = aps.derivative.submit(urn, formats=formats, force=force, retried=retried,
                                             workflow=workflow)
-            translation = _record(engine, model_id, file_ids, outcome, run_id, output_formats, force)
+            translation = _record(engine, model_id, file_ids, outcome, run_id, output_formats, force,
+                                  pipeline)
         finally:
             let_go(engine, model_id, holder)
         logger.info("model %d: %s %s, attempt %d (files %s)", model_id, model["source_key"], outcome.value,

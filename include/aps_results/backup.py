@@ -34,7 +34,7 @@ from sqlalchemy.engine import URL
 
 from aps_results import roles
 from aps_results.db import as_engine, normalize_url
-from aps_results.models import SCHEMA, is_property_partition
+from aps_results.models import EXTENSIONS, SCHEMA, is_property_partition
 
 DUMP_NAME = "results.dump"
 MANIFEST_NAME = "manifest.json"
@@ -188,6 +188,9 @@ def restore(source: str | Path, url: str | URL | Engine, *, replace: bool = Fals
         if _schema_exists(engine) and not replace:
             raise BackupError(f"the target database already has schema {SCHEMA!r}: restore into an empty "
                               "database, or pass --replace to drop it first")
+        with engine.begin() as connection:  # a schema-only dump leaves out the extensions its indexes use
+            for extension in EXTENSIONS:
+                connection.execute(text(f'CREATE EXTENSION IF NOT EXISTS "{extension}"'))
         arguments = ["pg_restore", "--no-owner", "--no-acl", "--exit-on-error", "--single-transaction",
                      f"--dbname={normalize_url(engine.url).database}"]
         if replace:

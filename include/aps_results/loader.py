@@ -55,6 +55,7 @@ from aps_results.records import (
     flatten_properties,
     loaded_columns,
 )
+from aps_results.search import index_model
 
 logger = logging.getLogger(__name__)
 
@@ -234,6 +235,7 @@ def _load(connection: Connection, model_id: int, inputs: _Inputs) -> LoadStats:
     views_n = counts[f"insert into {SCHEMA}.model_views"]
     objects_n = counts[f"insert into {SCHEMA}.objects"]
     derivatives_n = counts[f"insert into {SCHEMA}.derivatives"]
+    index_model(pg, model_id, phases)  # the portfolio search rows, from the new partition and objects
     if inputs.before_commit is not None:
         inputs.before_commit(connection)
     # Last, so the lock it takes on aps.properties is held only until the commit that follows.

@@ -49,6 +49,9 @@ from sqlalchemy.sql.schema import Column
 
 SCHEMA = "aps"
 READER_ROLE = "aps_reader"
+# Extensions the schema's indexes use (pg_trgm: substring search on property_search), created by the
+# migrations in the database; a restore creates them first (a dump of the schema leaves them out).
+EXTENSIONS = ("pg_trgm",)
 
 # Btree entries are capped near 2.7 kB and APS property values can be far longer, so the (name, value) index
 # is partial: it covers rows whose name + value fit in this many bytes (nearly all of them). Build queries
@@ -94,6 +97,9 @@ class FileState(StrEnum):
     LOADING = "loading"
     LOADED = "loaded"
     FAILED = "failed"
+    # Valid, but the budget (aps_pipeline.budget) cannot pay for its translation this period: released to
+    # wait for a later run, never failed.
+    WAITING_BUDGET = "waiting_budget"
 
 
 TERMINAL_FILE_STATES = frozenset({FileState.LOADED, FileState.REJECTED, FileState.FAILED})
@@ -198,6 +204,9 @@ class File(Base):
     discovered_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
     finished_at: Mapped[datetime | None] = mapped_column(comment="when a terminal state was reached")
+    landed_at: Mapped[datetime | None] = mapped_column(
+        comment="the object version's LastModified (HEAD or listing): orders a document's versions"
+    )
 
     __table_args__ = (
         UniqueConstraint("pipeline", "s3_bucket", "s3_key", "etag"),
@@ -397,6 +406,9 @@ class Translation(Base):
     )
     manifest: Mapped[dict[str, Any] | None]
     run_id: Mapped[str | None]
+    pipeline: Mapped[str | None] = mapped_column(comment="the pipeline whose run submitted the job")
+    reused: Mapped[bool] = mapped_column(server_default=text("false"),
+                                         comment="APS reused an earlier job: no cost")
     unfinished_loads: Mapped[int] = mapped_column(
         server_default=text("0"),
         comment="loads of its results begun and not ended: one killed mid-load stays counted",
@@ -408,6 +420,7 @@ class Translation(Base):
     __table_args__ = (
         UniqueConstraint("model_id", "attempt"),
         CheckConstraint(_one_of("status", TranslationStatus), name="status"),
+        Index(None, "job_submitted_at"),
     )
 
 
@@ -521,6 +534,43 @@ class Property(Base):
         return condition
 
 
+class PropertySearch(Base):
+    """Every loaded property row once more, in one table with portfolio-wide indexes: what `/v1/search` reads.
+
+    `properties` is partitioned per model, so a query across all models plans, locks and probes every
+    partition (10,000 models: seconds). This table is written by the loader in the same transaction as the
+    model's partition (`aps_results.search`), so search sees exactly the loaded models, and it carries what a
+    hit needs without joins: the object's name and the model's project. `number` is the value's number even
+    when it carries a unit (`70 mm` -> 70): min/max compare it, in the property's own unit. `row_no` numbers
+    a model's rows; (model_id, row_no) is the sort key of every search.
+    """
+
+    __tablename__ = "property_search"
+    # No primary key (a btree more to write per row): (model_id, row_no) is unique by construction.
+    __mapper_args__ = {"primary_key": ["model_id", "row_no"]}
+
+    model_id: Mapped[int] = mapped_column(BigInteger)  # no FK: as `properties`
+    row_no: Mapped[int] = mapped_column(comment="the row's number within its model's load")
+    project: Mapped[str | None] = mapped_column(comment="the model's project (its source file's metadata)")
+    external_id: Mapped[str | None]
+    object_name: Mapped[str | None]
+    category: Mapped[str | None]
+    name: Mapped[str]
+    value: Mapped[str | None]
+    number: Mapped[float | None] = mapped_column(comment="the value's number, with or without a unit")
+
+    __table_args__ = (
+        Index(None, "name", "value", "model_id", "row_no", postgresql_where=text(PROPERTY_INDEX_PREDICATE)),
+        Index(None, "name", "number", postgresql_where=text("number IS NOT NULL")),
+        # Rows arrive a model at a time, so a block range index finds a model's rows (to replace or delete
+        # them) at a fraction of a btree's cost per row written.
+        Index(None, "model_id", postgresql_using="brin"),
+        # Substrings (`contains`): trigrams of the value (the pg_trgm extension, which 0010 creates).
+        Index("ix_property_search_value_trgm", "value", postgresql_using="gin",
+              postgresql_ops={"value": "gin_trgm_ops"}),
+    )
+
+
 class Thumbnail(Base):
     """The model's PNG thumbnail as APS rendered it."""
 
@@ -533,6 +583,122 @@ class Thumbnail(Base):
     width: Mapped[int | None]
     height: Mapped[int | None]
     fetched_at: Mapped[datetime] = _created()
+
+
+# --- Documents and their versions (aps_versions) -----------------------------------------------------------
+
+
+class VersionState(StrEnum):
+    """A document version: results loaded, the landed object deleted (results kept), or results purged."""
+
+    LOADED = "loaded"
+    DELETED = "deleted"
+    PURGED = "purged"
+
+
+class DiffChange(StrEnum):
+    ADDED = "added"
+    REMOVED = "removed"
+    CHANGED = "changed"
+
+
+class Document(Base):
+    """One document of a pipeline: a landing key, or the metadata field `document` that a producer sets so a
+    renamed file continues one. Its versions are the loaded files (`document_versions`)."""
+
+    __tablename__ = "documents"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    pipeline: Mapped[str]
+    key: Mapped[str] = mapped_column(comment="the landing key, or the metadata field `document`")
+    project: Mapped[str | None] = mapped_column(comment="the metadata `project` of its first version")
+    created_at: Mapped[datetime] = _created()
+    deleted_at: Mapped[datetime | None] = mapped_column(comment="when its latest object left the landing")
+
+    __table_args__ = (
+        UniqueConstraint("pipeline", "key"),
+        Index(None, "key"),
+        Index(None, "project", "id"),
+    )
+
+
+class DocumentVersion(Base):
+    """One loaded file as a version of its document. Its number (1..n) is not stored: it is the version's
+    place in landing order (landed_at, s3_version_id, file_id), so a version discovered late still takes its
+    place (aps_versions.documents.version_numbers). The ordering columns are copied from the file."""
+
+    __tablename__ = "document_versions"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    document_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("documents.id", ondelete="CASCADE"))
+    file_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("files.id", ondelete="CASCADE"))
+    landed_at: Mapped[datetime] = mapped_column(comment="the file's landed_at (else its discovered_at)")
+    s3_version_id: Mapped[str | None] = mapped_column(comment="the file's version_id: orders equal times")
+    state: Mapped[str] = mapped_column(server_default=VersionState.LOADED.value)
+    loaded_at: Mapped[datetime] = _created()
+    deleted_at: Mapped[datetime | None] = mapped_column(comment="when its object left the landing")
+    purged_at: Mapped[datetime | None] = mapped_column(comment="when keep_versions purged its results")
+
+    __table_args__ = (
+        UniqueConstraint("file_id"),
+        CheckConstraint(_one_of("state", VersionState), name="state"),
+        Index("ix_document_versions_landing_order", "document_id", "landed_at", "s3_version_id", "file_id"),
+    )
+
+
+class VersionDiff(Base):
+    """The element diff between two versions of a document (aps_versions.diff), stored when the later one
+    loads (against its previous version); its changed elements are `version_diff_items`."""
+
+    __tablename__ = "version_diffs"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    document_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("documents.id", ondelete="CASCADE"))
+    from_version_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("document_versions.id", ondelete="CASCADE")
+    )
+    to_version_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("document_versions.id", ondelete="CASCADE")
+    )
+    added: Mapped[int]
+    removed: Mapped[int]
+    changed: Mapped[int]
+    unchanged: Mapped[int]
+    matched_by: Mapped[dict[str, Any]] = mapped_column(
+        server_default=text("'{}'::jsonb"), comment="elements paired per matching stage"
+    )
+    computed_at: Mapped[datetime] = _created()
+
+    __table_args__ = (
+        UniqueConstraint("from_version_id", "to_version_id"),
+        Index(None, "to_version_id"),
+        Index(None, "document_id"),
+    )
+
+
+class VersionDiffItem(Base):
+    """One added, removed or changed element of a stored diff (unchanged ones are only counted)."""
+
+    __tablename__ = "version_diff_items"
+
+    diff_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("version_diffs.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(primary_key=True)
+    change: Mapped[str]
+    external_id: Mapped[str]
+    previous_external_id: Mapped[str | None]
+    name: Mapped[str | None]
+    category: Mapped[str | None]
+    matched_by: Mapped[str | None]
+    properties: Mapped[list[Any]] = mapped_column(
+        server_default=text("'[]'::jsonb"), comment="[{category, name, before, after}]"
+    )
+
+    __table_args__ = (
+        CheckConstraint(_one_of("change", DiffChange), name="change"),
+        Index(None, "diff_id", "change", "seq"),
+    )
 
 
 class RunSummary(Base):
@@ -553,6 +719,35 @@ class RunSummary(Base):
     details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
 
     __table_args__ = (UniqueConstraint("pipeline", "run_id"),)
+
+
+class BudgetNotice(Base):
+    """A budget notice already sent (aps_pipeline.budget): one per scope, period and threshold."""
+
+    __tablename__ = "budget_notices"
+
+    scope: Mapped[str] = mapped_column(primary_key=True,
+                                       comment="a pipeline's name, or '*' for the global budget")
+    period: Mapped[str] = mapped_column(primary_key=True, comment="e.g. day:2026-12-07 or month:2026-12")
+    threshold: Mapped[int] = mapped_column(primary_key=True, comment="percent of the budget: 80 or 100")
+    sent_at: Mapped[datetime] = _created()
+
+
+class ReprocessAction(Base):
+    """What one `aps_reprocess` run did to one file (aps_pipeline.reprocess): who asked, when and why."""
+
+    __tablename__ = "reprocess_actions"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    reprocess_run_id: Mapped[str] = mapped_column(comment="the aps_reprocess run")
+    file_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("files.id", ondelete="CASCADE"))
+    action: Mapped[str]
+    requested_by: Mapped[str] = mapped_column(comment="the run's triggering user, else the run id")
+    reason: Mapped[str]
+    outcome: Mapped[str | None] = mapped_column(comment="what the action did to the file")
+    created_at: Mapped[datetime] = _created()
+
+    __table_args__ = (UniqueConstraint("reprocess_run_id", "file_id", "action"), Index(None, "file_id"))
 
 
 class ApiKey(Base):

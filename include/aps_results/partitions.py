@@ -77,11 +77,16 @@ def _table(name: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(name))
 
 
+def building_partition(model_id: int) -> str:
+    """The name (in SCHEMA) of the table `build_partition` fills, until `swap_in_partition` renames it."""
+    return property_partition(model_id) + "_new"
+
+
 def build_partition(pg: psycopg.Connection[Any], model_id: int, names: Sequence[str],
                     rows: Iterable[tuple[Any, ...]], phases: dict[str, float]) -> int:
     """Create `properties_m<id>_new`, COPY `rows` (values of the columns `names`, in that order) into it,
     index it; the row count. Columns not in `names` get their default (NULL unless the model has one)."""
-    new = property_partition(model_id) + "_new"
+    new = building_partition(model_id)
     columns = sql.SQL(", ").join(sql.SQL(f"{name} {ddl}") for name, ddl, _ in PROPERTY_COLUMNS)
     # A second load of the model in the same transaction renamed the first one's table: the name is free.
     # The CHECK lets ATTACH skip scanning the rows to prove they belong to this model.
@@ -193,7 +198,7 @@ def _remove(pg: psycopg.Connection[Any], model_id: int) -> None:
 
 def _swap(pg: psycopg.Connection[Any], model_id: int) -> None:
     parent, current = _table("properties"), property_partition(model_id)
-    new = current + "_new"
+    new = building_partition(model_id)
     _remove(pg, model_id)
     pg.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
         parent, _table(new), sql.Literal(int(model_id))))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -36,6 +36,8 @@ from aps_results.models import (
     ValidationRun,
 )
 from aps_results.partitions import drop_partition
+from aps_results.search import forget_model
+from aps_versions.documents import register_versions
 
 # Plain strings for SQL parameters: psycopg would send an Enum member's name, not its value.
 _TERMINAL = sorted(state.value for state in TERMINAL_FILE_STATES)
@@ -60,6 +62,7 @@ class DiscoveredObject:
     version_id: str | None = None
     content_type: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    landed_at: datetime | None = None  # the version's LastModified: orders a document's versions
     # Registered in this state: `discovered`, or at once terminal (e.g. `failed`: the object cannot be read).
     state: FileState = FileState.DISCOVERED
     reason: str | None = None
@@ -103,6 +106,7 @@ def claim_files(
             "size": obj.size,
             "content_type": obj.content_type,
             "metadata": dict(obj.metadata),  # the column's name (File.meta in Python)
+            "landed_at": obj.landed_at,
             "run_id": run_id,
             "state": FileState(obj.state).value,
             "reason": obj.reason,
@@ -117,7 +121,10 @@ def claim_files(
             update(File)
             .where(File.pipeline == pipeline, File.state.not_in(_TERMINAL),
                    or_(File.run_id.is_(None), File.run_id.in_(set(take_over_from) - {run_id})))
-            .values(run_id=run_id, attempts=File.attempts + 1, updated_at=func.now())
+            # Waiting for budget is no failed attempt: a file may wait many runs and must not run out of them.
+            .values(run_id=run_id, updated_at=func.now(),
+                    attempts=case((File.state == FileState.WAITING_BUDGET.value, File.attempts),
+                                  else_=File.attempts + 1))
         )
     claimed = conn.execute(
         select(*(getattr(File, f.name) for f in fields(ClaimedFile)))
@@ -155,6 +162,24 @@ def reopen_rejected_files(
     return reopened
 
 
+def reopen_for_reprocess(
+    conn: Connection, pipeline: str, file_ids: Collection[int], from_states: Collection[str],
+    state: FileState, run_id: str, reason: str,
+) -> list[int]:
+    """Move terminal files (only those still in `from_states`) to `state` for the reprocess run `run_id`:
+    besides a late sidecar, the one way out of a terminal state (aps_pipeline.reprocess). A file moved on
+    meanwhile is left. A re-opened rejection starts afresh: no quarantine copy, no attempts."""
+    values: dict[str, Any] = {"state": state.value, "reason": reason, "run_id": run_id, "finished_at": None,
+                              "updated_at": func.now()}
+    if state == FileState.DISCOVERED:
+        values.update(quarantine_key=None, quarantine_attempts=0, attempts=0)
+    return list(conn.execute(
+        update(File)
+        .where(File.id.in_(list(file_ids)), File.pipeline == pipeline, File.state.in_(list(from_states)))
+        .values(values).returning(File.id)
+    ).scalars())
+
+
 def set_file_state(
     conn: Connection,
     file_ids: int | Sequence[int],
@@ -166,6 +191,8 @@ def set_file_state(
     **fields: Any,
 ) -> int:
     """Move files to `state` (with a reason); terminal states also set `finished_at`. Returns rows changed.
+    A file moved to `loaded` becomes a version of its document (aps_versions.documents) in the same
+    transaction.
 
     A terminal state is final: a file that is loaded, rejected or failed is never moved out of it (nor to
     another terminal state); only its own terminal state may be written again, e.g. to record the
@@ -188,7 +215,11 @@ def set_file_state(
     )
     if pipeline is not None:
         statement = statement.where(File.pipeline == pipeline)
-    return conn.execute(statement.values(values)).rowcount
+    changed = conn.execute(statement.values(values)).rowcount
+    if state == FileState.LOADED:
+        # The one place files become loaded: each is a document version from the same transaction on.
+        register_versions(conn, ids)
+    return changed
 
 
 def unfinished_model_files(
@@ -419,6 +450,7 @@ def release_model(conn: Connection, model_id: int, holder: str) -> None:
 def delete_model(conn: Connection, model_id: int) -> None:
     """Delete a model and everything loaded for it (objects and properties have no cascading foreign key)."""
     drop_partition(conn.connection.driver_connection, model_id)  # type: ignore[arg-type]
+    forget_model(conn.connection.driver_connection, model_id)  # type: ignore[arg-type]
     conn.execute(delete(ModelObject).where(ModelObject.model_id == model_id))
     conn.execute(delete(Model).where(Model.id == model_id))
 
@@ -441,9 +473,12 @@ _TRANSLATION_COLUMNS = tuple(getattr(Translation, f.name) for f in fields(Transl
 
 def start_translation(
     conn: Connection, model_id: int, *, run_id: str | None = None, output_formats: Sequence[str] = (),
-    forced: bool = False,
+    forced: bool = False, pipeline: str | None = None, reused: bool = False,
 ) -> TranslationRecord:
     """Record a submitted translation job as the model's next attempt, and mark the model translating.
+
+    `pipeline` is whose run submitted it and `reused` whether APS only reused an earlier job: a period's
+    budget spend is read from these (aps_pipeline.budget).
 
     Call it in the same transaction that persists the job (right after APS accepted it), before deferring.
     """
@@ -464,7 +499,7 @@ def start_translation(
     translation_id, submitted_at = conn.execute(
         insert(Translation)
         .values(model_id=model_id, attempt=attempt, run_id=run_id, output_formats=list(output_formats),
-                forced=forced)
+                forced=forced, pipeline=pipeline, reused=reused)
         .returning(Translation.id, Translation.job_submitted_at)
     ).one()
     set_model_status(conn, model_id, ModelStatus.TRANSLATING, run_id=run_id)

@@ -3,7 +3,8 @@
 
     report = run_report(engine, "aps_ingest", run_id)
     report.summary        # the run's RunSummary row as a dict, or None before the summary task ran
-    report.files[0].state, .reason, .model.views, .model.objects, .model.messages, .ids
+    report.files[0].state, .reason, .model.views, .model.objects, .model.messages, .ids, .version
+    version_diff(engine, "aps_ingest", document_id, to)   # the run page's diff page: a stored diff
 
 The page never scans a model's properties, nor waits on them: a loaded model's property count is the row
 count PostgreSQL recorded for its partition when the loader indexed it (`pg_class.reltuples`, a catalog read
@@ -33,6 +34,7 @@ from aps_results.models import (
     Translation,
     property_partition,
 )
+from aps_versions.reports import FileVersion, StoredDiffView, file_versions, stored_diff
 
 STATEMENT_TIMEOUT = "15s"  # a run page that takes longer is better an error than a held connection
 LOCK_TIMEOUT = "2s"  # never queue behind (or in front of) a load's partition swap
@@ -63,6 +65,7 @@ class FileReport:
     quarantine_key: str | None
     model: ModelReport | None
     ids: dict[str, Any] | None = None  # the file's IDS check in this run (ids_records.StoredIdsCheck.summary)
+    version: FileVersion | None = None  # the document version it is, with its diff against the one before
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,7 @@ def run_report(engine: Engine, pipeline: str, run_id: str) -> RunReport:
                                                        RunSummary.run_id == run_id)).first()
         summary = {name: getattr(row, name) for name in _SUMMARY_COLUMNS} if row else None
         ids = ids_checks_of(session, {f.id: run_id for f in files}, with_report=False)
+        versions = file_versions(session.connection(), [f.id for f in files])
         return RunReport(
             pipeline=pipeline, run_id=run_id, summary=summary,
             files=[
@@ -145,6 +149,7 @@ def run_report(engine: Engine, pipeline: str, run_id: str) -> RunReport:
                     reason=f.reason, metadata=dict(f.meta or {}), quarantine_key=f.quarantine_key,
                     model=models.get(f.model_id) if f.model_id is not None else None,
                     ids=ids[f.id].summary() if f.id in ids else None,
+                    version=versions.get(f.id),
                 )
                 for f in files
             ],
@@ -181,3 +186,10 @@ def latest_manifest(engine: Engine, pipeline: str, urn: str) -> StoredManifest |
         manifest = session.scalar(select(Translation.manifest).where(Translation.model_id == model.id)
                                   .order_by(Translation.attempt.desc()).limit(1))
         return StoredManifest(model_id=model.id, region=model.region, manifest=manifest)
+
+
+def version_diff(engine: Engine, pipeline: str, document_id: int, to: int) -> StoredDiffView | None:
+    """The pipeline's document's stored diff into version `to` (its first elements), None if not stored."""
+    with Session(engine) as session:
+        _bounded(session)
+        return stored_diff(session.connection(), pipeline, document_id, to)

@@ -17,7 +17,14 @@ from aps_samples.batch import (
     user_metadata,
 )
 from aps_samples.bench import benchmark_files, ifc_of_size, obj_of_size, put_benchmark_files
-from aps_samples.ifc import IfcElement, IfcSample, compress_guid, generate_ifc, is_global_id
+from aps_samples.ifc import (
+    IfcElement,
+    IfcSample,
+    compress_guid,
+    generate_ifc,
+    ifc_with_elements,
+    is_global_id,
+)
 from aps_samples.obj import ObjSample, generate_obj
 
 __all__ = [
@@ -32,6 +39,7 @@ __all__ = [
     "generate_ifc",
     "generate_obj",
     "ifc_of_size",
+    "ifc_with_elements",
     "is_global_id",
     "obj_of_size",
     "put_benchmark_files",

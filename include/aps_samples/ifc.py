@@ -10,7 +10,7 @@ IfcPropertySingleValue, attached with IfcRelDefinesByProperties). Every rooted e
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 # IFC's own base64 alphabet (not RFC 4648): a 128-bit GUID becomes 22 characters, the first carrying 2 bits.
@@ -193,6 +193,26 @@ def generate_ifc(
             sample.elements.append(element)
     w.add("IFCRELCONTAINEDINSPATIALSTRUCTURE", _step_string(guid()), shared.owner, "$", "$",
           _refs(element_refs), shared.storey)
+    sample.text = _step_file(name, w.lines)
+    return sample
+
+
+def ifc_with_elements(name: str, elements: Sequence[IfcElement], *, id_seed: int = 0) -> IfcSample:
+    """An IFC4 file holding exactly `elements` (their GlobalIds, names and properties as given) in the same
+    spatial structure as `generate_ifc`: revisions of one model with known edits. `id_seed` seeds every other
+    GlobalId (project, site, building, storey, relationships): a re-export issues new ones."""
+    rng = random.Random(id_seed)
+
+    def guid() -> str:
+        return compress_guid(rng.getrandbits(128))
+
+    w = _StepWriter()
+    shared, context, units = _context(w)
+    sample = IfcSample(name=name, text="", project_id=guid(), elements=list(elements))
+    _spatial_structure(w, sample, shared, context, units, 0, guid)
+    refs = [_add_element(w, element, shared, guid) for element in elements]
+    w.add("IFCRELCONTAINEDINSPATIALSTRUCTURE", _step_string(guid()), shared.owner, "$", "$", _refs(refs),
+          shared.storey)
     sample.text = _step_file(name, w.lines)
     return sample
 

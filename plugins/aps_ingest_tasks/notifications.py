@@ -5,7 +5,9 @@ entry, the summary line and the run page's address, and hands the message to the
 
 - `notify_run_ended(config, summary, context)`: from the summary task, when the run ends with failed or
   rejected files;
-- `notify_run_failed(context)`: the DAG's `on_failure_callback` (run by the dag-processor).
+- `notify_run_failed(context)`: the DAG's `on_failure_callback` (run by the dag-processor);
+- `notify_budget(config, decision, context)`: from the planning task, once per period when a budget reaches
+  80% and 100%.
 
 A notifier that cannot deliver is logged and does not stop the other one.
 
@@ -25,12 +27,15 @@ import json
 import logging
 from collections.abc import Mapping
 from http.client import HTTPConnection, HTTPSConnection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aps_pipeline.config import PipelineConfig, get_pipeline
-from aps_pipeline.notify import RunMessage, due_events, run_message
+from aps_pipeline.notify import RunMessage, budget_message, change_lines, due_events, run_message
 from aps_provider.links import run_page_url
+
+if TYPE_CHECKING:
+    from aps_pipeline.budget import BudgetDecision
 
 logger = logging.getLogger(__name__)
 
@@ -122,13 +127,33 @@ def send(config: PipelineConfig, message: RunMessage, context: Mapping[str, Any]
 
 
 def notify_run_ended(config: PipelineConfig, summary: Mapping[str, Any], context: Mapping[str, Any]) -> int:
-    """Notify when the run's summary counts failed or rejected files (and `notify:` asks for it)."""
-    events = due_events(config.notify, run_failed=False, counts=summary)
-    if not events or not config.notify.enabled:
+    """Notify when the run's summary counts failed or rejected files, or it loaded versions whose elements
+    changed (and `notify:` asks for it)."""
+    if not config.notify.enabled:
         return 0
     run_id = str(context["run_id"])
-    message = run_message(config.name, run_id, events, summary.get("line"), run_page_url(config.name, run_id))
+    changes = _change_lines(config, run_id)
+    events = due_events(config.notify, run_failed=False, counts=summary, changes=changes)
+    if not events:
+        return 0
+    message = run_message(config.name, run_id, events, summary.get("line"), run_page_url(config.name, run_id),
+                          changes=changes)
     return send(config, message, context)
+
+
+def _change_lines(config: PipelineConfig, run_id: str) -> list[str]:
+    """What changed in the versions the run loaded; none when the database does not answer (the
+    notification still goes)."""
+    from aps_ingest_tasks.engines import results_engine
+    from aps_versions.reports import run_versions
+
+    try:
+        with results_engine(config.results_conn_id).connect() as connection:
+            return change_lines(run_versions(connection, config.name, run_id))
+    except Exception:
+        logger.warning("no changes for %s %s: the results database did not answer", config.name, run_id,
+                       exc_info=True)
+        return []
 
 
 def _summary_line(config: PipelineConfig, run_id: str) -> str | None:
@@ -153,3 +178,20 @@ def notify_run_failed(context: Mapping[str, Any]) -> int:
     message = run_message(config.name, run_id, ["run_failed"], _summary_line(config, run_id),
                           run_page_url(config.name, run_id), reason=context.get("reason"))
     return send(config, message, context)
+
+
+def notify_budget(config: PipelineConfig, decision: BudgetDecision, context: Mapping[str, Any]) -> int:
+    """Tell the pipeline's recipients when a budget reaches 80% or 100% in a period: once per period (the
+    notice is recorded before it is sent, so a retried planning never sends it twice)."""
+    from aps_ingest_tasks.engines import results_engine
+    from aps_pipeline.budget import claim_notices, due_notices
+
+    due = due_notices(decision.use)
+    if not due or not config.notify.enabled:
+        return 0
+    run_id = str(context["run_id"])
+    sent = 0
+    for use, threshold in claim_notices(results_engine(config.results_conn_id), due):
+        message = budget_message(config.name, use.line(), threshold, run_page_url(config.name, run_id))
+        sent += send(config, message, context)
+    return sent

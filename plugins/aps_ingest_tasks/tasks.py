@@ -12,7 +12,7 @@ XCom); engines and clients are built inside the task from the pipeline's Airflow
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from aps_provider.links import run_page_url
 if TYPE_CHECKING:
     from aps_client import APSClient
     from aps_pipeline.batch import ModelBatch
+    from aps_pipeline.budget import BudgetDecision
     from aps_pipeline.dedupe import ModelPlan
     from aps_pipeline.submission import SubmittedModel
 
@@ -107,8 +108,11 @@ def _event_keys(config: PipelineConfig) -> list[str] | None:
 def _run_is_active(run_id: str) -> bool:
     """Whether another run of this DAG is still queued or running (Airflow says; its files stay its own).
     A run Airflow does not know (deleted, or the registry outlived Airflow's database) is not active."""
+    from aps_pipeline.reprocess import owner_dag_run
+
     context = get_current_context()
-    live = context["ti"].get_dr_count(context["dag"].dag_id, run_ids=[run_id], states=["queued", "running"])
+    dag_id, airflow_run = owner_dag_run(run_id, context["dag"].dag_id)  # a reprocess run's files: its DAG's
+    live = context["ti"].get_dr_count(dag_id, run_ids=[airflow_run], states=["queued", "running"])
     return live > 0
 
 
@@ -156,12 +160,26 @@ def prepare_run() -> list[ModelBatch]:
             max_map_length=conf.getint("core", "max_map_length", fallback=1024),
             event_keys=lambda: _event_keys(config), run_is_active=_run_is_active,
             limit=params.get("limit"), prefix=params.get("prefix"), force=bool(params.get("force")),
+            on_budget=_budget_heard(config),
         )
         outcomes = run_steps(steps, last_attempt=_tries()[1], section=_log_section,
                              record=lambda done: ti.xcom_push(STEPS_KEY, done.as_primitives()))
     batches: list[ModelBatch] = outcomes.result(PLAN_STEP) or []
     ti.xcom_push(LABELS_KEY, [batch["label"] for batch in batches])
     return batches
+
+
+def _budget_heard(config: PipelineConfig) -> Callable[[BudgetDecision], None]:
+    """What the planning does with the budget's decision: the use metric, and the 80%/100% notices."""
+    def heard(decision: BudgetDecision) -> None:
+        from aps_ingest_tasks.notifications import notify_budget
+
+        metrics.budget_use(config.name, decision.use)
+        try:
+            notify_budget(config, decision, get_current_context())
+        except Exception:  # a notice that cannot be recorded or sent never stops the planning
+            logger.exception("the budget notices of %s could not be sent", config.name)
+    return heard
 
 
 @task
@@ -200,8 +218,12 @@ def load_models(models: list[ModelPlan], waited: Any) -> list[dict[str, Any]]:
         logger.info("%d of %d translations succeeded: loading the batch's %d models", succeeded,
                     len(verdicts), len(models))
     with _aps(config) as aps:
-        return settle_batch(aps, results_engine(config.results_conn_id), models, pipeline=config,
-                            run_id=run_id, verdicts=verdicts, last_attempt=_tries()[1])
+        settled = settle_batch(aps, results_engine(config.results_conn_id), models, pipeline=config,
+                               run_id=run_id, verdicts=verdicts, last_attempt=_tries()[1])
+    metrics.settled(config.name, settled)
+    if config.export.to:  # after the loads committed; its failures are logged, the results stay loaded
+        _export_loaded(config, [f for outcome in settled for f in outcome.get("loaded_files", [])])
+    return settled
 
 
 def _failed_steps(context: Any) -> list[str]:
@@ -213,6 +235,20 @@ def _failed_steps(context: Any) -> list[str]:
                     if state in ("failed", "upstream_failed"))
     recorded = ti.xcom_pull(task_ids=PREPARE_TASK_ID, key=STEPS_KEY)
     return failed + [f"step {step}" for step in failed_steps(recorded)]
+
+
+def _export_loaded(config: PipelineConfig, file_ids: list[int]) -> None:
+    from aps_pipeline.analytics import export_loaded
+
+    dest = config.export.to or ""
+    client = None
+    if dest.startswith("s3://"):
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        client = S3Hook(aws_conn_id=config.export.aws_conn_id or config.aws_conn_id).get_conn()
+    outcome = export_loaded(results_engine(config.results_conn_id), dest, file_ids, s3_client=client)
+    logger.info("analytics export to %s: %d versions, %d failed", dest, len(outcome["exported"]),
+                len(outcome["failed"]))
 
 
 @task(trigger_rule="all_done")

@@ -3,6 +3,7 @@
     GET /runs/{dag_id}/{run_id}                         every file of a run: state, reason, size, metadata,
                                                         views, object and property counts, thumbnail, APS
                                                         messages, links to the model
+    GET /dags/{dag_id}/documents/{id}/diff?to=N         what changed in a document's version N (stored diff)
     GET /dags/{dag_id}/models/{model_id}/thumbnail.png  the model's thumbnail
     GET /dags/{dag_id}/manifest?urn=...                 the model's stored APS manifest
     GET /dags/{dag_id}/viewer?urn=...                   the model in the APS Viewer
@@ -86,8 +87,24 @@ def _page(request: Request, template: str, **values: Any) -> HTMLResponse:
          dependencies=[Depends(requires_access_dag("GET", DagAccessEntity.RUN))])
 def run_page(request: Request, dag_id: str, run_id: str) -> HTMLResponse:
     pipeline = _pipeline(dag_id)
-    report = run_report.run_report(reader_engine(pipeline.reader_conn_id), pipeline.name, run_id)
-    return _page(request, "run.html", report=report)
+    from aps_pipeline.budget import period_use
+
+    engine = reader_engine(pipeline.reader_conn_id)
+    report = run_report.run_report(engine, pipeline.name, run_id)
+    budget_use, waiting_budget = period_use(engine, pipeline)
+    return _page(request, "run.html", report=report, budget_use=budget_use, waiting_budget=waiting_budget)
+
+
+@app.get("/dags/{dag_id}/documents/{document_id}/diff", response_class=HTMLResponse,
+         dependencies=[Depends(requires_access_dag("GET"))])
+def diff_page(request: Request, dag_id: str, document_id: int,
+              to: Annotated[int, Query(ge=2, description="the later version")]) -> HTMLResponse:
+    pipeline = _pipeline(dag_id)
+    diff = run_report.version_diff(reader_engine(pipeline.reader_conn_id), pipeline.name, document_id, to)
+    if diff is None:
+        raise HTTPException(status_code=404, detail=f"no stored diff into version {to} of document "
+                                                    f"{document_id} in {dag_id}")
+    return _page(request, "diff.html", pipeline=pipeline.name, diff=diff)
 
 
 @app.get("/dags/{dag_id}/models/{model_id}/thumbnail.png", response_class=Response,

@@ -22,8 +22,11 @@ from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.openapi import from_url
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+from sqlalchemy import select
 
 from aps_api.pagination import MAX_CURSOR_LENGTH
+from aps_results.models import File
+from aps_versions.documents import register_versions
 from tests.fixtures.api import ResultsDB, RunningAPI, api, results_db, start_api
 
 # Examples per operation and generation mode: with 8 operations, two modes and every check (some re-send the
@@ -36,6 +39,8 @@ def _seeded(results_db: ResultsDB) -> None:
     for status in ("success", "translating", "failed"):
         model_id = results_db.add_model(status=status, source_key=f"landing/{status}.ifc")
         results_db.add_results(model_id)
+    with results_db.admin.begin() as conn:  # each loaded file is a document's version
+        register_versions(conn, list(conn.scalars(select(File.id))))
 
 
 def _low_limit_api(start_api: Callable[..., RunningAPI]) -> RunningAPI:
@@ -60,13 +65,15 @@ def test_the_document_is_valid_openapi_and_states_the_real_constraints(api: Runn
     assert parameters["status"]["anyOf"][0] == {"$ref": "#/components/schemas/ModelStatus"}
     assert set(status_schema["enum"]) >= {"success", "failed"}
     for path, operations in document["paths"].items():
-        if not path.startswith("/v1/models"):
+        if not path.startswith(("/v1/models", "/v1/documents")):
             continue
         for operation in operations.values():
             statuses = set(operation["responses"])
             assert {"401", "422", "429", "503"} <= statuses, path
             assert "Retry-After" in operation["responses"]["429"]["headers"], path
     assert "404" in document["paths"]["/v1/models/{model_id}"]["get"]["responses"]
+    diff = document["paths"]["/v1/documents/{document_id}/diff"]["get"]["responses"]
+    assert {"404", "409"} <= set(diff)
 
 
 def test_what_the_document_refuses_the_api_refuses(results_db: ResultsDB, api: RunningAPI) -> None:

@@ -34,6 +34,7 @@ from aps_results.models import (
     ModelObject,
     ModelView,
     Property,
+    ReprocessAction,
     RunSummary,
     Thumbnail,
     Translation,
@@ -47,6 +48,7 @@ pytestmark = pytest.mark.airflow_stack
 
 DAG_ID = "aps_ingest"
 MAINTENANCE_DAG_ID = "aps_maintenance"
+REPROCESS_DAG_ID = "aps_reprocess"
 RUN_TIMEOUT = 360  # seconds; a run takes about a minute here
 DOOMED_KEY = f"{LANDING_PREFIX}ifc/doomed-tower.ifc"
 # The 429 storm hits every APS call of the run except the token and the signed-URL part PUTs (S3, not APS).
@@ -408,3 +410,34 @@ def test_the_pipeline_sends_metrics_files_by_outcome_and_the_429s_it_met(ingest:
     # Each summary also sends the age of the longest-waiting translation (a gauge; 0 once all have ended).
     assert any(line.startswith(name + "translations.oldest_waiting_seconds:") and line.endswith("|g")
                for line in ingest.statsd.lines)
+    # Each loaded model: its translation's seconds (a timing) and the load's rows per second (a gauge).
+    assert any(line.startswith(name + "translations.seconds:") and line.endswith("|ms")
+               for line in ingest.statsd.lines)
+    assert any(line.startswith(name + "load.rows_per_second:") and line.endswith("|g")
+               for line in ingest.statsd.lines)
+
+
+def test_a_reprocess_from_the_trigger_form_reloads_a_file_without_a_job_and_records_it(
+    ingest: Ingest, registry: dict[str, File]
+) -> None:
+    """aps_reprocess through the same scheduler and triggerer: a reload of one loaded file, as the form
+    sends it; the file is loaded again under the reprocess run, no job is submitted, the action recorded."""
+    stack = ingest.stack
+    assert stack.airflow is not None
+    loaded = next(f for f in registry.values() if f.state == FileState.LOADED.value)
+    stack.airflow.wait_for_dag(REPROCESS_DAG_ID)
+    jobs_before = stack.emulator.stats()["requests"].get("job", 0)
+    conf = {"pipeline": DAG_ID, "action": "reload", "reason": "e2e: fetch again", "dry_run": False,
+            "keys": [loaded.s3_key]}
+    run_id = stack.airflow.trigger(REPROCESS_DAG_ID, conf=conf)
+    state = stack.airflow.wait_for_run(REPROCESS_DAG_ID, run_id, timeout=RUN_TIMEOUT)
+    assert state == "success", stack.airflow.failure_report(REPROCESS_DAG_ID, run_id)
+    with Session(ingest.engine) as session:
+        again = session.get(File, loaded.id)
+        assert again is not None
+        assert (again.state, again.run_id) == ("loaded", f"{REPROCESS_DAG_ID}/{run_id}")
+        (action,) = session.scalars(select(ReprocessAction).where(ReprocessAction.file_id == loaded.id))
+        assert (action.action, action.reason) == ("reload", "e2e: fetch again")
+        assert action.requested_by  # the triggering user, else the run id
+        assert (action.outcome or "").startswith("loaded")
+    assert stack.emulator.stats()["requests"].get("job", 0) == jobs_before

@@ -56,7 +56,9 @@ def test_landed_keys_reads_every_folded_event_and_decodes_keys() -> None:
         ),
         None,
     ]
-    assert landed_keys(extras, bucket="landing") == ["incoming/a b.ifc", "incoming/ü.rvt"]
+    # A removed object's key is named too: discovery's HEAD finds it gone and marks its version deleted.
+    assert landed_keys(extras, bucket="landing") == [
+        "incoming/a b.ifc", "incoming/ü.rvt", "incoming/gone.ifc"]
 
 
 @pytest.mark.parametrize("landing", ["s3", "s3-versioned"], indirect=True)

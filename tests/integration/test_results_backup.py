@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -19,7 +20,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from aps_devstack import LocalPostgres
-from aps_results import backup, cli
+from aps_devstack.s3 import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY
+from aps_results import backup, backup_s3, cli
 from aps_results.models import SCHEMA
 from tests.fixtures.api import ResultsDB, RunningAPI, results_db, start_api
 
@@ -128,3 +130,39 @@ def test_a_failed_backup_leaves_no_folder_and_no_password_in_its_message(
         backup.backup(wrong.render_as_string(hide_password=False), tmp_path)
     assert secret not in str(failure.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_backup_to_s3_restores_the_same_and_keeps_the_newest(
+    results_db: ResultsDB, postgres: LocalPostgres, start_api: Callable[..., RunningAPI], s3_server: Any,
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    model_ids = _populate(results_db, models=2)
+    key = results_db.key()
+    client = s3_server.client()
+    for stamp in ("20200101T000000000000Z", "20200102T000000000000Z"):  # two older backups under the prefix
+        for name in (backup.MANIFEST_NAME, backup.DUMP_NAME):
+            client.put_object(Bucket=s3_bucket, Key=f"aps/results/{stamp}/{name}", Body=b"old")
+    client.put_object(Bucket=s3_bucket, Key="aps/results/20200103T000000000000Z/results.dump", Body=b"cut")
+    # The command line reaches the S3 server through the AWS environment, as it would reach AWS.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server.endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", S3_REGION)
+
+    uri = f"s3://{s3_bucket}/aps/results"
+    assert cli.main(["backup", uri, "--keep", "2", "--url", results_db.admin_url]) == 0
+    out = capsys.readouterr().out
+    assert f"removed old backup {uri}/20200101T000000000000Z" in out
+    complete = backup_s3.backups_in(client, s3_bucket, "aps/results")
+    assert complete[0] == "aps/results/20200102T000000000000Z"  # a backup cut short is never counted
+    assert len(complete) == 2
+    made = f"s3://{s3_bucket}/{complete[1]}"
+
+    restored_url = postgres.create_database(f"restored_{uuid.uuid4().hex[:10]}")
+    assert cli.main(["restore", made, "--url", restored_url]) == 0
+    assert "match the manifest" in capsys.readouterr().out
+    restored_api = start_api(database_url=SecretStr(_restored_reader_url(results_db, restored_url)))
+    assert _answers(restored_api, key, model_ids) == _answers(start_api(), key, model_ids)
+
+    assert cli.main(["restore", f"s3://{s3_bucket}/aps/results/none", "--url", restored_url]) == 2
+    assert "cannot read manifest.json" in capsys.readouterr().err

@@ -23,8 +23,9 @@ from tests.fixtures.results import results_url
 EXPECTED_TABLES = {
     "alembic_version", "api_keys", "derivatives", "files", "model_status_history", "model_views", "models",
     "listing_watermarks", "objects", "properties", "properties_default", "run_summaries", "thumbnails",
-    "translations", "validation_results", "validation_runs", "ids_checks", "ids_results",
-    "webhook_deliveries",
+    "translations", "validation_results", "validation_runs", "ids_checks", "ids_results", "budget_notices",
+    "reprocess_actions", "webhook_deliveries", "property_search", "documents", "document_versions",
+    "version_diffs", "version_diff_items",
 }
 
 

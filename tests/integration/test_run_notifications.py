@@ -7,6 +7,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,12 +18,16 @@ from typing import Any
 import pytest
 import yaml
 from aiosmtpd.controller import Controller
+from sqlalchemy import create_engine, insert, select
 from sqlalchemy.engine import make_url
 
 from aps_devstack.process import free_port
-from aps_ingest_tasks.notifications import notify_run_ended, notify_run_failed
+from aps_ingest_tasks.notifications import notify_budget, notify_run_ended, notify_run_failed
+from aps_pipeline.budget import BudgetDecision, PeriodUse
 from aps_pipeline.config import PIPELINES_FILE_ENV, get_pipeline
+from aps_results import registry
 from aps_results.migrate import upgrade
+from aps_results.models import DocumentVersion, File, FileState, VersionDiff
 
 WEBHOOK_SECRET = "hook-token-that-must-stay-put"
 SMTP_SECRET = "smtp-password-that-must-stay-put"
@@ -272,3 +277,63 @@ def test_a_failing_webhook_logs_no_url_path_or_credential(
     assert "500" in caplog.text  # the operator learns what went wrong...
     assert "T0SECRET" not in caplog.text  # ...and not the secret path
     assert "xoxsecretpathtoken" not in caplog.text
+
+
+def test_a_budget_notice_goes_out_once_per_period_at_80_and_100_percent(
+    pipeline_env: str, smtp_server: tuple[_Inbox, int], webhook_server: tuple[list[dict[str, Any]], int]
+) -> None:
+    inbox, hooks = smtp_server[0], webhook_server[0]
+    config = get_pipeline(pipeline_env)
+    context = {"run_id": "scheduled__2026-12-07T10:00:00+00:00"}
+
+    def day(spent: float, planned: float, blocked: bool) -> BudgetDecision:
+        return BudgetDecision(use=[PeriodUse(pipeline_env, "day", "day:2026-12-07", 10, spent, planned,
+                                             blocked)])
+
+    assert notify_budget(config, day(2, 1, False), context) == 0  # 30%: nothing due
+    assert notify_budget(config, day(7, 1, False), context) == 2  # 80%: mail and webhook
+    assert notify_budget(config, day(8, 1, False), context) == 0  # 90%: the 80% notice went out already
+    assert notify_budget(config, day(9, 1, True), context) == 2  # spent, files wait
+    assert notify_budget(config, day(10, 0, True), context) == 0  # once per period
+    subjects = [m["Subject"] for m in inbox.messages]
+    assert subjects == [f"[{pipeline_env}] 80% of a budget used",
+                        f"[{pipeline_env}] budget spent: files wait for the next period"]
+    assert f"{pipeline_env} day:2026-12-07: 9 spent + 1 planned of 10 weighted jobs" in hooks[-1]["body"]
+
+
+def _loaded_versions_with_a_diff(pipeline: str, database_url: str, run_id: str) -> None:
+    """Two loaded versions of incoming/floor.ifc (the second by `run_id`) and their stored diff."""
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            ids = []
+            for number, run in ((1, "earlier"), (2, run_id)):
+                ids.append(conn.execute(insert(File).values(
+                    pipeline=pipeline, s3_bucket="landing", s3_key="incoming/floor.ifc", etag=f"e{number}",
+                    size=10, state="discovered", run_id=run,
+                    landed_at=datetime(2026, 12, number, tzinfo=UTC)).returning(File.id)).scalar_one())
+            registry.set_file_state(conn, ids, FileState.LOADED)
+            first, second = conn.scalars(select(DocumentVersion.id).order_by(DocumentVersion.landed_at)).all()
+            document = conn.scalar(select(DocumentVersion.document_id).where(DocumentVersion.id == first))
+            conn.execute(insert(VersionDiff).values(document_id=document, from_version_id=first,
+                                                    to_version_id=second, added=2, removed=1, changed=9,
+                                                    unchanged=40))
+    finally:
+        engine.dispose()
+
+
+def test_a_run_that_loaded_a_changed_version_says_how_many_elements_changed(
+    pipeline_env: str, database_url: str, webhook_server: tuple[list[dict[str, Any]], int]
+) -> None:
+    config = get_pipeline(pipeline_env)
+    notify = config.notify.model_copy(update={"on": ["elements_changed"]})
+    config = config.model_copy(update={"notify": notify})
+    _loaded_versions_with_a_diff(pipeline_env, database_url, "manual__changed")
+    summary = {"line": "summary: discovered=1 loaded=1 rejected=0 failed=0 lost=0", "discovered": 1,
+               "loaded": 1, "rejected": 0, "failed": 0, "lost": 0}
+    assert notify_run_ended(config, summary, {"run_id": "manual__changed"}) == 2
+    posted = json.loads(webhook_server[0][0]["body"])["text"]
+    assert ("12 elements changed in incoming/floor.ifc (version 2 against 1: 2 added, 1 removed, 9 changed)"
+            in posted)
+    assert posted.startswith(f"Pipeline {pipeline_env}, run manual__changed: elements changed.")
+    assert notify_run_ended(config, summary, {"run_id": "manual__nothing_loaded"}) == 0

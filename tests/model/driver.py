@@ -41,7 +41,7 @@ from aps_landing import Landing, LandingError
 from aps_landing.local import LocalLanding
 from aps_landing.s3 import S3Landing
 from aps_pipeline.batch_steps import settle_batch, upload_and_submit
-from aps_pipeline.config import PipelineConfig
+from aps_pipeline.config import BudgetConfig, PipelineConfig
 from aps_pipeline.intake import PLAN_STEP, intake_steps
 from aps_pipeline.quarantine import REASON_SUFFIX, quarantine_key
 from aps_pipeline.steps import StepOutcomes, run_steps
@@ -234,6 +234,13 @@ class PipelineDriver:
         self.emulator.configure(fault_429_rate=0.0, fault_429_operations=[], fault_5xx_burst=0, latency_ms=0,
                                 latency_operations=[])
         self.faults = ApsFaults()
+        self.set_budget("a", None)  # a raised budget: what waits for it goes on
+
+    def set_budget(self, pipeline_key: str, jobs_per_day: int | None) -> None:
+        """Pipeline `pipeline_key`'s translation jobs per day (None: no limit), for the runs' later steps."""
+        pipeline = self.pipelines[pipeline_key]
+        self.pipelines[pipeline_key] = pipeline.model_copy(
+            update={"budget": BudgetConfig(jobs_per_day=jobs_per_day)})
 
     def a_day_passes_at_aps(self) -> None:
         self.emulator.advance_clock(DAY_AND_AN_HOUR)

@@ -299,6 +299,11 @@ class PipelineMachine(RuleBasedStateMachine):
     def clear_faults(self) -> None:
         self.driver.clear_faults()
 
+    @timed_rule(jobs_per_day=st.integers(0, 2))
+    def spend_budget(self, jobs_per_day: int) -> None:
+        """Pipeline a's budget is (nearly) spent: its files wait in `waiting_budget` until it is raised."""
+        self.driver.set_budget("a", jobs_per_day)
+
     # -- runs -------------------------------------------------------------------------------------------
 
     def _is_live(self, run_id: str) -> bool:
@@ -373,6 +378,10 @@ class PipelineMachine(RuleBasedStateMachine):
             where = f"file {file_id} {key!r} ({state}, run {run_id}, reason {reason!r})"
             if state in (FileState.REJECTED.value, FileState.FAILED.value):
                 assert reason, f"{where}: ended without a reason"
+            if state == FileState.WAITING_BUDGET.value:  # visible, released: a later run takes it over
+                PipelineMachine.tally["seen waiting_budget"] += 1  # the soak prints what was exercised
+                assert "waiting for budget" in (reason or ""), f"{where}: waits without its reason"
+                assert run_id is None, f"{where}: waits for budget, yet a run holds it"
             if state in TERMINAL:
                 assert run_id is not None, f"{where}: terminal but no run holds it: no summary counts it"
             seen = self.world.terminal.get(file_id)

@@ -368,3 +368,37 @@ def test_the_maintenance_dag_follows_the_maintenance_section(tmp_path: Path) -> 
         f"purge_{what}__{name}" for what in ("quarantine", "history")
         for name in ("aps_ingest", "aps_drawings")
     }
+
+
+# -- the reprocess DAG -------------------------------------------------------------------------------------
+
+
+def test_the_reprocess_dag_records_the_request_then_takes_the_ingest_steps(shipped: dict[str, Any]) -> None:
+    dag = shipped["other_dags"]["aps_reprocess"]
+    assert dag["schedule"] is None  # started from the trigger form only
+    assert dag["max_active_runs"] == 1
+    assert "reload" in dag["doc_md"]
+    assert "dry_run" in dag["doc_md"]
+    tasks = dag["tasks"]
+    assert set(tasks) == {"start_reprocess", "validate", "plan", "models.upload", "models.submit",
+                          "models.wait_for_translations", "models.load", "finish"}
+    assert tasks["validate"]["upstream"] == ["start_reprocess"]
+    assert tasks["plan"]["upstream"] == ["validate"]
+    assert all(tasks[t]["mapped_group"] for t in tasks if t.startswith("models."))
+    assert tasks["models.upload"]["mapped_arguments"] == ["models"]
+    assert tasks["models.wait_for_translations"]["deferrable"] is True
+    assert tasks["models.load"]["trigger_rule"] == "all_done"
+    assert tasks["finish"]["trigger_rule"] == "all_done"
+    assert "models.load" in tasks["finish"]["upstream"]
+
+
+def test_the_reprocess_trigger_form_offers_choices_and_defaults_to_a_dry_run(shipped: dict[str, Any]) -> None:
+    dag = shipped["other_dags"]["aps_reprocess"]
+    schemas, defaults = dag["param_schemas"], dag["params"]
+    assert schemas["pipeline"]["enum"] == ["aps_ingest"]
+    assert schemas["action"]["enum"] == ["reload", "retranslate", "revalidate"]
+    assert schemas["states"]["items"]["enum"] == ["failed", "loaded", "rejected"]
+    assert schemas["landed_after"]["format"] == schemas["landed_before"]["format"] == "date-time"
+    assert schemas["keys"]["type"] == "array"
+    assert schemas["reason"]["minLength"] == 1
+    assert defaults["dry_run"] is True

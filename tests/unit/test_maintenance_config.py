@@ -57,3 +57,16 @@ def test_a_wrong_retention_is_refused_with_the_pipeline_named(tmp_path: Path) ->
     body = ENTRY + "    retention: {quarantine_days: 0}\n"
     with pytest.raises(PipelineConfigError, match=r"pipeline 'p'.*retention\.quarantine_days"):
         load_pipelines(_file(tmp_path, body), env={})
+
+
+def test_the_analytics_export_on_load_is_off_unless_a_destination_is_set(tmp_path: Path) -> None:
+    (shipped,) = [p for p in load_pipelines(DEFAULT_PIPELINES_FILE, env={}) if p.name == "aps_ingest"]
+    assert (shipped.export.to, shipped.export.aws_conn_id) == (None, None)
+    (configured,) = [p for p in load_pipelines(DEFAULT_PIPELINES_FILE, env={"APS_EXPORT_TO": "s3://lake/aps"})
+                     if p.name == "aps_ingest"]
+    assert configured.export.to == "s3://lake/aps"
+    path = _file(tmp_path, ENTRY + "    export: {to: /data/analytics, aws_conn_id: lake}\n")
+    (pipeline,) = load_pipelines(path, env={})
+    assert (pipeline.export.to, pipeline.export.aws_conn_id) == ("/data/analytics", "lake")
+    with pytest.raises(PipelineConfigError):
+        load_pipelines(_file(tmp_path, ENTRY + "    export: {dest: /data}\n"), env={})
