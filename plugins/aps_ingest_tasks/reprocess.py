@@ -154,11 +154,14 @@ def submit(uploaded: list[UploadedModel]) -> list[SubmittedModel]:
 
 
 @task(trigger_rule="all_done")
-def load(models: list[ModelPlan], verdicts: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
-    """The ingest's load: every model settled, loaded or failed with the reason."""
+def load(models: list[ModelPlan], waited: Any) -> list[dict[str, Any]]:
+    """The ingest's load: every model settled, loaded or failed with the reason (the wait's result as
+    `translations_from_xcom` reads it: a wait the triggerer ended reaches this task JSON-encoded)."""
     from aps_pipeline.settle import settle_models
+    from aps_provider.sensors.derivative import translations_from_xcom
 
     pipeline, request = _request()
+    verdicts = translations_from_xcom(waited)
     with _aps(pipeline) as aps:
         settled = settle_models(aps, results_engine(pipeline.results_conn_id),
                                 [m["model_id"] for m in models], request.run_id, pipeline=pipeline.name,
