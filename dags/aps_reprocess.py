@@ -12,7 +12,7 @@ run would touch, and its return value holds the list.
 - **revalidate**: rejected files against today's rules; the valid ones go on to translation.
 
 The run then takes the ingest's own steps on those files: validate and quarantine (revalidate) → plan
-(the budget guard included) → per batch, upload → submit → wait (deferrable) → load → **finish** (each
+(the budget guard included) → per batch, upload_and_submit → wait (deferrable) → load → **finish** (each
 action's outcome and the run's summary).
 """
 
@@ -66,7 +66,7 @@ with DAG(
 ):
     @task_group(group_id="models")
     def process_batch(label, models):
-        submitted = reprocess.submit(reprocess.upload(models))
+        submitted = reprocess.upload_and_submit(models)
         wait = APSTranslationsSensor(
             task_id="wait_for_translations", urns=submitted,
             region="{{ " + STARTED + "['region'] }}", aps_conn_id="{{ " + STARTED + "['aps_conn_id'] }}",

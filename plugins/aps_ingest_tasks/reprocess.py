@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from aps_pipeline.dedupe import ModelPlan
     from aps_pipeline.reprocess import ReprocessRequest
     from aps_pipeline.submission import SubmittedModel
-    from aps_pipeline.upload import UploadedModel
 
 logger = logging.getLogger(__name__)
 START_TASK_ID = "start_reprocess"
@@ -119,56 +118,32 @@ def plan() -> list[ModelBatch]:
 
 
 @task
-def upload(models: list[ModelPlan]) -> list[UploadedModel]:
-    """The ingest's upload: an OSS object still there is not sent again."""
-    from aps_pipeline.settle import end_failed_models
-    from aps_pipeline.upload import upload_models
+def upload_and_submit(models: list[ModelPlan]) -> list[SubmittedModel]:
+    """The ingest's upload and submit (`aps_pipeline.batch_steps`): an OSS object still there is not sent
+    again; a reload reuses the successful job, a retranslate forces a new one."""
+    from aps_pipeline.batch_steps import upload_and_submit as upload_then_submit
 
     pipeline, request = _request()
-    engine = results_engine(pipeline.results_conn_id)
-    with _aps(pipeline) as aps:
-        uploaded, failures = upload_models(aps, landing_of(pipeline), engine, models, pipeline=pipeline.name,
-                                           run_id=request.run_id, concurrency=pipeline.upload_concurrency)
-    end_failed_models(engine, failures, request.run_id, pipeline=pipeline.name, step="upload",
-                      last_attempt=_tries()[1])
-    return uploaded
-
-
-@task
-def submit(uploaded: list[UploadedModel]) -> list[SubmittedModel]:
-    """The ingest's submit: a reload reuses the successful job, a retranslate forces a new one."""
-    from aps_pipeline.settle import end_failed_models
-    from aps_pipeline.submission import submit_models
-
-    pipeline, request = _request()
-    engine = results_engine(pipeline.results_conn_id)
     retried, last_attempt = _tries()
     with _aps(pipeline) as aps:
-        submitted, failures = submit_models(aps, engine, uploaded, pipeline=pipeline.name,
-                                            run_id=request.run_id, formats=pipeline.job_formats(),
-                                            force=request.force, retried=retried,
-                                            concurrency=pipeline.upload_concurrency)
-    end_failed_models(engine, failures, request.run_id, pipeline=pipeline.name, step="job submission",
-                      last_attempt=last_attempt)
-    return submitted
+        return upload_then_submit(aps, landing_of(pipeline), results_engine(pipeline.results_conn_id), models,
+                                  pipeline=pipeline, run_id=request.run_id, force=request.force,
+                                  retried=retried, last_attempt=last_attempt)
 
 
 @task(trigger_rule="all_done")
 def load(models: list[ModelPlan], waited: Any) -> list[dict[str, Any]]:
-    """The ingest's load: every model settled, loaded or failed with the reason (the wait's result as
-    `translations_from_xcom` reads it: a wait the triggerer ended reaches this task JSON-encoded)."""
-    from aps_pipeline.settle import settle_models
+    """The ingest's load (`aps_pipeline.batch_steps.settle_batch`): every model settled, loaded or failed
+    with the reason (the wait's result as `translations_from_xcom` reads it: a wait the triggerer ended
+    reaches this task JSON-encoded)."""
+    from aps_pipeline.batch_steps import settle_batch
     from aps_provider.sensors.derivative import translations_from_xcom
 
     pipeline, request = _request()
-    verdicts = translations_from_xcom(waited)
     with _aps(pipeline) as aps:
-        settled = settle_models(aps, results_engine(pipeline.results_conn_id),
-                                [m["model_id"] for m in models], request.run_id, pipeline=pipeline.name,
-                                last_attempt=_tries()[1], verdicts=verdicts,
-                                translation_timeout=pipeline.translation_timeout,
-                                max_load_attempts=pipeline.max_load_attempts,
-                                concurrency=pipeline.load_concurrency)
+        settled = settle_batch(aps, results_engine(pipeline.results_conn_id), models, pipeline=pipeline,
+                               run_id=request.run_id, verdicts=translations_from_xcom(waited),
+                               last_attempt=_tries()[1])
     metrics.settled(pipeline.name, settled)
     return settled
 

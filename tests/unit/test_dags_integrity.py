@@ -380,12 +380,12 @@ def test_the_reprocess_dag_records_the_request_then_takes_the_ingest_steps(shipp
     assert "reload" in dag["doc_md"]
     assert "dry_run" in dag["doc_md"]
     tasks = dag["tasks"]
-    assert set(tasks) == {"start_reprocess", "validate", "plan", "models.upload", "models.submit",
+    assert set(tasks) == {"start_reprocess", "validate", "plan", "models.upload_and_submit",
                           "models.wait_for_translations", "models.load", "finish"}
     assert tasks["validate"]["upstream"] == ["start_reprocess"]
     assert tasks["plan"]["upstream"] == ["validate"]
     assert all(tasks[t]["mapped_group"] for t in tasks if t.startswith("models."))
-    assert tasks["models.upload"]["mapped_arguments"] == ["models"]
+    assert tasks["models.upload_and_submit"]["mapped_arguments"] == ["models"]
     assert tasks["models.wait_for_translations"]["deferrable"] is True
     assert tasks["models.load"]["trigger_rule"] == "all_done"
     assert tasks["finish"]["trigger_rule"] == "all_done"
