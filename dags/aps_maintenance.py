@@ -9,10 +9,13 @@ of it is removed. Every run:
 2. per pipeline, **purge_history__<pipeline>**: run summaries and validation rows older than
    `retention.history_days` (files, models and their results stay), and the results of each document's
    versions older than the newest `retention.keep_versions` (the versions stay, marked `purged`);
-3. **back_up_results**: `aps-db backup` of the results database into `maintenance.backup.folder`, keeping
+3. per pipeline, **delete_derivatives__<pipeline>**: with `retention.delete_derivatives: true`, the APS
+   manifest and OSS object of each model no live document version needs (all its versions deleted or
+   purged, no file in flight); the same content landing again is uploaded and translated again;
+4. **back_up_results**: `aps-db backup` of the results database into `maintenance.backup.folder`, keeping
    the newest `keep` (skipped when no folder is set);
-4. **clean_airflow_db**: `airflow db clean` for Airflow's records older than `maintenance.airflow_db_days`;
-5. **report**: one log line per task with what it removed; fails the run when a task failed.
+5. **clean_airflow_db**: `airflow db clean` for Airflow's records older than `maintenance.airflow_db_days`;
+6. **report**: one log line per task with what it removed; fails the run when a task failed.
 """
 
 from __future__ import annotations
@@ -41,7 +44,11 @@ with DAG(
     for pipeline in load_pipelines():
         results.append(maintenance.purge_quarantine.override(task_id=f"purge_quarantine__{pipeline.name}")(
             pipeline.name))
-        results.append(maintenance.purge_history.override(task_id=f"purge_history__{pipeline.name}")(
-            pipeline.name))
+        history = maintenance.purge_history.override(task_id=f"purge_history__{pipeline.name}")(pipeline.name)
+        # After purge_history: the versions it purges count as not live.
+        derivatives = maintenance.delete_derivatives.override(
+            task_id=f"delete_derivatives__{pipeline.name}")(pipeline.name)
+        history >> derivatives
+        results += [history, derivatives]
     results += [maintenance.back_up_results(), maintenance.clean_airflow_db()]
     maintenance.report(results)

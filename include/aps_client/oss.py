@@ -1,4 +1,5 @@
-"""OSS clients (Object Storage Service): buckets, object details, the multipart upload (aps-api.md §2.2-2.7).
+"""OSS clients (Object Storage Service): buckets, object details and deletion, the multipart upload
+(aps-api.md §2.2-2.7).
 
 The requests themselves live in oss_requests.py; the upload helper in upload.py.
 """
@@ -9,7 +10,12 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from aps_client.models import Bucket, ObjectDetails, UploadState
-from aps_client.oss_requests import bucket_details_flow, ensure_bucket_flow, object_details_flow
+from aps_client.oss_requests import (
+    bucket_details_flow,
+    delete_object_flow,
+    ensure_bucket_flow,
+    object_details_flow,
+)
 from aps_client.transport import AsyncTransport, SyncTransport
 from aps_client.upload import MultipartUpload, Source
 
@@ -29,6 +35,10 @@ class OSSClient:
 
     def object_details(self, bucket_key: str, object_key: str, region: str | None = None) -> ObjectDetails:
         return self._transport.run(object_details_flow(bucket_key, object_key, region or self._region))
+
+    def delete_object(self, bucket_key: str, object_key: str, region: str | None = None) -> None:
+        """Delete the object; an absent one raises APSNotFoundError."""
+        self._transport.run(delete_object_flow(bucket_key, object_key, region or self._region))
 
     def upload(
         self,
@@ -75,3 +85,6 @@ class AsyncOSSClient:
         self, bucket_key: str, object_key: str, region: str | None = None
     ) -> ObjectDetails:
         return await self._transport.run(object_details_flow(bucket_key, object_key, region or self._region))
+
+    async def delete_object(self, bucket_key: str, object_key: str, region: str | None = None) -> None:
+        await self._transport.run(delete_object_flow(bucket_key, object_key, region or self._region))

@@ -71,6 +71,12 @@ def ensure_bucket_flow(bucket_key: str, policy: str, region: str) -> Flow[Bucket
     return Bucket.model_validate(response.json())
 
 
+def delete_object_flow(bucket_key: str, object_key: str, region: str) -> Flow[None]:
+    """DELETE the object (OSS delete_object, scope data:write); an absent one raises APSNotFoundError."""
+    yield RequestSpec("DELETE", object_path(bucket_key, object_key), family="oss",
+                      headers=region_headers(region))
+
+
 def object_details_flow(bucket_key: str, object_key: str, region: str) -> Flow[ObjectDetails]:
     response = yield RequestSpec(
         "GET", f"{object_path(bucket_key, object_key)}/details", family="oss", headers=region_headers(region)

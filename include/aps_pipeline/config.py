@@ -255,6 +255,12 @@ class RetentionConfig(_Strict):
         description="keep the results of each document's newest N versions; older ones are purged "
                     "(the version rows and their diffs stay)",
     )
+    delete_derivatives: bool = Field(
+        default=False,
+        description="delete the APS manifest and OSS object of each model no live document version needs "
+                    "(all its versions deleted or purged); the same content landing again is uploaded and "
+                    "translated again",
+    )
 
     @field_validator("quarantine_days", "history_days", "keep_versions", mode="before")
     @classmethod

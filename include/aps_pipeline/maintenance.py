@@ -3,6 +3,8 @@
     purge_quarantine(landing, pipeline, now)    quarantine copies and reason files past `quarantine_days`
     purge_history(engine, pipeline, now)        run summaries and validation rows past `history_days`, and
                                                 purge_versions: results of versions past `keep_versions`
+    delete_derivatives(aps, engine, pipeline)   with `delete_derivatives`: the APS manifest and OSS object of
+                                                each model no live document version needs
     back_up_results(engine, backup)             a verified dump of the results database, the newest N kept
 
 Each returns a small JSON-able report of what it removed or wrote, so the maintenance DAG can log and return
@@ -19,9 +21,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from aps_client import APSClient
+from aps_client.errors import APSError, APSNotFoundError
 from aps_landing import Landing, LandingError
 from aps_pipeline.config import BackupConfig, PipelineConfig
-from aps_results import backup, retention
+from aps_results import backup, derivatives, retention
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +72,42 @@ def purge_versions(engine: Engine, pipeline: PipelineConfig) -> dict[str, Any]:
     report = retention.purge_versions(engine, pipeline.name, keep)
     logger.info("%s: keeping %d versions per document: %s", pipeline.name, keep, report)
     return report
+
+
+def delete_derivatives(aps: APSClient, engine: Engine, pipeline: PipelineConfig) -> dict[str, Any]:
+    """Delete at APS the manifest and OSS object of each model no live version needs, then record it."""
+    if not pipeline.retention.delete_derivatives:
+        return {"derivatives_deleted": [], "derivatives_kept": True}
+    doomed = derivatives.models_no_live_version_needs(derivatives.read_model_uses(engine, pipeline.name))
+    deleted: list[int] = []
+    errors: dict[str, str] = {}  # model id (a string: the report travels as JSON) -> what APS answered
+    for model in doomed:
+        try:
+            _delete_at_aps(aps, model)
+        except APSError as exc:  # one model refused never stops the others; the next run tries it again
+            errors[str(model.id)] = str(exc)
+            logger.warning("model %d: could not delete its APS derivatives: %s", model.id, exc)
+            continue
+        derivatives.record_derivatives_deleted(engine, [model.id])
+        deleted.append(model.id)
+    logger.info("%s: deleted the APS manifest and OSS object of models %s (%d refused)", pipeline.name,
+                deleted, len(errors))
+    return {"derivatives_deleted": deleted, "derivatives_errors": errors}
+
+
+def _delete_at_aps(aps: APSClient, model: derivatives.ModelAtAPS) -> None:
+    """The manifest (with every derivative), then the source object; either already gone (404) is fine."""
+    if model.urn:
+        try:
+            aps.derivative.delete_manifest(model.urn, region=model.region)
+        except APSNotFoundError:
+            logger.info("model %d: manifest of %s already gone", model.id, model.urn)
+    if model.bucket_key and model.object_key:
+        try:
+            aps.oss.delete_object(model.bucket_key, model.object_key, region=model.region)
+        except APSNotFoundError:
+            logger.info("model %d: OSS object %s/%s already gone", model.id, model.bucket_key,
+                        model.object_key)
 
 
 def back_up_results(engine: Engine, config: BackupConfig) -> dict[str, Any]:

@@ -135,7 +135,7 @@ def _send(aps: APSClient, landing: Landing, engine: Engine, plan: ModelPlan, fil
     )
     with engine.begin() as connection:
         registry.update_model(connection, model_id, object_id=uploaded.object_id, urn=uploaded.urn,
-                              object_key=uploaded.object_key)
+                              object_key=uploaded.object_key, derivatives_deleted_at=None)
         registry.set_model_status(connection, model_id, ModelStatus.UPLOADED, run_id=run_id)
         registry.set_file_state(connection, file_ids, FileState.UPLOADED)
     logger.info("model %d: %s -> APS %s/%s (%s, %d bytes), urn %s", model_id,

@@ -363,6 +363,9 @@ class Model(Base):
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
     loaded_at: Mapped[datetime | None] = mapped_column(comment="when the results were last (re)loaded")
+    derivatives_deleted_at: Mapped[datetime | None] = mapped_column(
+        comment="when its APS manifest and OSS object were deleted (no live version needed them)"
+    )
 
     __table_args__ = (
         # The identity; bucket_key names the APS application too (a bucket has one owner).

@@ -390,11 +390,13 @@ def get_model(conn: Connection, model_id: int) -> ModelRecord | None:
 
 
 # Not the identity's columns (region, sha256, bucket_key, output_profile): a model never changes identity.
-_MODEL_FIELDS = frozenset({"object_key", "object_id", "urn", "upload_key", "upload_state"})
+_MODEL_FIELDS = frozenset({"object_key", "object_id", "urn", "upload_key", "upload_state",
+                           "derivatives_deleted_at"})
 
 
 def update_model(conn: Connection, model_id: int, **fields: Any) -> None:
-    """Set upload details: object_key, object_id, urn, upload_key, upload_state."""
+    """Set upload details: object_key, object_id, urn, upload_key, upload_state, derivatives_deleted_at
+    (an upload that puts the object back in OSS clears it)."""
     unknown = set(fields) - _MODEL_FIELDS
     if unknown:
         raise ValueError(f"update_model cannot set {sorted(unknown)}; use set_model_status for the status")
@@ -423,6 +425,26 @@ def set_model_status(
     conn.execute(insert(ModelStatusHistory).values(model_id=model_id, status=status.value, reason=reason,
                                                    run_id=run_id))
     return True
+
+
+# A model whose content failed translation keeps saying so after its APS side is deleted.
+_KEEP_WHEN_DERIVATIVES_DELETED = (ModelStatus.FAILED.value, ModelStatus.TIMEOUT.value)
+
+
+def mark_derivatives_deleted(conn: Connection, model_id: int, reason: str) -> None:
+    """Its APS manifest and OSS object are gone (`retention.delete_derivatives`): record when, and move a
+    finished model back to `pending`, even a loaded one (its results in this database stay), so the same
+    content landing again is uploaded and translated again. A failed or timed-out model keeps its status:
+    its content is still not translated again unless forced."""
+    conn.execute(update(Model).where(Model.id == model_id)
+                 .values(derivatives_deleted_at=func.now(), updated_at=func.now()))
+    moved = conn.execute(
+        update(Model).where(Model.id == model_id, Model.status.not_in(_KEEP_WHEN_DERIVATIVES_DELETED))
+        .values(status=ModelStatus.PENDING.value, reason=reason).returning(Model.id)
+    ).scalar()
+    if moved is not None:
+        conn.execute(insert(ModelStatusHistory).values(model_id=model_id, status=ModelStatus.PENDING.value,
+                                                       reason=reason))
 
 
 def claim_model(conn: Connection, model_id: int, holder: str, lease_seconds: float) -> str | None:

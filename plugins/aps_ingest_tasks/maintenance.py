@@ -20,6 +20,7 @@ from aps_ingest_tasks.connections import landing_of
 from aps_ingest_tasks.engines import results_engine
 from aps_pipeline import maintenance
 from aps_pipeline.config import get_pipeline, load_maintenance
+from aps_provider.base import APSConnection
 
 logger = logging.getLogger(__name__)
 AIRFLOW_DB_CLEAN_TIMEOUT_SECONDS = 3600
@@ -39,6 +40,16 @@ def purge_history(pipeline_name: str) -> dict[str, Any]:
     pipeline = get_pipeline(pipeline_name)
     engine = results_engine(pipeline.results_conn_id)
     return {"pipeline": pipeline_name, **maintenance.purge_history(engine, pipeline, datetime.now(UTC))}
+
+
+@task
+def delete_derivatives(pipeline_name: str) -> dict[str, Any]:
+    """With `retention.delete_derivatives`: the APS manifest and OSS object of each model no live document
+    version needs (after purge_history, whose purged versions count as not live)."""
+    pipeline = get_pipeline(pipeline_name)
+    engine = results_engine(pipeline.results_conn_id)
+    with APSConnection(pipeline.aps_conn_id, pipeline.aps.region).hook.get_client() as aps:
+        return {"pipeline": pipeline_name, **maintenance.delete_derivatives(aps, engine, pipeline)}
 
 
 @task

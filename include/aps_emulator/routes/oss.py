@@ -315,3 +315,21 @@ async def object_details(
         if name in extra and extra[name] is not None:
             body[name] = extra[name]
     return JSONResponse(body)
+
+
+# -- object delete -----------------------------------------------------------------------------------------
+@router.delete("/oss/v2/buckets/{bucket_key}/objects/{object_key:path}", name="object_delete")
+async def delete_object(request: Request, bucket_key: str, object_key: str,
+                        caller: Annotated[Caller, Depends(authenticated)]) -> Response:
+    """Delete an object and its bytes (200, empty); 404 when the bucket or the object is absent."""
+    context = get_context(request)
+    drop_expired_objects(context)
+    caller.require(("data:write",), object_id=f"urn:adsk.objects:os.object:{bucket_key}/{object_key}")
+    with context.store.lock:
+        find_bucket(context, request, caller, bucket_key, write=True)
+        record = context.store.state.objects.pop(object_ref(bucket_key, object_key), None)
+        if record is None:
+            raise oss_error(404, f"Object '{object_key}' does not exist in bucket '{bucket_key}'")
+        context.store.mark_dirty()
+    context.store.blob_path(record.blob).unlink(missing_ok=True)
+    return Response(status_code=200)
