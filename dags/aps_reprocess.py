@@ -24,7 +24,7 @@ from airflow.sdk import DAG, Param, task_group
 
 from aps_ingest_tasks import reprocess
 from aps_pipeline.config import load_pipelines
-from aps_pipeline.reprocess import ACTIONS
+from aps_pipeline.reprocess import ACTIONS, IFC_CONVERSION_METHODS
 from aps_provider.sensors.derivative import APSTranslationsSensor
 from aps_results.models import TERMINAL_FILE_STATES
 
@@ -62,6 +62,9 @@ with DAG(
         "output_formats": Param([], type="array",
                                 items={"type": "string", "enum": ["svf2", "svf", "thumbnail", "obj"]},
                                 description="retranslate only: other output formats (another model)"),
+        "ifc_conversion_method": Param(None, type=["null", "string"], enum=[None, *IFC_CONVERSION_METHODS],
+                                       description="retranslate only: APS's IFC conversionMethod for "
+                                                   "svf/svf2 (another model)"),
     },
 ):
     @task_group(group_id="models")

@@ -126,6 +126,10 @@ class APSTarget(_Strict):
 class OutputFormat(_Strict):
     type: str
     views: list[Literal["2d", "3d"]] | None = None
+    # The format's `advanced` settings as APS takes them, e.g. {"conversionMethod": "v3"} for IFC inputs to
+    # svf/svf2 (modelderivative.yaml, JobPayloadFormatSVF2AdvancedIFC). Part of the output profile: other
+    # settings make another model.
+    advanced: dict[str, Any] | None = None
 
     def as_aps(self) -> dict[str, Any]:
         """The entry of the Model Derivative job's `output.formats`."""

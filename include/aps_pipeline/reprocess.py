@@ -35,6 +35,7 @@ from sqlalchemy import Connection, Engine, and_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from aps_pipeline.config import OutputFormat
 from aps_results import registry
 from aps_results.models import File, FileState, Model, ModelStatus, ReprocessAction
 
@@ -186,3 +187,25 @@ def finish_reprocess(engine: Engine, request: ReprocessRequest) -> dict[str, int
     for _, state, _ in rows:
         counts[state] = counts.get(state, 0) + 1
     return counts
+
+
+VIEW_FORMATS = frozenset({"svf", "svf2"})  # the formats that take 2d/3d views and IFC's conversion settings
+IFC_CONVERSION_METHODS = ("legacy", "modern", "v3")  # modelderivative.yaml, ConversionMethod
+
+
+def reprocess_formats(pipeline_formats: list[OutputFormat], form_formats: list[str],
+                      ifc_conversion_method: str | None) -> list[OutputFormat] | None:
+    """The output formats a reprocess run translates with: the form's formats (or else the pipeline's),
+    each svf/svf2 one with IFC's `conversionMethod` when the form asks for one; None: the pipeline's as
+    they are."""
+    if not form_formats and not ifc_conversion_method:
+        return None
+    formats = ([OutputFormat(type=kind, views=["2d", "3d"] if kind in VIEW_FORMATS else None)
+                for kind in form_formats] or list(pipeline_formats))
+    if not ifc_conversion_method:
+        return formats
+    if ifc_conversion_method not in IFC_CONVERSION_METHODS:
+        raise ValueError(f"ifc_conversion_method must be one of {', '.join(IFC_CONVERSION_METHODS)}")
+    ifc = {"conversionMethod": ifc_conversion_method}
+    return [f.model_copy(update={"advanced": {**(f.advanced or {}), **ifc}}) if f.type in VIEW_FORMATS else f
+            for f in formats]

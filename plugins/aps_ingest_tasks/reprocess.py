@@ -17,7 +17,7 @@ from aps_ingest_tasks import metrics
 from aps_ingest_tasks.connections import landing_of
 from aps_ingest_tasks.engines import results_engine
 from aps_ingest_tasks.metrics import counting_aps_calls
-from aps_pipeline.config import OutputFormat, PipelineConfig, get_pipeline
+from aps_pipeline.config import PipelineConfig, get_pipeline
 from aps_provider.base import APSConnection
 
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 START_TASK_ID = "start_reprocess"
-VIEWS = {"svf", "svf2"}  # formats that take 2d/3d views
 
 
 def _when(value: str | None) -> datetime | None:
@@ -39,16 +38,16 @@ def _when(value: str | None) -> datetime | None:
 def _request() -> tuple[PipelineConfig, ReprocessRequest]:
     """The run's pipeline (with the form's output formats, if any) and its request; who asked is the run's
     triggering user when Airflow knows it, else the run id."""
-    from aps_pipeline.reprocess import ReprocessRequest, files_run_id
+    from aps_pipeline.reprocess import ReprocessRequest, files_run_id, reprocess_formats
 
     context = get_current_context()
     params, airflow_run = dict(context["params"]), str(context["run_id"])
     run_id = files_run_id(airflow_run)
     pipeline = get_pipeline(params["pipeline"])
-    formats = params.get("output_formats") or []
-    if formats:
-        pipeline = pipeline.model_copy(update={"output_formats": [
-            OutputFormat(type=kind, views=["2d", "3d"] if kind in VIEWS else None) for kind in formats]})
+    formats = reprocess_formats(pipeline.output_formats, list(params.get("output_formats") or []),
+                                params.get("ifc_conversion_method") or None)
+    if formats is not None:
+        pipeline = pipeline.model_copy(update={"output_formats": formats})
     user = getattr(context["dag_run"], "triggering_user_name", None)
     request = ReprocessRequest(
         pipeline=pipeline.name, action=params["action"], reason=params.get("reason") or "",

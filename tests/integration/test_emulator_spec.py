@@ -83,6 +83,10 @@ def test_pipeline_flow_validates_against_the_specs(
         assert aps.transport.run(properties_query_flow(urn, guid, aps_config.region, polling))
         assert aps.derivative.thumbnail(urn).startswith(b"\x89PNG")
         assert aps.derivative.formats()
+        # A reprocess run's retranslation with IFC conversion settings (aps_pipeline.reprocess_formats).
+        aps.derivative.start_job(urn, force=True, formats=[
+            {"type": "svf2", "views": ["3d"], "advanced": {"conversionMethod": "v3"}}])
+        assert wait_for_manifest(aps, urn).status == "success"
         aps.webhooks.delete_hook(hook_id)
         aps.derivative.delete_manifest(urn)
 
