@@ -24,7 +24,9 @@ def test_form_formats_replace_the_pipelines_and_views_go_to_svf_formats_only() -
 def test_an_ifc_conversion_method_goes_to_every_svf_format_and_makes_another_profile() -> None:
     formats = reprocess_formats(PIPELINE, [], "v3") or []
     assert [f.as_aps() for f in formats] == [
-        {"type": "svf2", "views": ["2d", "3d"], "advanced": {"conversionMethod": "v3"}}, {"type": "thumbnail"}]
+        {"type": "svf2", "views": ["2d", "3d"], "advanced": {"conversionMethod": "v3"}},
+        {"type": "thumbnail"},
+    ]
     assert translation_profile([f.as_aps() for f in formats]) != translation_profile(
         [f.as_aps() for f in PIPELINE])
 
