@@ -198,7 +198,6 @@ def load_at_the_end(url: str, dsn: str, model_id: int, rows: int, per_object: in
           f"({rows / loader:,.0f} rows/s); raw COPY indexed {indexed * 1000:.1f} ms, "
           f"plain {plain * 1000:.1f} ms; "
           f"ratio {indexed / loader:.2f} to indexed, {plain / loader:.2f} to plain")
-    print("  loader phases: " + ", ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in best.phases.items()))
     print("    loader phases: " + ", ".join(f"{name} {value * 1000:.1f} ms"
                                          for name, value in best.phases.items() if value >= 0.0005))
     return indexed / loader

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, and_, select, update
+from sqlalchemy import Connection, Engine, and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -109,10 +109,11 @@ def _selected(connection: Connection, request: ReprocessRequest) -> list[File]:
         conditions.append(File.meta["project"].astext == request.project)
     if request.keys:
         conditions.append(File.s3_key.in_(list(request.keys)))
+    landed = func.coalesce(File.landed_at, File.discovered_at)  # the landing (S3 LastModified), if known
     if request.landed_after is not None:
-        conditions.append(File.discovered_at >= request.landed_after)
+        conditions.append(landed >= request.landed_after)
     if request.landed_before is not None:
-        conditions.append(File.discovered_at < request.landed_before)
+        conditions.append(landed < request.landed_before)
     statement = select(File).where(and_(*conditions)).order_by(File.id)
     if request.action == "reload":  # only what APS translated: its results are there to fetch
         statement = statement.join(Model, Model.id == File.model_id).where(

@@ -6,11 +6,12 @@ touches nothing; every action is recorded (who, why, outcome) and a retried star
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from aps_client import APSClient, APSConfig
@@ -144,3 +145,22 @@ def test_revalidate_judges_a_rejection_by_todays_rules(
                         request("revalidate", states=("rejected",)))
     assert outcome == {"loaded": 1}
     assert the_file(results_engine, "incoming/a.ifc").quarantine_key is None
+
+
+def test_landed_after_and_before_select_by_when_the_file_landed_not_when_it_was_discovered(
+    aps: APSClient, landing: Landing, results_engine: Engine, landing_pipeline: PipelineConfig
+) -> None:
+    """A backlog discovered today landed long ago: the form's dates mean the landing (S3 LastModified), and
+    a file with no landing time recorded falls back to its discovery."""
+    ingest(aps, landing, results_engine, landing_pipeline, "r1", ["old.ifc", "new.ifc", "unknown.ifc"])
+    with results_engine.begin() as connection:
+        connection.execute(update(File).where(File.s3_key == "incoming/old.ifc")
+                           .values(landed_at=datetime(2020, 1, 1, tzinfo=UTC)))
+        connection.execute(update(File).where(File.s3_key == "incoming/unknown.ifc").values(landed_at=None))
+
+    def keys(**dates: datetime) -> list[str]:
+        started = start_reprocess(results_engine, request("reload", dry_run=True, **dates))
+        return sorted(f["key"] for f in started["would_touch"])
+
+    assert keys(landed_before=datetime(2021, 1, 1, tzinfo=UTC)) == ["incoming/old.ifc"]
+    assert keys(landed_after=datetime(2021, 1, 1, tzinfo=UTC)) == ["incoming/new.ifc", "incoming/unknown.ifc"]
