@@ -14,8 +14,10 @@ of it is removed. Every run:
    purged, no file in flight); the same content landing again is uploaded and translated again;
 4. **back_up_results**: `aps-db backup` of the results database into `maintenance.backup.folder`, keeping
    the newest `keep` (skipped when no folder is set);
-5. **clean_airflow_db**: `airflow db clean` for Airflow's records older than `maintenance.airflow_db_days`;
-6. **report**: one log line per task with what it removed; fails the run when a task failed.
+5. **forget_webhook_deliveries**: the delivery ids of APS callbacks older than a week (APS sends a delivery
+   again for up to 48 h; the ids deduplicate them only until then);
+6. **clean_airflow_db**: `airflow db clean` for Airflow's records older than `maintenance.airflow_db_days`;
+7. **report**: one log line per task with what it removed; fails the run when a task failed.
 """
 
 from __future__ import annotations
@@ -50,5 +52,6 @@ with DAG(
             task_id=f"delete_derivatives__{pipeline.name}")(pipeline.name)
         history >> derivatives
         results += [history, derivatives]
-    results += [maintenance.back_up_results(), maintenance.clean_airflow_db()]
+    results += [maintenance.back_up_results(), maintenance.forget_webhook_deliveries(),
+                maintenance.clean_airflow_db()]
     maintenance.report(results)

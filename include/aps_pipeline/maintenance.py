@@ -6,6 +6,7 @@
     delete_derivatives(aps, engine, pipeline)   with `delete_derivatives`: the APS manifest and OSS object of
                                                 each model no live document version needs
     back_up_results(engine, backup)             a verified dump of the results database, the newest N kept
+    forget_webhook_deliveries(engine, now)      APS callbacks' delivery ids past WEBHOOK_DEDUP_DAYS
 
 Each returns a small JSON-able report of what it removed or wrote, so the maintenance DAG can log and return
 it. The pipeline deletes only what it wrote itself: landed files are never touched, and a quarantine copy is
@@ -28,6 +29,8 @@ from aps_pipeline.config import BackupConfig, PipelineConfig
 from aps_results import backup, derivatives, retention
 
 logger = logging.getLogger(__name__)
+# APS retries a failed webhook delivery for up to 48 hours; after a week a delivery id cannot come again.
+WEBHOOK_DEDUP_DAYS = 7
 
 
 def purge_quarantine(landing: Landing, pipeline: PipelineConfig, now: datetime) -> dict[str, Any]:
@@ -119,3 +122,12 @@ def back_up_results(engine: Engine, config: BackupConfig) -> dict[str, Any]:
                 len(manifest.tables), rows, manifest.dump_bytes, len(pruned))
     return {"backup": str(folder), "rows": rows, "bytes": manifest.dump_bytes,
             "removed": [str(path) for path in pruned]}
+
+
+def forget_webhook_deliveries(engine: Engine, now: datetime) -> dict[str, Any]:
+    """Forget the delivery ids of APS callbacks older than WEBHOOK_DEDUP_DAYS (deduplication needs them only
+    while APS may still send the delivery again)."""
+    cutoff = now - timedelta(days=WEBHOOK_DEDUP_DAYS)
+    removed = retention.forget_webhook_deliveries(engine, cutoff)
+    logger.info("forgot %d webhook deliveries received before %s", removed, cutoff.isoformat())
+    return {"webhook_deliveries_removed": removed, "cutoff": cutoff.isoformat()}

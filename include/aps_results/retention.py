@@ -4,6 +4,7 @@ and the results of document versions past its `keep_versions`.
     purge_history(engine, pipeline, before) -> rows removed per table (run_summaries, validation_runs,
                                                validation_results)
     purge_versions(engine, pipeline, keep) -> {"versions_purged": n, "models_purged": m}
+    forget_webhook_deliveries(engine, before) -> rows removed (APS callbacks' delivery ids)
 
 purge_history never removes files, models or results: a file's terminal state and reason outlive the rows
 that explained how it got there. Validation results are removed only for files that reached a terminal state
@@ -38,6 +39,7 @@ from aps_results.models import (
     ValidationResult,
     ValidationRun,
     VersionState,
+    WebhookDelivery,
 )
 from aps_results.partitions import drop_partition
 from aps_results.search import forget_model
@@ -111,3 +113,11 @@ def purge_versions(engine: Engine, pipeline: str, keep: int) -> dict[str, int]:
         for model_id in models:
             purge_model_results(conn, model_id)
     return {"versions_purged": len(purged), "models_purged": len(models)}
+
+
+def forget_webhook_deliveries(engine: Engine, before: datetime) -> int:
+    """Delete the delivery ids of APS callbacks received before `before` (they deduplicate deliveries sent
+    again; once APS can no longer send one again, its row only grows the table)."""
+    with engine.begin() as connection:
+        statement = delete(WebhookDelivery).where(WebhookDelivery.received_at < before)
+        return connection.execute(statement).rowcount

@@ -61,6 +61,13 @@ def back_up_results() -> dict[str, Any]:
     return maintenance.back_up_results(results_engine(config.results_conn_id), config.backup)
 
 
+@task
+def forget_webhook_deliveries() -> dict[str, Any]:
+    """Forget APS callbacks' delivery ids once APS can no longer send them again."""
+    config = load_maintenance()
+    return maintenance.forget_webhook_deliveries(results_engine(config.results_conn_id), datetime.now(UTC))
+
+
 def _metadata_url(conn_id: str) -> str:
     """The SQLAlchemy URL of Airflow's metadata database, from the Airflow connection `conn_id`."""
     from airflow.sdk import BaseHook

@@ -13,7 +13,7 @@ from aps_landing import Landing
 from aps_pipeline import maintenance
 from aps_pipeline.config import BackupConfig, PipelineConfig, RetentionConfig
 from aps_results.backup import MANIFEST_NAME
-from aps_results.models import File, RunSummary, ValidationResult, ValidationRun
+from aps_results.models import File, RunSummary, ValidationResult, ValidationRun, WebhookDelivery
 from tests.fixtures.pipeline import landing, landing_pipeline
 from tests.fixtures.results import results_engine
 
@@ -97,3 +97,21 @@ def test_backups_are_written_with_a_manifest_and_the_newest_kept(
     assert [len(report["removed"]) for report in reports] == [0, 0, 1]
     kept = sorted(path.parent for path in Path(config.folder).glob(f"*/{MANIFEST_NAME}"))
     assert [str(path) for path in kept] == [reports[1]["backup"], reports[2]["backup"]]
+
+
+def test_webhook_deliveries_are_forgotten_once_aps_can_no_longer_send_them_again(
+    results_engine: Engine,
+) -> None:
+    """APS retries a delivery for up to 48 h: a delivery id older than the dedup window never comes back, so
+    its row only grows the table (one row per translation, for ever, before this step)."""
+    with results_engine.begin() as connection:
+        for delivery_id, age in (("old", timedelta(days=8)), ("recent", timedelta(days=3)),
+                                 ("new", timedelta(0))):
+            connection.execute(insert(WebhookDelivery).values(delivery_id=delivery_id, urn="urn",
+                                                              status="success", received_at=NOW - age))
+    report = maintenance.forget_webhook_deliveries(results_engine, NOW)
+    assert report["webhook_deliveries_removed"] == 1
+    with results_engine.connect() as connection:
+        kept = set(connection.scalars(select(WebhookDelivery.delivery_id)))
+    assert kept == {"recent", "new"}
+    assert maintenance.forget_webhook_deliveries(results_engine, NOW)["webhook_deliveries_removed"] == 0

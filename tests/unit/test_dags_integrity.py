@@ -351,7 +351,8 @@ def test_the_maintenance_dag_purges_each_pipeline_backs_up_cleans_reports(shippe
     assert "Maintenance" in dag["doc_md"]
     tasks = dag["tasks"]
     assert set(tasks) == {"purge_quarantine__aps_ingest", "purge_history__aps_ingest",
-                          "delete_derivatives__aps_ingest", "back_up_results", "clean_airflow_db", "report"}
+                          "delete_derivatives__aps_ingest", "back_up_results", "forget_webhook_deliveries",
+                          "clean_airflow_db", "report"}
     # Versions purge_history purges count as not live: it runs first.
     assert tasks["delete_derivatives__aps_ingest"]["upstream"] == ["purge_history__aps_ingest"]
     assert tasks["report"]["trigger_rule"] == "all_done"  # reports (and fails the run) whatever failed
