@@ -81,21 +81,35 @@ def delete_derivatives(aps: APSClient, engine: Engine, pipeline: PipelineConfig)
     """Delete at APS the manifest and OSS object of each model no live version needs, then record it."""
     if not pipeline.retention.delete_derivatives:
         return {"derivatives_deleted": [], "derivatives_kept": True}
-    doomed = derivatives.models_no_live_version_needs(derivatives.read_model_uses(engine, pipeline.name))
+    candidates = derivatives.models_no_live_version_needs(derivatives.read_model_uses(engine, pipeline.name))
+    return delete_unneeded_derivatives(aps, engine, pipeline, candidates)
+
+
+def delete_unneeded_derivatives(aps: APSClient, engine: Engine, pipeline: PipelineConfig,
+                                candidates: list[derivatives.ModelAtAPS]) -> dict[str, Any]:
+    """The snapshot's candidates one by one, each decided again under its row lock, deleted at APS and
+    recorded in that one transaction (a file linking to the model meanwhile waits for the commit)."""
     deleted: list[int] = []
+    still_needed: list[int] = []
     errors: dict[str, str] = {}  # model id (a string: the report travels as JSON) -> what APS answered
-    for model in doomed:
+    for candidate in candidates:
         try:
-            _delete_at_aps(aps, model)
+            with engine.begin() as conn:
+                model = derivatives.lock_if_still_unneeded(conn, pipeline.name, candidate.id)
+                if model is None:
+                    still_needed.append(candidate.id)
+                    continue
+                _delete_at_aps(aps, model)
+                derivatives.record_derivatives_deleted(conn, model.id)
         except APSError as exc:  # one model refused never stops the others; the next run tries it again
-            errors[str(model.id)] = str(exc)
-            logger.warning("model %d: could not delete its APS derivatives: %s", model.id, exc)
+            errors[str(candidate.id)] = str(exc)
+            logger.warning("model %d: could not delete its APS derivatives: %s", candidate.id, exc)
             continue
-        derivatives.record_derivatives_deleted(engine, [model.id])
-        deleted.append(model.id)
-    logger.info("%s: deleted the APS manifest and OSS object of models %s (%d refused)", pipeline.name,
-                deleted, len(errors))
-    return {"derivatives_deleted": deleted, "derivatives_errors": errors}
+        deleted.append(candidate.id)
+    logger.info("%s: deleted the APS manifest and OSS object of models %s (%d refused, %s needed again)",
+                pipeline.name, deleted, len(errors), still_needed)
+    return {"derivatives_deleted": deleted, "derivatives_errors": errors,
+            "derivatives_still_needed": still_needed}
 
 
 def _delete_at_aps(aps: APSClient, model: derivatives.ModelAtAPS) -> None:

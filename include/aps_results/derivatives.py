@@ -2,7 +2,10 @@
 
     snapshot = read_model_uses(engine, pipeline)      # one read: the models and every file using them
     doomed = models_no_live_version_needs(snapshot)   # pure: the models to delete at APS
-    record_derivatives_deleted(engine, model_id)      # after APS answered: never asked again
+    with engine.begin() as conn:                      # then per model, in one transaction:
+        model = lock_if_still_unneeded(conn, pipeline, model_id)  # row lock, the same decision again
+        ...delete at APS...
+        record_derivatives_deleted(conn, model_id)    # never asked again; the lock goes at commit
 
 A model is shared by every file with its content (`files.model_id`). It is needed while any of its files is
 in flight (a non-terminal state), or loaded and not a version marked `deleted` or `purged` (a loaded file
@@ -13,11 +16,10 @@ purged are considered, so a pipeline's option acts on its own history and never 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from aps_results import registry
 from aps_results.models import TERMINAL_FILE_STATES, DocumentVersion, File, FileState, Model, VersionState
@@ -83,27 +85,39 @@ def models_no_live_version_needs(snapshot: ModelUses) -> list[ModelAtAPS]:
 def read_model_uses(engine: Engine, pipeline: str) -> ModelUses:
     """One read (one statement, so one snapshot): the models behind the pipeline's deleted or purged versions
     that APS may still hold, each with every file using it and that file's version state."""
+    with engine.connect() as conn:
+        return _read_uses(conn, pipeline)
+
+
+def lock_if_still_unneeded(conn: Connection, pipeline: str, model_id: int) -> ModelAtAPS | None:
+    """Lock the model's row (until the caller's transaction ends) and decide again on a fresh read: the
+    model, if no live version needs it still; None when a file took it since the snapshot."""
+    conn.execute(select(Model.id).where(Model.id == model_id).with_for_update())
+    doomed = models_no_live_version_needs(_read_uses(conn, pipeline, model_id))
+    return doomed[0] if doomed else None
+
+
+def _read_uses(conn: Connection, pipeline: str, model_id: int | None = None) -> ModelUses:
     candidates = (
         select(File.model_id)
         .join(DocumentVersion, DocumentVersion.file_id == File.id)
         .where(File.pipeline == pipeline, DocumentVersion.state.in_(_GONE_VERSIONS))
     )
+    if model_id is not None:
+        candidates = candidates.where(File.model_id == model_id)
     model_columns = (Model.id, Model.region, Model.urn, Model.bucket_key, Model.object_key,
                      Model.derivatives_deleted_at)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(*model_columns, File.pipeline, File.state, DocumentVersion.state)
-            .join(File, File.model_id == Model.id)
-            .outerjoin(DocumentVersion, DocumentVersion.file_id == File.id)
-            .where(Model.id.in_(candidates), Model.urn.is_not(None), Model.derivatives_deleted_at.is_(None))
-        ).all()
+    rows = conn.execute(
+        select(*model_columns, File.pipeline, File.state, DocumentVersion.state)
+        .join(File, File.model_id == Model.id)
+        .outerjoin(DocumentVersion, DocumentVersion.file_id == File.id)
+        .where(Model.id.in_(candidates), Model.urn.is_not(None), Model.derivatives_deleted_at.is_(None))
+    ).all()
     models = {row[0]: ModelAtAPS(*row[:6]) for row in rows}
     uses = tuple(ModelUse(row[0], row[6], row[7], row[8]) for row in rows)
     return ModelUses(pipeline, tuple(models.values()), uses)
 
 
-def record_derivatives_deleted(engine: Engine, model_ids: Iterable[int]) -> None:
-    """Remember the models' APS side is gone and hand their content back for upload and translation."""
-    with engine.begin() as conn:
-        for model_id in model_ids:
-            registry.mark_derivatives_deleted(conn, model_id, REASON)
+def record_derivatives_deleted(conn: Connection, model_id: int) -> None:
+    """Remember the model's APS side is gone and hand its content back for upload and translation."""
+    registry.mark_derivatives_deleted(conn, model_id, REASON)

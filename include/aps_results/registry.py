@@ -376,7 +376,10 @@ def get_or_create_model(
     if created_id is not None:
         conn.execute(insert(ModelStatusHistory).values(model_id=created_id, status=ModelStatus.PENDING.value,
                                                        run_id=run_id))
-    row = conn.execute(select(*_MODEL_COLUMNS).where(*(getattr(Model, k) == v for k, v in key.items()))).one()
+    # FOR SHARE: a deletion of the model's APS side (aps_results.derivatives) holds the row FOR UPDATE until
+    # it is recorded; linking files waits for it and then reads the model `pending`, never a half-deleted one.
+    row = conn.execute(select(*_MODEL_COLUMNS).where(*(getattr(Model, k) == v for k, v in key.items()))
+                       .with_for_update(read=True)).one()
     if source_file_id is not None:
         conn.execute(
             update(File).where(File.id == source_file_id).values(model_id=row.id, updated_at=func.now())

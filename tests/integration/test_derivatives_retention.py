@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import OperationalError
 
 from aps_client import APSClient
 from aps_client.errors import APSNotFoundError
@@ -21,6 +22,7 @@ from aps_pipeline.settle import fetch_and_load
 from aps_pipeline.submission import submit_models
 from aps_pipeline.upload import upload_models
 from aps_pipeline.validation import validate_files
+from aps_results import derivatives, registry
 from aps_results.models import File, Model
 from tests.fixtures.client import aps, aps_config, client_config, stat, upload_bytes, wait_for_manifest
 from tests.fixtures.results import results_engine
@@ -104,7 +106,8 @@ def test_models_no_live_version_needs_lose_their_manifest_and_object_once_and_co
     assert first["derivatives_deleted"] == [tower]
     assert list(first["derivatives_errors"]) == [str(shared)]
     second = maintenance.delete_derivatives(aps, results_engine, on)
-    assert second == {"derivatives_deleted": [shared], "derivatives_errors": {}}
+    assert second == {"derivatives_deleted": [shared], "derivatives_errors": {},
+                      "derivatives_still_needed": []}
     asked = stat(emulator, "manifest_delete")
     assert maintenance.delete_derivatives(aps, results_engine, on)["derivatives_deleted"] == []
     assert stat(emulator, "manifest_delete") == asked  # never asked twice
@@ -149,3 +152,49 @@ def test_delete_object_removes_it_and_a_second_delete_is_not_found(aps: APSClien
         aps.oss.object_details("delete-me-bucket", "dir/a b.ifc")
     with pytest.raises(APSNotFoundError):
         aps.oss.delete_object("delete-me-bucket", "dir/a b.ifc")
+
+
+def test_a_model_the_same_content_takes_again_after_the_snapshot_keeps_its_aps_side(
+    aps: APSClient, emulator: EmulatorServer, s3_landing: Landing, results_engine: Engine,
+    s3_pipeline: PipelineConfig,
+) -> None:
+    """The decision reads one snapshot, then deletes at APS model by model; a file that lands with the same
+    content in between makes the model live again. Each model is checked again under its row lock before APS
+    is asked, so that file keeps what it reuses (its results, its viewable)."""
+    tower = land_and_model_ids(aps, s3_landing, results_engine, s3_pipeline)["incoming/tower.ifc#2"]
+    on = s3_pipeline.model_copy(update={"retention": RetentionConfig(delete_derivatives=True)})
+    s3_landing.delete("incoming/tower.ifc")
+    discover_files(s3_landing, results_engine, s3_pipeline, "run-3", keys=["incoming/tower.ifc"])
+    candidates = derivatives.models_no_live_version_needs(derivatives.read_model_uses(results_engine,
+                                                                                      on.name))
+    assert [model.id for model in candidates] == [tower]
+
+    put_revision(s3_landing, "incoming/tower-again.ifc", revision_bytes()["v3"])  # the same content
+    discover_files(s3_landing, results_engine, s3_pipeline, "run-4")
+    validate_files(s3_landing, results_engine, s3_pipeline, "run-4", supported=FORMATS)
+    assign_models(results_engine, s3_pipeline, "run-4")
+
+    report = maintenance.delete_unneeded_derivatives(aps, results_engine, on, candidates)
+    assert report["derivatives_deleted"] == []
+    assert report["derivatives_still_needed"] == [tower]
+    assert stat(emulator, "manifest_delete") == 0
+    row = model_row(results_engine, tower)
+    assert (row.status, row.derivatives_deleted_at) == ("success", None)
+    assert at_aps(aps, row) == {"manifest": True, "object": True}
+
+
+def test_linking_a_file_to_a_model_waits_while_its_aps_side_is_being_deleted(
+    aps: APSClient, s3_landing: Landing, results_engine: Engine, s3_pipeline: PipelineConfig,
+) -> None:
+    """The deletion holds the model's row lock from its last check until it has recorded the deletion; a run
+    linking new files to the model waits for it (then reads `pending` and uploads again) instead of reusing
+    an APS side that is being deleted."""
+    tower = land_and_model_ids(aps, s3_landing, results_engine, s3_pipeline)["incoming/tower.ifc#2"]
+    row = model_row(results_engine, tower)
+    identity = registry.ModelIdentity(row.region, row.sha256, row.bucket_key, row.output_profile)
+    with results_engine.connect() as deleting, deleting.begin():
+        deleting.execute(select(Model.id).where(Model.id == tower).with_for_update())
+        with results_engine.connect() as linking, linking.begin():
+            linking.execute(text("SET LOCAL lock_timeout = '300ms'"))
+            with pytest.raises(OperationalError, match="lock timeout"):
+                registry.get_or_create_model(linking, identity)
