@@ -15,7 +15,9 @@ row, its number and its stored diffs stay), then removes the loaded results (obj
 derivatives, thumbnail; `models.loaded_at` cleared) of each such version's model that nothing else needs: a
 model is shared by every file with its content, so it keeps its results while any file of it is in flight,
 loaded without a version, or a version not purged (a `deleted` version keeps its results). The same
-content landing again is then translated or loaded anew.
+content landing again is then translated or loaded anew. The models are locked before that is decided, on a
+read made after the locks: a run linking a new file to one of them holds its row FOR SHARE
+(`registry.get_or_create_model`), so the file either counts or finds the results already gone.
 """
 
 from __future__ import annotations
@@ -81,16 +83,18 @@ def _purge_older_versions(conn: Connection, pipeline: str, keep: int) -> list[in
     ))
 
 
-def _models_no_one_needs(conn: Connection, pipeline: str) -> list[int]:
-    """Models with results whose every file needs none: ended without results, or a purged version."""
+def _models_no_one_needs(conn: Connection, pipeline: str, among: list[int] | None = None) -> list[int]:
+    """Models with results whose every file needs none: ended without results, or a purged version. Without
+    `among`, they are locked FOR UPDATE; with it, only those are read (and not locked again)."""
     purged = select(DocumentVersion.file_id).where(DocumentVersion.state == VersionState.PURGED.value)
     needing = select(File.id).where(File.model_id == Model.id, File.state.not_in(_NEED_NO_RESULTS),
                                     File.id.not_in(purged))
     of_pipeline = select(File.model_id).where(File.pipeline == pipeline, File.id.in_(purged))
-    return list(conn.scalars(
-        select(Model.id).where(Model.loaded_at.is_not(None), Model.id.in_(of_pipeline), ~needing.exists())
-        .order_by(Model.id).with_for_update(of=Model)
-    ))
+    statement = select(Model.id).where(Model.loaded_at.is_not(None), Model.id.in_(of_pipeline),
+                                       ~needing.exists()).order_by(Model.id)
+    if among is None:
+        return list(conn.scalars(statement.with_for_update(of=Model)))
+    return list(conn.scalars(statement.where(Model.id.in_(among))))
 
 
 def purge_model_results(conn: Connection, model_id: int) -> None:
@@ -109,7 +113,9 @@ def purge_versions(engine: Engine, pipeline: str, keep: int) -> dict[str, int]:
         raise ValueError("keep must be at least 1")
     with engine.begin() as conn:
         purged = _purge_older_versions(conn, pipeline, keep)
-        models = _models_no_one_needs(conn, pipeline)
+        # Lock, then decide on a read made after the locks (a new statement sees what committed meanwhile): a
+        # run that linked a file to one of them while we waited held its row FOR SHARE, and its file counts.
+        models = _models_no_one_needs(conn, pipeline, among=_models_no_one_needs(conn, pipeline))
         for model_id in models:
             purge_model_results(conn, model_id)
     return {"versions_purged": len(purged), "models_purged": len(models)}
