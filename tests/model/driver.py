@@ -40,12 +40,14 @@ from aps_devstack import EmulatorServer, LocalPostgres, S3Server
 from aps_landing import Landing, LandingError
 from aps_landing.local import LocalLanding
 from aps_landing.s3 import S3Landing
+from aps_pipeline import maintenance
 from aps_pipeline.batch_steps import settle_batch, upload_and_submit
-from aps_pipeline.config import BudgetConfig, PipelineConfig
+from aps_pipeline.config import BudgetConfig, PipelineConfig, RetentionConfig
 from aps_pipeline.intake import PLAN_STEP, intake_steps
 from aps_pipeline.quarantine import REASON_SUFFIX, quarantine_key
 from aps_pipeline.steps import StepOutcomes, run_steps
 from aps_pipeline.summary import summarize_run
+from aps_results import derivatives
 from aps_results.db import make_engine
 from aps_results.migrate import upgrade
 
@@ -244,6 +246,21 @@ class PipelineDriver:
 
     def a_day_passes_at_aps(self) -> None:
         self.emulator.advance_clock(DAY_AND_AN_HOUR)
+
+    # -- the maintenance DAG's deletion of APS derivatives, in its two moments -----------------------------
+
+    def derivatives_to_delete(self, pipeline_key: str) -> list[derivatives.ModelAtAPS]:
+        """delete_derivatives' snapshot and decision: the models no live version of the pipeline needs."""
+        snapshot = derivatives.read_model_uses(self.engine, self.pipelines[pipeline_key].name)
+        return derivatives.models_no_live_version_needs(snapshot)
+
+    def delete_derivatives(self, pipeline_key: str, candidates: list[derivatives.ModelAtAPS]) -> list[int]:
+        """Then its deletions at APS, model by model; the models deleted."""
+        pipeline = self.pipelines[pipeline_key].model_copy(
+            update={"retention": RetentionConfig(delete_derivatives=True)})
+        with self.client() as aps:
+            return maintenance.delete_unneeded_derivatives(aps, self.engine, pipeline,
+                                                           candidates)["derivatives_deleted"]
 
     def delete_manifest(self, urn: str) -> None:
         with self.client() as aps, suppress(APSError):  # APSError: already gone

@@ -17,19 +17,21 @@ from typing import Any
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from aps_landing import LandingError
 from aps_pipeline.boundary import is_storable_text
 from aps_results.models import (
     TERMINAL_FILE_STATES,
+    DocumentVersion,
     File,
     FileState,
     Model,
     ModelView,
     RunSummary,
     Translation,
+    VersionState,
 )
 from aps_samples import generate_ifc, generate_obj
 from tests.model.driver import S3_KEY_BYTES, PipelineDriver, Services, SimulatedRun
@@ -102,6 +104,9 @@ class World:
     reopened_from: Counter[str] = field(default_factory=Counter)  # run id -> its rejected files re-opened
     disturbed: bool = False  # a fault or a kill happened: a valid file may end failed (with its reason)
     expired_objects: int = 0  # OSS objects a day at APS let expire: each may rightly be uploaded again
+    # The maintenance DAG's delete_derivatives between its snapshot and its deletions (pipeline -> candidates)
+    deletion_candidates: dict[str, list[Any]] = field(default_factory=dict)
+    derivatives_deleted: int = 0  # models whose APS side maintenance deleted: each may be uploaded again
 
 
 class PipelineMachine(RuleBasedStateMachine):
@@ -295,6 +300,20 @@ class PipelineMachine(RuleBasedStateMachine):
                 select(func.count()).select_from(Model).where(Model.object_id.is_not(None))) or 0
         self.driver.a_day_passes_at_aps()
 
+    # -- maintenance ------------------------------------------------------------------------------------
+
+    @timed_rule(pipeline=st.sampled_from(["a", "b"]))
+    def maintenance_decides_what_to_delete_at_aps(self, pipeline: str) -> None:
+        """delete_derivatives reads its snapshot; runs and landings go on before it deletes."""
+        self.world.deletion_candidates[pipeline] = self.driver.derivatives_to_delete(pipeline)
+
+    @precondition(lambda self: bool(self.world.deletion_candidates))
+    @timed_rule(data=st.data())
+    def maintenance_deletes_at_aps(self, data: st.DataObject) -> None:
+        pipeline = data.draw(st.sampled_from(sorted(self.world.deletion_candidates)))
+        candidates = self.world.deletion_candidates.pop(pipeline)
+        self.world.derivatives_deleted += len(self.driver.delete_derivatives(pipeline, candidates))
+
     @timed_rule()
     def clear_faults(self) -> None:
         self.driver.clear_faults()
@@ -404,11 +423,22 @@ class PipelineMachine(RuleBasedStateMachine):
 
     @invariant()
     def loaded_models_stay_servable(self) -> None:
+        """A model once loaded stays loaded and viewable (`success`, its views, its APS side), unless the
+        maintenance deleted its APS side because no live version needed it: then none may need it now."""
         with Session(self.driver.engine) as session:
             loaded = set(session.scalars(select(Model.id).where(Model.loaded_at.is_not(None))))
             self.world.loaded_models |= loaded
             for model_id in sorted(self.world.loaded_models):
                 model = session.get(Model, model_id)
+                if model is not None and model.derivatives_deleted_at is not None:
+                    live = session.scalars(select(File.s3_key).outerjoin(
+                        DocumentVersion, DocumentVersion.file_id == File.id).where(
+                        File.model_id == model_id, File.state == FileState.LOADED.value,
+                        or_(DocumentVersion.state.is_(None),
+                            DocumentVersion.state.not_in([VersionState.DELETED.value,
+                                                          VersionState.PURGED.value])))).all()
+                    assert not live, f"model {model_id}'s APS side was deleted, loaded files use it: {live}"
+                    continue
                 views = session.scalar(select(func.count()).select_from(ModelView)
                                        .where(ModelView.model_id == model_id))
                 assert model is not None, f"model {model_id} was loaded, now it is gone"
@@ -429,10 +459,10 @@ class PipelineMachine(RuleBasedStateMachine):
         # unrecorded (the retry must then not send again): each model of a killed try may account for one.
         # upload_submit uploads, then submits: a killed try may be in either.
         killed_uploads = killed_submits = sum(r.killed_in_flight["upload_submit"] for r in runs)
-        expired = self.world.expired_objects
+        expired = self.world.expired_objects + self.world.derivatives_deleted
         assert completes <= models + killed_uploads + expired, (
             f"{completes} uploads completed for {models} models ({killed_uploads} in killed upload tries, "
-            f"{expired} objects expired)")
+            f"{expired} objects expired or deleted by maintenance)")
         assert jobs <= attempts + killed_submits, (
             f"{jobs} job POSTs for {attempts} attempts ({killed_submits} in killed submit tries)")
 
