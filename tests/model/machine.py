@@ -107,6 +107,7 @@ class World:
     # The maintenance DAG's delete_derivatives between its snapshot and its deletions (pipeline -> candidates)
     deletion_candidates: dict[str, list[Any]] = field(default_factory=dict)
     derivatives_deleted: int = 0  # models whose APS side maintenance deleted: each may be uploaded again
+    deleted: dict[str, Landed] = field(default_factory=dict)  # valid keys deleted from the landing
 
 
 class PipelineMachine(RuleBasedStateMachine):
@@ -239,7 +240,22 @@ class PipelineMachine(RuleBasedStateMachine):
         key = data.draw(st.sampled_from(sorted(self.world.landed)))
         self.driver.delete(key)
         self.driver.delete_sidecar(key)
-        del self.world.landed[key]
+        entry = self.world.landed.pop(key)
+        if entry.expected_valid:
+            self.world.deleted[key] = entry
+
+    @precondition(lambda self: bool(self.world.deleted))
+    @timed_rule(data=st.data())
+    def land_deleted_content_again(self, data: st.DataObject) -> None:
+        """Content whose file was deleted lands again under another key: its model, no longer needed by a
+        live version, is needed again (and maintenance may be about to delete its APS side)."""
+        if self._same_content_may_meet_in_two_runs():
+            return
+        source = data.draw(st.sampled_from(sorted(self.world.deleted)))
+        original = self.world.deleted[source]
+        name = f"{data.draw(st.integers(0, 5))}-{source.rsplit('/', 1)[-1]}"
+        key = f"{self._prefix(original.pipeline)}again/{name}"
+        self._land(Landed(original.pipeline, key, original.content, True, "again"), b'{"project": "p"}')
 
     def _version_claimed(self, key: str) -> bool:
         etag = self.driver.etag_of(key)
