@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import Boolean, Column, MetaData, Table, Text, text
 
 from aps_results import loader
+from aps_results.loader import PROPERTY_COLUMNS
 from aps_results.models import (
     Derivative,
     ModelObject,
@@ -17,7 +18,6 @@ from aps_results.models import (
     pg_default,
     pg_type,
 )
-from aps_results.loader import PROPERTY_COLUMNS
 from aps_results.records import (
     DerivativeNode,
     ThumbnailImage,
