@@ -73,8 +73,8 @@ INDEX_BUILD_MEMORY = "256MB"
 
 
 def _comment(table: str, column: str, comment: str) -> None:
-    op.execute(sa.text(f"COMMENT ON COLUMN {SCHEMA}.{table}.{column} IS :comment")
-               .bindparams(comment=comment))
+    quoted = comment.replace("'", "''")  # COMMENT takes a literal, not a parameter
+    op.execute(f"COMMENT ON COLUMN {SCHEMA}.{table}.{column} IS '{quoted}'")
 
 
 def upgrade() -> None:
