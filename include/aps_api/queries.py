@@ -412,8 +412,9 @@ async def list_properties(
 
 # --- search across all models -----------------------------------------------------------------------------
 # Reads aps.properties through its portfolio indexes (aps_results.models.Property). A hit is a property row;
-# its object's name (one primary-key lookup per hit, after the LIMIT) and the document versions its model is (for
-# the page's models only) are joined at query time, and `project` is its model's source file's metadata.
+# its object's name (one primary-key lookup per hit, after the LIMIT) and the document versions its model
+# is (for the page's models only) are joined at query time; `project` is its model's source file's
+# metadata.
 
 
 @dataclass(frozen=True)
