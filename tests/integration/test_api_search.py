@@ -3,7 +3,6 @@ values, substrings, number ranges through units, latest document versions by def
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
