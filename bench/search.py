@@ -391,7 +391,8 @@ def main() -> None:
               f"{P99_GOAL:.0f} ms); "
               f"load of {args.probe_rows:,} rows at model {args.models + 2:,} "
               f"{load_ratio:.2f} x raw COPY into aps.properties itself ({load_verdict} >= {LOAD_GOAL}; "
-              f"{plain_ratio:.2f} x COPY into a fresh plain table); loader rows/s last 5% / first 5% of models {last / first:.2f}; "
+              f"{plain_ratio:.2f} x COPY into a fresh plain table); "
+              f"loader rows/s last 5% / first 5% of models {last / first:.2f}; "
               f"built in {built:.0f} s")
     finally:
         cluster.destroy()
