@@ -102,8 +102,18 @@ def _single_global_id(value: Any) -> str | None:
     return text if IFC_GLOBAL_ID.fullmatch(text) else None
 
 
-def _named(mapping: Mapping[str, Any], names: tuple[str, ...]) -> Iterator[Any]:
-    return (value for key, value in mapping.items() if str(key).strip().lower() in names)
+def _named(mapping: Mapping[str, Any], names: tuple[str, ...]) -> list[Any]:
+    """The values whose key is one of `names` (lower case), ignoring case and surrounding spaces."""
+    try:
+        # One C-level pass over all the keys first: most objects have no such key, and comparing key by key
+        # in Python cost the loader as much as flattening the rows. A key that matches contains its name.
+        keys = "\0".join(mapping).lower()
+    except TypeError:  # a key that is not a string (not from JSON): compare one by one
+        keys = names[0]
+    for name in names:
+        if name in keys:
+            return [value for key, value in mapping.items() if str(key).strip().lower() in names]
+    return []
 
 
 def is_ifc_source(source_format: str | None) -> bool:
@@ -122,15 +132,16 @@ def ifc_global_id(external_id: str | None, properties: Mapping[str, Any], *,
     """
     if is_ifc_source(source_format) and external_id and IFC_GLOBAL_ID.fullmatch(external_id):
         return external_id
-    candidates: list[Any] = []
+    # In order of preference: the element's own (`IFC` category), an uncategorised one, Revit's IfcGUID.
+    # One pass over the categories (this runs once per object the loader writes).
+    own: list[Any] = []
+    revit: list[Any] = []
     for category, values in properties.items():
-        if isinstance(values, Mapping) and str(category).strip().lower() == _ELEMENT_CATEGORY:
-            candidates[:0] = list(_named(values, ("globalid",)))  # the element's own: first choice
-    candidates.extend(_named(properties, _GLOBAL_ID_NAMES))
-    for values in properties.values():
-        if isinstance(values, Mapping):
-            candidates.extend(_named(values, ("ifcguid", "ifc guid")))
-    for candidate in candidates:
+        if type(values) is dict or isinstance(values, Mapping):
+            if str(category).strip().lower() == _ELEMENT_CATEGORY:
+                own[:0] = _named(values, ("globalid",))
+            revit.extend(_named(values, ("ifcguid", "ifc guid")))
+    for candidate in (*own, *_named(properties, _GLOBAL_ID_NAMES), *revit):
         global_id = _single_global_id(candidate)
         if global_id:
             return global_id
