@@ -438,9 +438,11 @@ _LATEST_VERSION_OF = (
 )
 _VERSION_OF = ("EXISTS (SELECT FROM aps.files f JOIN aps.document_versions v ON v.file_id = f.id "
                "WHERE f.model_id = s.model_id{document})")
-# The model's project: its source file's metadata `project` (one lookup per model, not a column per row).
-_IN_PROJECT = ("s.model_id IN (SELECT m.id FROM aps.models m JOIN aps.files f ON f.id = m.source_file_id "
-               "WHERE f.metadata->>'project' = :project)")
+# The model's project: its source file's metadata `project` (looked up per model, not a column per row). An
+# array computed once: as a semi-join, the planner ran the value's index scan (a trigram scan: tens of ms)
+# once per model of the project.
+_IN_PROJECT = ("s.model_id = ANY (ARRAY(SELECT m.id FROM aps.models m JOIN aps.files f "
+               "ON f.id = m.source_file_id WHERE f.metadata->>'project' = :project))")
 
 
 def _search_sql(filters: SearchFilters, after: tuple[int, int] | None) -> tuple[str, dict[str, Any]]:
