@@ -98,3 +98,17 @@ def test_the_loader_writes_replaces_and_delete_model_removes_what_search_finds(e
         delete_model(conn, first)
     assert rows(engine, first) == []
     assert len(rows(engine, second)) == 2
+
+
+def test_substrings_and_exact_values_are_found_in_values_of_any_length(engine: Engine) -> None:
+    """The trigram index is not partial, and an exact value past the btree's bound is still compared."""
+    model_id = make_model(engine, "alpha", "a" * 64)
+    long_value = "x" * 10_000 + " needle " + "y" * 3_000  # far past the (name, value) index's bound
+    load(engine, model_id, {"Note": long_value})
+    with engine.connect() as conn:
+        for filters in (SearchFilters(name="Note", contains="needle"),
+                        SearchFilters(name="Note", value=long_value)):
+            statement, params = _search_sql(filters, None)
+            found = conn.execute(text(statement), {**params, "limit": 10}).all()
+            assert [(row.model_id, row.object_name, row.value) for row in found] == [
+                (model_id, "Door 1", long_value)]
