@@ -122,7 +122,8 @@ class PropertyValue(BaseModel):
     category: str | None
     name: str
     value: str | None
-    value_num: float | None
+    value_num: float | None = Field(
+        description="the value's number, with or without a unit (`70 mm` is 70; the property's own unit)")
 
 
 class PropertyPage(BaseModel):

@@ -395,7 +395,7 @@ class PipelineConfig(_Strict):
     read_concurrency: int = Field(
         default=8, ge=1, description="landing reads in flight: discovery's HEADs, validation's GETs"
     )
-    # Loads in parallel take turns only at the properties partition swap (aps_results.partitions), a few ms.
+    # Loads in parallel do not wait on each other: each writes only its own model's rows of aps.properties.
     load_concurrency: int = Field(
         default=4, ge=1, le=64,
         description="models a batch task loads at the same time; each load holds a results connection (the "

@@ -34,7 +34,7 @@ from sqlalchemy.engine import URL
 
 from aps_results import roles
 from aps_results.db import as_engine, normalize_url
-from aps_results.models import EXTENSIONS, SCHEMA, is_property_partition
+from aps_results.models import EXTENSIONS, SCHEMA
 
 DUMP_NAME = "results.dump"
 MANIFEST_NAME = "manifest.json"
@@ -79,11 +79,11 @@ class BackupManifest:
 
 
 def _tables(connection: Connection) -> list[str]:
-    """The schema's tables to fingerprint (a partitioned parent covers its partitions: those are left out)."""
+    """The schema's tables to fingerprint."""
     names = connection.execute(text(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = :schema AND c.relkind IN ('r', 'p') ORDER BY c.relname"), {"schema": SCHEMA})
-    return [name for (name,) in names if not is_property_partition(name)]
+    return [name for (name,) in names]
 
 
 def table_fingerprints(connection: Connection) -> dict[str, Fingerprint]:

@@ -5,22 +5,24 @@
 
 How it works, and why:
 1. Lock the model's row (SELECT ... FOR UPDATE): two loads of one model run one after the other.
-2. Properties, by far the biggest input, go into a new table of their own (aps_results.partitions): binary
-   COPY, then one bulk build per index. Only one small tuple per object (its external id) is kept in memory,
-   never the property rows.
+2. Properties, by far the biggest input, go straight into `aps.properties`, the one table every model's
+   rows live in (see `aps_results.models.Property`): DELETE the model's old rows (an index probe that finds
+   nothing on a first load), then one binary COPY of the new rows, flattened in one pass over the input
+   with each value's number computed there (`records.flatten_properties`). Each row is written once, into
+   the table per-model reads and portfolio search both use. Only one small tuple per object (its external
+   id) is kept in memory, never the property rows.
 3. The smaller inputs (views, tree, derivatives, thumbnail) are COPYed into TEMP staging tables (no WAL,
    dropped at commit), because SQL completes and deduplicates them on the way in; then DELETE the model's
-   rows and INSERT ... SELECT from staging, set `models.loaded_at`, and run the caller's `before_commit`.
-4. Swap the new properties table in as the model's partition of `aps.properties` (the old one is dropped),
-   then commit. Readers use MVCC snapshots and the swap is a few catalog updates under a lock, so they see
-   all the old rows until the commit and all the new rows after it: never a half-loaded model. Loading the
-   same inputs again gives the same rows (idempotent), at the same speed as the first load.
+   rows and INSERT ... SELECT from staging, set `models.loaded_at`, run the caller's `before_commit`, and
+   commit. Readers use MVCC snapshots, so they see all the old rows until the commit and all the new rows
+   after it: never a half-loaded model, and a load never waits for a reader nor a reader for a load.
+   Loading the same inputs again gives the same rows (idempotent).
 
 Columns have one home, the models (`aps_results.models`, and their migration): each staging table's DDL,
 COPY types and INSERT list come from its aps table's loaded columns (`records.loaded_columns`), and so do
-the records the callers pass (`aps_results.records`) and the properties partition's columns. A column added
-to a model is staged and inserted without a change here (NULL, or its server default, until a caller passes
-its value); only property rows, which are computed, name what they write (`_PROPERTY_ROW`).
+the records the callers pass (`aps_results.records`) and the properties' COPY types (`PROPERTY_COLUMNS`). A
+column added to a model is staged and inserted without a change here (NULL, or its server default, until a
+caller passes its value); only property rows, which are computed, name what they write (`_PROPERTY_ROW`).
 """
 
 from __future__ import annotations
@@ -41,11 +43,11 @@ from aps_results.models import (
     Derivative,
     ModelObject,
     ModelView,
+    Property,
     Thumbnail,
     pg_default,
     pg_type,
 )
-from aps_results.partitions import PartitionSwapTimeout, build_partition, swap_in_partition
 from aps_results.records import (
     ObjectProperties,
     ThumbnailImage,
@@ -55,7 +57,6 @@ from aps_results.records import (
     flatten_properties,
     loaded_columns,
 )
-from aps_results.search import index_model
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,17 @@ class ModelNotFound(LookupError):
     pass
 
 
-__all__ = ["LoadStats", "ModelNotFound", "PartitionSwapTimeout", "load_model_results"]
+__all__ = ["PROPERTY_COLUMNS", "LoadStats", "ModelNotFound", "load_model_results"]
+
+# The columns of aps.properties, from its model, in order: (name, column DDL, psycopg binary COPY type). The
+# loader's COPY takes the types; bench/ builds tables shaped like it from the DDL.
+PROPERTY_COLUMNS: list[tuple[str, str, str]] = [
+    (column.name,
+     " ".join([pg_type(column)] + ([] if column.nullable else ["NOT NULL"])
+              + ([f"DEFAULT {pg_default(column)}"] if pg_default(column) is not None else [])),
+     pg_type(column))
+    for column in Property.__table__.columns
+]
 
 
 @dataclass(frozen=True)
@@ -76,8 +87,7 @@ class LoadStats:
     derivatives: int
     thumbnail: bool
     seconds: float
-    phases: dict[str, float]  # seconds per step (stage, each swap statement), for logs and bench/load.py
-    swap_attempts: int = 1  # >1: readers (or another load) held aps.properties and the swap tried again
+    phases: dict[str, float]  # seconds per step (each COPY and statement), for logs and bench/load.py
 
 
 @dataclass(frozen=True)
@@ -145,7 +155,9 @@ _STAGING = (_EXTERNAL_IDS, _VIEWS, _OBJECTS, _DERIVATIVES, _THUMBNAILS)
 # What `_property_rows` writes, in its tuples' order (each value is computed there); columns of
 # aps.properties it leaves out get NULL or their default, and a name that is no column fails the COPY.
 _PROPERTY_ROW = ("model_id", "view_guid", "object_id", "external_id", "category", "name", "value",
-                 "value_num")
+                 "value_num", "row_no")
+_PROPERTY_COPY_TYPES = [{name: copy_type for name, _, copy_type in PROPERTY_COLUMNS}[name]
+                        for name in _PROPERTY_ROW]
 
 
 def load_model_results(
@@ -158,19 +170,16 @@ def load_model_results(
     thumbnail: ThumbnailImage | None = None,
     manifest: Mapping[str, Any] | None = None,
     before_commit: Callable[[Connection], None] | None = None,
-    lock_wait: float = 300.0,
 ) -> LoadStats:
     """Replace everything loaded for `model_id` with these inputs, atomically.
 
     `bind`: an Engine (we open and commit a transaction) or a Connection (we work inside its transaction,
     beginning one if needed; the caller's commit publishes the rows). `manifest` is APS's manifest JSON; its
     derivative tree becomes `derivatives` rows. A thumbnail of None keeps the stored one. `before_commit`
-    runs once views, objects, derivatives and the thumbnail are replaced, just before the properties are
-    swapped in and the transaction commits (the pipeline marks its files loaded there; tests pause there).
-    `lock_wait`: seconds the swap may keep retrying while readers hold `aps.properties`, before
-    PartitionSwapTimeout.
+    runs once everything is replaced, just before the transaction commits (the pipeline marks its files
+    loaded there; tests pause there).
     """
-    inputs = _Inputs(views, tree, properties, thumbnail, manifest, before_commit, lock_wait)
+    inputs = _Inputs(views, tree, properties, thumbnail, manifest, before_commit)
     if isinstance(bind, Engine):
         with bind.begin() as connection:
             return _load(connection, model_id, inputs)
@@ -188,7 +197,6 @@ class _Inputs:
     thumbnail: ThumbnailImage | None
     manifest: Mapping[str, Any] | None
     before_commit: Callable[[Connection], None] | None
-    lock_wait: float
 
 
 def _load(connection: Connection, model_id: int, inputs: _Inputs) -> LoadStats:
@@ -202,8 +210,7 @@ def _load(connection: Connection, model_id: int, inputs: _Inputs) -> LoadStats:
     pg: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
     phases: dict[str, float] = {}
     external_ids: list[tuple[Any, ...]] = []
-    properties_n = build_partition(pg, model_id, _PROPERTY_ROW,
-                                   _property_rows(model_id, inputs.properties, external_ids), phases)
+    properties_n = _replace_properties(pg, model_id, inputs.properties, external_ids, phases)
 
     step = time.perf_counter()
     for staging in _STAGING:
@@ -230,22 +237,20 @@ def _load(connection: Connection, model_id: int, inputs: _Inputs) -> LoadStats:
                 counts[label] = cursor.rowcount
                 phases[label] = time.perf_counter() - step
         cursor.execute(
-            f"UPDATE {SCHEMA}.models SET loaded_at = now(), updated_at = now() WHERE id = %s", (model_id,)
+            f"UPDATE {SCHEMA}.models SET loaded_at = now(), updated_at = now(), property_rows = %s "
+            "WHERE id = %s", (properties_n, model_id)
         )
     views_n = counts[f"insert into {SCHEMA}.model_views"]
     objects_n = counts[f"insert into {SCHEMA}.objects"]
     derivatives_n = counts[f"insert into {SCHEMA}.derivatives"]
-    index_model(pg, model_id, phases)  # the portfolio search rows, from the new partition and objects
     if inputs.before_commit is not None:
         inputs.before_commit(connection)
-    # Last, so the lock it takes on aps.properties is held only until the commit that follows.
-    swap_attempts = swap_in_partition(pg, model_id, inputs.lock_wait, phases)
     seconds = time.perf_counter() - started
     logger.info("loaded model %s: %s views, %s objects, %s properties, %s derivatives in %.2f s (%s)",
                 model_id, views_n, objects_n, properties_n, derivatives_n, seconds,
                 ", ".join(f"{name} {value:.2f}s" for name, value in phases.items()))
     return LoadStats(model_id, views_n, objects_n, properties_n, derivatives_n,
-                     inputs.thumbnail is not None, seconds, phases, swap_attempts)
+                     inputs.thumbnail is not None, seconds, phases)
 
 
 def _copy(pg: psycopg.Connection[Any], staging: _Staging, rows: Iterable[tuple[Any, ...]]) -> None:
@@ -255,15 +260,38 @@ def _copy(pg: psycopg.Connection[Any], staging: _Staging, rows: Iterable[tuple[A
             copy.write_row(row)
 
 
+def _replace_properties(pg: psycopg.Connection[Any], model_id: int, objects: Iterable[ObjectProperties],
+                        external_ids: list[tuple[Any, ...]], phases: dict[str, float]) -> int:
+    """DELETE the model's rows from aps.properties and COPY the new ones in; the rows written."""
+    step = time.perf_counter()
+    pg.execute(f"DELETE FROM {SCHEMA}.properties WHERE model_id = %s", (model_id,))
+    phases["delete properties"] = time.perf_counter() - step
+
+    step = time.perf_counter()
+    row: tuple[Any, ...] = ()
+    with pg.cursor() as cursor, cursor.copy(
+        f"COPY {SCHEMA}.properties ({', '.join(_PROPERTY_ROW)}) FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(_PROPERTY_COPY_TYPES)
+        write_row = copy.write_row
+        for row in _property_rows(model_id, objects, external_ids):
+            write_row(row)
+    phases["copy properties"] = time.perf_counter() - step
+    return row[-1] if row else 0  # the last row's row_no: rows are numbered from 1
+
+
 def _property_rows(
     model_id: int, objects: Iterable[ObjectProperties], external_ids: list[tuple[Any, ...]]
 ) -> Iterator[tuple[Any, ...]]:
-    """Flattened property rows (_PROPERTY_ROW order); notes each object's external id and IFC GlobalId on the
-    side."""
+    """Flattened property rows (_PROPERTY_ROW order), numbered from 1 (`row_no`); notes each object's
+    external id and IFC GlobalId on the side."""
+    row_no = 0
+    external_id_row = _EXTERNAL_IDS.row
     for item in objects:
         view_guid, object_id, external_id = item.view_guid, item.object_id, item.external_id
-        ids = _EXTERNAL_IDS.row(item)
+        ids = external_id_row(item)
         if ids[2] is not None or ids[3] is not None:  # an external id or a GlobalId to give the tree node
             external_ids.append(ids)
         for category, name, value, number in flatten_properties(item.properties):
-            yield model_id, view_guid, object_id, external_id, category, name, value, number
+            row_no += 1
+            yield model_id, view_guid, object_id, external_id, category, name, value, number, row_no

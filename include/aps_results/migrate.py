@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from aps_results.db import as_engine
-from aps_results.models import SCHEMA, is_property_partition
+from aps_results.models import SCHEMA
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -33,10 +33,10 @@ class SchemaNotCurrent(RuntimeError):
 
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:
-    """Alembic's filter: compare only our schema, and leave `properties`' partitions to the loader."""
+    """Alembic's filter: compare only our schema."""
     if type_ == "schema":
         return name == SCHEMA
-    return not (type_ == "table" and is_property_partition(name))
+    return True
 
 
 def alembic_config() -> Config:

@@ -19,7 +19,6 @@ Key ideas a reader needs:
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -49,7 +48,7 @@ from sqlalchemy.sql.schema import Column
 
 SCHEMA = "aps"
 READER_ROLE = "aps_reader"
-# Extensions the schema's indexes use (pg_trgm: substring search on property_search), created by the
+# Extensions the schema's indexes use (pg_trgm: substring search on properties' values), created by the
 # migrations in the database; a restore creates them first (a dump of the schema leaves them out).
 EXTENSIONS = ("pg_trgm",)
 
@@ -58,20 +57,6 @@ EXTENSIONS = ("pg_trgm",)
 # with `Property.name_value_is()`, which adds the matching condition so PostgreSQL can use the index.
 PROPERTY_INDEXED_BYTES = 2000
 PROPERTY_INDEX_PREDICATE = f"octet_length(name) + octet_length(value) <= {PROPERTY_INDEXED_BYTES}"
-
-# `properties` is partitioned per model (see Property); the partitions are tables of their own, named here.
-PROPERTY_DEFAULT_PARTITION = "properties_default"
-_PROPERTY_PARTITION = re.compile(r"properties_(default|m\d+(_new)?)")
-
-
-def property_partition(model_id: int) -> str:
-    """The name (in SCHEMA) of the partition that holds one model's properties."""
-    return f"properties_m{int(model_id)}"
-
-
-def is_property_partition(table_name: str | None) -> bool:
-    """True for the partitions of `properties`, which Alembic's autogenerate must leave alone."""
-    return table_name is not None and _PROPERTY_PARTITION.fullmatch(table_name) is not None
 
 # Deterministic constraint names, so migrations can refer to them and autogenerate compares cleanly.
 NAMING_CONVENTION = {
@@ -363,6 +348,8 @@ class Model(Base):
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
     loaded_at: Mapped[datetime | None] = mapped_column(comment="when the results were last (re)loaded")
+    property_rows: Mapped[int | None] = mapped_column(
+        BigInteger, comment="property rows its last load wrote (the run page shows it without counting)")
     derivatives_deleted_at: Mapped[datetime | None] = mapped_column(
         comment="when its APS manifest and OSS object were deleted (no live version needed them)"
     )
@@ -498,20 +485,28 @@ class ModelObject(Base):
 class Property(Base):
     """One property value of one object: APS's nested {category: {name: value}} flattened to rows.
 
-    No primary key: rows are only ever replaced per model, and an extra unique index would slow every load.
+    One unpartitioned table for every model: it serves per-model reads (by `model_id`) and the portfolio
+    search (`/v1/search`, by name and value across all models) with the same rows, each written once. A load
+    DELETEs the model's old rows and COPYs the new ones in one transaction (aps_results.loader); readers see
+    the old rows until the commit and the new ones after it (MVCC).
 
-    Partitioned by model (LIST on model_id): the loader builds each model's rows as a new table
-    (`property_partition(model_id)`), indexes it in bulk and swaps it in, so a re-load costs the same as a
-    first load and leaves no dead rows behind. Rows written for a model without its own partition land in
-    `PROPERTY_DEFAULT_PARTITION` (the loader moves them out on the model's first load; keep it small: each
-    swap scans it). Partitions are not in this metadata: the loader (aps_results.partitions) owns them.
-    Queries should filter on `model_id`, which reads one partition; a query over all models visits every
-    partition (and locks each one), so keep such queries rare on databases with thousands of models.
+    No primary key: rows are only ever replaced per model, and an extra unique index would slow every load.
+    `row_no` numbers a model's rows in load order; (model_id, row_no) is unique by construction and is the
+    sort key of every search. `value_num` is the value's number, with or without a unit (`70 mm` -> 70,
+    `18 m^2` -> 18): search's min/max and per-model reads see the same number (`records.parse_number`).
+
+    Indexes, each for a read path (every index costs load time):
+    - (model_id, external_id): a model's rows (its reads, the loader's and retention's DELETE, diffs in
+      external id order) and an object's properties by external id.
+    - (name, value, model_id, row_no), partial (PROPERTY_INDEX_PREDICATE): exact-value search in result
+      order, and a model's rows of one name and value.
+    - (name, value_num) WHERE value_num IS NOT NULL: numeric ranges (`min`/`max`).
+    - GIN trigrams on value (pg_trgm): substrings (`contains`), whatever the value's length.
     """
 
     __tablename__ = "properties"
-    # The ORM needs an identity; these columns are unique in practice but deliberately not enforced.
-    __mapper_args__ = {"primary_key": ["model_id", "view_guid", "object_id", "category", "name"]}
+    # The ORM needs an identity; (model_id, row_no) is unique by construction but deliberately not enforced.
+    __mapper_args__ = {"primary_key": ["model_id", "row_no"]}
 
     model_id: Mapped[int] = mapped_column(BigInteger)  # no FK: see the note above the loaded-results tables
     view_guid: Mapped[str]
@@ -520,58 +515,26 @@ class Property(Base):
     category: Mapped[str | None] = mapped_column(comment="NULL for top-level (uncategorised) properties")
     name: Mapped[str]
     value: Mapped[str | None]
-    value_num: Mapped[float | None] = mapped_column(comment="value parsed as a number, when it is one")
+    value_num: Mapped[float | None] = mapped_column(
+        comment="the value's number, with or without a unit (70 mm: 70)")
+    row_no: Mapped[int] = mapped_column(comment="the row's number within its model's load")
 
     __table_args__ = (
         Index(None, "model_id", "external_id"),
-        Index(None, "name", "value", postgresql_where=text(PROPERTY_INDEX_PREDICATE)),
-        {"postgresql_partition_by": "LIST (model_id)"},
+        Index(None, "name", "value", "model_id", "row_no", postgresql_where=text(PROPERTY_INDEX_PREDICATE)),
+        Index(None, "name", "value_num", postgresql_where=text("value_num IS NOT NULL")),
+        # Substrings (`contains`): trigrams of the value (the pg_trgm extension, which 0010 creates).
+        Index("ix_properties_value_trgm", "value", postgresql_using="gin",
+              postgresql_ops={"value": "gin_trgm_ops"}),
     )
 
     @classmethod
     def name_value_is(cls, name: str, value: str) -> ColumnElement[bool]:
-        """`name = :name AND value = :value`, phrased so PostgreSQL can use the (name, value) index."""
+        """`name = :name AND value = :value`, phrased so PostgreSQL can use the (name, value, ...) index."""
         condition = (cls.name == name) & (cls.value == value)
         if len(name.encode()) + len(value.encode()) <= PROPERTY_INDEXED_BYTES:
             condition = condition & text(PROPERTY_INDEX_PREDICATE)
         return condition
-
-
-class PropertySearch(Base):
-    """Every loaded property row once more, in one table with portfolio-wide indexes: what `/v1/search` reads.
-
-    `properties` is partitioned per model, so a query across all models plans, locks and probes every
-    partition (10,000 models: seconds). This table is written by the loader in the same transaction as the
-    model's partition (`aps_results.search`), so search sees exactly the loaded models, and it carries what a
-    hit needs without joins: the object's name and the model's project. `number` is the value's number even
-    when it carries a unit (`70 mm` -> 70): min/max compare it, in the property's own unit. `row_no` numbers
-    a model's rows; (model_id, row_no) is the sort key of every search.
-    """
-
-    __tablename__ = "property_search"
-    # No primary key (a btree more to write per row): (model_id, row_no) is unique by construction.
-    __mapper_args__ = {"primary_key": ["model_id", "row_no"]}
-
-    model_id: Mapped[int] = mapped_column(BigInteger)  # no FK: as `properties`
-    row_no: Mapped[int] = mapped_column(comment="the row's number within its model's load")
-    project: Mapped[str | None] = mapped_column(comment="the model's project (its source file's metadata)")
-    external_id: Mapped[str | None]
-    object_name: Mapped[str | None]
-    category: Mapped[str | None]
-    name: Mapped[str]
-    value: Mapped[str | None]
-    number: Mapped[float | None] = mapped_column(comment="the value's number, with or without a unit")
-
-    __table_args__ = (
-        Index(None, "name", "value", "model_id", "row_no", postgresql_where=text(PROPERTY_INDEX_PREDICATE)),
-        Index(None, "name", "number", postgresql_where=text("number IS NOT NULL")),
-        # Rows arrive a model at a time, so a block range index finds a model's rows (to replace or delete
-        # them) at a fraction of a btree's cost per row written.
-        Index(None, "model_id", postgresql_using="brin"),
-        # Substrings (`contains`): trigrams of the value (the pg_trgm extension, which 0010 creates).
-        Index("ix_property_search_value_trgm", "value", postgresql_using="gin",
-              postgresql_ops={"value": "gin_trgm_ops"}),
-    )
 
 
 class Thumbnail(Base):

@@ -6,7 +6,8 @@ the loader's staging tables, COPY types and INSERT lists come from the same colu
 keyword-only (their order is the table's) and optional when the column is nullable or has a server
 default (None then means "the server default"); a new column is carried by the loader as soon as it is in
 the model, and whoever knows its value passes it by name. `ObjectProperties` is APS's shape, not a table:
-the loader flattens it into `aps.properties` rows.
+the loader flattens it into `aps.properties` rows (`flatten_properties`), each value's text and number
+computed here, once (`property_value`).
 
 The pipeline turns its client models (or the raw APS JSON) into these; nothing here imports aps_client, so
 the results package stays usable on its own. Converters are generators, so a big object tree or property
@@ -26,6 +27,7 @@ from typing import Any
 from sqlalchemy import Column, Table
 
 from aps_results.models import Derivative, ModelObject, ModelView, Thumbnail
+from aps_results.search import NUMBER_STARTS, NUMBER_WITH_UNIT, NUMBER_WITH_UNIT_MAX_CHARS
 
 
 def loaded_columns(table: Table) -> tuple[Column[Any], ...]:
@@ -100,8 +102,18 @@ def _single_global_id(value: Any) -> str | None:
     return text if IFC_GLOBAL_ID.fullmatch(text) else None
 
 
-def _named(mapping: Mapping[str, Any], names: tuple[str, ...]) -> Iterator[Any]:
-    return (value for key, value in mapping.items() if str(key).strip().lower() in names)
+def _named(mapping: Mapping[str, Any], names: tuple[str, ...]) -> list[Any]:
+    """The values whose key is one of `names` (lower case), ignoring case and surrounding spaces."""
+    try:
+        # One C-level pass over all the keys first: most objects have no such key, and comparing key by key
+        # in Python cost the loader as much as flattening the rows. A key that matches contains its name.
+        keys = "\0".join(mapping).lower()
+    except TypeError:  # a key that is not a string (not from JSON): compare one by one
+        keys = names[0]
+    for name in names:
+        if name in keys:
+            return [value for key, value in mapping.items() if str(key).strip().lower() in names]
+    return []
 
 
 def is_ifc_source(source_format: str | None) -> bool:
@@ -120,15 +132,16 @@ def ifc_global_id(external_id: str | None, properties: Mapping[str, Any], *,
     """
     if is_ifc_source(source_format) and external_id and IFC_GLOBAL_ID.fullmatch(external_id):
         return external_id
-    candidates: list[Any] = []
+    # In order of preference: the element's own (`IFC` category), an uncategorised one, Revit's IfcGUID.
+    # One pass over the categories (this runs once per object the loader writes).
+    own: list[Any] = []
+    revit: list[Any] = []
     for category, values in properties.items():
-        if isinstance(values, Mapping) and str(category).strip().lower() == _ELEMENT_CATEGORY:
-            candidates[:0] = list(_named(values, ("globalid",)))  # the element's own: first choice
-    candidates.extend(_named(properties, _GLOBAL_ID_NAMES))
-    for values in properties.values():
-        if isinstance(values, Mapping):
-            candidates.extend(_named(values, ("ifcguid", "ifc guid")))
-    for candidate in candidates:
+        if type(values) is dict or isinstance(values, Mapping):
+            if str(category).strip().lower() == _ELEMENT_CATEGORY:
+                own[:0] = _named(values, ("globalid",))
+            revit.extend(_named(values, ("ifcguid", "ifc guid")))
+    for candidate in (*own, *_named(properties, _GLOBAL_ID_NAMES), *revit):
         global_id = _single_global_id(candidate)
         if global_id:
             return global_id
@@ -137,22 +150,35 @@ def ifc_global_id(external_id: str | None, properties: Mapping[str, Any], *,
 
 # --- Property values ---------------------------------------------------------------------------------------
 
-# Plain decimal numbers only ("12", "-3.5", "1e-3"). "12 mm", "1,234" or "3'-6\"" stay text: guessing units or
-# thousands separators would store wrong numbers.
+# A value's number: a plain decimal number ("12", "-3.5", "1e-3") or a number and one unit word ("70 mm",
+# "18 m^2": search.NUMBER_WITH_UNIT). "1,234" or "3'-6\"" stay text: guessing thousands separators or
+# feet-and-inches would store wrong numbers. The number is in the value's own unit (no conversion).
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_PLAIN_NUMBER_MAX_CHARS = 64
+_NUMBER_WITH_UNIT = re.compile(NUMBER_WITH_UNIT)
 
 
 def parse_number(text: str) -> float | None:
-    """The value as a float when it is a plain finite decimal number, else None."""
+    """The value's number when it is a plain finite decimal number or a number with a unit, else None."""
     stripped = text.strip()
-    if not stripped or len(stripped) > 64 or not _NUMBER.fullmatch(stripped):
+    # The cheap test first: most values do not start like a number, and the regexes are most of the cost.
+    if not stripped or stripped[0] not in NUMBER_STARTS:
         return None
-    number = float(stripped)
+    if len(stripped) <= _PLAIN_NUMBER_MAX_CHARS and _NUMBER.fullmatch(stripped):
+        number = float(stripped)
+    elif len(text) <= NUMBER_WITH_UNIT_MAX_CHARS and (found := _NUMBER_WITH_UNIT.match(text)):
+        number = float(found.group(1))
+    else:
+        return None
     return number if math.isfinite(number) else None
 
 
 def property_value(value: Any) -> tuple[str | None, float | None]:
     """(text, number) for one APS property value, whatever JSON type it came as."""
+    if type(value) is str:  # by far the most common: first, and without isinstance's subclass walk
+        # PostgreSQL text cannot hold NUL; such bytes carry no meaning in a property value.
+        text = value.replace("\x00", "") if "\x00" in value else value
+        return text, parse_number(text)
     if value is None:
         return None, None
     if isinstance(value, list) and len(value) == 1:
@@ -163,10 +189,8 @@ def property_value(value: Any) -> tuple[str | None, float | None]:
     if isinstance(value, int | float):
         number = float(value)
         return str(value), (number if math.isfinite(number) else None)
-    if isinstance(value, str):
-        # PostgreSQL text cannot hold NUL; such bytes carry no meaning in a property value.
-        text = value.replace("\x00", "") if "\x00" in value else value
-        return text, parse_number(text)
+    if isinstance(value, str):  # a str subclass
+        return property_value(str(value))
     return json.dumps(value, ensure_ascii=False, sort_keys=True), None
 
 

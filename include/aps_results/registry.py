@@ -29,14 +29,13 @@ from aps_results.models import (
     ModelObject,
     ModelStatus,
     ModelStatusHistory,
+    Property,
     RunSummary,
     Translation,
     TranslationStatus,
     ValidationResult,
     ValidationRun,
 )
-from aps_results.partitions import drop_partition
-from aps_results.search import forget_model
 from aps_versions.documents import register_versions
 
 # Plain strings for SQL parameters: psycopg would send an Enum member's name, not its value.
@@ -474,8 +473,7 @@ def release_model(conn: Connection, model_id: int, holder: str) -> None:
 
 def delete_model(conn: Connection, model_id: int) -> None:
     """Delete a model and everything loaded for it (objects and properties have no cascading foreign key)."""
-    drop_partition(conn.connection.driver_connection, model_id)  # type: ignore[arg-type]
-    forget_model(conn.connection.driver_connection, model_id)  # type: ignore[arg-type]
+    conn.execute(delete(Property).where(Property.model_id == model_id))
     conn.execute(delete(ModelObject).where(ModelObject.model_id == model_id))
     conn.execute(delete(Model).where(Model.id == model_id))
 

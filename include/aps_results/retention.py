@@ -36,6 +36,7 @@ from aps_results.models import (
     Model,
     ModelObject,
     ModelView,
+    Property,
     RunSummary,
     Thumbnail,
     ValidationResult,
@@ -43,8 +44,6 @@ from aps_results.models import (
     VersionState,
     WebhookDelivery,
 )
-from aps_results.partitions import drop_partition
-from aps_results.search import forget_model
 from aps_versions.documents import numbered_versions
 
 _TERMINAL = sorted(state.value for state in TERMINAL_FILE_STATES)
@@ -100,11 +99,10 @@ def _models_no_one_needs(conn: Connection, pipeline: str, among: list[int] | Non
 def purge_model_results(conn: Connection, model_id: int) -> None:
     """Remove a model's loaded results and clear its `loaded_at`; the model, its translations and its files
     stay (so the same content landing again is loaded anew)."""
-    drop_partition(conn.connection.driver_connection, model_id)  # type: ignore[arg-type]
-    forget_model(conn.connection.driver_connection, model_id)  # type: ignore[arg-type]
-    for table in (ModelObject, ModelView, Derivative, Thumbnail):
+    for table in (Property, ModelObject, ModelView, Derivative, Thumbnail):
         conn.execute(delete(table).where(table.model_id == model_id))
-    conn.execute(update(Model).where(Model.id == model_id).values(loaded_at=None, updated_at=func.now()))
+    conn.execute(update(Model).where(Model.id == model_id)
+                 .values(loaded_at=None, property_rows=None, updated_at=func.now()))
 
 
 def purge_versions(engine: Engine, pipeline: str, keep: int) -> dict[str, int]:

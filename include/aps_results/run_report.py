@@ -6,11 +6,10 @@
     report.files[0].state, .reason, .model.views, .model.objects, .model.messages, .ids, .version
     version_diff(engine, "aps_ingest", document_id, to)   # the run page's diff page: a stored diff
 
-The page never scans a model's properties, nor waits on them: a loaded model's property count is the row
-count PostgreSQL recorded for its partition when the loader indexed it (`pg_class.reltuples`, a catalog read
-that takes no lock on the partition a swap may be replacing), plus its rows in the default partition (kept
-small by the loader). Every query of the page runs under STATEMENT_TIMEOUT and LOCK_TIMEOUT: a page that
-cannot answer in time fails, it never holds a lock a load's swap waits for.
+The page never scans a model's properties: a loaded model's property count is the one its last load wrote
+(`models.property_rows`, set in the load's transaction). Every query of the page runs under
+STATEMENT_TIMEOUT and LOCK_TIMEOUT: a page that cannot answer in time fails rather than holding a
+connection.
 """
 
 from __future__ import annotations
@@ -23,8 +22,6 @@ from sqlalchemy.orm import Session
 
 from aps_results.ids_records import ids_checks_of
 from aps_results.models import (
-    PROPERTY_DEFAULT_PARTITION,
-    SCHEMA,
     File,
     Model,
     ModelObject,
@@ -32,12 +29,11 @@ from aps_results.models import (
     RunSummary,
     Thumbnail,
     Translation,
-    property_partition,
 )
 from aps_versions.reports import FileVersion, StoredDiffView, file_versions, stored_diff
 
 STATEMENT_TIMEOUT = "15s"  # a run page that takes longer is better an error than a held connection
-LOCK_TIMEOUT = "2s"  # never queue behind (or in front of) a load's partition swap
+LOCK_TIMEOUT = "2s"  # never queue behind a lock (the page takes no lock a load waits for)
 
 
 @dataclass(frozen=True)
@@ -89,7 +85,6 @@ def _models(session: Session, model_ids: set[int]) -> dict[int, ModelReport]:
         views[view.model_id].append({"guid": view.guid, "name": view.name, "role": view.role})
     objects = dict(session.execute(select(ModelObject.model_id, func.count()).where(
         ModelObject.model_id.in_(ids)).group_by(ModelObject.model_id)).tuples().all())
-    properties = _property_counts(session, ids)
     thumbnails = set(session.scalars(select(Thumbnail.model_id).where(Thumbnail.model_id.in_(ids))))
     latest = (select(Translation.model_id, Translation.messages)
               .where(Translation.model_id.in_(ids))
@@ -99,28 +94,11 @@ def _models(session: Session, model_ids: set[int]) -> dict[int, ModelReport]:
     return {
         model.id: ModelReport(
             id=model.id, urn=model.urn, status=model.status, reason=model.reason, views=views[model.id],
-            objects=objects.get(model.id, 0), properties=properties.get(model.id, 0),
+            objects=objects.get(model.id, 0), properties=model.property_rows or 0,
             has_thumbnail=model.id in thumbnails, messages=list(messages.get(model.id) or []),
         )
         for model in session.scalars(select(Model).where(Model.id.in_(ids)))
     }
-
-
-def _property_counts(session: Session, ids: list[int]) -> dict[int, int]:
-    """Per model: its partition's recorded row count plus its rows in the default partition (see above)."""
-    partitions = {property_partition(i): i for i in ids}
-    recorded = session.execute(text(
-        "SELECT c.relname, c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = :schema AND c.relname = ANY(:names)"
-    ), {"schema": SCHEMA, "names": list(partitions)}).tuples().all()
-    counts = {partitions[name]: max(0, int(rows)) for name, rows in recorded}
-    stray = session.execute(text(
-        f"SELECT model_id, count(*) FROM {SCHEMA}.{PROPERTY_DEFAULT_PARTITION} "  # constants, no input
-        "WHERE model_id = ANY(:ids) GROUP BY model_id"
-    ), {"ids": ids}).tuples().all()
-    for model_id, rows in stray:
-        counts[model_id] = counts.get(model_id, 0) + int(rows)
-    return counts
 
 
 def _bounded(session: Session) -> None:

@@ -1,4 +1,4 @@
-"""The per-model loader on real PostgreSQL: counts, idempotent re-loads, atomic swaps, indexed queries."""
+"""The per-model loader on real PostgreSQL: counts, idempotent re-loads, atomic replaces, indexed queries."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy import Column, Connection, Engine, MetaData, Select, Text, func,
 
 from aps_results import loader
 from aps_results.loader import LoadStats, ModelNotFound, load_model_results
-from aps_results.models import SCHEMA, Model, ModelObject, ModelView, Property, Thumbnail, property_partition
+from aps_results.models import SCHEMA, Model, ModelObject, ModelView, Property, Thumbnail
 from aps_results.records import ObjectProperties, ThumbnailImage, TreeNode, ViewRecord, record_type
 from tests.fixtures.results import results_engine
 
@@ -75,7 +75,7 @@ def test_load_counts_and_values(results_engine: Engine) -> None:
             .where(Property.model_id == model_id, Property.external_id == "ext-7").order_by(Property.name)
         ).all()
         assert rows == [(None, "Comments", None, None), ("Dimensions", "Length", "70", 70.0),
-                        ("Identity Data", "Mark", "v1-7", None), ("Dimensions", "Width", "200 mm", None)]
+                        ("Identity Data", "Mark", "v1-7", None), ("Dimensions", "Width", "200 mm", 200.0)]
         # The tree carried no external ids: the loader filled them from the properties (not for the root).
         assert conn.execute(select(ModelObject.external_id, ModelObject.parent_object_id).where(
             ModelObject.model_id == model_id, ModelObject.object_id == 7)).one() == ("ext-7", 1)
@@ -188,21 +188,12 @@ def plan_of(conn: Connection, query: Select[Any]) -> str:
     return "\n".join(conn.execute(text(f"EXPLAIN {compiled}")).scalars())
 
 
-def parent_index(conn: Connection, index: str) -> str | None:
-    """The partitioned index of aps.properties that a partition's index belongs to."""
-    return conn.execute(text(
-        "SELECT parent.relname FROM pg_inherits JOIN pg_class child ON child.oid = inhrelid "
-        "JOIN pg_class parent ON parent.oid = inhparent WHERE child.relname = :index"), {"index": index},
-    ).scalar()
-
-
 @pytest.mark.parametrize("reloads", [0, 1], ids=["first load", "re-load"])
 def test_property_queries_use_the_indexes(results_engine: Engine, reloads: int) -> None:
     model_id, other_id = make_model(results_engine), make_model(results_engine, "b" * 64)
     load(results_engine, other_id, 50)
     for _ in range(reloads + 1):
         load(results_engine, model_id, 300)
-    partition = property_partition(model_id)
     by_name_value = select(Property.external_id).where(Property.model_id == model_id,
                                                        Property.name_value_is("Mark", "v1-42"))
     by_external_id = select(Property.name).where(Property.model_id == model_id,
@@ -211,22 +202,14 @@ def test_property_queries_use_the_indexes(results_engine: Engine, reloads: int) 
     with results_engine.connect() as conn:
         conn.execute(text(f"ANALYZE {SCHEMA}.properties"))
         conn.execute(text("SET enable_seqscan = off"))
-        # Each partition's indexes are the parent's indexes (attached, not extra ones).
-        assert parent_index(conn, f"{partition}_name_value") == "ix_properties_name_value"
-        assert parent_index(conn, f"{partition}_external_id") == "ix_properties_model_id_external_id"
-        assert conn.execute(text("SELECT count(*) FROM pg_indexes WHERE schemaname = :s AND tablename = :t"),
-                            {"s": SCHEMA, "t": partition}).scalar() == 2
-
         plan = plan_of(conn, by_name_value)
-        assert f"{partition}_name_value" in plan, plan
-        assert property_partition(other_id) not in plan, plan  # pruned: one model, one partition
+        assert "ix_properties_name_value_model_id_row_no" in plan, plan
         assert conn.execute(by_name_value).scalars().all() == ["ext-42"]
         plan = plan_of(conn, by_external_id)
-        assert f"{partition}_external_id" in plan, plan
+        assert "ix_properties_model_id_external_id" in plan, plan
         assert sorted(conn.execute(by_external_id).scalars()) == ["Comments", "Length", "Mark", "Width"]
         plan = plan_of(conn, across_models)
-        for loaded in (model_id, other_id):
-            assert f"{property_partition(loaded)}_name_value" in plan, plan
+        assert "ix_properties_name_value_model_id_row_no" in plan, plan
         assert sorted(conn.execute(across_models).scalars()) == sorted([model_id, other_id])
 
 

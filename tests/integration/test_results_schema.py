@@ -22,9 +22,9 @@ from tests.fixtures.results import results_url
 
 EXPECTED_TABLES = {
     "alembic_version", "api_keys", "derivatives", "files", "model_status_history", "model_views", "models",
-    "listing_watermarks", "objects", "properties", "properties_default", "run_summaries", "thumbnails",
+    "listing_watermarks", "objects", "properties", "run_summaries", "thumbnails",
     "translations", "validation_results", "validation_runs", "ids_checks", "ids_results", "budget_notices",
-    "reprocess_actions", "webhook_deliveries", "property_search", "documents", "document_versions",
+    "reprocess_actions", "webhook_deliveries", "documents", "document_versions",
     "version_diffs", "version_diff_items",
 }
 
@@ -67,7 +67,8 @@ def test_migration_matches_the_models(results_url: str) -> None:
         })
         assert compare_metadata(context, Base.metadata) == []
         indexes = {ix["name"] for ix in inspect(conn).get_indexes("properties", schema=SCHEMA)}
-        assert indexes == {"ix_properties_model_id_external_id", "ix_properties_name_value"}
+        assert indexes == {"ix_properties_model_id_external_id", "ix_properties_name_value_model_id_row_no",
+                           "ix_properties_name_value_num", "ix_properties_value_trgm"}
     engine.dispose()
 
 

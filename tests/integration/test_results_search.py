@@ -1,5 +1,5 @@
-"""The portfolio search table on real PostgreSQL: written by the loader with its model's rows, numbers read
-through units, replaced on re-load, removed with the model."""
+"""What portfolio search reads, on real PostgreSQL: the loader's property rows with numbers read through
+units, replaced on re-load, removed with the model; a hit's project and object name joined at query time."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import json
 import pytest
 from sqlalchemy import Engine, select, text
 
-from aps_results import migrate
+from aps_api.queries import SearchFilters, _search_sql
 from aps_results.loader import load_model_results
-from aps_results.models import SCHEMA, PropertySearch
+from aps_results.models import SCHEMA, Property
 from aps_results.records import ObjectProperties, TreeNode, ViewRecord
 from aps_results.registry import delete_model
 from tests.fixtures.results import results_engine
@@ -40,11 +40,25 @@ def load(engine: Engine, model_id: int, values: dict[str, str]) -> None:
 
 
 def rows(engine: Engine, model_id: int) -> list[tuple[object, ...]]:
-    query = (select(PropertySearch.project, PropertySearch.external_id, PropertySearch.object_name,
-                    PropertySearch.category, PropertySearch.name, PropertySearch.value, PropertySearch.number)
-             .where(PropertySearch.model_id == model_id).order_by(PropertySearch.name))
+    """(project, external id, object name, category, name, value, number) of the model's rows as search
+    finds them: by name, with the object's name joined at query time; the model's project and the
+    row's number beside them."""
     with engine.connect() as conn:
-        return [tuple(row) for row in conn.execute(query)]
+        names = conn.execute(select(Property.name).where(Property.model_id == model_id)
+                             .order_by(Property.name)).scalars().all()
+        hits = []
+        for name in names:
+            statement, params = _search_sql(SearchFilters(name=name), None)
+            hits += [row for row in conn.execute(text(statement), {**params, "limit": 100})
+                     if row.model_id == model_id]
+        numbers = dict(conn.execute(select(Property.row_no, Property.value_num)
+                                    .where(Property.model_id == model_id)).tuples().all())
+        project = conn.execute(text(
+            f"SELECT f.metadata->>'project' FROM {SCHEMA}.models m JOIN {SCHEMA}.files f "
+            "ON f.id = m.source_file_id WHERE m.id = :m"), {"m": model_id}).scalar()
+    return [(project, row.external_id, row.object_name, row.category, row.name, row.value,
+             numbers[row.row_no])
+            for row in hits]
 
 
 @pytest.fixture
@@ -63,7 +77,7 @@ def test_numbers_are_read_through_one_unit_word(engine: Engine, value: str, numb
     assert rows(engine, model_id)[1] == ("alpha", "d1", "Door 1", "Dimensions", "Width", value, number)
 
 
-def test_the_loader_writes_replaces_and_delete_model_removes_the_search_rows(engine: Engine) -> None:
+def test_the_loader_writes_replaces_and_delete_model_removes_what_search_finds(engine: Engine) -> None:
     first = make_model(engine, "alpha", "a" * 64)
     second = make_model(engine, None, "b" * 64)
     load(engine, first, {"Width": "70 mm", "Fire rating": "EI 60"})
@@ -86,26 +100,15 @@ def test_the_loader_writes_replaces_and_delete_model_removes_the_search_rows(eng
     assert len(rows(engine, second)) == 2
 
 
-def test_the_migration_fills_the_search_table_from_the_models_already_loaded(engine: Engine) -> None:
+def test_substrings_and_exact_values_are_found_in_values_of_any_length(engine: Engine) -> None:
+    """The trigram index is not partial, and an exact value past the btree's bound is still compared."""
     model_id = make_model(engine, "alpha", "a" * 64)
-    load(engine, model_id, {"Width": "70 mm"})
-    before = rows(engine, model_id)
-    url = engine.url.render_as_string(hide_password=False)
-    migrate.downgrade(url, "0010-1")
+    long_value = "x" * 10_000 + " needle " + "y" * 3_000  # far past the (name, value) index's bound
+    load(engine, model_id, {"Note": long_value})
     with engine.connect() as conn:
-        assert conn.execute(text(f"SELECT to_regclass('{SCHEMA}.property_search')")).scalar() is None
-    migrate.upgrade(url)
-    assert rows(engine, model_id) == before
-
-
-def test_purging_a_models_results_removes_its_search_rows(engine: Engine) -> None:
-    """keep_versions (aps_results.retention) removes a model's results: its search rows go with them."""
-    from aps_results.retention import purge_model_results
-
-    kept, purged = make_model(engine, "alpha", "a" * 64), make_model(engine, "alpha", "b" * 64)
-    load(engine, kept, {"Width": "70 mm"})
-    load(engine, purged, {"Width": "80 mm"})
-    with engine.begin() as conn:
-        purge_model_results(conn, purged)
-    assert rows(engine, purged) == []
-    assert len(rows(engine, kept)) == 2
+        for filters in (SearchFilters(name="Note", contains="needle"),
+                        SearchFilters(name="Note", value=long_value)):
+            statement, params = _search_sql(filters, None)
+            found = conn.execute(text(statement), {**params, "limit": 10}).all()
+            assert [(row.model_id, row.object_name, row.value) for row in found] == [
+                (model_id, "Door 1", long_value)]

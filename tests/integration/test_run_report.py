@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from aps_results.db import make_engine
+from aps_results.loader import load_model_results
 from aps_results.models import (
     SCHEMA,
     File,
@@ -20,9 +21,8 @@ from aps_results.models import (
     Property,
     Thumbnail,
     Translation,
-    property_partition,
 )
-from aps_results.partitions import build_partition, swap_in_partition
+from aps_results.records import ObjectProperties
 from aps_results.roles import create_reader_login
 from aps_results.run_report import latest_manifest, run_report, thumbnail_png
 from tests.fixtures.results import results_engine, results_url
@@ -33,7 +33,7 @@ FAILURE = {"type": "error", "code": "TranslationWorker-InternalFailure", "messag
 
 def _seed(engine: Engine) -> dict[str, int]:
     with Session(engine) as session:
-        good = Model(region="US", sha256="a" * 64, urn="dXJuOmdvb2Q", status="success")
+        good = Model(region="US", sha256="a" * 64, urn="dXJuOmdvb2Q", status="success", property_rows=1)
         bad = Model(region="US", sha256="b" * 64, urn="dXJuOmJhZA", status="failed",
                     reason="translation failed")
         session.add_all([good, bad])
@@ -56,7 +56,7 @@ def _seed(engine: Engine) -> dict[str, int]:
             ModelObject(model_id=good.id, view_guid="v3d", object_id=1, name="root"),
             ModelObject(model_id=good.id, view_guid="v3d", object_id=2, name="wall", parent_object_id=1),
             Property(model_id=good.id, view_guid="v3d", object_id=2, category="Dimensions", name="Height",
-                     value="3"),
+                     value="3", row_no=1),
             Thumbnail(model_id=good.id, png=PNG, width=1, height=1),
             Translation(model_id=good.id, attempt=1, status="success", manifest={"status": "success"}),
             Translation(model_id=bad.id, attempt=1, status="failed", messages=[{"code": "old"}]),
@@ -103,49 +103,53 @@ def test_the_run_page_reads_every_file_of_the_run_with_its_model_through_the_rea
 # --- Issue 20, finding 11: the run page never scans, nor waits on, a model's properties ------------------
 
 
-def _loaded_partition(engine: Engine, model_id: int, rows: int) -> None:
-    """The model's properties as the loader leaves them: a partition of their own, indexed, swapped in."""
-    raw = engine.raw_connection()
-    try:
-        pg = raw.driver_connection
-        names = ["model_id", "view_guid", "object_id", "name", "value"]
-        data = [(model_id, "v3d", index, "Height", str(index)) for index in range(rows)]
-        build_partition(pg, model_id, names, data, {})  # type: ignore[arg-type]
-        swap_in_partition(pg, model_id, 30, {})  # type: ignore[arg-type]
-        raw.commit()
-    finally:
-        raw.close()
+def _properties(rows: int, tag: str) -> list[ObjectProperties]:
+    return [ObjectProperties("v3d", index, f"e{index}", None, {"Height": f"{tag}-{index}"})
+            for index in range(rows)]
 
 
-def test_the_run_page_counts_without_reading_a_partition_a_swap_holds(
+def test_the_run_page_counts_without_reading_the_rows_a_load_is_replacing(
     results_url: str, results_engine: Engine
 ) -> None:
     ids = _seed(results_engine)
-    _loaded_partition(results_engine, ids["bad"], 3)
+    load_model_results(results_engine, ids["bad"], properties=_properties(3, "v1"))
     password = secrets.token_urlsafe(12)
     create_reader_login(results_url, "run_page_2", password)
     reader = make_engine(make_url(results_url).set(username="run_page_2", password=password))
-    holder = results_engine.connect()
-    transaction = holder.begin()
+    in_the_load, let_it_commit = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def reload() -> None:  # deletes the model's rows and writes 5 new ones, then waits before its commit
+        try:
+            load_model_results(results_engine, ids["bad"], properties=_properties(5, "v2"),
+                               before_commit=lambda _: (in_the_load.set(), let_it_commit.wait(120)))
+        except BaseException as error:
+            errors.append(error)
+
+    loader = threading.Thread(target=reload, daemon=True)
+    loader.start()
     try:
-        # A swap in progress: the partition locked as DETACH/ATTACH lock it, until the swap commits.
-        holder.execute(text(f"LOCK TABLE {SCHEMA}.{property_partition(ids['bad'])} IN ACCESS EXCLUSIVE MODE"))
+        assert in_the_load.wait(120), errors
         reports: list[Any] = []
         worker = threading.Thread(target=lambda: reports.append(run_report(reader, "p", "run-1")),
                                   daemon=True)
         worker.start()
-        worker.join(120)  # a bound on the test: the page must not wait for the swap at all
-        assert not worker.is_alive(), "the run page waits on the partition a swap holds"
+        worker.join(120)  # a bound on the test: the page must not wait for the load at all
+        assert not worker.is_alive(), "the run page waits on a load in progress"
         broken = {f.s3_key: f for f in reports[0].files}["in/broken.ifc"]
         assert broken.model is not None
-        assert broken.model.properties == 3  # the count the load recorded
+        assert broken.model.properties == 3  # the count the committed load recorded
         tower = {f.s3_key: f for f in reports[0].files}["in/tower.ifc"]
         assert tower.model is not None
-        assert tower.model.properties == 1  # rows in the default partition
+        assert tower.model.properties == 1
     finally:
-        transaction.rollback()
-        holder.close()
+        let_it_commit.set()
+        loader.join(120)
         reader.dispose()
+    assert errors == []
+    broken = {f.s3_key: f for f in run_report(results_engine, "p", "run-1").files}["in/broken.ifc"]
+    assert broken.model is not None
+    assert broken.model.properties == 5
 
 
 def test_the_run_page_gives_up_after_its_statement_timeout(results_url: str, results_engine: Engine) -> None:

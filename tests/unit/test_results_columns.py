@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import Boolean, Column, MetaData, Table, Text, text
 
 from aps_results import loader
+from aps_results.loader import PROPERTY_COLUMNS
 from aps_results.models import (
     Derivative,
     ModelObject,
@@ -17,7 +18,6 @@ from aps_results.models import (
     pg_default,
     pg_type,
 )
-from aps_results.partitions import PROPERTY_COLUMNS
 from aps_results.records import (
     DerivativeNode,
     ThumbnailImage,
@@ -60,7 +60,7 @@ def test_every_table_the_loader_replaces_is_staged_from_its_model() -> None:
         loader._EXTERNAL_IDS.name}
 
 
-def test_properties_partition_columns_are_the_models() -> None:
+def test_properties_copy_columns_are_the_models() -> None:
     table = Property.__table__
     assert [(name, copy_type) for name, _, copy_type in PROPERTY_COLUMNS] == [
         (column.name, pg_type(column)) for column in table.columns]

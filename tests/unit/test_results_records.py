@@ -26,7 +26,7 @@ def test_flatten_categories_and_top_level_names() -> None:
         "Comments": "fire door",
     }
     assert list(flatten_properties(props)) == [
-        ("Constraints", "Base Offset", "0.000 mm", None),
+        ("Constraints", "Base Offset", "0.000 mm", 0.0),
         ("Constraints", "Level", "Level 1", None),
         ("Dimensions", "Length", "12.5", 12.5),
         ("Dimensions", "Area", "3", 3.0),
@@ -48,6 +48,7 @@ def test_flatten_empty_category_gives_no_rows() -> None:
         (2.5, ("2.5", 2.5)),
         (float("nan"), ("nan", None)),
         ("a\x00b", ("ab", None)),
+        ("70 mm", ("70 mm", 70.0)),
         (["x", 1], ('["x", 1]', None)),
         ({"deeper": {"b": 1, "a": 2}}, ('{"deeper": {"a": 2, "b": 1}}', None)),
     ],
@@ -60,11 +61,15 @@ def test_property_value_types(value: object, expected: tuple[str | None, float |
     ("text", "number"),
     [
         ("12", 12.0), (" -3.5 ", -3.5), ("1e-3", 0.001), (".5", 0.5), ("+4.", 4.0),
-        ("12 mm", None), ("1,234", None), ("1_000", None), ("inf", None), ("nan", None), ("", None),
-        ("3'-6\"", None), ("0x10", None), ("1" * 70, None), ("1e999", None),
+        ("12 mm", 12.0), ("70mm", 70.0), ("18 m^2", 18.0), ("-3.5e2 kN/m", -350.0), ("20 °C", 20.0),
+        ("12.5 %", 12.5), (" 3 m ", 3.0),
+        ("0x10", 0.0),  # a number and a unit word, as the pattern reads it: APS does not write hex
+        ("1,234", None), ("1_000", None), ("inf", None), ("nan", None), ("", None), ("mm 70", None),
+        ("3'-6\"", None), ("12 Main St", None), ("C30/37", None), ("1" * 70, None), ("1e999", None),
+        ("1e400 mm", None), ("1" * 79 + " m", None),
     ],
 )
-def test_parse_number_accepts_plain_decimals_only(text: str, number: float | None) -> None:
+def test_parse_number_reads_plain_decimals_and_numbers_with_one_unit(text: str, number: float | None) -> None:
     assert parse_number(text) == number
 
 

@@ -2,8 +2,9 @@
 
 The conditions on the value (`value`, `contains`, `min`/`max`) all apply when several are given.
 
-Reads `aps.property_search` (aps_results.search), one table with indexes across all models; the per-model
-partitions of `aps.properties` are never visited by it.
+Reads `aps.properties`, the one table every model's property rows live in, through its indexes across all
+models (aps_results.models.Property): exact values, numbers (with or without a unit) and substrings of values
+of any length. A hit's object name and its model's project are joined at query time (aps_api.queries).
 """
 
 from __future__ import annotations
