@@ -39,7 +39,7 @@ def create_reader_engine(url: str, pool_size: int) -> AsyncEngine:
 @asynccontextmanager
 async def snapshot(conn: AsyncConnection) -> AsyncIterator[AsyncConnection]:
     """A REPEATABLE READ transaction on `conn`, so several queries see one consistent state of the results
-    (the loader swaps a model's rows in one transaction; this never sees half of a swap)."""
+    (the loader replaces a model's rows in one transaction; this never sees half of a load)."""
     await conn.execution_options(isolation_level="REPEATABLE READ")
     async with conn.begin():
         yield conn

@@ -26,7 +26,7 @@ schedule, their scheduled run ids; one model serves every file with its content,
 it. So each function ends only the files of its own pipeline's run; the model and its translation (shared)
 are recorded once for all, and another pipeline's files are left for that pipeline's own settlement.
 
-The load goes through `aps_results.loader.load_model_results` (COPY into staging, swap in one transaction);
+The load goes through `aps_results.loader.load_model_results` (the model's rows replaced in one transaction);
 the translation's final status and the files' `loaded` state are written in that same transaction, so a
 reader never sees files marked loaded without their results. The object tree and properties are parsed
 from APS's answers while they arrive and written as they come, so memory stays bounded for big models; a
@@ -259,7 +259,7 @@ def _killed_reason(killed: int) -> str:
 
 def _load(aps: Any, engine: Engine, snapshot: registry.ModelSnapshot, manifest: Manifest, run_id: str,
           pipeline: str, max_load_attempts: int) -> dict[str, Any]:
-    """Load a successful translation's results; the files end `loaded` in the swap's transaction.
+    """Load a successful translation's results; the files end `loaded` in the load's transaction.
 
     Each load is counted before it begins; when `max_load_attempts` loads began and never ended (the kernel
     killed the worker: out of memory?), the files end `failed` instead of the model being loaded again.
@@ -280,7 +280,7 @@ def _load(aps: Any, engine: Engine, snapshot: registry.ModelSnapshot, manifest: 
     loaded_files: list[int] = []
 
     def finish(connection: Connection) -> None:
-        # Same transaction as the swap: the files are `loaded` exactly when their results are visible.
+        # Same transaction as the load: the files are `loaded` exactly when their results are visible.
         _record(connection, translation_id, manifest)
         registry.end_load(connection, translation_id, finished=True)
         loaded_files.extend(_end_files(connection, snapshot, pipeline, FileState.LOADED))
