@@ -36,8 +36,7 @@ Context = Annotated[APIContext, Depends(get_context)]
 
 
 async def get_connection(context: Context) -> AsyncIterator[AsyncConnection]:
-    assert context.engine is not None
-    async with context.engine.connect() as conn:
+    async with context.connect() as conn:
         yield conn
 
 
