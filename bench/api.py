@@ -7,9 +7,9 @@ PostgreSQL and the APS emulator, driven by `wrk` (a C load generator).
 
 The server runs as in production: one process per CPU (aps-api's default; --workers to change it), the
 per-key rate limit lifted. Each model is the one version of a document, with a few objects and properties
-loaded by the loader. One round per route and mode (the health route first, as the baseline: no database,
-no key; then viewer-token, model list, document list, a document's versions, search by exact value), each
-`--seconds` long:
+loaded by the loader. One round per route and mode (the health route first, as the baseline: no key, one
+`SELECT 1` and a cached APS token; then viewer-token, model list, document list, a document's versions,
+search by exact value), each `--seconds` long:
 
 - saturated (the goal's figures): `wrk -c 50 -t 2 --timeout 30s` with the API key header and a per-request
   path (a Lua script cycles through the route's paths, the viewer-token models or the search values; its
