@@ -40,7 +40,9 @@ async def get_connection(context: Context) -> AsyncIterator[AsyncConnection]:
         yield conn
 
 
-Connection = Annotated[AsyncConnection, Depends(get_connection)]
+# scope="function": the connection goes back when the route function returns, before its response is
+# validated, serialised and sent (FastAPI's default keeps it until the response is out).
+Connection = Annotated[AsyncConnection, Depends(get_connection, scope="function")]
 
 
 def _unauthorized(message: str) -> HTTPException:
