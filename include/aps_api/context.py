@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from cachetools import TTLCache
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aps_api import queries
-from aps_api.db import create_reader_engine
+from aps_api.db import POOL_TIMEOUT_SECONDS, FifoGate, create_reader_engine
 from aps_api.key_verifier import APIKeyVerifier, KeyIdentity
 from aps_api.metrics import APIMetrics
 from aps_api.ratelimit import RateLimit
@@ -24,6 +26,7 @@ class APIContext:
     settings: APISettings
     metrics: APIMetrics = field(default_factory=APIMetrics)
     engine: AsyncEngine | None = None
+    db_gate: FifoGate | None = None  # in front of the engine's pool: see connect()
     aps: Any = None  # aps_client.AsyncAPSClient, or None when no APS credentials are configured
     tokens: ViewerTokenCache | None = None
     keys: APIKeyVerifier | None = None
@@ -39,6 +42,7 @@ class APIContext:
     async def start(self) -> None:
         settings = self.settings
         self.engine = create_reader_engine(settings.database_url.get_secret_value(), settings.db_pool_size)
+        self.db_gate = FifoGate(settings.db_pool_size, timeout=POOL_TIMEOUT_SECONDS)
         invalid_keys = RateLimit.per_minute(settings.invalid_key_limit_per_minute, "invalid-keys")
         self.keys = APIKeyVerifier(
             self._lookup_key, ttl=settings.api_key_cache_seconds, failures=invalid_keys
@@ -61,6 +65,14 @@ class APIContext:
                 metrics=self.metrics,
             )
 
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection of the reader engine, requests served first come, first served (FifoGate)."""
+        assert self.engine is not None
+        assert self.db_gate is not None
+        async with self.db_gate.place(), self.engine.connect() as conn:
+            yield conn
+
     def limiter_for(self, key_name: str) -> RateLimit:
         """The rate limit of the API key named `key_name`: its own if it has one, else the default."""
         assert self.limiter is not None
@@ -75,8 +87,7 @@ class APIContext:
             await self.engine.dispose()
 
     async def _lookup_key(self, key_hash: str) -> KeyIdentity | None:
-        assert self.engine is not None
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             return await queries.find_active_key(conn, key_hash)
 
     async def _fetch_token(self, scopes: list[str]) -> Any:

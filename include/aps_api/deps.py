@@ -36,12 +36,13 @@ Context = Annotated[APIContext, Depends(get_context)]
 
 
 async def get_connection(context: Context) -> AsyncIterator[AsyncConnection]:
-    assert context.engine is not None
-    async with context.engine.connect() as conn:
+    async with context.connect() as conn:
         yield conn
 
 
-Connection = Annotated[AsyncConnection, Depends(get_connection)]
+# scope="function": the connection goes back when the route function returns, before its response is
+# validated, serialised and sent (FastAPI's default keeps it until the response is out).
+Connection = Annotated[AsyncConnection, Depends(get_connection, scope="function")]
 
 
 def _unauthorized(message: str) -> HTTPException:

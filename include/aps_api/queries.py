@@ -2,6 +2,10 @@
 
 All listings use keyset pagination (WHERE sort_key > last_seen ORDER BY sort_key LIMIT n+1): the cost of
 a page does not grow with its depth, and a walk sees each row exactly once.
+
+The busiest listings (models, documents, versions) build their statement once per combination of filters,
+with bound parameters for the values (`_cached_statement` builders): building and hashing a statement with
+windows and subqueries costs more CPU than the database spends answering it.
 """
 
 from __future__ import annotations
@@ -9,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Row, exists, func, or_, select, text, tuple_
+from sqlalchemy import BigInteger, Integer, Row, bindparam, exists, func, or_, select, text, tuple_
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aps_api.key_verifier import KeyIdentity
@@ -54,6 +60,20 @@ class Page:
 
 async def _page(conn: AsyncConnection, query: Any, limit: int) -> Page:
     rows = list((await conn.execute(query.limit(limit + 1))).all())
+    return Page(rows=rows[:limit], has_more=len(rows) > limit)
+
+
+# The page size of a prebuilt statement: a bound parameter, one more than the page to see if there is more.
+ROW_LIMIT = bindparam("row_limit", type_=Integer)
+
+
+def _present(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters given (not None): which filters a prebuilt statement has, and their values."""
+    return {name: value for name, value in params.items() if value is not None}
+
+
+async def _prebuilt_page(conn: AsyncConnection, statement: Any, params: dict[str, Any], limit: int) -> Page:
+    rows = list((await conn.execute(statement, {**params, "row_limit": limit + 1})).all())
     return Page(rows=rows[:limit], has_more=len(rows) > limit)
 
 
@@ -110,28 +130,36 @@ class ModelFilters:
     urn: str | None = None
 
 
-async def list_models(conn: AsyncConnection, filters: ModelFilters, after_id: int | None, limit: int) -> Page:
-    query = _models_with_source().order_by(models_t.c.id)
-    if after_id is not None:
-        query = query.where(models_t.c.id > after_id)
-    if filters.status is not None:
-        query = query.where(models_t.c.status == filters.status)
-    if filters.region is not None:
-        query = query.where(models_t.c.region == filters.region)
-    if filters.updated_since is not None:
-        query = query.where(models_t.c.updated_at >= filters.updated_since)
-    if filters.urn is not None:
-        query = query.where(models_t.c.urn == filters.urn)
-    if filters.source_prefix is not None:
+@lru_cache(maxsize=64)
+def _models_statement(filters: frozenset[str]) -> Any:
+    """The model list with the given filters (names of bound parameters), by id, ROW_LIMIT rows."""
+    query = _models_with_source().order_by(models_t.c.id).limit(ROW_LIMIT)
+    if "after_id" in filters:
+        query = query.where(models_t.c.id > bindparam("after_id"))
+    for name in ("status", "region", "urn"):
+        if name in filters:
+            query = query.where(models_t.c[name] == bindparam(name))
+    if "updated_since" in filters:
+        query = query.where(models_t.c.updated_at >= bindparam("updated_since"))
+    if "source_prefix" in filters:
         # Any file that carries the model's content counts as a source, not only the first one.
         carrier = files_t.alias("carrier")
         query = query.where(
             exists().where(
                 or_(carrier.c.model_id == models_t.c.id, carrier.c.id == models_t.c.source_file_id),
-                carrier.c.s3_key.like(_like_prefix(filters.source_prefix), escape="\\"),
+                carrier.c.s3_key.like(bindparam("source_prefix"), escape="\\"),
             )
         )
-    return await _page(conn, query, limit)
+    return query
+
+
+async def list_models(conn: AsyncConnection, filters: ModelFilters, after_id: int | None, limit: int) -> Page:
+    params = _present({
+        "after_id": after_id, "status": filters.status, "region": filters.region, "urn": filters.urn,
+        "updated_since": filters.updated_since,
+        "source_prefix": _like_prefix(filters.source_prefix) if filters.source_prefix is not None else None,
+    })
+    return await _prebuilt_page(conn, _models_statement(frozenset(params)), params, limit)
 
 
 async def get_model(conn: AsyncConnection, model_id: int) -> Row[Any] | None:
@@ -232,34 +260,41 @@ class DocumentFilters:
     project: str | None = None
 
 
+@lru_cache(maxsize=8)
+def _documents_statement(filters: frozenset[str]) -> Any:
+    """A page of documents (by id, ROW_LIMIT rows, the given filters) with each one's number of versions and
+    its latest version, in one statement: one round trip, and one consistent state without a transaction."""
+    page = select(Document.id, Document.pipeline, Document.key, Document.project, Document.deleted_at)
+    if "after_id" in filters:
+        page = page.where(Document.id > bindparam("after_id"))
+    for name in ("key", "project"):
+        if name in filters:
+            page = page.where(Document.__table__.c[name] == bindparam(name))
+    page_cte = page.order_by(Document.id).limit(ROW_LIMIT).cte("page")
+    numbered = numbered_versions(select(page_cte.c.id))  # numbers only the page's documents' versions
+    latest = (
+        select(numbered.c.document_id, numbered.c.number.label("version"),
+               func.count().over(partition_by=numbered.c.document_id).label("versions"), File.model_id,
+               numbered.c.loaded_at)
+        .join(File, File.id == numbered.c.file_id)
+        .ext(distinct_on(numbered.c.document_id))
+        .order_by(numbered.c.document_id, numbered.c.number.desc())
+        .subquery("latest")
+    )
+    return (
+        select(page_cte, latest.c.version, latest.c.versions, latest.c.model_id, latest.c.loaded_at)
+        .select_from(page_cte.outerjoin(latest, latest.c.document_id == page_cte.c.id))
+        .order_by(page_cte.c.id)
+    )
+
+
 async def list_documents(
     conn: AsyncConnection, filters: DocumentFilters, after_id: int | None, limit: int
 ) -> Page:
-    query = select(Document.id, Document.pipeline, Document.key, Document.project, Document.deleted_at)
-    query = query.order_by(Document.id)
-    if after_id is not None:
-        query = query.where(Document.id > after_id)
-    if filters.key is not None:
-        query = query.where(Document.key == filters.key)
-    if filters.project is not None:
-        query = query.where(Document.project == filters.project)
-    return await _page(conn, query, limit)
-
-
-async def latest_versions(conn: AsyncConnection, document_ids: Sequence[int]) -> dict[int, Row[Any]]:
-    """Per document: its number of versions, and its latest version (number, model, loaded_at)."""
-    if not document_ids:
-        return {}
-    numbered = numbered_versions(document_ids)
-    count = func.count().over(partition_by=numbered.c.document_id).label("versions")
-    query = (
-        select(numbered.c.document_id, numbered.c.number.label("version"), count, File.model_id,
-               numbered.c.loaded_at)
-        .join(File, File.id == numbered.c.file_id)
-        .distinct(numbered.c.document_id)
-        .order_by(numbered.c.document_id, numbered.c.number.desc())
-    )
-    return {row.document_id: row for row in (await conn.execute(query)).all()}
+    """Documents by id, each with `versions` (its number of versions) and its latest version's `version`,
+    `model_id` and `loaded_at` (None for a document without versions)."""
+    params = _present({"after_id": after_id, "key": filters.key, "project": filters.project})
+    return await _prebuilt_page(conn, _documents_statement(frozenset(params)), params, limit)
 
 
 async def document_exists(conn: AsyncConnection, document_id: int) -> bool:
@@ -272,14 +307,21 @@ def _version_columns(numbered: Any) -> tuple[Any, ...]:
             numbered.c.deleted_at, numbered.c.purged_at, Model.loaded_at.label("results_loaded_at"))
 
 
-async def list_versions(conn: AsyncConnection, document_id: int, after: int | None, limit: int) -> Page:
-    numbered = numbered_versions([document_id])
+@lru_cache(maxsize=2)
+def _versions_statement(after: bool) -> Any:
+    """A document's versions (bound `document_id`) by number, after `after_number` if `after`."""
+    numbered = numbered_versions(select(bindparam("document_id", type_=BigInteger)))
     query = (select(*_version_columns(numbered))
              .join(File, File.id == numbered.c.file_id).outerjoin(Model, Model.id == File.model_id)
-             .order_by(numbered.c.number))
-    if after is not None:
-        query = query.where(numbered.c.number > after)
-    return await _page(conn, query, limit)
+             .order_by(numbered.c.number).limit(ROW_LIMIT))
+    if after:
+        query = query.where(numbered.c.number > bindparam("after_number"))
+    return query
+
+
+async def list_versions(conn: AsyncConnection, document_id: int, after: int | None, limit: int) -> Page:
+    params = _present({"document_id": document_id, "after_number": after})
+    return await _prebuilt_page(conn, _versions_statement(after is not None), params, limit)
 
 
 async def all_versions(conn: AsyncConnection, document_id: int) -> list[Row[Any]]:

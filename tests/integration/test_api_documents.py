@@ -144,3 +144,35 @@ def test_choose_pair() -> None:
         choose_pair([1, 2, 3], 4, None)
     with pytest.raises(ValueError, match="version 1 has no version before it"):
         choose_pair([1], None, None)
+
+
+def test_document_without_versions_and_pages_past_the_last_version(results_db: ResultsDB,
+                                                                    api: RunningAPI) -> None:
+    """The document list's one statement keeps documents that have no versions (yet), and a versions page
+    past the end of an existing document is empty, not 404."""
+    from sqlalchemy import insert
+
+    from aps_api.pagination import encode_cursor
+    from aps_results.models import Document, DocumentVersion
+
+    with results_db.admin.begin() as conn:
+        bare = conn.execute(insert(Document).values(pipeline="landing", key="incoming/new.ifc", project="p")
+                            .returning(Document.id)).scalar_one()
+        versioned = conn.execute(insert(Document).values(pipeline="landing", key="incoming/old.ifc")
+                                 .returning(Document.id)).scalar_one()
+    file_id = results_db.add_file("incoming/old.ifc")
+    with results_db.admin.begin() as conn:
+        conn.execute(insert(DocumentVersion).values(document_id=versioned, file_id=file_id,
+                                                    landed_at="2026-01-01T00:00:00Z"))
+    with api.client(results_db.key()) as client:
+        documents = walk(client, "/v1/documents", limit=1)
+        assert [(d["id"], d["versions"], d["latest"] and d["latest"]["version"]) for d in documents] == [
+            (bare, 0, None), (versioned, 1, 1)]
+        first = client.get(f"/v1/documents/{versioned}/versions", params={"limit": 1}).json()
+        assert [v["version"] for v in first["items"]] == [1]
+        assert first["next_cursor"] is None
+        past = client.get(f"/v1/documents/{versioned}/versions",
+                          params={"cursor": encode_cursor("versions", (1,))})
+        assert (past.status_code, past.json()) == (200, {"items": [], "next_cursor": None})
+        empty = client.get(f"/v1/documents/{bare}/versions")
+        assert (empty.status_code, empty.json()) == (200, {"items": [], "next_cursor": None})

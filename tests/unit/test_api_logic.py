@@ -9,8 +9,10 @@ from dataclasses import dataclass
 import pytest
 from fastapi.exceptions import RequestValidationError
 from limits import RateLimitItemPerSecond
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from aps_api.api_keys import KEY_PREFIX, generate_api_key, hash_api_key
+from aps_api.db import FifoGate
 from aps_api.key_verifier import APIKeyVerifier, KeyIdentity, TooManyInvalidKeys
 from aps_api.metrics import APIMetrics
 from aps_api.pagination import decode_cursor, encode_cursor
@@ -205,3 +207,59 @@ async def test_key_verifier_refuses_an_address_out_of_failures_before_looking_up
     assert await verifier.verify(good, "10.0.0.1") is not None  # known good: no lookup, not refused
     assert await verifier.verify(generate_api_key(), "10.0.0.2") is None  # another address
     assert len(lookups) == 4
+
+
+# --- the database gate (first come, first served) ---------------------------------------------------------
+
+
+async def _enter_and_record(gate: FifoGate, name: str, order: list[str], hold: asyncio.Event) -> None:
+    async with gate.place():
+        order.append(name)
+        await hold.wait()
+
+
+def test_gate_lets_waiters_in_in_arrival_order_not_newcomers_first():
+    """A freed place goes to the longest waiter, even when a newcomer asks in the same loop turn: with
+    asyncio's queue and semaphore a newcomer can take it, and under load some requests waited seconds."""
+    async def scenario() -> list[str]:
+        gate = FifoGate(1, timeout=5)
+        order: list[str] = []
+        release = asyncio.Event()
+        first = asyncio.create_task(_enter_and_record(gate, "first", order, release))
+        await asyncio.sleep(0)
+        waiters = [asyncio.create_task(_enter_and_record(gate, f"waiter-{n}", order, release))
+                   for n in range(3)]
+        await asyncio.sleep(0)
+        release.set()  # every holder leaves as soon as it enters from now on
+        await first
+        newcomer = asyncio.create_task(_enter_and_record(gate, "newcomer", order, release))
+        await asyncio.gather(*waiters, newcomer)
+        return order
+
+    assert asyncio.run(scenario()) == ["first", "waiter-0", "waiter-1", "waiter-2", "newcomer"]
+
+
+def test_gate_passes_a_cancelled_waiters_place_on_and_times_out_as_the_pool_does():
+    async def scenario() -> list[str]:
+        gate = FifoGate(1, timeout=5)
+        order: list[str] = []
+        hold = asyncio.Event()
+        holder = asyncio.create_task(_enter_and_record(gate, "holder", order, hold))
+        await asyncio.sleep(0)
+        cancelled = asyncio.create_task(_enter_and_record(gate, "cancelled", order, hold))
+        after = asyncio.create_task(_enter_and_record(gate, "after", order, hold))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        hold.set()
+        await asyncio.gather(holder, after)
+        assert cancelled.cancelled()
+        async with gate.place():  # every place was given back
+            pass
+        busy = FifoGate(1, timeout=0.01)
+        async with busy.place():
+            with pytest.raises(PoolTimeout):
+                async with busy.place():
+                    pass
+        return order
+
+    assert asyncio.run(scenario()) == ["holder", "after"]

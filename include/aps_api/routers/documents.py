@@ -66,19 +66,14 @@ async def list_documents(
     limit: Limit = 50,
 ) -> dict[str, Any]:
     after = decode_cursor(cursor, "documents", (int,))
-    async with snapshot(conn):
-        page = await queries.list_documents(conn, queries.DocumentFilters(key=key, project=project),
-                                            after[0] if after else None, limit)
-        latest = await queries.latest_versions(conn, [row.id for row in page.rows])
-    items = []
-    for row in page.rows:
-        last = latest.get(row.id)
-        items.append({
-            "id": row.id, "pipeline": row.pipeline, "key": row.key, "project": row.project,
-            "deleted_at": row.deleted_at, "versions": last.versions if last else 0,
-            "latest": ({"version": last.version, "model_id": last.model_id, "loaded_at": last.loaded_at}
-                       if last else None),
-        })
+    page = await queries.list_documents(conn, queries.DocumentFilters(key=key, project=project),
+                                        after[0] if after else None, limit)
+    items = [{
+        "id": row.id, "pipeline": row.pipeline, "key": row.key, "project": row.project,
+        "deleted_at": row.deleted_at, "versions": row.versions or 0,
+        "latest": ({"version": row.version, "model_id": row.model_id, "loaded_at": row.loaded_at}
+                   if row.version is not None else None),
+    } for row in page.rows]
     next_cursor = encode_cursor("documents", (page.rows[-1].id,)) if page.has_more else None
     return {"items": items, "next_cursor": next_cursor}
 
@@ -89,10 +84,10 @@ async def list_versions(
     document_id: DocumentId, conn: Connection, cursor: Cursor = None, limit: Limit = 100,
 ) -> dict[str, Any]:
     after = decode_cursor(cursor, "versions", (int,))
-    async with snapshot(conn):
-        if not await queries.document_exists(conn, document_id):
-            raise _not_found(document_id)
-        page = await queries.list_versions(conn, document_id, after[0] if after else None, limit)
+    # One statement; only an empty page asks whether the document exists (a version implies its document).
+    page = await queries.list_versions(conn, document_id, after[0] if after else None, limit)
+    if not page.rows and not await queries.document_exists(conn, document_id):
+        raise _not_found(document_id)
     next_cursor = encode_cursor("versions", (page.rows[-1].version,)) if page.has_more else None
     return {"items": [{name: row._mapping[name] for name in _VERSION_FIELDS} for row in page.rows],
             "next_cursor": next_cursor}

@@ -20,9 +20,8 @@ APS_FAILURE_MEMO_SECONDS = 10.0
 
 
 async def _database(context: Context) -> ComponentHealth:
-    assert context.engine is not None
     try:
-        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS), context.engine.connect() as conn:
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS), context.connect() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception as exc:  # any failure means "not reachable"; the message may name hosts, so omit it
         return ComponentHealth(ok=False, detail=f"unreachable ({type(exc).__name__})")

@@ -42,12 +42,11 @@ async def _translated(context: APIContext, model_id: int) -> tuple[str, str]:
     """(urn, region) of a successfully translated model; 404 or 409 otherwise."""
     # Hot path: the model usually comes from a short-lived cache and the token from the token cache, so a
     # request costs no I/O at all.
-    assert context.engine is not None
     assert context.translated_models is not None
     translated = context.translated_models.get(model_id)
     if translated is not None:
         return translated
-    async with context.engine.connect() as conn:
+    async with context.connect() as conn:
         row = await queries.get_model_for_token(conn, model_id)
     if row is None:
         raise model_not_found(model_id)
@@ -119,8 +118,7 @@ async def viewer_page_token(
         str, Query(min_length=1, max_length=1024, pattern=r"^[^\x00]*$", description="the model's URN")
     ],
 ) -> dict[str, Any]:
-    assert context.engine is not None
-    async with context.engine.connect() as conn:
+    async with context.connect() as conn:
         model_id = await queries.model_id_for_urn(conn, urn)
     if model_id is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no model with this URN")
