@@ -321,14 +321,19 @@ class PipelineMachine(RuleBasedStateMachine):
     @timed_rule(pipeline=st.sampled_from(["a", "b"]))
     def maintenance_decides_what_to_delete_at_aps(self, pipeline: str) -> None:
         """delete_derivatives reads its snapshot; runs and landings go on before it deletes."""
-        self.world.deletion_candidates[pipeline] = self.driver.derivatives_to_delete(pipeline)
+        candidates = self.driver.derivatives_to_delete(pipeline)
+        self.world.deletion_candidates[pipeline] = candidates
+        PipelineMachine.tally["maintenance candidates"] += len(candidates)
 
     @precondition(lambda self: bool(self.world.deletion_candidates))
     @timed_rule(data=st.data())
     def maintenance_deletes_at_aps(self, data: st.DataObject) -> None:
         pipeline = data.draw(st.sampled_from(sorted(self.world.deletion_candidates)))
         candidates = self.world.deletion_candidates.pop(pipeline)
-        self.world.derivatives_deleted += len(self.driver.delete_derivatives(pipeline, candidates))
+        deleted = self.driver.delete_derivatives(pipeline, candidates)
+        self.world.derivatives_deleted += len(deleted)
+        PipelineMachine.tally["maintenance deleted"] += len(deleted)
+        PipelineMachine.tally["maintenance kept (needed again)"] += len(candidates) - len(deleted)
 
     @timed_rule()
     def clear_faults(self) -> None:
