@@ -16,8 +16,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, Row, bindparam, exists, func, or_, select, text, tuple_
-from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy import BigInteger, Integer, Row, any_, bindparam, exists, func, or_, select, text, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aps_api.key_verifier import KeyIdentity
@@ -544,21 +544,25 @@ async def search_properties(
     conn: AsyncConnection, filters: SearchFilters, after: tuple[int, int] | None, limit: int
 ) -> Page:
     statement, params = _search_sql(filters, after)
-    rows = list((await conn.execute(text(statement), {**params, "limit": limit + 1})).all())
+    rows = list((await conn.execute(_text(statement), {**params, "limit": limit + 1})).all())
     return Page(rows=rows[:limit], has_more=len(rows) > limit)
 
 
-async def versions_of_models(
-    conn: AsyncConnection, model_ids: Sequence[int], document: int | None
-) -> dict[int, list[DocumentVersionRef]]:
-    """The document versions each model is: its number (place in LANDING_ORDER, as numbered_versions
-    numbers them) and whether it is its document's latest. One query over the page's documents only."""
-    if not model_ids:
-        return {}
+@lru_cache(maxsize=64)
+def _text(statement: str) -> Any:
+    """`text(statement)`, once per shape of the search (a handful): parsing its bind names costs CPU."""
+    return text(statement)
+
+
+@lru_cache(maxsize=2)
+def _versions_of_models_statement(of_document: bool) -> Any:
+    """The statement behind versions_of_models, built once (bound `model_ids` array, `document`): built
+    per request, with an IN list as long as the page, it was a new statement for SQLAlchemy every time."""
+    model_ids = bindparam("model_ids", type_=ARRAY(BigInteger))
     carriers = (select(DocumentVersion.document_id).join(File, File.id == DocumentVersion.file_id)
-                .where(File.model_id.in_(list(model_ids))))
-    if document is not None:
-        carriers = carriers.where(DocumentVersion.document_id == document)
+                .where(File.model_id == any_(model_ids)))
+    if of_document:
+        carriers = carriers.where(DocumentVersion.document_id == bindparam("document", type_=BigInteger))
     window = {"partition_by": DocumentVersion.document_id}
     numbered = (
         select(DocumentVersion.document_id, File.model_id,
@@ -568,10 +572,23 @@ async def versions_of_models(
         .where(DocumentVersion.document_id.in_(carriers))
         .subquery()
     )
-    query = (select(numbered).where(numbered.c.model_id.in_(list(model_ids)))
-             .order_by(numbered.c.model_id, numbered.c.document_id, numbered.c.number))
+    return (select(numbered).where(numbered.c.model_id == any_(model_ids))
+            .order_by(numbered.c.model_id, numbered.c.document_id, numbered.c.number))
+
+
+async def versions_of_models(
+    conn: AsyncConnection, model_ids: Sequence[int], document: int | None
+) -> dict[int, list[DocumentVersionRef]]:
+    """The document versions each model is: its number (place in LANDING_ORDER, as numbered_versions
+    numbers them) and whether it is its document's latest. One query over the page's documents only."""
+    if not model_ids:
+        return {}
+    params: dict[str, Any] = {"model_ids": list(model_ids)}
+    if document is not None:
+        params["document"] = document
+    rows = await conn.execute(_versions_of_models_statement(document is not None), params)
     found: dict[int, list[DocumentVersionRef]] = {}
-    for row in await conn.execute(query):
+    for row in rows:
         ref = DocumentVersionRef(row.document_id, row.number, row.number == row.versions)
         found.setdefault(row.model_id, []).append(ref)
     return found
