@@ -26,14 +26,21 @@ def caller_class_name(target_function_name: str = "execute") -> str:
 
 
 def s3_client(aws_conn_id: str | None) -> Any:
-    """A boto3 S3 client for the Airflow connection `aws_conn_id` (S3Hook's own, with a cheap user agent)."""
+    """A boto3 S3 client for the Airflow connection `aws_conn_id`: S3Hook's own (credentials, region,
+    endpoint, role), with a cheap user agent and the process's shared botocore loader."""
     # Imported here: boto3 and the Amazon provider cost ~1 s per task process, and most tasks need no S3
     # (the workers preload them: aps_ingest_tasks.preload).
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+    from aps_landing.s3 import share_botocore_loader
+
     class _S3Hook(S3Hook):
         def _get_caller(self, target_function_name: str = "execute") -> str:
             return caller_class_name(target_function_name)
+
+        def get_session(self, region_name: str | None = None, deferrable: bool = False) -> Any:
+            session = super().get_session(region_name=region_name, deferrable=deferrable)
+            return session if deferrable else share_botocore_loader(session)
 
     return _S3Hook(aws_conn_id=aws_conn_id).get_conn()
 
