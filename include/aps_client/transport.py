@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import logging
 import random
+import ssl
 import time
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
@@ -264,12 +266,22 @@ class RequestPolicy:
         )
 
 
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """The process's one TLS context for APS (httpx's defaults: certifi's CAs, SSL_CERT_FILE/DIR honoured).
+
+    httpx builds a new context per client, loading the whole CA bundle: ~30 ms of CPU, paid by every task
+    process and every trigger that opens a client. A context holds no connection, so one built in a worker
+    before it forks (aps_ingest_tasks.preload) serves every task process it starts."""
+    return httpx.create_ssl_context()
+
+
 class SyncTransport:
     def __init__(self, config: APSConfig, http: httpx.Client | None = None) -> None:
         self.config = config
         self.policy = RequestPolicy(config)
         self._own_http = http is None
-        self.http = http or httpx.Client(timeout=config.timeout)
+        self.http = http or httpx.Client(timeout=config.timeout, verify=shared_ssl_context())
 
     def close(self) -> None:
         if self._own_http:
@@ -357,7 +369,7 @@ class AsyncTransport:
         self.config = config
         self.policy = RequestPolicy(config)
         self._own_http = http is None
-        self.http = http or httpx.AsyncClient(timeout=config.timeout)
+        self.http = http or httpx.AsyncClient(timeout=config.timeout, verify=shared_ssl_context())
 
     async def aclose(self) -> None:
         if self._own_http:

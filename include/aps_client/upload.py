@@ -81,6 +81,12 @@ class PartBody:
             yield self.view[start : start + IO_CHUNK]
 
 
+def buffer_size(parts: list[Part]) -> int:
+    """The size of a part buffer for sending `parts`: their biggest. A 20 kB file's buffer is 20 kB, not a
+    zeroed `part_size` (5 MiB or more: CPU and page faults per file for bytes never used)."""
+    return max((part.length for part in parts), default=0)
+
+
 class BufferPool:
     """At most `count` part-sized buffers, allocated on first need and then reused. Taking one blocks
     until a sent part gives its buffer back, which is what bounds the upload's memory. Reusing them (rather
@@ -285,7 +291,7 @@ class MultipartUpload:
     def _send_parts(self, todo: list[Part]) -> None:
         parallelism = self.config.upload_parallelism
         # One buffer per sending thread plus one being filled: memory <= part_size * (parallelism + 1).
-        buffers = BufferPool(min(parallelism + 1, len(todo)), self.state.part_size)
+        buffers = BufferPool(min(parallelism + 1, len(todo)), buffer_size(todo))
         failed = self._failed
         reader = PartReader(self.source, self.size, todo[0].offset)
         pool = ThreadPoolExecutor(parallelism, thread_name_prefix="aps-upload")

@@ -48,6 +48,8 @@ EXECUTOR_CLASSES = {"LocalExecutor": "aps_ingest_tasks.executor.PreloadingLocalE
                     "CeleryExecutor": "CeleryExecutor"}
 CELERY_CONFIG = "aps_ingest_tasks.celery_config.CELERY_CONFIG"
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+# The Airflow settings every deployment shares (docker-compose.yaml loads the same file): see its comments.
+TUNING_FILE = Path(__file__).resolve().parents[2] / "deploy" / "airflow-tuning.env"
 TERMINAL_TI_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 
 
@@ -66,6 +68,20 @@ def celery_nodes_answering(broker_url: str, timeout: float = 1.0) -> set[str]:
         return {node for reply in app.control.ping(timeout=timeout) for node in reply}
     finally:
         app.close()
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of an env file as Docker Compose reads them (blank and `#` lines skipped)."""
+    settings = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{path}:{number}: expected KEY=VALUE, got {line!r}")
+        settings[key.strip()] = value.strip()
+    return settings
 
 
 def _with_driver(url: str, driver: str) -> str:
@@ -176,9 +192,7 @@ class AirflowStack:
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            # Airflow's default: each re-parse of an unchanged file costs the dag-processor a fork and the
-            # DAG file's imports; a new or changed file is still parsed at the next refresh.
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+            **read_env_file(TUNING_FILE),  # what every deployment shares (min_file_process_interval, ...)
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "300",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",

@@ -15,6 +15,7 @@ same file serves a laptop and production. Errors name the file and the entry, e.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -686,13 +687,27 @@ def _global_budget(document: dict[str, Any], source: str, env: Mapping[str, str]
         raise PipelineConfigError(f"{source}: budget: {_describe(exc)}") from None
 
 
+# The last pipelines file parsed, by its exact bytes: a task reads the file several times (its pipeline, its
+# engines), and PyYAML's pure-Python parser costs ~10 ms a time; a worker that parsed it before forking
+# (aps_ingest_tasks.preload) spares its task processes the parse. Keyed by content, never by mtime, so an
+# edit is seen at the next read.
+_PARSED: dict[bytes, Any] = {}
+
+
+def _parse_yaml(raw: bytes) -> Any:
+    if raw not in _PARSED:
+        _PARSED.clear()
+        _PARSED[raw] = yaml.safe_load(raw.decode("utf-8"))
+    return copy.deepcopy(_PARSED[raw])  # callers get their own document, as from a fresh parse
+
+
 def _read(path: str | Path | None, env: Mapping[str, str] | None) -> tuple[Path, Any]:
     file = Path(path) if path is not None else pipelines_file(env)
     try:
-        return file, yaml.safe_load(file.read_text(encoding="utf-8"))
+        return file, _parse_yaml(file.read_bytes())
     except OSError as exc:
         raise PipelineConfigError(f"{file}: cannot read the pipelines file: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise PipelineConfigError(f"{file}: not valid YAML: {exc}") from None
 
 

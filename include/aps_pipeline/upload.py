@@ -79,6 +79,17 @@ class ModelUploadStore:
             registry.update_model(connection, self._model_id, upload_state={})
 
 
+def progress_store(aps: APSClient, engine: Engine, model_id: int, holder: str,
+                   size: int | None) -> ModelUploadStore | None:
+    """Where an upload keeps its progress: the model's row (`ModelUploadStore`) when it has more than one
+    part, so that a retry resumes it; None (in memory) for a one-part upload, which has nothing to resume (a
+    retry sends its one part again) and so spares the database three transactions per file."""
+    part_size = getattr(getattr(aps, "config", None), "upload_part_size", None)
+    if size is not None and isinstance(part_size, int) and size <= part_size:
+        return None
+    return ModelUploadStore(engine, model_id, holder)
+
+
 def _unfinished_files(engine: Engine, model_id: int, pipeline: str, run_id: str) -> list[tuple[int, str]]:
     with engine.connect() as connection:
         return registry.unfinished_model_files(connection, model_id, pipeline, run_id)
@@ -131,7 +142,7 @@ def _send(aps: APSClient, landing: Landing, engine: Engine, plan: ModelPlan, fil
         aps, landing, plan["source_key"], plan["bucket_key"], plan["object_key"],
         etag=plan["source_etag"], version_id=plan["source_version_id"], size=plan["source_size"],
         sha1=plan.get("source_sha1"), region=plan["region"], skip_existing=True,
-        store=ModelUploadStore(engine, model_id, holder),
+        store=progress_store(aps, engine, model_id, holder, plan["source_size"]),
     )
     with engine.begin() as connection:
         registry.update_model(connection, model_id, object_id=uploaded.object_id, urn=uploaded.urn,

@@ -20,7 +20,7 @@ from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from aps_ingest_tasks import metrics
-from aps_ingest_tasks.connections import landing_of
+from aps_ingest_tasks.connections import landing_of, s3_client
 from aps_ingest_tasks.engines import results_engine
 from aps_ingest_tasks.metrics import counting_aps_calls
 from aps_pipeline.config import PipelineConfig, get_pipeline
@@ -243,9 +243,7 @@ def _export_loaded(config: PipelineConfig, file_ids: list[int]) -> None:
     dest = config.export.to or ""
     client = None
     if dest.startswith("s3://"):
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        client = S3Hook(aws_conn_id=config.export.aws_conn_id or config.aws_conn_id).get_conn()
+        client = s3_client(config.export.aws_conn_id or config.aws_conn_id)
     outcome = export_loaded(results_engine(config.results_conn_id), dest, file_ids, s3_client=client)
     logger.info("analytics export to %s: %d versions, %d failed", dest, len(outcome["exported"]),
                 len(outcome["failed"]))

@@ -137,6 +137,21 @@ def first_rating(revisions: dict[str, bytes]) -> str:
     return door.properties["FireRating"]
 
 
+def test_a_batch_load_stores_the_diffs_of_its_documents_new_versions(
+    aps: APSClient, s3_landing: Landing, results_engine: Engine, s3_pipeline: PipelineConfig,
+) -> None:
+    # The load task settles a batch's models, then looks for missing diffs once for all of them.
+    revisions = revision_bytes()
+    for run, name in enumerate(("v1", "v2"), start=1):
+        put_revision(s3_landing, "incoming/floor.ifc", revisions[name])
+        ingest(aps, s3_landing, results_engine, s3_pipeline, f"run-{run}", as_batch=True)
+
+    ids = {(r["key"], r["number"]): r["id"] for r in versions(results_engine)}
+    (diff,) = stored_diffs(results_engine)
+    assert diff["pair"] == (ids[("incoming/floor.ifc", 1)], ids[("incoming/floor.ifc", 2)])
+    assert diff["counts"] == {"added": 1, "removed": 1, "changed": 2, "unchanged": 6 + SPATIAL_ELEMENTS}
+
+
 def test_a_version_that_lands_late_takes_its_place_and_a_renamed_file_continues_its_document(
     aps: APSClient, s3_landing: Landing, results_engine: Engine, s3_pipeline: PipelineConfig,
 ) -> None:

@@ -21,6 +21,7 @@ from aps_client.upload import (
     Part,
     PartBody,
     PartReader,
+    buffer_size,
     plan_parts,
     read_into,
 )
@@ -91,6 +92,13 @@ def test_part_body_is_re_iterable_and_never_copies_the_part() -> None:
     assert [len(c) for c in first] == [1024 * 1024] * 3 + [5]
     assert all(isinstance(c, memoryview) and c.obj is buffer for c in first)
     assert b"".join(body) == buffer  # a retry iterates again from the start
+
+
+def test_a_part_buffer_is_as_big_as_the_biggest_part_to_send() -> None:
+    assert buffer_size(plan_parts(20_000, 5 * MIB)) == 20_000  # a small file: no 5 MiB buffer
+    assert buffer_size(plan_parts(12 * MIB, 5 * MIB)) == 5 * MIB
+    assert buffer_size(plan_parts(12 * MIB, 5 * MIB)[2:]) == 2 * MIB  # a resumed upload's last part only
+    assert buffer_size(plan_parts(0, 5 * MIB)) == 0
 
 
 def test_buffer_pool_reuses_at_most_count_buffers() -> None:

@@ -382,3 +382,23 @@ def test_the_local_celery_stack_sets_the_executor_keys_compose_sets(
         # The same kind of broker (Redis) and result backend (the metadata PostgreSQL, through SQLAlchemy).
         assert local[key].split("://")[0].split("+")[:2] == env[key].split("://")[0].split("+")[:2], key
     assert compose["services"]["redis"]["image"].startswith("redis:")
+
+
+def test_airflow_cpu_settings_have_one_home_for_compose_and_the_local_stack(compose: dict[str, Any],
+                                                                            tmp_path: Path) -> None:
+    from aps_devstack.airflow import TUNING_FILE, AirflowStack, read_env_file
+
+    tuning = read_env_file(TUNING_FILE)
+    assert tuning
+    assert all(key.startswith("AIRFLOW__") for key in tuning)
+    services = compose["services"]
+    for name in AIRFLOW_SERVICES:
+        env_files = services[name].get("env_file") or []
+        assert [ROOT / path for path in env_files] == [TUNING_FILE], name
+        overridden = set(tuning) & set(services[name].get("environment") or {})
+        assert not overridden, f"{name} sets {sorted(overridden)} again: the tuning file is their home"
+    local = AirflowStack(tmp_path, dags_folders=ROOT / "dags", database_url="postgresql://unused/airflow").env
+    assert {key: local[key] for key in tuning} == tuning
+    text = TUNING_FILE.read_text()
+    for key in tuning:  # each setting says why, on the comment lines just above it
+        assert re.search(rf"#[^\n]*\n{re.escape(key)}=", text), f"{key} has no comment saying why"

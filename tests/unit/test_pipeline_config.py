@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,20 @@ def test_a_landing_is_an_s3_bucket_by_default_or_a_local_folder(tmp_path: Path) 
     assert isinstance(bucket, S3Landing)
     assert bucket.location == in_s3.landing.bucket
     assert clients == ["made"]
+
+
+def test_an_edited_file_is_read_again_even_at_the_same_size_and_time(tmp_path: Path) -> None:
+    # The parsed file is kept by its content (a task reads it several times): an edit is seen at once.
+    path = write(tmp_path, MINIMAL.format(name="first_a"))
+    stat = path.stat()
+    assert [p.name for p in load_pipelines(path, env={})] == ["first_a"]
+    path.write_text(MINIMAL.format(name="other_b"))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size
+    (again,) = load_pipelines(path, env={})
+    assert again.name == "other_b"
+    again.tags.append("changed")  # each caller gets its own document and configs
+    assert load_pipelines(path, env={})[0].tags == ["aps"]
 
 
 def test_missing_file_and_unknown_pipeline(tmp_path: Path) -> None:

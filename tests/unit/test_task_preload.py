@@ -31,8 +31,12 @@ import aps_pipeline.intake, aps_pipeline.batch_steps, aps_pipeline.summary, aps_
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 import aps_pipeline.expectations, great_expectations
 new = sorted({name.split(".")[0] for name in set(sys.modules) - before})
+from aps_client.transport import shared_ssl_context
+import aps_pipeline.config as pipelines_config
+warm = {"tls_contexts": shared_ssl_context.cache_info().currsize,
+        "parsed_files": len(pipelines_config._PARSED)}
 print(json.dumps({"failed": failed, "threads": threads, "dags": sorted(bag.dags),
-                  "errors": list(bag.import_errors), "new": new}))
+                  "errors": list(bag.import_errors), "new": new, "warm": warm}))
 """
 
 
@@ -47,6 +51,8 @@ def test_a_task_process_forked_after_the_preload_imports_no_heavy_package_again(
     assert report["threads"] == 1  # imports only: nothing running that a fork would cut in half
     assert report["dags"] == ["aps_ingest"], report["errors"]
     assert not set(report["new"]) & set(HEAVY), report["new"]
+    # Built once before the fork, not per task process: the TLS context, the parsed pipelines file.
+    assert report["warm"] == {"tls_contexts": 1, "parsed_files": 1}
 
 
 def test_the_executor_and_the_celery_workers_preload() -> None:
