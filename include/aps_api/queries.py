@@ -483,7 +483,9 @@ _VERSION_OF = ("EXISTS (SELECT FROM aps.files f JOIN aps.document_versions v ON 
 # The model's project: its source file's metadata `project` (looked up per model, not a column per row). An
 # array computed once: as a semi-join, the planner ran the value's index scan (a trigram scan: tens of ms)
 # once per model of the project.
-_IN_PROJECT = ("s.model_id = ANY (ARRAY(SELECT m.id FROM aps.models m JOIN aps.files f "
+# `s.model_id + 0`: a filter on the rows the value's index finds, never an index scan of its own (at 20M
+# rows the planner ANDed a scan of every row of the project's models, 17 ms, with a one-row trigram scan).
+_IN_PROJECT = ("s.model_id + 0 = ANY (ARRAY(SELECT m.id FROM aps.models m JOIN aps.files f "
                "ON f.id = m.source_file_id WHERE f.metadata->>'project' = :project))")
 
 
