@@ -13,7 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 # Belt and braces on top of the read-only role: every transaction is READ ONLY, and no query may run long
 # enough to hold a pool connection hostage.
-_SESSION_OPTIONS = "-c default_transaction_read_only=on -c statement_timeout=5000"
+# plan_cache_mode: psycopg prepares a statement after five executions, and PostgreSQL then settles on a
+# generic plan that cannot see the values (which name, how selective a value or a trigram is): at 20M property
+# rows the search route's exact lookups took 18.8 ms instead of 7.5 ms. A custom plan costs about a
+# millisecond of planning, and routes with many filter shapes need it.
+_SESSION_OPTIONS = ("-c default_transaction_read_only=on -c statement_timeout=5000 "
+                    "-c plan_cache_mode=force_custom_plan")
 # How long a request waits for a free connection before it is answered 503.
 POOL_TIMEOUT_SECONDS = 10.0
 
