@@ -432,7 +432,10 @@ class PipelineMachine(RuleBasedStateMachine):
                 del self.world.terminal[file_id]
                 seen = None
                 rejected_by = self.world.holder.get(file_id)
-                if rejected_by is not None:  # its summary counted it rejected; the file now moves on
+                # Re-opened into a later run: the rejecting run had ended, its summary counted it rejected.
+                # Re-opened by the rejecting run itself (its intake retried after the sidecar landed, seed
+                # 3963899122): it never left that run, whose summary counts where it ends.
+                if rejected_by is not None and rejected_by != run_id:
                     self.world.reopened_from[rejected_by] += 1
             assert seen is None or seen == state, f"{where}: terminal {seen} changed without a reprocess"
             if state in TERMINAL:
